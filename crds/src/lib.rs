@@ -1,0 +1,38 @@
+//! Cirrus object types, API group `cirrus.dev/v1`.
+//!
+//! Types only: no async, no I/O. Every kind is a struct with `apiVersion`, `kind`,
+//! `metadata` ([`meta::ObjectMeta`]), `spec` (desired, written by users) and `status`
+//! (observed, written by controllers, with [`meta::Condition`]s). The generic layers — store,
+//! API, CLI — work from [`resource::KindInfo`] entries found through [`all_kinds`] and
+//! [`find_kind`], so adding a kind means adding a module and one line to [`all_kinds`].
+//!
+//! JSON Schemas of every kind are generated into `crds/schemas/` and a test fails when they
+//! drift from the code (`cargo test -p cirrus-crds`, regenerate with
+//! `CIRRUS_UPDATE_SCHEMAS=1`).
+
+pub mod kinds;
+pub mod meta;
+pub mod resource;
+pub mod validation;
+
+pub use kinds::flavor::{Flavor, FlavorSpec, FlavorStatus};
+pub use meta::{Condition, ConditionStatus, ObjectMeta, OwnerReference};
+pub use resource::{API_VERSION, KindInfo, Resource, Scope, Validate};
+pub use validation::{FieldError, FieldErrors};
+
+/// Registry entries of every kind, in a stable order.
+pub fn all_kinds() -> Vec<&'static KindInfo> {
+    vec![Flavor::info()]
+}
+
+/// The kind a user means by `name` (kind, plural, singular or short name, any case).
+pub fn find_kind(name: &str) -> Option<&'static KindInfo> {
+    all_kinds()
+        .into_iter()
+        .find(|k| k.matches_name(name) || k.kind.eq_ignore_ascii_case(name))
+}
+
+/// The kind whose URL plural is exactly `plural`.
+pub fn kind_by_plural(plural: &str) -> Option<&'static KindInfo> {
+    all_kinds().into_iter().find(|k| k.plural == plural)
+}

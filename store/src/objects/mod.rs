@@ -1,0 +1,566 @@
+//! The typed object layer: Kubernetes-style objects over any etcd v3 endpoint.
+//!
+//! Objects are JSON values of a kind described by [`cirrus_crds::KindInfo`]; the store gives
+//! them identity and versioning:
+//!
+//! # Guarantees
+//! - **Unique names**: create is a transaction on `create_revision == 0` of the object's key,
+//!   so two creators of one name never both succeed.
+//! - **Optimistic concurrency**: `metadata.resourceVersion` is the key's etcd mod revision; an
+//!   update carrying one is a compare-and-swap on it and fails with
+//!   [`ObjectError::Conflict`] when stale. Updates without one retry internally on races.
+//! - **Spec/status split**: writes to the object keep the stored `status`; writes to the status
+//!   keep everything else. `metadata.generation` increments only when `spec` changes.
+//! - **Store-owned metadata** (`uid`, `creationTimestamp`, `deletionTimestamp`, `generation`)
+//!   cannot be changed by clients.
+//! - **Finalizers**: deleting an object with finalizers only sets `deletionTimestamp`; the key
+//!   is removed by the write that empties `finalizers`.
+//! - **No-op writes cost nothing**: an update that changes nothing writes nothing and returns
+//!   the stored object (a converged controller's resync makes no store writes).
+//! - **Nothing half-written**: every write is a single etcd transaction, and validation runs
+//!   before it.
+
+mod error;
+mod keys;
+mod list;
+pub mod merge_patch;
+mod typed;
+mod watch;
+
+use chrono::{SecondsFormat, Utc};
+use cirrus_crds::{KindInfo, Scope};
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
+use serde_json::{Map, Value};
+
+pub use error::ObjectError;
+pub use list::{ListOptions, ObjectList};
+pub use typed::Api;
+pub use watch::{WatchEvent, WatchOptions};
+
+/// Which part of an object a write may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Everything but `status` (the main resource).
+    Main,
+    /// Only `status` (the status subresource).
+    Status,
+}
+
+/// Objects of every kind in one etcd key space.
+#[derive(Clone)]
+pub struct ObjectStore {
+    client: etcd_client::Client,
+    prefix: String,
+}
+
+impl std::fmt::Debug for ObjectStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectStore").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+/// One stored object as read, with the store's version of it.
+struct Stored {
+    object: Value,
+    mod_revision: i64,
+}
+
+impl ObjectStore {
+    /// Uses `client`; objects live under `prefix` (normally `/cirrus`).
+    pub fn new(client: etcd_client::Client, prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into().trim_end_matches('/').to_string();
+        Self { client, prefix }
+    }
+
+    /// Connects to `endpoints` and uses prefix `/cirrus`.
+    pub async fn connect(endpoints: &[String]) -> Result<Self, ObjectError> {
+        let client = etcd_client::Client::connect(endpoints, None)
+            .await
+            .map_err(ObjectError::Unavailable)?;
+        Ok(Self::new(client, "/cirrus"))
+    }
+
+    /// The underlying etcd client (for leases, compaction and tests).
+    pub fn client(&self) -> &etcd_client::Client {
+        &self.client
+    }
+
+    /// The store's current revision: every object's resourceVersion is at most this.
+    pub async fn current_revision(&self) -> Result<i64, ObjectError> {
+        let resp = self
+            .client
+            .kv_client()
+            .get(format!("{}/", self.prefix), Some(GetOptions::new().with_count_only()))
+            .await
+            .map_err(ObjectError::Unavailable)?;
+        Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
+    }
+
+    /// Reads one object.
+    pub async fn get(
+        &self,
+        kind: &'static KindInfo,
+        project: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ObjectError> {
+        let key = keys::object_key(&self.prefix, kind, project, name)?;
+        Ok(self.read(kind, &key, name).await?.object)
+    }
+
+    /// Creates `object` (in `project` for project-scoped kinds) and returns it as stored.
+    ///
+    /// # Errors
+    /// [`ObjectError::Invalid`] naming every bad field, [`ObjectError::AlreadyExists`] when the
+    /// name is taken, [`ObjectError::Unavailable`] when the store fails.
+    pub async fn create(
+        &self,
+        kind: &'static KindInfo,
+        project: Option<&str>,
+        object: Value,
+        dry_run: bool,
+    ) -> Result<Value, ObjectError> {
+        let mut object = object;
+        let name = object_name(&object);
+        let meta = metadata_mut(kind, &name, &mut object)?;
+        place_in_project(kind, &name, meta, project)?;
+        for owned in ["uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp"] {
+            meta.remove(owned);
+        }
+        meta.insert("uid".into(), Value::from(uuid::Uuid::new_v4().to_string()));
+        meta.insert("generation".into(), Value::from(1));
+        meta.insert("creationTimestamp".into(), Value::from(now()));
+        if let Some(map) = object.as_object_mut() {
+            map.remove("status");
+        }
+        let object = validated(kind, &name, object)?;
+        let project = object_project(&object);
+        let key = keys::object_key(&self.prefix, kind, project.as_deref(), &name)?;
+        if dry_run {
+            return Ok(object);
+        }
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.clone(), encode(&object), None)]);
+        let resp = self.client.kv_client().txn(txn).await.map_err(ObjectError::Unavailable)?;
+        if !resp.succeeded() {
+            return Err(ObjectError::AlreadyExists { kind: kind.kind, name });
+        }
+        let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+        Ok(with_resource_version(object, revision))
+    }
+
+    /// Replaces the `part` of an object with the one in `object`.
+    ///
+    /// A `metadata.resourceVersion` in `object` is a precondition; without one the write
+    /// applies to whatever is stored now.
+    pub async fn update(
+        &self,
+        kind: &'static KindInfo,
+        project: Option<&str>,
+        name: &str,
+        object: Value,
+        part: Part,
+        dry_run: bool,
+    ) -> Result<Value, ObjectError> {
+        let key = keys::object_key(&self.prefix, kind, project, name)?;
+        let mut object = object;
+        let meta = metadata_mut(kind, name, &mut object)?;
+        check_identity(kind, name, project, meta)?;
+        let expected = resource_version_of(meta)?;
+        loop {
+            let current = self.read(kind, &key, name).await?;
+            check_precondition(kind, name, expected, current.mod_revision)?;
+            let merged = merge_part(&current.object, &object, part);
+            match self.finish_write(kind, &key, name, &current, merged, dry_run).await? {
+                Some(done) => return Ok(done),
+                None if expected.is_some() => {
+                    return Err(self.conflict(kind, &key, name, expected.unwrap_or_default()).await);
+                }
+                None => continue,
+            }
+        }
+    }
+
+    /// Applies a JSON merge patch (RFC 7386) to the `part` of an object.
+    ///
+    /// A `metadata.resourceVersion` in the patch is a precondition.
+    pub async fn patch(
+        &self,
+        kind: &'static KindInfo,
+        project: Option<&str>,
+        name: &str,
+        patch: &Value,
+        part: Part,
+        dry_run: bool,
+    ) -> Result<Value, ObjectError> {
+        let key = keys::object_key(&self.prefix, kind, project, name)?;
+        if !patch.is_object() {
+            return Err(ObjectError::BadRequest("a merge patch must be a JSON object".into()));
+        }
+        let expected = match patch.pointer("/metadata/resourceVersion") {
+            Some(Value::String(rv)) => Some(parse_resource_version(rv)?),
+            Some(Value::Null) | None => None,
+            Some(other) => {
+                return Err(ObjectError::BadRequest(format!(
+                    "metadata.resourceVersion must be a string, got {other}"
+                )));
+            }
+        };
+        loop {
+            let current = self.read(kind, &key, name).await?;
+            check_precondition(kind, name, expected, current.mod_revision)?;
+            let mut patched = current.object.clone();
+            merge_patch::apply(&mut patched, patch);
+            if let Some(meta) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
+                check_identity(kind, name, project, meta)?;
+            }
+            let merged = merge_part(&current.object, &patched, part);
+            match self.finish_write(kind, &key, name, &current, merged, dry_run).await? {
+                Some(done) => return Ok(done),
+                None if expected.is_some() => {
+                    return Err(self.conflict(kind, &key, name, expected.unwrap_or_default()).await);
+                }
+                None => continue,
+            }
+        }
+    }
+
+    /// Deletes an object: removes it now when it has no finalizers, else marks it with
+    /// `deletionTimestamp` and leaves removal to the write that empties its finalizers.
+    /// Returns the object's last state.
+    pub async fn delete(
+        &self,
+        kind: &'static KindInfo,
+        project: Option<&str>,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<Value, ObjectError> {
+        let key = keys::object_key(&self.prefix, kind, project, name)?;
+        loop {
+            let current = self.read(kind, &key, name).await?;
+            let has_finalizers = current
+                .object
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
+            if has_finalizers {
+                if current.object.pointer("/metadata/deletionTimestamp").is_some() {
+                    return Ok(current.object);
+                }
+                let mut marked = current.object.clone();
+                if let Some(meta) = marked.get_mut("metadata").and_then(Value::as_object_mut) {
+                    meta.insert("deletionTimestamp".into(), Value::from(now()));
+                    meta.remove("resourceVersion");
+                }
+                if dry_run {
+                    return Ok(marked);
+                }
+                if let Some(rev) = self.put_if_unchanged(&key, &marked, current.mod_revision).await? {
+                    return Ok(with_resource_version(marked, rev));
+                }
+            } else {
+                if dry_run {
+                    return Ok(current.object);
+                }
+                if self.delete_if_unchanged(&key, current.mod_revision).await?.is_some() {
+                    return Ok(current.object);
+                }
+            }
+        }
+    }
+
+    /// Validates `merged` and writes it if it differs from `current`.
+    ///
+    /// Returns `None` when the compare-and-swap lost a race (the caller decides whether that
+    /// is a conflict or a retry).
+    async fn finish_write(
+        &self,
+        kind: &'static KindInfo,
+        key: &str,
+        name: &str,
+        current: &Stored,
+        merged: Value,
+        dry_run: bool,
+    ) -> Result<Option<Value>, ObjectError> {
+        let mut merged = validated(kind, name, merged)?;
+        let spec_changed = merged.get("spec") != current.object.get("spec");
+        let generation = current
+            .object
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        if let Some(meta) = merged.get_mut("metadata").and_then(Value::as_object_mut) {
+            let generation = if spec_changed { generation + 1 } else { generation };
+            meta.insert("generation".into(), Value::from(generation));
+            meta.remove("resourceVersion");
+        }
+        let mut current_plain = current.object.clone();
+        if let Some(meta) = current_plain.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+        }
+        if merged == current_plain {
+            return Ok(Some(current.object.clone()));
+        }
+        let deleting = merged.pointer("/metadata/deletionTimestamp").is_some();
+        let finalizers_empty = merged
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
+        if dry_run {
+            return Ok(Some(with_resource_version(merged, current.mod_revision)));
+        }
+        if deleting && finalizers_empty {
+            return Ok(self
+                .delete_if_unchanged(key, current.mod_revision)
+                .await?
+                .map(|rev| with_resource_version(merged, rev)));
+        }
+        Ok(self
+            .put_if_unchanged(key, &merged, current.mod_revision)
+            .await?
+            .map(|rev| with_resource_version(merged, rev)))
+    }
+
+    async fn put_if_unchanged(
+        &self,
+        key: &str,
+        object: &Value,
+        mod_revision: i64,
+    ) -> Result<Option<i64>, ObjectError> {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
+            .and_then([TxnOp::put(key, encode(object), None)]);
+        let resp = self.client.kv_client().txn(txn).await.map_err(ObjectError::Unavailable)?;
+        Ok(resp
+            .succeeded()
+            .then(|| resp.header().map(|h| h.revision()).unwrap_or_default()))
+    }
+
+    async fn delete_if_unchanged(
+        &self,
+        key: &str,
+        mod_revision: i64,
+    ) -> Result<Option<i64>, ObjectError> {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
+            .and_then([TxnOp::delete(key, None)]);
+        let resp = self.client.kv_client().txn(txn).await.map_err(ObjectError::Unavailable)?;
+        Ok(resp
+            .succeeded()
+            .then(|| resp.header().map(|h| h.revision()).unwrap_or_default()))
+    }
+
+    async fn read(&self, kind: &'static KindInfo, key: &str, name: &str) -> Result<Stored, ObjectError> {
+        let resp = self.client.kv_client().get(key, None).await.map_err(ObjectError::Unavailable)?;
+        let kv = resp
+            .kvs()
+            .first()
+            .ok_or_else(|| ObjectError::NotFound { kind: kind.kind, name: name.to_string() })?;
+        Ok(Stored { object: decode(kv)?, mod_revision: kv.mod_revision() })
+    }
+
+    async fn conflict(&self, kind: &'static KindInfo, key: &str, name: &str, expected: i64) -> ObjectError {
+        let current = match self.read(kind, key, name).await {
+            Ok(stored) => stored.mod_revision,
+            Err(err) => return err,
+        };
+        ObjectError::Conflict { kind: kind.kind, name: name.to_string(), expected, current }
+    }
+}
+
+/// Parses a stored key-value into an object carrying its resourceVersion.
+pub(crate) fn decode(kv: &etcd_client::KeyValue) -> Result<Value, ObjectError> {
+    let object: Value = serde_json::from_slice(kv.value()).map_err(|source| ObjectError::Corrupt {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        source,
+    })?;
+    Ok(with_resource_version(object, kv.mod_revision()))
+}
+
+fn encode(object: &Value) -> Vec<u8> {
+    let mut object = object.clone();
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    serde_json::to_vec(&object).expect("JSON values always serialize")
+}
+
+fn with_resource_version(mut object: Value, revision: i64) -> Value {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), Value::from(revision.to_string()));
+    }
+    object
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn object_name(object: &Value) -> String {
+    object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn object_project(object: &Value) -> Option<String> {
+    object.pointer("/metadata/project").and_then(Value::as_str).map(str::to_string)
+}
+
+/// The `metadata` map of `object`, created when absent.
+fn metadata_mut<'a>(
+    kind: &'static KindInfo,
+    name: &str,
+    object: &'a mut Value,
+) -> Result<&'a mut Map<String, Value>, ObjectError> {
+    let invalid = |field: &str, reason: &str| ObjectError::Invalid {
+        kind: kind.kind,
+        name: name.to_string(),
+        errors: cirrus_crds::FieldErrors(vec![cirrus_crds::FieldError::new(field, reason)]),
+    };
+    let map = object.as_object_mut().ok_or_else(|| invalid("", "an object must be a JSON object"))?;
+    let meta = map.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    meta.as_object_mut().ok_or_else(|| invalid("metadata", "must be an object"))
+}
+
+/// Sets or checks `metadata.project` against the project the request addresses.
+fn place_in_project(
+    kind: &'static KindInfo,
+    name: &str,
+    meta: &mut Map<String, Value>,
+    project: Option<&str>,
+) -> Result<(), ObjectError> {
+    let invalid = |reason: String| ObjectError::Invalid {
+        kind: kind.kind,
+        name: name.to_string(),
+        errors: cirrus_crds::FieldErrors(vec![cirrus_crds::FieldError::new(
+            "metadata.project",
+            reason,
+        )]),
+    };
+    let in_body = meta.get("project").and_then(Value::as_str).map(str::to_string);
+    match (kind.scope, project, in_body) {
+        (Scope::Cluster, None, None) => Ok(()),
+        (Scope::Cluster, _, _) => {
+            Err(invalid(format!("must be absent: {} is cluster-scoped", kind.kind)))
+        }
+        (Scope::Project, Some(url), Some(body)) if url != body => Err(invalid(format!(
+            "is {body:?} but the request addresses project {url:?}"
+        ))),
+        (Scope::Project, Some(url), _) => {
+            meta.insert("project".into(), Value::from(url));
+            Ok(())
+        }
+        (Scope::Project, None, Some(_)) => Ok(()),
+        (Scope::Project, None, None) => {
+            Err(invalid(format!("is required: {} is project-scoped", kind.kind)))
+        }
+    }
+}
+
+/// Checks that a write body names the object the request addresses.
+fn check_identity(
+    kind: &'static KindInfo,
+    name: &str,
+    project: Option<&str>,
+    meta: &mut Map<String, Value>,
+) -> Result<(), ObjectError> {
+    match meta.get("name").and_then(Value::as_str) {
+        None => {
+            meta.insert("name".into(), Value::from(name));
+        }
+        Some(body) if body == name => {}
+        Some(body) => {
+            return Err(ObjectError::Invalid {
+                kind: kind.kind,
+                name: name.to_string(),
+                errors: cirrus_crds::FieldErrors(vec![cirrus_crds::FieldError::new(
+                    "metadata.name",
+                    format!("is {body:?} but the request addresses {name:?}"),
+                )]),
+            });
+        }
+    }
+    place_in_project(kind, name, meta, project)
+}
+
+fn resource_version_of(meta: &Map<String, Value>) -> Result<Option<i64>, ObjectError> {
+    match meta.get("resourceVersion") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(rv)) if rv.is_empty() => Ok(None),
+        Some(Value::String(rv)) => parse_resource_version(rv).map(Some),
+        Some(other) => Err(ObjectError::BadRequest(format!(
+            "metadata.resourceVersion must be a string, got {other}"
+        ))),
+    }
+}
+
+/// Parses a client-supplied resourceVersion.
+pub(crate) fn parse_resource_version(rv: &str) -> Result<i64, ObjectError> {
+    rv.parse::<i64>()
+        .ok()
+        .filter(|v| *v >= 0)
+        .ok_or_else(|| ObjectError::BadRequest(format!("invalid resourceVersion {rv:?}: not a revision")))
+}
+
+fn check_precondition(
+    kind: &'static KindInfo,
+    name: &str,
+    expected: Option<i64>,
+    current: i64,
+) -> Result<(), ObjectError> {
+    match expected {
+        Some(expected) if expected != current => Err(ObjectError::Conflict {
+            kind: kind.kind,
+            name: name.to_string(),
+            expected,
+            current,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The object a write of `part` produces from `current` and the client's `incoming`.
+fn merge_part(current: &Value, incoming: &Value, part: Part) -> Value {
+    match part {
+        Part::Main => {
+            let mut merged = incoming.clone();
+            if let Some(map) = merged.as_object_mut() {
+                match current.get("status") {
+                    Some(status) => map.insert("status".into(), status.clone()),
+                    None => map.remove("status"),
+                };
+            }
+            let current_meta = current.get("metadata").and_then(Value::as_object);
+            if let (Some(meta), Some(current_meta)) = (
+                merged.get_mut("metadata").and_then(Value::as_object_mut),
+                current_meta,
+            ) {
+                for owned in ["uid", "creationTimestamp", "deletionTimestamp", "generation", "name", "project"] {
+                    match current_meta.get(owned) {
+                        Some(v) => meta.insert(owned.into(), v.clone()),
+                        None => meta.remove(owned),
+                    };
+                }
+            }
+            merged
+        }
+        Part::Status => {
+            let mut merged = current.clone();
+            if let Some(map) = merged.as_object_mut() {
+                let status = incoming.get("status").cloned().unwrap_or(Value::Object(Map::new()));
+                map.insert("status".into(), status);
+            }
+            merged
+        }
+    }
+}
+
+fn validated(kind: &'static KindInfo, name: &str, object: Value) -> Result<Value, ObjectError> {
+    (kind.validate)(object).map_err(|errors| ObjectError::Invalid {
+        kind: kind.kind,
+        name: name.to_string(),
+        errors,
+    })
+}

@@ -1,1 +1,77 @@
-//! placeholder
+//! The Cirrus HTTP API.
+//!
+//! Handlers are thin: they parse a request into a call on the
+//! [`ObjectStore`](cirrus_store::objects::ObjectStore) and render the result; all
+//! semantics (validation, versioning, finalizers, watch) live in the store layer, and every
+//! error becomes a response in one place ([`error::ApiError`]). The native resource API is
+//! described in `docs/api.md` and by the OpenAPI document in [`openapi`].
+
+pub mod discovery;
+pub mod error;
+pub mod openapi;
+mod resources;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use cirrus_store::objects::ObjectStore;
+use tower_http::trace::TraceLayer;
+
+/// The largest request body accepted (etcd refuses values over 1.5 MiB anyway).
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct ApiState {
+    /// Where objects live.
+    pub store: ObjectStore,
+    /// How often watch streams carry a `BOOKMARK`.
+    pub bookmark_interval: Duration,
+    /// Request body limit in bytes.
+    pub body_limit: usize,
+}
+
+impl ApiState {
+    /// State with the default bookmark interval (10 s) and body limit (1 MiB).
+    pub fn new(store: ObjectStore) -> Self {
+        Self { store, bookmark_interval: Duration::from_secs(10), body_limit: DEFAULT_BODY_LIMIT }
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: ApiState) -> Router {
+    use resources::*;
+    const V1: &str = "/apis/cirrus.dev/v1";
+    let collection = || get(collection_get).post(collection_post);
+    let item = || get(item_get).put(item_put).patch(item_patch).delete(item_delete);
+    let status = || get(item_get).put(status_put).patch(status_patch);
+    Router::new()
+        .route(V1, get(discovery::resources))
+        .route("/apis", get(discovery::groups))
+        .route(&format!("{V1}/projects"), collection())
+        .route(&format!("{V1}/projects/{{project}}"), item())
+        .route(&format!("{V1}/projects/{{project}}/status"), status())
+        .route(&format!("{V1}/projects/{{project}}/{{plural}}"), collection())
+        .route(&format!("{V1}/projects/{{project}}/{{plural}}/{{name}}"), item())
+        .route(&format!("{V1}/projects/{{project}}/{{plural}}/{{name}}/status"), status())
+        .route(&format!("{V1}/{{plural}}"), collection())
+        .route(&format!("{V1}/{{plural}}/{{name}}"), item())
+        .route(&format!("{V1}/{{plural}}/{{name}}/status"), status())
+        .route("/openapi/v3", get(openapi::serve))
+        .route("/healthz", get(discovery::healthz))
+        .route("/readyz", get(discovery::readyz))
+        .route("/version", get(discovery::version))
+        .fallback(discovery::fallback)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

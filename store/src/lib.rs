@@ -10,5 +10,7 @@
 //! the conformance suite (`tests/conformance.rs`) holds the embedded server to the behaviour
 //! of a real etcd.
 
+pub mod bench;
+pub mod embedded;
 pub mod objects;
 pub mod selector;

@@ -1,0 +1,1 @@
+//! Store benchmarks (placeholder, filled in below).

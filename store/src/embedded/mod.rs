@@ -1,0 +1,46 @@
+//! The embedded store: a single-machine server that speaks the etcd v3 gRPC API itself,
+//! persisted with redb (the k3s/kine model), so every Cirrus component — and `etcdctl` — uses
+//! one client path whether the cloud runs on a real etcd or on one machine.
+//!
+//! # Layout
+//! - [`schema`](self) — redb tables and record encoding;
+//! - `engine` — opening the database, read snapshots; `read` — `Range` evaluation;
+//! - `apply` — write requests applied in a write transaction; `writer` — the single writer
+//!   thread with group commit (one fsync for everything queued);
+//! - `kv`, `watch`, `lease`, `maintenance` — the gRPC services; `server` — wiring;
+//! - [`RealEtcd`] — launches a real `etcd` process on loopback, for the conformance suite and
+//!   the benchmark.
+//!
+//! # Guarantees
+//! - Revisions, `create_revision`, `mod_revision` and `version` behave as in etcd (the store
+//!   starts at revision 1; one revision per effective write request).
+//! - An acknowledged write is durable (fsync before the reply) when `data_dir` is set.
+//! - Watches replay from any revision at or above the compact revision, then follow live
+//!   events with no gap and no duplicate, one response per revision at most per watcher.
+//! - Errors carry etcd's gRPC codes and messages (see [`EtcdError`]).
+//!
+//! # Caveats
+//! - Single member: no raft; `serializable` reads are served like linearizable ones.
+//! - `Snapshot`, `Hash`, `HashKV`, membership changes and the `Auth` service are not
+//!   implemented (`Unimplemented`).
+//! - A `Txn` made only of reads still goes through the writer (it is linearised with writes).
+
+mod apply;
+mod engine;
+mod error;
+mod kv;
+mod lease;
+mod maintenance;
+mod read;
+mod real_etcd;
+mod schema;
+mod server;
+mod watch;
+mod writer;
+
+pub use engine::DB_FILE;
+pub use error::{EmbeddedError, EtcdError};
+pub use maintenance::REPORTED_VERSION;
+pub use real_etcd::{RealEtcd, RealEtcdError};
+pub use schema::{CLUSTER_ID, MEMBER_ID, RAFT_TERM};
+pub use server::{EmbeddedConfig, EmbeddedEtcd, Listen, start};

@@ -1,1 +1,176 @@
-fn main() {}
+//! The `cirrus` binary: `cirrus up` runs an all-in-one cloud; the other commands are the
+//! client of the native API (`docs/api.md`), shaped like `kubectl`.
+//!
+//! Global options: `--server URL` (env `CIRRUS_URL`, default `http://127.0.0.1:8080`) and
+//! `--project P` (env `CIRRUS_PROJECT`, default `default`): the project of project-scoped
+//! objects when a manifest or command does not name one.
+//!
+//! Exit codes: `0` success, `1` failure (`diff`: `1` means "differences found" and `2` a
+//! failure, like `kubectl diff`).
+
+mod apply;
+mod bench;
+mod client;
+mod delete;
+mod describe;
+mod diff;
+mod get;
+mod manifests;
+mod merge;
+mod output;
+mod selector;
+mod up;
+mod wait;
+mod watch;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::{Client, ClientError};
+use crate::manifests::ManifestErrors;
+
+/// The `cirrus` command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "cirrus",
+    version,
+    about = "Cirrus: an IaaS control plane, the Kubernetes way"
+)]
+struct Cli {
+    /// API server URL.
+    #[arg(
+        long,
+        global = true,
+        env = "CIRRUS_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    /// Project of project-scoped objects whose manifest or command names none.
+    #[arg(
+        short = 'p',
+        long,
+        global = true,
+        env = "CIRRUS_PROJECT",
+        default_value = "default"
+    )]
+    project: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the all-in-one cloud (store, API, controllers, node agent) in this process.
+    Up(up::UpArgs),
+    /// Measure the store or the API against a baseline.
+    Bench(bench::BenchArgs),
+    /// Create or update objects from manifests (three-way merge), optionally pruning.
+    Apply(apply::ApplyArgs),
+    /// Show what `apply` would change (exit 1 when there are differences).
+    Diff(diff::DiffArgs),
+    /// List or show objects.
+    Get(get::GetArgs),
+    /// Show one object in detail, with its conditions and events.
+    Describe(describe::DescribeArgs),
+    /// Delete objects by name or by manifest.
+    Delete(delete::DeleteArgs),
+    /// Wait for a condition or for deletion.
+    Wait(wait::WaitArgs),
+    /// Stream changes of a kind.
+    Watch(watch::WatchArgs),
+}
+
+/// What every client command needs: the API client and the default project.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The API client.
+    pub client: Client,
+    /// Project used when a manifest or command names none.
+    pub project: String,
+}
+
+/// The kind a user means by `name`, or an error listing the known kinds.
+///
+/// # Errors
+/// An unknown kind.
+pub fn resolve_kind(name: &str) -> anyhow::Result<&'static cirrus_crds::KindInfo> {
+    cirrus_crds::find_kind(name).ok_or_else(|| {
+        let known: Vec<&str> = cirrus_crds::all_kinds().iter().map(|k| k.plural).collect();
+        anyhow::anyhow!("unknown kind {name:?}; known kinds: {}", known.join(", "))
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let failure_code = if matches!(cli.command, Command::Diff(_)) {
+        2
+    } else {
+        1
+    };
+    let result: anyhow::Result<ExitCode> = async {
+        match cli.command {
+            Command::Up(args) => up::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
+            command => {
+                let ctx = Ctx {
+                    client: Client::new(&cli.server)?,
+                    project: cli.project,
+                };
+                match command {
+                    Command::Apply(args) => {
+                        apply::run(&ctx, args).await.map(|()| ExitCode::SUCCESS)
+                    }
+                    Command::Diff(args) => diff::run(&ctx, args).await,
+                    Command::Get(args) => get::run(&ctx, args).await.map(|()| ExitCode::SUCCESS),
+                    Command::Describe(args) => {
+                        describe::run(&ctx, args).await.map(|()| ExitCode::SUCCESS)
+                    }
+                    Command::Delete(args) => {
+                        delete::run(&ctx, args).await.map(|()| ExitCode::SUCCESS)
+                    }
+                    Command::Wait(args) => wait::run(&ctx, args).await.map(|()| ExitCode::SUCCESS),
+                    Command::Watch(args) => {
+                        watch::run(&ctx, args).await.map(|()| ExitCode::SUCCESS)
+                    }
+                    Command::Up(_) | Command::Bench(_) => unreachable!("handled above"),
+                }
+            }
+        }
+    }
+    .await;
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            report(&err);
+            ExitCode::from(failure_code)
+        }
+    }
+}
+
+/// Prints an error the way users expect: API errors as `Error from server (Reason): message`,
+/// manifest errors one per line, anything else with its chain of causes.
+fn report(err: &anyhow::Error) {
+    if let Some(e) = err.downcast_ref::<ManifestErrors>() {
+        eprintln!("{e}");
+        return;
+    }
+    if let Some(e) = err.downcast_ref::<ClientError>() {
+        if err.chain().count() == 1 {
+            eprintln!("{e}");
+            return;
+        }
+    }
+    eprintln!("error: {err:#}");
+}

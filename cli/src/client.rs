@@ -1,0 +1,594 @@
+//! HTTP client for the native API (`/apis/cirrus.dev/v1`, see `docs/api.md`).
+//!
+//! Methods are named resource-first and return the server's JSON as [`serde_json::Value`];
+//! failures are a [`ClientError`], with API errors decoded from their Kubernetes `Status`
+//! body.
+
+use std::time::Duration;
+
+use cirrus_crds::{API_VERSION, KindInfo, Scope};
+use reqwest::{Method, StatusCode, Url};
+use serde_json::Value;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The API answered with an error `Status`.
+    #[error("Error from server ({reason}): {message}")]
+    Status {
+        /// HTTP status code.
+        code: u16,
+        /// The Status `reason` (`NotFound`, `Conflict`, `Invalid`, ...).
+        reason: String,
+        /// The Status `message`.
+        message: String,
+        /// The whole Status body.
+        body: Value,
+    },
+    /// Nothing listens at the server address.
+    #[error(
+        "cannot connect to the Cirrus API at {url} ({source}); is it running? Start one with `cirrus up`, or point --server / CIRRUS_URL at it"
+    )]
+    Connect {
+        /// The URL tried.
+        url: String,
+        /// The transport error.
+        source: reqwest::Error,
+    },
+    /// Any other transport failure.
+    #[error("request to {url} failed: {source}")]
+    Transport {
+        /// The URL tried.
+        url: String,
+        /// The transport error.
+        source: reqwest::Error,
+    },
+    /// The server's answer is not what the API contract says.
+    #[error("unexpected response from {url}: {message}")]
+    Decode {
+        /// The URL requested.
+        url: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// The server address is not a URL.
+    #[error("invalid server URL {url:?}: {message}")]
+    BadUrl {
+        /// The address given.
+        url: String,
+        /// Why it is not usable.
+        message: String,
+    },
+    /// A project-scoped object was addressed without a project.
+    #[error("{kind} is project-scoped: a project is needed")]
+    MissingProject {
+        /// The kind.
+        kind: &'static str,
+    },
+}
+
+impl ClientError {
+    /// HTTP status code of an API error.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            Self::Status { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// True for `404 Not Found`.
+    pub fn is_not_found(&self) -> bool {
+        self.code() == Some(404)
+    }
+
+    /// True for `409` caused by a stale `resourceVersion` (not `AlreadyExists`).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Status { code: 409, reason, .. } if reason != "AlreadyExists")
+    }
+
+    /// True for `409 AlreadyExists`.
+    pub fn is_already_exists(&self) -> bool {
+        matches!(self, Self::Status { code: 409, reason, .. } if reason == "AlreadyExists")
+    }
+
+    /// True for `410 Gone` (a compacted resourceVersion).
+    pub fn is_gone(&self) -> bool {
+        self.code() == Some(410)
+    }
+
+    /// An error from a `Status` object (from an error response or an `ERROR` watch event).
+    pub fn from_status(code: u16, body: Value) -> Self {
+        let reason = body
+            .get("reason")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                StatusCode::from_u16(code)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("Unknown")
+                    .replace(' ', "")
+            });
+        let message = body
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| match &body {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+        Self::Status {
+            code,
+            reason,
+            message,
+            body,
+        }
+    }
+}
+
+/// Shorthand for results of this module.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// One event of a watch stream.
+#[derive(Clone, Debug)]
+pub struct WatchEvent {
+    /// `ADDED`, `MODIFIED`, `DELETED` or `BOOKMARK` (`ERROR` events become errors).
+    pub kind: String,
+    /// The object (for `BOOKMARK`, only its `metadata.resourceVersion`).
+    pub object: Value,
+}
+
+/// An open watch: newline-delimited JSON events read as they arrive.
+pub struct WatchStream {
+    url: String,
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+}
+
+impl WatchStream {
+    /// The next event; `Ok(None)` when the server ended the stream.
+    ///
+    /// # Errors
+    /// Transport failures, undecodable lines, and `ERROR` events (as [`ClientError::Status`],
+    /// e.g. `410 Gone` after compaction).
+    pub async fn next(&mut self) -> Result<Option<WatchEvent>> {
+        loop {
+            if let Some(pos) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=pos).collect();
+                let line = &line[..line.len() - 1];
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return self.decode(line).map(Some);
+            }
+            match self.response.chunk().await {
+                Ok(Some(chunk)) => self.buffer.extend_from_slice(&chunk),
+                Ok(None) => {
+                    if self.buffer.iter().all(u8::is_ascii_whitespace) {
+                        return Ok(None);
+                    }
+                    let line = std::mem::take(&mut self.buffer);
+                    return self.decode(&line).map(Some);
+                }
+                Err(source) => {
+                    return Err(ClientError::Transport {
+                        url: self.url.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    fn decode(&self, line: &[u8]) -> Result<WatchEvent> {
+        let mut value: Value = serde_json::from_slice(line).map_err(|e| ClientError::Decode {
+            url: self.url.clone(),
+            message: format!("bad watch event: {e}"),
+        })?;
+        let kind = value
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let object = value
+            .get_mut("object")
+            .map(Value::take)
+            .unwrap_or(Value::Null);
+        if kind == "ERROR" {
+            let code = object.get("code").and_then(Value::as_u64).unwrap_or(500) as u16;
+            return Err(ClientError::from_status(code, object));
+        }
+        Ok(WatchEvent { kind, object })
+    }
+}
+
+/// A client of one Cirrus API server.
+#[derive(Clone, Debug)]
+pub struct Client {
+    base: Url,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for the server at `server` (e.g. `http://127.0.0.1:8080`).
+    ///
+    /// # Errors
+    /// [`ClientError::BadUrl`] when `server` is not an http URL.
+    pub fn new(server: &str) -> Result<Self> {
+        let bad = |message: String| ClientError::BadUrl {
+            url: server.to_string(),
+            message,
+        };
+        let mut base = Url::parse(server).map_err(|e| bad(e.to_string()))?;
+        if base.scheme() != "http" {
+            return Err(bad("only http:// is supported by this build".into()));
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(Self { base, http })
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.base
+            .join(path.trim_start_matches('/'))
+            .expect("API paths are valid URL paths")
+    }
+
+    /// URL of the collection of `kind`: in `project` for project-scoped kinds, or across all
+    /// projects when `project` is `None`.
+    pub fn collection_url(&self, kind: &KindInfo, project: Option<&str>) -> Url {
+        let path = match (kind.scope, project) {
+            (Scope::Project, Some(p)) => format!("apis/{API_VERSION}/projects/{p}/{}", kind.plural),
+            _ => format!("apis/{API_VERSION}/{}", kind.plural),
+        };
+        self.url(&path)
+    }
+
+    /// URL of one object.
+    ///
+    /// # Errors
+    /// [`ClientError::MissingProject`] for a project-scoped kind without a project.
+    pub fn object_url(
+        &self,
+        kind: &'static KindInfo,
+        project: Option<&str>,
+        name: &str,
+    ) -> Result<Url> {
+        if kind.scope == Scope::Project && project.is_none() {
+            return Err(ClientError::MissingProject { kind: kind.kind });
+        }
+        let mut url = self.collection_url(kind, project);
+        url.path_segments_mut()
+            .expect("http URLs have paths")
+            .push(name);
+        Ok(url)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<(&str, &Value)>,
+    ) -> Result<reqwest::Response> {
+        let url_text = url.to_string();
+        let mut request = self.http.request(method, url);
+        if let Some((content_type, body)) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(serde_json::to_vec(body).expect("JSON values serialize"));
+        }
+        let response = request.send().await.map_err(|source| {
+            if source.is_connect() {
+                ClientError::Connect {
+                    url: url_text.clone(),
+                    source,
+                }
+            } else {
+                ClientError::Transport {
+                    url: url_text.clone(),
+                    source,
+                }
+            }
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url_text.clone(),
+                source,
+            })?;
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).trim().to_string()));
+        Err(ClientError::from_status(status.as_u16(), body))
+    }
+
+    async fn json(&self, method: Method, url: Url, body: Option<(&str, &Value)>) -> Result<Value> {
+        let url_text = url.to_string();
+        let response = self.send(method, url, body).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url_text.clone(),
+                source,
+            })?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            url: url_text,
+            message: e.to_string(),
+        })
+    }
+
+    fn with_dry_run(mut url: Url, dry_run: bool) -> Url {
+        if dry_run {
+            url.query_pairs_mut().append_pair("dryRun", "All");
+        }
+        url
+    }
+
+    /// Reads one object.
+    ///
+    /// # Errors
+    /// `404 NotFound` and every other failure.
+    pub async fn object_get(
+        &self,
+        kind: &'static KindInfo,
+        project: Option<&str>,
+        name: &str,
+    ) -> Result<Value> {
+        self.json(Method::GET, self.object_url(kind, project, name)?, None)
+            .await
+    }
+
+    /// Reads one object, `None` when it does not exist.
+    ///
+    /// # Errors
+    /// Every failure except `404`.
+    pub async fn object_get_opt(
+        &self,
+        kind: &'static KindInfo,
+        project: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>> {
+        match self.object_get(kind, project, name).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Lists objects (in `project`, or all projects when `None`), filtered by a label
+    /// selector; follows `continue` tokens until the list is complete.
+    ///
+    /// # Errors
+    /// Every failure.
+    pub async fn object_list(
+        &self,
+        kind: &'static KindInfo,
+        project: Option<&str>,
+        selector: Option<&str>,
+    ) -> Result<Value> {
+        let mut items = Vec::new();
+        let mut cont: Option<String> = None;
+        loop {
+            let mut url = self.collection_url(kind, project);
+            {
+                let mut q = url.query_pairs_mut();
+                if let Some(sel) = selector.filter(|s| !s.is_empty()) {
+                    q.append_pair("labelSelector", sel);
+                }
+                if let Some(token) = &cont {
+                    q.append_pair("continue", token);
+                }
+            }
+            let url_text = url.to_string();
+            let mut page = self.json(Method::GET, url, None).await?;
+            let Some(Value::Array(page_items)) = page.get_mut("items").map(Value::take) else {
+                return Err(ClientError::Decode {
+                    url: url_text,
+                    message: "list without items".into(),
+                });
+            };
+            items.extend(page_items);
+            let next = page
+                .pointer("/metadata/continue")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
+            match next {
+                Some(token) => cont = Some(token),
+                None => {
+                    page["items"] = Value::Array(items);
+                    if let Some(meta) = page.get_mut("metadata").and_then(Value::as_object_mut) {
+                        meta.remove("continue");
+                    }
+                    return Ok(page);
+                }
+            }
+        }
+    }
+
+    /// Creates an object (`POST`); with `dry_run` nothing is stored.
+    ///
+    /// # Errors
+    /// `409 AlreadyExists`, `400 Invalid`, and every other failure.
+    pub async fn object_create(
+        &self,
+        kind: &'static KindInfo,
+        project: Option<&str>,
+        object: &Value,
+        dry_run: bool,
+    ) -> Result<Value> {
+        if kind.scope == Scope::Project && project.is_none() {
+            return Err(ClientError::MissingProject { kind: kind.kind });
+        }
+        let url = Self::with_dry_run(self.collection_url(kind, project), dry_run);
+        self.json(Method::POST, url, Some(("application/json", object)))
+            .await
+    }
+
+    /// Applies a JSON merge patch (RFC 7386) to an object; a `metadata.resourceVersion` in
+    /// the patch is a precondition.
+    ///
+    /// # Errors
+    /// `409 Conflict` when the precondition fails, and every other failure.
+    pub async fn object_patch(
+        &self,
+        kind: &'static KindInfo,
+        project: Option<&str>,
+        name: &str,
+        patch: &Value,
+        dry_run: bool,
+    ) -> Result<Value> {
+        let url = Self::with_dry_run(self.object_url(kind, project, name)?, dry_run);
+        self.json(
+            Method::PATCH,
+            url,
+            Some(("application/merge-patch+json", patch)),
+        )
+        .await
+    }
+
+    /// Replaces an object (`PUT`); its `metadata.resourceVersion`, when present, is a
+    /// precondition.
+    ///
+    /// # Errors
+    /// `409 Conflict` when stale, and every other failure.
+    pub async fn object_replace(
+        &self,
+        kind: &'static KindInfo,
+        project: Option<&str>,
+        name: &str,
+        object: &Value,
+        dry_run: bool,
+    ) -> Result<Value> {
+        let url = Self::with_dry_run(self.object_url(kind, project, name)?, dry_run);
+        self.json(Method::PUT, url, Some(("application/json", object)))
+            .await
+    }
+
+    /// Deletes an object; returns the object as it was (or, with finalizers pending, as it
+    /// is now, with `deletionTimestamp` set).
+    ///
+    /// # Errors
+    /// `404 NotFound` and every other failure.
+    pub async fn object_delete(
+        &self,
+        kind: &'static KindInfo,
+        project: Option<&str>,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<Value> {
+        let url = Self::with_dry_run(self.object_url(kind, project, name)?, dry_run);
+        self.json(Method::DELETE, url, None).await
+    }
+
+    /// Opens a watch on a collection (in `project`, or across all projects), from
+    /// `resource_version` (events after it), or from "now" with the current objects first as
+    /// `ADDED` when `None`.
+    ///
+    /// # Errors
+    /// `410 Gone` when `resource_version` is compacted, and every other failure.
+    pub async fn object_watch(
+        &self,
+        kind: &'static KindInfo,
+        project: Option<&str>,
+        resource_version: Option<&str>,
+        selector: Option<&str>,
+    ) -> Result<WatchStream> {
+        let mut url = self.collection_url(kind, project);
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("watch", "true");
+            if let Some(rv) = resource_version {
+                q.append_pair("resourceVersion", rv);
+            }
+            if let Some(sel) = selector.filter(|s| !s.is_empty()) {
+                q.append_pair("labelSelector", sel);
+            }
+        }
+        let url_text = url.to_string();
+        let response = self.send(Method::GET, url, None).await?;
+        Ok(WatchStream {
+            url: url_text,
+            response,
+            buffer: Vec::new(),
+        })
+    }
+}
+
+/// `metadata.resourceVersion` of an object or list.
+pub fn resource_version(value: &Value) -> Option<&str> {
+    value
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+}
+
+/// `metadata.name` of an object.
+pub fn name_of(value: &Value) -> &str {
+    value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// `metadata.project` of an object.
+pub fn project_of(value: &Value) -> Option<&str> {
+    value.pointer("/metadata/project").and_then(Value::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn urls() {
+        let c = Client::new("http://127.0.0.1:9/base").unwrap();
+        let flavor = cirrus_crds::find_kind("flavor").unwrap();
+        assert_eq!(
+            c.collection_url(flavor, Some("p")).as_str(),
+            "http://127.0.0.1:9/base/apis/cirrus.dev/v1/flavors"
+        );
+        assert_eq!(
+            c.object_url(flavor, None, "m1.small").unwrap().as_str(),
+            "http://127.0.0.1:9/base/apis/cirrus.dev/v1/flavors/m1.small"
+        );
+        assert!(Client::new("https://x").is_err());
+        assert!(Client::new("not a url").is_err());
+    }
+
+    #[test]
+    fn status_errors() {
+        let e = ClientError::from_status(
+            409,
+            json!({"kind":"Status","code":409,"reason":"AlreadyExists","message":"flavors \"a\" already exists"}),
+        );
+        assert!(e.is_already_exists());
+        assert!(!e.is_conflict());
+        assert_eq!(
+            e.to_string(),
+            "Error from server (AlreadyExists): flavors \"a\" already exists"
+        );
+        let e = ClientError::from_status(404, json!("page not found"));
+        assert!(e.is_not_found());
+        assert_eq!(
+            e.to_string(),
+            "Error from server (NotFound): page not found"
+        );
+    }
+}

@@ -18,8 +18,8 @@ impl FieldError {
         Self { field: field.into(), reason: reason.into() }
     }
 
-    /// Turns a serde error at `path` into a field error; an unknown field is reported at
-    /// the path of that field itself.
+    /// Turns a serde error at `path` into a field error; an unknown or missing field is
+    /// reported at the path of that field itself (`spec.bogus`, `spec.flavor`).
     pub fn from_serde(path: String, err: &serde_json::Error) -> Self {
         let message = err.to_string();
         let message = message
@@ -27,17 +27,27 @@ impl FieldError {
             .next()
             .unwrap_or(&message)
             .to_string();
-        if let Some(rest) = message.strip_prefix("unknown field `") {
-            if let Some(name) = rest.split('`').next() {
-                let field = if path == "." || path.is_empty() {
-                    name.to_string()
-                } else if path.ends_with(name) {
-                    path.clone()
-                } else {
-                    format!("{path}.{name}")
-                };
-                return Self::new(field, message);
-            }
+        if let Some(rest) = message.strip_prefix("unknown field `")
+            && let Some(name) = rest.split('`').next()
+        {
+            let field = if path == "." || path.is_empty() {
+                name.to_string()
+            } else if path.ends_with(name) {
+                path.clone()
+            } else {
+                format!("{path}.{name}")
+            };
+            return Self::new(field, message);
+        }
+        if let Some(rest) = message.strip_prefix("missing field `")
+            && let Some(name) = rest.split('`').next()
+        {
+            let field = if path == "." || path.is_empty() {
+                name.to_string()
+            } else {
+                format!("{path}.{name}")
+            };
+            return Self::new(field, message);
         }
         let field = if path == "." { String::new() } else { path };
         Self::new(field, message)
@@ -111,10 +121,10 @@ pub fn label_key_problem(key: &str) -> Option<String> {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
     };
-    if let Some(prefix) = prefix {
-        if let Some(p) = name_problem(prefix) {
-            return Some(format!("prefix {prefix:?} {p}"));
-        }
+    if let Some(prefix) = prefix
+        && let Some(p) = name_problem(prefix)
+    {
+        return Some(format!("prefix {prefix:?} {p}"));
     }
     label_value_problem(name).map(|p| format!("name part {p}")).or_else(|| {
         name.is_empty().then(|| "name part must not be empty".to_string())

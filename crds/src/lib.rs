@@ -16,13 +16,17 @@ pub mod resource;
 pub mod validation;
 
 pub use kinds::flavor::{Flavor, FlavorSpec, FlavorStatus};
+pub use kinds::node::{Node, NodeSpec, NodeStatus};
 pub use meta::{Condition, ConditionStatus, ObjectMeta, OwnerReference};
 pub use resource::{API_VERSION, KindInfo, Resource, Scope, Validate};
 pub use validation::{FieldError, FieldErrors};
 
 /// Registry entries of every kind, in a stable order.
 pub fn all_kinds() -> Vec<&'static KindInfo> {
-    vec![Flavor::info()]
+    vec![
+        Flavor::info(),
+        Node::info(),
+    ]
 }
 
 /// The kind a user means by `name` (kind, plural, singular or short name, any case).

@@ -17,6 +17,7 @@ pub mod validation;
 
 pub use kinds::flavor::{Flavor, FlavorSpec, FlavorStatus};
 pub use kinds::node::{Node, NodeSpec, NodeStatus};
+pub use kinds::project::{Project, ProjectSpec, ProjectStatus};
 pub use meta::{Condition, ConditionStatus, ObjectMeta, OwnerReference};
 pub use resource::{API_VERSION, KindInfo, Resource, Scope, Validate};
 pub use validation::{FieldError, FieldErrors};
@@ -26,6 +27,7 @@ pub fn all_kinds() -> Vec<&'static KindInfo> {
     vec![
         Flavor::info(),
         Node::info(),
+        Project::info(),
     ]
 }
 

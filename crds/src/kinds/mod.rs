@@ -3,6 +3,7 @@
 
 pub mod flavor;
 pub mod node;
+pub mod project;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

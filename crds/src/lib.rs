@@ -18,6 +18,7 @@ pub mod validation;
 pub use kinds::flavor::{Flavor, FlavorSpec, FlavorStatus};
 pub use kinds::node::{Node, NodeSpec, NodeStatus};
 pub use kinds::project::{Project, ProjectSpec, ProjectStatus};
+pub use kinds::rolebinding::{RoleBinding, RoleBindingSpec, RoleBindingStatus};
 pub use kinds::user::{User, UserSpec, UserStatus};
 pub use meta::{Condition, ConditionStatus, ObjectMeta, OwnerReference};
 pub use resource::{API_VERSION, KindInfo, Resource, Scope, Validate};
@@ -30,6 +31,7 @@ pub fn all_kinds() -> Vec<&'static KindInfo> {
         Node::info(),
         Project::info(),
         User::info(),
+        RoleBinding::info(),
     ]
 }
 

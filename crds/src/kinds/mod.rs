@@ -4,6 +4,7 @@
 pub mod flavor;
 pub mod node;
 pub mod project;
+pub mod rolebinding;
 pub mod user;
 
 use std::collections::BTreeMap;

@@ -15,6 +15,7 @@ pub mod meta;
 pub mod resource;
 pub mod validation;
 
+pub use kinds::applyset::{ApplySet, ApplySetSpec, ApplySetStatus};
 pub use kinds::flavor::{Flavor, FlavorSpec, FlavorStatus};
 pub use kinds::node::{Node, NodeSpec, NodeStatus};
 pub use kinds::project::{Project, ProjectSpec, ProjectStatus};
@@ -32,6 +33,7 @@ pub fn all_kinds() -> Vec<&'static KindInfo> {
         Project::info(),
         User::info(),
         RoleBinding::info(),
+        ApplySet::info(),
     ]
 }
 

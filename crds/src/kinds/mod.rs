@@ -1,6 +1,7 @@
 //! One module per kind, plus the small checks several kinds share (CIDRs, MAC addresses,
 //! base64, metadata maps, references to other objects by name).
 
+pub mod applyset;
 pub mod flavor;
 pub mod node;
 pub mod project;

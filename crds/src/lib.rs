@@ -17,6 +17,7 @@ pub mod validation;
 
 pub use kinds::applyset::{ApplySet, ApplySetSpec, ApplySetStatus};
 pub use kinds::flavor::{Flavor, FlavorSpec, FlavorStatus};
+pub use kinds::image::{Image, ImageSpec, ImageStatus};
 pub use kinds::node::{Node, NodeSpec, NodeStatus};
 pub use kinds::project::{Project, ProjectSpec, ProjectStatus};
 pub use kinds::rolebinding::{RoleBinding, RoleBindingSpec, RoleBindingStatus};
@@ -33,6 +34,7 @@ pub fn all_kinds() -> Vec<&'static KindInfo> {
         Project::info(),
         User::info(),
         RoleBinding::info(),
+        Image::info(),
         ApplySet::info(),
     ]
 }

@@ -3,6 +3,7 @@
 
 pub mod applyset;
 pub mod flavor;
+pub mod image;
 pub mod node;
 pub mod project;
 pub mod rolebinding;

@@ -18,6 +18,7 @@ pub mod validation;
 pub use kinds::applyset::{ApplySet, ApplySetSpec, ApplySetStatus};
 pub use kinds::flavor::{Flavor, FlavorSpec, FlavorStatus};
 pub use kinds::image::{Image, ImageSpec, ImageStatus};
+pub use kinds::network::{Network, NetworkSpec, NetworkStatus};
 pub use kinds::node::{Node, NodeSpec, NodeStatus};
 pub use kinds::project::{Project, ProjectSpec, ProjectStatus};
 pub use kinds::rolebinding::{RoleBinding, RoleBindingSpec, RoleBindingStatus};
@@ -35,6 +36,7 @@ pub fn all_kinds() -> Vec<&'static KindInfo> {
         User::info(),
         RoleBinding::info(),
         Image::info(),
+        Network::info(),
         ApplySet::info(),
     ]
 }

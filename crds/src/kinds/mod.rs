@@ -4,6 +4,7 @@
 pub mod applyset;
 pub mod flavor;
 pub mod image;
+pub mod network;
 pub mod node;
 pub mod project;
 pub mod rolebinding;

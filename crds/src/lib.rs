@@ -22,6 +22,7 @@ pub use kinds::network::{Network, NetworkSpec, NetworkStatus};
 pub use kinds::node::{Node, NodeSpec, NodeStatus};
 pub use kinds::project::{Project, ProjectSpec, ProjectStatus};
 pub use kinds::rolebinding::{RoleBinding, RoleBindingSpec, RoleBindingStatus};
+pub use kinds::subnet::{Subnet, SubnetSpec, SubnetStatus};
 pub use kinds::user::{User, UserSpec, UserStatus};
 pub use meta::{Condition, ConditionStatus, ObjectMeta, OwnerReference};
 pub use resource::{API_VERSION, KindInfo, Resource, Scope, Validate};
@@ -37,6 +38,7 @@ pub fn all_kinds() -> Vec<&'static KindInfo> {
         RoleBinding::info(),
         Image::info(),
         Network::info(),
+        Subnet::info(),
         ApplySet::info(),
     ]
 }

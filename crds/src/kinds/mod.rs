@@ -8,6 +8,7 @@ pub mod network;
 pub mod node;
 pub mod project;
 pub mod rolebinding;
+pub mod subnet;
 pub mod user;
 
 use std::collections::BTreeMap;

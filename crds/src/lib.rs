@@ -20,6 +20,7 @@ pub use kinds::flavor::{Flavor, FlavorSpec, FlavorStatus};
 pub use kinds::image::{Image, ImageSpec, ImageStatus};
 pub use kinds::network::{Network, NetworkSpec, NetworkStatus};
 pub use kinds::node::{Node, NodeSpec, NodeStatus};
+pub use kinds::port::{Port, PortSpec, PortStatus};
 pub use kinds::project::{Project, ProjectSpec, ProjectStatus};
 pub use kinds::rolebinding::{RoleBinding, RoleBindingSpec, RoleBindingStatus};
 pub use kinds::subnet::{Subnet, SubnetSpec, SubnetStatus};
@@ -39,6 +40,7 @@ pub fn all_kinds() -> Vec<&'static KindInfo> {
         Image::info(),
         Network::info(),
         Subnet::info(),
+        Port::info(),
         ApplySet::info(),
     ]
 }

@@ -6,6 +6,7 @@ pub mod flavor;
 pub mod image;
 pub mod network;
 pub mod node;
+pub mod port;
 pub mod project;
 pub mod rolebinding;
 pub mod subnet;

@@ -23,6 +23,7 @@ pub use kinds::node::{Node, NodeSpec, NodeStatus};
 pub use kinds::port::{Port, PortSpec, PortStatus};
 pub use kinds::project::{Project, ProjectSpec, ProjectStatus};
 pub use kinds::rolebinding::{RoleBinding, RoleBindingSpec, RoleBindingStatus};
+pub use kinds::router::{Router, RouterSpec, RouterStatus};
 pub use kinds::subnet::{Subnet, SubnetSpec, SubnetStatus};
 pub use kinds::user::{User, UserSpec, UserStatus};
 pub use meta::{Condition, ConditionStatus, ObjectMeta, OwnerReference};
@@ -41,6 +42,7 @@ pub fn all_kinds() -> Vec<&'static KindInfo> {
         Network::info(),
         Subnet::info(),
         Port::info(),
+        Router::info(),
         ApplySet::info(),
     ]
 }

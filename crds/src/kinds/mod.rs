@@ -9,6 +9,7 @@ pub mod node;
 pub mod port;
 pub mod project;
 pub mod rolebinding;
+pub mod router;
 pub mod subnet;
 pub mod user;
 

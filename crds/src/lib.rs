@@ -17,6 +17,7 @@ pub mod validation;
 
 pub use kinds::applyset::{ApplySet, ApplySetSpec, ApplySetStatus};
 pub use kinds::flavor::{Flavor, FlavorSpec, FlavorStatus};
+pub use kinds::floatingip::{FloatingIP, FloatingIPSpec, FloatingIPStatus};
 pub use kinds::image::{Image, ImageSpec, ImageStatus};
 pub use kinds::network::{Network, NetworkSpec, NetworkStatus};
 pub use kinds::node::{Node, NodeSpec, NodeStatus};
@@ -43,6 +44,7 @@ pub fn all_kinds() -> Vec<&'static KindInfo> {
         Subnet::info(),
         Port::info(),
         Router::info(),
+        FloatingIP::info(),
         ApplySet::info(),
     ]
 }

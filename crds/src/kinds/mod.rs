@@ -3,6 +3,7 @@
 
 pub mod applyset;
 pub mod flavor;
+pub mod floatingip;
 pub mod image;
 pub mod network;
 pub mod node;

@@ -25,6 +25,7 @@ pub use kinds::port::{Port, PortSpec, PortStatus};
 pub use kinds::project::{Project, ProjectSpec, ProjectStatus};
 pub use kinds::rolebinding::{RoleBinding, RoleBindingSpec, RoleBindingStatus};
 pub use kinds::router::{Router, RouterSpec, RouterStatus};
+pub use kinds::securitygroup::{SecurityGroup, SecurityGroupSpec, SecurityGroupStatus};
 pub use kinds::subnet::{Subnet, SubnetSpec, SubnetStatus};
 pub use kinds::user::{User, UserSpec, UserStatus};
 pub use meta::{Condition, ConditionStatus, ObjectMeta, OwnerReference};
@@ -45,6 +46,7 @@ pub fn all_kinds() -> Vec<&'static KindInfo> {
         Port::info(),
         Router::info(),
         FloatingIP::info(),
+        SecurityGroup::info(),
         ApplySet::info(),
     ]
 }

@@ -11,6 +11,7 @@ pub mod port;
 pub mod project;
 pub mod rolebinding;
 pub mod router;
+pub mod securitygroup;
 pub mod subnet;
 pub mod user;
 

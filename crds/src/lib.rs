@@ -26,6 +26,7 @@ pub use kinds::project::{Project, ProjectSpec, ProjectStatus};
 pub use kinds::rolebinding::{RoleBinding, RoleBindingSpec, RoleBindingStatus};
 pub use kinds::router::{Router, RouterSpec, RouterStatus};
 pub use kinds::securitygroup::{SecurityGroup, SecurityGroupSpec, SecurityGroupStatus};
+pub use kinds::server::{Server, ServerSpec, ServerStatus};
 pub use kinds::subnet::{Subnet, SubnetSpec, SubnetStatus};
 pub use kinds::user::{User, UserSpec, UserStatus};
 pub use meta::{Condition, ConditionStatus, ObjectMeta, OwnerReference};
@@ -41,6 +42,7 @@ pub fn all_kinds() -> Vec<&'static KindInfo> {
         User::info(),
         RoleBinding::info(),
         Image::info(),
+        Server::info(),
         Network::info(),
         Subnet::info(),
         Port::info(),

@@ -12,6 +12,7 @@ pub mod project;
 pub mod rolebinding;
 pub mod router;
 pub mod securitygroup;
+pub mod server;
 pub mod subnet;
 pub mod user;
 

@@ -29,6 +29,7 @@ pub use kinds::securitygroup::{SecurityGroup, SecurityGroupSpec, SecurityGroupSt
 pub use kinds::server::{Server, ServerSpec, ServerStatus};
 pub use kinds::subnet::{Subnet, SubnetSpec, SubnetStatus};
 pub use kinds::user::{User, UserSpec, UserStatus};
+pub use kinds::volume::{Volume, VolumeSpec, VolumeStatus};
 pub use meta::{Condition, ConditionStatus, ObjectMeta, OwnerReference};
 pub use resource::{API_VERSION, KindInfo, Resource, Scope, Validate};
 pub use validation::{FieldError, FieldErrors};
@@ -49,6 +50,7 @@ pub fn all_kinds() -> Vec<&'static KindInfo> {
         Router::info(),
         FloatingIP::info(),
         SecurityGroup::info(),
+        Volume::info(),
         ApplySet::info(),
     ]
 }

@@ -15,6 +15,7 @@ pub mod securitygroup;
 pub mod server;
 pub mod subnet;
 pub mod user;
+pub mod volume;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -30,6 +30,7 @@ pub use kinds::server::{Server, ServerSpec, ServerStatus};
 pub use kinds::subnet::{Subnet, SubnetSpec, SubnetStatus};
 pub use kinds::user::{User, UserSpec, UserStatus};
 pub use kinds::volume::{Volume, VolumeSpec, VolumeStatus};
+pub use kinds::volumesnapshot::{VolumeSnapshot, VolumeSnapshotSpec, VolumeSnapshotStatus};
 pub use meta::{Condition, ConditionStatus, ObjectMeta, OwnerReference};
 pub use resource::{API_VERSION, KindInfo, Resource, Scope, Validate};
 pub use validation::{FieldError, FieldErrors};
@@ -51,6 +52,7 @@ pub fn all_kinds() -> Vec<&'static KindInfo> {
         FloatingIP::info(),
         SecurityGroup::info(),
         Volume::info(),
+        VolumeSnapshot::info(),
         ApplySet::info(),
     ]
 }

@@ -16,6 +16,7 @@ pub mod server;
 pub mod subnet;
 pub mod user;
 pub mod volume;
+pub mod volumesnapshot;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

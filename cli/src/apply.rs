@@ -484,7 +484,7 @@ pub async fn run(ctx: &Ctx, args: ApplyArgs) -> anyhow::Result<()> {
         let new_set: BTreeSet<&Member> = new_members.iter().collect();
         let mut kept: Vec<(Member, Option<String>)> = Vec::new();
         for (member, uid) in old_members.iter().filter(|(m, _)| !new_set.contains(m)) {
-            match prune_one(&ctx.client, inv, member, &selector, dry_run).await {
+            match prune_one(&ctx.client, inv, member, uid.as_deref(), &selector, dry_run).await {
                 Ok(PruneOutcome::Pruned) => println!("{} pruned{suffix}", member.ident()),
                 Ok(PruneOutcome::Gone) => {}
                 Ok(PruneOutcome::NotOwned) => {
@@ -494,6 +494,10 @@ pub async fn run(ctx: &Ctx, args: ApplyArgs) -> anyhow::Result<()> {
                         inv.name
                     )
                 }
+                Ok(PruneOutcome::Recreated) => println!(
+                    "{} not pruned: it was recreated since it was applied (uid differs)",
+                    member.ident()
+                ),
                 Ok(PruneOutcome::NotSelected) => kept.push((member.clone(), uid.clone())),
                 Err(e) => {
                     failures += 1;
@@ -540,10 +544,17 @@ fn check_duplicates(desired: &[Desired]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What prune did with one old member.
 enum PruneOutcome {
+    /// Deleted.
     Pruned,
+    /// Already gone.
     Gone,
+    /// It no longer carries this set's label: someone else owns it now.
     NotOwned,
+    /// Its uid differs from the one recorded: a different object with the same name.
+    Recreated,
+    /// `--selector` excludes it: left alone and kept in the inventory.
     NotSelected,
 }
 
@@ -551,6 +562,7 @@ async fn prune_one(
     client: &Client,
     inv: &Inventory,
     member: &Member,
+    recorded_uid: Option<&str>,
     selector: &Selector,
     dry_run: bool,
 ) -> Result<PruneOutcome, ClientError> {
@@ -566,6 +578,10 @@ async fn prune_one(
     };
     if labels_of(&live).get(APPLYSET_LABEL) != Some(&inv.name) {
         return Ok(PruneOutcome::NotOwned);
+    }
+    let live_uid = live.pointer("/metadata/uid").and_then(Value::as_str);
+    if recorded_uid.is_some_and(|u| Some(u) != live_uid) {
+        return Ok(PruneOutcome::Recreated);
     }
     if !selector.matches_object(&live) {
         return Ok(PruneOutcome::NotSelected);

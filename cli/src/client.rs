@@ -27,12 +27,15 @@ pub enum ClientError {
     },
     /// Nothing listens at the server address.
     #[error(
-        "cannot connect to the Cirrus API at {url} ({source}); is it running? Start one with `cirrus up`, or point --server / CIRRUS_URL at it"
+        "cannot connect to the Cirrus API at {server} ({reason}); is it running? Start one with `cirrus up`, or point --server / CIRRUS_URL at it"
     )]
     Connect {
-        /// The URL tried.
-        url: String,
+        /// The server address.
+        server: String,
+        /// The innermost cause, e.g. `Connection refused (os error 111)`.
+        reason: String,
         /// The transport error.
+        #[source]
         source: reqwest::Error,
     },
     /// Any other transport failure.
@@ -290,8 +293,16 @@ impl Client {
         }
         let response = request.send().await.map_err(|source| {
             if source.is_connect() {
+                let mut reason = source.to_string();
+                let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(&source);
+                while let Some(c) = cause {
+                    reason = c.to_string();
+                    cause = c.source();
+                }
+                let server = self.base.as_str().trim_end_matches('/').to_string();
                 ClientError::Connect {
-                    url: url_text.clone(),
+                    server,
+                    reason,
                     source,
                 }
             } else {
@@ -386,14 +397,15 @@ impl Client {
         let mut cont: Option<String> = None;
         loop {
             let mut url = self.collection_url(kind, project);
-            {
-                let mut q = url.query_pairs_mut();
-                if let Some(sel) = selector.filter(|s| !s.is_empty()) {
-                    q.append_pair("labelSelector", sel);
-                }
-                if let Some(token) = &cont {
-                    q.append_pair("continue", token);
-                }
+            let mut pairs: Vec<(&str, &str)> = Vec::new();
+            if let Some(sel) = selector.filter(|s| !s.is_empty()) {
+                pairs.push(("labelSelector", sel));
+            }
+            if let Some(token) = &cont {
+                pairs.push(("continue", token));
+            }
+            if !pairs.is_empty() {
+                url.query_pairs_mut().extend_pairs(pairs);
             }
             let url_text = url.to_string();
             let mut page = self.json(Method::GET, url, None).await?;

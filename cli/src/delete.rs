@@ -133,10 +133,7 @@ pub async fn run(ctx: &Ctx, args: DeleteArgs) -> anyhow::Result<()> {
         }
     }
     if failures > 0 {
-        bail!(
-            "{failures} of {} object(s) could not be deleted",
-            targets.len()
-        );
+        return Err(crate::AlreadyReported.into());
     }
     Ok(())
 }

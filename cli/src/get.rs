@@ -103,6 +103,8 @@ pub async fn run(ctx: &Ctx, args: GetArgs) -> anyhow::Result<()> {
                     r.insert(0, "ADDED".into());
                 }
                 widths = output::widths(&headers, &rows);
+                // Room for the longest event type, so rows line up as events arrive.
+                widths[0] = widths[0].max("MODIFIED".len());
             }
             if items.is_empty() && !args.watch {
                 if missing == 0 {
@@ -140,7 +142,7 @@ pub async fn run(ctx: &Ctx, args: GetArgs) -> anyhow::Result<()> {
         }
     }
     if missing > 0 && !args.watch {
-        bail!("{missing} object(s) not found");
+        return Err(crate::AlreadyReported.into());
     }
     if !args.watch {
         return Ok(());

@@ -90,6 +90,12 @@ pub struct Ctx {
     pub project: String,
 }
 
+/// A failure whose details were already printed (per object); the command just exits
+/// non-zero.
+#[derive(Debug, thiserror::Error)]
+#[error("failed (details above)")]
+pub struct AlreadyReported;
+
 /// The kind a user means by `name`, or an error listing the known kinds.
 ///
 /// # Errors
@@ -166,11 +172,16 @@ fn report(err: &anyhow::Error) {
         eprintln!("{e}");
         return;
     }
+    if err.downcast_ref::<AlreadyReported>().is_some() {
+        return;
+    }
     if let Some(e) = err.downcast_ref::<ClientError>() {
-        if err.chain().count() == 1 {
-            eprintln!("{e}");
-            return;
+        // The error itself, not wrapped in context: its message is complete.
+        match e {
+            ClientError::Status { .. } => eprintln!("{e}"),
+            _ => eprintln!("error: {e}"),
         }
+        return;
     }
     eprintln!("error: {err:#}");
 }

@@ -1,0 +1,132 @@
+//! Shared harness of the end-to-end tests: the real binaries, started and stopped by PID.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary built next to this test (`cargo build --workspace --bins`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace binaries first (`cargo build --workspace --bins`)",
+        path.display()
+    );
+    path
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `cirrus up` process.
+pub struct Cloud {
+    child: Option<Child>,
+    /// API base URL.
+    pub base: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Extra arguments it was started with (reused on restart).
+    args: Vec<String>,
+    log: PathBuf,
+}
+
+impl Cloud {
+    /// Starts `cirrus up` on a free port with `data_dir` and waits until it is ready.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Cloud {
+        let mut cloud = Cloud {
+            child: None,
+            base: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            log: data_dir.with_extension("log"),
+        };
+        cloud.launch();
+        cloud
+    }
+
+    fn launch(&mut self) {
+        let port = free_port();
+        self.base = format!("http://127.0.0.1:{port}");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(bin("cirrus"))
+            .arg("up")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--store-listen")
+            .arg("127.0.0.1:0")
+            .args(&self.args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn cirrus up");
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(20));
+    }
+
+    /// Waits until `/readyz` answers; returns how long it took.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Duration {
+        let started = Instant::now();
+        let url = format!("{}/readyz", self.base);
+        loop {
+            if let Ok(resp) = reqwest::blocking::get(&url) {
+                if resp.status().is_success() {
+                    return started.elapsed();
+                }
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("cirrus up exited with {status}: {}", std::fs::read_to_string(&self.log).unwrap_or_default());
+            }
+            assert!(started.elapsed() < timeout, "cirrus up not ready after {timeout:?}: {}", std::fs::read_to_string(&self.log).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILLs the process (no chance to flush anything) and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+
+    /// Starts it again on the same data directory.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.launch();
+    }
+
+    /// The store endpoint the embedded server recorded.
+    pub fn store_endpoint(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("etcd-endpoint")).unwrap().trim().to_string()
+    }
+
+    /// Runs the `cirrus` CLI against this cloud.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bin("cirrus"))
+            .args(args)
+            .env("CIRRUS_URL", &self.base)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run cirrus")
+    }
+}
+
+impl Drop for Cloud {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The repository root (for `examples/`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}

@@ -1,0 +1,213 @@
+//! `cirrus up` as a user runs it: durability across `kill -9`, etcdctl access to the embedded
+//! store, the same flows against a real etcd, and the watch automation example.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Cloud, bin};
+use serde_json::{Value, json};
+
+fn flavor(name: &str) -> Value {
+    json!({"apiVersion": "cirrus.dev/v1", "kind": "Flavor", "metadata": {"name": name}, "spec": {"vcpus": 1, "ram": 512}})
+}
+
+fn post(base: &str, path: &str, body: &Value) -> reqwest::Result<reqwest::blocking::Response> {
+    reqwest::blocking::Client::new().post(format!("{base}/apis/cirrus.dev/v1{path}")).json(body).send()
+}
+
+fn get(base: &str, path: &str) -> (u16, Value) {
+    let resp = reqwest::blocking::get(format!("{base}/apis/cirrus.dev/v1{path}")).unwrap();
+    (resp.status().as_u16(), resp.json().unwrap_or(Value::Null))
+}
+
+/// Writes flavors from several threads until told to stop; returns the acknowledged names.
+fn write_until_killed(cloud: &mut Cloud, writers: usize, run_for: Duration) -> BTreeSet<String> {
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handles: Vec<_> = (0..writers)
+        .map(|w| {
+            let base = cloud.base.clone();
+            let acked = acked.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                for i in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let name = format!("w{w}-{i}");
+                    match post(&base, "/flavors", &flavor(&name)) {
+                        Ok(resp) if resp.status().as_u16() == 201 => {
+                            acked.lock().unwrap().insert(name);
+                        }
+                        _ => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(run_for);
+    cloud.kill9();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for h in handles {
+        h.join().unwrap();
+    }
+    Arc::try_unwrap(acked).unwrap().into_inner().unwrap()
+}
+
+fn assert_all_present(cloud: &Cloud, acked: &BTreeSet<String>) {
+    let (code, list) = get(&cloud.base, "/flavors");
+    assert_eq!(code, 200);
+    let stored: BTreeSet<String> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    let lost: Vec<&String> = acked.difference(&stored).collect();
+    assert!(lost.is_empty(), "{} acknowledged objects lost after kill -9: {lost:?}", lost.len());
+}
+
+#[test]
+fn acknowledged_objects_survive_kill_9_of_cirrus_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cloud = Cloud::start(&dir.path().join("data"), &[]);
+    let acked = write_until_killed(&mut cloud, 4, Duration::from_millis(800));
+    assert!(acked.len() > 10, "writes happened before the kill ({})", acked.len());
+    cloud.restart();
+    assert_all_present(&cloud, &acked);
+    // And the restarted store keeps working: versions keep increasing.
+    let resp = post(&cloud.base, "/flavors", &flavor("after-restart")).unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+}
+
+#[test]
+fn etcdctl_reads_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start(&dir.path().join("data"), &[]);
+    assert_eq!(post(&cloud.base, "/flavors", &flavor("m1.tiny")).unwrap().status().as_u16(), 201);
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &cloud.store_endpoint(), "get", "/cirrus/flavors/m1.tiny", "--print-value-only"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("etcdctl is installed (apt-get install etcd-client)");
+    assert!(out.status.success(), "etcdctl failed: {}", String::from_utf8_lossy(&out.stderr));
+    let value: Value = serde_json::from_slice(&out.stdout).expect("etcdctl printed the stored JSON");
+    assert_eq!(value["metadata"]["name"], "m1.tiny");
+    assert_eq!(value["spec"]["ram"], 512);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_flows_work_against_a_real_etcd() {
+    let etcd = cirrus_store::embedded::RealEtcd::start().await.expect(
+        "a real etcd (/usr/bin/etcd from Debian's etcd-server) must be installed for this test",
+    );
+    let endpoint = etcd.endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    tokio::task::spawn_blocking(move || {
+        let mut cloud = Cloud::start(&data, &["--etcd-endpoints", &endpoint]);
+        assert_eq!(post(&cloud.base, "/flavors", &flavor("m1.tiny")).unwrap().status().as_u16(), 201);
+        let acked = write_until_killed(&mut cloud, 2, Duration::from_millis(400));
+        cloud.restart();
+        assert_all_present(&cloud, &acked);
+        let (code, f) = get(&cloud.base, "/flavors/m1.tiny");
+        assert_eq!(code, 200);
+        // Stale updates conflict against etcd too.
+        let mut stale = f.clone();
+        stale["spec"]["vcpus"] = json!(2);
+        let client = reqwest::blocking::Client::new();
+        let url = format!("{}/apis/cirrus.dev/v1/flavors/m1.tiny", cloud.base);
+        assert_eq!(client.put(&url).json(&stale).send().unwrap().status().as_u16(), 200);
+        assert_eq!(client.put(&url).json(&stale).send().unwrap().status().as_u16(), 409);
+        assert!(!cloud.data_dir.join("store").exists(), "no embedded store when etcd is given");
+    })
+    .await
+    .unwrap();
+    drop(etcd);
+}
+
+/// Polls `check` until it holds (state, not timing, is asserted).
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn set_ready(base: &str, name: &str) {
+    let resp = reqwest::blocking::Client::new()
+        .patch(format!("{base}/apis/cirrus.dev/v1/flavors/{name}/status"))
+        .header("Content-Type", "application/merge-patch+json")
+        .body(json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+}
+
+fn labelled(base: &str, name: &str) -> bool {
+    get(base, &format!("/flavors/{name}")).1["metadata"]["labels"]["cirrus.dev/ready"] == "true"
+}
+
+struct Automation {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+}
+
+impl Automation {
+    fn start(base: &str, state: &std::path::Path, out: std::path::PathBuf) -> Self {
+        let log = std::fs::File::create(&out).unwrap();
+        let child = Command::new(bin("cirrus-label-ready"))
+            .args(["--server", base, "--path", "/apis/cirrus.dev/v1/flavors", "--state-file"])
+            .arg(state)
+            .stdout(log)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Automation { child, out }
+    }
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+impl Drop for Automation {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+#[test]
+fn watch_automation_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start(&dir.path().join("data"), &[]);
+    let state = dir.path().join("label-ready.state");
+    post(&cloud.base, "/flavors", &flavor("a")).unwrap();
+
+    let first = Automation::start(&cloud.base, &state, dir.path().join("first.log"));
+    eventually("the automation listed", || first.output().contains("LISTED"));
+    set_ready(&cloud.base, "a");
+    eventually("a labelled", || labelled(&cloud.base, "a"));
+    eventually("state saved after labelling", || first.output().contains("LABELLED Flavor a"));
+    let out = first.output();
+    drop(first);
+    assert!(out.contains("starting with a full list"), "{out}");
+
+    // While it is down: a new object becomes ready.
+    post(&cloud.base, "/flavors", &flavor("b")).unwrap();
+    set_ready(&cloud.base, "b");
+
+    let second = Automation::start(&cloud.base, &state, dir.path().join("second.log"));
+    eventually("b labelled after restart", || labelled(&cloud.base, "b"));
+    eventually("b reported", || second.output().contains("LABELLED Flavor b"));
+    let out = second.output();
+    assert!(out.contains("resuming from resourceVersion"), "{out}");
+    assert!(!out.contains("LISTED"), "resumed without relisting: {out}");
+    assert!(!out.contains("LABELLED Flavor a"), "a was not handled twice: {out}");
+}

@@ -19,6 +19,7 @@ pub use kinds::applyset::{ApplySet, ApplySetSpec, ApplySetStatus};
 pub use kinds::flavor::{Flavor, FlavorSpec, FlavorStatus};
 pub use kinds::floatingip::{FloatingIP, FloatingIPSpec, FloatingIPStatus};
 pub use kinds::image::{Image, ImageSpec, ImageStatus};
+pub use kinds::keypair::{Keypair, KeypairSpec, KeypairStatus};
 pub use kinds::network::{Network, NetworkSpec, NetworkStatus};
 pub use kinds::node::{Node, NodeSpec, NodeStatus};
 pub use kinds::port::{Port, PortSpec, PortStatus};
@@ -53,6 +54,7 @@ pub fn all_kinds() -> Vec<&'static KindInfo> {
         SecurityGroup::info(),
         Volume::info(),
         VolumeSnapshot::info(),
+        Keypair::info(),
         ApplySet::info(),
     ]
 }

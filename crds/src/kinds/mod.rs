@@ -5,6 +5,7 @@ pub mod applyset;
 pub mod flavor;
 pub mod floatingip;
 pub mod image;
+pub mod keypair;
 pub mod network;
 pub mod node;
 pub mod port;

@@ -28,6 +28,7 @@ pub use kinds::rolebinding::{RoleBinding, RoleBindingSpec, RoleBindingStatus};
 pub use kinds::router::{Router, RouterSpec, RouterStatus};
 pub use kinds::securitygroup::{SecurityGroup, SecurityGroupSpec, SecurityGroupStatus};
 pub use kinds::server::{Server, ServerSpec, ServerStatus};
+pub use kinds::servergroup::{ServerGroup, ServerGroupSpec, ServerGroupStatus};
 pub use kinds::subnet::{Subnet, SubnetSpec, SubnetStatus};
 pub use kinds::user::{User, UserSpec, UserStatus};
 pub use kinds::volume::{Volume, VolumeSpec, VolumeStatus};
@@ -55,6 +56,7 @@ pub fn all_kinds() -> Vec<&'static KindInfo> {
         Volume::info(),
         VolumeSnapshot::info(),
         Keypair::info(),
+        ServerGroup::info(),
         ApplySet::info(),
     ]
 }

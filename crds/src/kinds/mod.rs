@@ -14,6 +14,7 @@ pub mod rolebinding;
 pub mod router;
 pub mod securitygroup;
 pub mod server;
+pub mod servergroup;
 pub mod subnet;
 pub mod user;
 pub mod volume;

@@ -16,6 +16,7 @@ pub mod resource;
 pub mod validation;
 
 pub use kinds::applyset::{ApplySet, ApplySetSpec, ApplySetStatus};
+pub use kinds::event::{Event, EventSpec, EventStatus};
 pub use kinds::flavor::{Flavor, FlavorSpec, FlavorStatus};
 pub use kinds::floatingip::{FloatingIP, FloatingIPSpec, FloatingIPStatus};
 pub use kinds::image::{Image, ImageSpec, ImageStatus};
@@ -58,6 +59,7 @@ pub fn all_kinds() -> Vec<&'static KindInfo> {
         Keypair::info(),
         ServerGroup::info(),
         ApplySet::info(),
+        Event::info(),
     ]
 }
 

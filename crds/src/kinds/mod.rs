@@ -2,6 +2,7 @@
 //! base64, metadata maps, references to other objects by name).
 
 pub mod applyset;
+pub mod event;
 pub mod flavor;
 pub mod floatingip;
 pub mod image;

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what building and testing Cirrus needs on Debian 12, idempotently.
+# - protobuf-compiler: etcd-client's build generates the etcd gRPC code with protoc.
+# - etcd-server, etcd-client: a real etcd for the store conformance suite and etcdctl.
+set -euo pipefail
+
+packages=(protobuf-compiler etcd-server etcd-client curl)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo-nextest >/dev/null 2>&1 && ! cargo nextest --version >/dev/null 2>&1; then
+  echo "cargo-nextest not found; installing it with cargo"
+  cargo install --locked cargo-nextest
+fi
+echo "dependencies ready"

@@ -224,33 +224,94 @@ fn kind_columns(kind: &str) -> &'static [(&'static str, &'static str, bool)] {
             ("FLAVOR", "/spec/flavor", false),
             ("IMAGE", "/spec/image", false),
             ("NODE", "/status/node", false),
-            ("POWER", "/spec/powerState", true),
+            ("POWER", "/status/powerState", true),
+            ("TASK", "/status/taskState", true),
+            ("ZONE", "/spec/availabilityZone", true),
         ],
-        "Network" => &[("PHASE", "/status/phase", false)],
+        "Network" => &[
+            ("STATUS", "/status/phase", false),
+            ("SUBNETS", "/status/subnets", false),
+            ("SHARED", "/spec/shared", true),
+            ("EXTERNAL", "/spec/external", true),
+            ("MTU", "/status/mtu", true),
+        ],
         "Subnet" => &[
             ("NETWORK", "/spec/network", false),
             ("CIDR", "/spec/cidr", false),
             ("GATEWAY", "/spec/gatewayIp", true),
+            ("DHCP", "/spec/enableDhcp", true),
+            ("USED", "/status/usedIps", true),
+            ("TOTAL", "/status/totalIps", true),
         ],
         "Port" => &[
             ("NETWORK", "/spec/network", false),
+            ("STATUS", "/status/phase", false),
             ("MAC", "/status/macAddress", false),
             ("DEVICE", "/spec/deviceId", true),
+            ("OWNER", "/spec/deviceOwner", true),
+            ("HOST", "/spec/bindingHost", true),
         ],
         "Volume" => &[
             ("SIZE", "/spec/size", false),
             ("STATUS", "/status/phase", false),
+            ("BOOTABLE", "/spec/bootable", true),
             ("NODE", "/status/node", true),
+            ("TYPE", "/spec/volumeType", true),
+        ],
+        "VolumeSnapshot" => &[
+            ("VOLUME", "/spec/volume", false),
+            ("STATUS", "/status/phase", false),
+            ("SIZE", "/status/size", false),
         ],
         "Node" => &[
+            ("VCPUS", "/status/capacity/vcpus", false),
+            ("RAM", "/status/capacity/memoryMib", false),
+            ("DISK", "/status/capacity/diskGib", false),
+            ("UNSCHEDULABLE", "/spec/unschedulable", true),
+            ("ZONE", "/spec/availabilityZone", true),
+            ("HYPERVISOR", "/status/hypervisorType", true),
+        ],
+        "Image" => &[
             ("STATUS", "/status/phase", false),
-            ("VCPUS", "/status/capacity/vcpus", true),
-            ("RAM", "/status/capacity/ram", true),
+            ("VISIBILITY", "/spec/visibility", false),
+            ("FORMAT", "/spec/diskFormat", false),
+            ("MIN-DISK", "/spec/minDisk", true),
+            ("MIN-RAM", "/spec/minRam", true),
+        ],
+        "FloatingIP" => &[
+            ("ADDRESS", "/status/floatingIpAddress", false),
+            ("NETWORK", "/spec/floatingNetwork", false),
+            ("PORT", "/spec/port", false),
+            ("FIXED", "/spec/fixedIpAddress", true),
+        ],
+        "Keypair" => &[
+            ("TYPE", "/spec/type", false),
+            ("FINGERPRINT", "/status/fingerprint", false),
+        ],
+        "Project" => &[
+            ("ENABLED", "/spec/enabled", false),
+            ("DOMAIN", "/spec/domain", false),
+            ("STATUS", "/status/phase", false),
+        ],
+        "User" => &[
+            ("ENABLED", "/spec/enabled", false),
+            ("DEFAULT-PROJECT", "/spec/defaultProject", false),
+            ("EMAIL", "/spec/email", true),
+        ],
+        "RoleBinding" => &[
+            ("USER", "/spec/user", false),
+            ("PROJECT", "/spec/project", false),
+            ("ROLE", "/spec/role", false),
+        ],
+        "ServerGroup" => &[
+            ("POLICY", "/spec/policy", false),
+            ("MEMBERS", "/spec/members", false),
         ],
         "Event" => &[
             ("TYPE", "/spec/type", false),
             ("REASON", "/spec/reason", false),
             ("OBJECT", "/spec/involvedObject/name", false),
+            ("COUNT", "/spec/count", true),
             ("MESSAGE", "/spec/message", false),
         ],
         _ => &[],
@@ -274,9 +335,10 @@ pub fn columns(kind: &KindInfo, items: &[Value], wide: bool, all_projects: bool)
             .any(|i| i.pointer(pointer).is_some_and(|v| !v.is_null()))
     };
     for (header, pointer, wide_only) in specific {
-        // Known spec columns always show (so an empty list still has headers); status
-        // columns only when something reports them.
-        if (*wide_only && !wide) || (pointer.starts_with("/status") && !any(pointer)) {
+        // Default spec columns always show (so an empty list still has headers); status and
+        // wide-only columns only when some object has a value for them.
+        let optional = *wide_only || pointer.starts_with("/status");
+        if (*wide_only && !wide) || (optional && !any(pointer)) {
             continue;
         }
         cols.push(Column::pointer(header, pointer));

@@ -463,13 +463,17 @@ mod tests {
     fn flavor_columns() {
         let flavor = cirrus_crds::find_kind("flavors").unwrap();
         let items = vec![
-            json!({"metadata": {"name": "m1"}, "spec": {"vcpus": 2, "ram": 1024, "disk": 10}}),
+            json!({"metadata": {"name": "m1"}, "spec": {"vcpus": 2, "ram": 1024, "disk": 10, "swap": 0}}),
         ];
         let cols = columns(flavor, &items, false, true);
         let headers: Vec<&str> = cols.iter().map(|c| c.header.as_str()).collect();
         assert_eq!(headers, ["NAME", "VCPUS", "RAM", "DISK", "AGE"]);
         let wide = columns(flavor, &items, true, false);
         assert!(wide.iter().any(|c| c.header == "SWAP"));
+        assert!(
+            !wide.iter().any(|c| c.header == "EPHEMERAL"),
+            "no value anywhere"
+        );
         let r = row(&cols, &items[0], Utc::now());
         assert_eq!(&r[..4], ["m1", "2", "1024", "10"]);
     }

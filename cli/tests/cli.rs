@@ -26,7 +26,7 @@ struct Server {
 
 impl Server {
     fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let mut dir = tempfile::tempdir().expect("temp dir");
         if let Ok(url) = std::env::var("CIRRUS_TEST_SERVER") {
             let addr = url
                 .trim_start_matches("http://")
@@ -39,45 +39,66 @@ impl Server {
                 dir,
             };
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
-        let child = Command::new(BIN)
-            .args(["up", "--listen", &addr, "--data-dir"])
-            .arg(dir.path().join("data"))
-            .env_remove("CIRRUS_ETCD_ENDPOINTS")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn cirrus up");
-        let mut server = Self {
-            child: Some(child),
-            url: format!("http://{addr}"),
-            addr,
-            dir,
-        };
-        server.wait_ready();
-        server
+        // A free port can be taken between probing and binding: retry a few times.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let addr = format!("127.0.0.1:{port}");
+            let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
+            let child = Command::new(BIN)
+                .args([
+                    "up",
+                    "--listen",
+                    &addr,
+                    "--store-listen",
+                    "127.0.0.1:0",
+                    "--data-dir",
+                ])
+                .arg(dir.path().join("data"))
+                .env_remove("CIRRUS_ETCD_ENDPOINTS")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("spawn cirrus up");
+            let url = format!("http://{addr}");
+            let mut server = Self {
+                child: Some(child),
+                url,
+                addr,
+                dir,
+            };
+            match server.wait_ready() {
+                Ok(()) => return server,
+                Err(log) if attempt < 3 && log.contains("in use") => {
+                    dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+                }
+                Err(log) => panic!("cirrus up did not start:\n{log}"),
+            }
+        }
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until `/readyz` answers 200; `Err(log)` when the server exited or never got
+    /// ready.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("cirrus up exited with {status}:\n{}", self.log());
+                    self.child = None;
+                    return Err(format!("exited with {status}:\n{}", self.log()));
                 }
             }
             if let Ok((200, _)) = self.try_http("GET", "/readyz", None) {
-                return;
+                return Ok(());
             }
             if Instant::now() > deadline {
-                panic!("cirrus up not ready after 60s:\n{}", self.log());
+                return Err(format!("not ready after 60s:\n{}", self.log()));
             }
             std::thread::sleep(Duration::from_millis(100));
         }

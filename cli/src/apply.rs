@@ -61,10 +61,11 @@ pub struct ApplyArgs {
     #[arg(short = 'R', long)]
     pub recursive: bool,
     /// Delete objects of the ApplySet that the manifests no longer contain.
-    #[arg(long, requires = "applyset")]
+    #[arg(long)]
     pub prune: bool,
     /// Name of the ApplySet (a cluster-scoped inventory object) that owns what this apply
-    /// writes; objects get the label `cirrus.dev/applyset=NAME`.
+    /// writes; objects get the label `cirrus.dev/applyset=NAME`. Defaults to the name of the
+    /// directory when exactly one directory is given.
     #[arg(long, requires = "prune")]
     pub applyset: Option<String>,
     /// Only apply (and prune) objects whose labels match this selector.
@@ -423,11 +424,14 @@ pub async fn run(ctx: &Ctx, args: ApplyArgs) -> anyhow::Result<()> {
     let manifests = manifests::load(&args.files, args.recursive)?;
     let dry_run = args.dry_run == DryRun::Server;
     let suffix = if dry_run { " (server dry run)" } else { "" };
-    let applyset = if args.prune {
-        args.applyset.as_deref()
-    } else {
-        None
+    let applyset_name = match (&args.applyset, args.prune) {
+        (Some(name), true) => Some(name.clone()),
+        (None, true) => Some(default_applyset_name(&args.files).context(
+            "--prune needs --applyset NAME (it defaults to the directory name only when one directory is given)",
+        )?),
+        (_, false) => None,
     };
+    let applyset = applyset_name.as_deref();
 
     let desired: Vec<Desired> = manifests
         .iter()
@@ -520,6 +524,35 @@ pub async fn run(ctx: &Ctx, args: ApplyArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The ApplySet name derived from a single directory argument: its last path component,
+/// lowercased, with characters not allowed in names replaced by `-`.
+pub fn default_applyset_name(files: &[PathBuf]) -> Option<String> {
+    let [only] = files else { return None };
+    if !only.is_dir() {
+        return None;
+    }
+    let absolute = std::path::absolute(only).ok()?;
+    let base = absolute.components().rev().find_map(|c| match c {
+        std::path::Component::Normal(n) => n.to_str(),
+        _ => None,
+    })?;
+    let name: String = base
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let name = name
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string();
+    (!name.is_empty()).then_some(name)
 }
 
 fn project_note(d: &Desired) -> String {
@@ -644,6 +677,19 @@ mod tests {
         assert_eq!(patch["metadata"]["resourceVersion"], "7");
         assert!(patch["metadata"].get("labels").is_none());
         assert!(patch["metadata"]["annotations"][LAST_APPLIED].is_string());
+    }
+
+    #[test]
+    fn applyset_name_from_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("My_Apps");
+        std::fs::create_dir(&sub).unwrap();
+        assert_eq!(
+            default_applyset_name(std::slice::from_ref(&sub)).as_deref(),
+            Some("my-apps")
+        );
+        assert_eq!(default_applyset_name(&[sub.clone(), sub.clone()]), None);
+        assert_eq!(default_applyset_name(&[sub.join("x.yaml")]), None);
     }
 
     #[test]

@@ -417,7 +417,9 @@ mod tests {
                 .replace("ram: 512", "ram: 512\n  colour: red")
         );
         let path = write(dir.path(), "f.yaml", &text);
-        let err = load(&[path.clone()], false).unwrap_err().to_string();
+        let err = load(std::slice::from_ref(&path), false)
+            .unwrap_err()
+            .to_string();
         assert_eq!(err.lines().count(), 1, "{err}");
         let expected = format!("{}: document 2 (Flavor/bad): spec.colour:", path.display());
         assert!(err.starts_with(&expected), "{err}");
@@ -467,7 +469,9 @@ mod tests {
     fn yaml_syntax_error_names_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "broken.yaml", "kind: [unclosed\n");
-        let err = load(&[path.clone()], false).unwrap_err().to_string();
+        let err = load(std::slice::from_ref(&path), false)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with(&format!("{}: ", path.display())), "{err}");
     }
 

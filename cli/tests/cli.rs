@@ -88,11 +88,9 @@ impl Server {
     fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Err(format!("exited with {status}:\n{}", self.log()));
-                }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return Err(format!("exited with {status}:\n{}", self.log()));
             }
             if let Ok((200, _)) = self.try_http("GET", "/readyz", None) {
                 return Ok(());
@@ -818,4 +816,73 @@ fn errors_are_clear() {
         .unwrap()
         .code(1);
     assert!(out.stderr.contains("unknown kind"), "{}", out.stderr);
+}
+
+#[test]
+fn project_scoped_objects_and_prune_across_projects() {
+    let srv = Server::start();
+    let net = |name: &str, project: Option<&str>| {
+        let project = project
+            .map(|p| format!("  project: {p}\n"))
+            .unwrap_or_default();
+        format!(
+            "apiVersion: cirrus.dev/v1\nkind: Network\nmetadata:\n  name: {name}\n{project}spec:\n  mtu: 1450\n"
+        )
+    };
+    srv.write("ps-nets/a.yaml", &net("ps-a", None));
+    srv.write("ps-nets/b.yaml", &net("ps-b", Some("ps-other")));
+    let dir = srv.manifests().join("ps-nets");
+    // --project is the default for manifests that name none; the set name defaults to the
+    // directory name.
+    let out = srv
+        .cirrus(&["--project", "ps-main", "apply", "-f", s(&dir), "--prune"])
+        .ok();
+    assert!(
+        out.stdout.contains("Network/ps-a created"),
+        "{}",
+        out.stdout
+    );
+    let (code, _) = srv.http(
+        "GET",
+        "/apis/cirrus.dev/v1/projects/ps-main/networks/ps-a",
+        None,
+    );
+    assert_eq!(code, 200);
+    let (code, inv) = srv.http("GET", "/apis/cirrus.dev/v1/applysets/ps-nets", None);
+    assert_eq!(code, 200, "{inv}");
+
+    let out = srv.cirrus(&["get", "networks", "-A", "-o", "name"]).ok();
+    assert!(
+        out.stdout.contains("network/ps-a") && out.stdout.contains("network/ps-b"),
+        "{}",
+        out.stdout
+    );
+    let out = srv.cirrus(&["get", "net", "-A"]).ok();
+    assert!(out.stdout.starts_with("PROJECT"), "{}", out.stdout);
+    let out = srv
+        .cirrus(&["-p", "ps-other", "get", "net", "-o", "name"])
+        .ok();
+    assert_eq!(out.stdout, "network/ps-b\n");
+
+    std::fs::remove_file(dir.join("b.yaml")).unwrap();
+    let out = srv
+        .cirrus(&["--project", "ps-main", "apply", "-f", s(&dir), "--prune"])
+        .ok();
+    assert!(
+        out.stdout.contains("Network/ps-other/ps-b pruned"),
+        "{}",
+        out.stdout
+    );
+    let (code, _) = srv.http(
+        "GET",
+        "/apis/cirrus.dev/v1/projects/ps-other/networks/ps-b",
+        None,
+    );
+    assert_eq!(code, 404);
+    let (code, _) = srv.http(
+        "GET",
+        "/apis/cirrus.dev/v1/projects/ps-main/networks/ps-a",
+        None,
+    );
+    assert_eq!(code, 200);
 }

@@ -3,7 +3,10 @@
 //! Every mutation goes through one OS thread that owns all redb write transactions. It
 //! blocks for the first queued request, then drains whatever else is queued (up to
 //! [`MAX_BATCH`]) and applies the whole batch in ONE write transaction committed with
-//! `Durability::Immediate` (fsync). Only after the commit does it publish the batch's events
+//! `Durability::Immediate` (fsync). When the previous batch had `n` requests, the clients it
+//! just acknowledged are likely to come straight back, so the writer waits up to
+//! [`GATHER_WINDOW`] for the batch to reach `n` again before committing; a lone client
+//! (`n == 1`) never waits. Only after the commit does it publish the batch's events
 //! to watchers and acknowledge each request, so:
 //!
 //! # Guarantees
@@ -20,7 +23,10 @@ use etcd_client::proto::{
     PbDeleteRequest, PbDeleteResponse, PbPutRequest, PbPutResponse, PbTxnRequest, PbTxnResponse,
 };
 use redb::Durability;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
 use tracing::{debug, error};
 
 use super::apply::{LeaseChange, RevEvents, Tx};
@@ -31,6 +37,8 @@ use super::watch::EventHub;
 
 /// Most requests committed in one redb transaction.
 const MAX_BATCH: usize = 1024;
+/// Longest the writer waits for a batch to fill up to the previous batch's size.
+const GATHER_WINDOW: Duration = Duration::from_micros(1000);
 
 /// A mutation for the writer.
 #[derive(Debug)]
@@ -75,7 +83,7 @@ struct WriteReq {
 /// Cloneable handle to submit writes.
 #[derive(Clone, Debug)]
 pub(crate) struct WriterHandle {
-    tx: mpsc::UnboundedSender<WriteReq>,
+    tx: mpsc::Sender<WriteReq>,
 }
 
 impl WriterHandle {
@@ -99,7 +107,7 @@ pub(crate) fn spawn(
     hub: EventHub,
     leases: Arc<LeaseClock>,
 ) -> (WriterHandle, std::thread::JoinHandle<()>) {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel();
     let join = std::thread::Builder::new()
         .name("cirrus-etcd-writer".into())
         .spawn(move || run(&engine, rx, &hub, &leases))
@@ -107,21 +115,26 @@ pub(crate) fn spawn(
     (WriterHandle { tx }, join)
 }
 
-fn run(
-    engine: &Engine,
-    mut rx: mpsc::UnboundedReceiver<WriteReq>,
-    hub: &EventHub,
-    leases: &LeaseClock,
-) {
+fn run(engine: &Engine, rx: mpsc::Receiver<WriteReq>, hub: &EventHub, leases: &LeaseClock) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
+    let mut last_len = 1usize;
+    while let Ok(first) = rx.recv() {
+        let deadline = Instant::now() + GATHER_WINDOW;
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(req) => batch.push(req),
+                Err(mpsc::TryRecvError::Empty) if batch.len() < last_len => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match rx.recv_timeout(left) {
+                        Ok(req) => batch.push(req),
+                        Err(_) => break,
+                    }
+                }
                 Err(_) => break,
             }
         }
+        last_len = batch.len();
         let stop = batch.iter().any(|r| matches!(r.op, WriteOp::Stop));
         let span = tracing::debug_span!("commit", batch = batch.len());
         span.in_scope(|| commit_batch(engine, &mut batch, hub, leases));

@@ -50,7 +50,12 @@ struct StatusBody<'a> {
 impl ApiError {
     /// A failure with `code`, machine-readable `reason` and human `message`.
     pub fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { code, reason, message: message.into(), details: None }
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     /// 400: the request could not be understood.
@@ -79,7 +84,11 @@ impl ApiError {
 
     /// 415: the body's content type is not accepted here.
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType", message)
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            message,
+        )
     }
 
     /// The HTTP status code.
@@ -110,19 +119,31 @@ impl From<ObjectError> for ApiError {
                 code: StatusCode::NOT_FOUND,
                 reason: "NotFound",
                 message,
-                details: Some(Details { name: Some(name), kind: Some(kind.into()), causes: vec![] }),
+                details: Some(Details {
+                    name: Some(name),
+                    kind: Some(kind.into()),
+                    causes: vec![],
+                }),
             },
             ObjectError::AlreadyExists { kind, name } => Self {
                 code: StatusCode::CONFLICT,
                 reason: "AlreadyExists",
                 message,
-                details: Some(Details { name: Some(name), kind: Some(kind.into()), causes: vec![] }),
+                details: Some(Details {
+                    name: Some(name),
+                    kind: Some(kind.into()),
+                    causes: vec![],
+                }),
             },
             ObjectError::Conflict { kind, name, .. } => Self {
                 code: StatusCode::CONFLICT,
                 reason: "Conflict",
                 message,
-                details: Some(Details { name: Some(name), kind: Some(kind.into()), causes: vec![] }),
+                details: Some(Details {
+                    name: Some(name),
+                    kind: Some(kind.into()),
+                    causes: vec![],
+                }),
             },
             ObjectError::Invalid { kind, name, errors } => {
                 let causes = errors
@@ -159,7 +180,10 @@ impl From<ObjectError> for ApiError {
                     format!("the object store is unavailable: {source}"),
                 )
             }
-            ObjectError::Corrupt { ref key, ref source } => {
+            ObjectError::Corrupt {
+                ref key,
+                ref source,
+            } => {
                 tracing::error!(%key, error = %source, "unreadable object in store");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message)
             }

@@ -35,7 +35,11 @@ pub struct ApiState {
 impl ApiState {
     /// State with the default bookmark interval (10 s) and body limit (1 MiB).
     pub fn new(store: ObjectStore) -> Self {
-        Self { store, bookmark_interval: Duration::from_secs(10), body_limit: DEFAULT_BODY_LIMIT }
+        Self {
+            store,
+            bookmark_interval: Duration::from_secs(10),
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
     }
 }
 
@@ -44,7 +48,12 @@ pub fn router(state: ApiState) -> Router {
     use resources::*;
     const V1: &str = "/apis/cirrus.dev/v1";
     let collection = || get(collection_get).post(collection_post);
-    let item = || get(item_get).put(item_put).patch(item_patch).delete(item_delete);
+    let item = || {
+        get(item_get)
+            .put(item_put)
+            .patch(item_patch)
+            .delete(item_delete)
+    };
     let status = || get(item_get).put(status_put).patch(status_patch);
     Router::new()
         .route(V1, get(discovery::resources))
@@ -52,9 +61,18 @@ pub fn router(state: ApiState) -> Router {
         .route(&format!("{V1}/projects"), collection())
         .route(&format!("{V1}/projects/{{project}}"), item())
         .route(&format!("{V1}/projects/{{project}}/status"), status())
-        .route(&format!("{V1}/projects/{{project}}/{{plural}}"), collection())
-        .route(&format!("{V1}/projects/{{project}}/{{plural}}/{{name}}"), item())
-        .route(&format!("{V1}/projects/{{project}}/{{plural}}/{{name}}/status"), status())
+        .route(
+            &format!("{V1}/projects/{{project}}/{{plural}}"),
+            collection(),
+        )
+        .route(
+            &format!("{V1}/projects/{{project}}/{{plural}}/{{name}}"),
+            item(),
+        )
+        .route(
+            &format!("{V1}/projects/{{project}}/{{plural}}/{{name}}/status"),
+            status(),
+        )
         .route(&format!("{V1}/{{plural}}"), collection())
         .route(&format!("{V1}/{{plural}}/{{name}}"), item())
         .route(&format!("{V1}/{{plural}}/{{name}}/status"), status())
@@ -73,5 +91,7 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

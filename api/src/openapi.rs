@@ -55,10 +55,10 @@ fn rewrite_refs(value: &mut Value) {
         Value::Object(map) => {
             for (key, inner) in map.iter_mut() {
                 if key == "$ref" {
-                    if let Value::String(target) = inner {
-                        if let Some(name) = target.strip_prefix("#/$defs/") {
-                            *target = format!("#/components/schemas/{name}");
-                        }
+                    if let Value::String(target) = inner
+                        && let Some(name) = target.strip_prefix("#/$defs/")
+                    {
+                        *target = format!("#/components/schemas/{name}");
                     }
                 } else {
                     rewrite_refs(inner);
@@ -118,17 +118,15 @@ fn list_schema(kind: &KindInfo) -> Value {
 fn add_paths(kind: &KindInfo, paths: &mut Map<String, Value>) {
     let object_ref = json!({"$ref": format!("#/components/schemas/{}", kind.kind)});
     let list_ref = json!({"$ref": format!("#/components/schemas/{}List", kind.kind)});
-    let ok = |schema: &Value, what: &str| {
-        json!({"description": what, "content": {"application/json": {"schema": schema}}})
-    };
+    let ok = |schema: &Value, what: &str| json!({"description": what, "content": {"application/json": {"schema": schema}}});
     let error = json!({"description": "failure", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}});
-    let query = |name: &str, description: &str| {
-        json!({"name": name, "in": "query", "required": false, "schema": {"type": "string"}, "description": description})
-    };
+    let query = |name: &str, description: &str| json!({"name": name, "in": "query", "required": false, "schema": {"type": "string"}, "description": description});
     let path_param = |name: &str| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}});
     let dry_run = query("dryRun", "`All`: validate and answer without storing");
     let (base, mut base_params) = match kind.scope {
-        Scope::Cluster if kind.plural == "projects" => ("/apis/cirrus.dev/v1/projects".to_string(), vec![]),
+        Scope::Cluster if kind.plural == "projects" => {
+            ("/apis/cirrus.dev/v1/projects".to_string(), vec![])
+        }
         Scope::Cluster => (format!("/apis/cirrus.dev/v1/{}", kind.plural), vec![]),
         Scope::Project => (
             format!("/apis/cirrus.dev/v1/projects/{{project}}/{}", kind.plural),
@@ -142,12 +140,19 @@ fn add_paths(kind: &KindInfo, paths: &mut Map<String, Value>) {
             query("labelSelector", "only objects whose labels match"),
             query("limit", "page size"),
             query("continue", "token of the next page"),
-            query("watch", "`true`: stream ADDED/MODIFIED/DELETED/BOOKMARK/ERROR events as JSON lines"),
-            query("resourceVersion", "watch: changes after this revision (410 when compacted)"),
+            query(
+                "watch",
+                "`true`: stream ADDED/MODIFIED/DELETED/BOOKMARK/ERROR events as JSON lines",
+            ),
+            query(
+                "resourceVersion",
+                "watch: changes after this revision (410 when compacted)",
+            ),
             query("timeoutSeconds", "watch: end the stream after this long"),
         ])
         .collect();
-    let write_body = json!({"required": true, "content": {"application/json": {"schema": object_ref}}});
+    let write_body =
+        json!({"required": true, "content": {"application/json": {"schema": object_ref}}});
     let patch_body = json!({"required": true, "content": {"application/merge-patch+json": {"schema": {"type": "object"}}}});
     let k = kind.kind;
     paths.insert(

@@ -54,9 +54,14 @@ impl ResourceQuery {
     fn resource_version(&self) -> Result<Option<i64>, ApiError> {
         match self.resource_version.as_deref() {
             None | Some("") => Ok(None),
-            Some(rv) => rv.parse::<i64>().ok().filter(|v| *v >= 0).map(Some).ok_or_else(|| {
-                ApiError::bad_request(format!("invalid resourceVersion {rv:?}: not a revision"))
-            }),
+            Some(rv) => rv
+                .parse::<i64>()
+                .ok()
+                .filter(|v| *v >= 0)
+                .map(Some)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("invalid resourceVersion {rv:?}: not a revision"))
+                }),
         }
     }
 }
@@ -75,7 +80,10 @@ fn resolve(params: &HashMap<String, String>, collection_read: bool) -> Result<Ta
     let Some(plural) = params.get("plural").map(String::as_str) else {
         let kind = cirrus_crds::kind_by_plural("projects")
             .ok_or_else(|| ApiError::not_found("the server has no resource type \"projects\""))?;
-        return Ok(Target { kind, project: None });
+        return Ok(Target {
+            kind,
+            project: None,
+        });
     };
     let kind = cirrus_crds::kind_by_plural(plural).ok_or_else(|| {
         ApiError::not_found(format!("the server has no resource type {plural:?}"))
@@ -93,18 +101,26 @@ fn resolve(params: &HashMap<String, String>, collection_read: bool) -> Result<Ta
 }
 
 fn name_of(params: &HashMap<String, String>) -> &str {
-    let key = if params.contains_key("plural") { "name" } else { "project" };
+    let key = if params.contains_key("plural") {
+        "name"
+    } else {
+        "project"
+    };
     params.get(key).map(String::as_str).unwrap_or_default()
 }
 
 /// Reads a request body up to the configured limit.
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::too_large(limit))
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::too_large(limit))
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.is_empty() {
-        return Err(ApiError::bad_request("request body is empty: expected a JSON object"));
+        return Err(ApiError::bad_request(
+            "request body is empty: expected a JSON object",
+        ));
     }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))
@@ -129,7 +145,10 @@ pub async fn collection_get(
         limit: query.limit,
         continue_token: query.continue_token.clone().filter(|t| !t.is_empty()),
     };
-    let list = state.store.list(target.kind, target.project.as_deref(), &options).await?;
+    let list = state
+        .store
+        .list(target.kind, target.project.as_deref(), &options)
+        .await?;
     let mut metadata = json!({ "resourceVersion": list.resource_version.to_string() });
     if let Some(token) = list.continue_token {
         metadata["continue"] = Value::from(token);
@@ -156,7 +175,12 @@ pub async fn collection_post(
     let object = parse_json(&read_body(body, state.body_limit).await?)?;
     let created = state
         .store
-        .create(target.kind, target.project.as_deref(), object, query.dry_run()?)
+        .create(
+            target.kind,
+            target.project.as_deref(),
+            object,
+            query.dry_run()?,
+        )
         .await?;
     Ok(json_response(StatusCode::CREATED, created))
 }
@@ -167,7 +191,10 @@ pub async fn item_get(
     Path(params): Path<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let target = resolve(&params, false)?;
-    let object = state.store.get(target.kind, target.project.as_deref(), name_of(&params)).await?;
+    let object = state
+        .store
+        .get(target.kind, target.project.as_deref(), name_of(&params))
+        .await?;
     Ok(json_response(StatusCode::OK, object))
 }
 
@@ -280,20 +307,32 @@ pub async fn item_delete(
     let target = resolve(&params, false)?;
     let last = state
         .store
-        .delete(target.kind, target.project.as_deref(), name_of(&params), query.dry_run()?)
+        .delete(
+            target.kind,
+            target.project.as_deref(),
+            name_of(&params),
+            query.dry_run()?,
+        )
         .await?;
     Ok(json_response(StatusCode::OK, last))
 }
 
 /// Streams watch events as JSON lines until the client leaves, the timeout passes or the
 /// watch ends.
-async fn watch(state: ApiState, target: Target, query: ResourceQuery) -> Result<Response, ApiError> {
+async fn watch(
+    state: ApiState,
+    target: Target,
+    query: ResourceQuery,
+) -> Result<Response, ApiError> {
     let options = WatchOptions {
         selector: query.selector()?,
         resource_version: query.resource_version()?,
         bookmark_interval: state.bookmark_interval,
     };
-    let events = state.store.watch(target.kind, target.project.as_deref(), options).await?;
+    let events = state
+        .store
+        .watch(target.kind, target.project.as_deref(), options)
+        .await?;
     let kind = target.kind.kind;
     let lines = events.map(move |event| {
         let (kind_word, object) = match event {

@@ -29,16 +29,28 @@ async fn harness() -> Harness {
 }
 
 async fn harness_with(bookmark_interval: Duration) -> Harness {
-    let server = embedded::start(EmbeddedConfig::in_memory()).await.expect("embedded store");
-    let store = ObjectStore::connect(&[server.endpoint()]).await.expect("connect");
+    let server = embedded::start(EmbeddedConfig::in_memory())
+        .await
+        .expect("embedded store");
+    let store = ObjectStore::connect(&[server.endpoint()])
+        .await
+        .expect("connect");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let mut state = ApiState::new(store.clone());
     state.bookmark_interval = bookmark_interval;
     let api = tokio::spawn(async move {
-        cirrus_api::serve(listener, state, std::future::pending()).await.unwrap();
+        cirrus_api::serve(listener, state, std::future::pending())
+            .await
+            .unwrap();
     });
-    Harness { base, http: reqwest::Client::new(), store, _server: server, api }
+    Harness {
+        base,
+        http: reqwest::Client::new(),
+        store,
+        _server: server,
+        api,
+    }
 }
 
 impl Harness {
@@ -82,7 +94,11 @@ fn flavor(name: &str, ram: u64) -> Value {
 }
 
 fn rv(object: &Value) -> i64 {
-    object["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap()
+    object["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -91,7 +107,11 @@ async fn create_sets_identity_and_refuses_duplicates() {
     let (code, created) = h.post("/flavors", flavor("m1.tiny", 512)).await;
     assert_eq!(code, 201, "{created}");
     assert_eq!(created["metadata"]["generation"], 1);
-    assert!(created["metadata"]["uid"].as_str().is_some_and(|u| u.len() == 36));
+    assert!(
+        created["metadata"]["uid"]
+            .as_str()
+            .is_some_and(|u| u.len() == 36)
+    );
     assert!(created["metadata"]["creationTimestamp"].is_string());
     assert_eq!(created["spec"]["rxtxFactor"], 1.0, "defaults are filled in");
     let (code, fetched) = h.get("/flavors/m1.tiny").await;
@@ -111,7 +131,10 @@ async fn unknown_and_bad_fields_are_refused_naming_the_field() {
     let (code, status) = h.post("/flavors", bad).await;
     assert_eq!(code, 400, "{status}");
     assert_eq!(status["reason"], "Invalid");
-    assert_eq!(status["details"]["causes"][0]["field"], "spec.bogus", "{status}");
+    assert_eq!(
+        status["details"]["causes"][0]["field"], "spec.bogus",
+        "{status}"
+    );
     assert!(status["message"].as_str().unwrap().contains("bogus"));
 
     let mut bad = flavor("m1.bad", 512);
@@ -122,13 +145,25 @@ async fn unknown_and_bad_fields_are_refused_naming_the_field() {
 
     let (code, status) = h.post("/flavors", flavor("m1.bad", 0)).await;
     assert_eq!(code, 400);
-    assert_eq!(status["details"]["causes"][0]["field"], "spec.ram", "{status}");
+    assert_eq!(
+        status["details"]["causes"][0]["field"], "spec.ram",
+        "{status}"
+    );
 
     let (code, status) = h.post("/flavors", flavor("Bad_Name", 512)).await;
     assert_eq!(code, 400);
-    assert_eq!(status["details"]["causes"][0]["field"], "metadata.name", "{status}");
+    assert_eq!(
+        status["details"]["causes"][0]["field"], "metadata.name",
+        "{status}"
+    );
 
-    let resp = h.http.post(h.url("/flavors")).body("{not json").send().await.unwrap();
+    let resp = h
+        .http
+        .post(h.url("/flavors"))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
 
     let (code, _) = h.get("/flavors/m1.bad").await;
@@ -185,24 +220,34 @@ async fn status_subresource_is_separate_from_spec() {
     let h = harness().await;
     let (_, created) = h.post("/flavors", flavor("m1.s", 512)).await;
     let mut with_status = created.clone();
-    with_status["status"] = json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Checked"}]});
+    with_status["status"] =
+        json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Checked"}]});
     with_status["spec"]["vcpus"] = json!(8);
     let (code, after) = h.put("/flavors/m1.s/status", with_status.clone()).await;
     assert_eq!(code, 200, "{after}");
     assert_eq!(after["status"]["conditions"][0]["type"], "Ready");
     assert_eq!(after["spec"]["vcpus"], 1, "a status write ignores spec");
-    assert_eq!(after["metadata"]["generation"], 1, "status writes don't bump generation");
+    assert_eq!(
+        after["metadata"]["generation"], 1,
+        "status writes don't bump generation"
+    );
 
     let mut spec_write = after.clone();
     spec_write["status"] = json!({});
     spec_write["spec"]["vcpus"] = json!(2);
     let (code, after_spec) = h.put("/flavors/m1.s", spec_write).await;
     assert_eq!(code, 200);
-    assert_eq!(after_spec["status"]["conditions"][0]["type"], "Ready", "a spec write keeps status");
+    assert_eq!(
+        after_spec["status"]["conditions"][0]["type"], "Ready",
+        "a spec write keeps status"
+    );
     assert_eq!(after_spec["metadata"]["generation"], 2);
 
     let (code, patched) = h
-        .patch("/flavors/m1.s/status", json!({"status": {"conditions": []}}))
+        .patch(
+            "/flavors/m1.s/status",
+            json!({"status": {"conditions": []}}),
+        )
         .await;
     assert_eq!(code, 200, "{patched}");
     assert!(patched["status"].get("conditions").is_none());
@@ -219,7 +264,10 @@ async fn merge_patch_with_precondition_and_content_type() {
     let h = harness().await;
     let (_, created) = h.post("/flavors", flavor("m1.p", 512)).await;
     let (code, patched) = h
-        .patch("/flavors/m1.p", json!({"metadata": {"labels": {"team": "a", "size": null}}, "spec": {"ram": 1024}}))
+        .patch(
+            "/flavors/m1.p",
+            json!({"metadata": {"labels": {"team": "a", "size": null}}, "spec": {"ram": 1024}}),
+        )
         .await;
     assert_eq!(code, 200, "{patched}");
     assert_eq!(patched["metadata"]["labels"], json!({"team": "a"}));
@@ -228,9 +276,14 @@ async fn merge_patch_with_precondition_and_content_type() {
     let stale = json!({"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]}, "spec": {"ram": 4096}});
     let (code, _) = h.patch("/flavors/m1.p", stale).await;
     assert_eq!(code, 409);
-    let (code, status) = h.patch("/flavors/m1.p", json!({"spec": {"ram": "lots"}})).await;
+    let (code, status) = h
+        .patch("/flavors/m1.p", json!({"spec": {"ram": "lots"}}))
+        .await;
     assert_eq!(code, 400);
-    assert_eq!(status["details"]["causes"][0]["field"], "spec.ram", "{status}");
+    assert_eq!(
+        status["details"]["causes"][0]["field"], "spec.ram",
+        "{status}"
+    );
     let resp = h
         .http
         .patch(h.url("/flavors/m1.p"))
@@ -254,8 +307,13 @@ async fn delete_waits_for_finalizers() {
     assert!(marked["metadata"]["deletionTimestamp"].is_string());
     let (code, still) = h.get("/flavors/m1.f").await;
     assert_eq!(code, 200, "finalizers keep the object");
-    assert_eq!(still["metadata"]["deletionTimestamp"], marked["metadata"]["deletionTimestamp"]);
-    let (code, _) = h.patch("/flavors/m1.f", json!({"metadata": {"finalizers": []}})).await;
+    assert_eq!(
+        still["metadata"]["deletionTimestamp"],
+        marked["metadata"]["deletionTimestamp"]
+    );
+    let (code, _) = h
+        .patch("/flavors/m1.f", json!({"metadata": {"finalizers": []}}))
+        .await;
     assert_eq!(code, 200);
     let (code, _) = h.get("/flavors/m1.f").await;
     assert_eq!(code, 404, "emptying finalizers removes the object");
@@ -271,7 +329,13 @@ async fn delete_waits_for_finalizers() {
 #[tokio::test]
 async fn dry_run_stores_nothing() {
     let h = harness().await;
-    let resp = h.http.post(h.url("/flavors?dryRun=All")).json(&flavor("m1.d", 512)).send().await.unwrap();
+    let resp = h
+        .http
+        .post(h.url("/flavors?dryRun=All"))
+        .json(&flavor("m1.d", 512))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 201);
     let (code, _) = h.get("/flavors/m1.d").await;
     assert_eq!(code, 404);
@@ -281,11 +345,18 @@ async fn dry_run_stores_nothing() {
 async fn list_filters_by_label_and_pages_consistently() {
     let h = harness().await;
     for i in 0..5 {
-        let (code, _) = h.post("/flavors", flavor(&format!("f{i}"), 512 + i * 1024)).await;
+        let (code, _) = h
+            .post("/flavors", flavor(&format!("f{i}"), 512 + i * 1024))
+            .await;
         assert_eq!(code, 201);
     }
     let (_, big) = h.get("/flavors?labelSelector=size%3Dbig").await;
-    let names: Vec<&str> = big["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = big["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["f1", "f2", "f3", "f4"]);
     assert_eq!(big["kind"], "FlavorList");
     let (code, _) = h.get("/flavors?labelSelector=bad%20key%3D1").await;
@@ -296,13 +367,27 @@ async fn list_filters_by_label_and_pages_consistently() {
     let token = page1["metadata"]["continue"].as_str().unwrap().to_string();
     // Created after the first page: not part of this listing's snapshot.
     h.post("/flavors", flavor("f9", 512)).await;
-    let mut all: Vec<String> = page1["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    let mut all: Vec<String> = page1["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
     let mut token = Some(token);
     while let Some(t) = token {
         let (code, page) = h.get(&format!("/flavors?limit=2&continue={t}")).await;
         assert_eq!(code, 200, "{page}");
-        assert_eq!(page["metadata"]["resourceVersion"], page1["metadata"]["resourceVersion"]);
-        all.extend(page["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()));
+        assert_eq!(
+            page["metadata"]["resourceVersion"],
+            page1["metadata"]["resourceVersion"]
+        );
+        all.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["metadata"]["name"].as_str().unwrap().to_string()),
+        );
         token = page["metadata"]["continue"].as_str().map(str::to_string);
     }
     assert_eq!(all, ["f0", "f1", "f2", "f3", "f4"]);
@@ -343,29 +428,71 @@ async fn watch_resumes_from_a_revision_without_gaps_or_repeats() {
     h.post("/flavors", flavor("b", 512)).await;
     h.delete("/flavors/a").await;
 
-    let resp = h.http.get(h.url(&format!("/flavors?watch=true&resourceVersion={start}"))).send().await.unwrap();
+    let resp = h
+        .http
+        .get(h.url(&format!("/flavors?watch=true&resourceVersion={start}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
     let events = read_events(resp, 3).await;
     let seen: Vec<(String, String)> = events
         .iter()
-        .map(|e| (e["type"].as_str().unwrap().into(), e["object"]["metadata"]["name"].as_str().unwrap().into()))
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().into(),
+                e["object"]["metadata"]["name"].as_str().unwrap().into(),
+            )
+        })
         .collect();
-    assert_eq!(seen, [("MODIFIED".into(), "a".into()), ("ADDED".into(), "b".into()), ("DELETED".into(), "a".into())]);
+    assert_eq!(
+        seen,
+        [
+            ("MODIFIED".into(), "a".into()),
+            ("ADDED".into(), "b".into()),
+            ("DELETED".into(), "a".into())
+        ]
+    );
     let revs: Vec<i64> = events.iter().map(|e| rv(&e["object"])).collect();
-    assert!(revs.windows(2).all(|w| w[0] < w[1]), "in revision order: {revs:?}");
+    assert!(
+        revs.windows(2).all(|w| w[0] < w[1]),
+        "in revision order: {revs:?}"
+    );
 
     // Resume from the middle: exactly the later events, then live ones.
-    let resp = h.http.get(h.url(&format!("/flavors?watch=true&resourceVersion={}", revs[0]))).send().await.unwrap();
+    let resp = h
+        .http
+        .get(h.url(&format!("/flavors?watch=true&resourceVersion={}", revs[0])))
+        .send()
+        .await
+        .unwrap();
     let live = tokio::spawn(read_events(resp, 3));
     tokio::time::sleep(Duration::from_millis(200)).await;
     h.post("/flavors", flavor("c", 512)).await;
     let events = live.await.unwrap();
     let seen: Vec<(String, String)> = events
         .iter()
-        .map(|e| (e["type"].as_str().unwrap().into(), e["object"]["metadata"]["name"].as_str().unwrap().into()))
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().into(),
+                e["object"]["metadata"]["name"].as_str().unwrap().into(),
+            )
+        })
         .collect();
-    assert_eq!(seen, [("ADDED".into(), "b".into()), ("DELETED".into(), "a".into()), ("ADDED".into(), "c".into())]);
+    assert_eq!(
+        seen,
+        [
+            ("ADDED".into(), "b".into()),
+            ("DELETED".into(), "a".into()),
+            ("ADDED".into(), "c".into())
+        ]
+    );
 }
 
 #[tokio::test]
@@ -373,28 +500,63 @@ async fn watch_without_version_starts_with_current_objects_and_honours_selectors
     let h = harness().await;
     h.post("/flavors", flavor("small", 512)).await;
     h.post("/flavors", flavor("big", 4096)).await;
-    let resp = h.http.get(h.url("/flavors?watch=true&labelSelector=size%3Dbig")).send().await.unwrap();
+    let resp = h
+        .http
+        .get(h.url("/flavors?watch=true&labelSelector=size%3Dbig"))
+        .send()
+        .await
+        .unwrap();
     let live = tokio::spawn(read_events(resp, 3));
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Leaves the selector: DELETED. Enters it: ADDED.
-    h.patch("/flavors/big", json!({"metadata": {"labels": {"size": "small"}}})).await;
-    h.patch("/flavors/small", json!({"metadata": {"labels": {"size": "big"}}})).await;
+    h.patch(
+        "/flavors/big",
+        json!({"metadata": {"labels": {"size": "small"}}}),
+    )
+    .await;
+    h.patch(
+        "/flavors/small",
+        json!({"metadata": {"labels": {"size": "big"}}}),
+    )
+    .await;
     let events = live.await.unwrap();
     let seen: Vec<(String, String)> = events
         .iter()
-        .map(|e| (e["type"].as_str().unwrap().into(), e["object"]["metadata"]["name"].as_str().unwrap().into()))
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().into(),
+                e["object"]["metadata"]["name"].as_str().unwrap().into(),
+            )
+        })
         .collect();
-    assert_eq!(seen, [("ADDED".into(), "big".into()), ("DELETED".into(), "big".into()), ("ADDED".into(), "small".into())]);
+    assert_eq!(
+        seen,
+        [
+            ("ADDED".into(), "big".into()),
+            ("DELETED".into(), "big".into()),
+            ("ADDED".into(), "small".into())
+        ]
+    );
 }
 
 #[tokio::test]
 async fn watch_sends_bookmarks() {
     let h = harness_with(Duration::from_millis(200)).await;
     let (_, a) = h.post("/flavors", flavor("a", 512)).await;
-    let resp = h.http.get(h.url(&format!("/flavors?watch=true&resourceVersion={}", rv(&a)))).send().await.unwrap();
+    let resp = h
+        .http
+        .get(h.url(&format!("/flavors?watch=true&resourceVersion={}", rv(&a))))
+        .send()
+        .await
+        .unwrap();
     let mut stream = resp.bytes_stream();
-    let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap().unwrap().unwrap();
-    let event: Value = serde_json::from_slice(&chunk[..chunk.iter().position(|b| *b == b'\n').unwrap()]).unwrap();
+    let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let event: Value =
+        serde_json::from_slice(&chunk[..chunk.iter().position(|b| *b == b'\n').unwrap()]).unwrap();
     assert_eq!(event["type"], "BOOKMARK");
     assert!(rv(&event["object"]) >= rv(&a));
 }
@@ -405,22 +567,35 @@ async fn compacted_versions_are_gone() {
     let (_, a) = h.post("/flavors", flavor("a", 512)).await;
     let old = rv(&a);
     for i in 0..3 {
-        h.patch("/flavors/a", json!({"spec": {"vcpus": i + 2}})).await;
+        h.patch("/flavors/a", json!({"spec": {"vcpus": i + 2}}))
+            .await;
     }
     h.post("/flavors", flavor("b", 512)).await;
     let (_, page) = h.get("/flavors?limit=1").await;
     h.post("/flavors", flavor("c", 512)).await;
     let current = h.store.current_revision().await.unwrap();
-    h.store.client().kv_client().compact(current, None).await.unwrap();
+    h.store
+        .client()
+        .kv_client()
+        .compact(current, None)
+        .await
+        .unwrap();
 
-    let (code, status) = h.get(&format!("/flavors?watch=true&resourceVersion={old}")).await;
+    let (code, status) = h
+        .get(&format!("/flavors?watch=true&resourceVersion={old}"))
+        .await;
     assert_eq!(code, 410, "{status}");
     assert_eq!(status["reason"], "Expired");
     let token = page["metadata"]["continue"].as_str().unwrap();
     let (code, _) = h.get(&format!("/flavors?limit=1&continue={token}")).await;
     assert_eq!(code, 410);
     // The current revision still works.
-    let resp = h.http.get(h.url(&format!("/flavors?watch=true&resourceVersion={current}"))).send().await.unwrap();
+    let resp = h
+        .http
+        .get(h.url(&format!("/flavors?watch=true&resourceVersion={current}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
 }
 
@@ -439,5 +614,11 @@ async fn oversized_bodies_and_unknown_paths() {
     assert_eq!(code, 404);
     let (code, discovery) = h.get("").await;
     assert_eq!(code, 200);
-    assert!(discovery["resources"].as_array().unwrap().iter().any(|r| r["name"] == "flavors"));
+    assert!(
+        discovery["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "flavors")
+    );
 }

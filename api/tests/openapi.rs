@@ -23,7 +23,9 @@ fn every_ref_resolves() {
     collect_refs(&doc, &mut refs);
     assert!(!refs.is_empty());
     for r in refs {
-        let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("unexpected ref {r}"));
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unexpected ref {r}"));
         assert!(schemas.contains_key(name), "dangling ref {r}");
     }
 }

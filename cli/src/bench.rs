@@ -144,10 +144,10 @@ async fn bench_api(args: &BenchArgs) -> anyhow::Result<()> {
     };
     let http = reqwest::Client::new();
     loop {
-        if let Ok(resp) = http.get(format!("{}/readyz", up.base)).send().await {
-            if resp.status().is_success() {
-                break;
-            }
+        if let Ok(resp) = http.get(format!("{}/readyz", up.base)).send().await
+            && resp.status().is_success()
+        {
+            break;
         }
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(30),

@@ -46,7 +46,9 @@ impl Event {
     /// The version a consumer can resume from after handling this event.
     pub fn resource_version(&self) -> Option<String> {
         match self {
-            Event::Restarted { resource_version, .. } => Some(resource_version.clone()),
+            Event::Restarted {
+                resource_version, ..
+            } => Some(resource_version.clone()),
             Event::Applied(o) | Event::Deleted(o) => o
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
@@ -207,7 +209,10 @@ enum Parsed {
 }
 
 fn parse_line(url: &str, line: &str) -> Result<Parsed, WatcherError> {
-    let decode = || WatcherError::Decode { url: url.to_string(), line: line.to_string() };
+    let decode = || WatcherError::Decode {
+        url: url.to_string(),
+        line: line.to_string(),
+    };
     let value: Value = serde_json::from_str(line).map_err(|_| decode())?;
     let object = value.get("object").cloned().ok_or_else(decode)?;
     match value.get("type").and_then(Value::as_str) {
@@ -226,14 +231,21 @@ fn parse_line(url: &str, line: &str) -> Result<Parsed, WatcherError> {
         Some("ERROR") => Err(WatcherError::Status {
             url: url.to_string(),
             status: object.get("code").and_then(Value::as_u64).unwrap_or(500) as u16,
-            message: object.get("message").and_then(Value::as_str).unwrap_or_default().to_string(),
+            message: object
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
         }),
         _ => Err(decode()),
     }
 }
 
 fn watch_url(config: &Config, rv: &str) -> String {
-    let mut url = format!("{}{}?watch=true&resourceVersion={rv}", config.base_url, config.path);
+    let mut url = format!(
+        "{}{}?watch=true&resourceVersion={rv}",
+        config.base_url, config.path
+    );
     if let Some(selector) = &config.label_selector {
         url.push_str("&labelSelector=");
         url.push_str(&encode_query(selector));
@@ -241,7 +253,10 @@ fn watch_url(config: &Config, rv: &str) -> String {
     url
 }
 
-async fn list(client: &reqwest::Client, config: &Config) -> Result<(Vec<Value>, String), WatcherError> {
+async fn list(
+    client: &reqwest::Client,
+    config: &Config,
+) -> Result<(Vec<Value>, String), WatcherError> {
     let mut objects = Vec::new();
     let mut continue_token: Option<String> = None;
     loop {
@@ -255,10 +270,10 @@ async fn list(client: &reqwest::Client, config: &Config) -> Result<(Vec<Value>, 
             url.push_str(token);
         }
         let response = request(client, config, &url).await?;
-        let page: Value = response
-            .json()
-            .await
-            .map_err(|source| WatcherError::Http { url: url.clone(), source })?;
+        let page: Value = response.json().await.map_err(|source| WatcherError::Http {
+            url: url.clone(),
+            source,
+        })?;
         if let Some(items) = page.get("items").and_then(Value::as_array) {
             objects.extend(items.iter().cloned());
         }
@@ -286,10 +301,10 @@ async fn request(
     if let Some(token) = &config.token {
         builder = builder.bearer_auth(token);
     }
-    let response = builder
-        .send()
-        .await
-        .map_err(|source| WatcherError::Http { url: url.to_string(), source })?;
+    let response = builder.send().await.map_err(|source| WatcherError::Http {
+        url: url.to_string(),
+        source,
+    })?;
     if response.status().is_success() {
         return Ok(response);
     }
@@ -298,7 +313,11 @@ async fn request(
     Err(WatcherError::Status {
         url: url.to_string(),
         status,
-        message: body.get("message").and_then(Value::as_str).unwrap_or_default().to_string(),
+        message: body
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
     })
 }
 
@@ -323,7 +342,9 @@ struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { next: Duration::from_millis(500) }
+        Self {
+            next: Duration::from_millis(500),
+        }
     }
 }
 
@@ -345,12 +366,16 @@ mod tests {
     #[test]
     fn parses_events() {
         let line = r#"{"type":"ADDED","object":{"metadata":{"name":"a","resourceVersion":"7"}}}"#;
-        let Parsed::Event(event) = parse_line("u", line).unwrap() else { panic!() };
+        let Parsed::Event(event) = parse_line("u", line).unwrap() else {
+            panic!()
+        };
         assert_eq!(event.resource_version().as_deref(), Some("7"));
         let gone = r#"{"type":"ERROR","object":{"kind":"Status","code":410,"message":"too old"}}"#;
         assert!(matches!(parse_line("u", gone).unwrap(), Parsed::Expired));
         let bookmark = r#"{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"9"}}}"#;
-        let Parsed::Event(Event::Bookmark(rv)) = parse_line("u", bookmark).unwrap() else { panic!() };
+        let Parsed::Event(Event::Bookmark(rv)) = parse_line("u", bookmark).unwrap() else {
+            panic!()
+        };
         assert_eq!(rv, "9");
         assert!(parse_line("u", "not json").is_err());
     }

@@ -78,7 +78,9 @@ pub struct KindInfo {
 
 impl std::fmt::Debug for KindInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KindInfo").field("kind", &self.kind).finish_non_exhaustive()
+        f.debug_struct("KindInfo")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
     }
 }
 
@@ -87,9 +89,7 @@ impl KindInfo {
     /// names; case-insensitive).
     pub fn matches_name(&self, name: &str) -> bool {
         let name = name.to_ascii_lowercase();
-        name == self.plural
-            || name == self.singular
-            || self.short_names.contains(&name.as_str())
+        name == self.plural || name == self.singular || self.short_names.contains(&name.as_str())
     }
 }
 

@@ -15,7 +15,10 @@ pub struct FieldError {
 impl FieldError {
     /// A problem with `field` for `reason`.
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { field: field.into(), reason: reason.into() }
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     /// Turns a serde error at `path` into a field error; an unknown or missing field is
@@ -99,7 +102,10 @@ pub fn name_problem(name: &str) -> Option<String> {
         return Some("must not be empty".into());
     }
     if name.len() > 253 {
-        return Some(format!("must be at most 253 characters, got {}", name.len()));
+        return Some(format!(
+            "must be at most 253 characters, got {}",
+            name.len()
+        ));
     }
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
     if let Some(bad) = name.chars().find(|c| !ok_char(*c)) {
@@ -126,9 +132,12 @@ pub fn label_key_problem(key: &str) -> Option<String> {
     {
         return Some(format!("prefix {prefix:?} {p}"));
     }
-    label_value_problem(name).map(|p| format!("name part {p}")).or_else(|| {
-        name.is_empty().then(|| "name part must not be empty".to_string())
-    })
+    label_value_problem(name)
+        .map(|p| format!("name part {p}"))
+        .or_else(|| {
+            name.is_empty()
+                .then(|| "name part must not be empty".to_string())
+        })
 }
 
 /// Why `value` is not a valid label value, if it is not: at most 63 characters of letters,
@@ -138,7 +147,10 @@ pub fn label_value_problem(value: &str) -> Option<String> {
         return None;
     }
     if value.len() > 63 {
-        return Some(format!("must be at most 63 characters, got {}", value.len()));
+        return Some(format!(
+            "must be at most 63 characters, got {}",
+            value.len()
+        ));
     }
     let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     if let Some(bad) = value.chars().find(|c| !ok(*c)) {
@@ -157,9 +169,10 @@ pub fn validate_meta(meta: &ObjectMeta, scope: Scope, errors: &mut FieldErrors) 
         errors.add("metadata.name", problem);
     }
     match (scope, &meta.project) {
-        (Scope::Cluster, Some(_)) => {
-            errors.add("metadata.project", "must be absent: this kind is cluster-scoped")
-        }
+        (Scope::Cluster, Some(_)) => errors.add(
+            "metadata.project",
+            "must be absent: this kind is cluster-scoped",
+        ),
         (Scope::Project, Some(project)) => {
             if let Some(problem) = name_problem(project) {
                 errors.add("metadata.project", problem);
@@ -170,15 +183,24 @@ pub fn validate_meta(meta: &ObjectMeta, scope: Scope, errors: &mut FieldErrors) 
     }
     for (key, value) in &meta.labels {
         if let Some(problem) = label_key_problem(key) {
-            errors.add(format!("metadata.labels[{key:?}]"), format!("key {problem}"));
+            errors.add(
+                format!("metadata.labels[{key:?}]"),
+                format!("key {problem}"),
+            );
         }
         if let Some(problem) = label_value_problem(value) {
-            errors.add(format!("metadata.labels[{key:?}]"), format!("value {problem}"));
+            errors.add(
+                format!("metadata.labels[{key:?}]"),
+                format!("value {problem}"),
+            );
         }
     }
     for key in meta.annotations.keys() {
         if let Some(problem) = label_key_problem(key) {
-            errors.add(format!("metadata.annotations[{key:?}]"), format!("key {problem}"));
+            errors.add(
+                format!("metadata.annotations[{key:?}]"),
+                format!("key {problem}"),
+            );
         }
     }
     for (i, finalizer) in meta.finalizers.iter().enumerate() {

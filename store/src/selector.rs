@@ -33,7 +33,10 @@ pub struct SelectorError {
 impl LabelSelector {
     /// Parses `text`; an empty or all-blank string is the match-everything selector.
     pub fn parse(text: &str) -> Result<Self, SelectorError> {
-        let fail = |reason: String| SelectorError { selector: text.to_string(), reason };
+        let fail = |reason: String| SelectorError {
+            selector: text.to_string(),
+            reason,
+        };
         let mut requirements = Vec::new();
         for part in split_top_level(text).map_err(fail)? {
             let part = part.trim();
@@ -167,7 +170,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -199,7 +205,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_syntax() {
-        for sel in ["app in web", "app in (web", "bad key=1", "a=b c", "a=(", "x notin"] {
+        for sel in [
+            "app in web",
+            "app in (web",
+            "bad key=1",
+            "a=b c",
+            "a=(",
+            "x notin",
+        ] {
             assert!(LabelSelector::parse(sel).is_err(), "{sel:?} should fail");
         }
     }

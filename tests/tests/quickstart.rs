@@ -19,7 +19,8 @@ fn run_ok(cloud: &Cloud, args: &[&str]) -> String {
 
 /// uid of every object of `kind` (all projects), by name.
 fn uids(cloud: &Cloud, kind: &str) -> Vec<(String, String)> {
-    let json: Value = serde_json::from_str(&run_ok(cloud, &["get", kind, "-A", "-o", "json"])).unwrap();
+    let json: Value =
+        serde_json::from_str(&run_ok(cloud, &["get", kind, "-A", "-o", "json"])).unwrap();
     let items = match json.get("items") {
         Some(items) => items.as_array().unwrap().clone(),
         None => vec![json],
@@ -39,25 +40,46 @@ fn uids(cloud: &Cloud, kind: &str) -> Vec<(String, String)> {
 
 fn quickstart(cloud: &mut Cloud) {
     let examples = repo_root().join("examples");
-    let applied = run_ok(cloud, &["apply", "-f", examples.to_str().unwrap(), "--recursive"]);
+    let applied = run_ok(
+        cloud,
+        &["apply", "-f", examples.to_str().unwrap(), "--recursive"],
+    );
     assert!(applied.contains("created"), "{applied}");
     let table = run_ok(cloud, &["get", "flavors"]);
     for flavor in ["m1.tiny", "m1.small", "m1.medium", "m1.large"] {
         assert!(table.contains(flavor), "{flavor} listed: {table}");
     }
     let before: Vec<Vec<(String, String)>> =
-        ["flavors", "networks", "subnets", "servers", "projects"].iter().map(|k| uids(cloud, k)).collect();
-    assert!(before.iter().all(|items| !items.is_empty()), "every example kind stored: {before:?}");
+        ["flavors", "networks", "subnets", "servers", "projects"]
+            .iter()
+            .map(|k| uids(cloud, k))
+            .collect();
+    assert!(
+        before.iter().all(|items| !items.is_empty()),
+        "every example kind stored: {before:?}"
+    );
 
     cloud.kill9();
     cloud.restart();
     let after: Vec<Vec<(String, String)>> =
-        ["flavors", "networks", "subnets", "servers", "projects"].iter().map(|k| uids(cloud, k)).collect();
-    assert_eq!(before, after, "every acknowledged object survives kill -9, same uid");
+        ["flavors", "networks", "subnets", "servers", "projects"]
+            .iter()
+            .map(|k| uids(cloud, k))
+            .collect();
+    assert_eq!(
+        before, after,
+        "every acknowledged object survives kill -9, same uid"
+    );
 
     // Re-applying the same directory changes nothing.
-    let again = run_ok(cloud, &["apply", "-f", examples.to_str().unwrap(), "--recursive"]);
-    assert!(!again.contains("created") && !again.contains("configured"), "{again}");
+    let again = run_ok(
+        cloud,
+        &["apply", "-f", examples.to_str().unwrap(), "--recursive"],
+    );
+    assert!(
+        !again.contains("created") && !again.contains("configured"),
+        "{again}"
+    );
 }
 
 #[test]

@@ -16,7 +16,10 @@ fn flavor(name: &str) -> Value {
 }
 
 fn post(base: &str, path: &str, body: &Value) -> reqwest::Result<reqwest::blocking::Response> {
-    reqwest::blocking::Client::new().post(format!("{base}/apis/cirrus.dev/v1{path}")).json(body).send()
+    reqwest::blocking::Client::new()
+        .post(format!("{base}/apis/cirrus.dev/v1{path}"))
+        .json(body)
+        .send()
 }
 
 fn get(base: &str, path: &str) -> (u16, Value) {
@@ -68,7 +71,11 @@ fn assert_all_present(cloud: &Cloud, acked: &BTreeSet<String>) {
         .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
         .collect();
     let lost: Vec<&String> = acked.difference(&stored).collect();
-    assert!(lost.is_empty(), "{} acknowledged objects lost after kill -9: {lost:?}", lost.len());
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged objects lost after kill -9: {lost:?}",
+        lost.len()
+    );
 }
 
 #[test]
@@ -76,7 +83,11 @@ fn acknowledged_objects_survive_kill_9_of_cirrus_up() {
     let dir = tempfile::tempdir().unwrap();
     let mut cloud = Cloud::start(&dir.path().join("data"), &[]);
     let acked = write_until_killed(&mut cloud, 4, Duration::from_millis(800));
-    assert!(acked.len() > 10, "writes happened before the kill ({})", acked.len());
+    assert!(
+        acked.len() > 10,
+        "writes happened before the kill ({})",
+        acked.len()
+    );
     cloud.restart();
     assert_all_present(&cloud, &acked);
     // And the restarted store keeps working: versions keep increasing.
@@ -88,15 +99,32 @@ fn acknowledged_objects_survive_kill_9_of_cirrus_up() {
 fn etcdctl_reads_the_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
     let cloud = Cloud::start(&dir.path().join("data"), &[]);
-    assert_eq!(post(&cloud.base, "/flavors", &flavor("m1.tiny")).unwrap().status().as_u16(), 201);
+    assert_eq!(
+        post(&cloud.base, "/flavors", &flavor("m1.tiny"))
+            .unwrap()
+            .status()
+            .as_u16(),
+        201
+    );
     let out = Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
-        .args(["--endpoints", &cloud.store_endpoint(), "get", "/cirrus/flavors/m1.tiny", "--print-value-only"])
+        .args([
+            "--endpoints",
+            &cloud.store_endpoint(),
+            "get",
+            "/cirrus/flavors/m1.tiny",
+            "--print-value-only",
+        ])
         .stdin(Stdio::null())
         .output()
         .expect("etcdctl is installed (apt-get install etcd-client)");
-    assert!(out.status.success(), "etcdctl failed: {}", String::from_utf8_lossy(&out.stderr));
-    let value: Value = serde_json::from_slice(&out.stdout).expect("etcdctl printed the stored JSON");
+    assert!(
+        out.status.success(),
+        "etcdctl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value: Value =
+        serde_json::from_slice(&out.stdout).expect("etcdctl printed the stored JSON");
     assert_eq!(value["metadata"]["name"], "m1.tiny");
     assert_eq!(value["spec"]["ram"], 512);
 }
@@ -111,7 +139,13 @@ async fn the_same_flows_work_against_a_real_etcd() {
     let data = dir.path().join("data");
     tokio::task::spawn_blocking(move || {
         let mut cloud = Cloud::start(&data, &["--etcd-endpoints", &endpoint]);
-        assert_eq!(post(&cloud.base, "/flavors", &flavor("m1.tiny")).unwrap().status().as_u16(), 201);
+        assert_eq!(
+            post(&cloud.base, "/flavors", &flavor("m1.tiny"))
+                .unwrap()
+                .status()
+                .as_u16(),
+            201
+        );
         let acked = write_until_killed(&mut cloud, 2, Duration::from_millis(400));
         cloud.restart();
         assert_all_present(&cloud, &acked);
@@ -122,9 +156,30 @@ async fn the_same_flows_work_against_a_real_etcd() {
         stale["spec"]["vcpus"] = json!(2);
         let client = reqwest::blocking::Client::new();
         let url = format!("{}/apis/cirrus.dev/v1/flavors/m1.tiny", cloud.base);
-        assert_eq!(client.put(&url).json(&stale).send().unwrap().status().as_u16(), 200);
-        assert_eq!(client.put(&url).json(&stale).send().unwrap().status().as_u16(), 409);
-        assert!(!cloud.data_dir.join("store").exists(), "no embedded store when etcd is given");
+        assert_eq!(
+            client
+                .put(&url)
+                .json(&stale)
+                .send()
+                .unwrap()
+                .status()
+                .as_u16(),
+            200
+        );
+        assert_eq!(
+            client
+                .put(&url)
+                .json(&stale)
+                .send()
+                .unwrap()
+                .status()
+                .as_u16(),
+            409
+        );
+        assert!(
+            !cloud.data_dir.join("store").exists(),
+            "no embedded store when etcd is given"
+        );
     })
     .await
     .unwrap();
@@ -163,7 +218,13 @@ impl Automation {
     fn start(base: &str, state: &std::path::Path, out: std::path::PathBuf) -> Self {
         let log = std::fs::File::create(&out).unwrap();
         let child = Command::new(bin("cirrus-label-ready"))
-            .args(["--server", base, "--path", "/apis/cirrus.dev/v1/flavors", "--state-file"])
+            .args([
+                "--server",
+                base,
+                "--path",
+                "/apis/cirrus.dev/v1/flavors",
+                "--state-file",
+            ])
             .arg(state)
             .stdout(log)
             .stderr(Stdio::null())
@@ -191,10 +252,14 @@ fn watch_automation_resumes_where_it_stopped() {
     post(&cloud.base, "/flavors", &flavor("a")).unwrap();
 
     let first = Automation::start(&cloud.base, &state, dir.path().join("first.log"));
-    eventually("the automation listed", || first.output().contains("LISTED"));
+    eventually("the automation listed", || {
+        first.output().contains("LISTED")
+    });
     set_ready(&cloud.base, "a");
     eventually("a labelled", || labelled(&cloud.base, "a"));
-    eventually("state saved after labelling", || first.output().contains("LABELLED Flavor a"));
+    eventually("state saved after labelling", || {
+        first.output().contains("LABELLED Flavor a")
+    });
     let out = first.output();
     drop(first);
     assert!(out.contains("starting with a full list"), "{out}");
@@ -205,9 +270,14 @@ fn watch_automation_resumes_where_it_stopped() {
 
     let second = Automation::start(&cloud.base, &state, dir.path().join("second.log"));
     eventually("b labelled after restart", || labelled(&cloud.base, "b"));
-    eventually("b reported", || second.output().contains("LABELLED Flavor b"));
+    eventually("b reported", || {
+        second.output().contains("LABELLED Flavor b")
+    });
     let out = second.output();
     assert!(out.contains("resuming from resourceVersion"), "{out}");
     assert!(!out.contains("LISTED"), "resumed without relisting: {out}");
-    assert!(!out.contains("LABELLED Flavor a"), "a was not handled twice: {out}");
+    assert!(
+        !out.contains("LABELLED Flavor a"),
+        "a was not handled twice: {out}"
+    );
 }

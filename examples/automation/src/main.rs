@@ -109,10 +109,16 @@ async fn reconcile(
     if !ready || labelled {
         return Ok(());
     }
-    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let url = match object.pointer("/metadata/project").and_then(Value::as_str) {
         Some(project) => {
-            format!("{}/apis/cirrus.dev/v1/projects/{project}/{plural}/{name}", args.server)
+            format!(
+                "{}/apis/cirrus.dev/v1/projects/{project}/{plural}/{name}",
+                args.server
+            )
         }
         None => format!("{}/apis/cirrus.dev/v1/{plural}/{name}", args.server),
     };
@@ -137,8 +143,14 @@ async fn reconcile(
 
 fn describe(object: &Value) -> String {
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or("?");
-    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?");
-    let rv = object.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("?");
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    let rv = object
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
     match object.pointer("/metadata/project").and_then(Value::as_str) {
         Some(project) => format!("{kind} {project}/{name} rv={rv}"),
         None => format!("{kind} {name} rv={rv}"),

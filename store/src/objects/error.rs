@@ -68,13 +68,17 @@ pub enum ObjectError {
 impl ObjectError {
     /// True when the same request may succeed if simply retried later.
     pub fn retryable(&self) -> bool {
-        matches!(self, ObjectError::Unavailable(_) | ObjectError::Conflict { .. })
+        matches!(
+            self,
+            ObjectError::Unavailable(_) | ObjectError::Conflict { .. }
+        )
     }
 }
 
 /// True when `err` is etcd's "required revision has been compacted".
 pub(crate) fn is_compacted(err: &etcd_client::Error) -> bool {
-    err.to_string().contains("required revision has been compacted")
+    err.to_string()
+        .contains("required revision has been compacted")
 }
 
 /// True when `err` is etcd's "required revision is a future revision".

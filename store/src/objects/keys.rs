@@ -16,9 +16,7 @@ pub(crate) fn object_key(
 ) -> Result<String, ObjectError> {
     match (kind.scope, project) {
         (Scope::Cluster, None) => Ok(format!("{prefix}/{}/{name}", kind.plural)),
-        (Scope::Project, Some(project)) => {
-            Ok(format!("{prefix}/{}/{project}/{name}", kind.plural))
-        }
+        (Scope::Project, Some(project)) => Ok(format!("{prefix}/{}/{project}/{name}", kind.plural)),
         (Scope::Cluster, Some(_)) => Err(ObjectError::BadRequest(format!(
             "{} is cluster-scoped: it has no project",
             kind.kind

@@ -105,7 +105,10 @@ impl ObjectStore {
             let kvs = resp.kvs();
             for (i, kv) in kvs.iter().enumerate() {
                 let object = decode(kv)?;
-                if options.selector.matches_json(object.pointer("/metadata/labels")) {
+                if options
+                    .selector
+                    .matches_json(object.pointer("/metadata/labels"))
+                {
                     items.push(object);
                 }
                 if limit.is_some_and(|l| items.len() >= l) {
@@ -115,7 +118,11 @@ impl ObjectStore {
                         next.push(0);
                         encode_continue(revision, &next)
                     });
-                    return Ok(ObjectList { items, resource_version: revision, continue_token });
+                    return Ok(ObjectList {
+                        items,
+                        resource_version: revision,
+                        continue_token,
+                    });
                 }
             }
             match kvs.last() {
@@ -136,7 +143,10 @@ impl ObjectStore {
 }
 
 fn encode_continue(rev: i64, start: &[u8]) -> String {
-    let position = Continue { rev, start: URL_SAFE_NO_PAD.encode(start) };
+    let position = Continue {
+        rev,
+        start: URL_SAFE_NO_PAD.encode(start),
+    };
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(&position).expect("serializable"))
 }
 

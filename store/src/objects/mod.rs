@@ -55,7 +55,9 @@ pub struct ObjectStore {
 
 impl std::fmt::Debug for ObjectStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ObjectStore").field("prefix", &self.prefix).finish_non_exhaustive()
+        f.debug_struct("ObjectStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
     }
 }
 
@@ -90,7 +92,10 @@ impl ObjectStore {
         let resp = self
             .client
             .kv_client()
-            .get(format!("{}/", self.prefix), Some(GetOptions::new().with_count_only()))
+            .get(
+                format!("{}/", self.prefix),
+                Some(GetOptions::new().with_count_only()),
+            )
             .await
             .map_err(ObjectError::Unavailable)?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
@@ -123,7 +128,13 @@ impl ObjectStore {
         let name = object_name(&object);
         let meta = metadata_mut(kind, &name, &mut object)?;
         place_in_project(kind, &name, meta, project)?;
-        for owned in ["uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp"] {
+        for owned in [
+            "uid",
+            "resourceVersion",
+            "generation",
+            "creationTimestamp",
+            "deletionTimestamp",
+        ] {
             meta.remove(owned);
         }
         meta.insert("uid".into(), Value::from(uuid::Uuid::new_v4().to_string()));
@@ -141,9 +152,17 @@ impl ObjectStore {
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key.clone(), encode(&object), None)]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(ObjectError::Unavailable)?;
+        let resp = self
+            .client
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(ObjectError::Unavailable)?;
         if !resp.succeeded() {
-            return Err(ObjectError::AlreadyExists { kind: kind.kind, name });
+            return Err(ObjectError::AlreadyExists {
+                kind: kind.kind,
+                name,
+            });
         }
         let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
         Ok(with_resource_version(object, revision))
@@ -171,10 +190,15 @@ impl ObjectStore {
             let current = self.read(kind, &key, name).await?;
             check_precondition(kind, name, expected, current.mod_revision)?;
             let merged = merge_part(&current.object, &object, part);
-            match self.finish_write(kind, &key, name, &current, merged, dry_run).await? {
+            match self
+                .finish_write(kind, &key, name, &current, merged, dry_run)
+                .await?
+            {
                 Some(done) => return Ok(done),
                 None if expected.is_some() => {
-                    return Err(self.conflict(kind, &key, name, expected.unwrap_or_default()).await);
+                    return Err(self
+                        .conflict(kind, &key, name, expected.unwrap_or_default())
+                        .await);
                 }
                 None => continue,
             }
@@ -195,7 +219,9 @@ impl ObjectStore {
     ) -> Result<Value, ObjectError> {
         let key = keys::object_key(&self.prefix, kind, project, name)?;
         if !patch.is_object() {
-            return Err(ObjectError::BadRequest("a merge patch must be a JSON object".into()));
+            return Err(ObjectError::BadRequest(
+                "a merge patch must be a JSON object".into(),
+            ));
         }
         let expected = match patch.pointer("/metadata/resourceVersion") {
             Some(Value::String(rv)) => Some(parse_resource_version(rv)?),
@@ -215,10 +241,15 @@ impl ObjectStore {
                 check_identity(kind, name, project, meta)?;
             }
             let merged = merge_part(&current.object, &patched, part);
-            match self.finish_write(kind, &key, name, &current, merged, dry_run).await? {
+            match self
+                .finish_write(kind, &key, name, &current, merged, dry_run)
+                .await?
+            {
                 Some(done) => return Ok(done),
                 None if expected.is_some() => {
-                    return Err(self.conflict(kind, &key, name, expected.unwrap_or_default()).await);
+                    return Err(self
+                        .conflict(kind, &key, name, expected.unwrap_or_default())
+                        .await);
                 }
                 None => continue,
             }
@@ -244,7 +275,11 @@ impl ObjectStore {
                 .and_then(Value::as_array)
                 .is_some_and(|f| !f.is_empty());
             if has_finalizers {
-                if current.object.pointer("/metadata/deletionTimestamp").is_some() {
+                if current
+                    .object
+                    .pointer("/metadata/deletionTimestamp")
+                    .is_some()
+                {
                     return Ok(current.object);
                 }
                 let mut marked = current.object.clone();
@@ -255,14 +290,21 @@ impl ObjectStore {
                 if dry_run {
                     return Ok(marked);
                 }
-                if let Some(rev) = self.put_if_unchanged(&key, &marked, current.mod_revision).await? {
+                if let Some(rev) = self
+                    .put_if_unchanged(&key, &marked, current.mod_revision)
+                    .await?
+                {
                     return Ok(with_resource_version(marked, rev));
                 }
             } else {
                 if dry_run {
                     return Ok(current.object);
                 }
-                if self.delete_if_unchanged(&key, current.mod_revision).await?.is_some() {
+                if self
+                    .delete_if_unchanged(&key, current.mod_revision)
+                    .await?
+                    .is_some()
+                {
                     return Ok(current.object);
                 }
             }
@@ -290,12 +332,19 @@ impl ObjectStore {
             .and_then(Value::as_i64)
             .unwrap_or(1);
         if let Some(meta) = merged.get_mut("metadata").and_then(Value::as_object_mut) {
-            let generation = if spec_changed { generation + 1 } else { generation };
+            let generation = if spec_changed {
+                generation + 1
+            } else {
+                generation
+            };
             meta.insert("generation".into(), Value::from(generation));
             meta.remove("resourceVersion");
         }
         let mut current_plain = current.object.clone();
-        if let Some(meta) = current_plain.get_mut("metadata").and_then(Value::as_object_mut) {
+        if let Some(meta) = current_plain
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+        {
             meta.remove("resourceVersion");
         }
         if merged == current_plain {
@@ -330,7 +379,12 @@ impl ObjectStore {
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
             .and_then([TxnOp::put(key, encode(object), None)]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(ObjectError::Unavailable)?;
+        let resp = self
+            .client
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(ObjectError::Unavailable)?;
         Ok(resp
             .succeeded()
             .then(|| resp.header().map(|h| h.revision()).unwrap_or_default()))
@@ -344,36 +398,66 @@ impl ObjectStore {
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
             .and_then([TxnOp::delete(key, None)]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(ObjectError::Unavailable)?;
+        let resp = self
+            .client
+            .kv_client()
+            .txn(txn)
+            .await
+            .map_err(ObjectError::Unavailable)?;
         Ok(resp
             .succeeded()
             .then(|| resp.header().map(|h| h.revision()).unwrap_or_default()))
     }
 
-    async fn read(&self, kind: &'static KindInfo, key: &str, name: &str) -> Result<Stored, ObjectError> {
-        let resp = self.client.kv_client().get(key, None).await.map_err(ObjectError::Unavailable)?;
-        let kv = resp
-            .kvs()
-            .first()
-            .ok_or_else(|| ObjectError::NotFound { kind: kind.kind, name: name.to_string() })?;
-        Ok(Stored { object: decode(kv)?, mod_revision: kv.mod_revision() })
+    async fn read(
+        &self,
+        kind: &'static KindInfo,
+        key: &str,
+        name: &str,
+    ) -> Result<Stored, ObjectError> {
+        let resp = self
+            .client
+            .kv_client()
+            .get(key, None)
+            .await
+            .map_err(ObjectError::Unavailable)?;
+        let kv = resp.kvs().first().ok_or_else(|| ObjectError::NotFound {
+            kind: kind.kind,
+            name: name.to_string(),
+        })?;
+        Ok(Stored {
+            object: decode(kv)?,
+            mod_revision: kv.mod_revision(),
+        })
     }
 
-    async fn conflict(&self, kind: &'static KindInfo, key: &str, name: &str, expected: i64) -> ObjectError {
+    async fn conflict(
+        &self,
+        kind: &'static KindInfo,
+        key: &str,
+        name: &str,
+        expected: i64,
+    ) -> ObjectError {
         let current = match self.read(kind, key, name).await {
             Ok(stored) => stored.mod_revision,
             Err(err) => return err,
         };
-        ObjectError::Conflict { kind: kind.kind, name: name.to_string(), expected, current }
+        ObjectError::Conflict {
+            kind: kind.kind,
+            name: name.to_string(),
+            expected,
+            current,
+        }
     }
 }
 
 /// Parses a stored key-value into an object carrying its resourceVersion.
 pub(crate) fn decode(kv: &etcd_client::KeyValue) -> Result<Value, ObjectError> {
-    let object: Value = serde_json::from_slice(kv.value()).map_err(|source| ObjectError::Corrupt {
-        key: String::from_utf8_lossy(kv.key()).into_owned(),
-        source,
-    })?;
+    let object: Value =
+        serde_json::from_slice(kv.value()).map_err(|source| ObjectError::Corrupt {
+            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            source,
+        })?;
     Ok(with_resource_version(object, kv.mod_revision()))
 }
 
@@ -405,7 +489,10 @@ fn object_name(object: &Value) -> String {
 }
 
 fn object_project(object: &Value) -> Option<String> {
-    object.pointer("/metadata/project").and_then(Value::as_str).map(str::to_string)
+    object
+        .pointer("/metadata/project")
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 /// The `metadata` map of `object`, created when absent.
@@ -419,9 +506,14 @@ fn metadata_mut<'a>(
         name: name.to_string(),
         errors: cirrus_crds::FieldErrors(vec![cirrus_crds::FieldError::new(field, reason)]),
     };
-    let map = object.as_object_mut().ok_or_else(|| invalid("", "an object must be a JSON object"))?;
-    let meta = map.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
-    meta.as_object_mut().ok_or_else(|| invalid("metadata", "must be an object"))
+    let map = object
+        .as_object_mut()
+        .ok_or_else(|| invalid("", "an object must be a JSON object"))?;
+    let meta = map
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    meta.as_object_mut()
+        .ok_or_else(|| invalid("metadata", "must be an object"))
 }
 
 /// Sets or checks `metadata.project` against the project the request addresses.
@@ -439,12 +531,16 @@ fn place_in_project(
             reason,
         )]),
     };
-    let in_body = meta.get("project").and_then(Value::as_str).map(str::to_string);
+    let in_body = meta
+        .get("project")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     match (kind.scope, project, in_body) {
         (Scope::Cluster, None, None) => Ok(()),
-        (Scope::Cluster, _, _) => {
-            Err(invalid(format!("must be absent: {} is cluster-scoped", kind.kind)))
-        }
+        (Scope::Cluster, _, _) => Err(invalid(format!(
+            "must be absent: {} is cluster-scoped",
+            kind.kind
+        ))),
         (Scope::Project, Some(url), Some(body)) if url != body => Err(invalid(format!(
             "is {body:?} but the request addresses project {url:?}"
         ))),
@@ -453,9 +549,10 @@ fn place_in_project(
             Ok(())
         }
         (Scope::Project, None, Some(_)) => Ok(()),
-        (Scope::Project, None, None) => {
-            Err(invalid(format!("is required: {} is project-scoped", kind.kind)))
-        }
+        (Scope::Project, None, None) => Err(invalid(format!(
+            "is required: {} is project-scoped",
+            kind.kind
+        ))),
     }
 }
 
@@ -498,10 +595,9 @@ fn resource_version_of(meta: &Map<String, Value>) -> Result<Option<i64>, ObjectE
 
 /// Parses a client-supplied resourceVersion.
 pub(crate) fn parse_resource_version(rv: &str) -> Result<i64, ObjectError> {
-    rv.parse::<i64>()
-        .ok()
-        .filter(|v| *v >= 0)
-        .ok_or_else(|| ObjectError::BadRequest(format!("invalid resourceVersion {rv:?}: not a revision")))
+    rv.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
+        ObjectError::BadRequest(format!("invalid resourceVersion {rv:?}: not a revision"))
+    })
 }
 
 fn check_precondition(
@@ -537,7 +633,14 @@ fn merge_part(current: &Value, incoming: &Value, part: Part) -> Value {
                 merged.get_mut("metadata").and_then(Value::as_object_mut),
                 current_meta,
             ) {
-                for owned in ["uid", "creationTimestamp", "deletionTimestamp", "generation", "name", "project"] {
+                for owned in [
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "generation",
+                    "name",
+                    "project",
+                ] {
                     match current_meta.get(owned) {
                         Some(v) => meta.insert(owned.into(), v.clone()),
                         None => meta.remove(owned),
@@ -549,7 +652,10 @@ fn merge_part(current: &Value, incoming: &Value, part: Part) -> Value {
         Part::Status => {
             let mut merged = current.clone();
             if let Some(map) = merged.as_object_mut() {
-                let status = incoming.get("status").cloned().unwrap_or(Value::Object(Map::new()));
+                let status = incoming
+                    .get("status")
+                    .cloned()
+                    .unwrap_or(Value::Object(Map::new()));
                 map.insert("status".into(), status);
             }
             merged

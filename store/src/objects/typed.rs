@@ -19,23 +19,39 @@ pub struct Api<K> {
 impl<K: Resource> Api<K> {
     /// Access to cluster-scoped `K`, or to project-scoped `K` across all projects (reads).
     pub fn all(store: ObjectStore) -> Self {
-        Self { store, project: None, kind: PhantomData }
+        Self {
+            store,
+            project: None,
+            kind: PhantomData,
+        }
     }
 
     /// Access to `K` in `project`.
     pub fn in_project(store: ObjectStore, project: impl Into<String>) -> Self {
-        Self { store, project: Some(project.into()), kind: PhantomData }
+        Self {
+            store,
+            project: Some(project.into()),
+            kind: PhantomData,
+        }
     }
 
     /// Reads `name`.
     pub async fn get(&self, name: &str) -> Result<K, ObjectError> {
-        from_value(self.store.get(K::info(), self.project.as_deref(), name).await?)
+        from_value(
+            self.store
+                .get(K::info(), self.project.as_deref(), name)
+                .await?,
+        )
     }
 
     /// Creates `object`.
     pub async fn create(&self, object: &K) -> Result<K, ObjectError> {
         let value = to_value(object);
-        from_value(self.store.create(K::info(), self.project.as_deref(), value, false).await?)
+        from_value(
+            self.store
+                .create(K::info(), self.project.as_deref(), value, false)
+                .await?,
+        )
     }
 
     /// Replaces `object` (spec and metadata) with a compare-and-swap on its resourceVersion.
@@ -44,7 +60,14 @@ impl<K: Resource> Api<K> {
         let value = to_value(object);
         from_value(
             self.store
-                .update(K::info(), self.project.as_deref(), &name, value, Part::Main, false)
+                .update(
+                    K::info(),
+                    self.project.as_deref(),
+                    &name,
+                    value,
+                    Part::Main,
+                    false,
+                )
                 .await?,
         )
     }
@@ -55,14 +78,25 @@ impl<K: Resource> Api<K> {
         let value = to_value(object);
         from_value(
             self.store
-                .update(K::info(), self.project.as_deref(), &name, value, Part::Status, false)
+                .update(
+                    K::info(),
+                    self.project.as_deref(),
+                    &name,
+                    value,
+                    Part::Status,
+                    false,
+                )
                 .await?,
         )
     }
 
     /// Deletes `name` (or marks it for deletion while finalizers remain).
     pub async fn delete(&self, name: &str) -> Result<K, ObjectError> {
-        from_value(self.store.delete(K::info(), self.project.as_deref(), name, false).await?)
+        from_value(
+            self.store
+                .delete(K::info(), self.project.as_deref(), name, false)
+                .await?,
+        )
     }
 
     /// Lists every object (all pages).

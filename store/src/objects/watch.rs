@@ -74,7 +74,10 @@ impl ObjectStore {
                     .list(
                         kind,
                         project,
-                        &ListOptions { selector: options.selector.clone(), ..Default::default() },
+                        &ListOptions {
+                            selector: options.selector.clone(),
+                            ..Default::default()
+                        },
                     )
                     .await?;
                 (list.resource_version, list.items)
@@ -90,7 +93,8 @@ impl ObjectStore {
             .watch(prefix.clone(), Some(watch_options))
             .await
             .map_err(ObjectError::Unavailable)?;
-        let span = tracing::debug_span!("watch", kind = kind.kind, prefix = %prefix, from = start_after);
+        let span =
+            tracing::debug_span!("watch", kind = kind.kind, prefix = %prefix, from = start_after);
         let selector = options.selector;
         let interval = options.bookmark_interval;
         tokio::spawn(
@@ -114,7 +118,10 @@ impl ObjectStore {
         if probe <= 0 {
             return Ok(());
         }
-        let get = GetOptions::new().with_prefix().with_count_only().with_revision(probe);
+        let get = GetOptions::new()
+            .with_prefix()
+            .with_count_only()
+            .with_revision(probe);
         match self.client.kv_client().get(prefix, Some(get)).await {
             Ok(_) => Ok(()),
             Err(err) if super::error::is_compacted(&err) => Err(expired(rv)),
@@ -155,7 +162,9 @@ async fn forward(
             Ok(Some(response)) => response,
             Ok(None) => return,
             Err(err) => {
-                let _ = tx.send(WatchEvent::Error(ObjectError::Unavailable(err))).await;
+                let _ = tx
+                    .send(WatchEvent::Error(ObjectError::Unavailable(err)))
+                    .await;
                 return;
             }
         };
@@ -210,13 +219,14 @@ fn convert(
         Some(prev) if !prev.value().is_empty() => Some(decode(prev)?),
         _ => None,
     };
-    let Some(kv) = event.kv() else { return Ok(None) };
+    let Some(kv) = event.kv() else {
+        return Ok(None);
+    };
     match event.event_type() {
         EventType::Put => {
             let object = decode(kv)?;
             let now = matches(&object);
-            let before = kv.version() > 1
-                && previous.as_ref().map_or(selector.is_empty(), matches);
+            let before = kv.version() > 1 && previous.as_ref().map_or(selector.is_empty(), matches);
             Ok(match (before, now) {
                 (false, true) => Some(WatchEvent::Added(object)),
                 (true, true) => Some(WatchEvent::Modified(object)),
@@ -225,12 +235,17 @@ fn convert(
             })
         }
         EventType::Delete => {
-            let Some(mut last) = previous else { return Ok(None) };
+            let Some(mut last) = previous else {
+                return Ok(None);
+            };
             if !matches(&last) {
                 return Ok(None);
             }
             if let Some(meta) = last.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.insert("resourceVersion".into(), Value::from(kv.mod_revision().to_string()));
+                meta.insert(
+                    "resourceVersion".into(),
+                    Value::from(kv.mod_revision().to_string()),
+                );
             }
             Ok(Some(WatchEvent::Deleted(last)))
         }

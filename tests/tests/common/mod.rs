@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 /// Path of a workspace binary built next to this test (`cargo build --workspace --bins`).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -21,7 +24,11 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A `cirrus up` process.
@@ -53,7 +60,11 @@ impl Cloud {
     fn launch(&mut self) {
         let port = free_port();
         self.base = format!("http://127.0.0.1:{port}");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(bin("cirrus"))
             .arg("up")
             .arg("--data-dir")
@@ -77,15 +88,22 @@ impl Cloud {
         let started = Instant::now();
         let url = format!("{}/readyz", self.base);
         loop {
-            if let Ok(resp) = reqwest::blocking::get(&url) {
-                if resp.status().is_success() {
-                    return started.elapsed();
-                }
+            if let Ok(resp) = reqwest::blocking::get(&url)
+                && resp.status().is_success()
+            {
+                return started.elapsed();
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("cirrus up exited with {status}: {}", std::fs::read_to_string(&self.log).unwrap_or_default());
+                panic!(
+                    "cirrus up exited with {status}: {}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
             }
-            assert!(started.elapsed() < timeout, "cirrus up not ready after {timeout:?}: {}", std::fs::read_to_string(&self.log).unwrap_or_default());
+            assert!(
+                started.elapsed() < timeout,
+                "cirrus up not ready after {timeout:?}: {}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -106,7 +124,10 @@ impl Cloud {
 
     /// The store endpoint the embedded server recorded.
     pub fn store_endpoint(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("etcd-endpoint")).unwrap().trim().to_string()
+        std::fs::read_to_string(self.data_dir.join("etcd-endpoint"))
+            .unwrap()
+            .trim()
+            .to_string()
     }
 
     /// Runs the `cirrus` CLI against this cloud.
@@ -128,5 +149,8 @@ impl Drop for Cloud {
 
 /// The repository root (for `examples/`).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }

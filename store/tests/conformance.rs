@@ -840,3 +840,41 @@ async fn durability_kill9_real_etcd() {
     }
     durability(Kind::Real).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Embedded-only: restart in process, leases and revisions persist.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_restart_keeps_state_and_leases() {
+    use cirrus_store::embedded::{self, EmbeddedConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let server = embedded::start(EmbeddedConfig::on_disk(dir.path()))
+        .await
+        .unwrap();
+    let mut c = common::connect(&server.endpoint()).await.unwrap();
+    let lease = c.lease_grant(30, None).await.unwrap().id();
+    c.put("k", "v", Some(PutOptions::new().with_lease(lease)))
+        .await
+        .unwrap();
+    let r = put_rev(&mut c, "k2", "v").await;
+    c.compact(r - 1, None).await.unwrap();
+    drop(c);
+    server.shutdown().await;
+
+    let server = embedded::start(EmbeddedConfig::on_disk(dir.path()))
+        .await
+        .unwrap();
+    let mut c = common::connect(&server.endpoint()).await.unwrap();
+    assert_eq!(rev(&mut c).await, r);
+    let kv = c.get("k", None).await.unwrap().kvs()[0].clone();
+    assert_eq!(kv.lease(), lease);
+    let ttl = c.lease_time_to_live(lease, None).await.unwrap();
+    assert_eq!(ttl.granted_ttl(), 30);
+    assert!(ttl.ttl() >= 28, "deadline reset to now + TTL on restart");
+    let err = c
+        .get("k", Some(GetOptions::new().with_revision(r - 2)))
+        .await
+        .unwrap_err();
+    assert_eq!(grpc(err).0, tonic::Code::OutOfRange);
+    server.shutdown().await;
+}

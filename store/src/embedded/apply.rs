@@ -422,10 +422,10 @@ impl<'t> Tx<'t> {
             keys.push(item?.0.value().1.to_vec());
         }
         for key in keys {
-            if let Some(rec) = read::get(&self.kv, &key)? {
-                if rec.lease == id {
-                    self.write_delete(&key, rec)?;
-                }
+            if let Some(rec) = read::get(&self.kv, &key)?
+                && rec.lease == id
+            {
+                self.write_delete(&key, rec)?;
             }
             self.lease_keys.remove((id, key.as_slice()))?;
         }

@@ -3,7 +3,7 @@
 //! one client path whether the cloud runs on a real etcd or on one machine.
 //!
 //! # Layout
-//! - [`schema`](self) — redb tables and record encoding;
+//! - `schema` — redb tables and record encoding;
 //! - `engine` — opening the database, read snapshots; `read` — `Range` evaluation;
 //! - `apply` — write requests applied in a write transaction; `writer` — the single writer
 //!   thread with group commit (one fsync for everything queued);
@@ -24,6 +24,10 @@
 //! - `Snapshot`, `Hash`, `HashKV`, membership changes and the `Auth` service are not
 //!   implemented (`Unimplemented`).
 //! - A `Txn` made only of reads still goes through the writer (it is linearised with writes).
+//! - `etcdctl` 3.4 sends the whole endpoint as the HTTP/2 `:authority` for some commands
+//!   (`endpoint status` with `http://…`, everything over `unix://…`), which the hyper/h2
+//!   server rejects (`PROTOCOL_ERROR`); use `--endpoints=127.0.0.1:PORT` for those.
+//!   `etcd_client` and `etcdctl put/get/watch/txn/lease/member list` are unaffected.
 
 mod apply;
 mod engine;
@@ -41,6 +45,6 @@ mod writer;
 pub use engine::DB_FILE;
 pub use error::{EmbeddedError, EtcdError};
 pub use maintenance::REPORTED_VERSION;
-pub use real_etcd::{RealEtcd, RealEtcdError};
+pub use real_etcd::{DEFAULT_ETCD_BIN, RealEtcd, RealEtcdError};
 pub use schema::{CLUSTER_ID, MEMBER_ID, RAFT_TERM};
 pub use server::{EmbeddedConfig, EmbeddedEtcd, Listen, start};

@@ -6,4 +6,5 @@
 //! a disconnect and relisting when that version has been compacted (`410 Gone`). It names no
 //! concrete kind.
 
+pub mod scheduler;
 pub mod watcher;

@@ -1,0 +1,1 @@
+//! The scheduler: places servers on nodes (work in progress).

@@ -1,0 +1,1 @@
+//! Typed HTTP client of the Cirrus native API (`cirrus.dev/v1`).

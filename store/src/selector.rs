@@ -65,21 +65,34 @@ impl LabelSelector {
         if self.requirements.is_empty() {
             return true;
         }
-        let map: BTreeMap<String, String> = labels
-            .and_then(|v| v.as_object())
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        self.matches(&map)
+        self.matches(&labels_map(labels))
+    }
+
+    /// True when the `metadata.labels` of the JSON object `object` match.
+    pub fn matches_object(&self, object: &serde_json::Value) -> bool {
+        self.matches_json(object.pointer("/metadata/labels"))
     }
 
     /// True for the selector that matches everything.
     pub fn is_empty(&self) -> bool {
         self.requirements.is_empty()
     }
+}
+
+/// The `metadata.labels` of a JSON object (string values only; empty when absent).
+pub fn labels_of(object: &serde_json::Value) -> BTreeMap<String, String> {
+    labels_map(object.pointer("/metadata/labels"))
+}
+
+fn labels_map(labels: Option<&serde_json::Value>) -> BTreeMap<String, String> {
+    labels
+        .and_then(|v| v.as_object())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Splits on commas that are not inside parentheses.

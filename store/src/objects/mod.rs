@@ -186,23 +186,10 @@ impl ObjectStore {
         let meta = metadata_mut(kind, name, &mut object)?;
         check_identity(kind, name, project, meta)?;
         let expected = resource_version_of(meta)?;
-        loop {
-            let current = self.read(kind, &key, name).await?;
-            check_precondition(kind, name, expected, current.mod_revision)?;
-            let merged = merge_part(&current.object, &object, part);
-            match self
-                .finish_write(kind, &key, name, &current, merged, dry_run)
-                .await?
-            {
-                Some(done) => return Ok(done),
-                None if expected.is_some() => {
-                    return Err(self
-                        .conflict(kind, &key, name, expected.unwrap_or_default())
-                        .await);
-                }
-                None => continue,
-            }
-        }
+        self.rewrite(kind, &key, name, expected, dry_run, |current| {
+            Ok(merge_part(current, &object, part))
+        })
+        .await
     }
 
     /// Applies a JSON merge patch (RFC 7386) to the `part` of an object.
@@ -232,26 +219,42 @@ impl ObjectStore {
                 )));
             }
         };
-        loop {
-            let current = self.read(kind, &key, name).await?;
-            check_precondition(kind, name, expected, current.mod_revision)?;
-            let mut patched = current.object.clone();
+        self.rewrite(kind, &key, name, expected, dry_run, |current| {
+            let mut patched = current.clone();
             merge_patch::apply(&mut patched, patch);
             if let Some(meta) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
                 check_identity(kind, name, project, meta)?;
             }
-            let merged = merge_part(&current.object, &patched, part);
-            match self
-                .finish_write(kind, &key, name, &current, merged, dry_run)
-                .await?
-            {
-                Some(done) => return Ok(done),
-                None if expected.is_some() => {
-                    return Err(self
-                        .conflict(kind, &key, name, expected.unwrap_or_default())
-                        .await);
+            Ok(merge_part(current, &patched, part))
+        })
+        .await
+    }
+
+    /// Read-modify-write of one object: `build` makes the new object from the stored one,
+    /// which is then validated and written with a compare-and-swap. With an `expected`
+    /// version a lost race is a [`ObjectError::Conflict`]; without one it is retried.
+    async fn rewrite(
+        &self,
+        kind: &'static KindInfo,
+        key: &str,
+        name: &str,
+        expected: Option<i64>,
+        dry_run: bool,
+        build: impl Fn(&Value) -> Result<Value, ObjectError>,
+    ) -> Result<Value, ObjectError> {
+        loop {
+            let current = self.read(kind, key, name).await?;
+            check_precondition(kind, name, expected, current.mod_revision)?;
+            let merged = build(&current.object)?;
+            let written = self
+                .finish_write(kind, key, name, &current, merged, dry_run)
+                .await?;
+            match (written, expected) {
+                (Some(done), _) => return Ok(done),
+                (None, Some(expected)) => {
+                    return Err(self.conflict(kind, key, name, expected).await);
                 }
-                None => continue,
+                (None, None) => continue,
             }
         }
     }

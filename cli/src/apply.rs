@@ -29,7 +29,7 @@ use crate::Ctx;
 use crate::client::{Client, ClientError, name_of, resource_version};
 use crate::manifests::{self, Manifest};
 use crate::merge::{self, LAST_APPLIED};
-use crate::selector::{Selector, labels_of};
+use cirrus_store::selector::{LabelSelector, labels_of};
 
 /// Label every object applied as part of an ApplySet carries; its value is the set's name.
 pub const APPLYSET_LABEL: &str = "cirrus.dev/applyset";
@@ -418,7 +418,7 @@ pub async fn run(ctx: &Ctx, args: ApplyArgs) -> anyhow::Result<()> {
     let selector = args
         .selector
         .as_deref()
-        .map(Selector::parse)
+        .map(LabelSelector::parse)
         .transpose()?
         .unwrap_or_default();
     let manifests = manifests::load(&args.files, args.recursive)?;
@@ -596,7 +596,7 @@ async fn prune_one(
     inv: &Inventory,
     member: &Member,
     recorded_uid: Option<&str>,
-    selector: &Selector,
+    selector: &LabelSelector,
     dry_run: bool,
 ) -> Result<PruneOutcome, ClientError> {
     let Some(kind) = cirrus_crds::all_kinds()

@@ -118,7 +118,7 @@ pub async fn run(ctx: &Ctx, args: DiffArgs) -> anyhow::Result<ExitCode> {
     let selector = args
         .selector
         .as_deref()
-        .map(crate::selector::Selector::parse)
+        .map(cirrus_store::selector::LabelSelector::parse)
         .transpose()?
         .unwrap_or_default();
     let manifests = manifests::load(&args.files, args.recursive)?;

@@ -51,7 +51,7 @@ pub async fn run(ctx: &Ctx, args: GetArgs) -> anyhow::Result<()> {
     }
     let selector = args.selector.clone();
     if let Some(sel) = &selector {
-        crate::selector::Selector::parse(sel)?;
+        cirrus_store::selector::LabelSelector::parse(sel)?;
     }
 
     let (items, list_rv, missing) = if args.names.is_empty() {

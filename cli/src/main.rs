@@ -18,7 +18,6 @@ mod get;
 mod manifests;
 mod merge;
 mod output;
-mod selector;
 mod up;
 mod wait;
 mod watch;

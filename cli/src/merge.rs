@@ -14,7 +14,7 @@
 //! manifest means "this field must be absent". `status` is never part of a patch.
 //!
 //! # Guarantees
-//! - Applying the patch to `live` with [`apply_merge_patch`] yields an object that contains
+//! - Applying the patch to `live` with `cirrus_store::objects::merge_patch::apply` (what the server runs) yields an object that contains
 //!   every non-null field of `desired` with the desired value.
 //! - A field absent from both `desired` and `last_applied` is never in the patch.
 //! - The patch is empty (`{}`) exactly when nothing needs to change, so "unchanged" costs no
@@ -131,28 +131,6 @@ pub fn is_empty_patch(patch: &Value) -> bool {
     }
 }
 
-/// Applies an RFC 7386 JSON merge patch to `target` in place (what the server does with
-/// the patches [`three_way_patch`] computes; the tests check the two agree).
-#[cfg_attr(not(test), allow(dead_code))]
-pub fn apply_merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(patch_map) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
-    }
-    let target_map = target.as_object_mut().expect("made an object above");
-    for (key, value) in patch_map {
-        if value.is_null() {
-            target_map.remove(key);
-        } else {
-            let slot = target_map.entry(key.clone()).or_insert(Value::Null);
-            apply_merge_patch(slot, value);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,7 +140,7 @@ mod tests {
         let p = three_way_patch(last.as_ref(), &desired, &live);
         // Invariant: the patched live object holds every desired field.
         let mut merged = live.clone();
-        apply_merge_patch(&mut merged, &p);
+        cirrus_store::objects::merge_patch::apply(&mut merged, &p);
         assert_contains(&merged, &desired);
         p
     }
@@ -321,21 +299,5 @@ mod tests {
             json!({"spec": {"a": "x"}}),
         );
         assert_eq!(p, json!({"spec": {"a": {"b": 1}}}));
-    }
-
-    #[test]
-    fn rfc7386_examples() {
-        let mut target = json!({"a": "b", "c": {"d": "e", "f": "g"}});
-        apply_merge_patch(&mut target, &json!({"a": "z", "c": {"f": null}}));
-        assert_eq!(target, json!({"a": "z", "c": {"d": "e"}}));
-        let mut target = json!({"a": [{"b": "c"}]});
-        apply_merge_patch(&mut target, &json!({"a": [1]}));
-        assert_eq!(target, json!({"a": [1]}));
-        let mut target = json!(["a", "b"]);
-        apply_merge_patch(&mut target, &json!({"a": "b", "c": null}));
-        assert_eq!(target, json!({"a": "b"}));
-        let mut target = json!({"e": null});
-        apply_merge_patch(&mut target, &json!({"a": 1}));
-        assert_eq!(target, json!({"e": null, "a": 1}));
     }
 }

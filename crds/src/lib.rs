@@ -21,6 +21,7 @@ pub use kinds::flavor::{Flavor, FlavorSpec, FlavorStatus};
 pub use kinds::floatingip::{FloatingIP, FloatingIPSpec, FloatingIPStatus};
 pub use kinds::image::{Image, ImageSpec, ImageStatus};
 pub use kinds::keypair::{Keypair, KeypairSpec, KeypairStatus};
+pub use kinds::lease::{Lease, LeaseSpec, LeaseStatus};
 pub use kinds::network::{Network, NetworkSpec, NetworkStatus};
 pub use kinds::node::{Node, NodeSpec, NodeStatus};
 pub use kinds::port::{Port, PortSpec, PortStatus};
@@ -60,6 +61,7 @@ pub fn all_kinds() -> Vec<&'static KindInfo> {
         ServerGroup::info(),
         ApplySet::info(),
         Event::info(),
+        Lease::info(),
     ]
 }
 

@@ -31,8 +31,9 @@ fn scopes() {
         "User",
         "RoleBinding",
         "ApplySet",
+        "Lease",
     ];
-    assert_eq!(all_kinds().len(), 19);
+    assert_eq!(all_kinds().len(), 20);
     for k in all_kinds() {
         let want = if cluster.contains(&k.kind) {
             Scope::Cluster

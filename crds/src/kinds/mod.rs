@@ -7,6 +7,7 @@ pub mod flavor;
 pub mod floatingip;
 pub mod image;
 pub mod keypair;
+pub mod lease;
 pub mod network;
 pub mod node;
 pub mod port;

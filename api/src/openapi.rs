@@ -138,6 +138,10 @@ fn add_paths(kind: &KindInfo, paths: &mut Map<String, Value>) {
         .cloned()
         .chain([
             query("labelSelector", "only objects whose labels match"),
+            query(
+                "fieldSelector",
+                "only objects whose fields match, e.g. spec.nodeName=node-a",
+            ),
             query("limit", "page size"),
             query("continue", "token of the next page"),
             query(

@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cirrus_crds::{KindInfo, Scope};
+use cirrus_store::fields::FieldSelector;
 use cirrus_store::objects::{ListOptions, Part, WatchEvent, WatchOptions};
 use cirrus_store::selector::LabelSelector;
 use futures::StreamExt;
@@ -24,6 +25,7 @@ pub struct ResourceQuery {
     watch: Option<String>,
     resource_version: Option<String>,
     label_selector: Option<String>,
+    field_selector: Option<String>,
     limit: Option<usize>,
     #[serde(rename = "continue")]
     continue_token: Option<String>,
@@ -48,6 +50,11 @@ impl ResourceQuery {
 
     fn selector(&self) -> Result<LabelSelector, ApiError> {
         LabelSelector::parse(self.label_selector.as_deref().unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(e.to_string()))
+    }
+
+    fn fields(&self) -> Result<FieldSelector, ApiError> {
+        FieldSelector::parse(self.field_selector.as_deref().unwrap_or(""))
             .map_err(|e| ApiError::bad_request(e.to_string()))
     }
 
@@ -142,6 +149,7 @@ pub async fn collection_get(
     }
     let options = ListOptions {
         selector: query.selector()?,
+        fields: query.fields()?,
         limit: query.limit,
         continue_token: query.continue_token.clone().filter(|t| !t.is_empty()),
     };
@@ -326,6 +334,7 @@ async fn watch(
 ) -> Result<Response, ApiError> {
     let options = WatchOptions {
         selector: query.selector()?,
+        fields: query.fields()?,
         resource_version: query.resource_version()?,
         bookmark_interval: state.bookmark_interval,
     };

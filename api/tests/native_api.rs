@@ -622,3 +622,43 @@ async fn oversized_bodies_and_unknown_paths() {
             .any(|r| r["name"] == "flavors")
     );
 }
+
+#[tokio::test]
+async fn field_selectors_filter_lists_and_watches() {
+    let h = harness().await;
+    h.post("/flavors", flavor("one", 512)).await;
+    h.post("/flavors", flavor("two", 4096)).await;
+    let (code, list) = h.get("/flavors?fieldSelector=spec.ram%3D4096").await;
+    assert_eq!(code, 200, "{list}");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["two"]);
+    let (_, list) = h
+        .get("/flavors?fieldSelector=metadata.name!%3Dtwo,spec.description%3D")
+        .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let (code, _) = h.get("/flavors?fieldSelector=nonsense").await;
+    assert_eq!(code, 400);
+
+    let resp = h
+        .http
+        .get(h.url("/flavors?watch=true&fieldSelector=spec.vcpus%3D2"))
+        .send()
+        .await
+        .unwrap();
+    let live = tokio::spawn(read_events(resp, 2));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    h.patch("/flavors/one", json!({"spec": {"vcpus": 2}})).await;
+    h.patch("/flavors/one", json!({"spec": {"vcpus": 3}})).await;
+    let events = live.await.unwrap();
+    let seen: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        seen,
+        ["ADDED", "DELETED"],
+        "moving into and out of the selection"
+    );
+}

@@ -4,7 +4,7 @@
 //! either a real etcd cluster or, on one machine, the embedded server in [`embedded`], which
 //! speaks the same gRPC API over a redb file. [`objects`] maps Kubernetes-style objects onto
 //! that key space (names, uids, resourceVersions as mod revisions, spec/status, finalizers,
-//! list and watch); [`selector`] parses label selectors.
+//! list and watch); [`selector`] and [`fields`] parse label and field selectors.
 //!
 //! Tests of the object layer run against the embedded server in memory (no daemon needed);
 //! the conformance suite (`tests/conformance.rs`) holds the embedded server to the behaviour
@@ -12,5 +12,6 @@
 
 pub mod bench;
 pub mod embedded;
+pub mod fields;
 pub mod objects;
 pub mod selector;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{ObjectError, ObjectStore, decode, keys};
+use crate::fields::FieldSelector;
 use crate::selector::LabelSelector;
 
 /// How many keys one internal range read fetches (keeps gRPC messages small).
@@ -18,6 +19,8 @@ const BATCH: i64 = 500;
 pub struct ListOptions {
     /// Only objects whose labels match.
     pub selector: LabelSelector,
+    /// Only objects whose fields match (`spec.nodeName=node-a`).
+    pub fields: FieldSelector,
     /// At most this many items per page; `None` lists everything.
     pub limit: Option<usize>,
     /// The `continue` token of the previous page.
@@ -105,10 +108,7 @@ impl ObjectStore {
             let kvs = resp.kvs();
             for (i, kv) in kvs.iter().enumerate() {
                 let object = decode(kv)?;
-                if options
-                    .selector
-                    .matches_json(object.pointer("/metadata/labels"))
-                {
+                if options.selector.matches_object(&object) && options.fields.matches(&object) {
                     items.push(object);
                 }
                 if limit.is_some_and(|l| items.len() >= l) {

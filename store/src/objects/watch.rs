@@ -11,6 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::Instrument;
 
 use super::{ListOptions, ObjectError, ObjectStore, decode, keys};
+use crate::fields::FieldSelector;
 use crate::selector::LabelSelector;
 
 /// What to watch.
@@ -19,6 +20,9 @@ pub struct WatchOptions {
     /// Only objects whose labels match; an object whose labels stop matching is reported
     /// as `Deleted`, one that starts matching as `Added`.
     pub selector: LabelSelector,
+    /// Only objects whose fields match; like labels, an object moving out of (into) the
+    /// selection is reported as `Deleted` (`Added`).
+    pub fields: FieldSelector,
     /// Report changes after this revision; `None` (or 0) first reports every current object
     /// as `Added`.
     pub resource_version: Option<i64>,
@@ -30,6 +34,7 @@ impl Default for WatchOptions {
     fn default() -> Self {
         Self {
             selector: LabelSelector::default(),
+            fields: FieldSelector::default(),
             resource_version: None,
             bookmark_interval: Duration::from_secs(10),
         }
@@ -76,6 +81,7 @@ impl ObjectStore {
                         project,
                         &ListOptions {
                             selector: options.selector.clone(),
+                            fields: options.fields.clone(),
                             ..Default::default()
                         },
                     )
@@ -95,7 +101,10 @@ impl ObjectStore {
             .map_err(ObjectError::Unavailable)?;
         let span =
             tracing::debug_span!("watch", kind = kind.kind, prefix = %prefix, from = start_after);
-        let selector = options.selector;
+        let selector = Selection {
+            labels: options.selector,
+            fields: options.fields,
+        };
         let interval = options.bookmark_interval;
         tokio::spawn(
             async move {
@@ -137,11 +146,27 @@ fn expired(rv: i64) -> ObjectError {
     ))
 }
 
+/// The label and field selectors of one watch.
+struct Selection {
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Selection {
+    fn matches(&self, object: &Value) -> bool {
+        self.labels.matches_object(object) && self.fields.matches(object)
+    }
+
+    fn is_everything(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+}
+
 /// Turns etcd watch responses into watch events until the client goes away or the watch ends.
 async fn forward(
     mut stream: etcd_client::WatchStream,
     tx: mpsc::Sender<WatchEvent>,
-    selector: LabelSelector,
+    selector: Selection,
     bookmark_interval: Duration,
 ) {
     let mut ticker = tokio::time::interval(bookmark_interval);
@@ -212,9 +237,9 @@ async fn forward(
 /// The watch event one etcd event means for a watcher with `selector`, if any.
 fn convert(
     event: &etcd_client::Event,
-    selector: &LabelSelector,
+    selector: &Selection,
 ) -> Result<Option<WatchEvent>, ObjectError> {
-    let matches = |object: &Value| selector.matches_json(object.pointer("/metadata/labels"));
+    let matches = |object: &Value| selector.matches(object);
     let previous = match event.prev_kv() {
         Some(prev) if !prev.value().is_empty() => Some(decode(prev)?),
         _ => None,
@@ -226,7 +251,8 @@ fn convert(
         EventType::Put => {
             let object = decode(kv)?;
             let now = matches(&object);
-            let before = kv.version() > 1 && previous.as_ref().map_or(selector.is_empty(), matches);
+            let before =
+                kv.version() > 1 && previous.as_ref().map_or(selector.is_everything(), matches);
             Ok(match (before, now) {
                 (false, true) => Some(WatchEvent::Added(object)),
                 (true, true) => Some(WatchEvent::Modified(object)),

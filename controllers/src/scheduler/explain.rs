@@ -335,3 +335,215 @@ impl fmt::Display for NoValidHost {
 }
 
 impl std::error::Error for NoValidHost {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rej(node: &str, reason: Reason) -> NodeRejection {
+        NodeRejection {
+            node: node.to_owned(),
+            filter: "TestFilter",
+            reason,
+        }
+    }
+
+    fn ram(free_mib: i64) -> Reason {
+        Reason::InsufficientRam {
+            need_mib: 2048,
+            free_mib,
+        }
+    }
+
+    #[test]
+    fn message_formats() {
+        let table: Vec<(usize, Vec<NodeRejection>, &str)> = vec![
+            (
+                3,
+                vec![
+                    rej("c", Reason::Cordoned { why: None }),
+                    rej("a", ram(1024)),
+                    rej("b", ram(1024)),
+                ],
+                "0/3 nodes are available: 2 insufficient RAM (need 2048 MiB, free 1024 MiB), \
+                 1 cordoned",
+            ),
+            (
+                2,
+                vec![rej("a", ram(1024)), rej("b", ram(-50))],
+                "0/2 nodes are available: 2 insufficient RAM (need 2048 MiB, free at most \
+                 1024 MiB)",
+            ),
+            (
+                4,
+                vec![
+                    rej("a", ram(0)),
+                    rej(
+                        "b",
+                        Reason::Cordoned {
+                            why: Some("disk swap".into()),
+                        },
+                    ),
+                    rej(
+                        "c",
+                        Reason::NotReady {
+                            detail: "Ready=False".into(),
+                        },
+                    ),
+                    rej("d", Reason::InsufficientVcpus { need: 4, free: 2 }),
+                ],
+                "0/4 nodes are available: 1 not ready, 1 cordoned, 1 insufficient RAM (need \
+                 2048 MiB, free 0 MiB), 1 insufficient vCPUs (need 4, free 2)",
+            ),
+            (
+                3,
+                vec![
+                    rej(
+                        "a",
+                        Reason::AvailabilityZone {
+                            wanted: "az1".into(),
+                            node_zone: "nova".into(),
+                        },
+                    ),
+                    rej(
+                        "b",
+                        Reason::AvailabilityZone {
+                            wanted: "az1".into(),
+                            node_zone: "az2".into(),
+                        },
+                    ),
+                    rej(
+                        "c",
+                        Reason::InsufficientDisk {
+                            need_gib: 20,
+                            free_gib: 10,
+                        },
+                    ),
+                ],
+                "0/3 nodes are available: 2 not in availability zone az1, 1 insufficient disk \
+                 (need 20 GiB, free 10 GiB)",
+            ),
+            (
+                3,
+                vec![
+                    rej(
+                        "a",
+                        Reason::GroupAntiAffinity {
+                            group: "web".into(),
+                            members: 1,
+                            max_per_node: 1,
+                        },
+                    ),
+                    rej("b", Reason::GroupAffinity { group: "db".into() }),
+                    rej(
+                        "c",
+                        Reason::Architecture {
+                            wanted: "aarch64".into(),
+                            node: None,
+                        },
+                    ),
+                ],
+                "0/3 nodes are available: 1 wrong architecture (image needs aarch64), 1 not \
+                 hosting server group db (affinity), 1 already hosting server group web \
+                 (anti-affinity)",
+            ),
+            (
+                4,
+                vec![
+                    rej(
+                        "a",
+                        Reason::MissingTrait {
+                            name: "HW_CPU_X86_AVX2".into(),
+                        },
+                    ),
+                    rej(
+                        "b",
+                        Reason::ForbiddenTrait {
+                            name: "CUSTOM_GPU".into(),
+                        },
+                    ),
+                    rej("c", Reason::DifferentHost),
+                    rej("d", Reason::SameHost),
+                ],
+                "0/4 nodes are available: 1 missing trait HW_CPU_X86_AVX2, 1 forbidden trait \
+                 CUSTOM_GPU, 1 hosting a differentHost server, 1 not hosting a sameHost server",
+            ),
+            (
+                0,
+                vec![],
+                "0/0 nodes are available: no nodes are registered",
+            ),
+        ];
+        for (total, rejections, want) in table {
+            let e = NoValidHost::new(total, rejections);
+            assert_eq!(e.message(), want);
+            assert_eq!(e.to_string(), want);
+        }
+    }
+
+    #[test]
+    fn per_node_details_for_describe() {
+        let e = NoValidHost::new(
+            3,
+            vec![
+                rej(
+                    "node-c",
+                    Reason::Cordoned {
+                        why: Some("maintenance".into()),
+                    },
+                ),
+                rej("node-a", ram(1024)),
+                rej(
+                    "node-b",
+                    Reason::NotReady {
+                        detail: "Ready=Unknown: NodeLeaseExpired".into(),
+                    },
+                ),
+            ],
+        );
+        assert_eq!(
+            e.describe(),
+            "node-a: insufficient RAM (need 2048 MiB, free 1024 MiB) [TestFilter]\n\
+             node-b: not ready (Ready=Unknown: NodeLeaseExpired) [TestFilter]\n\
+             node-c: cordoned (maintenance) [TestFilter]\n"
+        );
+        assert_eq!(e.reason_for("node-a"), Some(&ram(1024)));
+        assert_eq!(e.reason_for("node-z"), None);
+        let nodes: Vec<&str> = e.per_node().map(|(n, _)| n).collect();
+        assert_eq!(nodes, ["node-a", "node-b", "node-c"]);
+        let details = [
+            (
+                Reason::AvailabilityZone {
+                    wanted: "az1".into(),
+                    node_zone: "nova".into(),
+                },
+                "in availability zone nova, server wants az1",
+            ),
+            (
+                Reason::GroupAntiAffinity {
+                    group: "web".into(),
+                    members: 2,
+                    max_per_node: 2,
+                },
+                "hosts 2 member(s) of server group web (anti-affinity, at most 2 per node)",
+            ),
+            (
+                Reason::HypervisorType {
+                    wanted: "kvm".into(),
+                    node: Some("QEMU".into()),
+                },
+                "hypervisor type is QEMU, image needs kvm",
+            ),
+            (
+                Reason::InsufficientDisk {
+                    need_gib: 5,
+                    free_gib: -3,
+                },
+                "insufficient disk (need 5 GiB, free 0 GiB)",
+            ),
+        ];
+        for (reason, want) in details {
+            assert_eq!(reason.to_string(), want);
+        }
+    }
+}

@@ -109,3 +109,24 @@ pub fn weigh(
     }
     totals
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_is_min_max() {
+        let table: [(&[f64], &[f64]); 5] = [
+            (&[], &[]),
+            (&[5.0], &[0.0]),
+            (&[3.0, 3.0], &[0.0, 0.0]),
+            (&[0.0, 5.0, 10.0], &[0.0, 0.5, 1.0]),
+            (&[-2.0, -1.0, 0.0], &[0.0, 0.5, 1.0]),
+        ];
+        for (input, want) in table {
+            let mut v = input.to_vec();
+            normalize(&mut v);
+            assert_eq!(v, want, "{input:?}");
+        }
+    }
+}

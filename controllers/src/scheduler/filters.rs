@@ -291,6 +291,7 @@ pub fn host_hints(
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)] // test tables are tuples of rows
 mod tests {
     use cirrus_crds::kinds::servergroup::ServerGroupPolicy;
     use cirrus_crds::meta::ConditionStatus;

@@ -457,6 +457,7 @@ pub fn place(
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)] // test tables are tuples of rows
 mod tests {
     use cirrus_crds::kinds::server::SchedulerHints;
     use cirrus_crds::kinds::servergroup::{ServerGroupRules, ServerGroupSpec};

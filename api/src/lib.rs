@@ -6,11 +6,15 @@
 //! error becomes a response in one place ([`error::ApiError`]). The native resource API is
 //! described in `docs/api.md` and by the OpenAPI document in [`openapi`].
 
+pub mod blobs;
 pub mod discovery;
 pub mod error;
+pub mod image_format;
+pub mod images;
 pub mod openapi;
 mod resources;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -28,17 +32,22 @@ pub struct ApiState {
     pub store: ObjectStore,
     /// How often watch streams carry a `BOOKMARK`.
     pub bookmark_interval: Duration,
-    /// Request body limit in bytes.
+    /// Request body limit in bytes (JSON bodies; image data has its own limit in
+    /// [`blobs::BlobStore::max_upload_bytes`]).
     pub body_limit: usize,
+    /// Where image data lives; `None`: `PUT`/`GET .../images/{name}/file` answer `503`.
+    pub blobs: Option<Arc<blobs::BlobStore>>,
 }
 
 impl ApiState {
-    /// State with the default bookmark interval (10 s) and body limit (1 MiB).
+    /// State with the default bookmark interval (10 s) and body limit (1 MiB), serving no
+    /// image data.
     pub fn new(store: ObjectStore) -> Self {
         Self {
             store,
             bookmark_interval: Duration::from_secs(10),
             body_limit: DEFAULT_BODY_LIMIT,
+            blobs: None,
         }
     }
 }
@@ -72,6 +81,10 @@ pub fn router(state: ApiState) -> Router {
         .route(
             &format!("{V1}/projects/{{project}}/{{plural}}/{{name}}/status"),
             status(),
+        )
+        .route(
+            &format!("{V1}/projects/{{project}}/images/{{name}}/file"),
+            get(images::download).put(images::upload),
         )
         .route(&format!("{V1}/{{plural}}"), collection())
         .route(&format!("{V1}/{{plural}}/{{name}}"), item())

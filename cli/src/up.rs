@@ -13,7 +13,7 @@ use cirrus_store::objects::ObjectStore;
 /// Arguments of `cirrus up`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct UpArgs {
-    /// Directory for the embedded store's data.
+    /// Directory for the embedded store's data and, under `images/`, uploaded image data.
     #[arg(long, env = "CIRRUS_DATA_DIR", default_value = "/var/lib/cirrus")]
     pub data_dir: PathBuf,
     /// Address the API listens on.
@@ -69,6 +69,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let api_addr = listener.local_addr()?;
     let mut state = cirrus_api::ApiState::new(store);
     state.bookmark_interval = Duration::from_secs(args.bookmark_interval_secs.max(1));
+    let images = args.data_dir.join("images");
+    let blobs = cirrus_api::blobs::BlobStore::open(&images)
+        .with_context(|| format!("opening the image blob directory {}", images.display()))?;
+    state.blobs = Some(std::sync::Arc::new(blobs));
     tracing::info!(api = %format!("http://{api_addr}"), store = %endpoints.join(","), "cirrus up");
     println!(
         "cirrus up: API on http://{api_addr}, store at {}",

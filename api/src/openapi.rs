@@ -24,6 +24,7 @@ pub fn document() -> Value {
         schemas.insert(format!("{}List", kind.kind), list_schema(kind));
         add_paths(kind, &mut paths);
     }
+    add_image_file_path(&mut paths);
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -191,6 +192,51 @@ fn add_paths(kind: &KindInfo, paths: &mut Map<String, Value>) {
                     "responses": {"200": ok(&object_ref, "status replaced"), "409": error, "default": error}},
             "patch": {"operationId": format!("{}_patch_status", kind.singular), "parameters": with_dry_run, "requestBody": patch_body,
                       "responses": {"200": ok(&object_ref, "status patched"), "409": error, "default": error}},
+        }),
+    );
+}
+
+/// `PUT`/`GET /apis/cirrus.dev/v1/projects/{project}/images/{name}/file`: image data.
+fn add_image_file_path(paths: &mut Map<String, Value>) {
+    let error = json!({"description": "failure", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}});
+    let path_param = |name: &str| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}});
+    let params = vec![path_param("project"), path_param("name")];
+    let hex = |description: &str| json!({"description": description, "schema": {"type": "string"}});
+    let header = |name: &str, description: &str| json!({"name": name, "in": "header", "required": false, "schema": {"type": "string"}, "description": description});
+    let data =
+        json!({"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}});
+    paths.insert(
+        "/apis/cirrus.dev/v1/projects/{project}/images/{name}/file".into(),
+        json!({
+            "get": {
+                "operationId": "image_download",
+                "summary": "Download an image's data (streamed)",
+                "parameters": params,
+                "responses": {
+                    "200": {"description": "the data", "content": data, "headers": {
+                        "Content-Length": {"description": "size in bytes", "schema": {"type": "integer"}},
+                        "Content-MD5": hex("MD5 of the data, hex (Glance's checksum)"),
+                        "X-Checksum-Sha256": hex("SHA-256 of the data, hex"),
+                        "ETag": hex("the SHA-256, quoted"),
+                    }},
+                    "204": {"description": "the image has no data yet (queued or saving)"},
+                    "403": error, "404": error, "503": error, "default": error,
+                },
+            },
+            "put": {
+                "operationId": "image_upload",
+                "summary": "Upload an image's data (streamed); checked against spec.diskFormat with qemu-img; a qcow2 with a backing or external data file is refused",
+                "parameters": params.iter().cloned().chain([
+                    header("X-Checksum-Sha256", "expected SHA-256, hex; a mismatch makes the image killed"),
+                    header("Content-MD5", "expected MD5, hex or base64; a mismatch makes the image killed"),
+                ]).collect::<Vec<_>>(),
+                "requestBody": {"required": true, "content": data},
+                "responses": {
+                    "200": {"description": "stored: the Image, active, with size, virtualSize, checksum, osHashAlgo, osHashValue",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Image"}}}},
+                    "400": error, "404": error, "409": error, "413": error, "415": error, "503": error, "default": error,
+                },
+            },
         }),
     );
 }

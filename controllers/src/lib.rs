@@ -6,5 +6,6 @@
 //! a disconnect and relisting when that version has been compacted (`410 Gone`). It names no
 //! concrete kind.
 
+pub mod runtime;
 pub mod scheduler;
 pub mod watcher;

@@ -1,0 +1,310 @@
+//! Runtime integration tests against a real in-process API over the embedded store.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cirrus_client::{Api, Client, ListParams};
+use cirrus_crds::kinds::event::{CLUSTER_EVENTS_PROJECT, EventType};
+use cirrus_crds::{Event as EventObject, Flavor, FlavorSpec, Lease, ObjectMeta, Server};
+use cirrus_store::embedded::{self, EmbeddedConfig, EmbeddedEtcd};
+use cirrus_store::objects::ObjectStore;
+use futures::StreamExt;
+
+use super::watcher::{self, Event};
+use super::*;
+
+struct Harness {
+    client: Client,
+    _server: EmbeddedEtcd,
+    api: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.api.abort();
+    }
+}
+
+async fn harness() -> Harness {
+    let server = embedded::start(EmbeddedConfig::in_memory())
+        .await
+        .expect("embedded store");
+    let store = ObjectStore::connect(&[server.endpoint()])
+        .await
+        .expect("connect");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = cirrus_api::ApiState::new(store);
+    let api = tokio::spawn(async move {
+        cirrus_api::serve(listener, state, std::future::pending())
+            .await
+            .unwrap();
+    });
+    Harness {
+        client: Client::new(base),
+        _server: server,
+        api,
+    }
+}
+
+fn flavor(name: &str) -> Flavor {
+    Flavor::new(
+        ObjectMeta {
+            name: name.into(),
+            ..Default::default()
+        },
+        FlavorSpec::default(),
+    )
+}
+
+/// Polls `check` every 20 ms until it holds or `secs` pass.
+async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn watcher_lists_then_follows_changes() {
+    let h = harness().await;
+    let api = Api::<Flavor>::all(h.client.clone());
+    api.create(&flavor("a")).await.unwrap();
+    let mut events = Box::pin(watcher::watcher(api.clone(), watcher::Config::default()));
+    let Some(Ok(Event::Restarted(list))) = events.next().await else {
+        panic!("a list first")
+    };
+    assert_eq!(list.len(), 1);
+    api.create(&flavor("b")).await.unwrap();
+    api.delete("a").await.unwrap();
+    let Some(Ok(Event::Applied(b))) = events.next().await else {
+        panic!("b applied")
+    };
+    assert_eq!(b.metadata.name, "b");
+    let Some(Ok(Event::Deleted(a))) = events.next().await else {
+        panic!("a deleted")
+    };
+    assert_eq!(a.metadata.name, "a");
+}
+
+struct FinCtx {
+    client: Client,
+    applied: AtomicUsize,
+    cleaned: AtomicUsize,
+}
+
+const FINALIZER: &str = "test.cirrus.dev/cleanup";
+
+async fn finalized(
+    obj: Arc<Flavor>,
+    ctx: Arc<FinCtx>,
+) -> Result<Action, FinalizerError<Infallible>> {
+    let c = ctx.clone();
+    finalizer(&ctx.client, FINALIZER, obj, |event| async move {
+        match event {
+            FinalizerEvent::Apply(_) => c.applied.fetch_add(1, Ordering::SeqCst),
+            FinalizerEvent::Cleanup(_) => c.cleaned.fetch_add(1, Ordering::SeqCst),
+        };
+        Ok(Action::await_change())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn finalizer_flow_end_to_end() {
+    let h = harness().await;
+    let api = Api::<Flavor>::all(h.client.clone());
+    let ctx = Arc::new(FinCtx {
+        client: h.client.clone(),
+        applied: AtomicUsize::new(0),
+        cleaned: AtomicUsize::new(0),
+    });
+    let controller = Controller::new(api.clone(), watcher::Config::default());
+    let run = tokio::spawn(controller.run(
+        finalized,
+        |_, _: &FinalizerError<Infallible>, _| Action::requeue(Duration::from_millis(50)),
+        ctx.clone(),
+    ));
+
+    // Someone else's finalizer is kept alongside ours.
+    let mut obj = flavor("m1");
+    obj.metadata.finalizers = vec!["other.cirrus.dev/keep".into()];
+    api.create(&obj).await.unwrap();
+    eventually(10, "finalizer added and Apply run", || async {
+        ctx.applied.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    let stored = api.get("m1").await.unwrap();
+    assert_eq!(
+        stored.metadata.finalizers,
+        ["other.cirrus.dev/keep", FINALIZER]
+    );
+    assert_eq!(ctx.cleaned.load(Ordering::SeqCst), 0);
+
+    api.delete("m1").await.unwrap();
+    eventually(10, "Cleanup run and our finalizer removed", || async {
+        api.get("m1").await.unwrap().metadata.finalizers == ["other.cirrus.dev/keep"]
+    })
+    .await;
+    assert!(ctx.cleaned.load(Ordering::SeqCst) >= 1);
+    api.patch("m1", &serde_json::json!({"metadata": {"finalizers": []}}))
+        .await
+        .unwrap();
+    eventually(5, "object gone", || async {
+        api.get_opt("m1").await.unwrap().is_none()
+    })
+    .await;
+    run.abort();
+}
+
+#[tokio::test]
+async fn events_aggregate_repeats() {
+    let h = harness().await;
+    let recorder = Recorder::new(h.client.clone(), "test-controller", Some("host-a".into()));
+    let api = Api::<Flavor>::all(h.client.clone());
+    let f = api.create(&flavor("m1")).await.unwrap();
+    for _ in 0..3 {
+        recorder
+            .publish(&f, EventType::Warning, "FailedSync", "boom")
+            .await
+            .unwrap();
+    }
+    let other = recorder
+        .publish(&f, EventType::Normal, "Synced", "ok")
+        .await
+        .unwrap();
+    assert_eq!(other.spec.count, 1);
+
+    let events = Api::<EventObject>::in_project(h.client.clone(), CLUSTER_EVENTS_PROJECT);
+    let list = events.list(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 2, "repeats share one object");
+    let failed = list
+        .items
+        .iter()
+        .find(|e| e.spec.reason == "FailedSync")
+        .unwrap();
+    assert_eq!(failed.spec.count, 3);
+    assert_eq!(failed.spec.involved_object.kind, "Flavor");
+    assert_eq!(failed.spec.involved_object.uid, f.metadata.uid);
+    assert_eq!(failed.spec.source.component, "test-controller");
+    assert!(failed.spec.last_timestamp >= failed.spec.first_timestamp);
+
+    // Project-scoped objects get their events in their own project.
+    let vm = Server::new(
+        ObjectMeta {
+            name: "vm".into(),
+            project: Some("demo".into()),
+            uid: Some("u-1".into()),
+            ..Default::default()
+        },
+        Default::default(),
+    );
+    let e = recorder
+        .publish(&vm, EventType::Normal, "Scheduled", "to node-a")
+        .await
+        .unwrap();
+    assert_eq!(e.metadata.project.as_deref(), Some("demo"));
+    assert_eq!(e.spec.involved_object.project.as_deref(), Some("demo"));
+}
+
+fn leader_config(identity: &str) -> LeaderConfig {
+    LeaderConfig {
+        lease_name: "test-controller".into(),
+        identity: identity.into(),
+        lease_duration: Duration::from_secs(2),
+        renew_deadline: Duration::from_millis(1200),
+        retry_period: Duration::from_millis(100),
+    }
+}
+
+#[tokio::test]
+async fn two_candidates_never_both_lead_and_one_takes_over_after_expiry() {
+    let h = harness().await;
+    let a = LeaderElector::new(h.client.clone(), leader_config("a"));
+    let b = LeaderElector::new(h.client.clone(), leader_config("b"));
+    let (a_rx, b_rx) = (a.subscribe(), b.subscribe());
+    let a_task = tokio::spawn(a.run(std::future::pending()));
+    let b_task = tokio::spawn(b.run(std::future::pending()));
+
+    let mut led = [false, false];
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        let (la, lb) = (*a_rx.borrow(), *b_rx.borrow());
+        assert!(!(la && lb), "both lead");
+        led[0] |= la;
+        led[1] |= lb;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        led[0] ^ led[1],
+        "exactly one led, and kept leading: {led:?}"
+    );
+    let (leader_task, follower_rx, follower_task) = if led[0] {
+        (a_task, b_rx, b_task)
+    } else {
+        (b_task, a_rx, a_task)
+    };
+
+    // The leader dies without releasing: the follower waits for expiry, then takes over.
+    leader_task.abort();
+    let died = tokio::time::Instant::now();
+    let mut follower_rx = follower_rx;
+    tokio::time::timeout(Duration::from_secs(5), follower_rx.wait_for(|l| *l))
+        .await
+        .expect("takeover")
+        .unwrap();
+    let waited = died.elapsed();
+    assert!(
+        waited >= Duration::from_millis(700),
+        "took over before the lease could have expired: {waited:?}"
+    );
+    let lease = Api::<Lease>::all(h.client.clone())
+        .get("test-controller")
+        .await
+        .unwrap();
+    assert_eq!(lease.spec.lease_transitions, Some(1));
+    follower_task.abort();
+}
+
+#[tokio::test]
+async fn released_lease_is_taken_over_at_once_and_a_stale_holder_steps_down() {
+    let h = harness().await;
+    let a = LeaderElector::new(h.client.clone(), leader_config("a"));
+    assert!(a.try_acquire_or_renew().await.unwrap());
+    let b = LeaderElector::new(h.client.clone(), leader_config("b"));
+    assert!(!b.try_acquire_or_renew().await.unwrap(), "held by a");
+    a.release().await.unwrap();
+    assert!(
+        b.try_acquire_or_renew().await.unwrap(),
+        "released: b takes it"
+    );
+    assert!(!a.try_acquire_or_renew().await.unwrap(), "a follows now");
+
+    // A holder whose renewals stopped long ago loses the lease to a waiting candidate.
+    let api = Api::<Lease>::all(h.client.clone());
+    let mut lease = api.get("test-controller").await.unwrap();
+    let past = chrono::Utc::now() - chrono::Duration::seconds(10);
+    lease.spec.renew_time = Some(past);
+    lease.spec.acquire_time = Some(past);
+    api.replace(&lease).await.unwrap();
+    assert!(
+        a.try_acquire_or_renew().await.unwrap(),
+        "expired: a takes over"
+    );
+    assert_eq!(
+        api.get("test-controller")
+            .await
+            .unwrap()
+            .spec
+            .holder_identity
+            .as_deref(),
+        Some("a")
+    );
+}

@@ -1,0 +1,44 @@
+//! The controller runtime: the machinery every Cirrus controller (and the node agent) runs on,
+//! naming no concrete kind. Modelled on kube-rs' `kube-runtime`.
+//!
+//! ```text
+//! Api<K> ──watcher──▶ reflector (Writer ▶ Store cache) ──▶ WorkQueue (dedupe, delay, one at a time)
+//!   secondary watches / owns ──map to ObjectRef──┘              │
+//!   periodic resync ─────────────────────────────┘              ▼
+//!                                        reconcile(Arc<K>, Arc<Ctx>) -> Result<Action, E>
+//!                                        error_policy(Arc<K>, &E, Arc<Ctx>) -> Action (backoff)
+//! ```
+//! - [`watcher`]: typed list+watch that resumes after disconnects and relists after `410 Gone`.
+//! - [`reflector`]: a single [`reflector::Writer`] and cloneable read-only [`reflector::Store`].
+//! - [`queue`]: the work queue rules (dedupe, earliest wins, never twice at once, bounded).
+//! - [`controller`]: the runner tying it together, with [`controller::Action`], per-object
+//!   [`backoff`], periodic resync and a leadership gate.
+//! - [`finalizer`]: cleanup before deletion completes, with its contract.
+//! - [`events`]: an [`events::Recorder`] publishing aggregated `Event` objects.
+//! - [`leader`]: leader election through a `Lease` object and compare-and-swap.
+//!
+//! Reconcilers are level-triggered: they get the newest cached object, never the event or the
+//! reason they were woken (that is in the `reconcile{kind, object, reason}` tracing span).
+
+pub mod backoff;
+pub mod controller;
+pub mod events;
+pub mod finalizer;
+pub mod leader;
+pub mod object_ref;
+pub mod queue;
+pub mod reflector;
+pub mod watcher;
+
+#[cfg(test)]
+mod api_tests;
+#[cfg(test)]
+mod tests;
+
+pub use backoff::{Backoff, ExponentialBackoff};
+pub use controller::{Action, Config, Controller, ReconcileReason, owners};
+pub use events::Recorder;
+pub use finalizer::{FinalizerError, FinalizerEvent, finalizer};
+pub use leader::{LeaderConfig, LeaderElector};
+pub use object_ref::ObjectRef;
+pub use reflector::{Store, Writer};

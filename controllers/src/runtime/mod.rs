@@ -13,7 +13,7 @@
 //! - [`queue`]: the work queue rules (dedupe, earliest wins, never twice at once, bounded).
 //! - [`controller`]: the runner tying it together, with [`controller::Action`], per-object
 //!   [`backoff`], periodic resync and a leadership gate.
-//! - [`finalizer`]: cleanup before deletion completes, with its contract.
+//! - [`mod@finalizer`]: cleanup before deletion completes, with its contract.
 //! - [`events`]: an [`events::Recorder`] publishing aggregated `Event` objects.
 //! - [`leader`]: leader election through a `Lease` object and compare-and-swap.
 //!

@@ -2,9 +2,10 @@
 # Installs what building and testing Cirrus needs on Debian 12, idempotently.
 # - protobuf-compiler: etcd-client's build generates the etcd gRPC code with protoc.
 # - etcd-server, etcd-client: a real etcd for the store conformance suite and etcdctl.
+# - qemu-utils: qemu-img checks uploaded images and makes copy-on-write disks.
 set -euo pipefail
 
-packages=(protobuf-compiler etcd-server etcd-client curl)
+packages=(protobuf-compiler etcd-server etcd-client curl qemu-utils)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -131,6 +131,8 @@ impl Client {
 pub struct ListParams {
     /// Label selector (`a=b`, `a!=b`, `a`, `!a`, `a in (x,y)`, `a notin (x,y)`; comma = and).
     pub label_selector: Option<String>,
+    /// Field selector (`spec.nodeName=node-a`, `metadata.name!=x`; comma = and).
+    pub field_selector: Option<String>,
     /// Page size; the answer carries a continue token when more remain.
     pub limit: Option<u32>,
     /// Continue token from the previous page (`metadata.continue`).
@@ -141,6 +143,12 @@ impl ListParams {
     /// Selects objects by label.
     pub fn labels(mut self, selector: impl Into<String>) -> Self {
         self.label_selector = Some(selector.into());
+        self
+    }
+
+    /// Selects objects by field.
+    pub fn fields(mut self, selector: impl Into<String>) -> Self {
+        self.field_selector = Some(selector.into());
         self
     }
 
@@ -324,6 +332,9 @@ impl<K: Resource> Api<K> {
     /// `410 Gone` when the continue token's revision has been compacted.
     pub async fn list(&self, params: &ListParams) -> Result<ObjectList<K>> {
         let mut query = Vec::new();
+        if let Some(selector) = &params.field_selector {
+            query.push(format!("fieldSelector={}", encode(selector)));
+        }
         if let Some(selector) = &params.label_selector {
             query.push(format!("labelSelector={}", encode(selector)));
         }
@@ -365,10 +376,20 @@ impl<K: Resource> Api<K> {
 
     /// Lists every object, following continue tokens (pages of 500, one consistent snapshot).
     pub async fn list_all(&self, label_selector: Option<&str>) -> Result<ObjectList<K>> {
-        let mut params = ListParams {
+        let selectors = ListParams {
             label_selector: label_selector.map(str::to_string),
+            ..ListParams::default()
+        };
+        self.list_all_matching(&selectors).await
+    }
+
+    /// Lists every object matching the label and field selectors of `selectors` (its limit
+    /// and continue token are ignored), following continue tokens.
+    pub async fn list_all_matching(&self, selectors: &ListParams) -> Result<ObjectList<K>> {
+        let mut params = ListParams {
             limit: Some(500),
             continue_token: None,
+            ..selectors.clone()
         };
         let mut all = self.list(&params).await?;
         while let Some(token) = all.continue_token.take() {
@@ -468,14 +489,31 @@ impl<K: Resource> Api<K> {
         &self,
         resource_version: &str,
         label_selector: Option<&str>,
-    ) -> impl Stream<Item = Result<WatchEvent<K>>> + Send + 'static {
+    ) -> impl Stream<Item = Result<WatchEvent<K>>> + Send + 'static + use<K> {
+        let selectors = ListParams {
+            label_selector: label_selector.map(str::to_string),
+            ..ListParams::default()
+        };
+        self.watch_matching(resource_version, &selectors)
+    }
+
+    /// [`Api::watch`] with the label and field selectors of `selectors`.
+    pub fn watch_matching(
+        &self,
+        resource_version: &str,
+        selectors: &ListParams,
+    ) -> impl Stream<Item = Result<WatchEvent<K>>> + Send + 'static + use<K> {
         let mut url = format!(
             "{}?watch=true&resourceVersion={}",
             self.collection_url(self.project.as_deref()),
             encode(resource_version)
         );
-        if let Some(selector) = label_selector {
+        if let Some(selector) = &selectors.label_selector {
             url.push_str("&labelSelector=");
+            url.push_str(&encode(selector));
+        }
+        if let Some(selector) = &selectors.field_selector {
+            url.push_str("&fieldSelector=");
             url.push_str(&encode(selector));
         }
         let client = self.client.clone();

@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use cirrus_client::{Api, ClientError, WatchEvent};
+use cirrus_client::{Api, ClientError, ListParams, WatchEvent};
 use cirrus_crds::Resource;
 use futures::{Stream, StreamExt};
 
@@ -39,6 +39,8 @@ pub enum Event<K> {
 pub struct Config {
     /// Only objects matching this label selector.
     pub label_selector: Option<String>,
+    /// Only objects matching this field selector (`spec.nodeName=node-a`).
+    pub field_selector: Option<String>,
 }
 
 impl Config {
@@ -46,6 +48,15 @@ impl Config {
     pub fn labels(selector: impl Into<String>) -> Self {
         Self {
             label_selector: Some(selector.into()),
+            field_selector: None,
+        }
+    }
+
+    /// Watches only objects matching the field `selector`.
+    pub fn fields(selector: impl Into<String>) -> Self {
+        Self {
+            label_selector: None,
+            field_selector: Some(selector.into()),
         }
     }
 }
@@ -56,12 +67,16 @@ pub fn watcher<K: Resource>(
     config: Config,
 ) -> impl Stream<Item = Result<Event<K>, ClientError>> + Send + 'static {
     async_stream::stream! {
-        let selector = config.label_selector.as_deref();
+        let selectors = ListParams {
+            label_selector: config.label_selector.clone(),
+            field_selector: config.field_selector.clone(),
+            ..ListParams::default()
+        };
         let mut resume: Option<String> = None;
         let mut delay = RetryDelay::default();
         loop {
             let Some(rv) = resume.clone() else {
-                match api.list_all(selector).await {
+                match api.list_all_matching(&selectors).await {
                     Ok(list) => {
                         delay.reset();
                         resume = Some(list.resource_version);
@@ -74,7 +89,7 @@ pub fn watcher<K: Resource>(
                 }
                 continue;
             };
-            let mut events = std::pin::pin!(api.watch(&rv, selector));
+            let mut events = std::pin::pin!(api.watch_matching(&rv, &selectors));
             let mut failed = false;
             let mut got_any = false;
             while let Some(event) = events.next().await {

@@ -1,1 +1,16 @@
-//! placeholder
+//! Cirrus node agent: the per-host process (like kubelet / nova-compute) that reconciles the
+//! servers, ports and volumes bound to its node against the real host.
+//!
+//! # Design notes
+//! - Every backend is reached through one narrow trait with idempotent, resource-first methods
+//!   ([`hypervisor::Hypervisor`] first; `Switch` and `VolumeBackend` follow). Each trait has a
+//!   real implementation and an in-memory fake with fault injection, and both pass the same
+//!   conformance suite ([`hypervisor::conformance`]).
+//! - Backend objects are named deterministically from the owning object's uid
+//!   ([`hypervisor::DomainName`]), so "create" is always "ensure" and a crash between creating
+//!   a thing and recording it never leaks it.
+//! - "Gone" and "unreachable" are kept apart: `Ok(None)` from
+//!   [`hypervisor::Hypervisor::domain_state`] is positive evidence that a domain does not exist;
+//!   an error means the agent could not tell.
+
+pub mod hypervisor;

@@ -1,0 +1,265 @@
+//! The one conformance suite every [`Hypervisor`] implementation must pass: the in-memory
+//! fake, libvirt's in-process `test:///default` driver, and the real QEMU driver booting the
+//! test guest from `hack/build-guest.sh` (see `node-agent/tests/hypervisor_conformance.rs`).
+//!
+//! The suite checks behavior, never timings: every wait polls with a bound
+//! ([`SuiteConfig::timeout`]) and fails with what it saw. Every domain it defines is guarded by
+//! a [`DomainGuard`] that deletes it even when an assertion fails.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use super::{
+    DomainName, DomainSpec, DomainState, EnsureOutcome, Hypervisor, HypervisorError, RebootKind,
+};
+
+/// How to run the suite against one implementation.
+pub struct SuiteConfig<'a> {
+    /// Builds the spec of a fresh server with this uid whose guest prints
+    /// `CIRRUS-BOOT <marker>` on its console at every boot (kernel command line
+    /// `cirrus.marker=<marker>`).
+    pub make_spec: &'a dyn Fn(Uuid, &str) -> DomainSpec,
+    /// Whether the implementation really writes the console log (fake with simulation, real
+    /// QEMU), so boot markers can be counted. `test:///default` doesn't.
+    pub console: bool,
+    /// Bound for every wait (state change, console marker).
+    pub timeout: Duration,
+}
+
+/// Deletes a domain when dropped (also while a failed assertion unwinds), so tests leak no
+/// domains.
+pub struct DomainGuard<'a> {
+    hv: &'a dyn Hypervisor,
+    name: DomainName,
+}
+
+impl<'a> DomainGuard<'a> {
+    /// Guards `name` on `hv`.
+    pub fn new(hv: &'a dyn Hypervisor, name: DomainName) -> Self {
+        Self { hv, name }
+    }
+}
+
+impl Drop for DomainGuard<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.hv.domain_delete(&self.name) {
+            eprintln!("cleanup: deleting {} failed: {e}", self.name);
+        }
+    }
+}
+
+/// Polls `domain_state` until it is `want` or the bound passes.
+///
+/// # Panics
+/// When the state is not reached in time, or the state can't be read.
+pub fn wait_state(
+    hv: &dyn Hypervisor,
+    name: &DomainName,
+    want: Option<DomainState>,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now = hv.domain_state(name).expect("domain_state");
+        if now == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: wanted state {want:?}, still {now:?} after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The console line the test guest prints first at every boot.
+pub const BOOT: &str = "CIRRUS-BOOT";
+/// The console line the test guest prints once booted and listening for the ACPI power button.
+pub const READY: &str = "CIRRUS-READY";
+
+/// Counts the lines `<what> <marker>` (e.g. [`BOOT`]) in a console log (0 if it doesn't exist
+/// yet).
+pub fn count_markers(log: &Path, what: &str, marker: &str) -> usize {
+    let want = format!("{what} {marker}");
+    std::fs::read(log)
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .lines()
+                .filter(|l| l.trim_end_matches('\r').trim() == want)
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Polls the console log until it holds at least `n` lines `<what> <marker>`, or the bound
+/// passes.
+///
+/// # Panics
+/// When fewer markers appeared in time (the log's tail is shown).
+pub fn wait_markers(log: &Path, what: &str, marker: &str, n: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = count_markers(log, what, marker);
+        if seen >= n {
+            return;
+        }
+        if Instant::now() >= deadline {
+            let text = std::fs::read(log)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_else(|e| format!("<{e}>"));
+            let tail: Vec<&str> = text.lines().rev().take(20).collect();
+            panic!(
+                "{}: wanted {n} x '{what} {marker}', saw {seen} after {timeout:?}; log tail:\n{}",
+                log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn step(what: &str) {
+    eprintln!("conformance: {what}");
+}
+
+/// Runs the whole suite against `hv`.
+///
+/// # Panics
+/// On the first behavior that breaks the [`Hypervisor`] contract.
+pub fn run(hv: &dyn Hypervisor, cfg: &SuiteConfig<'_>) {
+    let t = cfg.timeout;
+
+    step("host_info");
+    let host = hv.host_info().expect("host_info");
+    assert!(host.vcpus > 0 && host.memory_mib > 0, "{host:?}");
+    assert!(
+        !host.hypervisor_type.is_empty() && !host.hypervisor_version.is_empty(),
+        "{host:?}"
+    );
+
+    step("absent domains: state None, delete ok, start NotFound");
+    let absent = DomainName::for_server(Uuid::new_v4());
+    assert_eq!(hv.domain_state(&absent).unwrap(), None);
+    hv.domain_delete(&absent)
+        .expect("delete of an absent domain succeeds");
+    assert!(matches!(
+        hv.domain_start(&absent),
+        Err(HypervisorError::NotFound(_))
+    ));
+    assert!(matches!(
+        hv.domain_destroy(&absent),
+        Err(HypervisorError::NotFound(_))
+    ));
+
+    let uid = Uuid::new_v4();
+    let marker = format!("M{}", &uid.simple().to_string()[..12]);
+    let spec = (cfg.make_spec)(uid, &marker);
+    let name = spec.domain_name();
+    assert_eq!(name, DomainName::for_server(uid));
+    let _guard = DomainGuard::new(hv, name.clone());
+    let log = spec.console_log.clone();
+    let before = hv.domain_list().expect("domain_list").len();
+
+    step("ensure: created once, unchanged after, one domain even under concurrency");
+    assert_eq!(hv.domain_ensure(&spec).unwrap(), EnsureOutcome::Created);
+    assert_eq!(hv.domain_ensure(&spec).unwrap(), EnsureOutcome::Unchanged);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| hv.domain_ensure(&spec).expect("concurrent ensure"));
+        }
+    });
+    let list = hv.domain_list().expect("domain_list");
+    assert_eq!(list.len(), before + 1, "{list:?}");
+    assert_eq!(
+        list.iter().filter(|d| d.name == name).count(),
+        1,
+        "{list:?}"
+    );
+    assert!(list.iter().all(|d| d.name.as_str().starts_with("cirrus-")));
+    assert_eq!(hv.domain_state(&name).unwrap(), Some(DomainState::ShutOff));
+
+    step("ensure with a changed spec redefines");
+    let mut bigger = spec.clone();
+    bigger.memory_mib += 64;
+    assert_eq!(hv.domain_ensure(&bigger).unwrap(), EnsureOutcome::Updated);
+    assert_eq!(hv.domain_ensure(&bigger).unwrap(), EnsureOutcome::Unchanged);
+    assert_eq!(hv.domain_ensure(&spec).unwrap(), EnsureOutcome::Updated);
+    assert_eq!(hv.domain_list().unwrap().len(), before + 1);
+
+    step("soft reboot of a shut-off domain is refused");
+    assert!(matches!(
+        hv.domain_reboot(&name, RebootKind::Soft),
+        Err(HypervisorError::InvalidState { .. })
+    ));
+
+    step("start (twice) -> running, console marker");
+    hv.domain_start(&name).expect("start");
+    hv.domain_start(&name).expect("start is idempotent");
+    wait_state(hv, &name, Some(DomainState::Running), t);
+    if cfg.console {
+        wait_markers(&log, BOOT, &marker, 1, t);
+        wait_markers(&log, READY, &marker, 1, t);
+    }
+
+    step("suspend/resume (each twice)");
+    hv.domain_suspend(&name).expect("suspend");
+    hv.domain_suspend(&name).expect("suspend is idempotent");
+    assert_eq!(hv.domain_state(&name).unwrap(), Some(DomainState::Paused));
+    hv.domain_resume(&name).expect("resume");
+    hv.domain_resume(&name).expect("resume is idempotent");
+    assert_eq!(hv.domain_state(&name).unwrap(), Some(DomainState::Running));
+
+    step("hard reboot -> marker twice");
+    hv.domain_reboot(&name, RebootKind::Hard)
+        .expect("hard reboot");
+    wait_state(hv, &name, Some(DomainState::Running), t);
+    if cfg.console {
+        wait_markers(&log, BOOT, &marker, 2, t);
+        wait_markers(&log, READY, &marker, 2, t);
+    }
+
+    step("soft (ACPI) reboot -> marker three times");
+    hv.domain_reboot(&name, RebootKind::Soft)
+        .expect("soft reboot");
+    if cfg.console {
+        wait_markers(&log, BOOT, &marker, 3, t);
+        wait_markers(&log, READY, &marker, 3, t);
+    }
+    wait_state(hv, &name, Some(DomainState::Running), t);
+
+    step("graceful shutdown (ACPI) -> shut off; again is a no-op");
+    hv.domain_shutdown(&name).expect("shutdown");
+    wait_state(hv, &name, Some(DomainState::ShutOff), t);
+    hv.domain_shutdown(&name).expect("shutdown is idempotent");
+
+    step("start, destroy (twice) -> shut off");
+    hv.domain_start(&name).expect("start again");
+    wait_state(hv, &name, Some(DomainState::Running), t);
+    if cfg.console {
+        wait_markers(&log, BOOT, &marker, 4, t);
+        wait_markers(&log, READY, &marker, 4, t);
+    }
+    hv.domain_destroy(&name).expect("destroy");
+    hv.domain_destroy(&name).expect("destroy is idempotent");
+    assert_eq!(hv.domain_state(&name).unwrap(), Some(DomainState::ShutOff));
+
+    step("hard reboot of a shut-off domain starts it");
+    hv.domain_reboot(&name, RebootKind::Hard)
+        .expect("hard reboot from shut off");
+    wait_state(hv, &name, Some(DomainState::Running), t);
+
+    step("delete a running domain (twice) -> gone");
+    hv.domain_delete(&name).expect("delete");
+    assert_eq!(hv.domain_state(&name).unwrap(), None);
+    hv.domain_delete(&name).expect("delete is idempotent");
+    assert!(matches!(
+        hv.domain_start(&name),
+        Err(HypervisorError::NotFound(_))
+    ));
+    let list = hv.domain_list().unwrap();
+    assert!(list.iter().all(|d| d.name != name), "{list:?}");
+    assert_eq!(list.len(), before);
+    step("done");
+}

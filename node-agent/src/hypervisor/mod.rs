@@ -1,0 +1,428 @@
+//! The hypervisor driver: one narrow trait, [`Hypervisor`], implemented by the real libvirt
+//! driver ([`libvirt::LibvirtHypervisor`]) and an in-memory fake ([`fake::FakeHypervisor`]).
+//!
+//! # Guarantees (checked by [`conformance`] against every implementation)
+//! - Methods are idempotent: `domain_ensure` twice leaves exactly one domain, `domain_delete`
+//!   of an absent domain succeeds, starting a running domain or destroying a shut-off one is a
+//!   no-op.
+//! - Only Cirrus-owned domains are visible through [`Hypervisor::domain_list`]: their names are
+//!   `cirrus-<server uid>` ([`DomainName`]) and their libvirt uuid is the server uid.
+//! - `domain_state` returns `Ok(None)` only on positive evidence that the domain does not
+//!   exist; any doubt (daemon down, timeout) is an `Err` ([`HypervisorError::Unreachable`]).
+//!
+//! # Caveats
+//! The trait is synchronous because libvirt's client library is blocking. Async callers run
+//! calls on the blocking pool (`tokio::task::spawn_blocking`); every implementation is
+//! `Send + Sync` and meant to be shared as `Arc<dyn Hypervisor>`.
+
+pub mod conformance;
+pub mod fake;
+pub mod kvm;
+pub mod libvirt;
+pub mod xml;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use xml::render_domain_xml;
+
+/// Prefix of every Cirrus-owned domain name; the rest is the owning server's uid.
+pub const DOMAIN_NAME_PREFIX: &str = "cirrus-";
+
+/// The libvirt name of a Cirrus domain: `cirrus-<server uid>` (deterministic from the uid, so
+/// creating is always ensuring and nothing can be orphaned by a crash between steps).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DomainName(String);
+
+impl DomainName {
+    /// The domain name of the server with this uid.
+    pub fn for_server(uid: Uuid) -> Self {
+        Self(format!("{DOMAIN_NAME_PREFIX}{}", uid.hyphenated()))
+    }
+
+    /// Parses a libvirt domain name; `None` when it is not a Cirrus-owned name
+    /// (`cirrus-` followed by a hyphenated lowercase uuid).
+    pub fn parse(name: &str) -> Option<Self> {
+        let rest = name.strip_prefix(DOMAIN_NAME_PREFIX)?;
+        let uid = Uuid::try_parse(rest).ok()?;
+        (uid.hyphenated().to_string() == rest).then(|| Self(name.to_owned()))
+    }
+
+    /// The owning server's uid.
+    pub fn server_uid(&self) -> Uuid {
+        Uuid::try_parse(&self.0[DOMAIN_NAME_PREFIX.len()..]).expect("validated on construction")
+    }
+
+    /// The name as libvirt knows it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DomainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for DomainName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s).ok_or_else(|| format!("{s:?} is not a Cirrus domain name (cirrus-<uuid>)"))
+    }
+}
+
+impl From<DomainName> for String {
+    fn from(n: DomainName) -> String {
+        n.0
+    }
+}
+
+/// How guest code runs: hardware virtualization or QEMU's software emulator (TCG).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VirtType {
+    /// KVM (`<domain type='kvm'>`), only when [`HostInfo::kvm_usable`] says it really works.
+    Kvm,
+    /// TCG emulation (`<domain type='qemu'>`): slower, works everywhere.
+    Qemu,
+}
+
+impl VirtType {
+    /// The libvirt `<domain type=...>` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VirtType::Kvm => "kvm",
+            VirtType::Qemu => "qemu",
+        }
+    }
+}
+
+/// Direct kernel boot (the AMI convention: an image's `kernel_id` / `ramdisk_id` /
+/// `os_command_line` properties): QEMU loads the kernel and initrd itself, no bootloader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelBoot {
+    /// Kernel image on the host (the `aki` image, cached on the node).
+    pub kernel: PathBuf,
+    /// Optional initrd on the host (the `ari` image).
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line.
+    pub cmdline: String,
+}
+
+/// One guest NIC plugged into an Open vSwitch bridge (filled in by later issues).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicSpec {
+    /// The OVS bridge, e.g. `br-int`.
+    pub bridge: String,
+    /// The OVS `external_ids:iface-id`: the Cirrus port uid.
+    pub interface_id: Uuid,
+    /// The guest MAC address, `52:54:00:xx:xx:xx`.
+    pub mac: String,
+}
+
+/// Everything the hypervisor needs to define one server's domain. Built by the node agent from
+/// the Server, its Flavor and its image; rendered to XML by [`render_domain_xml`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainSpec {
+    /// The owning server's uid: the domain's uuid and (through [`DomainName`]) its name.
+    pub server_uid: Uuid,
+    /// The owning server's name, recorded in the domain metadata so orphans can be traced.
+    pub server_name: String,
+    /// The owning server's project, recorded in the domain metadata.
+    pub project: String,
+    /// KVM or TCG; pick [`HostInfo::virt_type`] (the libvirt driver refuses KVM where it does
+    /// not work).
+    pub virt_type: VirtType,
+    /// vCPUs, from the flavor.
+    pub vcpus: u32,
+    /// Memory in MiB, from the flavor.
+    pub memory_mib: u64,
+    /// The root disk (a qcow2 file, the server's copy-on-write overlay), attached as `vda`.
+    pub root_disk: PathBuf,
+    /// Direct kernel boot, when the image names a kernel; otherwise the disk is booted.
+    pub kernel_boot: Option<KernelBoot>,
+    /// Where the serial console is written (appended across boots), read by `console-log`.
+    pub console_log: PathBuf,
+    /// NICs, in guest order (eth0, eth1, ...). Empty until networking lands.
+    pub nics: Vec<NicSpec>,
+}
+
+impl DomainSpec {
+    /// The domain's libvirt name, `cirrus-<server uid>`.
+    pub fn domain_name(&self) -> DomainName {
+        DomainName::for_server(self.server_uid)
+    }
+
+    /// A stable digest of the spec (FNV-1a 64 over its JSON form), stored in the domain's
+    /// metadata so `domain_ensure` can tell whether a defined domain matches without comparing
+    /// libvirt's normalized XML.
+    pub fn digest(&self) -> String {
+        let json = serde_json::to_vec(self).expect("DomainSpec serializes");
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in json {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+}
+
+/// A domain's power state, as the hypervisor reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DomainState {
+    /// Running (libvirt's "blocked", i.e. idle, counts as running).
+    Running,
+    /// Paused (`domain_suspend`), memory kept.
+    Paused,
+    /// Shutting down after an ACPI request.
+    ShuttingDown,
+    /// Defined but not running.
+    ShutOff,
+    /// The guest crashed.
+    Crashed,
+    /// Suspended by the guest's power management (S3/S4).
+    PmSuspended,
+    /// The hypervisor reports no state (transitional).
+    NoState,
+}
+
+impl DomainState {
+    /// Whether a QEMU process exists for the domain (anything but shut off / crashed).
+    pub fn is_active(self) -> bool {
+        !matches!(self, DomainState::ShutOff | DomainState::Crashed)
+    }
+}
+
+/// A Cirrus-owned domain seen on the host ([`Hypervisor::domain_list`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainSummary {
+    /// Its name, `cirrus-<server uid>`.
+    pub name: DomainName,
+    /// Its power state.
+    pub state: DomainState,
+}
+
+/// What [`Hypervisor::domain_ensure`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnsureOutcome {
+    /// The domain did not exist and was defined.
+    Created,
+    /// The domain existed with a different spec and was redefined. A running domain keeps its
+    /// old configuration until it is next started (hard reboot or stop/start).
+    Updated,
+    /// The domain already matched the spec; nothing was done.
+    Unchanged,
+}
+
+/// Soft or hard reboot, as Nova's `reboot` action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RebootKind {
+    /// Ask the guest (ACPI power button; libvirt restarts it after it powers off).
+    Soft,
+    /// Power-cycle: destroy and start again (also starts a shut-off domain and picks up a
+    /// redefined configuration).
+    Hard,
+}
+
+/// The host as the hypervisor sees it: the Node's capacity and hypervisor facts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// The host name.
+    pub hostname: String,
+    /// Logical CPUs.
+    pub vcpus: u32,
+    /// Physical memory in MiB.
+    pub memory_mib: u64,
+    /// Hypervisor type, e.g. `QEMU` (libvirt's driver type) or `fake`.
+    pub hypervisor_type: String,
+    /// Hypervisor version, e.g. `10.0.2`.
+    pub hypervisor_version: String,
+    /// Whether KVM really works here (probed, not assumed: `/dev/kvm` may exist and still be
+    /// unusable, e.g. KVM-PVM hosts).
+    pub kvm_usable: bool,
+    /// Why KVM is or is not used, for the Node's status.
+    pub kvm_detail: String,
+}
+
+impl HostInfo {
+    /// The virtualization type domains on this host should use.
+    pub fn virt_type(&self) -> VirtType {
+        if self.kvm_usable {
+            VirtType::Kvm
+        } else {
+            VirtType::Qemu
+        }
+    }
+}
+
+/// Names the trait's operations (fault injection, error context, metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[allow(missing_docs)] // each variant is the method of the same name
+pub enum HypervisorOp {
+    HostInfo,
+    DomainEnsure,
+    DomainState,
+    DomainList,
+    DomainStart,
+    DomainShutdown,
+    DomainDestroy,
+    DomainReboot,
+    DomainSuspend,
+    DomainResume,
+    DomainDelete,
+}
+
+impl fmt::Display for HypervisorOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            HypervisorOp::HostInfo => "host_info",
+            HypervisorOp::DomainEnsure => "domain_ensure",
+            HypervisorOp::DomainState => "domain_state",
+            HypervisorOp::DomainList => "domain_list",
+            HypervisorOp::DomainStart => "domain_start",
+            HypervisorOp::DomainShutdown => "domain_shutdown",
+            HypervisorOp::DomainDestroy => "domain_destroy",
+            HypervisorOp::DomainReboot => "domain_reboot",
+            HypervisorOp::DomainSuspend => "domain_suspend",
+            HypervisorOp::DomainResume => "domain_resume",
+            HypervisorOp::DomainDelete => "domain_delete",
+        };
+        f.write_str(s)
+    }
+}
+
+/// Errors of a [`Hypervisor`]. The source is never repeated in the message.
+#[derive(Debug, thiserror::Error)]
+pub enum HypervisorError {
+    /// The domain does not exist (positive evidence). Only returned by operations that need an
+    /// existing domain; `domain_state` says `Ok(None)` instead and `domain_delete` succeeds.
+    #[error("domain {0} does not exist")]
+    NotFound(DomainName),
+    /// The hypervisor could not be reached or did not answer: nothing can be concluded about
+    /// the domain. Retry later; never treat as "gone".
+    #[error("hypervisor unreachable during {op}: {reason}")]
+    Unreachable {
+        /// The operation attempted.
+        op: HypervisorOp,
+        /// What failed (connection refused, daemon restarted, ...).
+        reason: String,
+    },
+    /// The domain is in a state that does not allow the operation (e.g. a soft reboot of a
+    /// shut-off domain, resuming a domain that is not running).
+    #[error("cannot {op} domain {name}: it is {state:?}")]
+    InvalidState {
+        /// The operation attempted.
+        op: HypervisorOp,
+        /// The domain.
+        name: DomainName,
+        /// Its state at the time.
+        state: DomainState,
+    },
+    /// The spec cannot be realized on this host (e.g. KVM requested where it does not work).
+    #[error("invalid domain spec for {name}: {reason}")]
+    InvalidSpec {
+        /// The domain.
+        name: DomainName,
+        /// Why.
+        reason: String,
+    },
+    /// The hypervisor refused or failed the operation.
+    #[error("{op} failed for {target}")]
+    Backend {
+        /// The operation attempted.
+        op: HypervisorOp,
+        /// The domain name or `host`.
+        target: String,
+        /// The hypervisor's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl HypervisorError {
+    /// Whether retrying the same call later may succeed (the reconciler backs off and retries;
+    /// non-retryable errors need a spec change).
+    pub fn retryable(&self) -> bool {
+        !matches!(self, HypervisorError::InvalidSpec { .. })
+    }
+
+    /// Whether this is [`HypervisorError::Unreachable`].
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, HypervisorError::Unreachable { .. })
+    }
+}
+
+/// Result alias for hypervisor calls.
+pub type Result<T, E = HypervisorError> = std::result::Result<T, E>;
+
+/// The hypervisor driver contract. Every method is idempotent and names its resource first.
+/// See the [module docs](self) for the guarantees every implementation gives.
+pub trait Hypervisor: Send + Sync + fmt::Debug {
+    /// Host capacity and hypervisor facts (for the Node object).
+    fn host_info(&self) -> Result<HostInfo>;
+
+    /// Defines the domain for `spec`, or redefines it when the defined one differs (compared
+    /// by [`DomainSpec::digest`]). Never creates a second domain. Does not start it.
+    fn domain_ensure(&self, spec: &DomainSpec) -> Result<EnsureOutcome>;
+
+    /// The domain's state; `Ok(None)` means it positively does not exist.
+    fn domain_state(&self, name: &DomainName) -> Result<Option<DomainState>>;
+
+    /// All Cirrus-owned domains (name `cirrus-<uuid>`) with their states, sorted by name.
+    fn domain_list(&self) -> Result<Vec<DomainSummary>>;
+
+    /// Starts a defined domain. A no-op when it is already active (running or paused).
+    fn domain_start(&self, name: &DomainName) -> Result<()>;
+
+    /// Asks the guest to power off (ACPI power button) and returns without waiting. A no-op
+    /// when the domain is not active. A guest may ignore it: the caller falls back to
+    /// [`Hypervisor::domain_destroy`] after a grace period.
+    fn domain_shutdown(&self, name: &DomainName) -> Result<()>;
+
+    /// Powers the domain off at once (pulls the plug). A no-op when it is not active.
+    fn domain_destroy(&self, name: &DomainName) -> Result<()>;
+
+    /// Reboots the domain. Soft needs a running guest ([`HypervisorError::InvalidState`]
+    /// otherwise); hard works from any state and leaves the domain running.
+    fn domain_reboot(&self, name: &DomainName, kind: RebootKind) -> Result<()>;
+
+    /// Pauses the domain's vCPUs (memory kept). A no-op when already paused.
+    fn domain_suspend(&self, name: &DomainName) -> Result<()>;
+
+    /// Resumes a paused domain. A no-op when it is running.
+    fn domain_resume(&self, name: &DomainName) -> Result<()>;
+
+    /// Destroys (if active) and undefines the domain, including NVRAM, managed-save image and
+    /// snapshot metadata. Succeeds when the domain does not exist. Disk and console-log files
+    /// are the caller's (they belong to the storage driver and the node agent).
+    fn domain_delete(&self, name: &DomainName) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_name_round_trips_and_rejects_foreign_names() {
+        let uid = Uuid::parse_str("6f1c2a7e-8d7b-4c1e-9a55-0b8e6f2d3c41").unwrap();
+        let n = DomainName::for_server(uid);
+        assert_eq!(n.as_str(), "cirrus-6f1c2a7e-8d7b-4c1e-9a55-0b8e6f2d3c41");
+        assert_eq!(DomainName::parse(n.as_str()), Some(n.clone()));
+        assert_eq!(n.server_uid(), uid);
+        for bad in [
+            "test",
+            "cirrus-",
+            "cirrus-xyz",
+            "cirrus-6F1C2A7E-8D7B-4C1E-9A55-0B8E6F2D3C41",
+            "cirrus-6f1c2a7e8d7b4c1e9a550b8e6f2d3c41",
+            "other-6f1c2a7e-8d7b-4c1e-9a55-0b8e6f2d3c41",
+        ] {
+            assert_eq!(DomainName::parse(bad), None, "{bad}");
+        }
+    }
+}

@@ -112,4 +112,61 @@ impl Condition {
     pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
         conditions.iter().find(|c| c.type_ == type_)
     }
+
+    /// Records `new` in `conditions`, replacing the condition of the same type. The
+    /// `lastTransitionTime` of the old one is kept when the status did not change (a
+    /// transition is a change of status, not of message). Returns whether anything
+    /// changed, so callers write status only when it did.
+    pub fn set(conditions: &mut Vec<Condition>, mut new: Condition) -> bool {
+        match conditions.iter_mut().find(|c| c.type_ == new.type_) {
+            Some(old) => {
+                if old.status == new.status {
+                    new.last_transition_time = old.last_transition_time;
+                }
+                if *old == new {
+                    return false;
+                }
+                *old = new;
+                true
+            }
+            None => {
+                conditions.push(new);
+                true
+            }
+        }
+    }
+
+    /// True when `conditions` hold `type_` with status `True`.
+    pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
+        Self::find(conditions, type_).is_some_and(|c| c.status == ConditionStatus::True)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cond(status: ConditionStatus, message: &str, at: i64) -> Condition {
+        Condition {
+            type_: "Ready".into(),
+            status,
+            reason: "R".into(),
+            message: message.into(),
+            last_transition_time: DateTime::from_timestamp(at, 0),
+            observed_generation: Some(1),
+        }
+    }
+
+    #[test]
+    fn set_keeps_transition_time_unless_status_changes() {
+        let mut conditions = Vec::new();
+        assert!(Condition::set(&mut conditions, cond(ConditionStatus::False, "a", 10)));
+        assert!(!Condition::set(&mut conditions, cond(ConditionStatus::False, "a", 20)));
+        assert!(Condition::set(&mut conditions, cond(ConditionStatus::False, "b", 30)));
+        assert_eq!(conditions[0].last_transition_time, DateTime::from_timestamp(10, 0));
+        assert!(Condition::set(&mut conditions, cond(ConditionStatus::True, "b", 40)));
+        assert_eq!(conditions[0].last_transition_time, DateTime::from_timestamp(40, 0));
+        assert!(Condition::is_true(&conditions, "Ready"));
+        assert_eq!(conditions.len(), 1);
+    }
 }

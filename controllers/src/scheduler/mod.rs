@@ -45,6 +45,7 @@
 //! - Cost: O(nodes × filters) with no allocation per feasible node beyond a few vectors
 //!   sized once per call; a rejected node allocates its reason.
 
+pub mod controller;
 pub mod explain;
 pub mod filters;
 pub mod placement;

@@ -1,0 +1,352 @@
+//! The scheduler controller: binds each new server to a node.
+//!
+//! It only loads the inputs of [`place`](super::place) from its caches and writes results:
+//! a server without `spec.nodeName` gets one (a compare-and-swap on the server's
+//! `resourceVersion`, so a server is never bound twice), plus the `Scheduled` condition and
+//! an Event; a server that fits nowhere gets `Scheduled=False` with the node-by-node reason
+//! and is retried when nodes or flavors change (and every [`RETRY_UNSCHEDULABLE`]).
+//!
+//! # Guarantees
+//! - One active scheduler: it runs behind leader election on the `scheduler` Lease, so two
+//!   scheduler processes never place at once; within the process bindings that the cache has
+//!   not seen yet are *assumed* (counted as used) so back-to-back placements never overbook.
+//! - Converged servers cost nothing: a bound server is never written again, and status is
+//!   written only when the `Scheduled` condition changes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use cirrus_client::{Api, Client, ClientError, ListParams};
+use cirrus_crds::kinds::event::EventType;
+use cirrus_crds::kinds::image::Visibility;
+use cirrus_crds::kinds::server::ServerPhase;
+use cirrus_crds::{Condition, ConditionStatus, Flavor, Image, Node, Resource, Server, ServerGroup};
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use super::{PlacementRequest, SchedulerConfig, candidates, node_usage, place, resolve_hints};
+use crate::runtime::reflector::{Store, Writer};
+use crate::runtime::watcher::{self, Event};
+use crate::runtime::{Action, Config, Controller, ObjectRef, Recorder};
+
+/// How often a server that fits nowhere is tried again even without a node/flavor change
+/// (capacity can also appear when other servers are deleted).
+pub const RETRY_UNSCHEDULABLE: Duration = Duration::from_secs(15);
+
+/// The condition the scheduler owns.
+pub const SCHEDULED: &str = "Scheduled";
+
+/// What the scheduler's reconciler shares.
+pub struct SchedulerContext {
+    client: Client,
+    config: SchedulerConfig,
+    servers: Store<Server>,
+    nodes: Store<Node>,
+    flavors: Store<Flavor>,
+    recorder: Recorder,
+    /// Bindings written but maybe not yet in the server cache: server key → (uid, node).
+    assumed: Mutex<HashMap<ObjectRef, (String, String)>>,
+}
+
+/// Why one scheduling attempt failed (the next attempt is the retry).
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// The API refused or could not be reached.
+    #[error("API request failed")]
+    Api(#[from] ClientError),
+}
+
+/// Runs the scheduler until `shutdown` resolves; it acts only while `gate` says it leads.
+pub async fn run(
+    client: Client,
+    config: SchedulerConfig,
+    gate: watch::Receiver<bool>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let (nodes, node_events) = cached::<Node>(&client);
+    let (flavors, flavor_events) = cached::<Flavor>(&client);
+    let controller = Controller::new(Api::<Server>::all(client.clone()), Default::default())
+        // One placement at a time: each sees every earlier binding (through the cache or
+        // the assumed set), as kube-scheduler's scheduling cycle does.
+        .with_config(Config {
+            concurrency: 1,
+            ..Config::default()
+        })
+        .with_leader_gate(gate)
+        .graceful_shutdown_on(shutdown);
+    let servers = controller.store();
+    let unscheduled = {
+        let servers = servers.clone();
+        move || -> Vec<ObjectRef> {
+            servers
+                .list()
+                .iter()
+                .filter(|s| s.spec.node_name.is_none() && s.metadata.deletion_timestamp.is_none())
+                .map(|s| ObjectRef::from_obj(s.as_ref()))
+                .collect()
+        }
+    };
+    let on_node = unscheduled.clone();
+    let controller = controller
+        .watches_stream(node_events, move |_: &Node| on_node())
+        .watches_stream(flavor_events, move |_: &Flavor| unscheduled());
+    let ctx = Arc::new(SchedulerContext {
+        recorder: Recorder::new(client.clone(), "scheduler", None),
+        client,
+        config,
+        servers,
+        nodes,
+        flavors,
+        assumed: Mutex::new(HashMap::new()),
+    });
+    controller.run(reconcile, error_policy, ctx).await;
+}
+
+/// A cache of every `K` plus the stream of its events (for triggers).
+fn cached<K: Resource>(
+    client: &Client,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<Event<K>, ClientError>> + Send + 'static,
+) {
+    let mut writer = Writer::<K>::new();
+    let store = writer.as_reader();
+    let events =
+        watcher::watcher(Api::<K>::all(client.clone()), Default::default()).map(move |event| {
+            if let Ok(event) = &event {
+                writer.apply(event);
+            }
+            event
+        });
+    (store, events)
+}
+
+/// Access to `K` in the project of `server`.
+fn in_project_of<K: Resource>(client: &Client, server: &Server) -> Api<K> {
+    let project = server.metadata.project.clone().unwrap_or_default();
+    Api::in_project(client.clone(), project)
+}
+
+fn error_policy(_server: Arc<Server>, err: &SchedulerError, _ctx: Arc<SchedulerContext>) -> Action {
+    tracing::warn!(error = %err, "scheduling attempt failed");
+    Action::backoff()
+}
+
+async fn reconcile(
+    server: Arc<Server>,
+    ctx: Arc<SchedulerContext>,
+) -> Result<Action, SchedulerError> {
+    let key = ObjectRef::from_obj(server.as_ref());
+    if server.metadata.deletion_timestamp.is_some() || server.spec.node_name.is_some() {
+        ctx.forget_assumed(&key, &server);
+        return Ok(Action::await_change());
+    }
+    ctx.nodes.wait_until_ready().await;
+    ctx.flavors.wait_until_ready().await;
+    let api = Api::<Server>::for_object(ctx.client.clone(), server.as_ref());
+
+    let Some(flavor) = ctx.flavors.get(&ObjectRef::cluster(&server.spec.flavor)) else {
+        let message = format!("flavor {:?} does not exist", server.spec.flavor);
+        ctx.unschedulable(&api, &server, "FlavorNotFound", &message)
+            .await?;
+        return Ok(Action::requeue(RETRY_UNSCHEDULABLE));
+    };
+    let image_properties = match &server.spec.image {
+        Some(image) => match ctx.find_image(&server, image).await? {
+            Some(found) => Some(found.spec.properties.clone()),
+            None => {
+                let message =
+                    format!("image {image:?} does not exist or is not visible to this project");
+                ctx.unschedulable(&api, &server, "ImageNotFound", &message)
+                    .await?;
+                return Ok(Action::requeue(RETRY_UNSCHEDULABLE));
+            }
+        },
+        None => None,
+    };
+    let group = match &server.spec.scheduler_hints.group {
+        Some(name) => {
+            in_project_of::<ServerGroup>(&ctx.client, &server)
+                .get_opt(name)
+                .await?
+        }
+        None => None,
+    };
+
+    let servers = ctx.servers_with_assumed();
+    let flavors: BTreeMap<String, Arc<Flavor>> = ctx
+        .flavors
+        .list()
+        .into_iter()
+        .map(|f| (f.metadata.name.clone(), f))
+        .collect();
+    let usage = node_usage(servers.iter(), |name| flavors.get(name).map(|f| &f.spec));
+    let nodes: Vec<Node> = ctx
+        .nodes
+        .list()
+        .iter()
+        .map(|n| n.as_ref().clone())
+        .collect();
+    let hints = resolve_hints(&server, &servers, group.as_ref());
+    let request =
+        PlacementRequest::for_server(&server, &flavor.spec, image_properties.as_ref(), hints);
+    match place(&request, &candidates(&nodes, &usage), &ctx.config) {
+        Ok(placement) => {
+            let mut bound = server.as_ref().clone();
+            bound.spec.node_name = Some(placement.node.clone());
+            let bound = match api.replace(&bound).await {
+                Ok(bound) => bound,
+                // Someone changed the server meanwhile: place again from the new version.
+                Err(err) if err.is_conflict() => return Ok(Action::requeue(Duration::ZERO)),
+                Err(err) if err.is_not_found() => return Ok(Action::await_change()),
+                Err(err) => return Err(err.into()),
+            };
+            ctx.assume(&key, &bound, &placement.node);
+            let message = format!(
+                "assigned to node {} ({} of {} nodes fit)",
+                placement.node, placement.feasible, placement.total
+            );
+            ctx.set_scheduled(&api, bound, ConditionStatus::True, "Scheduled", &message)
+                .await?;
+            let _ = ctx
+                .recorder
+                .publish(server.as_ref(), EventType::Normal, "Scheduled", &message)
+                .await;
+            tracing::info!(node = %placement.node, "scheduled");
+            Ok(Action::await_change())
+        }
+        Err(no_valid_host) => {
+            let message = no_valid_host.message();
+            ctx.unschedulable(&api, &server, "NoValidHost", &message)
+                .await?;
+            Ok(Action::requeue(RETRY_UNSCHEDULABLE))
+        }
+    }
+}
+
+impl SchedulerContext {
+    /// Every cached server, with assumed bindings applied.
+    fn servers_with_assumed(&self) -> Vec<Server> {
+        let assumed = self.assumed.lock().expect("assumed lock");
+        self.servers
+            .list()
+            .iter()
+            .map(|s| {
+                let mut s = s.as_ref().clone();
+                if s.spec.node_name.is_none() {
+                    let key = ObjectRef::from_obj(&s);
+                    if let Some((uid, node)) = assumed.get(&key) {
+                        if s.metadata.uid.as_deref() == Some(uid.as_str()) {
+                            s.spec.node_name = Some(node.clone());
+                        }
+                    }
+                }
+                s
+            })
+            .collect()
+    }
+
+    fn assume(&self, key: &ObjectRef, server: &Server, node: &str) {
+        let uid = server.metadata.uid.clone().unwrap_or_default();
+        self.assumed
+            .lock()
+            .expect("assumed lock")
+            .insert(key.clone(), (uid, node.to_string()));
+    }
+
+    /// Drops the assumption once the cache shows the binding (or the server is going).
+    fn forget_assumed(&self, key: &ObjectRef, _server: &Server) {
+        self.assumed.lock().expect("assumed lock").remove(key);
+    }
+
+    /// The image `name` as `server`'s project sees it: its own, else a public or community
+    /// image of another project.
+    async fn find_image(&self, server: &Server, name: &str) -> Result<Option<Image>, ClientError> {
+        if let Some(own) = in_project_of::<Image>(&self.client, server)
+            .get_opt(name)
+            .await?
+        {
+            return Ok(Some(own));
+        }
+        let params = ListParams::default().fields(format!("metadata.name={name}"));
+        let project = server.metadata.project.as_deref();
+        let visible = Api::<Image>::all(self.client.clone())
+            .list_all_matching(&params)
+            .await?
+            .items
+            .into_iter()
+            .find(|i| {
+                matches!(
+                    i.spec.visibility,
+                    Visibility::Public | Visibility::Community
+                ) || (i.spec.visibility == Visibility::Shared
+                    && project.is_some_and(|p| i.spec.members.iter().any(|m| m == p)))
+            });
+        Ok(visible)
+    }
+
+    async fn unschedulable(
+        &self,
+        api: &Api<Server>,
+        server: &Arc<Server>,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), ClientError> {
+        let changed = self
+            .set_scheduled(
+                api,
+                server.as_ref().clone(),
+                ConditionStatus::False,
+                reason,
+                message,
+            )
+            .await?;
+        if changed {
+            let _ = self
+                .recorder
+                .publish(
+                    server.as_ref(),
+                    EventType::Warning,
+                    "FailedScheduling",
+                    message,
+                )
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Writes the `Scheduled` condition (and phase BUILD for a new server) when it changed.
+    async fn set_scheduled(
+        &self,
+        api: &Api<Server>,
+        mut server: Server,
+        status: ConditionStatus,
+        reason: &str,
+        message: &str,
+    ) -> Result<bool, ClientError> {
+        let condition = Condition {
+            type_: SCHEDULED.into(),
+            status,
+            reason: reason.into(),
+            message: message.into(),
+            last_transition_time: Some(Utc::now()),
+            observed_generation: server.metadata.generation,
+        };
+        let mut changed = Condition::set(&mut server.status.conditions, condition);
+        if server.status.phase.is_none() {
+            server.status.phase = Some(ServerPhase::Build);
+            changed = true;
+        }
+        if !changed {
+            return Ok(false);
+        }
+        match api.replace_status(&server).await {
+            Ok(_) => Ok(true),
+            // A newer version exists; the next reconcile sees it and writes again if needed.
+            Err(err) if err.is_conflict() || err.is_not_found() => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+}

@@ -23,4 +23,7 @@ if ! command -v cargo-nextest >/dev/null 2>&1 && ! cargo nextest --version >/dev
   echo "cargo-nextest not found; installing it with cargo"
   cargo install --locked cargo-nextest
 fi
+# QEMU + libvirt (from bookworm-backports), busybox-static and pkg-config: the hypervisor
+# driver, its conformance suite and the test guest.
+"$(dirname "$0")/install-libvirt.sh"
 echo "dependencies ready"

@@ -2,11 +2,21 @@
 # Runs every Cirrus test on a fresh Debian 12 machine: installs the system packages it needs,
 # builds the workspace binaries the end-to-end tests execute, then runs all tests with
 # cargo-nextest (real etcd, the embedded store, the cirrus binary) after the doc tests.
-# The tests start and stop their own daemons (etcd, cirrus up) by PID.
+# The tests start and stop their own daemons (etcd, cirrus up, guests) by PID; libvirtd is
+# started here for them (and stopped afterwards) because no init system does it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 hack/install-deps.sh
+
+# libvirtd for the real-hypervisor tests: started here when it isn't running, and then
+# stopped again (by PID, through the script) when the tests end.
+if ! timeout 10 virsh -c qemu:///system version >/dev/null 2>&1; then
+  hack/start-libvirt.sh start
+  trap 'hack/start-libvirt.sh stop' EXIT
+fi
+hack/build-guest.sh
+
 cargo build --workspace --bins --locked
 cargo test --workspace --doc --locked --quiet
 cargo nextest run --workspace --locked --profile ci "$@"

@@ -1,11 +1,14 @@
-//! The Cirrus controller runtime.
+//! The Cirrus controllers and the runtime they share.
 //!
-//! Controllers and automations see the world through the API, never the store: [`watcher`]
-//! turns a collection URL into a stream of what is there and what changes, the Kubernetes
-//! list+watch contract (kube-runtime's `watcher`), resuming from the last resourceVersion after
-//! a disconnect and relisting when that version has been compacted (`410 Gone`). It names no
-//! concrete kind.
+//! Controllers and automations see the world through the API, never the store.
+//! - [`runtime`]: the generic machinery (typed watcher, reflector cache, work queue with
+//!   backoff and resync, finalizers, events, leader election), modelled on kube-runtime.
+//! - [`scheduler`]: placement (a pure function) and the controller binding servers to nodes.
+//! - [`nodelifecycle`]: nodes whose heartbeat lease expired become not ready.
+//! - [`watcher`]: an untyped list+watch over HTTP for automations (see
+//!   `examples/automation`), resuming from the last resourceVersion and relisting on `410`.
 
+pub mod nodelifecycle;
 pub mod runtime;
 pub mod scheduler;
 pub mod watcher;

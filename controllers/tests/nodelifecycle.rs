@@ -1,0 +1,90 @@
+//! The node lifecycle controller against a real in-process API.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use cirrus_client::{Api, Client};
+use cirrus_controllers::nodelifecycle::{self, LEASE_EXPIRED};
+use cirrus_crds::{Condition, ConditionStatus, Lease, LeaseSpec, Node, NodeSpec, ObjectMeta};
+use cirrus_store::embedded::{self, EmbeddedConfig};
+use cirrus_store::objects::ObjectStore;
+
+fn meta(name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_whose_lease_expires_becomes_not_ready_and_a_live_one_stays_ready() {
+    let store_server = embedded::start(EmbeddedConfig::in_memory()).await.unwrap();
+    let store = ObjectStore::connect(&[store_server.endpoint()])
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = Client::new(format!("http://{}", listener.local_addr().unwrap()));
+    let api_task = tokio::spawn(async move {
+        cirrus_api::serve(
+            listener,
+            cirrus_api::ApiState::new(store),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    });
+
+    let nodes = Api::<Node>::all(client.clone());
+    let leases = Api::<Lease>::all(client.clone());
+    for name in ["dying", "alive"] {
+        let mut node = nodes
+            .create(&Node::new(meta(name), NodeSpec::default()))
+            .await
+            .unwrap();
+        node.status.conditions = vec![Condition {
+            type_: "Ready".into(),
+            status: ConditionStatus::True,
+            reason: "AgentReady".into(),
+            ..Default::default()
+        }];
+        nodes.replace_status(&node).await.unwrap();
+        let lease = LeaseSpec {
+            holder_identity: Some(name.into()),
+            lease_duration_seconds: Some(if name == "dying" { 2 } else { 3600 }),
+            renew_time: Some(Utc::now()),
+            ..Default::default()
+        };
+        leases
+            .create(&Lease::new(meta(&format!("node-{name}")), lease))
+            .await
+            .unwrap();
+    }
+
+    let (gate_tx, gate) = tokio::sync::watch::channel(true);
+    let controller_client = client.clone();
+    let controller = tokio::spawn(async move {
+        let _gate_open = gate_tx;
+        nodelifecycle::run(controller_client, gate, std::future::pending()).await;
+    });
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let dying = loop {
+        let node = nodes.get("dying").await.unwrap();
+        let ready = Condition::find(&node.status.conditions, "Ready")
+            .unwrap()
+            .clone();
+        if ready.status == ConditionStatus::Unknown {
+            break ready;
+        }
+        assert!(Instant::now() < deadline, "the expired lease was noticed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(dying.reason, LEASE_EXPIRED);
+    let alive = nodes.get("alive").await.unwrap();
+    assert!(
+        Condition::is_true(&alive.status.conditions, "Ready"),
+        "a renewed node stays ready"
+    );
+    controller.abort();
+    api_task.abort();
+}

@@ -11,6 +11,7 @@
 mod apply;
 mod bench;
 mod client;
+mod controllers;
 mod delete;
 mod describe;
 mod diff;
@@ -62,6 +63,8 @@ struct Cli {
 enum Command {
     /// Run the all-in-one cloud (store, API, controllers, node agent) in this process.
     Up(up::UpArgs),
+    /// Run the control-plane controllers (scheduler, node lifecycle) against `--server`.
+    Controllers(controllers::ControllersArgs),
     /// Measure the store or the API against a baseline.
     Bench(bench::BenchArgs),
     /// Create or update objects from manifests (three-way merge), optionally pruning.
@@ -128,6 +131,9 @@ async fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Up(args) => up::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Controllers(args) => controllers::run(&cli.server, args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             command => {
                 let ctx = Ctx {
                     client: Client::new(&cli.server)?,
@@ -149,7 +155,9 @@ async fn run(cli: Cli) -> ExitCode {
                     Command::Watch(args) => {
                         watch::run(&ctx, args).await.map(|()| ExitCode::SUCCESS)
                     }
-                    Command::Up(_) | Command::Bench(_) => unreachable!("handled above"),
+                    Command::Up(_) | Command::Bench(_) | Command::Controllers(_) => {
+                        unreachable!("handled above")
+                    }
                 }
             }
         }

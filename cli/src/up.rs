@@ -1,6 +1,6 @@
-//! `cirrus up`: the all-in-one control plane in one process (the k3s model): the embedded
-//! etcd-API store (or an external etcd) and the API server. Later the controllers and a
-//! node agent join it.
+//! `cirrus up`: the all-in-one cloud in one process (the k3s model): the embedded etcd-API
+//! store (or an external etcd), the API server, and the controllers (scheduler, node
+//! lifecycle), which talk to the API over loopback like any other client.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use cirrus_store::embedded::{self, EmbeddedConfig, Listen};
 use cirrus_store::objects::ObjectStore;
+use tokio::sync::watch;
 
 /// Arguments of `cirrus up`.
 #[derive(clap::Args, Debug, Clone)]
@@ -29,16 +30,24 @@ pub struct UpArgs {
     /// Seconds between BOOKMARK events on API watches.
     #[arg(long, default_value_t = 10)]
     pub bookmark_interval_secs: u64,
+    /// Don't run the controllers (scheduler, node lifecycle) in this process.
+    #[arg(long)]
+    pub no_controllers: bool,
 }
 
-/// Runs the control plane until SIGINT or SIGTERM.
-pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Runs the control plane until SIGINT or SIGTERM.
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    init_tracing();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding the API to {}", args.listen))?;
@@ -67,28 +76,55 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("reading from the store at {}", endpoints.join(",")))?;
     let api_addr = listener.local_addr()?;
+    let api_url = format!("http://{api_addr}");
     let mut state = cirrus_api::ApiState::new(store);
     state.bookmark_interval = Duration::from_secs(args.bookmark_interval_secs.max(1));
     let images = args.data_dir.join("images");
     let blobs = cirrus_api::blobs::BlobStore::open(&images)
         .with_context(|| format!("opening the image blob directory {}", images.display()))?;
     state.blobs = Some(std::sync::Arc::new(blobs));
-    tracing::info!(api = %format!("http://{api_addr}"), store = %endpoints.join(","), "cirrus up");
+
+    // Controllers stop first (releasing their lease through the API), then the API.
+    let (stop_api_tx, stop_api) = watch::channel(false);
+    let (stop_tx, stop) = watch::channel(false);
+    let mut api = tokio::spawn(cirrus_api::serve(listener, state, stopped(stop_api)));
+    let controllers = (!args.no_controllers).then(|| {
+        let client = cirrus_client::Client::new(api_url.clone());
+        tokio::spawn(crate::controllers::run_all(client, None, stop.clone()))
+    });
+    tracing::info!(api = %api_url, store = %endpoints.join(","), "cirrus up");
     println!(
-        "cirrus up: API on http://{api_addr}, store at {}",
+        "cirrus up: API on {api_url}, store at {}",
         endpoints.join(",")
     );
-    cirrus_api::serve(listener, state, shutdown_signal())
-        .await
-        .context("serving the API")?;
+
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        result = &mut api => {
+            result.context("the API task failed")?.context("serving the API")?;
+        }
+    }
+    let _ = stop_tx.send(true);
+    if let Some(controllers) = controllers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), controllers).await;
+    }
+    let _ = stop_api_tx.send(true);
+    if !api.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), api).await;
+    }
     if let Some(server) = embedded {
         server.shutdown().await;
     }
     Ok(())
 }
 
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
     tokio::select! {

@@ -13,4 +13,7 @@
 //!   [`hypervisor::Hypervisor::domain_state`] is positive evidence that a domain does not exist;
 //!   an error means the agent could not tell.
 
+pub mod disks;
 pub mod hypervisor;
+pub mod images;
+pub mod registration;

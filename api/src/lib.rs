@@ -7,6 +7,7 @@
 //! described in `docs/api.md` and by the OpenAPI document in [`openapi`].
 
 pub mod blobs;
+pub mod console;
 pub mod discovery;
 pub mod error;
 pub mod image_format;
@@ -81,6 +82,10 @@ pub fn router(state: ApiState) -> Router {
         .route(
             &format!("{V1}/projects/{{project}}/{{plural}}/{{name}}/status"),
             status(),
+        )
+        .route(
+            &format!("{V1}/projects/{{project}}/{{plural}}/{{name}}/console"),
+            get(console::server_console),
         )
         .route(
             &format!("{V1}/projects/{{project}}/images/{{name}}/file"),

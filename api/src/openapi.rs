@@ -184,6 +184,17 @@ fn add_paths(kind: &KindInfo, paths: &mut Map<String, Value>) {
                        "responses": {"200": ok(&object_ref, "deleted, or marked for deletion while finalizers remain"), "default": error}},
         }),
     );
+    if kind.plural == "servers" {
+        paths.insert(
+            format!("{base}/{{name}}/console"),
+            json!({
+                "get": {"operationId": "server_console", "summary": "The server's serial console log, proxied from its node agent",
+                        "parameters": base_params.iter().cloned().chain([query("tailBytes", "only the last N bytes")]).collect::<Vec<_>>(),
+                        "responses": {"200": {"description": "console log", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                                      "409": error, "503": error, "default": error}},
+            }),
+        );
+    }
     paths.insert(
         format!("{base}/{{name}}/status"),
         json!({

@@ -351,6 +351,36 @@ impl Client {
         url
     }
 
+    /// Reads a server's console log (text), optionally only its last `tail_bytes` bytes.
+    ///
+    /// # Errors
+    /// `404` (no such server), `409` (not on a node yet), `503` (node agent unreachable).
+    pub async fn server_console(
+        &self,
+        project: &str,
+        name: &str,
+        tail_bytes: Option<u64>,
+    ) -> Result<String> {
+        let servers = cirrus_crds::kind_by_plural("servers").expect("servers is a kind");
+        let mut url = self.object_url(servers, Some(project), name)?;
+        url.path_segments_mut()
+            .expect("http URLs have paths")
+            .push("console");
+        if let Some(tail) = tail_bytes {
+            url.query_pairs_mut()
+                .append_pair("tailBytes", &tail.to_string());
+        }
+        let url_text = url.to_string();
+        let response = self.send(Method::GET, url, None).await?;
+        response
+            .text()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url_text,
+                source,
+            })
+    }
+
     /// Reads one object.
     ///
     /// # Errors

@@ -11,6 +11,7 @@
 mod apply;
 mod bench;
 mod client;
+mod console;
 mod controllers;
 mod delete;
 mod describe;
@@ -81,6 +82,8 @@ enum Command {
     Wait(wait::WaitArgs),
     /// Stream changes of a kind.
     Watch(watch::WatchArgs),
+    /// Print a server's serial console log.
+    ConsoleLog(console::ConsoleArgs),
 }
 
 /// What every client command needs: the API client and the default project.
@@ -152,6 +155,9 @@ async fn run(cli: Cli) -> ExitCode {
                         delete::run(&ctx, args).await.map(|()| ExitCode::SUCCESS)
                     }
                     Command::Wait(args) => wait::run(&ctx, args).await.map(|()| ExitCode::SUCCESS),
+                    Command::ConsoleLog(args) => {
+                        console::run(&ctx, args).await.map(|()| ExitCode::SUCCESS)
+                    }
                     Command::Watch(args) => {
                         watch::run(&ctx, args).await.map(|()| ExitCode::SUCCESS)
                     }

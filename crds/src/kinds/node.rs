@@ -157,6 +157,10 @@ pub struct NodeStatus {
     /// Version of the node agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
+    /// Base URL where the node agent serves what only the host has (server console logs),
+    /// reachable from the API server, which proxies to it (like the kubelet's port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_endpoint: Option<String>,
     /// Addresses of the host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<NodeAddress>,

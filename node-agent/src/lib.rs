@@ -13,7 +13,12 @@
 //!   [`hypervisor::Hypervisor::domain_state`] is positive evidence that a domain does not exist;
 //!   an error means the agent could not tell.
 
+pub mod agent;
 pub mod disks;
 pub mod hypervisor;
 pub mod images;
 pub mod registration;
+pub mod servers;
+
+pub use agent::{AgentConfig, AgentError, run};
+pub use servers::console_log;

@@ -1,0 +1,218 @@
+//! The node agent process: registration, heartbeats, the server controller and the orphan
+//! sweep, run together until shutdown.
+//!
+//! # Expected flow
+//! 1. Create `<state-dir>/images` and `<state-dir>/instances`.
+//! 2. Register the `Node` (retried with backoff until the API answers; shutdown ends it).
+//! 3. Run, concurrently: heartbeats (Lease renewal, Node status refresh), the server
+//!    controller (servers with `spec.nodeName=<node>`), and the orphan sweep (at start, then
+//!    every resync period).
+//! 4. On shutdown, stop all three and return. Domains keep running: the agent going away is
+//!    not a reason to stop guests.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cirrus_client::Client;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::hypervisor::Hypervisor;
+use crate::registration::{HeartbeatConfig, Registrar};
+use crate::servers::{self, ServerConfig, ServerContext};
+
+/// How to run one node agent.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// This node's name (the `Node` object and `spec.nodeName` of its servers).
+    pub node_name: String,
+    /// The API base URL, e.g. `http://127.0.0.1:6443`.
+    pub api_url: String,
+    /// Bearer token of the node identity, when the API requires one.
+    pub token: Option<String>,
+    /// Where images are cached and instance files live (`images/`, `instances/`).
+    pub state_dir: PathBuf,
+    /// The hypervisor driver (libvirt, or the fake for hollow nodes).
+    pub driver: Arc<dyn Hypervisor>,
+    /// Heartbeat timing.
+    pub heartbeat: HeartbeatConfig,
+    /// Server reconciler timing (shutdown grace, resync, concurrency).
+    pub servers: ServerConfig,
+}
+
+impl AgentConfig {
+    /// A configuration with default timings.
+    pub fn new(
+        node_name: impl Into<String>,
+        api_url: impl Into<String>,
+        state_dir: impl Into<PathBuf>,
+        driver: Arc<dyn Hypervisor>,
+    ) -> Self {
+        Self {
+            node_name: node_name.into(),
+            api_url: api_url.into(),
+            token: None,
+            state_dir: state_dir.into(),
+            driver,
+            heartbeat: HeartbeatConfig::default(),
+            servers: ServerConfig::default(),
+        }
+    }
+}
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The state directory could not be prepared.
+    #[error("state directory {path} could not be created")]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A component task panicked.
+    #[error("node agent task {task} failed: {reason}")]
+    Task {
+        /// Which one.
+        task: &'static str,
+        /// The panic.
+        reason: String,
+    },
+}
+
+/// A running agent's shared server context, for tests and embedders that want to look
+/// inside (status write counts, the console-log accessor's state dir).
+pub type Handle = Arc<ServerContext>;
+
+/// Runs the node agent until `shutdown` completes.
+///
+/// # Errors
+/// The state directory cannot be created, or a component task panicked.
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AgentError> {
+    run_with_handle(config, shutdown, |_| {}).await
+}
+
+/// [`run`], handing the server context to `on_start` once it exists.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with_handle(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_start: impl FnOnce(Handle),
+) -> Result<(), AgentError> {
+    let span = tracing::info_span!("node_agent", node = %config.node_name);
+    for dir in [
+        config.state_dir.join("images"),
+        crate::disks::instances_dir(&config.state_dir),
+    ] {
+        std::fs::create_dir_all(&dir).map_err(|source| AgentError::StateDir {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let mut client = Client::new(config.api_url.clone());
+    client.token = config.token.clone();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+
+    let registrar = Registrar::new(
+        client.clone(),
+        config.node_name.clone(),
+        crate::disks::instances_dir(&config.state_dir),
+        config.driver.clone(),
+        config.heartbeat.clone(),
+    );
+    // Register before serving servers, retrying until the API answers.
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match registrar.register().await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, ?delay, "node registration failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stopped(stop_rx.clone()) => return Ok(()),
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    if let Err(e) = registrar.renew_lease().await {
+        tracing::warn!(error = %e, "first lease renewal failed");
+    }
+
+    let ctx = Arc::new(ServerContext::new(
+        client,
+        config.node_name.clone(),
+        config.state_dir.clone(),
+        config.driver.clone(),
+        config.servers.clone(),
+    ));
+    on_start(ctx.clone());
+
+    let heartbeats = {
+        let rx = stop_rx.clone();
+        tokio::spawn(
+            async move { registrar.run_heartbeats(stopped(rx)).await }.instrument(span.clone()),
+        )
+    };
+    let controller =
+        tokio::spawn(servers::run(ctx.clone(), stopped(stop_rx.clone())).instrument(span.clone()));
+    let sweeper = {
+        let ctx = ctx.clone();
+        let period = config.servers.resync;
+        let rx = stop_rx.clone();
+        tokio::spawn(
+            async move {
+                let mut stop = std::pin::pin!(stopped(rx));
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = &mut stop => return,
+                    }
+                    match servers::orphans_sweep(&ctx).await {
+                        Ok(r) if r.domains.is_empty() && r.instance_dirs.is_empty() => {}
+                        Ok(r) => tracing::info!(
+                            domains = r.domains.len(),
+                            dirs = r.instance_dirs.len(),
+                            "orphans removed"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
+                    }
+                }
+            }
+            .instrument(span.clone()),
+        )
+    };
+    let mut result = Ok(());
+    for (task, handle) in [
+        ("heartbeats", heartbeats),
+        ("server controller", controller),
+        ("orphan sweep", sweeper),
+    ] {
+        if let Err(e) = handle.await {
+            result = Err(AgentError::Task {
+                task,
+                reason: e.to_string(),
+            });
+        }
+    }
+    result
+}

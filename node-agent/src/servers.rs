@@ -1,0 +1,1115 @@
+//! The server reconciler: makes the libvirt domain of every Server bound to this node match
+//! its spec, and reports what it sees in the Server's status.
+//!
+//! # Expected flow (one reconcile, level-triggered)
+//! 1. Read the domain's state. An error (daemon unreachable) stops here: `DomainRunning` and
+//!    `Ready` become `Unknown`, the phase is kept (never ERROR), the runtime backs off.
+//! 2. Prepare: resolve the image (own project, then public/community), cache it and, for AMI
+//!    style images (`kernel_id` / `ramdisk_id`), the kernel and ramdisk (`ImageReady`); ensure
+//!    the root disk overlay (`DiskReady`); `domain_ensure` the [`DomainSpec`]. When the domain
+//!    already exists a failed preparation leaves it alone (it keeps running from its disk).
+//! 3. Power: Running → start/resume; Stopped → ACPI shutdown, then destroy once
+//!    [`ServerConfig::shutdown_grace`] has passed (requeued, never blocking); Paused → suspend;
+//!    Suspended → paused in memory (no managed save yet; the `Ready` message says so). A
+//!    `spec.rebootCount` above `status.observedRebootCount` reboots (soft or hard) a running
+//!    domain once and records the count.
+//! 4. Status is derived from what was observed ([`derive_status`], pure) and written only when
+//!    it differs from the stored status: a converged server costs no write on resync.
+//!
+//! # Guarantees
+//! - ERROR only on positive evidence while no domain exists to run: the image or flavor does
+//!   not exist, the image is killed/deactivated, qemu-img says the base is corrupt, the
+//!   flavor's disk is too small. Timeouts and an unreachable hypervisor never make ERROR.
+//! - Drift is repaired on the next reconcile (resync): a destroyed domain is started again, an
+//!   undefined one is defined and started (`domain_state` → `Ok(None)` is positive evidence).
+//! - Cleanup (deletion) deletes the domain and the instance directory before the finalizer
+//!   `cirrus.dev/node-agent` is removed; [`orphans_sweep`] deletes domains and directories of
+//!   uids that belong to no server bound to this node (after a successful list).
+//! - One reboot per `rebootCount` bump, even when recording it races with another write.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use cirrus_client::{Api, Client, ClientError, ListParams};
+use cirrus_controllers::runtime::{
+    Action, Config, Controller, FinalizerError, FinalizerEvent, finalizer, watcher,
+};
+use cirrus_crds::kinds::server::{
+    ObservedPowerState, PowerState, RebootType, ServerFault, ServerPhase, ServerStatus,
+};
+use cirrus_crds::{Condition, ConditionStatus, Flavor, Image, Server};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::disks::{self, DiskError, InstancePaths, RootDisk};
+use crate::hypervisor::{
+    DomainName, DomainSpec, DomainState, HostInfo, Hypervisor, HypervisorError, HypervisorOp,
+    KernelBoot, RebootKind,
+};
+use crate::images::{self, ImageCache, ImageError};
+
+/// The finalizer the node agent keeps on servers it holds resources for.
+pub const FINALIZER: &str = "cirrus.dev/node-agent";
+/// Condition: the image (and kernel/ramdisk) are cached on the node.
+pub const IMAGE_READY: &str = "ImageReady";
+/// Condition: the root disk exists.
+pub const DISK_READY: &str = "DiskReady";
+/// Condition: the domain is running.
+pub const DOMAIN_RUNNING: &str = "DomainRunning";
+/// Condition: the server is in the power state its spec asks for.
+pub const READY: &str = "Ready";
+
+/// Timing of the server reconciler.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// How long a guest gets to power off after the ACPI button before it is destroyed.
+    /// Default 60 s (Nova's `shutdown_timeout`).
+    pub shutdown_grace: Duration,
+    /// How often a transition in progress (shutdown, reboot) is checked. Default 1 s.
+    pub poll: Duration,
+    /// Every server is reconciled at least this often (drift repair). Default 30 s.
+    pub resync: Duration,
+    /// Most reconciles at once. Default 8.
+    pub concurrency: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            shutdown_grace: Duration::from_secs(60),
+            poll: Duration::from_secs(1),
+            resync: Duration::from_secs(30),
+            concurrency: 8,
+        }
+    }
+}
+
+/// Why a server reconcile failed (the runtime retries with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The server has no (valid) uid yet.
+    #[error("server {0} has no valid metadata.uid")]
+    NoUid(String),
+    /// The API refused or could not be reached.
+    #[error("API request failed")]
+    Api(#[from] ClientError),
+    /// A hypervisor call failed.
+    #[error("hypervisor call failed")]
+    Hypervisor(#[from] HypervisorError),
+    /// An image could not be cached.
+    #[error("image not ready")]
+    Image(#[from] ImageError),
+    /// The root disk could not be ensured.
+    #[error("root disk not ready")]
+    Disk(#[from] DiskError),
+    /// Preparing the domain failed for another reason (see the server's conditions).
+    #[error("{0}")]
+    Prepare(String),
+    /// Local file I/O failed.
+    #[error("I/O failed")]
+    Io(#[from] std::io::Error),
+}
+
+/// What the server reconciler shares.
+#[derive(Debug)]
+pub struct ServerContext {
+    client: Client,
+    node_name: String,
+    state_dir: PathBuf,
+    driver: Arc<dyn Hypervisor>,
+    images: ImageCache,
+    config: ServerConfig,
+    host: Mutex<Option<HostInfo>>,
+    /// When an ACPI shutdown was requested, per server.
+    stops: Mutex<HashMap<Uuid, Instant>>,
+    /// The highest `rebootCount` carried out, per server (so a lost status write never
+    /// reboots twice).
+    reboots: Mutex<HashMap<Uuid, u64>>,
+    /// Status writes per server uid (observability and tests).
+    writes: Mutex<HashMap<Uuid, u64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ServerContext {
+    /// A context for the node `node_name`, keeping files under `state_dir`.
+    pub fn new(
+        client: Client,
+        node_name: impl Into<String>,
+        state_dir: impl Into<PathBuf>,
+        driver: Arc<dyn Hypervisor>,
+        config: ServerConfig,
+    ) -> Self {
+        let state_dir = state_dir.into();
+        Self {
+            images: ImageCache::new(client.clone(), state_dir.join("images")),
+            client,
+            node_name: node_name.into(),
+            state_dir,
+            driver,
+            config,
+            host: Mutex::new(None),
+            stops: Mutex::new(HashMap::new()),
+            reboots: Mutex::new(HashMap::new()),
+            writes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Status writes this agent made for the server with `uid` since it started.
+    pub fn status_writes(&self, uid: Uuid) -> u64 {
+        lock(&self.writes).get(&uid).copied().unwrap_or(0)
+    }
+
+    /// The node's state directory.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// Runs a hypervisor call on the blocking pool.
+    async fn hv<T: Send + 'static>(
+        &self,
+        op: HypervisorOp,
+        f: impl FnOnce(&dyn Hypervisor) -> crate::hypervisor::Result<T> + Send + 'static,
+    ) -> crate::hypervisor::Result<T> {
+        let driver = self.driver.clone();
+        tokio::task::spawn_blocking(move || f(driver.as_ref()))
+            .await
+            .unwrap_or_else(|e| {
+                Err(HypervisorError::Unreachable {
+                    op,
+                    reason: format!("hypervisor task failed: {e}"),
+                })
+            })
+    }
+
+    async fn host_info(&self) -> Result<HostInfo, HypervisorError> {
+        if let Some(h) = lock(&self.host).clone() {
+            return Ok(h);
+        }
+        let h = self.hv(HypervisorOp::HostInfo, |d| d.host_info()).await?;
+        *lock(&self.host) = Some(h.clone());
+        Ok(h)
+    }
+}
+
+/// A condition's value as observed in one reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// True / False / Unknown.
+    pub status: ConditionStatus,
+    /// CamelCase cause.
+    pub reason: String,
+    /// What happened, for humans.
+    pub message: String,
+}
+
+impl Observed {
+    fn new(status: ConditionStatus, reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything one reconcile observed and did: the input of [`derive_status`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observation {
+    /// `ImageReady`, when checked this time (else the stored condition stays).
+    pub image: Option<Observed>,
+    /// `DiskReady`, when checked this time.
+    pub disk: Option<Observed>,
+    /// The domain's state after acting: `Ok(None)` not defined, `Err` unreachable (message).
+    pub domain: Option<Result<Option<DomainState>, String>>,
+    /// Positive evidence the server cannot be built: (reason, message) → ERROR.
+    pub fatal: Option<(String, String)>,
+    /// A reboot issued in this reconcile.
+    pub reboot_issued: Option<RebootKind>,
+    /// The `rebootCount` now carried out.
+    pub observed_reboot_count: Option<u64>,
+    /// A transition in progress (e.g. `powering-off`), Nova's task_state.
+    pub task: Option<String>,
+    /// A note for the `Ready` message (e.g. Suspended handled as paused).
+    pub note: Option<String>,
+}
+
+fn observed_power(state: DomainState) -> ObservedPowerState {
+    match state {
+        DomainState::Running | DomainState::ShuttingDown => ObservedPowerState::Running,
+        DomainState::Paused => ObservedPowerState::Paused,
+        DomainState::ShutOff => ObservedPowerState::Stopped,
+        DomainState::Crashed => ObservedPowerState::Crashed,
+        DomainState::PmSuspended => ObservedPowerState::Suspended,
+        DomainState::NoState => ObservedPowerState::NoState,
+    }
+}
+
+/// Whether the domain is in the state `wanted` asks for.
+fn achieved(wanted: PowerState, state: Option<DomainState>) -> bool {
+    matches!(
+        (wanted, state),
+        (PowerState::Running, Some(DomainState::Running))
+            | (
+                PowerState::Stopped,
+                Some(DomainState::ShutOff | DomainState::Crashed)
+            )
+            | (
+                PowerState::Paused | PowerState::Suspended,
+                Some(DomainState::Paused)
+            )
+    )
+}
+
+/// The status `server` should have after a reconcile observed `obs` at `now` (pure).
+/// Conditions keep their transition times when their status did not change, so the result
+/// equals the stored status when nothing changed.
+pub fn derive_status(
+    server: &Server,
+    obs: &Observation,
+    node: &str,
+    now: DateTime<Utc>,
+) -> ServerStatus {
+    let mut st = server.status.clone();
+    let generation = server.metadata.generation;
+    let cond = |type_: &str, o: &Observed| Condition {
+        type_: type_.into(),
+        status: o.status,
+        reason: o.reason.clone(),
+        message: o.message.clone(),
+        last_transition_time: Some(now),
+        observed_generation: generation,
+    };
+    st.node = Some(node.to_string());
+    if let Some(o) = &obs.image {
+        Condition::set(&mut st.conditions, cond(IMAGE_READY, o));
+    }
+    if let Some(o) = &obs.disk {
+        Condition::set(&mut st.conditions, cond(DISK_READY, o));
+    }
+    let wanted = server.spec.power_state;
+    let unreachable = matches!(obs.domain, Some(Err(_)));
+    let state = match &obs.domain {
+        Some(Ok(s)) => *s,
+        _ => None,
+    };
+    let domain_cond = match &obs.domain {
+        None => Observed::new(ConditionStatus::Unknown, "NotChecked", ""),
+        Some(Err(msg)) => Observed::new(ConditionStatus::Unknown, "HypervisorUnreachable", msg),
+        Some(Ok(None)) => Observed::new(
+            ConditionStatus::False,
+            "NotDefined",
+            "the domain is not defined on the node",
+        ),
+        Some(Ok(Some(DomainState::Running))) => {
+            Observed::new(ConditionStatus::True, "Running", "the domain is running")
+        }
+        Some(Ok(Some(s))) => Observed::new(
+            ConditionStatus::False,
+            &format!("{s:?}"),
+            format!("the domain is {s:?}"),
+        ),
+    };
+    Condition::set(&mut st.conditions, cond(DOMAIN_RUNNING, &domain_cond));
+    if let Some(s) = state {
+        st.power_state = Some(observed_power(s));
+        if s == DomainState::Running && st.launched_at.is_none() {
+            st.launched_at = Some(now);
+        }
+    } else if matches!(obs.domain, Some(Ok(None))) {
+        st.power_state = Some(ObservedPowerState::NoState);
+    }
+    if let Some(n) = obs.observed_reboot_count {
+        st.observed_reboot_count = st.observed_reboot_count.max(n);
+    }
+    st.task_state = obs.task.clone();
+    let launched = st.launched_at.is_some();
+    let phase = if obs.fatal.is_some() {
+        ServerPhase::Error
+    } else if unreachable {
+        st.phase.unwrap_or(ServerPhase::Build)
+    } else if let Some(kind) = obs.reboot_issued {
+        match kind {
+            RebootKind::Soft => ServerPhase::Reboot,
+            RebootKind::Hard => ServerPhase::HardReboot,
+        }
+    } else {
+        match state {
+            Some(DomainState::Running | DomainState::ShuttingDown) => ServerPhase::Active,
+            Some(DomainState::Paused) if wanted == PowerState::Suspended => ServerPhase::Suspended,
+            Some(DomainState::Paused) => ServerPhase::Paused,
+            Some(DomainState::PmSuspended) => ServerPhase::Suspended,
+            Some(DomainState::ShutOff | DomainState::Crashed)
+                if launched || wanted == PowerState::Stopped =>
+            {
+                ServerPhase::Shutoff
+            }
+            _ if !launched => ServerPhase::Build,
+            _ => st.phase.unwrap_or(ServerPhase::Build),
+        }
+    };
+    st.phase = Some(phase);
+    st.fault = obs.fatal.as_ref().map(|(reason, message)| ServerFault {
+        code: 500,
+        message: format!("{reason}: {message}"),
+        details: None,
+        created: server
+            .status
+            .fault
+            .as_ref()
+            .filter(|f| f.message == format!("{reason}: {message}"))
+            .and_then(|f| f.created)
+            .or(Some(now)),
+    });
+    let failing = [IMAGE_READY, DISK_READY].into_iter().find_map(|t| {
+        Condition::find(&st.conditions, t)
+            .filter(|c| c.status != ConditionStatus::True)
+            .cloned()
+    });
+    let ready = if let Some((reason, message)) = &obs.fatal {
+        Observed::new(ConditionStatus::False, reason, message.clone())
+    } else if unreachable {
+        domain_cond.clone()
+    } else if let Some(c) = failing {
+        Observed::new(c.status, &c.reason, c.message)
+    } else if achieved(wanted, state) {
+        let mut message = format!("the server is {wanted:?} as requested");
+        if let Some(note) = &obs.note {
+            message = format!("{message}; {note}");
+        }
+        Observed::new(ConditionStatus::True, &format!("{wanted:?}"), message)
+    } else {
+        let is = state.map_or("not defined".to_string(), |s| format!("{s:?}"));
+        let mut message = format!("wants {wanted:?}, the domain is {is}");
+        if let Some(task) = &obs.task {
+            message = format!("{message} ({task})");
+        }
+        Observed::new(ConditionStatus::False, "PowerStateTransition", message)
+    };
+    Condition::set(&mut st.conditions, cond(READY, &ready));
+    st.observed_generation = generation;
+    st
+}
+
+/// A step of preparation that failed: which condition it belongs to and whether it is
+/// positive evidence (ERROR) or retryable.
+struct PrepFailure {
+    image_step: bool,
+    permanent: bool,
+    reason: &'static str,
+    message: String,
+    error: ServerError,
+}
+
+impl PrepFailure {
+    fn image(reason: &'static str, permanent: bool, error: ServerError) -> Self {
+        let message = error_chain(&error);
+        Self {
+            image_step: true,
+            permanent,
+            reason,
+            message,
+            error,
+        }
+    }
+    fn disk(reason: &'static str, permanent: bool, error: ServerError) -> Self {
+        let message = error_chain(&error);
+        Self {
+            image_step: false,
+            permanent,
+            reason,
+            message,
+            error,
+        }
+    }
+}
+
+/// The error and its sources, `: `-joined.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+fn server_uid(server: &Server) -> Result<Uuid, ServerError> {
+    server
+        .metadata
+        .uid
+        .as_deref()
+        .and_then(|u| Uuid::try_parse(u).ok())
+        .ok_or_else(|| ServerError::NoUid(server.metadata.name.clone()))
+}
+
+/// Reconciles one server (the controller's reconcile function): [`FinalizerEvent::Apply`]
+/// converges it, [`FinalizerEvent::Cleanup`] removes its domain and files.
+///
+/// # Errors
+/// Failed steps (after their conditions were written), API failures of the finalizer.
+pub async fn reconcile(
+    server: Arc<Server>,
+    ctx: Arc<ServerContext>,
+) -> Result<Action, FinalizerError<ServerError>> {
+    if server.spec.node_name.as_deref() != Some(ctx.node_name.as_str()) {
+        return Ok(Action::await_change());
+    }
+    let client = ctx.client.clone();
+    finalizer(&client, FINALIZER, server, |event| async move {
+        match event {
+            FinalizerEvent::Apply(s) => ctx.apply(&s).await,
+            FinalizerEvent::Cleanup(s) => ctx.cleanup(&s).await,
+        }
+    })
+    .await
+}
+
+/// Backs off after a failed reconcile.
+pub fn error_policy(
+    _server: Arc<Server>,
+    err: &FinalizerError<ServerError>,
+    _ctx: Arc<ServerContext>,
+) -> Action {
+    tracing::warn!(error = %error_chain(err), "server reconcile failed");
+    Action::backoff()
+}
+
+/// Runs the server controller for `ctx`'s node (servers with `spec.nodeName=<node>`) until
+/// `shutdown` completes.
+pub async fn run(
+    ctx: Arc<ServerContext>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let api = Api::<Server>::all(ctx.client.clone());
+    let controller = Controller::new(
+        api,
+        watcher::Config::fields(format!("spec.nodeName={}", ctx.node_name)),
+    )
+    .with_config(Config {
+        concurrency: ctx.config.concurrency,
+        resync: Some(ctx.config.resync),
+    })
+    .graceful_shutdown_on(shutdown);
+    controller.run(reconcile, error_policy, ctx).await;
+}
+
+impl ServerContext {
+    async fn apply(&self, server: &Server) -> Result<Action, ServerError> {
+        let uid = server_uid(server)?;
+        let mut obs = Observation::default();
+        let result = self.converge(server, uid, &mut obs).await;
+        let next = derive_status(server, &obs, &self.node_name, Utc::now());
+        self.write_status(server, uid, next).await?;
+        result
+    }
+
+    /// Writes `next` when it differs from the stored status.
+    async fn write_status(
+        &self,
+        server: &Server,
+        uid: Uuid,
+        next: ServerStatus,
+    ) -> Result<bool, ServerError> {
+        if next == server.status {
+            return Ok(false);
+        }
+        let mut updated = server.clone();
+        updated.status = next;
+        let api = Api::<Server>::for_object(self.client.clone(), server);
+        match api.replace_status(&updated).await {
+            Ok(_) => {
+                *lock(&self.writes).entry(uid).or_default() += 1;
+                tracing::debug!(phase = ?updated.status.phase, "status written");
+                Ok(true)
+            }
+            // A newer version exists; its change event reconciles again.
+            Err(e) if e.is_conflict() || e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn state_of(&self, name: &DomainName) -> Result<Option<DomainState>, HypervisorError> {
+        let n = name.clone();
+        self.hv(HypervisorOp::DomainState, move |d| d.domain_state(&n))
+            .await
+    }
+
+    async fn converge(
+        &self,
+        server: &Server,
+        uid: Uuid,
+        obs: &mut Observation,
+    ) -> Result<Action, ServerError> {
+        let name = DomainName::for_server(uid);
+        let state = match self.state_of(&name).await {
+            Ok(s) => s,
+            Err(e) => {
+                obs.domain = Some(Err(e.to_string()));
+                return Err(e.into());
+            }
+        };
+        let mut retry_later: Option<ServerError> = None;
+        match self.prepare(server, uid).await {
+            Ok((spec, image_msg)) => {
+                obs.image = Some(Observed::new(
+                    ConditionStatus::True,
+                    "ImageCached",
+                    image_msg,
+                ));
+                obs.disk = Some(Observed::new(
+                    ConditionStatus::True,
+                    "DiskReady",
+                    format!("root disk {}", spec.root_disk.display()),
+                ));
+                let outcome = self
+                    .hv(HypervisorOp::DomainEnsure, move |d| d.domain_ensure(&spec))
+                    .await;
+                match outcome {
+                    Ok(o) => tracing::debug!(outcome = ?o, "domain ensured"),
+                    Err(e) => {
+                        obs.domain = Some(match &e {
+                            e if e.is_unreachable() => Err(e.to_string()),
+                            _ => Ok(state),
+                        });
+                        if !e.retryable() && state.is_none() {
+                            obs.fatal = Some(("InvalidDomainSpec".into(), e.to_string()));
+                            return Ok(Action::await_change());
+                        }
+                        return Err(e.into());
+                    }
+                }
+            }
+            Err(f) if state.is_some() => {
+                // The domain exists and keeps its disk: manage its power, retry later.
+                tracing::warn!(reason = f.reason, message = %f.message, "preparing the domain failed; keeping the existing one");
+                retry_later = Some(f.error);
+            }
+            Err(f) => {
+                let status = if f.permanent {
+                    ConditionStatus::False
+                } else if matches!(f.error, ServerError::Api(_)) {
+                    ConditionStatus::Unknown
+                } else {
+                    ConditionStatus::False
+                };
+                let o = Observed::new(status, f.reason, f.message.clone());
+                if f.image_step {
+                    obs.image = Some(o);
+                } else {
+                    obs.disk = Some(o);
+                }
+                obs.domain = Some(Ok(None));
+                if f.permanent {
+                    obs.fatal = Some((f.reason.to_string(), f.message));
+                    return Ok(Action::await_change());
+                }
+                return Err(f.error);
+            }
+        }
+        let action = self.power(server, uid, &name, obs).await;
+        let after = self.state_of(&name).await;
+        obs.domain = Some(after.map_err(|e| e.to_string()));
+        let action = action?;
+        match retry_later {
+            Some(e) => Err(e),
+            None => Ok(action),
+        }
+    }
+
+    /// Resolves and caches the images, ensures the root disk, builds the domain spec.
+    async fn prepare(
+        &self,
+        server: &Server,
+        uid: Uuid,
+    ) -> Result<(DomainSpec, String), PrepFailure> {
+        let project = server.metadata.project.clone().unwrap_or_default();
+        let flavor = Api::<Flavor>::all(self.client.clone())
+            .get_opt(&server.spec.flavor)
+            .await
+            .map_err(|e| PrepFailure::disk("ApiUnavailable", false, e.into()))?
+            .ok_or_else(|| {
+                PrepFailure::disk(
+                    "FlavorNotFound",
+                    true,
+                    ServerError::Prepare(format!("flavor {:?} does not exist", server.spec.flavor)),
+                )
+            })?;
+        let Some(image_name) = server.spec.image.as_deref() else {
+            return Err(PrepFailure::image(
+                "BootVolumeUnsupported",
+                true,
+                ServerError::Prepare("booting from a volume is not supported yet".into()),
+            ));
+        };
+        let image = self.resolve(&project, image_name).await?;
+        let base = self.cache(&image).await?;
+        let image_project = image
+            .metadata
+            .project
+            .clone()
+            .unwrap_or_else(|| project.clone());
+        let props = &image.spec.properties;
+        let mut cached = vec![image_name.to_string()];
+        let kernel_boot = match props.get("kernel_id") {
+            Some(kernel_id) => {
+                let kernel = self.resolve(&image_project, kernel_id).await?;
+                let kernel_path = self.cache(&kernel).await?;
+                cached.push(kernel_id.clone());
+                let initrd = match props.get("ramdisk_id") {
+                    Some(ramdisk_id) => {
+                        let ramdisk = self.resolve(&image_project, ramdisk_id).await?;
+                        cached.push(ramdisk_id.clone());
+                        Some(self.cache(&ramdisk).await?)
+                    }
+                    None => None,
+                };
+                let base_cmdline = props
+                    .get("os_command_line")
+                    .map(String::as_str)
+                    .unwrap_or("console=ttyS0");
+                Some(KernelBoot {
+                    kernel: kernel_path,
+                    initrd,
+                    cmdline: format!("{base_cmdline} cirrus.marker={}", server.metadata.name),
+                })
+            }
+            None => None,
+        };
+        let paths = InstancePaths::new(&self.state_dir, uid);
+        let root = RootDisk {
+            base,
+            base_format: image.spec.disk_format,
+            size_gib: flavor.spec.disk,
+            virtual_size: image.status.virtual_size,
+        };
+        disks::root_disk_ensure(&paths, &root).await.map_err(|e| {
+            let permanent = e.is_permanent();
+            let reason = match &e {
+                DiskError::BaseCorrupt { .. } => "BaseImageCorrupt",
+                DiskError::UnsupportedFormat(_) => "UnsupportedDiskFormat",
+                DiskError::TooSmall { .. } => "FlavorDiskTooSmall",
+                _ => "DiskCreateFailed",
+            };
+            PrepFailure::disk(reason, permanent, e.into())
+        })?;
+        let host = self
+            .host_info()
+            .await
+            .map_err(|e| PrepFailure::disk("HypervisorUnreachable", false, e.into()))?;
+        let spec = DomainSpec {
+            server_uid: uid,
+            server_name: server.metadata.name.clone(),
+            project,
+            virt_type: host.virt_type(),
+            vcpus: flavor.spec.vcpus,
+            memory_mib: flavor.spec.ram,
+            root_disk: paths.disk.clone(),
+            kernel_boot,
+            console_log: paths.console_log.clone(),
+            nics: Vec::new(),
+        };
+        Ok((spec, format!("cached on the node: {}", cached.join(", "))))
+    }
+
+    async fn resolve(&self, project: &str, name: &str) -> Result<Image, PrepFailure> {
+        images::find_image(&self.client, project, name)
+            .await
+            .map_err(|e| PrepFailure::image("ApiUnavailable", false, e.into()))?
+            .ok_or_else(|| {
+                PrepFailure::image(
+                    "ImageNotFound",
+                    true,
+                    ServerError::Prepare(format!(
+                        "image {name:?} does not exist or is not visible to project {project:?}"
+                    )),
+                )
+            })
+    }
+
+    async fn cache(&self, image: &Image) -> Result<PathBuf, PrepFailure> {
+        self.images.ensure(image).await.map_err(|e| {
+            let permanent = e.is_permanent();
+            let reason = match &e {
+                ImageError::NotActive { .. } if permanent => "ImageUnusable",
+                ImageError::NotActive { .. } => "ImageNotActive",
+                ImageError::NoChecksum { .. } => "ImageNoChecksum",
+                ImageError::ChecksumMismatch { .. } => "ChecksumMismatch",
+                _ => "DownloadFailed",
+            };
+            PrepFailure::image(reason, permanent, e.into())
+        })
+    }
+
+    /// Brings the domain's power state in line with the spec; handles reboots.
+    async fn power(
+        &self,
+        server: &Server,
+        uid: Uuid,
+        name: &DomainName,
+        obs: &mut Observation,
+    ) -> Result<Action, ServerError> {
+        let Some(state) = self.state_of(name).await? else {
+            // Defined a moment ago but gone: drift; the next reconcile defines it again.
+            return Ok(Action::requeue(self.config.poll));
+        };
+        let wanted = server.spec.power_state;
+        let requested = server.spec.reboot_count;
+        let done = lock(&self.reboots).get(&uid).copied().unwrap_or(0);
+        let reboot_pending = requested > server.status.observed_reboot_count;
+        if wanted != PowerState::Stopped {
+            lock(&self.stops).remove(&uid);
+        }
+        let call =
+            |op: HypervisorOp,
+             f: fn(&dyn Hypervisor, &DomainName) -> crate::hypervisor::Result<()>| {
+                let n = name.clone();
+                self.hv(op, move |d| f(d, &n))
+            };
+        let mut action = Action::await_change();
+        match wanted {
+            PowerState::Running => match state {
+                DomainState::Running if reboot_pending => {
+                    if done < requested {
+                        let kind = match server.spec.reboot_type {
+                            RebootType::Soft => RebootKind::Soft,
+                            RebootType::Hard => RebootKind::Hard,
+                        };
+                        let n = name.clone();
+                        let result = self
+                            .hv(HypervisorOp::DomainReboot, move |d| {
+                                d.domain_reboot(&n, kind)
+                            })
+                            .await;
+                        let kind = match result {
+                            Ok(()) => kind,
+                            Err(HypervisorError::InvalidState { .. }) => {
+                                let n = name.clone();
+                                self.hv(HypervisorOp::DomainReboot, move |d| {
+                                    d.domain_reboot(&n, RebootKind::Hard)
+                                })
+                                .await?;
+                                RebootKind::Hard
+                            }
+                            Err(e) => return Err(e.into()),
+                        };
+                        tracing::info!(?kind, count = requested, "rebooted");
+                        lock(&self.reboots).insert(uid, requested);
+                        obs.reboot_issued = Some(kind);
+                        action = Action::requeue(self.config.poll);
+                    }
+                    obs.observed_reboot_count = Some(requested);
+                }
+                DomainState::Running => {}
+                DomainState::Paused | DomainState::PmSuspended => {
+                    call(HypervisorOp::DomainResume, |d, n| d.domain_resume(n)).await?;
+                }
+                DomainState::ShuttingDown => {
+                    obs.task = Some("powering-on".into());
+                    action = Action::requeue(self.config.poll);
+                }
+                DomainState::ShutOff | DomainState::Crashed | DomainState::NoState => {
+                    call(HypervisorOp::DomainStart, |d, n| d.domain_start(n)).await?;
+                    tracing::info!("domain started");
+                    if reboot_pending {
+                        // Starting a stopped domain is the reboot.
+                        lock(&self.reboots).insert(uid, requested);
+                        obs.observed_reboot_count = Some(requested);
+                    }
+                }
+            },
+            PowerState::Stopped => {
+                if reboot_pending {
+                    obs.observed_reboot_count = Some(requested);
+                }
+                match state {
+                    DomainState::ShutOff | DomainState::Crashed => {
+                        lock(&self.stops).remove(&uid);
+                    }
+                    DomainState::Paused => {
+                        // A paused guest cannot see the ACPI button.
+                        call(HypervisorOp::DomainDestroy, |d, n| d.domain_destroy(n)).await?;
+                        lock(&self.stops).remove(&uid);
+                    }
+                    _ => {
+                        let started = lock(&self.stops).get(&uid).copied();
+                        match started {
+                            None => {
+                                call(HypervisorOp::DomainShutdown, |d, n| d.domain_shutdown(n))
+                                    .await?;
+                                lock(&self.stops).insert(uid, Instant::now());
+                                obs.task = Some("powering-off".into());
+                                action = Action::requeue(self.config.poll);
+                            }
+                            Some(at) if at.elapsed() >= self.config.shutdown_grace => {
+                                tracing::warn!(
+                                    grace = ?self.config.shutdown_grace,
+                                    "guest ignored the ACPI shutdown; destroying the domain"
+                                );
+                                call(HypervisorOp::DomainDestroy, |d, n| d.domain_destroy(n))
+                                    .await?;
+                                lock(&self.stops).remove(&uid);
+                            }
+                            Some(at) => {
+                                obs.task = Some("powering-off".into());
+                                let left = self.config.shutdown_grace.saturating_sub(at.elapsed());
+                                action = Action::requeue(self.config.poll.min(left));
+                            }
+                        }
+                    }
+                }
+            }
+            PowerState::Paused | PowerState::Suspended => {
+                if reboot_pending {
+                    obs.observed_reboot_count = Some(requested);
+                }
+                if wanted == PowerState::Suspended {
+                    obs.note = Some(
+                        "suspend to disk (managed save) is not supported yet: the server is paused in memory"
+                            .into(),
+                    );
+                }
+                match state {
+                    DomainState::Paused => {}
+                    DomainState::Running => {
+                        call(HypervisorOp::DomainSuspend, |d, n| d.domain_suspend(n)).await?;
+                    }
+                    DomainState::ShutOff | DomainState::Crashed | DomainState::NoState => {
+                        call(HypervisorOp::DomainStart, |d, n| d.domain_start(n)).await?;
+                        call(HypervisorOp::DomainSuspend, |d, n| d.domain_suspend(n)).await?;
+                    }
+                    DomainState::ShuttingDown | DomainState::PmSuspended => {
+                        action = Action::requeue(self.config.poll);
+                    }
+                }
+            }
+        }
+        Ok(action)
+    }
+
+    async fn cleanup(&self, server: &Server) -> Result<Action, ServerError> {
+        let Ok(uid) = server_uid(server) else {
+            return Ok(Action::await_change());
+        };
+        let name = DomainName::for_server(uid);
+        self.hv(HypervisorOp::DomainDelete, move |d| d.domain_delete(&name))
+            .await?;
+        disks::instance_delete(&InstancePaths::new(&self.state_dir, uid)).await?;
+        lock(&self.stops).remove(&uid);
+        lock(&self.reboots).remove(&uid);
+        tracing::info!("domain and instance files removed");
+        Ok(Action::await_change())
+    }
+}
+
+/// What one [`orphans_sweep`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Domains deleted.
+    pub domains: Vec<DomainName>,
+    /// Instance directories removed (server uids).
+    pub instance_dirs: Vec<Uuid>,
+}
+
+/// Deletes every Cirrus domain and instance directory whose uid belongs to no server bound to
+/// this node.
+///
+/// Domains and directories are listed *before* the servers, so anything a reconcile creates
+/// for a server bound meanwhile is either not listed or belongs to a listed server; only a
+/// successful list of the node's servers counts as evidence.
+///
+/// # Errors
+/// Listing failed (nothing is deleted) or a deletion failed.
+pub async fn orphans_sweep(ctx: &ServerContext) -> Result<SweepReport, ServerError> {
+    let domains = ctx
+        .hv(HypervisorOp::DomainList, |d| d.domain_list())
+        .await?;
+    let state_dir = ctx.state_dir.clone();
+    let dirs = tokio::task::spawn_blocking(move || disks::instance_list(&state_dir))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
+    let params = ListParams::default().fields(format!("spec.nodeName={}", ctx.node_name));
+    let servers = Api::<Server>::all(ctx.client.clone())
+        .list_all_matching(&params)
+        .await?;
+    let known: HashSet<Uuid> = servers
+        .items
+        .iter()
+        .filter_map(|s| server_uid(s).ok())
+        .collect();
+    let mut report = SweepReport::default();
+    for d in domains {
+        if known.contains(&d.name.server_uid()) {
+            continue;
+        }
+        tracing::warn!(domain = %d.name, "deleting orphaned domain");
+        let name = d.name.clone();
+        ctx.hv(HypervisorOp::DomainDelete, move |h| h.domain_delete(&name))
+            .await?;
+        report.domains.push(d.name);
+    }
+    for uid in dirs {
+        if known.contains(&uid) {
+            continue;
+        }
+        tracing::warn!(%uid, "removing orphaned instance directory");
+        disks::instance_delete(&InstancePaths::new(&ctx.state_dir, uid)).await?;
+        report.instance_dirs.push(uid);
+    }
+    Ok(report)
+}
+
+/// The last `max_bytes` of the serial console log of the server with `server_uid` on this
+/// node (a plain file read; `None` when the server has no log here). For
+/// `cirrus console-log` and Nova's `os-getConsoleOutput`.
+///
+/// # Errors
+/// The log exists but cannot be read.
+pub fn console_log(
+    state_dir: &Path,
+    server_uid: Uuid,
+    max_bytes: u64,
+) -> std::io::Result<Option<String>> {
+    disks::console_log_tail(
+        &InstancePaths::new(state_dir, server_uid).console_log,
+        max_bytes,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cirrus_crds::{ObjectMeta, ServerSpec};
+
+    fn server() -> Server {
+        let mut s = Server::new(
+            ObjectMeta {
+                name: "vm".into(),
+                project: Some("demo".into()),
+                uid: Some(Uuid::new_v4().to_string()),
+                generation: Some(1),
+                ..Default::default()
+            },
+            ServerSpec {
+                flavor: "small".into(),
+                image: Some("guest".into()),
+                node_name: Some("n1".into()),
+                ..Default::default()
+            },
+        );
+        s.status.phase = Some(ServerPhase::Build);
+        s
+    }
+
+    fn ok(reason: &str) -> Option<Observed> {
+        Some(Observed::new(ConditionStatus::True, reason, "ok"))
+    }
+
+    fn running() -> Observation {
+        Observation {
+            image: ok("ImageCached"),
+            disk: ok("DiskReady"),
+            domain: Some(Ok(Some(DomainState::Running))),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn active_once_running_and_stable_afterwards() {
+        let mut s = server();
+        let now = Utc::now();
+        let st = derive_status(&s, &running(), "n1", now);
+        assert_eq!(st.phase, Some(ServerPhase::Active));
+        assert_eq!(st.launched_at, Some(now));
+        assert_eq!(st.power_state, Some(ObservedPowerState::Running));
+        assert!(Condition::is_true(&st.conditions, READY));
+        s.status = st.clone();
+        let later = now + chrono::Duration::seconds(30);
+        assert_eq!(
+            derive_status(&s, &running(), "n1", later),
+            st,
+            "no write on resync"
+        );
+    }
+
+    #[test]
+    fn unreachable_is_unknown_never_error() {
+        let mut s = server();
+        s.status = derive_status(&s, &running(), "n1", Utc::now());
+        let obs = Observation {
+            domain: Some(Err("hypervisor unreachable".into())),
+            ..Default::default()
+        };
+        let st = derive_status(&s, &obs, "n1", Utc::now());
+        assert_eq!(st.phase, Some(ServerPhase::Active));
+        let ready = Condition::find(&st.conditions, READY).unwrap();
+        assert_eq!(ready.status, ConditionStatus::Unknown);
+        assert_eq!(
+            Condition::find(&st.conditions, DOMAIN_RUNNING)
+                .unwrap()
+                .status,
+            ConditionStatus::Unknown
+        );
+        assert!(st.fault.is_none());
+    }
+
+    #[test]
+    fn positive_evidence_is_error_with_fault() {
+        let s = server();
+        let obs = Observation {
+            image: Some(Observed::new(
+                ConditionStatus::False,
+                "ImageNotFound",
+                "image \"guest\" does not exist",
+            )),
+            domain: Some(Ok(None)),
+            fatal: Some((
+                "ImageNotFound".into(),
+                "image \"guest\" does not exist".into(),
+            )),
+            ..Default::default()
+        };
+        let st = derive_status(&s, &obs, "n1", Utc::now());
+        assert_eq!(st.phase, Some(ServerPhase::Error));
+        assert!(st.fault.unwrap().message.contains("ImageNotFound"));
+        let ready = Condition::find(&st.conditions, READY).unwrap();
+        assert_eq!(ready.reason, "ImageNotFound");
+    }
+
+    #[test]
+    fn phases_follow_power_state() {
+        let mut s = server();
+        s.spec.power_state = PowerState::Stopped;
+        let mut obs = running();
+        obs.domain = Some(Ok(Some(DomainState::ShutOff)));
+        assert_eq!(
+            derive_status(&s, &obs, "n1", Utc::now()).phase,
+            Some(ServerPhase::Shutoff)
+        );
+        s.spec.power_state = PowerState::Suspended;
+        obs.domain = Some(Ok(Some(DomainState::Paused)));
+        obs.note = Some("paused in memory".into());
+        let st = derive_status(&s, &obs, "n1", Utc::now());
+        assert_eq!(st.phase, Some(ServerPhase::Suspended));
+        assert!(
+            Condition::find(&st.conditions, READY)
+                .unwrap()
+                .message
+                .contains("paused in memory")
+        );
+        s.spec.power_state = PowerState::Running;
+        let mut obs = running();
+        obs.reboot_issued = Some(RebootKind::Hard);
+        obs.observed_reboot_count = Some(1);
+        let st = derive_status(&s, &obs, "n1", Utc::now());
+        assert_eq!(st.phase, Some(ServerPhase::HardReboot));
+        assert_eq!(st.observed_reboot_count, 1);
+    }
+}

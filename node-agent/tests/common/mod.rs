@@ -1,0 +1,248 @@
+//! Shared harness of the node agent tests: the embedded store in memory, the API with a blob
+//! directory, image uploads, and a node agent running in-process.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cirrus_api::ApiState;
+use cirrus_api::blobs::BlobStore;
+use cirrus_client::{Api, Client};
+use cirrus_crds::kinds::image::{ContainerFormat, DiskFormat};
+use cirrus_crds::{Flavor, FlavorSpec, Image, ImageSpec, ObjectMeta, Server, ServerSpec};
+use cirrus_node_agent::agent::{self, AgentConfig, Handle};
+use cirrus_node_agent::hypervisor::Hypervisor;
+use cirrus_store::embedded::{self, EmbeddedConfig, EmbeddedEtcd};
+
+pub const PROJECT: &str = "demo";
+
+pub struct Harness {
+    pub client: Client,
+    pub blob_dir: tempfile::TempDir,
+    _store: EmbeddedEtcd,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    agent: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some(a) = &self.agent {
+            a.abort();
+        }
+    }
+}
+
+pub fn meta(name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+pub async fn harness() -> Harness {
+    let store_server = embedded::start(EmbeddedConfig::in_memory()).await.unwrap();
+    let store = cirrus_store::objects::ObjectStore::connect(&[store_server.endpoint()])
+        .await
+        .unwrap();
+    let blob_dir = tempfile::tempdir().unwrap();
+    let mut state = ApiState::new(store);
+    state.blobs = Some(Arc::new(BlobStore::open(blob_dir.path()).unwrap()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = Client::new(format!("http://{}", listener.local_addr().unwrap()));
+    let api = tokio::spawn(async move {
+        cirrus_api::serve(listener, state, std::future::pending())
+            .await
+            .unwrap();
+    });
+    Harness {
+        client,
+        blob_dir,
+        _store: store_server,
+        tasks: vec![api],
+        stop: None,
+        agent: None,
+    }
+}
+
+impl Harness {
+    pub fn servers(&self) -> Api<Server> {
+        Api::in_project(self.client.clone(), PROJECT)
+    }
+
+    pub async fn flavor(&self, name: &str, vcpus: u32, ram: u64, disk: u64) {
+        Api::<Flavor>::all(self.client.clone())
+            .create(&Flavor::new(
+                meta(name),
+                FlavorSpec {
+                    vcpus,
+                    ram,
+                    disk,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap();
+    }
+
+    /// Creates an image and uploads `data` as its file.
+    pub async fn image(
+        &self,
+        name: &str,
+        format: DiskFormat,
+        properties: &[(&str, &str)],
+        data: Vec<u8>,
+    ) -> Image {
+        let container = match format {
+            DiskFormat::Aki => ContainerFormat::Aki,
+            DiskFormat::Ari => ContainerFormat::Ari,
+            _ => ContainerFormat::Bare,
+        };
+        let spec = ImageSpec {
+            disk_format: format,
+            container_format: container,
+            properties: properties
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        let api = Api::<Image>::in_project(self.client.clone(), PROJECT);
+        api.create(&Image::new(meta(name), spec)).await.unwrap();
+        let url = format!(
+            "{}/apis/cirrus.dev/v1/projects/{PROJECT}/images/{name}/file",
+            self.client.base_url
+        );
+        let resp = self
+            .client
+            .http
+            .put(url)
+            .header("Content-Type", "application/octet-stream")
+            .body(data)
+            .send()
+            .await
+            .unwrap();
+        let code = resp.status();
+        assert!(
+            code.is_success(),
+            "upload {name}: {code} {}",
+            resp.text().await.unwrap_or_default()
+        );
+        api.get(name).await.unwrap()
+    }
+
+    /// Uploads the guest as three images: `<prefix>-kernel` (aki), `<prefix>-ramdisk` (ari)
+    /// and `<prefix>` (qcow2 root naming them).
+    pub async fn guest_images(
+        &self,
+        prefix: &str,
+        kernel: &Path,
+        initrd: &Path,
+        root: &Path,
+        cmdline: &str,
+    ) {
+        let k = format!("{prefix}-kernel");
+        let r = format!("{prefix}-ramdisk");
+        self.image(&k, DiskFormat::Aki, &[], std::fs::read(kernel).unwrap())
+            .await;
+        self.image(&r, DiskFormat::Ari, &[], std::fs::read(initrd).unwrap())
+            .await;
+        self.image(
+            prefix,
+            DiskFormat::Qcow2,
+            &[
+                ("kernel_id", &k),
+                ("ramdisk_id", &r),
+                ("os_command_line", cmdline),
+            ],
+            std::fs::read(root).unwrap(),
+        )
+        .await;
+    }
+
+    pub async fn server(&self, name: &str, flavor: &str, image: &str, node: &str) -> Server {
+        let spec = ServerSpec {
+            flavor: flavor.into(),
+            image: Some(image.into()),
+            node_name: Some(node.into()),
+            ..Default::default()
+        };
+        self.servers()
+            .create(&Server::new(meta(name), spec))
+            .await
+            .unwrap()
+    }
+
+    /// Starts a node agent; returns its server context once it is running.
+    pub async fn start_agent(&mut self, mut config: AgentConfig) -> Handle {
+        config.api_url = self.client.base_url.clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ctx_tx, ctx_rx) = tokio::sync::oneshot::channel();
+        let agent = tokio::spawn(async move {
+            agent::run_with_handle(
+                config,
+                async move {
+                    let _ = stop_rx.await;
+                },
+                move |ctx| {
+                    let _ = ctx_tx.send(ctx);
+                },
+            )
+            .await
+            .unwrap();
+        });
+        self.stop = Some(stop_tx);
+        self.agent = Some(agent);
+        tokio::time::timeout(Duration::from_secs(20), ctx_rx)
+            .await
+            .expect("agent started")
+            .expect("agent context")
+    }
+
+    /// Stops the agent and waits for it.
+    pub async fn stop_agent(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(agent) = self.agent.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(20), agent).await;
+        }
+    }
+}
+
+pub fn agent_config(node: &str, state_dir: &Path, driver: Arc<dyn Hypervisor>) -> AgentConfig {
+    AgentConfig::new(node, "", state_dir, driver)
+}
+
+pub async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A small qcow2 file made with qemu-img.
+pub fn qcow2_file(dir: &Path, size: &str) -> std::path::PathBuf {
+    let path = dir.join("root.qcow2");
+    let st = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&path)
+        .arg(size)
+        .status()
+        .expect("qemu-img");
+    assert!(st.success());
+    path
+}

@@ -148,6 +148,7 @@ pub struct ImageCache {
     client: Client,
     dir: PathBuf,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    downloads: std::sync::atomic::AtomicU64,
 }
 
 impl ImageCache {
@@ -157,7 +158,13 @@ impl ImageCache {
             client,
             dir: dir.into(),
             locks: Mutex::new(HashMap::new()),
+            downloads: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// How many downloads completed since this cache was made.
+    pub fn downloads(&self) -> u64 {
+        self.downloads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The cache directory.
@@ -216,6 +223,8 @@ impl ImageCache {
             return Ok(path);
         }
         self.download(image, &label, &sha, &path).await?;
+        self.downloads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(path)
     }
 

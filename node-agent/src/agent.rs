@@ -40,6 +40,9 @@ pub struct AgentConfig {
     pub heartbeat: HeartbeatConfig,
     /// Server reconciler timing (shutdown grace, resync, concurrency).
     pub servers: ServerConfig,
+    /// Where to serve the agent endpoint (console logs for the API server to proxy); it is
+    /// published in `Node.status.agentEndpoint`. `None`: not served.
+    pub endpoint_listen: Option<std::net::SocketAddr>,
 }
 
 impl AgentConfig {
@@ -58,6 +61,7 @@ impl AgentConfig {
             driver,
             heartbeat: HeartbeatConfig::default(),
             servers: ServerConfig::default(),
+            endpoint_listen: None,
         }
     }
 }
@@ -70,6 +74,15 @@ pub enum AgentError {
     StateDir {
         /// The directory.
         path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The agent endpoint could not listen.
+    #[error("the agent endpoint cannot listen on {addr}")]
+    Endpoint {
+        /// The address.
+        addr: std::net::SocketAddr,
         /// Why.
         #[source]
         source: std::io::Error,
@@ -130,13 +143,34 @@ pub async fn run_with_handle(
         let _ = stop_tx.send(true);
     });
 
+    let endpoint = match config.endpoint_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| AgentError::Endpoint { addr, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| AgentError::Endpoint { addr, source })?;
+            let router = crate::console_server::router(config.state_dir.clone());
+            let rx = stop_rx.clone();
+            tokio::spawn(async move {
+                let serve = axum::serve(listener, router).with_graceful_shutdown(stopped(rx));
+                if let Err(e) = serve.await {
+                    tracing::warn!(error = %e, "agent endpoint stopped");
+                }
+            });
+            Some(format!("http://{local}"))
+        }
+        None => None,
+    };
     let registrar = Registrar::new(
         client.clone(),
         config.node_name.clone(),
         crate::disks::instances_dir(&config.state_dir),
         config.driver.clone(),
         config.heartbeat.clone(),
-    );
+    )
+    .with_endpoint(endpoint);
     // Register before serving servers, retrying until the API answers.
     let mut delay = Duration::from_millis(200);
     loop {

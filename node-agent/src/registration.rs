@@ -87,6 +87,7 @@ pub struct Registrar {
     instances_dir: PathBuf,
     driver: Arc<dyn Hypervisor>,
     config: HeartbeatConfig,
+    endpoint: Option<String>,
 }
 
 /// Total size of the filesystem holding `dir`, in GiB (rounded down).
@@ -192,7 +193,14 @@ impl Registrar {
             instances_dir: instances_dir.into(),
             driver,
             config,
+            endpoint: None,
         }
+    }
+
+    /// Publishes `endpoint` (the agent's console/log URL) in `Node.status.agentEndpoint`.
+    pub fn with_endpoint(mut self, endpoint: Option<String>) -> Self {
+        self.endpoint = endpoint;
+        self
     }
 
     fn api_err(&self, source: ClientError) -> RegistrationError {
@@ -264,6 +272,7 @@ impl Registrar {
         };
         let now = Utc::now();
         let mut desired = desired_status(&node.status, &node.spec, host.as_ref(), disk, now);
+        desired.agent_endpoint = self.endpoint.clone();
         let stale = node
             .status
             .last_heartbeat_time

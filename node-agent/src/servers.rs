@@ -919,7 +919,8 @@ pub struct SweepReport {
 }
 
 /// Deletes every Cirrus domain and instance directory whose uid belongs to no server bound to
-/// this node.
+/// this node — among the domains this agent made (those with an instance directory in its state
+/// dir), so other agents or tools sharing the hypervisor are never touched.
 ///
 /// Domains and directories are listed *before* the servers, so anything a reconcile creates
 /// for a server bound meanwhile is either not listed or belongs to a listed server; only a
@@ -944,9 +945,14 @@ pub async fn orphans_sweep(ctx: &ServerContext) -> Result<SweepReport, ServerErr
         .iter()
         .filter_map(|s| server_uid(s).ok())
         .collect();
+    // Only domains this agent made are its to remove: every domain it defines has an instance
+    // directory in its state dir first (the disk is made before the domain, and removed after
+    // it). Domains of other agents or tools sharing the hypervisor are never touched.
+    let ours: HashSet<Uuid> = dirs.iter().copied().collect();
     let mut report = SweepReport::default();
     for d in domains {
-        if known.contains(&d.name.server_uid()) {
+        let uid = d.name.server_uid();
+        if known.contains(&uid) || !ours.contains(&uid) {
             continue;
         }
         tracing::warn!(domain = %d.name, "deleting orphaned domain");

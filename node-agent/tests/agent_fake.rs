@@ -289,6 +289,35 @@ async fn fake_server_lifecycle() {
         "the real server is kept"
     );
 
+    // A cirrus domain this agent did not make (no instance directory in its state dir: another
+    // agent or a test sharing the hypervisor) is never swept.
+    let foreign = Uuid::new_v4();
+    fake.domain_ensure(&DomainSpec {
+        server_uid: foreign,
+        server_name: "neighbour".into(),
+        project: "demo".into(),
+        virt_type: VirtType::Qemu,
+        vcpus: 1,
+        memory_mib: 64,
+        root_disk: "/elsewhere/disk.qcow2".into(),
+        kernel_boot: None,
+        console_log: "/elsewhere/console.log".into(),
+        nics: vec![],
+    })
+    .unwrap();
+    let report = cirrus_node_agent::servers::orphans_sweep(&ctx)
+        .await
+        .unwrap();
+    assert!(report.domains.is_empty(), "{report:?}");
+    assert!(
+        fake.domain_state(&DomainName::for_server(foreign))
+            .unwrap()
+            .is_some(),
+        "a foreign domain survives the sweep"
+    );
+    fake.domain_delete(&DomainName::for_server(foreign))
+        .unwrap();
+
     // Delete: domain gone, directory gone, object gone.
     h.servers().delete("web-1").await.unwrap();
     eventually("server gone", T, async || {

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Quickstart on a fresh Debian 12 machine: installs dependencies, builds cirrus, runs the
-# all-in-one cloud in the background (data in ./.cirrus), applies examples/ and shows them.
-# Stop it with: kill "$(cat .cirrus/cirrus.pid)"
+# Quickstart on a fresh Debian 12 machine: installs dependencies (QEMU/libvirt included),
+# starts libvirtd, builds cirrus and the test guest, runs the all-in-one cloud in the
+# background (data in ./.cirrus), applies examples/, uploads the guest images, waits until
+# the example server is ACTIVE and shows its console.
+# Stop it with: kill "$(cat .cirrus/cirrus.pid)"  (and libvirtd: hack/start-libvirt.sh stop)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 hack/install-deps.sh
+hack/start-libvirt.sh start
+hack/build-guest.sh
 cargo build --release -p cirrus-cli --locked
 cirrus=target/release/cirrus
 data=${CIRRUS_DATA_DIR:-$PWD/.cirrus}
@@ -27,4 +31,13 @@ fi
 
 export CIRRUS_URL="http://$listen"
 "$cirrus" apply -f examples/ --recursive
+for image in guest-kernel:vmlinuz guest-initrd:initrd.img guest:root.qcow2; do
+  name=${image%%:*} file=target/guest/${image#*:}
+  if ! "$cirrus" get image "$name" -p demo -o json | grep -Eq '"phase": ?"active"'; then
+    "$cirrus" upload-image "$name" "$file" -p demo
+  fi
+done
 "$cirrus" get flavors
+"$cirrus" wait server/web-0 --for=condition=Ready -p demo --timeout 180s
+"$cirrus" get servers -p demo -o wide
+"$cirrus" console-log server web-0 -p demo

@@ -351,6 +351,64 @@ impl Client {
         url
     }
 
+    /// Uploads image data from `path` (streamed, never whole in memory) and returns the
+    /// Image as the server recorded it (active, with size and checksums).
+    ///
+    /// # Errors
+    /// The file can't be read; the API refuses the data (`400` wrong format or backing file,
+    /// `409` already active, `404` no such image).
+    pub async fn image_upload(
+        &self,
+        project: &str,
+        name: &str,
+        path: &std::path::Path,
+    ) -> Result<Value> {
+        let images = cirrus_crds::kind_by_plural("images").expect("images is a kind");
+        let mut url = self.object_url(images, Some(project), name)?;
+        url.path_segments_mut()
+            .expect("http URLs have paths")
+            .push("file");
+        let url_text = url.to_string();
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| ClientError::Decode {
+                url: path.display().to_string(),
+                message: format!("cannot open: {e}"),
+            })?;
+        let length = file.metadata().await.map(|m| m.len()).ok();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let mut request = self
+            .http
+            .put(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        if let Some(length) = length {
+            request = request.header(reqwest::header::CONTENT_LENGTH, length);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url_text.clone(),
+                source,
+            })?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url_text.clone(),
+                source,
+            })?;
+        let body: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).trim().to_string()));
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(ClientError::from_status(status.as_u16(), body))
+        }
+    }
+
     /// Reads a server's console log (text), optionally only its last `tail_bytes` bytes.
     ///
     /// # Errors

@@ -19,8 +19,10 @@ mod diff;
 mod get;
 mod manifests;
 mod merge;
+mod node_agent;
 mod output;
 mod up;
+mod upload;
 mod wait;
 mod watch;
 
@@ -66,6 +68,8 @@ enum Command {
     Up(up::UpArgs),
     /// Run the control-plane controllers (scheduler, node lifecycle) against `--server`.
     Controllers(controllers::ControllersArgs),
+    /// Run a node agent for this host against `--server`.
+    NodeAgent(node_agent::NodeAgentArgs),
     /// Measure the store or the API against a baseline.
     Bench(bench::BenchArgs),
     /// Create or update objects from manifests (three-way merge), optionally pruning.
@@ -82,6 +86,8 @@ enum Command {
     Wait(wait::WaitArgs),
     /// Stream changes of a kind.
     Watch(watch::WatchArgs),
+    /// Upload data into an Image from a file (streamed).
+    UploadImage(upload::UploadArgs),
     /// Print a server's serial console log.
     ConsoleLog(console::ConsoleArgs),
 }
@@ -134,6 +140,9 @@ async fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Up(args) => up::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::NodeAgent(args) => node_agent::run(&cli.server, args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::Controllers(args) => controllers::run(&cli.server, args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
@@ -155,13 +164,19 @@ async fn run(cli: Cli) -> ExitCode {
                         delete::run(&ctx, args).await.map(|()| ExitCode::SUCCESS)
                     }
                     Command::Wait(args) => wait::run(&ctx, args).await.map(|()| ExitCode::SUCCESS),
+                    Command::UploadImage(args) => {
+                        upload::run(&ctx, args).await.map(|()| ExitCode::SUCCESS)
+                    }
                     Command::ConsoleLog(args) => {
                         console::run(&ctx, args).await.map(|()| ExitCode::SUCCESS)
                     }
                     Command::Watch(args) => {
                         watch::run(&ctx, args).await.map(|()| ExitCode::SUCCESS)
                     }
-                    Command::Up(_) | Command::Bench(_) | Command::Controllers(_) => {
+                    Command::Up(_)
+                    | Command::Bench(_)
+                    | Command::Controllers(_)
+                    | Command::NodeAgent(_) => {
                         unreachable!("handled above")
                     }
                 }

@@ -33,6 +33,13 @@ pub struct UpArgs {
     /// Don't run the controllers (scheduler, node lifecycle) in this process.
     #[arg(long)]
     pub no_controllers: bool,
+    /// The local node agent's hypervisor: `libvirt` (default; skipped with a warning when
+    /// libvirtd is not reachable), `fake` (a hollow node) or `none`.
+    #[arg(long, default_value = "libvirt", value_parser = ["libvirt", "fake", "none"])]
+    pub node_agent: String,
+    /// The local node's name (default: the host name).
+    #[arg(long, env = "CIRRUS_NODE_NAME")]
+    pub node_name: Option<String>,
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
@@ -92,6 +99,36 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let client = cirrus_client::Client::new(api_url.clone());
         tokio::spawn(crate::controllers::run_all(client, None, stop.clone()))
     });
+    let agent = match args.node_agent.as_str() {
+        "none" => None,
+        driver => {
+            let agent_args = crate::node_agent::NodeAgentArgs {
+                node: args.node_name.clone(),
+                driver: if driver == "fake" {
+                    crate::node_agent::Driver::Fake
+                } else {
+                    crate::node_agent::Driver::Libvirt
+                },
+                libvirt_uri: "qemu:///system".into(),
+                state_dir: args.data_dir.join("node"),
+                endpoint_listen: "127.0.0.1:0".parse().expect("a valid address"),
+            };
+            match crate::node_agent::driver(&agent_args) {
+                Ok(hypervisor) => {
+                    let config = crate::node_agent::config(&agent_args, &api_url, hypervisor);
+                    Some(tokio::spawn(cirrus_node_agent::run(
+                        config,
+                        stopped(stop.clone()),
+                    )))
+                }
+                Err(err) => {
+                    tracing::warn!("no local node agent: {err:#}");
+                    eprintln!("cirrus up: no local node agent: {err:#}");
+                    None
+                }
+            }
+        }
+    };
     tracing::info!(api = %api_url, store = %endpoints.join(","), "cirrus up");
     println!(
         "cirrus up: API on {api_url}, store at {}",
@@ -107,6 +144,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     if let Some(controllers) = controllers {
         let _ = tokio::time::timeout(Duration::from_secs(5), controllers).await;
+    }
+    if let Some(agent) = agent {
+        let _ = tokio::time::timeout(Duration::from_secs(5), agent).await;
     }
     let _ = stop_api_tx.send(true);
     if !api.is_finished() {

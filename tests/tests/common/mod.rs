@@ -74,6 +74,12 @@ impl Cloud {
             .arg("--store-listen")
             .arg("127.0.0.1:0")
             .args(&self.args)
+            // No local node agent unless the test asks for one (`--node-agent libvirt|fake`).
+            .args(if self.args.iter().any(|a| a == "--node-agent") {
+                &[][..]
+            } else {
+                &["--node-agent", "none"][..]
+            })
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .stdin(Stdio::null())

@@ -1,0 +1,90 @@
+//! `cirrus node-agent`: the per-host agent (like kubelet / nova-compute) in its own process,
+//! talking only to the API. `cirrus up` runs one in-process on the local host.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use cirrus_node_agent::AgentConfig;
+use cirrus_node_agent::hypervisor::Hypervisor;
+use cirrus_node_agent::hypervisor::fake::FakeHypervisor;
+use cirrus_node_agent::hypervisor::libvirt::LibvirtHypervisor;
+
+/// Which hypervisor driver a node agent uses.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// libvirt (QEMU/KVM; TCG where KVM does not work).
+    Libvirt,
+    /// In-memory fake: a "hollow" node for tests and scale runs.
+    Fake,
+}
+
+/// Arguments of `cirrus node-agent`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NodeAgentArgs {
+    /// This node's name (default: the host name).
+    #[arg(long, env = "CIRRUS_NODE_NAME")]
+    pub node: Option<String>,
+    /// Hypervisor driver.
+    #[arg(long, value_enum, default_value = "libvirt")]
+    pub driver: Driver,
+    /// libvirt connection URI.
+    #[arg(long, default_value = "qemu:///system")]
+    pub libvirt_uri: String,
+    /// Where images are cached and instance files (disks, console logs) live.
+    #[arg(long, default_value = "/var/lib/cirrus/node")]
+    pub state_dir: PathBuf,
+    /// Where the agent endpoint (console logs for the API to proxy) listens.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub endpoint_listen: SocketAddr,
+}
+
+/// Builds the driver `args` asks for; libvirt is connected now so a missing daemon is reported
+/// at start-up rather than as a not-ready node.
+///
+/// # Errors
+/// libvirt unreachable.
+pub fn driver(args: &NodeAgentArgs) -> anyhow::Result<Arc<dyn Hypervisor>> {
+    Ok(match args.driver {
+        Driver::Fake => Arc::new(FakeHypervisor::new()),
+        Driver::Libvirt => Arc::new(
+            LibvirtHypervisor::connect(args.libvirt_uri.clone()).with_context(|| {
+                format!(
+                    "libvirt is not reachable at {} (start it with hack/start-libvirt.sh, or use --driver fake)",
+                    args.libvirt_uri
+                )
+            })?,
+        ),
+    })
+}
+
+/// The agent configuration for `args` against the API at `api_url`.
+pub fn config(args: &NodeAgentArgs, api_url: &str, driver: Arc<dyn Hypervisor>) -> AgentConfig {
+    let node = args.node.clone().unwrap_or_else(host_name);
+    let mut config = AgentConfig::new(node, api_url, args.state_dir.clone(), driver);
+    config.endpoint_listen = Some(args.endpoint_listen);
+    config
+}
+
+/// Runs `cirrus node-agent` against `server` until SIGINT/SIGTERM.
+///
+/// # Errors
+/// The driver can't be reached or the agent can't start.
+pub async fn run(server: &str, args: NodeAgentArgs) -> anyhow::Result<()> {
+    crate::up::init_tracing();
+    let driver = driver(&args)?;
+    let config = config(&args, server, driver);
+    cirrus_node_agent::run(config, crate::up::shutdown_signal())
+        .await
+        .context("running the node agent")
+}
+
+/// This host's name, lowercased to be a valid object name.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_ascii_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}

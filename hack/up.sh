@@ -40,4 +40,8 @@ done
 "$cirrus" get flavors
 "$cirrus" wait server/web-0 --for=condition=Ready -p demo --timeout 180s
 "$cirrus" get servers -p demo -o wide
+for _ in $(seq 60); do
+  "$cirrus" console-log server web-0 -p demo 2>/dev/null | grep -q "CIRRUS-READY web-0" && break
+  sleep 1
+done
 "$cirrus" console-log server web-0 -p demo

@@ -318,6 +318,8 @@ impl SchedulerContext {
     }
 
     /// Writes the `Scheduled` condition (and phase BUILD for a new server) when it changed.
+    /// Other writers (the node agent) may update the status meanwhile: on a conflict the
+    /// newest version is read and the condition applied to it again, so it is never lost.
     async fn set_scheduled(
         &self,
         api: &Api<Server>,
@@ -326,27 +328,33 @@ impl SchedulerContext {
         reason: &str,
         message: &str,
     ) -> Result<bool, ClientError> {
-        let condition = Condition {
-            type_: SCHEDULED.into(),
-            status,
-            reason: reason.into(),
-            message: message.into(),
-            last_transition_time: Some(Utc::now()),
-            observed_generation: server.metadata.generation,
-        };
-        let mut changed = Condition::set(&mut server.status.conditions, condition);
-        if server.status.phase.is_none() {
-            server.status.phase = Some(ServerPhase::Build);
-            changed = true;
+        for _ in 0..5 {
+            let condition = Condition {
+                type_: SCHEDULED.into(),
+                status,
+                reason: reason.into(),
+                message: message.into(),
+                last_transition_time: Some(Utc::now()),
+                observed_generation: server.metadata.generation,
+            };
+            let mut changed = Condition::set(&mut server.status.conditions, condition);
+            if server.status.phase.is_none() {
+                server.status.phase = Some(ServerPhase::Build);
+                changed = true;
+            }
+            if !changed {
+                return Ok(false);
+            }
+            match api.replace_status(&server).await {
+                Ok(_) => return Ok(true),
+                Err(err) if err.is_conflict() => match api.get_opt(&server.metadata.name).await? {
+                    Some(latest) => server = latest,
+                    None => return Ok(false),
+                },
+                Err(err) if err.is_not_found() => return Ok(false),
+                Err(err) => return Err(err),
+            }
         }
-        if !changed {
-            return Ok(false);
-        }
-        match api.replace_status(&server).await {
-            Ok(_) => Ok(true),
-            // A newer version exists; the next reconcile sees it and writes again if needed.
-            Err(err) if err.is_conflict() || err.is_not_found() => Ok(false),
-            Err(err) => Err(err),
-        }
+        Ok(false)
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Cloud, bin, repo_root};
+use common::{Cloud, DomainSweeper, bin, repo_root};
 use serde_json::{Value, json};
 
 const SERVERS: usize = 20;
@@ -137,6 +137,9 @@ fn kill_9_of_agent_and_controllers_during_20_creations_converges_without_leaks()
     let cloud = Cloud::start(&dir.path().join("data"), &["--no-controllers"]);
     let base = cloud.base.clone();
     let state = dir.path().join("node");
+    let _sweeper = DomainSweeper {
+        state_dir: state.clone(),
+    };
     // 20 one-vCPU servers on a 2-core host: the admin raises this node's CPU overcommit
     // (spec is the admin's; the agent only writes status).
     let node = json!({"metadata": {"name": "crash-node"}, "spec": {"cpuAllocationRatio": 16.0}});

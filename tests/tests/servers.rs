@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Cloud, repo_root};
+use common::{Cloud, DomainSweeper, repo_root};
 use serde_json::Value;
 
 fn skip() -> bool {
@@ -109,6 +109,9 @@ fn real_server_lifecycle_through_cirrus_up() {
     let guest = guest_dir();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    let _sweeper = DomainSweeper {
+        state_dir: data.join("node"),
+    };
     let cloud = Cloud::start(
         &data,
         &["--node-agent", "libvirt", "--node-name", "e2e-node"],

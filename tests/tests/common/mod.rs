@@ -160,3 +160,34 @@ pub fn repo_root() -> PathBuf {
         .unwrap()
         .to_path_buf()
 }
+
+/// Removes, when dropped, every libvirt domain a test's node agent made (one per instance
+/// directory under `state_dir`), so a failing test leaves no guest running. Declare it before
+/// the processes it outlives.
+pub struct DomainSweeper {
+    /// The node agent's state directory.
+    pub state_dir: PathBuf,
+}
+
+impl Drop for DomainSweeper {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self.state_dir.join("instances")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let domain = format!("cirrus-{}", entry.file_name().to_string_lossy());
+            for args in [
+                vec!["destroy", &domain],
+                vec!["undefine", "--nvram", &domain],
+            ] {
+                let _ = Command::new("virsh")
+                    .args(["-c", "qemu:///system"])
+                    .args(&args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}

@@ -18,6 +18,7 @@
 //! This crate does no retries of its own: [`ClientError::retryable`] says when one may help.
 
 mod error;
+pub mod images;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -29,6 +30,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use error::ClientError;
+pub use images::find_image;
 
 /// Result of a client call.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;

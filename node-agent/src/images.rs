@@ -18,9 +18,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use cirrus_client::{Api, Client, ClientError, ListParams};
+use cirrus_client::{Client, ClientError};
 use cirrus_crds::Image;
-use cirrus_crds::kinds::image::{ImagePhase, Visibility};
+use cirrus_crds::kinds::image::ImagePhase;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -110,37 +110,7 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// The image `name` as `project` sees it: the project's own image, else a public or community
-/// image (or one shared with the project) — the scheduler's resolution. `Ok(None)` is positive
-/// evidence that no such image is visible.
-///
-/// # Errors
-/// API failures.
-pub async fn find_image(
-    client: &Client,
-    project: &str,
-    name: &str,
-) -> Result<Option<Image>, ClientError> {
-    if let Some(own) = Api::<Image>::in_project(client.clone(), project)
-        .get_opt(name)
-        .await?
-    {
-        return Ok(Some(own));
-    }
-    let params = ListParams::default().fields(format!("metadata.name={name}"));
-    Ok(Api::<Image>::all(client.clone())
-        .list_all_matching(&params)
-        .await?
-        .items
-        .into_iter()
-        .find(|i| {
-            matches!(
-                i.spec.visibility,
-                Visibility::Public | Visibility::Community
-            ) || (i.spec.visibility == Visibility::Shared
-                && i.spec.members.iter().any(|m| m == project))
-        }))
-}
+pub use cirrus_client::find_image;
 
 /// The node's image cache.
 #[derive(Debug)]

@@ -18,9 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use cirrus_client::{Api, Client, ClientError, ListParams};
+use cirrus_client::{Api, Client, ClientError};
 use cirrus_crds::kinds::event::EventType;
-use cirrus_crds::kinds::image::Visibility;
 use cirrus_crds::kinds::server::ServerPhase;
 use cirrus_crds::{Condition, ConditionStatus, Flavor, Image, Node, Resource, Server, ServerGroup};
 use futures::StreamExt;
@@ -261,30 +260,10 @@ impl SchedulerContext {
         self.assumed.lock().expect("assumed lock").remove(key);
     }
 
-    /// The image `name` as `server`'s project sees it: its own, else a public or community
-    /// image of another project.
+    /// The image `name` as `server`'s project sees it ([`cirrus_client::find_image`]).
     async fn find_image(&self, server: &Server, name: &str) -> Result<Option<Image>, ClientError> {
-        if let Some(own) = in_project_of::<Image>(&self.client, server)
-            .get_opt(name)
-            .await?
-        {
-            return Ok(Some(own));
-        }
-        let params = ListParams::default().fields(format!("metadata.name={name}"));
-        let project = server.metadata.project.as_deref();
-        let visible = Api::<Image>::all(self.client.clone())
-            .list_all_matching(&params)
-            .await?
-            .items
-            .into_iter()
-            .find(|i| {
-                matches!(
-                    i.spec.visibility,
-                    Visibility::Public | Visibility::Community
-                ) || (i.spec.visibility == Visibility::Shared
-                    && project.is_some_and(|p| i.spec.members.iter().any(|m| m == p)))
-            });
-        Ok(visible)
+        let project = server.metadata.project.as_deref().unwrap_or_default();
+        cirrus_client::find_image(&self.client, project, name).await
     }
 
     async fn unschedulable(

@@ -1,0 +1,40 @@
+//! Resolving an image name the way OpenStack users expect: the project's own image first,
+//! then one another project made visible to it.
+
+use cirrus_crds::Image;
+use cirrus_crds::kinds::image::Visibility;
+
+use crate::{Api, Client, ClientError, ListParams};
+
+/// The image `name` as `project` sees it: the project's own image, else a public or community
+/// image (or one shared with the project) of another project. `Ok(None)` is positive evidence
+/// that no such image is visible. The scheduler and the node agent both resolve through this,
+/// so they always agree.
+///
+/// # Errors
+/// API failures.
+pub async fn find_image(
+    client: &Client,
+    project: &str,
+    name: &str,
+) -> Result<Option<Image>, ClientError> {
+    if let Some(own) = Api::<Image>::in_project(client.clone(), project)
+        .get_opt(name)
+        .await?
+    {
+        return Ok(Some(own));
+    }
+    let params = ListParams::default().fields(format!("metadata.name={name}"));
+    Ok(Api::<Image>::all(client.clone())
+        .list_all_matching(&params)
+        .await?
+        .items
+        .into_iter()
+        .find(|i| {
+            matches!(
+                i.spec.visibility,
+                Visibility::Public | Visibility::Community
+            ) || (i.spec.visibility == Visibility::Shared
+                && i.spec.members.iter().any(|m| m == project))
+        }))
+}

@@ -1,0 +1,148 @@
+//! A server that fits nowhere says why, and becomes ACTIVE once a node with room registers:
+//! `cirrus up` without a local node, then a hollow node (`cirrus node-agent --driver fake`)
+//! joining in its own process.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Cloud, bin};
+use serde_json::{Value, json};
+
+fn get(base: &str, path: &str) -> Value {
+    reqwest::blocking::get(format!("{base}/apis/cirrus.dev/v1{path}"))
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Kills and reaps the child on drop, so a failing test leaves no process behind.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+fn scheduled_condition(server: &Value) -> Option<Value> {
+    server["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Scheduled")
+        .cloned()
+}
+
+#[test]
+fn unschedulable_server_explains_why_and_runs_when_a_node_joins() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = Cloud::start(&dir.path().join("data"), &[]);
+    let base = cloud.base.clone();
+    let http = reqwest::blocking::Client::new();
+    let post = |path: &str, body: Value| {
+        let resp = http
+            .post(format!("{base}/apis/cirrus.dev/v1{path}"))
+            .json(&body)
+            .send()
+            .unwrap();
+        assert!(
+            resp.status().is_success(),
+            "{path}: {}",
+            resp.text().unwrap_or_default()
+        );
+    };
+    post(
+        "/flavors",
+        json!({"metadata": {"name": "small"}, "spec": {"vcpus": 1, "ram": 256, "disk": 1}}),
+    );
+    post(
+        "/projects/demo/images",
+        json!({"metadata": {"name": "disk"}, "spec": {"diskFormat": "qcow2", "containerFormat": "bare"}}),
+    );
+    // The image needs data for the node to boot it: a tiny qcow2.
+    let image = dir.path().join("disk.qcow2");
+    let made = Command::new("qemu-img")
+        .args(["create", "-f", "qcow2"])
+        .arg(&image)
+        .arg("16M")
+        .stdout(Stdio::null())
+        .status()
+        .expect("qemu-img is installed");
+    assert!(made.success());
+    let upload = cloud.cli(&[
+        "upload-image",
+        "disk",
+        image.to_str().unwrap(),
+        "-p",
+        "demo",
+    ]);
+    assert!(
+        upload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&upload.stderr)
+    );
+    post(
+        "/projects/demo/servers",
+        json!({"metadata": {"name": "waiting"}, "spec": {"flavor": "small", "image": "disk"}}),
+    );
+
+    // No node at all: the server says so instead of a bare "No valid host".
+    let condition = eventually("Scheduled=False", || {
+        let c = scheduled_condition(&get(&base, "/projects/demo/servers/waiting"))?;
+        (c["status"] == "False").then_some(c)
+    });
+    assert_eq!(condition["reason"], "NoValidHost");
+    assert!(
+        condition["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("0/0 nodes are available"),
+        "{condition}"
+    );
+    assert_eq!(
+        get(&base, "/projects/demo/servers/waiting")["status"]["phase"],
+        "BUILD"
+    );
+
+    // A hollow node joins in its own process; the server lands there and runs.
+    let state = dir.path().join("hollow");
+    let _agent = Reaped(
+        Command::new(bin("cirrus"))
+            .args([
+                "node-agent",
+                "--driver",
+                "fake",
+                "--node",
+                "hollow-1",
+                "--server",
+                &base,
+                "--state-dir",
+            ])
+            .arg(&state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let server = eventually("ACTIVE on the hollow node", || {
+        let s = get(&base, "/projects/demo/servers/waiting");
+        (s["status"]["phase"] == "ACTIVE").then_some(s)
+    });
+    assert_eq!(server["spec"]["nodeName"], "hollow-1");
+    assert_eq!(scheduled_condition(&server).unwrap()["status"], "True");
+    let node = get(&base, "/nodes/hollow-1");
+    assert_eq!(node["status"]["hypervisorType"], "fake");
+}

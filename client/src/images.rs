@@ -30,11 +30,15 @@ pub async fn find_image(
         .await?
         .items
         .into_iter()
-        .find(|i| {
-            matches!(
-                i.spec.visibility,
-                Visibility::Public | Visibility::Community
-            ) || (i.spec.visibility == Visibility::Shared
-                && i.spec.members.iter().any(|m| m == project))
-        }))
+        .find(|i| visible_from_elsewhere(i, project)))
+}
+
+/// Whether `image`, owned by another project, may be used by `project`: public and community
+/// images by anyone, shared ones by their members.
+pub fn visible_from_elsewhere(image: &Image, project: &str) -> bool {
+    matches!(
+        image.spec.visibility,
+        Visibility::Public | Visibility::Community
+    ) || (image.spec.visibility == Visibility::Shared
+        && image.spec.members.iter().any(|m| m == project))
 }

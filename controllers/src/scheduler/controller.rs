@@ -44,6 +44,7 @@ pub struct SchedulerContext {
     servers: Store<Server>,
     nodes: Store<Node>,
     flavors: Store<Flavor>,
+    images: Store<Image>,
     recorder: Recorder,
     /// Bindings written but maybe not yet in the server cache: server key → (uid, node).
     assumed: Mutex<HashMap<ObjectRef, (String, String)>>,
@@ -66,6 +67,7 @@ pub async fn run(
 ) {
     let (nodes, node_events) = cached::<Node>(&client);
     let (flavors, flavor_events) = cached::<Flavor>(&client);
+    let (images, image_events) = cached::<Image>(&client);
     let controller = Controller::new(Api::<Server>::all(client.clone()), Default::default())
         // One placement at a time: each sees every earlier binding (through the cache or
         // the assumed set), as kube-scheduler's scheduling cycle does.
@@ -88,9 +90,11 @@ pub async fn run(
         }
     };
     let on_node = unscheduled.clone();
+    let on_flavor = unscheduled.clone();
     let controller = controller
         .watches_stream(node_events, move |_: &Node| on_node())
-        .watches_stream(flavor_events, move |_: &Flavor| unscheduled());
+        .watches_stream(flavor_events, move |_: &Flavor| on_flavor())
+        .watches_stream(image_events, move |_: &Image| unscheduled());
     let ctx = Arc::new(SchedulerContext {
         recorder: Recorder::new(client.clone(), "scheduler", None),
         client,
@@ -98,6 +102,7 @@ pub async fn run(
         servers,
         nodes,
         flavors,
+        images,
         assumed: Mutex::new(HashMap::new()),
     });
     controller.run(reconcile, error_policy, ctx).await;
@@ -144,6 +149,7 @@ async fn reconcile(
     }
     ctx.nodes.wait_until_ready().await;
     ctx.flavors.wait_until_ready().await;
+    ctx.images.wait_until_ready().await;
     let api = Api::<Server>::for_object(ctx.client.clone(), server.as_ref());
 
     let Some(flavor) = ctx.flavors.get(&ObjectRef::cluster(&server.spec.flavor)) else {
@@ -153,7 +159,7 @@ async fn reconcile(
         return Ok(Action::requeue(RETRY_UNSCHEDULABLE));
     };
     let image_properties = match &server.spec.image {
-        Some(image) => match ctx.find_image(&server, image).await? {
+        Some(image) => match ctx.find_image(&server, image) {
             Some(found) => Some(found.spec.properties.clone()),
             None => {
                 let message =
@@ -207,13 +213,22 @@ async fn reconcile(
                 "assigned to node {} ({} of {} nodes fit)",
                 placement.node, placement.feasible, placement.total
             );
-            ctx.set_scheduled(&api, bound, ConditionStatus::True, "Scheduled", &message)
-                .await?;
-            let _ = ctx
-                .recorder
-                .publish(server.as_ref(), EventType::Normal, "Scheduled", &message)
-                .await;
             tracing::info!(node = %placement.node, "scheduled");
+            // The binding is what the next placement depends on; the condition and the Event
+            // are written off the scheduling path (both retry on their own conflicts).
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let written = ctx
+                    .set_scheduled(&api, bound, ConditionStatus::True, "Scheduled", &message)
+                    .await;
+                if let Err(err) = written {
+                    tracing::warn!(error = %err, "writing the Scheduled condition failed");
+                }
+                let _ = ctx
+                    .recorder
+                    .publish(server.as_ref(), EventType::Normal, "Scheduled", &message)
+                    .await;
+            });
             Ok(Action::await_change())
         }
         Err(no_valid_host) => {
@@ -260,10 +275,23 @@ impl SchedulerContext {
         self.assumed.lock().expect("assumed lock").remove(key);
     }
 
-    /// The image `name` as `server`'s project sees it ([`cirrus_client::find_image`]).
-    async fn find_image(&self, server: &Server, name: &str) -> Result<Option<Image>, ClientError> {
+    /// The image `name` as `server`'s project sees it, from the cache: its own image, else
+    /// one another project made visible ([`cirrus_client::images::visible_from_elsewhere`],
+    /// the rule [`cirrus_client::find_image`] applies through the API).
+    fn find_image(&self, server: &Server, name: &str) -> Option<Arc<Image>> {
         let project = server.metadata.project.as_deref().unwrap_or_default();
-        cirrus_client::find_image(&self.client, project, name).await
+        if let Some(own) = self.images.get(&ObjectRef::in_project(project, name)) {
+            return Some(own);
+        }
+        let mut others: Vec<Arc<Image>> = self
+            .images
+            .list()
+            .into_iter()
+            .filter(|i| i.metadata.name == name)
+            .filter(|i| cirrus_client::images::visible_from_elsewhere(i, project))
+            .collect();
+        others.sort_by(|a, b| a.metadata.project.cmp(&b.metadata.project));
+        others.into_iter().next()
     }
 
     async fn unschedulable(

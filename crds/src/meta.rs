@@ -160,12 +160,30 @@ mod tests {
     #[test]
     fn set_keeps_transition_time_unless_status_changes() {
         let mut conditions = Vec::new();
-        assert!(Condition::set(&mut conditions, cond(ConditionStatus::False, "a", 10)));
-        assert!(!Condition::set(&mut conditions, cond(ConditionStatus::False, "a", 20)));
-        assert!(Condition::set(&mut conditions, cond(ConditionStatus::False, "b", 30)));
-        assert_eq!(conditions[0].last_transition_time, DateTime::from_timestamp(10, 0));
-        assert!(Condition::set(&mut conditions, cond(ConditionStatus::True, "b", 40)));
-        assert_eq!(conditions[0].last_transition_time, DateTime::from_timestamp(40, 0));
+        assert!(Condition::set(
+            &mut conditions,
+            cond(ConditionStatus::False, "a", 10)
+        ));
+        assert!(!Condition::set(
+            &mut conditions,
+            cond(ConditionStatus::False, "a", 20)
+        ));
+        assert!(Condition::set(
+            &mut conditions,
+            cond(ConditionStatus::False, "b", 30)
+        ));
+        assert_eq!(
+            conditions[0].last_transition_time,
+            DateTime::from_timestamp(10, 0)
+        );
+        assert!(Condition::set(
+            &mut conditions,
+            cond(ConditionStatus::True, "b", 40)
+        ));
+        assert_eq!(
+            conditions[0].last_transition_time,
+            DateTime::from_timestamp(40, 0)
+        );
         assert!(Condition::is_true(&conditions, "Ready"));
         assert_eq!(conditions.len(), 1);
     }

@@ -8,7 +8,13 @@ use cirrus_store::embedded::{self, EmbeddedConfig, RealEtcd};
 use cirrus_store::objects::{Api, ObjectError, ObjectStore};
 
 fn flavor(name: &str) -> Flavor {
-    Flavor::new(ObjectMeta { name: name.into(), ..Default::default() }, FlavorSpec::default())
+    Flavor::new(
+        ObjectMeta {
+            name: name.into(),
+            ..Default::default()
+        },
+        FlavorSpec::default(),
+    )
 }
 
 async fn concurrent_creates_of_one_name_have_one_winner(store: ObjectStore) {
@@ -72,7 +78,9 @@ async fn embedded() -> (embedded::EmbeddedEtcd, ObjectStore) {
 }
 
 async fn real() -> (RealEtcd, ObjectStore) {
-    let etcd = RealEtcd::start().await.expect("a real etcd (/usr/bin/etcd) must be installed");
+    let etcd = RealEtcd::start()
+        .await
+        .expect("a real etcd (/usr/bin/etcd) must be installed");
     let store = ObjectStore::connect(&[etcd.endpoint()]).await.unwrap();
     (etcd, store)
 }

@@ -251,10 +251,10 @@ impl SchedulerContext {
                 let mut s = s.as_ref().clone();
                 if s.spec.node_name.is_none() {
                     let key = ObjectRef::from_obj(&s);
-                    if let Some((uid, node)) = assumed.get(&key) {
-                        if s.metadata.uid.as_deref() == Some(uid.as_str()) {
-                            s.spec.node_name = Some(node.clone());
-                        }
+                    if let Some((uid, node)) = assumed.get(&key)
+                        && s.metadata.uid.as_deref() == Some(uid.as_str())
+                    {
+                        s.spec.node_name = Some(node.clone());
                     }
                 }
                 s

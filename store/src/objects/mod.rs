@@ -373,34 +373,38 @@ impl ObjectStore {
             .map(|rev| with_resource_version(merged, rev)))
     }
 
+    /// Writes `object` at `key` if the key is still at `mod_revision`; the new revision, or
+    /// `None` when someone else wrote first.
     async fn put_if_unchanged(
         &self,
         key: &str,
         object: &Value,
         mod_revision: i64,
     ) -> Result<Option<i64>, ObjectError> {
-        let txn = Txn::new()
-            .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
-            .and_then([TxnOp::put(key, encode(object), None)]);
-        let resp = self
-            .client
-            .kv_client()
-            .txn(txn)
+        self.if_unchanged(key, mod_revision, TxnOp::put(key, encode(object), None))
             .await
-            .map_err(ObjectError::Unavailable)?;
-        Ok(resp
-            .succeeded()
-            .then(|| resp.header().map(|h| h.revision()).unwrap_or_default()))
     }
 
+    /// Deletes `key` if it is still at `mod_revision`; as [`Self::put_if_unchanged`].
     async fn delete_if_unchanged(
         &self,
         key: &str,
         mod_revision: i64,
     ) -> Result<Option<i64>, ObjectError> {
+        self.if_unchanged(key, mod_revision, TxnOp::delete(key, None))
+            .await
+    }
+
+    /// Runs `op` in a transaction guarded by `mod_revision(key) == mod_revision`.
+    async fn if_unchanged(
+        &self,
+        key: &str,
+        mod_revision: i64,
+        op: TxnOp,
+    ) -> Result<Option<i64>, ObjectError> {
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
-            .and_then([TxnOp::delete(key, None)]);
+            .and_then([op]);
         let resp = self
             .client
             .kv_client()

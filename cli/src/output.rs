@@ -265,8 +265,8 @@ fn kind_columns(kind: &str) -> &'static [(&'static str, &'static str, bool)] {
         ],
         "Node" => &[
             ("VCPUS", "/status/capacity/vcpus", false),
-            ("RAM", "/status/capacity/memoryMib", false),
-            ("DISK", "/status/capacity/diskGib", false),
+            ("RAM", "/status/capacity/memoryMiB", false),
+            ("DISK", "/status/capacity/diskGiB", false),
             ("UNSCHEDULABLE", "/spec/unschedulable", true),
             ("ZONE", "/spec/availabilityZone", true),
             ("HYPERVISOR", "/status/hypervisorType", true),

@@ -305,7 +305,7 @@ fn kind_columns(kind: &str) -> &'static [(&'static str, &'static str, bool)] {
         ],
         "ServerGroup" => &[
             ("POLICY", "/spec/policy", false),
-            ("MEMBERS", "/spec/members", false),
+            ("MEMBERS", "/status/members", false),
         ],
         "Event" => &[
             ("TYPE", "/spec/type", false),
@@ -515,5 +515,56 @@ mod tests {
         let y = to_yaml(&v).unwrap();
         let back: Value = serde_saphyr::from_str(&y).unwrap();
         assert_eq!(back, v);
+    }
+}
+
+#[cfg(test)]
+mod column_schema_tests {
+    use super::*;
+
+    /// The schema node at `node`, following `$ref` into `$defs`.
+    fn resolve<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
+        match node.get("$ref").and_then(Value::as_str) {
+            Some(r) => {
+                let name = r.trim_start_matches("#/$defs/");
+                resolve(root, &root["$defs"][name])
+            }
+            None => node,
+        }
+    }
+
+    /// Whether the JSON pointer `path` names a field the schema allows.
+    fn has_path(root: &Value, node: &Value, segments: &[&str]) -> bool {
+        let node = resolve(root, node);
+        let Some((first, rest)) = segments.split_first() else {
+            return true;
+        };
+        for alternatives in ["anyOf", "oneOf", "allOf"] {
+            if let Some(branches) = node.get(alternatives).and_then(Value::as_array)
+                && branches.iter().any(|b| has_path(root, b, segments))
+            {
+                return true;
+            }
+        }
+        if let Some(next) = node.get("properties").and_then(|p| p.get(*first)) {
+            return has_path(root, next, rest);
+        }
+        node.get("additionalProperties")
+            .is_some_and(Value::is_object)
+    }
+
+    #[test]
+    fn every_kind_column_names_a_field_of_its_kind() {
+        for kind in cirrus_crds::all_kinds() {
+            let schema = serde_json::to_value((kind.schema)()).unwrap();
+            for (header, pointer, _) in kind_columns(kind.kind) {
+                let segments: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
+                assert!(
+                    has_path(&schema, &schema, &segments),
+                    "{}: column {header} reads {pointer}, which the schema does not have",
+                    kind.kind
+                );
+            }
+        }
     }
 }

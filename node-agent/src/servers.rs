@@ -9,8 +9,13 @@
 //!    the root disk overlay (`DiskReady`); `domain_ensure` the [`DomainSpec`]. When the domain
 //!    already exists a failed preparation leaves it alone (it keeps running from its disk).
 //! 3. Power: Running → start/resume; Stopped → ACPI shutdown, then destroy once
-//!    [`ServerConfig::shutdown_grace`] has passed (requeued, never blocking); Paused → suspend;
-//!    Suspended → paused in memory (no managed save yet; the `Ready` message says so). A
+//!    [`ServerConfig::shutdown_grace`] has passed (requeued, never blocking); Paused → pause in
+//!    memory (`domain_suspend`); Suspended → suspend to disk as OpenStack means it
+//!    (`domain_save`, libvirt's managed save: the domain is stopped with its memory saved,
+//!    [`DomainState::Saved`]); Running from Saved restores it (`domain_start`: the guest
+//!    continues, no boot). Stopped with a Saved domain keeps the saved state and counts as
+//!    stopped (phase SHUTOFF, observed power state Suspended, the `Ready` message says so):
+//!    nothing the guest had is discarded, and Running later restores it. A
 //!    `spec.rebootCount` above `status.observedRebootCount` reboots (soft or hard) a running
 //!    domain once and records the count.
 //! 4. Status is derived from what was observed ([`derive_status`], pure) and written only when
@@ -235,7 +240,7 @@ pub struct Observation {
     pub observed_reboot_count: Option<u64>,
     /// A transition in progress (e.g. `powering-off`), Nova's task_state.
     pub task: Option<String>,
-    /// A note for the `Ready` message (e.g. Suspended handled as paused).
+    /// A note for the `Ready` message (e.g. a saved state kept while Stopped).
     pub note: Option<String>,
 }
 
@@ -245,7 +250,7 @@ fn observed_power(state: DomainState) -> ObservedPowerState {
         DomainState::Paused => ObservedPowerState::Paused,
         DomainState::ShutOff => ObservedPowerState::Stopped,
         DomainState::Crashed => ObservedPowerState::Crashed,
-        DomainState::PmSuspended => ObservedPowerState::Suspended,
+        DomainState::PmSuspended | DomainState::Saved => ObservedPowerState::Suspended,
         DomainState::NoState => ObservedPowerState::NoState,
     }
 }
@@ -257,12 +262,11 @@ fn achieved(wanted: PowerState, state: Option<DomainState>) -> bool {
         (PowerState::Running, Some(DomainState::Running))
             | (
                 PowerState::Stopped,
-                Some(DomainState::ShutOff | DomainState::Crashed)
+                // A saved (suspended-to-disk) guest is not running either; see the module docs.
+                Some(DomainState::ShutOff | DomainState::Crashed | DomainState::Saved)
             )
-            | (
-                PowerState::Paused | PowerState::Suspended,
-                Some(DomainState::Paused)
-            )
+            | (PowerState::Paused, Some(DomainState::Paused))
+            | (PowerState::Suspended, Some(DomainState::Saved))
     )
 }
 
@@ -341,9 +345,9 @@ pub fn derive_status(
     } else {
         match state {
             Some(DomainState::Running | DomainState::ShuttingDown) => ServerPhase::Active,
-            Some(DomainState::Paused) if wanted == PowerState::Suspended => ServerPhase::Suspended,
             Some(DomainState::Paused) => ServerPhase::Paused,
-            Some(DomainState::PmSuspended) => ServerPhase::Suspended,
+            Some(DomainState::Saved) if wanted == PowerState::Stopped => ServerPhase::Shutoff,
+            Some(DomainState::Saved | DomainState::PmSuspended) => ServerPhase::Suspended,
             Some(DomainState::ShutOff | DomainState::Crashed)
                 if launched || wanted == PowerState::Stopped =>
             {
@@ -815,6 +819,15 @@ impl ServerContext {
                     obs.task = Some("powering-on".into());
                     action = Action::requeue(self.config.poll);
                 }
+                DomainState::Saved => {
+                    // Restores the saved memory: not a boot, so a pending reboot is carried
+                    // out by the next reconcile, on the running domain.
+                    call(HypervisorOp::DomainStart, |d, n| d.domain_start(n)).await?;
+                    tracing::info!("domain restored from its saved state");
+                    if reboot_pending {
+                        action = Action::requeue(self.config.poll);
+                    }
+                }
                 DomainState::ShutOff | DomainState::Crashed | DomainState::NoState => {
                     call(HypervisorOp::DomainStart, |d, n| d.domain_start(n)).await?;
                     tracing::info!("domain started");
@@ -832,6 +845,14 @@ impl ServerContext {
                 match state {
                     DomainState::ShutOff | DomainState::Crashed => {
                         lock(&self.stops).remove(&uid);
+                    }
+                    DomainState::Saved => {
+                        // Not running; the saved state is kept (see the module docs).
+                        lock(&self.stops).remove(&uid);
+                        obs.note = Some(
+                            "the domain's suspended (saved) state is kept; Running restores it"
+                                .into(),
+                        );
                     }
                     DomainState::Paused => {
                         // A paused guest cannot see the ACPI button.
@@ -866,24 +887,42 @@ impl ServerContext {
                     }
                 }
             }
-            PowerState::Paused | PowerState::Suspended => {
+            PowerState::Paused => {
                 if reboot_pending {
                     obs.observed_reboot_count = Some(requested);
-                }
-                if wanted == PowerState::Suspended {
-                    obs.note = Some(
-                        "suspend to disk (managed save) is not supported yet: the server is paused in memory"
-                            .into(),
-                    );
                 }
                 match state {
                     DomainState::Paused => {}
                     DomainState::Running => {
                         call(HypervisorOp::DomainSuspend, |d, n| d.domain_suspend(n)).await?;
                     }
-                    DomainState::ShutOff | DomainState::Crashed | DomainState::NoState => {
+                    DomainState::ShutOff
+                    | DomainState::Saved
+                    | DomainState::Crashed
+                    | DomainState::NoState => {
+                        // From Saved, start restores the guest, which is then paused.
                         call(HypervisorOp::DomainStart, |d, n| d.domain_start(n)).await?;
                         call(HypervisorOp::DomainSuspend, |d, n| d.domain_suspend(n)).await?;
+                    }
+                    DomainState::ShuttingDown | DomainState::PmSuspended => {
+                        action = Action::requeue(self.config.poll);
+                    }
+                }
+            }
+            PowerState::Suspended => {
+                if reboot_pending {
+                    obs.observed_reboot_count = Some(requested);
+                }
+                match state {
+                    DomainState::Saved => {}
+                    DomainState::Running | DomainState::Paused => {
+                        call(HypervisorOp::DomainSave, |d, n| d.domain_save(n)).await?;
+                        tracing::info!("domain suspended to disk (managed save)");
+                    }
+                    DomainState::ShutOff | DomainState::Crashed | DomainState::NoState => {
+                        // Like Paused from shut off: boot, then save what runs.
+                        call(HypervisorOp::DomainStart, |d, n| d.domain_start(n)).await?;
+                        call(HypervisorOp::DomainSave, |d, n| d.domain_save(n)).await?;
                     }
                     DomainState::ShuttingDown | DomainState::PmSuspended => {
                         action = Action::requeue(self.config.poll);
@@ -1099,17 +1138,33 @@ mod tests {
             derive_status(&s, &obs, "n1", Utc::now()).phase,
             Some(ServerPhase::Shutoff)
         );
+        // Suspended is suspend to disk: only a saved domain satisfies it.
         s.spec.power_state = PowerState::Suspended;
-        obs.domain = Some(Ok(Some(DomainState::Paused)));
-        obs.note = Some("paused in memory".into());
+        obs.domain = Some(Ok(Some(DomainState::Saved)));
         let st = derive_status(&s, &obs, "n1", Utc::now());
         assert_eq!(st.phase, Some(ServerPhase::Suspended));
-        assert!(
-            Condition::find(&st.conditions, READY)
-                .unwrap()
-                .message
-                .contains("paused in memory")
-        );
+        assert_eq!(st.power_state, Some(ObservedPowerState::Suspended));
+        assert!(Condition::is_true(&st.conditions, READY));
+        obs.domain = Some(Ok(Some(DomainState::Paused)));
+        let st = derive_status(&s, &obs, "n1", Utc::now());
+        assert_eq!(st.phase, Some(ServerPhase::Paused));
+        assert!(!Condition::is_true(&st.conditions, READY));
+        // Stopped with a saved domain: not running, saved state kept (said so), SHUTOFF.
+        s.spec.power_state = PowerState::Stopped;
+        obs.domain = Some(Ok(Some(DomainState::Saved)));
+        obs.note = Some("saved state is kept".into());
+        let st = derive_status(&s, &obs, "n1", Utc::now());
+        assert_eq!(st.phase, Some(ServerPhase::Shutoff));
+        assert_eq!(st.power_state, Some(ObservedPowerState::Suspended));
+        let ready = Condition::find(&st.conditions, READY).unwrap();
+        assert_eq!(ready.status, ConditionStatus::True);
+        assert!(ready.message.contains("saved state is kept"));
+        // Running with a saved domain is a transition (the reconciler restores it).
+        s.spec.power_state = PowerState::Running;
+        obs.note = None;
+        let st = derive_status(&s, &obs, "n1", Utc::now());
+        assert_eq!(st.phase, Some(ServerPhase::Suspended));
+        assert!(!Condition::is_true(&st.conditions, READY));
         s.spec.power_state = PowerState::Running;
         let mut obs = running();
         obs.reboot_issued = Some(RebootKind::Hard);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cirrus_client::{Api, WatchEvent};
 use cirrus_crds::kinds::image::DiskFormat;
-use cirrus_crds::kinds::server::{PowerState, RebootType, ServerPhase};
+use cirrus_crds::kinds::server::{ObservedPowerState, PowerState, RebootType, ServerPhase};
 use cirrus_crds::{Condition, ConditionStatus, Lease, Node, Server};
 use cirrus_node_agent::hypervisor::fake::FakeHypervisor;
 use cirrus_node_agent::hypervisor::{
@@ -223,19 +223,27 @@ async fn fake_server_lifecycle() {
     assert!(fake.calls(HypervisorOp::DomainDestroy) > destroys);
     fake.set_ignore_acpi(false);
 
-    // Paused, Suspended (paused in memory, said so), Running again.
+    // Paused (in memory), Suspended (to disk: managed save), Running again (restored, no
+    // boot); Stopped while suspended keeps the saved state.
     set_spec(&h, "web-1", |s| s.spec.power_state = PowerState::Paused).await;
     phase_is(&h, "web-1", ServerPhase::Paused).await;
+    let boots = fake.boots(&name);
     set_spec(&h, "web-1", |s| s.spec.power_state = PowerState::Suspended).await;
     let suspended = phase_is(&h, "web-1", ServerPhase::Suspended).await;
-    let ready = Condition::find(&suspended.status.conditions, READY).unwrap();
-    assert!(
-        ready.message.contains("not supported yet"),
-        "{}",
-        ready.message
+    assert_eq!(fake.domain_state(&name).unwrap(), Some(DomainState::Saved));
+    assert_eq!(
+        suspended.status.power_state,
+        Some(ObservedPowerState::Suspended)
     );
+    assert!(Condition::is_true(&suspended.status.conditions, READY));
+    set_spec(&h, "web-1", |s| s.spec.power_state = PowerState::Stopped).await;
+    let stopped = phase_is(&h, "web-1", ServerPhase::Shutoff).await;
+    assert_eq!(fake.domain_state(&name).unwrap(), Some(DomainState::Saved));
+    let ready = Condition::find(&stopped.status.conditions, READY).unwrap();
+    assert!(ready.message.contains("saved"), "{}", ready.message);
     set_spec(&h, "web-1", |s| s.spec.power_state = PowerState::Running).await;
     phase_is(&h, "web-1", ServerPhase::Active).await;
+    assert_eq!(fake.boots(&name), boots, "restored, not booted");
 
     // Unreachable hypervisor: Unknown, never ERROR; recovers.
     fake.set_unreachable(true);

@@ -139,7 +139,7 @@ pub fn run(hv: &dyn Hypervisor, cfg: &SuiteConfig<'_>) {
         "{host:?}"
     );
 
-    step("absent domains: state None, delete ok, start NotFound");
+    step("absent domains: state None, delete ok, start/destroy/save NotFound");
     let absent = DomainName::for_server(Uuid::new_v4());
     assert_eq!(hv.domain_state(&absent).unwrap(), None);
     hv.domain_delete(&absent)
@@ -150,6 +150,10 @@ pub fn run(hv: &dyn Hypervisor, cfg: &SuiteConfig<'_>) {
     ));
     assert!(matches!(
         hv.domain_destroy(&absent),
+        Err(HypervisorError::NotFound(_))
+    ));
+    assert!(matches!(
+        hv.domain_save(&absent),
         Err(HypervisorError::NotFound(_))
     ));
 
@@ -207,6 +211,35 @@ pub fn run(hv: &dyn Hypervisor, cfg: &SuiteConfig<'_>) {
     hv.domain_resume(&name).expect("resume is idempotent");
     assert_eq!(hv.domain_state(&name).unwrap(), Some(DomainState::Running));
 
+    step("save (managed save, twice) -> Saved; start restores without a boot");
+    hv.domain_save(&name).expect("save");
+    assert_eq!(hv.domain_state(&name).unwrap(), Some(DomainState::Saved));
+    hv.domain_save(&name).expect("save is idempotent");
+    assert_eq!(hv.domain_state(&name).unwrap(), Some(DomainState::Saved));
+    assert!(!DomainState::Saved.is_active());
+    let list = hv.domain_list().unwrap();
+    assert_eq!(
+        list.iter()
+            .filter(|d| d.name == name && d.state == DomainState::Saved)
+            .count(),
+        1,
+        "{list:?}"
+    );
+    hv.domain_destroy(&name)
+        .expect("destroying a saved domain is a no-op");
+    assert_eq!(hv.domain_state(&name).unwrap(), Some(DomainState::Saved));
+    hv.domain_start(&name).expect("start restores");
+    wait_state(hv, &name, Some(DomainState::Running), t);
+    if cfg.console {
+        // Memory was restored, not rebooted: give a boot the time to show up, then check.
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(
+            count_markers(&log, BOOT, &marker),
+            1,
+            "a restore must not boot the guest again"
+        );
+    }
+
     step("hard reboot -> marker twice");
     hv.domain_reboot(&name, RebootKind::Hard)
         .expect("hard reboot");
@@ -240,6 +273,16 @@ pub fn run(hv: &dyn Hypervisor, cfg: &SuiteConfig<'_>) {
     hv.domain_destroy(&name).expect("destroy");
     hv.domain_destroy(&name).expect("destroy is idempotent");
     assert_eq!(hv.domain_state(&name).unwrap(), Some(DomainState::ShutOff));
+    assert!(
+        matches!(
+            hv.domain_save(&name),
+            Err(HypervisorError::InvalidState {
+                state: DomainState::ShutOff,
+                ..
+            })
+        ),
+        "saving a shut-off domain without a saved state is refused"
+    );
 
     step("hard reboot of a shut-off domain starts it");
     hv.domain_reboot(&name, RebootKind::Hard)
@@ -256,5 +299,22 @@ pub fn run(hv: &dyn Hypervisor, cfg: &SuiteConfig<'_>) {
     ));
     let list = hv.domain_list().unwrap();
     assert_eq!(ours(&list), 0, "{list:?}");
+
+    step("delete a saved domain removes its saved state too");
+    assert_eq!(hv.domain_ensure(&spec).unwrap(), EnsureOutcome::Created);
+    hv.domain_start(&name).expect("start");
+    wait_state(hv, &name, Some(DomainState::Running), t);
+    hv.domain_save(&name).expect("save");
+    assert_eq!(hv.domain_state(&name).unwrap(), Some(DomainState::Saved));
+    hv.domain_delete(&name).expect("delete a saved domain");
+    assert_eq!(hv.domain_state(&name).unwrap(), None);
+    assert_eq!(hv.domain_ensure(&spec).unwrap(), EnsureOutcome::Created);
+    assert_eq!(
+        hv.domain_state(&name).unwrap(),
+        Some(DomainState::ShutOff),
+        "a redefined domain must not find the deleted domain's saved state"
+    );
+    hv.domain_delete(&name).expect("delete");
+    assert_eq!(hv.domain_state(&name).unwrap(), None);
     step("done");
 }

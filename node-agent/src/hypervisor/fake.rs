@@ -3,7 +3,8 @@
 //! It keeps domains in a map, transitions states instantly, and can simulate a guest console:
 //! on every boot it appends `CIRRUS-BOOT <marker>` (the marker from `cirrus.marker=` on the
 //! kernel command line, default `CIRRUS-GUEST-UP`) to the spec's console-log file, as the test
-//! guest from `hack/build-guest.sh` does. Faults can be injected per operation
+//! guest from `hack/build-guest.sh` does — except when it restores a saved domain
+//! ([`Hypervisor::domain_save`] then `domain_start`): memory is restored, nothing boots. Faults can be injected per operation
 //! ([`FakeHypervisor::fail_next`]) or globally ([`FakeHypervisor::set_unreachable`]), and
 //! out-of-band changes (someone ran `virsh destroy`) simulated with the `oob_*` methods.
 
@@ -30,6 +31,8 @@ struct FakeDomain {
     spec: DomainSpec,
     state: DomainState,
     boots: u64,
+    /// A managed save image exists (state [`DomainState::Saved`]); the next start restores.
+    saved: bool,
 }
 
 #[derive(Debug, Default)]
@@ -124,7 +127,9 @@ impl FakeHypervisor {
 
     /// Out of band: powers the domain off behind Cirrus's back (`virsh destroy`).
     pub fn oob_destroy(&self, name: &DomainName) {
-        if let Some(d) = self.lock().domains.get_mut(name) {
+        if let Some(d) = self.lock().domains.get_mut(name)
+            && d.state != DomainState::Saved
+        {
             d.state = DomainState::ShutOff;
         }
     }
@@ -174,6 +179,7 @@ impl FakeHypervisor {
 
     fn boot(&self, d: &mut FakeDomain) {
         d.state = DomainState::Running;
+        d.saved = false;
         d.boots += 1;
         if !self.simulate_console {
             return;
@@ -237,6 +243,7 @@ impl Hypervisor for FakeHypervisor {
                         spec: spec.clone(),
                         state: DomainState::ShutOff,
                         boots: 0,
+                        saved: false,
                     },
                 );
                 Ok(EnsureOutcome::Created)
@@ -264,7 +271,11 @@ impl Hypervisor for FakeHypervisor {
     fn domain_start(&self, name: &DomainName) -> Result<()> {
         let mut st = self.enter(HypervisorOp::DomainStart, name.as_str())?;
         let d = get(&mut st, name)?;
-        if !d.state.is_active() {
+        if d.saved {
+            // Restored from the managed save image: the guest continues, no boot.
+            d.saved = false;
+            d.state = DomainState::Running;
+        } else if !d.state.is_active() {
             self.boot(d);
         }
         Ok(())
@@ -283,7 +294,10 @@ impl Hypervisor for FakeHypervisor {
     fn domain_destroy(&self, name: &DomainName) -> Result<()> {
         let mut st = self.enter(HypervisorOp::DomainDestroy, name.as_str())?;
         let d = get(&mut st, name)?;
-        d.state = DomainState::ShutOff;
+        // A saved domain has no process to kill: it stays saved.
+        if d.state != DomainState::Saved {
+            d.state = DomainState::ShutOff;
+        }
         Ok(())
     }
 
@@ -339,7 +353,26 @@ impl Hypervisor for FakeHypervisor {
         }
     }
 
+    fn domain_save(&self, name: &DomainName) -> Result<()> {
+        let mut st = self.enter(HypervisorOp::DomainSave, name.as_str())?;
+        let d = get(&mut st, name)?;
+        match d.state {
+            DomainState::Saved => Ok(()),
+            DomainState::Running | DomainState::Paused => {
+                d.state = DomainState::Saved;
+                d.saved = true;
+                Ok(())
+            }
+            state => Err(HypervisorError::InvalidState {
+                op: HypervisorOp::DomainSave,
+                name: name.clone(),
+                state,
+            }),
+        }
+    }
+
     fn domain_delete(&self, name: &DomainName) -> Result<()> {
+        // Removing the domain removes its managed save image (the `saved` flag) with it.
         let mut st = self.enter(HypervisorOp::DomainDelete, name.as_str())?;
         st.domains.remove(name);
         Ok(())

@@ -18,6 +18,12 @@
 //!   can't take the node agent down.
 //! - `domain_state` uses `virDomainGetInfo` (`virt`'s `Domain::state` ignores errors and would
 //!   report a vanished domain as "no state").
+//! - Suspend to disk is libvirt's managed save (`virDomainManagedSave`, saved with
+//!   `VIR_DOMAIN_SAVE_RUNNING` so a domain saved while paused restores running). A shut-off
+//!   domain with a managed save image is reported as [`DomainState::Saved`]; `virDomainCreate`
+//!   restores it, a hard reboot discards it first (a power-cycle boots afresh), and
+//!   `domain_delete` removes it with the domain. Redefining a saved domain with a changed spec
+//!   may make the restore fail (libvirt checks the saved ABI against the new definition).
 //! - KVM use is probed once per driver ([`super::kvm`]) for local `qemu:` URIs.
 //! - Graceful shutdown and soft reboot use libvirt's default method: with no guest agent
 //!   configured, QEMU presses the ACPI power button (a soft reboot is libvirt's "fake reboot":
@@ -211,10 +217,23 @@ impl LibvirtHypervisor {
             .ok_or_else(|| HypervisorError::NotFound(name.clone()))
     }
 
+    /// The domain's state; a shut-off domain with a managed save image is
+    /// [`DomainState::Saved`].
     fn state_of(&self, d: &Domain, op: HypervisorOp, name: &DomainName) -> Result<DomainState> {
-        d.info()
+        let state = d
+            .info()
             .map(|i| map_state(i.state))
-            .map_err(|e| self.err(op, Some(name), e))
+            .map_err(|e| self.err(op, Some(name), e))?;
+        if state != DomainState::ShutOff {
+            return Ok(state);
+        }
+        match d.has_managed_save(0) {
+            Ok(true) => Ok(DomainState::Saved),
+            Ok(false) => Ok(state),
+            // A driver without managed save has no saved state.
+            Err(e) if is(&e, ErrorNumber::NoSupport) => Ok(state),
+            Err(e) => Err(self.err(op, Some(name), e)),
+        }
     }
 
     /// Runs `act` unless the domain is already in a state where it is unnecessary; if `act`
@@ -436,12 +455,17 @@ impl Hypervisor for LibvirtHypervisor {
             RebootKind::Hard => {
                 let c = self.conn(op)?;
                 let d = self.must(&c, op, name)?;
-                if self.state_of(&d, op, name)?.is_active() {
-                    match d.destroy() {
+                match self.state_of(&d, op, name)? {
+                    s if s.is_active() => match d.destroy() {
                         Ok(()) => {}
                         Err(e) if is(&e, ErrorNumber::OperationInvalid) => {}
                         Err(e) => return Err(self.err(op, Some(name), e)),
-                    }
+                    },
+                    // A power-cycle boots afresh: the saved memory is discarded.
+                    DomainState::Saved => d
+                        .managed_save_remove(0)
+                        .map_err(|e| self.err(op, Some(name), e))?,
+                    _ => {}
                 }
                 d.create()
                     .map(|_| ())
@@ -470,6 +494,20 @@ impl Hypervisor for LibvirtHypervisor {
         )
     }
 
+    fn domain_save(&self, name: &DomainName) -> Result<()> {
+        self.transition(
+            HypervisorOp::DomainSave,
+            name,
+            |s| s == DomainState::Saved,
+            |s| matches!(s, DomainState::Running | DomainState::Paused),
+            // RUNNING: a domain saved while paused is restored running (the caller asked for
+            // suspend-to-disk, not for a pause that survives it).
+            |d| d.managed_save(sys::VIR_DOMAIN_SAVE_RUNNING),
+        )?;
+        tracing::info!(domain = %name, "domain saved (managed save)");
+        Ok(())
+    }
+
     fn domain_delete(&self, name: &DomainName) -> Result<()> {
         let op = HypervisorOp::DomainDelete;
         let c = self.conn(op)?;
@@ -491,17 +529,29 @@ impl Hypervisor for LibvirtHypervisor {
             | sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
             | sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
             | sys::VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
+        let unsupported =
+            |e: &VirError| is(e, ErrorNumber::InvalidArg) || is(e, ErrorNumber::NoSupport);
         let undefined = match d.undefine_flags(flags) {
-            // Drivers without NVRAM/checkpoint support (e.g. the test driver) reject the flags.
-            Err(e) if is(&e, ErrorNumber::InvalidArg) || is(&e, ErrorNumber::NoSupport) => {
-                d.undefine()
-            }
+            // Drivers without NVRAM/checkpoint support (e.g. the test driver) reject the flags;
+            // the managed save image must still go (a plain undefine refuses while one exists).
+            Err(e) if unsupported(&e) => match d.undefine_flags(
+                sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA,
+            ) {
+                Err(e) if unsupported(&e) => d.undefine(),
+                r => r,
+            },
             r => r,
         };
         match undefined {
             Ok(()) => {}
-            // A transient domain disappears with destroy; "not persistent" means it is gone.
-            Err(e) if gone(&e) || is(&e, ErrorNumber::OperationInvalid) => {}
+            Err(e) if gone(&e) => {}
+            // A transient domain disappears with destroy ("not persistent"); anything else
+            // refused as invalid (e.g. a managed save image left behind) is a failure.
+            Err(e) if is(&e, ErrorNumber::OperationInvalid) => {
+                if self.lookup(&c, op, name)?.is_some() {
+                    return Err(self.err(op, Some(name), e));
+                }
+            }
             Err(e) => return Err(self.err(op, Some(name), e)),
         }
         tracing::info!(domain = %name, "domain deleted");

@@ -187,14 +187,23 @@ pub enum DomainState {
     Crashed,
     /// Suspended by the guest's power management (S3/S4).
     PmSuspended,
+    /// Shut off *with* a managed save image ([`Hypervisor::domain_save`], OpenStack's
+    /// "suspend"): no QEMU process, the guest's memory and device state are on disk, and the
+    /// next [`Hypervisor::domain_start`] restores it (the guest resumes where it was, no boot).
+    /// Not active.
+    Saved,
     /// The hypervisor reports no state (transitional).
     NoState,
 }
 
 impl DomainState {
-    /// Whether a QEMU process exists for the domain (anything but shut off / crashed).
+    /// Whether a QEMU process exists for the domain (anything but shut off / saved /
+    /// crashed).
     pub fn is_active(self) -> bool {
-        !matches!(self, DomainState::ShutOff | DomainState::Crashed)
+        !matches!(
+            self,
+            DomainState::ShutOff | DomainState::Saved | DomainState::Crashed
+        )
     }
 }
 
@@ -274,6 +283,7 @@ pub enum HypervisorOp {
     DomainReboot,
     DomainSuspend,
     DomainResume,
+    DomainSave,
     DomainDelete,
 }
 
@@ -290,6 +300,7 @@ impl fmt::Display for HypervisorOp {
             HypervisorOp::DomainReboot => "domain_reboot",
             HypervisorOp::DomainSuspend => "domain_suspend",
             HypervisorOp::DomainResume => "domain_resume",
+            HypervisorOp::DomainSave => "domain_save",
             HypervisorOp::DomainDelete => "domain_delete",
         };
         f.write_str(s)
@@ -376,7 +387,8 @@ pub trait Hypervisor: Send + Sync + fmt::Debug {
     /// All Cirrus-owned domains (name `cirrus-<uuid>`) with their states, sorted by name.
     fn domain_list(&self) -> Result<Vec<DomainSummary>>;
 
-    /// Starts a defined domain. A no-op when it is already active (running or paused).
+    /// Starts a defined domain — restoring it when it is [`DomainState::Saved`] (the managed
+    /// save image is consumed). A no-op when it is already active (running or paused).
     fn domain_start(&self, name: &DomainName) -> Result<()>;
 
     /// Asks the guest to power off (ACPI power button) and returns without waiting. A no-op
@@ -396,6 +408,14 @@ pub trait Hypervisor: Send + Sync + fmt::Debug {
 
     /// Resumes a paused domain. A no-op when it is running.
     fn domain_resume(&self, name: &DomainName) -> Result<()>;
+
+    /// Saves a running or paused domain's memory and device state to disk and stops it
+    /// (libvirt's managed save, OpenStack's "suspend"): the domain becomes
+    /// [`DomainState::Saved`] and the next [`Hypervisor::domain_start`] restores it. A no-op
+    /// when it is already saved; [`HypervisorError::NotFound`] when it does not exist;
+    /// [`HypervisorError::InvalidState`] when it is shut off (or crashed) without a saved
+    /// state, or in a transitional state.
+    fn domain_save(&self, name: &DomainName) -> Result<()>;
 
     /// Destroys (if active) and undefines the domain, including NVRAM, managed-save image and
     /// snapshot metadata. Succeeds when the domain does not exist. Disk and console-log files

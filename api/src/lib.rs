@@ -14,6 +14,7 @@ pub mod image_format;
 pub mod images;
 pub mod openapi;
 mod resources;
+pub mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,26 +2,14 @@
 
 use axum::extract::{Path, Query};
 use axum::routing::get;
-use cirrus_api::ApiState;
-use cirrus_store::embedded::{self, EmbeddedConfig};
-use cirrus_store::objects::ObjectStore;
+use cirrus_api::testing::TestApi;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
 #[tokio::test]
 async fn console_is_proxied_from_the_node_agent_and_errors_name_the_hop() {
-    let server = embedded::start(EmbeddedConfig::in_memory()).await.unwrap();
-    let store = ObjectStore::connect(&[server.endpoint()]).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!(
-        "http://{}/apis/cirrus.dev/v1",
-        listener.local_addr().unwrap()
-    );
-    let api = tokio::spawn(async move {
-        cirrus_api::serve(listener, ApiState::new(store), std::future::pending())
-            .await
-            .unwrap();
-    });
+    let api = TestApi::start().await;
+    let base = format!("{}/apis/cirrus.dev/v1", api.base_url);
     // A stand-in node agent serving one console log.
     let agent_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let agent_url = format!("http://{}", agent_listener.local_addr().unwrap());
@@ -110,5 +98,4 @@ async fn console_is_proxied_from_the_node_agent_and_errors_name_the_hop() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
-    api.abort();
 }

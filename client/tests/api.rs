@@ -2,44 +2,22 @@
 
 use std::collections::BTreeMap;
 
+use cirrus_api::testing::TestApi;
 use cirrus_client::{Api, Client, ClientError, ListParams, WatchEvent};
 use cirrus_crds::{Flavor, FlavorSpec, ObjectMeta, Server};
-use cirrus_store::embedded::{self, EmbeddedConfig, EmbeddedEtcd};
-use cirrus_store::objects::ObjectStore;
 use futures::StreamExt;
 use serde_json::json;
 
 struct Harness {
     client: Client,
-    _server: EmbeddedEtcd,
-    api: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.api.abort();
-    }
+    _api: TestApi,
 }
 
 async fn harness() -> Harness {
-    let server = embedded::start(EmbeddedConfig::in_memory())
-        .await
-        .expect("embedded store");
-    let store = ObjectStore::connect(&[server.endpoint()])
-        .await
-        .expect("connect");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = cirrus_api::ApiState::new(store);
-    let api = tokio::spawn(async move {
-        cirrus_api::serve(listener, state, std::future::pending())
-            .await
-            .unwrap();
-    });
+    let api = TestApi::start().await;
     Harness {
-        client: Client::new(base),
-        _server: server,
-        api,
+        client: Client::new(api.base_url.clone()),
+        _api: api,
     }
 }
 

@@ -6,8 +6,6 @@ use chrono::Utc;
 use cirrus_client::{Api, Client};
 use cirrus_controllers::nodelifecycle::{self, LEASE_EXPIRED};
 use cirrus_crds::{Condition, ConditionStatus, Lease, LeaseSpec, Node, NodeSpec, ObjectMeta};
-use cirrus_store::embedded::{self, EmbeddedConfig};
-use cirrus_store::objects::ObjectStore;
 
 fn meta(name: &str) -> ObjectMeta {
     ObjectMeta {
@@ -18,21 +16,8 @@ fn meta(name: &str) -> ObjectMeta {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_whose_lease_expires_becomes_not_ready_and_a_live_one_stays_ready() {
-    let store_server = embedded::start(EmbeddedConfig::in_memory()).await.unwrap();
-    let store = ObjectStore::connect(&[store_server.endpoint()])
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let client = Client::new(format!("http://{}", listener.local_addr().unwrap()));
-    let api_task = tokio::spawn(async move {
-        cirrus_api::serve(
-            listener,
-            cirrus_api::ApiState::new(store),
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
-    });
+    let api = cirrus_api::testing::TestApi::start().await;
+    let client = Client::new(api.base_url.clone());
 
     let nodes = Api::<Node>::all(client.clone());
     let leases = Api::<Lease>::all(client.clone());
@@ -86,5 +71,4 @@ async fn a_node_whose_lease_expires_becomes_not_ready_and_a_live_one_stays_ready
         "a renewed node stays ready"
     );
     controller.abort();
-    api_task.abort();
 }

@@ -11,13 +11,11 @@ use cirrus_crds::{
     Condition, ConditionStatus, Flavor, FlavorSpec, Image, ImageSpec, Node, NodeSpec, ObjectMeta,
     Server, ServerSpec,
 };
-use cirrus_store::embedded::{self, EmbeddedConfig, EmbeddedEtcd};
-use cirrus_store::objects::ObjectStore;
 
 struct Harness {
     client: Client,
-    _store: EmbeddedEtcd,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    _api: cirrus_api::testing::TestApi,
 }
 
 impl Drop for Harness {
@@ -29,26 +27,16 @@ impl Drop for Harness {
 }
 
 async fn harness() -> Harness {
-    let store_server = embedded::start(EmbeddedConfig::in_memory()).await.unwrap();
-    let store = ObjectStore::connect(&[store_server.endpoint()])
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let client = Client::new(format!("http://{}", listener.local_addr().unwrap()));
-    let state = cirrus_api::ApiState::new(store);
-    let api = tokio::spawn(async move {
-        cirrus_api::serve(listener, state, std::future::pending())
-            .await
-            .unwrap();
-    });
+    let api = cirrus_api::testing::TestApi::start().await;
+    let client = Client::new(api.base_url.clone());
     Api::<Image>::in_project(client.clone(), "demo")
         .create(&Image::new(meta("guest"), ImageSpec::default()))
         .await
         .unwrap();
     Harness {
         client,
-        _store: store_server,
-        tasks: vec![api],
+        tasks: Vec::new(),
+        _api: api,
     }
 }
 

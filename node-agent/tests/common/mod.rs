@@ -7,21 +7,20 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cirrus_api::ApiState;
 use cirrus_api::blobs::BlobStore;
+use cirrus_api::testing::TestApi;
 use cirrus_client::{Api, Client};
 use cirrus_crds::kinds::image::{ContainerFormat, DiskFormat};
 use cirrus_crds::{Flavor, FlavorSpec, Image, ImageSpec, ObjectMeta, Server, ServerSpec};
 use cirrus_node_agent::agent::{self, AgentConfig, Handle};
 use cirrus_node_agent::hypervisor::Hypervisor;
-use cirrus_store::embedded::{self, EmbeddedConfig, EmbeddedEtcd};
 
 pub const PROJECT: &str = "demo";
 
 pub struct Harness {
     pub client: Client,
     pub blob_dir: tempfile::TempDir,
-    _store: EmbeddedEtcd,
+    _api: TestApi,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     agent: Option<tokio::task::JoinHandle<()>>,
@@ -46,25 +45,14 @@ pub fn meta(name: &str) -> ObjectMeta {
 }
 
 pub async fn harness() -> Harness {
-    let store_server = embedded::start(EmbeddedConfig::in_memory()).await.unwrap();
-    let store = cirrus_store::objects::ObjectStore::connect(&[store_server.endpoint()])
-        .await
-        .unwrap();
     let blob_dir = tempfile::tempdir().unwrap();
-    let mut state = ApiState::new(store);
-    state.blobs = Some(Arc::new(BlobStore::open(blob_dir.path()).unwrap()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let client = Client::new(format!("http://{}", listener.local_addr().unwrap()));
-    let api = tokio::spawn(async move {
-        cirrus_api::serve(listener, state, std::future::pending())
-            .await
-            .unwrap();
-    });
+    let blobs = Arc::new(BlobStore::open(blob_dir.path()).unwrap());
+    let api = TestApi::start_with(|state| state.blobs = Some(blobs)).await;
     Harness {
-        client,
+        client: Client::new(api.base_url.clone()),
         blob_dir,
-        _store: store_server,
-        tasks: vec![api],
+        _api: api,
+        tasks: Vec::new(),
         stop: None,
         agent: None,
     }

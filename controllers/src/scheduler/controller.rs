@@ -48,6 +48,8 @@ pub struct SchedulerContext {
     recorder: Recorder,
     /// Bindings written but maybe not yet in the server cache: server key → (uid, node).
     assumed: Mutex<HashMap<ObjectRef, (String, String)>>,
+    /// Held while one placement is decided and assumed (in memory, no I/O).
+    cycle: Mutex<()>,
 }
 
 /// Why one scheduling attempt failed (the next attempt is the retry).
@@ -69,12 +71,10 @@ pub async fn run(
     let (flavors, flavor_events) = cached::<Flavor>(&client);
     let (images, image_events) = cached::<Image>(&client);
     let controller = Controller::new(Api::<Server>::all(client.clone()), Default::default())
-        // One placement at a time: each sees every earlier binding (through the cache or
-        // the assumed set), as kube-scheduler's scheduling cycle does.
-        .with_config(Config {
-            concurrency: 1,
-            ..Config::default()
-        })
+        // Placements are decided one at a time under `cycle` (each sees every earlier one
+        // through the cache or the assumed set); the binding writes run concurrently, as
+        // kube-scheduler's scheduling and binding cycles do.
+        .with_config(Config::default())
         .with_leader_gate(gate)
         .graceful_shutdown_on(shutdown);
     let servers = controller.store();
@@ -104,6 +104,7 @@ pub async fn run(
         flavors,
         images,
         assumed: Mutex::new(HashMap::new()),
+        cycle: Mutex::new(()),
     });
     controller.run(reconcile, error_policy, ctx).await;
 }
@@ -180,42 +181,37 @@ async fn reconcile(
         None => None,
     };
 
-    let servers = ctx.servers_with_assumed();
-    let flavors: BTreeMap<String, Arc<Flavor>> = ctx
-        .flavors
-        .list()
-        .into_iter()
-        .map(|f| (f.metadata.name.clone(), f))
-        .collect();
-    let usage = node_usage(servers.iter(), |name| flavors.get(name).map(|f| &f.spec));
-    let nodes: Vec<Node> = ctx
-        .nodes
-        .list()
-        .iter()
-        .map(|n| n.as_ref().clone())
-        .collect();
-    let hints = resolve_hints(&server, &servers, group.as_ref());
-    let request =
-        PlacementRequest::for_server(&server, &flavor.spec, image_properties.as_ref(), hints);
-    match place(&request, &candidates(&nodes, &usage), &ctx.config) {
+    let decision = {
+        let _cycle = ctx.cycle.lock().expect("cycle lock");
+        let decision = ctx.decide(&server, &flavor, image_properties.as_ref(), group.as_ref());
+        if let Ok(placement) = &decision {
+            ctx.assume(&key, &server, &placement.node);
+        }
+        decision
+    };
+    match decision {
         Ok(placement) => {
             let mut bound = server.as_ref().clone();
             bound.spec.node_name = Some(placement.node.clone());
             let bound = match api.replace(&bound).await {
                 Ok(bound) => bound,
-                // Someone changed the server meanwhile: place again from the new version.
-                Err(err) if err.is_conflict() => return Ok(Action::requeue(Duration::ZERO)),
-                Err(err) if err.is_not_found() => return Ok(Action::await_change()),
-                Err(err) => return Err(err.into()),
+                Err(err) => {
+                    ctx.forget_assumed(&key, &server);
+                    return match err {
+                        // Someone changed the server meanwhile: place again from the new version.
+                        err if err.is_conflict() => Ok(Action::requeue(Duration::ZERO)),
+                        err if err.is_not_found() => Ok(Action::await_change()),
+                        err => Err(err.into()),
+                    };
+                }
             };
-            ctx.assume(&key, &bound, &placement.node);
             let message = format!(
                 "assigned to node {} ({} of {} nodes fit)",
                 placement.node, placement.feasible, placement.total
             );
             tracing::info!(node = %placement.node, "scheduled");
-            // The binding is what the next placement depends on; the condition and the Event
-            // are written off the scheduling path (both retry on their own conflicts).
+            // The condition and the Event are written off the binding path (both retry on
+            // their own conflicts).
             let ctx = ctx.clone();
             tokio::spawn(async move {
                 let written = ctx
@@ -237,6 +233,36 @@ async fn reconcile(
                 .await?;
             Ok(Action::requeue(RETRY_UNSCHEDULABLE))
         }
+    }
+}
+
+impl SchedulerContext {
+    /// Decides where `server` goes from the caches and the assumed bindings (pure given
+    /// them; the caller holds the scheduling cycle).
+    fn decide(
+        &self,
+        server: &Server,
+        flavor: &Flavor,
+        image_properties: Option<&BTreeMap<String, String>>,
+        group: Option<&ServerGroup>,
+    ) -> Result<super::Placement, super::NoValidHost> {
+        let servers = self.servers_with_assumed();
+        let flavors: BTreeMap<String, Arc<Flavor>> = self
+            .flavors
+            .list()
+            .into_iter()
+            .map(|f| (f.metadata.name.clone(), f))
+            .collect();
+        let usage = node_usage(servers.iter(), |name| flavors.get(name).map(|f| &f.spec));
+        let nodes: Vec<Node> = self
+            .nodes
+            .list()
+            .iter()
+            .map(|n| n.as_ref().clone())
+            .collect();
+        let hints = resolve_hints(server, &servers, group);
+        let request = PlacementRequest::for_server(server, &flavor.spec, image_properties, hints);
+        place(&request, &candidates(&nodes, &usage), &self.config)
     }
 }
 

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cirrus_api::ApiState;
 use cirrus_api::blobs::BlobStore;
-use cirrus_store::embedded::{self, EmbeddedConfig, EmbeddedEtcd};
+use cirrus_api::testing::TestApi;
 use futures::StreamExt;
 use md5::Md5;
 use serde_json::{Value, json};
@@ -23,14 +22,7 @@ struct Harness {
     http: reqwest::Client,
     blob_dir: tempfile::TempDir,
     work: tempfile::TempDir,
-    _server: EmbeddedEtcd,
-    api: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.api.abort();
-    }
+    _api: TestApi,
 }
 
 async fn harness() -> Harness {
@@ -40,31 +32,16 @@ async fn harness() -> Harness {
 /// A harness whose blob store is adjusted by `configure` (`None` store when it sets nothing
 /// is not possible here: see `no_blob_dir_is_503`).
 async fn harness_with(configure: impl FnOnce(&mut BlobStore)) -> Harness {
-    let server = embedded::start(EmbeddedConfig::in_memory())
-        .await
-        .expect("embedded store");
-    let store = cirrus_store::objects::ObjectStore::connect(&[server.endpoint()])
-        .await
-        .expect("connect");
     let blob_dir = tempfile::tempdir().unwrap();
     let mut blobs = BlobStore::open(blob_dir.path()).unwrap();
     configure(&mut blobs);
-    let mut state = ApiState::new(store);
-    state.blobs = Some(Arc::new(blobs));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let api = tokio::spawn(async move {
-        cirrus_api::serve(listener, state, std::future::pending())
-            .await
-            .unwrap();
-    });
+    let api = TestApi::start_with(|state| state.blobs = Some(Arc::new(blobs))).await;
     Harness {
-        base,
+        base: api.base_url.clone(),
         http: reqwest::Client::new(),
         blob_dir,
         work: tempfile::tempdir().unwrap(),
-        _server: server,
-        api,
+        _api: api,
     }
 }
 
@@ -489,18 +466,8 @@ async fn missing_qemu_img_is_503() {
 
 #[tokio::test]
 async fn no_blob_dir_is_503() {
-    let server = embedded::start(EmbeddedConfig::in_memory()).await.unwrap();
-    let store = cirrus_store::objects::ObjectStore::connect(&[server.endpoint()])
-        .await
-        .unwrap();
-    let app = cirrus_api::router(ApiState::new(store));
-    use tower::ServiceExt;
-    let resp = app
-        .oneshot(
-            axum::http::Request::get(format!("{V1}/projects/p/images/x/file"))
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
+    let api = TestApi::start().await;
+    let resp = reqwest::get(format!("{}{V1}/projects/p/images/x/file", api.base_url))
         .await
         .unwrap();
     assert_eq!(resp.status(), 503);

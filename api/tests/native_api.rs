@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use cirrus_api::ApiState;
-use cirrus_store::embedded::{self, EmbeddedConfig, EmbeddedEtcd};
+use cirrus_api::testing::TestApi;
 use cirrus_store::objects::ObjectStore;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -12,14 +11,7 @@ struct Harness {
     base: String,
     http: reqwest::Client,
     store: ObjectStore,
-    _server: EmbeddedEtcd,
-    api: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.api.abort();
-    }
+    _api: TestApi,
 }
 
 const V1: &str = "/apis/cirrus.dev/v1";
@@ -29,27 +21,12 @@ async fn harness() -> Harness {
 }
 
 async fn harness_with(bookmark_interval: Duration) -> Harness {
-    let server = embedded::start(EmbeddedConfig::in_memory())
-        .await
-        .expect("embedded store");
-    let store = ObjectStore::connect(&[server.endpoint()])
-        .await
-        .expect("connect");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let mut state = ApiState::new(store.clone());
-    state.bookmark_interval = bookmark_interval;
-    let api = tokio::spawn(async move {
-        cirrus_api::serve(listener, state, std::future::pending())
-            .await
-            .unwrap();
-    });
+    let api = TestApi::start_with(|state| state.bookmark_interval = bookmark_interval).await;
     Harness {
-        base,
+        base: api.base_url.clone(),
         http: reqwest::Client::new(),
-        store,
-        _server: server,
-        api,
+        store: api.store.clone(),
+        _api: api,
     }
 }
 

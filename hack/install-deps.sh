@@ -3,9 +3,11 @@
 # - protobuf-compiler: etcd-client's build generates the etcd gRPC code with protoc.
 # - etcd-server, etcd-client: a real etcd for the store conformance suite and etcdctl.
 # - qemu-utils: qemu-img checks uploaded images and makes copy-on-write disks.
+# - openvswitch-switch: the integration bridge (userspace datapath where the kernel module is
+#   absent); dnsmasq-base: DHCP per network; genisoimage: config drives; iproute2: namespaces.
 set -euo pipefail
 
-packages=(protobuf-compiler etcd-server etcd-client curl qemu-utils)
+packages=(protobuf-compiler etcd-server etcd-client curl qemu-utils openvswitch-switch dnsmasq-base genisoimage iproute2)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -17,9 +17,14 @@
 #   BLOCKDEVS vda vdb ...        the virtio/block devices it sees (sorted, loop/ram excluded)
 #   ROOTDISK <first line>        when vda starts with the recognizable "CIRRUS-ROOT-DISK" sector
 #   ADDR <ip>|none               only when a NIC (eth0) exists: udhcpc with a short timeout
+#   CONFIGDRIVE <dev> <uuid>     when a config-2 ISO9660 disk is attached
+#   META <uuid> <name>|none      after an address: meta_data.json from 169.254.169.254
+#   USERDATA script ... USERDATA done <rc>   user data starting with #! is run, output inline;
+#   USERDATA <first line>        other user data
 #   CIRRUS-READY <marker>        after all hooks ran
 # Hooks: every executable /etc/cirrus/hooks.d/NN-*.sh in the initramfs runs in order after the
-# network step (later issues add metadata fetch / ping there), with $CIRRUS_ADDR, $CIRRUS_ROUTER.
+# network step, with $CIRRUS_ADDR, $CIRRUS_ROUTER (10-metadata.sh: config drive, metadata, user
+# data). Tests drive the guest through user data: e.g. `#!/bin/sh` + `ping -c1 10.0.0.5 && echo OK`.
 # Power: it never exits (an exiting /init would panic the kernel). It loads the ACPI `button` and
 # `evdev` modules and runs busybox `acpid`, so the ACPI power button (virsh shutdown, libvirt's
 # ACPI reboot) powers it off cleanly (`poweroff -f`; there is nothing on disk to sync). With
@@ -98,20 +103,73 @@ done
 
 cat >"$R/usr/share/udhcpc/default.script" <<'S'
 #!/bin/sh
-# udhcpc event script: configure the lease and record it for /init.
+# udhcpc event script: configure the lease and record it for /init. Classless static routes
+# (option 121, e.g. 169.254.169.254/32 via the DHCP port) win over the router option (RFC 3442).
 case "$1" in
   bound|renew)
     ip addr flush dev "$interface"
     ip addr add "$ip/${mask:-24}" dev "$interface"
-    [ -n "$router" ] && ip route add default via "${router%% *}" dev "$interface"
+    [ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
+    if [ -n "$staticroutes" ]; then
+      set -- $staticroutes
+      while [ $# -ge 2 ]; do
+        if [ "$2" = 0.0.0.0 ]; then ip route add "$1" dev "$interface"
+        else ip route add "$1" via "$2" dev "$interface"; fi
+        [ "$1" = 0.0.0.0/0 ] && echo "$2" > /run/cirrus-router
+        shift 2
+      done
+    elif [ -n "$router" ]; then
+      ip route add default via "${router%% *}" dev "$interface"
+      echo "${router%% *}" > /run/cirrus-router
+    fi
     echo "$ip" > /run/cirrus-addr
-    echo "${router%% *}" > /run/cirrus-router
     [ -n "$dns" ] && for d in $dns; do echo "nameserver $d"; done > /etc/resolv.conf ;;
   deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
 esac
 exit 0
 S
 chmod +x "$R/usr/share/udhcpc/default.script"
+
+# Metadata hook: the config drive (a disk labelled config-2) and the metadata service at
+# 169.254.169.254; a user-data script (starting with #!) runs with its output on the console.
+cat >"$R/etc/cirrus/hooks.d/10-metadata.sh" <<'S'
+#!/bin/sh
+field() { grep -o "\"$1\": *\"[^\"]*\"" "$2" | head -n 1 | sed 's/.*: *"//; s/"$//'; }
+mkdir -p /mnt/config
+for d in /dev/vd? /dev/sr?; do
+  [ -b "$d" ] || continue
+  if mount -t iso9660 -o ro "$d" /mnt/config 2>/dev/null; then
+    if [ -f /mnt/config/openstack/latest/meta_data.json ]; then
+      echo "CONFIGDRIVE ${d#/dev/} $(field uuid /mnt/config/openstack/latest/meta_data.json)"
+      [ -f /mnt/config/openstack/latest/user_data ] && cp /mnt/config/openstack/latest/user_data /run/user_data
+      break
+    fi
+    umount /mnt/config
+  fi
+done
+if [ -n "$CIRRUS_ADDR" ]; then
+  MD=http://169.254.169.254/openstack/latest
+  got=
+  for i in 1 2 3 4 5 6; do
+    wget -q -T 2 -O /run/meta_data.json "$MD/meta_data.json" 2>/dev/null && { got=1; break; }
+    sleep 1
+  done
+  if [ -n "$got" ]; then
+    echo "META $(field uuid /run/meta_data.json) $(field name /run/meta_data.json)"
+    rm -f /run/user_data.md
+    wget -q -T 2 -O /run/user_data.md "$MD/user_data" 2>/dev/null && mv /run/user_data.md /run/user_data
+  else
+    echo "META none"
+  fi
+fi
+if [ -s /run/user_data ]; then
+  case "$(head -c 2 /run/user_data)" in
+    '#!') echo "USERDATA script"; chmod +x /run/user_data; /run/user_data 2>&1; echo "USERDATA done $?" ;;
+    *) echo "USERDATA $(head -n 1 /run/user_data)" ;;
+  esac
+fi
+S
+chmod +x "$R/etc/cirrus/hooks.d/10-metadata.sh"
 
 # busybox acpid maps the power button (KEY_POWER) to the action PWRF/00000080 under /etc/acpi.
 cat >"$R/etc/acpi/PWRF/00000080" <<'S'
@@ -166,7 +224,7 @@ fi
 # Network hook: only when a NIC exists.
 if ip link show eth0 >/dev/null 2>&1; then
   ip link set eth0 up
-  udhcpc -i eth0 -n -q -t "$(arg cirrus.dhcp_tries 5)" -T 1 -s /usr/share/udhcpc/default.script >/dev/null 2>&1
+  udhcpc -i eth0 -n -q -O staticroutes -O mtu -t "$(arg cirrus.dhcp_tries 5)" -T 1 -s /usr/share/udhcpc/default.script >/dev/null 2>&1
   CIRRUS_ADDR=$(cat /run/cirrus-addr 2>/dev/null)
   CIRRUS_ROUTER=$(cat /run/cirrus-router 2>/dev/null)
   echo "ADDR ${CIRRUS_ADDR:-none}"

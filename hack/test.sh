@@ -2,7 +2,7 @@
 # Runs every Cirrus test on a fresh Debian 12 machine: installs the system packages it needs,
 # builds the workspace binaries the end-to-end tests execute, then runs all tests with
 # cargo-nextest (real etcd, the embedded store, the cirrus binary) after the doc tests.
-# The tests start and stop their own daemons (etcd, cirrus up, guests) by PID; libvirtd is
+# The tests start and stop their own daemons (etcd, cirrus up, guests) by PID; libvirtd
 # and Open vSwitch are started here for them (and stopped afterwards) because no init system
 # does it.
 set -euo pipefail

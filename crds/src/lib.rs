@@ -20,6 +20,7 @@ pub use kinds::event::{Event, EventSpec, EventStatus};
 pub use kinds::flavor::{Flavor, FlavorSpec, FlavorStatus};
 pub use kinds::floatingip::{FloatingIP, FloatingIPSpec, FloatingIPStatus};
 pub use kinds::image::{Image, ImageSpec, ImageStatus};
+pub use kinds::ipallocation::{IpAllocation, IpAllocationSpec, IpAllocationStatus};
 pub use kinds::keypair::{Keypair, KeypairSpec, KeypairStatus};
 pub use kinds::lease::{Lease, LeaseSpec, LeaseStatus};
 pub use kinds::network::{Network, NetworkSpec, NetworkStatus};
@@ -52,6 +53,7 @@ pub fn all_kinds() -> Vec<&'static KindInfo> {
         Network::info(),
         Subnet::info(),
         Port::info(),
+        IpAllocation::info(),
         Router::info(),
         FloatingIP::info(),
         SecurityGroup::info(),

@@ -33,7 +33,7 @@ fn scopes() {
         "ApplySet",
         "Lease",
     ];
-    assert_eq!(all_kinds().len(), 20);
+    assert_eq!(all_kinds().len(), 21);
     for k in all_kinds() {
         let want = if cluster.contains(&k.kind) {
             Scope::Cluster

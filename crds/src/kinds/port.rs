@@ -197,3 +197,37 @@ impl Validate for Port {
         crate::kinds::check_len(errors, "spec.description", &spec.description, 255);
     }
 }
+
+/// The name of the port the network controller creates for entry `index` of a server's
+/// `spec.networks`: `<server>-<first 8 hex digits of the server uid>-<index>`. The uid part
+/// keeps a recreated server with the same name from adopting its predecessor's ports; the
+/// server name is shortened so the result stays within the 253-character name limit.
+pub fn server_port_name(server_name: &str, server_uid: &str, index: usize) -> String {
+    let uid: String = server_uid
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(8)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let suffix = format!("-{uid}-{index}");
+    let keep = 253usize.saturating_sub(suffix.len());
+    let prefix: String = server_name.chars().take(keep).collect();
+    format!("{prefix}{suffix}")
+}
+
+#[cfg(test)]
+mod server_port_name_tests {
+    use super::server_port_name;
+
+    #[test]
+    fn deterministic_and_bounded() {
+        assert_eq!(
+            server_port_name("web-0", "3F2504E0-4F89-11D3-9A0C-0305E82C3301", 1),
+            "web-0-3f2504e0-1"
+        );
+        let long = "a".repeat(253);
+        let name = server_port_name(&long, "0123456789abcdef", 12);
+        assert_eq!(name.len(), 253);
+        assert!(name.ends_with("-01234567-12"));
+    }
+}

@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod error;
 pub mod image_format;
 pub mod images;
+pub mod metadata;
 pub mod openapi;
 mod resources;
 pub mod testing;
@@ -88,6 +89,12 @@ pub fn router(state: ApiState) -> Router {
             &format!("{V1}/projects/{{project}}/{{plural}}/{{name}}/console"),
             get(console::server_console),
         )
+        .route(
+            &format!("{V1}/projects/{{project}}/{{plural}}/{{name}}/configdrive"),
+            get(metadata::server_configdrive),
+        )
+        .route("/metadata", get(metadata::serve))
+        .route("/metadata/{*path}", get(metadata::serve))
         .route(
             &format!("{V1}/projects/{{project}}/images/{{name}}/file"),
             get(images::download).put(images::upload),

@@ -827,6 +827,7 @@ mod tests {
     use super::*;
     use crate::net::ovsdb::RowUpdate;
     use serde_json::json;
+    use std::collections::BTreeMap;
 
     fn row(v: serde_json::Value) -> Option<Row> {
         Some(Row(v.as_object().unwrap().clone()))

@@ -18,6 +18,8 @@ use serde_json::{Value, json};
 use crate::ApiState;
 use crate::error::ApiError;
 
+mod admission;
+
 /// Query parameters the resource paths understand.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -313,6 +315,13 @@ pub async fn item_delete(
     Query(query): Query<ResourceQuery>,
 ) -> Result<Response, ApiError> {
     let target = resolve(&params, false)?;
+    admission::check_delete(
+        &state.store,
+        target.kind,
+        target.project.as_deref(),
+        name_of(&params),
+    )
+    .await?;
     let last = state
         .store
         .delete(

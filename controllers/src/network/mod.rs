@@ -1,0 +1,363 @@
+//! The network controller (Neutron's server side): segments, addresses, MACs, the ports
+//! servers ask for, DHCP ports and default security groups — all as objects; the node agent
+//! makes them real on each host.
+//!
+//! # What it reconciles
+//! - [`ports`]: every `Port` gets a MAC (`fa:16:3e:…`, unique in its network, [`mac`]) and
+//!   its fixed addresses from [`ipam`] (a pure function), each made to stick by creating an
+//!   `IpAllocation` named after the address — the store's create is the compare-and-swap, a
+//!   `409` means "taken, pick the next". Status: `fixedIps`, `macAddress`, phase `DOWN` (the
+//!   node agent makes it `ACTIVE`), condition [`ALLOCATED`]. Finalizer [`FINALIZER`]
+//!   releases the allocations. A periodic sweep deletes allocations whose port is gone.
+//! - [`servers`]: each `spec.networks` entry with `network` gets an owned `Port`
+//!   ([`cirrus_crds::kinds::port::server_port_name`]); entries with `port` claim the user's
+//!   port; ports follow the server's node (`bindingHost`). On deletion owned ports go,
+//!   claimed ones are released and outlive the server.
+//! - [`networks`]: a `Network` gets its segment (VXLAN VNI, unique), MTU, subnet list and
+//!   one DHCP port per node that has one of its ports bound; a `Subnet` gets its counts.
+//! - [`groups`]: every project has the `default` security group.
+//!
+//! # Guarantees
+//! - No address is handed out twice: the allocation's name is the address and the store
+//!   refuses a second object with that name, across processes and restarts.
+//! - Crash-safe: a port's allocations are labelled with its uid and adopted again by the
+//!   next reconcile (also after a restart), so a crash between creating an allocation and
+//!   writing the port's status neither leaks nor doubles an address; extra allocations of a
+//!   port are released; allocations of vanished ports are swept.
+//! - Concurrent reconciles of many ports on one subnet pick distinct addresses: a picked
+//!   address is assumed taken in memory until the cache shows it ([`index`]).
+//! - Status is written only when it changes, with a resourceVersion compare-and-swap
+//!   (re-read and re-applied on conflict, so the node agent's `ACTIVE` is never lost).
+
+pub mod groups;
+pub mod index;
+pub mod ipam;
+pub mod mac;
+pub mod networks;
+pub mod ports;
+pub mod servers;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cirrus_client::{Api, Client, ClientError};
+use cirrus_crds::{IpAllocation, Network, Port, Project, Resource, SecurityGroup, Server, Subnet};
+use futures::{FutureExt, StreamExt};
+use tokio::sync::watch;
+
+use crate::runtime::reflector::{Store, Writer};
+use crate::runtime::watcher::{self, Event};
+use crate::runtime::{Config, Controller, FinalizerError, ObjectRef, Recorder, owners};
+
+use index::IpamState;
+
+/// The finalizer the network controller keeps on ports, servers with networks and networks.
+pub const FINALIZER: &str = "cirrus.dev/network";
+/// The port condition saying whether its MAC and addresses are assigned.
+pub const ALLOCATED: &str = "Allocated";
+/// `deviceOwner` of ports used by servers.
+pub const DEVICE_OWNER_COMPUTE: &str = "compute:nova";
+/// `deviceOwner` of DHCP ports.
+pub const DEVICE_OWNER_DHCP: &str = "network:dhcp";
+/// Name of every project's default security group.
+pub const DEFAULT_GROUP: &str = "default";
+/// How often a port, network or server that can't be completed (missing network, pool
+/// exhausted, port in use) is tried again without a change.
+pub const RETRY: Duration = Duration::from_secs(10);
+/// How often allocations of vanished ports are swept.
+pub const SWEEP_PERIOD: Duration = Duration::from_secs(30);
+
+/// Why a reconcile failed (the runtime retries with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The API refused or could not be reached.
+    #[error("API request failed")]
+    Api(#[from] ClientError),
+    /// Adding or removing the finalizer, or the finalized step, failed.
+    #[error(transparent)]
+    Finalizer(#[from] Box<FinalizerError<NetError>>),
+}
+
+/// Tuning of the network controller.
+#[derive(Clone, Debug)]
+pub struct NetworkConfig {
+    /// Port reconciles running at once (allocation throughput). Default 64.
+    pub port_concurrency: usize,
+    /// Resync period of every kind. Default 30 s.
+    pub resync: Option<Duration>,
+    /// Orphan-allocation sweep period; `None` disables it. Default [`SWEEP_PERIOD`].
+    pub sweep: Option<Duration>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            port_concurrency: 64,
+            resync: Some(Duration::from_secs(30)),
+            sweep: Some(SWEEP_PERIOD),
+        }
+    }
+}
+
+/// What every network reconciler shares: the client, the caches and the in-memory
+/// assumptions.
+pub struct NetworkContext {
+    client: Client,
+    recorder: Recorder,
+    networks: Store<Network>,
+    subnets: Store<Subnet>,
+    ports: Store<Port>,
+    servers: Store<Server>,
+    groups: Store<SecurityGroup>,
+    allocations: Store<IpAllocation>,
+    /// The allocation index and assumed addresses.
+    ipam: Arc<Mutex<IpamState>>,
+    /// MACs chosen but maybe not yet in the port cache: port uid → (network, mac).
+    macs: Mutex<HashMap<String, (ObjectRef, String)>>,
+    /// Segment ids chosen but maybe not yet in the network cache.
+    segments: Mutex<HashMap<ObjectRef, u32>>,
+    /// Projects whose default group this process created.
+    ensured_groups: Mutex<HashSet<String>>,
+    /// When each subnet's status was last written (counts are written at most once a second).
+    subnet_writes: Mutex<HashMap<ObjectRef, Instant>>,
+}
+
+impl NetworkContext {
+    /// Waits until every cache has its first list.
+    async fn caches_ready(&self) {
+        self.networks.wait_until_ready().await;
+        self.subnets.wait_until_ready().await;
+        self.ports.wait_until_ready().await;
+        self.allocations.wait_until_ready().await;
+        self.groups.wait_until_ready().await;
+    }
+
+    fn lock_ipam(&self) -> std::sync::MutexGuard<'_, IpamState> {
+        self.ipam.lock().expect("ipam lock")
+    }
+}
+
+/// A cache of every `K` plus the stream of its events (to drive triggers).
+fn cached<K: Resource>(
+    client: &Client,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<Event<K>, ClientError>> + Send + 'static,
+) {
+    let mut writer = Writer::<K>::new();
+    let store = writer.as_reader();
+    let events =
+        watcher::watcher(Api::<K>::all(client.clone()), Default::default()).map(move |event| {
+            if let Ok(event) = &event {
+                writer.apply(event);
+            }
+            event
+        });
+    (store, events)
+}
+
+/// Runs the network controller until `shutdown` resolves; it acts only while `gate` says it
+/// leads.
+pub async fn run(
+    client: Client,
+    config: NetworkConfig,
+    gate: watch::Receiver<bool>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let shutdown = shutdown.boxed().shared();
+    let controller_config = |concurrency: usize| Config {
+        concurrency,
+        resync: config.resync,
+    };
+    let port_ctl = Controller::new(Api::<Port>::all(client.clone()), Default::default())
+        .with_config(controller_config(config.port_concurrency))
+        .with_leader_gate(gate.clone())
+        .graceful_shutdown_on(shutdown.clone());
+    let network_ctl = Controller::new(Api::<Network>::all(client.clone()), Default::default())
+        .with_config(controller_config(16))
+        .with_leader_gate(gate.clone())
+        .graceful_shutdown_on(shutdown.clone());
+    let subnet_ctl = Controller::new(Api::<Subnet>::all(client.clone()), Default::default())
+        .with_config(controller_config(16))
+        .with_leader_gate(gate.clone())
+        .graceful_shutdown_on(shutdown.clone());
+    let server_ctl = Controller::new(Api::<Server>::all(client.clone()), Default::default())
+        .with_config(controller_config(16))
+        .with_leader_gate(gate.clone())
+        .graceful_shutdown_on(shutdown.clone());
+    let project_ctl = Controller::new(Api::<Project>::all(client.clone()), Default::default())
+        .with_config(controller_config(4))
+        .with_leader_gate(gate.clone())
+        .graceful_shutdown_on(shutdown.clone());
+
+    let ports = port_ctl.store();
+    let networks = network_ctl.store();
+    let subnets = subnet_ctl.store();
+    let servers = server_ctl.store();
+    let (groups, group_events) = cached::<SecurityGroup>(&client);
+
+    // The allocation cache feeds the IPAM index as well as the reflector.
+    let ipam = Arc::new(Mutex::new(IpamState::default()));
+    let mut alloc_writer = Writer::<IpAllocation>::new();
+    let allocations = alloc_writer.as_reader();
+    let index = ipam.clone();
+    let alloc_events =
+        watcher::watcher(Api::<IpAllocation>::all(client.clone()), Default::default()).map(
+            move |event| {
+                if let Ok(event) = &event {
+                    alloc_writer.apply(event);
+                    index.lock().expect("ipam lock").apply(event);
+                }
+                event
+            },
+        );
+
+    // Ports wait for their network and subnets: wake the ones not yet allocated.
+    let unallocated = {
+        let ports = ports.clone();
+        move |project: Option<&str>, network: &str| -> Vec<ObjectRef> {
+            ports
+                .list()
+                .iter()
+                .filter(|p| p.metadata.project.as_deref() == project && p.spec.network == network)
+                .filter(|p| !cirrus_crds::Condition::is_true(&p.status.conditions, ALLOCATED))
+                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .collect()
+        }
+    };
+    let on_subnet = unallocated.clone();
+    let port_ctl = port_ctl
+        .watches(
+            Api::<Subnet>::all(client.clone()),
+            Default::default(),
+            move |s: &Subnet| on_subnet(s.metadata.project.as_deref(), &s.spec.network),
+        )
+        .watches(
+            Api::<Network>::all(client.clone()),
+            Default::default(),
+            move |n: &Network| unallocated(n.metadata.project.as_deref(), &n.metadata.name),
+        );
+    let network_ctl = network_ctl
+        .watches(
+            Api::<Port>::all(client.clone()),
+            Default::default(),
+            |p: &Port| network_of(p.metadata.project.as_deref(), &p.spec.network),
+        )
+        .watches(
+            Api::<Subnet>::all(client.clone()),
+            Default::default(),
+            |s: &Subnet| network_of(s.metadata.project.as_deref(), &s.spec.network),
+        );
+    let subnet_ctl = subnet_ctl.watches_stream(alloc_events, |a: &IpAllocation| {
+        network_of(a.metadata.project.as_deref(), &a.spec.subnet)
+    });
+    let server_ctl = server_ctl.watches(
+        Api::<Port>::all(client.clone()),
+        Default::default(),
+        owners::<Server, Port>,
+    );
+    let project_ctl = project_ctl.watches_stream(group_events, |g: &SecurityGroup| {
+        match (&g.metadata.project, g.metadata.name == DEFAULT_GROUP) {
+            (Some(project), true) => vec![ObjectRef::cluster(project)],
+            _ => Vec::new(),
+        }
+    });
+
+    let ctx = Arc::new(NetworkContext {
+        recorder: Recorder::new(client.clone(), "network-controller", None),
+        client,
+        networks,
+        subnets,
+        ports,
+        servers,
+        groups,
+        allocations,
+        ipam,
+        macs: Mutex::new(HashMap::new()),
+        segments: Mutex::new(HashMap::new()),
+        ensured_groups: Mutex::new(HashSet::new()),
+        subnet_writes: Mutex::new(HashMap::new()),
+    });
+    let sweeper = ports::sweep_loop(ctx.clone(), config.sweep, gate, shutdown.clone());
+    tokio::join!(
+        port_ctl.run(ports::reconcile, error_policy, ctx.clone()),
+        network_ctl.run(networks::reconcile_network, error_policy, ctx.clone()),
+        subnet_ctl.run(networks::reconcile_subnet, error_policy, ctx.clone()),
+        server_ctl.run(servers::reconcile, error_policy, ctx.clone()),
+        project_ctl.run(groups::reconcile_project, error_policy, ctx.clone()),
+        sweeper,
+    );
+}
+
+/// The reference of the object named `name` in `project` (a port's network, an
+/// allocation's subnet).
+fn network_of(project: Option<&str>, name: &str) -> Vec<ObjectRef> {
+    match project {
+        Some(project) => vec![ObjectRef::in_project(project, name)],
+        None => Vec::new(),
+    }
+}
+
+fn error_policy<K>(
+    _obj: Arc<K>,
+    err: &NetError,
+    _ctx: Arc<NetworkContext>,
+) -> crate::runtime::Action {
+    tracing::warn!(error = %err, source = ?std::error::Error::source(err), "network reconcile failed");
+    crate::runtime::Action::backoff()
+}
+
+/// Writes the status `mutate` makes of `obj`'s, when it differs; on a conflict re-reads the
+/// object and applies `mutate` to the newer version (other writers, like the node agent,
+/// keep their fields). Returns whether something was written.
+async fn write_status<K: Resource + PartialEq>(
+    client: &Client,
+    obj: &K,
+    mutate: impl Fn(&mut K),
+) -> Result<bool, ClientError> {
+    let api = Api::<K>::for_object(client.clone(), obj);
+    let mut current = obj.clone();
+    for _ in 0..8 {
+        let mut next = current.clone();
+        mutate(&mut next);
+        if next == current {
+            return Ok(false);
+        }
+        match api.replace_status(&next).await {
+            Ok(_) => return Ok(true),
+            Err(err) if err.is_conflict() => match api.get_opt(&current.meta().name).await? {
+                Some(latest) => current = latest,
+                None => return Ok(false),
+            },
+            Err(err) if err.is_not_found() => return Ok(false),
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(false)
+}
+
+/// A condition observed now against `generation`.
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+) -> cirrus_crds::Condition {
+    cirrus_crds::Condition {
+        type_: type_.into(),
+        status: if ok {
+            cirrus_crds::ConditionStatus::True
+        } else {
+            cirrus_crds::ConditionStatus::False
+        },
+        reason: reason.into(),
+        message: message.into(),
+        last_transition_time: Some(chrono::Utc::now()),
+        observed_generation: generation,
+    }
+}

@@ -14,6 +14,7 @@
 //!   an error means the agent could not tell.
 
 pub mod agent;
+pub mod configdrive;
 pub mod console_server;
 pub mod disks;
 pub mod hypervisor;

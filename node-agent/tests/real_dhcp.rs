@@ -1,0 +1,546 @@
+//! DHCP namespaces and the metadata proxy against real Open vSwitch, dnsmasq and namespaces.
+//!
+//! Each test makes its own OVS bridge (userspace datapath, `fail_mode=standalone` so NORMAL
+//! switching works without the firewall's flows) and namespaces standing in for guests: an
+//! internal port with the guest's MAC moved into its own namespace, running busybox `udhcpc`.
+//! Everything is removed at the end, even on failure. `CIRRUS_SKIP_OVS=1` skips them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use cirrus_node_agent::net::dhcp::{
+    DhcpHost, DhcpManager, DhcpNetwork, DhcpPort, DhcpSubnet, DnsmasqAction, InternalPort,
+    PlumbingError, PortPlumbing, namespace_name, port_ifname,
+};
+use cirrus_node_agent::net::metadata_proxy::MetadataProxies;
+use cirrus_node_agent::net::netns;
+
+/// False (after printing SKIP) when the tests should not run; panics with instructions when
+/// Open vSwitch is needed but unreachable.
+fn ovs_available() -> bool {
+    if std::env::var("CIRRUS_SKIP_OVS").is_ok_and(|v| v == "1") {
+        eprintln!("SKIP: CIRRUS_SKIP_OVS=1");
+        return false;
+    }
+    let ok = Command::new("ovs-vsctl")
+        .args(["--timeout=5", "show"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "Open vSwitch is not reachable (ovs-vsctl show failed): start it with \
+         `setsid hack/start-ovs.sh start`, or set CIRRUS_SKIP_OVS=1 to skip"
+    );
+    true
+}
+
+fn sh(program: &str, args: &[&str]) -> std::process::Output {
+    let out = Command::new(program).args(args).output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The test's port plumbing: `ovs-vsctl` on the test bridge.
+struct Vsctl {
+    bridge: String,
+}
+
+impl PortPlumbing for Vsctl {
+    fn ensure_internal(&self, port: &InternalPort) -> Result<(), PlumbingError> {
+        let mut args = vec![
+            "--timeout=10".to_string(),
+            "--may-exist".into(),
+            "add-port".into(),
+            self.bridge.clone(),
+            port.name.clone(),
+            "--".into(),
+            "set".into(),
+            "port".into(),
+            port.name.clone(),
+            format!("tag={}", port.tag),
+            "--".into(),
+            "set".into(),
+            "interface".into(),
+            port.name.clone(),
+            "type=internal".into(),
+        ];
+        for (k, v) in &port.external_ids {
+            args.push(format!("external_ids:{k}=\"{v}\""));
+        }
+        let out = Command::new("ovs-vsctl").args(&args).output()?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into());
+        }
+        Ok(())
+    }
+
+    fn delete(&self, name: &str) -> Result<(), PlumbingError> {
+        let out = Command::new("ovs-vsctl")
+            .args([
+                "--timeout=10",
+                "--if-exists",
+                "del-port",
+                &self.bridge,
+                name,
+            ])
+            .output()?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into());
+        }
+        Ok(())
+    }
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// One test's world: a bridge, a DHCP manager with a state dir, guest namespaces. Dropping
+/// it removes everything.
+struct Lab {
+    n: String,
+    bridge: String,
+    state: tempfile::TempDir,
+    manager: DhcpManager,
+    guests: Vec<String>,
+    networks: Vec<String>,
+}
+
+impl Lab {
+    fn new() -> Self {
+        let n = format!(
+            "{}{}",
+            std::process::id() % 100_000,
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let bridge = format!("h3b{n}");
+        sh(
+            "ovs-vsctl",
+            &[
+                "--timeout=10",
+                "--may-exist",
+                "add-br",
+                &bridge,
+                "--",
+                "set",
+                "bridge",
+                &bridge,
+                "datapath_type=netdev",
+                "fail_mode=standalone",
+            ],
+        );
+        sh("ip", &["link", "set", &bridge, "up"]);
+        let state = tempfile::tempdir().unwrap();
+        let manager = DhcpManager::new(
+            state.path().join("dhcp"),
+            Box::new(Vsctl {
+                bridge: bridge.clone(),
+            }),
+        );
+        Self {
+            n,
+            bridge,
+            state,
+            manager,
+            guests: Vec::new(),
+            networks: Vec::new(),
+        }
+    }
+
+    /// A network `10.77.0.0/24` on tag 5 with the DHCP port at .2 and `hosts`.
+    fn network(&mut self, hosts: Vec<DhcpHost>) -> DhcpNetwork {
+        let uid = format!("h3net-{}", self.n);
+        self.networks.push(uid.clone());
+        let port_uid = format!("{}-d0c0-4000-8000-000000000001", self.n);
+        DhcpNetwork {
+            network_uid: uid,
+            project: "demo".into(),
+            name: "net1".into(),
+            tag: 5,
+            mtu: 1400,
+            subnets: vec![DhcpSubnet {
+                cidr: "10.77.0.0/24".parse().unwrap(),
+                gateway: Some("10.77.0.1".parse().unwrap()),
+                dns_servers: vec!["10.77.0.53".parse().unwrap()],
+                host_routes: vec![],
+                enable_dhcp: true,
+            }],
+            port: DhcpPort {
+                ifname: port_ifname(&port_uid),
+                uid: port_uid,
+                mac: "fa:16:3e:77:00:02".into(),
+                ips: vec!["10.77.0.2/24".parse().unwrap()],
+            },
+            hosts,
+        }
+    }
+
+    /// A guest namespace with an internal port (tag 5) carrying `mac`; returns its name.
+    fn guest(&mut self, mac: &str) -> String {
+        let name = format!("h3g{}{}", self.n, self.guests.len());
+        let ns = format!("h3guest-{name}");
+        netns::create(&ns).unwrap();
+        self.guests.push(ns.clone());
+        Vsctl {
+            bridge: self.bridge.clone(),
+        }
+        .ensure_internal(&InternalPort {
+            name: name.clone(),
+            tag: 5,
+            external_ids: BTreeMap::new(),
+        })
+        .unwrap();
+        netns::move_link(&name, &ns).unwrap();
+        netns::configure_link(
+            &ns,
+            &name,
+            &netns::LinkConfig {
+                mac: Some(mac.into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        ns
+    }
+
+    fn script(&self) -> PathBuf {
+        let path = self.state.path().join("udhcpc.script");
+        if !path.exists() {
+            std::fs::write(
+                &path,
+                "#!/bin/sh\ncase \"$1\" in bound|renew)\n  \
+                 echo \"ip=$ip mask=$mask router=$router dns=$dns mtu=$mtu lease=$lease \
+                 staticroutes=$staticroutes\" > \"$LEASE_OUT\";;\nesac\n",
+            )
+            .unwrap();
+            sh("chmod", &["755", path.to_str().unwrap()]);
+        }
+        path
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for uid in &self.networks {
+            let _ = self.manager.remove(uid, None);
+        }
+        for ns in &self.guests {
+            let _ = netns::delete(ns);
+        }
+        let _ = Command::new("ovs-vsctl")
+            .args(["--timeout=10", "--if-exists", "del-br", &self.bridge])
+            .output();
+    }
+}
+
+/// What udhcpc got, as `key=value` pairs, and how long it took; `None`: no lease.
+fn dhcp(lab: &Lab, ns: &str, tries: u32) -> (Option<BTreeMap<String, String>>, Duration) {
+    let out_file = lab.state.path().join(format!("lease-{ns}"));
+    let _ = std::fs::remove_file(&out_file);
+    let iface = netns::exec(ns, &["ip", "-j", "link", "show"]).unwrap();
+    let links: serde_json::Value = serde_json::from_slice(&iface.stdout).unwrap();
+    let ifname = links
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["ifname"].as_str().unwrap().to_string())
+        .find(|n| n != "lo")
+        .unwrap();
+    let start = Instant::now();
+    let status = netns::command(
+        ns,
+        "busybox",
+        &[
+            "udhcpc",
+            "-i",
+            &ifname,
+            "-n",
+            "-q",
+            "-O",
+            "staticroutes",
+            "-O",
+            "mtu",
+            "-t",
+            &tries.to_string(),
+            "-T",
+            "1",
+            "-s",
+            lab.script().to_str().unwrap(),
+        ],
+    )
+    .env("LEASE_OUT", &out_file)
+    .output()
+    .unwrap();
+    let took = start.elapsed();
+    if !status.status.success() {
+        return (None, took);
+    }
+    let text = std::fs::read_to_string(&out_file).unwrap_or_default();
+    let mut fields = BTreeMap::new();
+    for pair in text.split_whitespace() {
+        if let Some((k, v)) = pair.split_once('=') {
+            fields.insert(k.to_string(), v.to_string());
+        }
+    }
+    // staticroutes has spaces: take it from the raw line.
+    if let Some((_, routes)) = text.trim().split_once("staticroutes=") {
+        fields.insert("staticroutes".into(), routes.to_string());
+    }
+    (Some(fields), took)
+}
+
+fn process_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !matches!(
+            s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()),
+            Some('Z' | 'X')
+        )
+    })
+}
+
+fn bridge_ports(bridge: &str) -> Vec<String> {
+    String::from_utf8(sh("ovs-vsctl", &["--timeout=10", "list-ports", bridge]).stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn host(mac: &str, ip: &str) -> DhcpHost {
+    DhcpHost {
+        mac: mac.into(),
+        ip: ip.parse().unwrap(),
+        hostname: None,
+    }
+}
+
+#[test]
+fn real_dhcp_fixed_ips_reload_restart_and_remove() {
+    if !ovs_available() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let mut net = lab.network(vec![host("fa:16:3e:77:00:05", "10.77.0.5")]);
+    let t = Instant::now();
+    assert_eq!(lab.manager.ensure(&net).unwrap(), DnsmasqAction::Started);
+    eprintln!(
+        "MEASURE ensure (namespace + port + dnsmasq) took {:?}",
+        t.elapsed()
+    );
+    let ns = namespace_name(&net.network_uid);
+    assert!(netns::exists(&ns));
+    let addrs = netns::addresses(&ns, &net.port.ifname).unwrap();
+    assert!(
+        addrs.contains(&"10.77.0.2/24".parse().unwrap()),
+        "{addrs:?}"
+    );
+    assert!(
+        addrs.contains(&"169.254.169.254/32".parse().unwrap()),
+        "{addrs:?}"
+    );
+    let pid = lab.manager.pid(&net.network_uid).expect("dnsmasq runs");
+
+    // The known guest gets exactly its fixed IP, the router, MTU and the metadata route.
+    let guest_a = lab.guest("fa:16:3e:77:00:05");
+    let (lease, took) = dhcp(&lab, &guest_a, 3);
+    let lease = lease.expect("the known MAC gets a lease");
+    eprintln!("MEASURE lease obtained in {took:?}: {lease:?}");
+    assert_eq!(lease["ip"], "10.77.0.5");
+    assert_eq!(lease["mask"], "24");
+    assert_eq!(lease["router"], "10.77.0.1");
+    assert_eq!(lease["dns"], "10.77.0.53");
+    assert_eq!(lease["mtu"], "1400");
+    assert_eq!(lease["lease"], "86400");
+    assert_eq!(
+        lease["staticroutes"],
+        "169.254.169.254/32 10.77.0.2 0.0.0.0/0 10.77.0.1"
+    );
+
+    // A MAC not in the hosts list gets nothing.
+    let guest_b = lab.guest("fa:16:3e:77:00:06");
+    let (lease, _) = dhcp(&lab, &guest_b, 2);
+    assert!(lease.is_none(), "unknown MAC got {lease:?}");
+
+    // Nothing changed: nothing done.
+    assert_eq!(lab.manager.ensure(&net).unwrap(), DnsmasqAction::Unchanged);
+    assert_eq!(lab.manager.pid(&net.network_uid), Some(pid));
+
+    // A new host: reload (SIGHUP), same process, and the guest gets its address.
+    net.hosts.push(host("fa:16:3e:77:00:06", "10.77.0.6"));
+    let t = Instant::now();
+    assert_eq!(lab.manager.ensure(&net).unwrap(), DnsmasqAction::Reloaded);
+    assert_eq!(
+        lab.manager.pid(&net.network_uid),
+        Some(pid),
+        "reload keeps the process"
+    );
+    let (lease, took) = dhcp(&lab, &guest_b, 3);
+    eprintln!(
+        "MEASURE host added -> lease for it in {:?} (udhcpc {took:?})",
+        t.elapsed()
+    );
+    assert_eq!(
+        lease.expect("the added MAC gets a lease")["ip"],
+        "10.77.0.6"
+    );
+
+    // dnsmasq killed behind the agent's back: ensure starts it again.
+    sh("kill", &["-9", &pid.to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while process_alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(lab.manager.ensure(&net).unwrap(), DnsmasqAction::Started);
+    let new_pid = lab
+        .manager
+        .pid(&net.network_uid)
+        .expect("dnsmasq runs again");
+    assert_ne!(new_pid, pid);
+    let (lease, _) = dhcp(&lab, &guest_a, 3);
+    assert_eq!(lease.expect("lease after restart")["ip"], "10.77.0.5");
+    assert_eq!(
+        lab.manager.present().unwrap(),
+        vec![net.network_uid.clone()]
+    );
+
+    // Remove leaves nothing: no namespace, port, process or files.
+    lab.manager
+        .remove(&net.network_uid, Some(&net.port.ifname))
+        .unwrap();
+    assert!(!netns::exists(&ns));
+    assert!(!bridge_ports(&lab.bridge).contains(&net.port.ifname));
+    assert!(!process_alive(new_pid), "dnsmasq {new_pid} still runs");
+    assert!(!lab.manager.paths(&net.network_uid).dir.exists());
+    assert!(lab.manager.present().unwrap().is_empty());
+    // And again: idempotent.
+    lab.manager.remove(&net.network_uid, None).unwrap();
+}
+
+/// A stand-in metadata service: answers with what it was asked.
+async fn echo_server() -> (String, tokio::task::JoinHandle<()>) {
+    use axum::http::HeaderMap;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(|uri: axum::http::Uri, headers: HeaderMap| async move {
+        let h = |n: &str| {
+            headers
+                .get_all(n)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        axum::Json(serde_json::json!({
+            "path": uri.to_string(),
+            "network": h("x-cirrus-network"),
+            "source": h("x-cirrus-source-ip"),
+            "forwarded": h("forwarded"),
+        }))
+    });
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, task)
+}
+
+fn curl(ns: &str, url: &str, extra: &[&str]) -> Result<String, String> {
+    let mut args = vec!["-sS", "--max-time", "5", url];
+    args.extend_from_slice(extra);
+    let out = netns::command(ns, "curl", &args).output().unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_metadata_proxy_forwards_with_network_and_peer_address() {
+    if !ovs_available() {
+        return;
+    }
+    let (api_url, echo) = echo_server().await;
+    let mut lab = Lab::new();
+    let net = lab.network(vec![host("fa:16:3e:77:00:05", "10.77.0.5")]);
+    let ns = namespace_name(&net.network_uid);
+    let guest = tokio::task::block_in_place(|| {
+        lab.manager.ensure(&net).unwrap();
+        let guest = lab.guest("fa:16:3e:77:00:05");
+        // Configure the guest as a DHCP client would: address, then option 121 routes.
+        let (lease, _) = dhcp(&lab, &guest, 3);
+        let lease = lease.expect("lease");
+        let ifname = format!("h3g{}0", lab.n);
+        netns::exec(
+            &guest,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/{}", lease["ip"], lease["mask"]),
+                "dev",
+                &ifname,
+            ],
+        )
+        .unwrap();
+        let routes: Vec<&str> = lease["staticroutes"].split_whitespace().collect();
+        for pair in routes.chunks(2) {
+            netns::exec(&guest, &["ip", "route", "replace", pair[0], "via", pair[1]]).unwrap();
+        }
+        guest
+    });
+
+    let proxies = MetadataProxies::new(api_url.clone());
+    assert!(proxies.ensure(&net.network_uid, &ns, "demo/net1").unwrap());
+    assert!(
+        !proxies.ensure(&net.network_uid, &ns, "demo/net1").unwrap(),
+        "idempotent"
+    );
+
+    let url = "http://169.254.169.254/openstack/latest/meta_data.json";
+    let g = guest.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        curl(
+            &g,
+            url,
+            &[
+                "-H",
+                "X-Cirrus-Source-Ip: 10.77.0.99",
+                "-H",
+                "X-Cirrus-Network: evil/other",
+                "-H",
+                "Forwarded: for=10.77.0.99",
+            ],
+        )
+    })
+    .await
+    .unwrap()
+    .expect("the guest reaches the proxy");
+    let got: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(got["path"], "/metadata/openstack/latest/meta_data.json");
+    assert_eq!(got["network"], serde_json::json!(["demo/net1"]));
+    assert_eq!(got["source"], serde_json::json!(["10.77.0.5"]));
+    assert_eq!(got["forwarded"], serde_json::json!([]));
+
+    // The metadata address is not reachable from the agent's own namespace.
+    let direct = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(direct.is_err() || direct.unwrap().text().await.unwrap() != body);
+
+    // Stopped: the guest's connection is refused.
+    assert!(proxies.stop(&net.network_uid));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let g = guest.clone();
+    let after = tokio::task::spawn_blocking(move || curl(&g, url, &[]))
+        .await
+        .unwrap();
+    assert!(after.is_err(), "proxy still answers: {after:?}");
+    echo.abort();
+    tokio::task::block_in_place(|| drop(lab));
+}

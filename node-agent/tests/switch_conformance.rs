@@ -83,6 +83,51 @@ fn real_switch_conformance() {
     );
 }
 
+/// OVS specifics the fake can't show: a bridge changed behind our back (fail_mode, local
+/// interface down) is fixed by `bridge_ensure`; the datapath override is honoured; only one
+/// bridge row exists after ensures.
+#[test]
+fn real_bridge_ensure_fixes_drift() {
+    let Some(sw) = real_ovs("real_bridge_ensure_fixes_drift") else {
+        return;
+    };
+    let sw = sw.with_datapath_type("netdev");
+    let bridge = format!("{}b", prefix('f'));
+    let _g = BridgeGuard::new(&sw, &bridge);
+    let info = sw.bridge_ensure(&bridge).expect("bridge_ensure");
+    assert_eq!(info.datapath_type, "netdev");
+    let get = |col: &str| {
+        let out = Command::new("ovs-vsctl")
+            .args(["get", "Bridge", &bridge, col])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(get("fail_mode"), "secure");
+    assert_eq!(get("datapath_type"), "netdev");
+    let up = || {
+        std::fs::read_to_string(format!("/sys/class/net/{bridge}/flags"))
+            .ok()
+            .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
+            .is_some_and(|f| f & 1 == 1)
+    };
+    assert!(up(), "the bridge's local interface is up");
+    cmd(
+        "ovs-vsctl",
+        &["set", "Bridge", &bridge, "fail_mode=standalone"],
+    );
+    cmd("ip", &["link", "set", &bridge, "down"]);
+    sw.bridge_ensure(&bridge).expect("bridge_ensure again");
+    assert_eq!(get("fail_mode"), "secure");
+    assert!(up(), "brought up again");
+    let out = Command::new("ovs-vsctl").arg("list-br").output().unwrap();
+    let n = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| *l == bridge)
+        .count();
+    assert_eq!(n, 1);
+}
+
 #[test]
 fn real_switch_bench_port_plug() {
     let Some(sw) = real_ovs("real_switch_bench_port_plug") else {

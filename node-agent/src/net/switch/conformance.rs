@@ -128,7 +128,49 @@ pub fn run(sw: &dyn Switch, cfg: &SuiteConfig<'_>) {
     flows_replace_sets_exactly_the_given_flows(sw, &bridge);
     system_port_without_device_reports_error(sw, &bridge, cfg);
     concurrent_port_ensure_makes_one_port(sw, &bridge, cfg);
+    port_names_are_host_wide(sw, &bridge, cfg);
+    concurrent_bridge_ensure_makes_one_bridge(sw, cfg);
     missing_bridge_is_an_error(sw, cfg);
+}
+
+/// A port name belongs to one bridge: ensuring it on another is refused, not moved.
+pub fn port_names_are_host_wide(sw: &dyn Switch, bridge: &str, cfg: &SuiteConfig<'_>) {
+    let other = format!("{}o", cfg.prefix);
+    let _g = BridgeGuard::new(sw, &other);
+    sw.bridge_ensure(&other).expect("bridge_ensure other");
+    let name = format!("{}h1", cfg.prefix);
+    let p = plug(&name, PortKind::Internal, None, &[]);
+    sw.port_ensure(bridge, &p).expect("port_ensure");
+    match sw.port_ensure(&other, &p) {
+        Err(SwitchError::PortOnOtherBridge { on, wanted, .. }) => {
+            assert_eq!((on.as_str(), wanted.as_str()), (bridge, other.as_str()));
+        }
+        r => panic!("want PortOnOtherBridge, got {r:?}"),
+    }
+    assert!(
+        !sw.port_delete(&other, &name).expect("port_delete"),
+        "not on that bridge"
+    );
+    assert!(port(&sw.ports(bridge).expect("ports"), &name).is_some());
+    assert!(sw.port_delete(bridge, &name).expect("port_delete"));
+}
+
+/// Several threads ensuring the same bridge at once leave one bridge that works.
+pub fn concurrent_bridge_ensure_makes_one_bridge(sw: &dyn Switch, cfg: &SuiteConfig<'_>) {
+    let bridge = format!("{}k", cfg.prefix);
+    let _g = BridgeGuard::new(sw, &bridge);
+    let infos: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| sw.bridge_ensure(&bridge)))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("thread").expect("concurrent bridge_ensure"))
+            .collect()
+    });
+    assert!(infos.iter().all(|i| *i == infos[0]), "{infos:?}");
+    assert_eq!(sw.ports(&bridge).expect("ports"), vec![]);
+    assert!(sw.bridge_delete(&bridge).expect("bridge_delete"));
+    assert!(!sw.bridge_delete(&bridge).expect("bridge_delete again"));
 }
 
 /// Ensuring a bridge twice gives the same answer and no ports; the datapath is reported.

@@ -130,26 +130,28 @@ impl OvsSwitch {
         self
     }
 
-    fn client(&self, op: SwitchOp) -> Result<Arc<Client>> {
+    /// The shared connection, (re)connecting when there is none or it closed.
+    fn connected(&self) -> ovsdb::Result<Arc<Client>> {
         let mut c = self.client.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(cl) = c.as_ref()
             && !cl.is_closed()
         {
             return Ok(cl.clone());
         }
-        let cl = Arc::new(
-            Client::connect(&self.remote).map_err(|e| SwitchError::Unreachable {
-                op,
-                reason: format!("{}: {e}", self.remote),
-            })?,
-        );
+        let cl = Arc::new(Client::connect(&self.remote)?);
         *c = Some(cl.clone());
         Ok(cl)
     }
 
+    fn client(&self, op: SwitchOp) -> Result<Arc<Client>> {
+        self.connected().map_err(|e| SwitchError::Unreachable {
+            op,
+            reason: format!("{}: {e}", self.remote),
+        })
+    }
+
     fn transact(&self, op: SwitchOp, target: &str, ops: &[Op]) -> ovsdb::Result<Vec<OpResult>> {
-        let client = self.client(op).map_err(|_| ovsdb::Error::Closed)?;
-        let r = client.transact(OPEN_VSWITCH_DB, ops);
+        let r = self.connected()?.transact(OPEN_VSWITCH_DB, ops);
         if let Err(e) = &r {
             tracing::debug!(?op, target, error = %e, "ovsdb transaction failed");
         }
@@ -903,6 +905,23 @@ mod tests {
         )]);
         assert!(m.apply(&del));
         assert!(!m.apply(&iface("i1")), "p1 is no longer on br1");
+    }
+
+    #[test]
+    fn a_missing_daemon_is_unreachable_with_the_reason() {
+        let sw = OvsSwitch::new("unix:/nonexistent/cirrus-test/db.sock");
+        match sw.ports("br0") {
+            Err(SwitchError::Unreachable { op, reason }) => {
+                assert_eq!(op, SwitchOp::Ports);
+                assert!(
+                    reason.contains("/nonexistent/cirrus-test/db.sock"),
+                    "{reason}"
+                );
+                assert!(reason.contains("No such file"), "{reason}");
+            }
+            r => panic!("want Unreachable, got {r:?}"),
+        }
+        assert!(OvsSwitch::connect("/nonexistent/cirrus-test/db.sock").is_err());
     }
 
     #[test]

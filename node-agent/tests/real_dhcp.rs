@@ -408,6 +408,19 @@ fn real_dhcp_fixed_ips_reload_restart_and_remove() {
         vec![net.network_uid.clone()]
     );
 
+    // The DHCP port deleted from the switch behind the agent's back (its device goes with
+    // it): ensure plugs a new one and restarts dnsmasq on it.
+    sh(
+        "ovs-vsctl",
+        &["--timeout=10", "del-port", &lab.bridge, &net.port.ifname],
+    );
+    assert_eq!(lab.manager.ensure(&net).unwrap(), DnsmasqAction::Restarted);
+    assert!(bridge_ports(&lab.bridge).contains(&net.port.ifname));
+    let new_pid = lab.manager.pid(&net.network_uid).expect("dnsmasq runs");
+    let (lease, _) = dhcp(&lab, &guest_a, 3);
+    assert_eq!(lease.expect("lease after replug")["ip"], "10.77.0.5");
+    assert_eq!(lab.manager.ensure(&net).unwrap(), DnsmasqAction::Unchanged);
+
     // Remove leaves nothing: no namespace, port, process or files.
     lab.manager
         .remove(&net.network_uid, Some(&net.port.ifname))
@@ -419,6 +432,22 @@ fn real_dhcp_fixed_ips_reload_restart_and_remove() {
     assert!(lab.manager.present().unwrap().is_empty());
     // And again: idempotent.
     lab.manager.remove(&net.network_uid, None).unwrap();
+}
+
+/// A guest namespace configured the way a DHCP client configures itself: address, then
+/// the option 121 routes (so 169.254.169.254 goes via the DHCP port).
+fn dhcp_configured_guest(lab: &mut Lab, mac: &str) -> String {
+    let ifname = format!("h3g{}{}", lab.n, lab.guests.len());
+    let guest = lab.guest(mac);
+    let (lease, _) = dhcp(lab, &guest, 3);
+    let lease = lease.expect("lease");
+    let cidr = format!("{}/{}", lease["ip"], lease["mask"]);
+    netns::exec(&guest, &["ip", "addr", "add", &cidr, "dev", &ifname]).unwrap();
+    let routes: Vec<&str> = lease["staticroutes"].split_whitespace().collect();
+    for pair in routes.chunks(2) {
+        netns::exec(&guest, &["ip", "route", "replace", pair[0], "via", pair[1]]).unwrap();
+    }
+    guest
 }
 
 /// A stand-in metadata service: answers with what it was asked.
@@ -469,28 +498,7 @@ async fn real_metadata_proxy_forwards_with_network_and_peer_address() {
     let ns = namespace_name(&net.network_uid);
     let guest = tokio::task::block_in_place(|| {
         lab.manager.ensure(&net).unwrap();
-        let guest = lab.guest("fa:16:3e:77:00:05");
-        // Configure the guest as a DHCP client would: address, then option 121 routes.
-        let (lease, _) = dhcp(&lab, &guest, 3);
-        let lease = lease.expect("lease");
-        let ifname = format!("h3g{}0", lab.n);
-        netns::exec(
-            &guest,
-            &[
-                "ip",
-                "addr",
-                "add",
-                &format!("{}/{}", lease["ip"], lease["mask"]),
-                "dev",
-                &ifname,
-            ],
-        )
-        .unwrap();
-        let routes: Vec<&str> = lease["staticroutes"].split_whitespace().collect();
-        for pair in routes.chunks(2) {
-            netns::exec(&guest, &["ip", "route", "replace", pair[0], "via", pair[1]]).unwrap();
-        }
-        guest
+        dhcp_configured_guest(&mut lab, "fa:16:3e:77:00:05")
     });
 
     let proxies = MetadataProxies::new(api_url.clone());
@@ -542,5 +550,116 @@ async fn real_metadata_proxy_forwards_with_network_and_peer_address() {
         .unwrap();
     assert!(after.is_err(), "proxy still answers: {after:?}");
     echo.abort();
+    tokio::task::block_in_place(|| drop(lab));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_metadata_end_to_end_through_the_api() {
+    use base64::Engine;
+    if !ovs_available() {
+        return;
+    }
+    let api = cirrus_api::testing::TestApi::start().await;
+    let base = format!("{}/apis/cirrus.dev/v1/projects/demo", api.base_url);
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| {
+        let req = http.post(format!("{base}{path}")).json(&body);
+        async move {
+            let resp = req.send().await.unwrap();
+            assert!(resp.status().is_success(), "{}", resp.status());
+            resp.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    post(
+        "/networks",
+        serde_json::json!({"metadata": {"name": "net1"}, "spec": {}}),
+    )
+    .await;
+    post(
+        "/subnets",
+        serde_json::json!({"metadata": {"name": "sub1"},
+            "spec": {"network": "net1", "cidr": "10.77.0.0/24"}}),
+    )
+    .await;
+    let user_data = "#!/bin/sh\necho MARKER-h3\n";
+    let server = post(
+        "/servers",
+        serde_json::json!({"metadata": {"name": "vm-a"}, "spec": {
+            "flavor": "m1", "image": "guest", "networks": [{"network": "net1"}],
+            "userData": base64::engine::general_purpose::STANDARD.encode(user_data)}}),
+    )
+    .await;
+    let uid = server["metadata"]["uid"].as_str().unwrap().to_string();
+    post(
+        "/ports",
+        serde_json::json!({"metadata": {"name": "vm-a-port"}, "spec": {
+            "network": "net1", "deviceOwner": "compute:nova", "deviceId": uid}}),
+    )
+    .await;
+    let resp = http
+        .patch(format!("{base}/ports/vm-a-port/status"))
+        .header("Content-Type", "application/merge-patch+json")
+        .body(
+            serde_json::json!({"status": {
+                "fixedIps": [{"subnet": "sub1", "ipAddress": "10.77.0.5"}],
+                "macAddress": "fa:16:3e:77:00:05"}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+
+    let mut lab = Lab::new();
+    let net = lab.network(vec![
+        host("fa:16:3e:77:00:05", "10.77.0.5"),
+        host("fa:16:3e:77:00:06", "10.77.0.6"),
+    ]);
+    let ns = namespace_name(&net.network_uid);
+    let (guest_a, guest_b) = tokio::task::block_in_place(|| {
+        lab.manager.ensure(&net).unwrap();
+        let a = dhcp_configured_guest(&mut lab, "fa:16:3e:77:00:05");
+        let b = dhcp_configured_guest(&mut lab, "fa:16:3e:77:00:06");
+        (a, b)
+    });
+    let proxies = MetadataProxies::new(api.base_url.clone());
+    proxies.ensure(&net.network_uid, &ns, "demo/net1").unwrap();
+
+    let fetch = |ns: String, path: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            curl(
+                &ns,
+                &format!("http://169.254.169.254{path}"),
+                &[
+                    "-H",
+                    "X-Cirrus-Source-Ip: 10.77.0.5",
+                    "-w",
+                    "\n%{http_code}",
+                ],
+            )
+        })
+    };
+    let meta = fetch(guest_a.clone(), "/openstack/latest/meta_data.json")
+        .await
+        .unwrap()
+        .unwrap();
+    let (body, code) = meta.rsplit_once('\n').unwrap();
+    assert_eq!(code, "200", "{body}");
+    let meta: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(meta["uuid"], uid.as_str());
+    assert_eq!(meta["name"], "vm-a");
+    let user = fetch(guest_a.clone(), "/openstack/latest/user_data")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user, format!("{user_data}\n200"));
+    // Guest B claims A's address in a header: it is nobody, so it gets nothing.
+    let other = fetch(guest_b, "/openstack/latest/meta_data.json")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(other.ends_with("\n404"), "{other}");
+    assert!(!other.contains(&uid), "{other}");
+    proxies.stop(&net.network_uid);
     tokio::task::block_in_place(|| drop(lab));
 }

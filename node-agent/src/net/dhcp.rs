@@ -550,7 +550,7 @@ impl DhcpManager {
         Self::validate(net)?;
         let ns = namespace_name(&net.network_uid);
         netns::create(&ns)?;
-        self.plug(net, &ns)?;
+        let replugged = self.plug(net, &ns)?;
 
         let paths = self.paths(&net.network_uid);
         std::fs::create_dir_all(&paths.dir).map_err(|source| DhcpError::Io {
@@ -562,7 +562,8 @@ impl DhcpManager {
         let args = dnsmasq_args(net, &paths);
 
         let action = match running(&paths) {
-            Some((pid, cmdline)) if cmdline[1..] == args[..] => {
+            // A new device (first plug, or the switch recreated it) needs a fresh dnsmasq.
+            Some((pid, cmdline)) if cmdline[1..] == args[..] && !replugged => {
                 if hosts_changed || opts_changed {
                     signal(pid, Signal::HUP).map_err(|source| DhcpError::Io {
                         path: paths.pid(),
@@ -590,7 +591,8 @@ impl DhcpManager {
     }
 
     /// Makes the DHCP port exist inside namespace `ns`, configured.
-    fn plug(&self, net: &DhcpNetwork, ns: &str) -> Result<()> {
+    /// Returns whether the device had to be moved in (it is new).
+    fn plug(&self, net: &DhcpNetwork, ns: &str) -> Result<bool> {
         let ifname = &net.port.ifname;
         let port = InternalPort {
             name: ifname.clone(),
@@ -606,6 +608,7 @@ impl DhcpManager {
         self.plumbing
             .ensure_internal(&port)
             .map_err(DhcpError::Plumbing)?;
+        let mut replugged = false;
         if !netns::link_exists(Some(ns), ifname) {
             if !netns::link_exists(None, ifname) {
                 // The record exists without its device (e.g. the namespace was deleted):
@@ -619,6 +622,7 @@ impl DhcpManager {
                 return Err(DhcpError::NoDevice(ifname.clone()));
             }
             netns::move_link(ifname, ns)?;
+            replugged = true;
         }
         let mut addresses = net.port.ips.clone();
         addresses.push(IpNet::from(IpAddr::V4(METADATA_IP)));
@@ -631,7 +635,7 @@ impl DhcpManager {
                 addresses,
             },
         )?;
-        Ok(())
+        Ok(replugged)
     }
 
     fn start(&self, net: &DhcpNetwork, ns: &str, paths: &DhcpPaths, args: &[String]) -> Result<()> {

@@ -276,13 +276,14 @@ mod tests {
         let mut no_gw = subnet("10.0.0.0/30");
         no_gw.gateway_ip = Some(None);
         let v6 = subnet("fd00::/64"); // gateway fd00::1
-        let cases: Vec<(
-            &str,
-            &SubnetSpec,
+        type Case<'a> = (
+            &'a str,
+            &'a SubnetSpec,
             HashSet<IpAddr>,
             Request,
             Result<IpAddr, IpamError>,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             (
                 "lowest free",
                 &v4,

@@ -173,15 +173,20 @@ pub async fn run(
         concurrency,
         resync: config.resync,
     };
-    let port_ctl = Controller::new(Api::<Port>::all(client.clone()), Default::default())
+    // One watch per kind, shared by the controllers that need it (each extra watch costs the
+    // API an encode and this process a decode of every change).
+    let [port_main, port_for_networks, port_for_servers] = shared_watch::<Port, 3>(&client);
+    let [subnet_main, subnet_for_ports, subnet_for_networks] = shared_watch::<Subnet, 3>(&client);
+    let [network_main, network_for_ports] = shared_watch::<Network, 2>(&client);
+    let port_ctl = Controller::for_stream(port_main)
         .with_config(controller_config(config.port_concurrency))
         .with_leader_gate(gate.clone())
         .graceful_shutdown_on(shutdown.clone());
-    let network_ctl = Controller::new(Api::<Network>::all(client.clone()), Default::default())
+    let network_ctl = Controller::for_stream(network_main)
         .with_config(controller_config(16))
         .with_leader_gate(gate.clone())
         .graceful_shutdown_on(shutdown.clone());
-    let subnet_ctl = Controller::new(Api::<Subnet>::all(client.clone()), Default::default())
+    let subnet_ctl = Controller::for_stream(subnet_main)
         .with_config(controller_config(16))
         .with_leader_gate(gate.clone())
         .graceful_shutdown_on(shutdown.clone());
@@ -216,7 +221,8 @@ pub async fn run(
             },
         );
 
-    // Ports wait for their network and subnets: wake the ones not yet allocated.
+    // Ports that failed for want of their network or subnets are woken when those change
+    // (ports still on their first attempt are woken by their own changes).
     let unallocated = {
         let ports = ports.clone();
         move |project: Option<&str>, network: &str| -> Vec<ObjectRef> {
@@ -224,42 +230,40 @@ pub async fn run(
                 .list()
                 .iter()
                 .filter(|p| p.metadata.project.as_deref() == project && p.spec.network == network)
-                .filter(|p| !cirrus_crds::Condition::is_true(&p.status.conditions, ALLOCATED))
+                .filter(|p| {
+                    cirrus_crds::Condition::find(&p.status.conditions, ALLOCATED)
+                        .is_some_and(|c| c.status == cirrus_crds::ConditionStatus::False)
+                })
                 .map(|p| ObjectRef::from_obj(p.as_ref()))
                 .collect()
         }
     };
     let on_subnet = unallocated.clone();
     let port_ctl = port_ctl
-        .watches(
-            Api::<Subnet>::all(client.clone()),
-            Default::default(),
-            move |s: &Subnet| on_subnet(s.metadata.project.as_deref(), &s.spec.network),
-        )
-        .watches(
-            Api::<Network>::all(client.clone()),
-            Default::default(),
-            move |n: &Network| unallocated(n.metadata.project.as_deref(), &n.metadata.name),
-        );
+        .watches_stream(subnet_for_ports, move |s: &Subnet| {
+            on_subnet(s.metadata.project.as_deref(), &s.spec.network)
+        })
+        .watches_stream(network_for_ports, move |n: &Network| {
+            unallocated(n.metadata.project.as_deref(), &n.metadata.name)
+        });
     let network_ctl = network_ctl
-        .watches(
-            Api::<Port>::all(client.clone()),
-            Default::default(),
-            |p: &Port| network_of(p.metadata.project.as_deref(), &p.spec.network),
-        )
-        .watches(
-            Api::<Subnet>::all(client.clone()),
-            Default::default(),
-            |s: &Subnet| network_of(s.metadata.project.as_deref(), &s.spec.network),
-        );
+        // Only bound ports and DHCP ports matter to a network (its DHCP ports per node).
+        .watches_stream(port_for_networks, |p: &Port| {
+            if p.spec.binding_host.is_some()
+                || p.spec.device_owner.as_deref() == Some(DEVICE_OWNER_DHCP)
+            {
+                network_of(p.metadata.project.as_deref(), &p.spec.network)
+            } else {
+                Vec::new()
+            }
+        })
+        .watches_stream(subnet_for_networks, |s: &Subnet| {
+            network_of(s.metadata.project.as_deref(), &s.spec.network)
+        });
     let subnet_ctl = subnet_ctl.watches_stream(alloc_events, |a: &IpAllocation| {
         network_of(a.metadata.project.as_deref(), &a.spec.subnet)
     });
-    let server_ctl = server_ctl.watches(
-        Api::<Port>::all(client.clone()),
-        Default::default(),
-        owners::<Server, Port>,
-    );
+    let server_ctl = server_ctl.watches_stream(port_for_servers, owners::<Server, Port>);
     let project_ctl = project_ctl.watches_stream(group_events, |g: &SecurityGroup| {
         match (&g.metadata.project, g.metadata.name == DEFAULT_GROUP) {
             (Some(project), true) => vec![ObjectRef::cluster(project)],
@@ -291,6 +295,37 @@ pub async fn run(
         project_ctl.run(groups::reconcile_project, error_policy, ctx.clone()),
         sweeper,
     );
+}
+
+/// One watch of every `K`, fanned out to `N` consumers that each see every event. The
+/// fan-out task ends when every consumer is gone (noticed at the next event).
+fn shared_watch<K: Resource, const N: usize>(
+    client: &Client,
+) -> [futures::stream::BoxStream<'static, Result<Event<K>, ClientError>>; N] {
+    let mut source = watcher::watcher(Api::<K>::all(client.clone()), Default::default()).boxed();
+    let mut senders = Vec::with_capacity(N);
+    let receivers = std::array::from_fn(|_| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event<K>>();
+        senders.push(tx);
+        futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|event| (Ok(event), rx))
+        })
+        .boxed()
+    });
+    tokio::spawn(async move {
+        while let Some(event) = source.next().await {
+            match event {
+                Ok(event) => {
+                    senders.retain(|tx| tx.send(event.clone()).is_ok());
+                    if senders.is_empty() {
+                        return;
+                    }
+                }
+                Err(err) => tracing::warn!(kind = K::KIND, error = %err, "watch failed"),
+            }
+        }
+    });
+    receivers
 }
 
 /// The reference of the object named `name` in `project` (a port's network, an

@@ -12,6 +12,8 @@
 //!   store writes per server, writes of idle servers on resync).
 //! - `overhead`: create→domain running through Cirrus on the real libvirt driver, against the
 //!   same qemu-img/libvirt steps done directly (the baseline), guest boot excluded.
+//! - `ipam`: ports created concurrently on one /22 subnet with the network controller
+//!   running: allocations/s against raw creates/s of the same API (see `bench_ipam`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -31,8 +33,8 @@ use tokio::sync::{mpsc, watch};
 /// Arguments of `cirrus bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// What to measure: `store`, `api`, `servers` or `overhead`.
-    #[arg(value_parser = ["store", "api", "servers", "overhead"])]
+    /// What to measure: `store`, `api`, `servers`, `overhead` or `ipam`.
+    #[arg(value_parser = ["store", "api", "servers", "overhead", "ipam"])]
     pub target: String,
     /// store: concurrent writers.
     #[arg(long, default_value_t = 16)]
@@ -52,7 +54,10 @@ pub struct BenchArgs {
     /// servers: servers to create (default 500); overhead: servers per side (default 5).
     #[arg(long)]
     pub servers: Option<usize>,
-    /// servers: concurrent creating clients.
+    /// ipam: ports to create on the /22 subnet (at most 1021).
+    #[arg(long, default_value_t = 1000)]
+    pub ports: usize,
+    /// servers, ipam: concurrent creating clients.
     #[arg(long, default_value_t = 16)]
     pub writers: usize,
     /// servers: the hollow agents' resync period in seconds (the idle window waits one).
@@ -73,6 +78,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "store" => bench_store(&args).await,
             "servers" => bench_servers(&args).await,
             "overhead" => bench_overhead(&args).await,
+            "ipam" => crate::bench_ipam::bench_ipam(args.ports, args.writers).await,
             _ => bench_api(&args).await,
         }
     };

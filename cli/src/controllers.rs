@@ -1,6 +1,6 @@
-//! `cirrus controllers`: the control-plane controllers (scheduler, node lifecycle) in one
-//! process, behind leader election, talking to the API like any client. `cirrus up` runs the
-//! same set in-process.
+//! `cirrus controllers`: the control-plane controllers (scheduler, node lifecycle, network)
+//! in one process, behind leader election, talking to the API like any client. `cirrus up`
+//! runs the same set in-process.
 
 use std::time::Duration;
 
@@ -47,8 +47,15 @@ pub async fn run_all(client: Client, identity: Option<String>, stop: watch::Rece
         gate.clone(),
         stopped(stop.clone()),
     );
-    let lifecycle = cirrus_controllers::nodelifecycle::run(client, gate, stopped(stop.clone()));
-    tokio::join!(scheduler, lifecycle);
+    let lifecycle =
+        cirrus_controllers::nodelifecycle::run(client.clone(), gate.clone(), stopped(stop.clone()));
+    let network = cirrus_controllers::network::run(
+        client,
+        cirrus_controllers::network::NetworkConfig::default(),
+        gate,
+        stopped(stop.clone()),
+    );
+    tokio::join!(scheduler, lifecycle, network);
     // Give the elector a moment to release the lease so a successor takes over at once.
     let _ = tokio::time::timeout(Duration::from_secs(2), elector_task).await;
 }

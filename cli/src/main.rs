@@ -10,6 +10,7 @@
 
 mod apply;
 mod bench;
+mod bench_ipam;
 mod client;
 mod console;
 mod controllers;

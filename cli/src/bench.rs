@@ -1250,6 +1250,7 @@ async fn direct_runs(
             }),
             console_log: work.path().join(format!("direct-{i}/console.log")),
             nics: Vec::new(),
+            config_drive: None,
         };
         let (create, delete) = direct_one(hv, domains, &cache.root, spec).await?;
         timings.record(i, create, delete);

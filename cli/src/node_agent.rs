@@ -7,9 +7,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use cirrus_node_agent::AgentConfig;
+use cirrus_node_agent::agent::NetworkConfig;
 use cirrus_node_agent::hypervisor::Hypervisor;
 use cirrus_node_agent::hypervisor::fake::FakeHypervisor;
 use cirrus_node_agent::hypervisor::libvirt::LibvirtHypervisor;
+use cirrus_node_agent::net::ports::PortsConfig;
+use cirrus_node_agent::net::switch::ovs::OvsSwitch;
 
 /// Which hypervisor driver a node agent uses.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +41,16 @@ pub struct NodeAgentArgs {
     /// Where the agent endpoint (console logs for the API to proxy) listens.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub endpoint_listen: SocketAddr,
+    /// The Open vSwitch integration bridge guests and DHCP namespaces are plugged into.
+    #[arg(long, default_value = "br-int")]
+    pub bridge: String,
+    /// The OVSDB server to manage the bridge through.
+    #[arg(long, default_value = "unix:/var/run/openvswitch/db.sock")]
+    pub ovsdb: String,
+    /// Run without host networking (servers with networks then wait). Implied by
+    /// `--driver fake`.
+    #[arg(long)]
+    pub no_network: bool,
 }
 
 /// Builds the driver `args` asks for; libvirt is connected now so a missing daemon is reported
@@ -64,7 +77,34 @@ pub fn config(args: &NodeAgentArgs, api_url: &str, driver: Arc<dyn Hypervisor>) 
     let node = args.node.clone().unwrap_or_else(host_name);
     let mut config = AgentConfig::new(node, api_url, args.state_dir.clone(), driver);
     config.endpoint_listen = Some(args.endpoint_listen);
+    config.network = network(args);
     config
+}
+
+/// Host networking for `args`: Open vSwitch at `--ovsdb`, or none (with a warning) when it
+/// is not reachable, for hollow nodes and with `--no-network`.
+fn network(args: &NodeAgentArgs) -> Option<NetworkConfig> {
+    if args.no_network || args.driver == Driver::Fake {
+        return None;
+    }
+    match OvsSwitch::connect(&args.ovsdb) {
+        Ok(switch) => Some(NetworkConfig {
+            bridge: args.bridge.clone(),
+            switch: Arc::new(switch),
+            ports: PortsConfig::default(),
+        }),
+        Err(err) => {
+            tracing::warn!(
+                ovsdb = %args.ovsdb,
+                "no host networking: Open vSwitch is not reachable ({err}); start it with hack/start-ovs.sh"
+            );
+            eprintln!(
+                "cirrus node-agent: no host networking: Open vSwitch is not reachable at {} ({err})",
+                args.ovsdb
+            );
+            None
+        }
+    }
 }
 
 /// Runs `cirrus node-agent` against `server` until SIGINT/SIGTERM.

@@ -40,6 +40,9 @@ pub struct UpArgs {
     /// The local node's name (default: the host name).
     #[arg(long, env = "CIRRUS_NODE_NAME")]
     pub node_name: Option<String>,
+    /// The local node's Open vSwitch integration bridge.
+    #[arg(long, default_value = "br-int")]
+    pub bridge: String,
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
@@ -112,6 +115,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 libvirt_uri: "qemu:///system".into(),
                 state_dir: args.data_dir.join("node"),
                 endpoint_listen: "127.0.0.1:0".parse().expect("a valid address"),
+                bridge: args.bridge.clone(),
+                ovsdb: "unix:/var/run/openvswitch/db.sock".into(),
+                no_network: false,
             };
             match crate::node_agent::driver(&agent_args) {
                 Ok(hypervisor) => {

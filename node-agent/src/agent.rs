@@ -20,6 +20,9 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::hypervisor::Hypervisor;
+use crate::net::host::HostNetwork;
+use crate::net::ports::{self, NetworkAgent, PortsConfig};
+use crate::net::switch::Switch;
 use crate::registration::{HeartbeatConfig, Registrar};
 use crate::servers::{self, ServerConfig, ServerContext};
 
@@ -43,6 +46,29 @@ pub struct AgentConfig {
     /// Where to serve the agent endpoint (console logs for the API server to proxy); it is
     /// published in `Node.status.agentEndpoint`. `None`: not served.
     pub endpoint_listen: Option<std::net::SocketAddr>,
+    /// Host networking (integration bridge, DHCP, metadata, security groups); `None`: the
+    /// node has none and servers with networks wait (`NetworkReady` False).
+    pub network: Option<NetworkConfig>,
+}
+
+/// How the agent plugs guests into networks.
+#[derive(Clone)]
+pub struct NetworkConfig {
+    /// The integration bridge, e.g. `br-int`.
+    pub bridge: String,
+    /// The switch driver (Open vSwitch, or the fake).
+    pub switch: Arc<dyn Switch>,
+    /// Host network reconciler timing.
+    pub ports: PortsConfig,
+}
+
+impl std::fmt::Debug for NetworkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkConfig")
+            .field("bridge", &self.bridge)
+            .field("ports", &self.ports)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AgentConfig {
@@ -62,6 +88,7 @@ impl AgentConfig {
             heartbeat: HeartbeatConfig::default(),
             servers: ServerConfig::default(),
             endpoint_listen: None,
+            network: None,
         }
     }
 }
@@ -87,6 +114,9 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// The host network state (local VLAN map) could not be loaded.
+    #[error("host networking cannot start")]
+    Network(#[from] crate::net::local_vlans::LocalVlanError),
     /// A component task panicked.
     #[error("node agent task {task} failed: {reason}")]
     Task {
@@ -190,13 +220,31 @@ pub async fn run_with_handle(
         tracing::warn!(error = %e, "first lease renewal failed");
     }
 
-    let ctx = Arc::new(ServerContext::new(
-        client,
+    let mut ctx = ServerContext::new(
+        client.clone(),
         config.node_name.clone(),
         config.state_dir.clone(),
         config.driver.clone(),
         config.servers.clone(),
-    ));
+    );
+    let mut network_task = None;
+    if let Some(net) = &config.network {
+        let host = Arc::new(HostNetwork::new(net.bridge.clone(), &config.state_dir)?);
+        ctx = ctx.with_network(host.clone());
+        let agent = Arc::new(NetworkAgent::new(
+            client,
+            config.node_name.clone(),
+            host,
+            net.switch.clone(),
+            config.state_dir.clone(),
+            config.api_url.clone(),
+            net.ports.clone(),
+        ));
+        network_task = Some(tokio::spawn(
+            ports::run(agent, stopped(stop_rx.clone())).instrument(span.clone()),
+        ));
+    }
+    let ctx = Arc::new(ctx);
     on_start(ctx.clone());
 
     let heartbeats = {
@@ -236,11 +284,15 @@ pub async fn run_with_handle(
         )
     };
     let mut result = Ok(());
-    for (task, handle) in [
+    let mut tasks = vec![
         ("heartbeats", heartbeats),
         ("server controller", controller),
         ("orphan sweep", sweeper),
-    ] {
+    ];
+    if let Some(t) = network_task {
+        tasks.push(("host network", t));
+    }
+    for (task, handle) in tasks {
         if let Err(e) = handle.await {
             result = Err(AgentError::Task {
                 task,

@@ -6,7 +6,10 @@
 //!    `Ready` become `Unknown`, the phase is kept (never ERROR), the runtime backs off.
 //! 2. Prepare: resolve the image (own project, then public/community), cache it and, for AMI
 //!    style images (`kernel_id` / `ramdisk_id`), the kernel and ramdisk (`ImageReady`); ensure
-//!    the root disk overlay (`DiskReady`); `domain_ensure` the [`DomainSpec`]. When the domain
+//!    the root disk overlay (`DiskReady`); resolve the server's ports — each must exist, be
+//!    attached to the server, bound to this node and have its MAC and addresses — into NICs on
+//!    the network's local VLAN (`NetworkReady`, task state `networking` while waiting);
+//!    `domain_ensure` the [`DomainSpec`]. When the domain
 //!    already exists a failed preparation leaves it alone (it keeps running from its disk).
 //! 3. Power: Running → start/resume; Stopped → ACPI shutdown, then destroy once
 //!    [`ServerConfig::shutdown_grace`] has passed (requeued, never blocking); Paused → pause in
@@ -32,7 +35,7 @@
 //!   uids that belong to no server bound to this node (after a successful list).
 //! - One reboot per `rebootCount` bump, even when recording it races with another write.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,21 +43,24 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use cirrus_client::{Api, Client, ClientError, ListParams};
 use cirrus_controllers::runtime::{
-    Action, Config, Controller, FinalizerError, FinalizerEvent, finalizer, watcher,
+    Action, Config, Controller, FinalizerError, FinalizerEvent, ObjectRef, finalizer, watcher,
 };
+use cirrus_crds::kinds::port::server_port_name;
 use cirrus_crds::kinds::server::{
-    ObservedPowerState, PowerState, RebootType, ServerFault, ServerPhase, ServerStatus,
+    AddressType, ObservedPowerState, PowerState, RebootType, ServerAddress, ServerFault,
+    ServerPhase, ServerStatus,
 };
-use cirrus_crds::{Condition, ConditionStatus, Flavor, Image, Server};
+use cirrus_crds::{Condition, ConditionStatus, Flavor, Image, Network, Port, Server};
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::disks::{self, DiskError, InstancePaths, RootDisk};
 use crate::hypervisor::{
     DomainName, DomainSpec, DomainState, HostInfo, Hypervisor, HypervisorError, HypervisorOp,
-    KernelBoot, RebootKind,
+    KernelBoot, NicSpec, RebootKind,
 };
 use crate::images::{self, ImageCache, ImageError};
+use crate::net::host::HostNetwork;
 
 /// The finalizer the node agent keeps on servers it holds resources for.
 pub const FINALIZER: &str = "cirrus.dev/node-agent";
@@ -62,6 +68,8 @@ pub const FINALIZER: &str = "cirrus.dev/node-agent";
 pub const IMAGE_READY: &str = "ImageReady";
 /// Condition: the root disk exists.
 pub const DISK_READY: &str = "DiskReady";
+/// Condition: every port of the server is ready to plug (only for servers with networks).
+pub const NETWORK_READY: &str = "NetworkReady";
 /// Condition: the domain is running.
 pub const DOMAIN_RUNNING: &str = "DomainRunning";
 /// Condition: the server is in the power state its spec asks for.
@@ -135,6 +143,9 @@ pub struct ServerContext {
     reboots: Mutex<HashMap<Uuid, u64>>,
     /// Status writes per server uid (observability and tests).
     writes: Mutex<HashMap<Uuid, u64>>,
+    /// The host's networking (bridge, local VLANs); `None`: this node has none, and servers
+    /// with networks wait (`NetworkReady` False, `NetworkingUnavailable`).
+    network: Option<Arc<HostNetwork>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -162,7 +173,15 @@ impl ServerContext {
             stops: Mutex::new(HashMap::new()),
             reboots: Mutex::new(HashMap::new()),
             writes: Mutex::new(HashMap::new()),
+            network: None,
         }
+    }
+
+    /// Plugs servers' NICs into `network` (the host's integration bridge).
+    #[must_use]
+    pub fn with_network(mut self, network: Arc<HostNetwork>) -> Self {
+        self.network = Some(network);
+        self
     }
 
     /// Status writes this agent made for the server with `uid` since it started.
@@ -230,6 +249,10 @@ pub struct Observation {
     pub image: Option<Observed>,
     /// `DiskReady`, when checked this time.
     pub disk: Option<Observed>,
+    /// `NetworkReady`, when checked this time (servers with networks only).
+    pub network: Option<Observed>,
+    /// The server's addresses by network name, when its ports were read this time.
+    pub addresses: Option<BTreeMap<String, Vec<ServerAddress>>>,
     /// The domain's state after acting: `Ok(None)` not defined, `Err` unreachable (message).
     pub domain: Option<Result<Option<DomainState>, String>>,
     /// Positive evidence the server cannot be built: (reason, message) → ERROR.
@@ -295,6 +318,12 @@ pub fn derive_status(
     }
     if let Some(o) = &obs.disk {
         Condition::set(&mut st.conditions, cond(DISK_READY, o));
+    }
+    if let Some(o) = &obs.network {
+        Condition::set(&mut st.conditions, cond(NETWORK_READY, o));
+    }
+    if let Some(addresses) = &obs.addresses {
+        st.addresses = addresses.clone();
     }
     let wanted = server.spec.power_state;
     let unreachable = matches!(obs.domain, Some(Err(_)));
@@ -370,11 +399,13 @@ pub fn derive_status(
             .and_then(|f| f.created)
             .or(Some(now)),
     });
-    let failing = [IMAGE_READY, DISK_READY].into_iter().find_map(|t| {
-        Condition::find(&st.conditions, t)
-            .filter(|c| c.status != ConditionStatus::True)
-            .cloned()
-    });
+    let failing = [IMAGE_READY, DISK_READY, NETWORK_READY]
+        .into_iter()
+        .find_map(|t| {
+            Condition::find(&st.conditions, t)
+                .filter(|c| c.status != ConditionStatus::True)
+                .cloned()
+        });
     let ready = if let Some((reason, message)) = &obs.fatal {
         Observed::new(ConditionStatus::False, reason, message.clone())
     } else if unreachable {
@@ -403,33 +434,46 @@ pub fn derive_status(
 /// A step of preparation that failed: which condition it belongs to and whether it is
 /// positive evidence (ERROR) or retryable.
 struct PrepFailure {
-    image_step: bool,
+    step: PrepStep,
     permanent: bool,
     reason: &'static str,
     message: String,
     error: ServerError,
 }
 
+/// The preparation steps, each reported as its own condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PrepStep {
+    Image,
+    Disk,
+    Network,
+}
+
 impl PrepFailure {
-    fn image(reason: &'static str, permanent: bool, error: ServerError) -> Self {
+    fn new(step: PrepStep, reason: &'static str, permanent: bool, error: ServerError) -> Self {
         let message = error_chain(&error);
         Self {
-            image_step: true,
+            step,
             permanent,
             reason,
             message,
             error,
         }
     }
+    fn image(reason: &'static str, permanent: bool, error: ServerError) -> Self {
+        Self::new(PrepStep::Image, reason, permanent, error)
+    }
     fn disk(reason: &'static str, permanent: bool, error: ServerError) -> Self {
-        let message = error_chain(&error);
-        Self {
-            image_step: false,
-            permanent,
-            reason,
-            message,
-            error,
-        }
+        Self::new(PrepStep::Disk, reason, permanent, error)
+    }
+    /// Ports not ready yet: retried when a port changes, or soon.
+    fn waiting_for_ports(message: String) -> Self {
+        Self::new(
+            PrepStep::Network,
+            "PortsNotReady",
+            false,
+            ServerError::Prepare(message),
+        )
     }
 }
 
@@ -502,6 +546,24 @@ pub async fn run(
         resync: Some(ctx.config.resync),
     })
     .graceful_shutdown_on(shutdown);
+    // A port bound here that changes (gets its address, is attached) wakes its server: the
+    // port's deviceId is the server's uid.
+    let servers = controller.store();
+    let controller = controller.watches(
+        Api::<Port>::all(ctx.client.clone()),
+        watcher::Config::fields(format!("spec.bindingHost={}", ctx.node_name)),
+        move |port: &Port| {
+            let Some(device) = port.spec.device_id.as_deref() else {
+                return Vec::new();
+            };
+            servers
+                .list()
+                .iter()
+                .filter(|s| s.metadata.uid.as_deref() == Some(device))
+                .map(|s| ObjectRef::from_obj(s.as_ref()))
+                .collect()
+        },
+    );
     controller.run(reconcile, error_policy, ctx).await;
 }
 
@@ -562,7 +624,15 @@ impl ServerContext {
         };
         let mut retry_later: Option<ServerError> = None;
         match self.prepare(server, uid).await {
-            Ok((spec, image_msg)) => {
+            Ok((spec, image_msg, addresses)) => {
+                if !server.spec.networks.is_empty() {
+                    obs.network = Some(Observed::new(
+                        ConditionStatus::True,
+                        "PortsReady",
+                        format!("{} NIC(s) on the integration bridge", spec.nics.len()),
+                    ));
+                }
+                obs.addresses = Some(addresses);
                 obs.image = Some(Observed::new(
                     ConditionStatus::True,
                     "ImageCached",
@@ -605,10 +675,13 @@ impl ServerContext {
                     ConditionStatus::False
                 };
                 let o = Observed::new(status, f.reason, f.message.clone());
-                if f.image_step {
-                    obs.image = Some(o);
-                } else {
-                    obs.disk = Some(o);
+                match f.step {
+                    PrepStep::Image => obs.image = Some(o),
+                    PrepStep::Disk => obs.disk = Some(o),
+                    PrepStep::Network => {
+                        obs.network = Some(o);
+                        obs.task = Some("networking".into());
+                    }
                 }
                 obs.domain = Some(Ok(None));
                 if f.permanent {
@@ -633,7 +706,7 @@ impl ServerContext {
         &self,
         server: &Server,
         uid: Uuid,
-    ) -> Result<(DomainSpec, String), PrepFailure> {
+    ) -> Result<(DomainSpec, String, BTreeMap<String, Vec<ServerAddress>>), PrepFailure> {
         let project = server.metadata.project.clone().unwrap_or_default();
         let flavor = Api::<Flavor>::all(self.client.clone())
             .get_opt(&server.spec.flavor)
@@ -646,6 +719,7 @@ impl ServerContext {
                     ServerError::Prepare(format!("flavor {:?} does not exist", server.spec.flavor)),
                 )
             })?;
+        let (nics, addresses) = self.nics(server, uid, &project).await?;
         let Some(image_name) = server.spec.image.as_deref() else {
             return Err(PrepFailure::image(
                 "BootVolumeUnsupported",
@@ -718,9 +792,116 @@ impl ServerContext {
             root_disk: paths.disk.clone(),
             kernel_boot,
             console_log: paths.console_log.clone(),
-            nics: Vec::new(),
+            nics,
+            config_drive: None,
         };
-        Ok((spec, format!("cached on the node: {}", cached.join(", "))))
+        Ok((
+            spec,
+            format!("cached on the node: {}", cached.join(", ")),
+            addresses,
+        ))
+    }
+
+    /// The server's NICs (one per `spec.networks` entry, in order) and its addresses, from
+    /// its ports. Every port must exist, be attached to this server (`deviceId`), be bound to
+    /// this node and have its MAC; otherwise the server waits for the network controller.
+    async fn nics(
+        &self,
+        server: &Server,
+        uid: Uuid,
+        project: &str,
+    ) -> Result<(Vec<NicSpec>, BTreeMap<String, Vec<ServerAddress>>), PrepFailure> {
+        let mut nics = Vec::new();
+        let mut addresses: BTreeMap<String, Vec<ServerAddress>> = BTreeMap::new();
+        if server.spec.networks.is_empty() {
+            return Ok((nics, addresses));
+        }
+        let Some(host) = &self.network else {
+            return Err(PrepFailure::new(
+                PrepStep::Network,
+                "NetworkingUnavailable",
+                false,
+                ServerError::Prepare(
+                    "this node has no integration bridge (Open vSwitch is not available)".into(),
+                ),
+            ));
+        };
+        let uid_text = uid.hyphenated().to_string();
+        let ports = Api::<Port>::in_project(self.client.clone(), project);
+        let networks = Api::<Network>::in_project(self.client.clone(), project);
+        let api_down =
+            |e: ClientError| PrepFailure::new(PrepStep::Network, "ApiUnavailable", false, e.into());
+        for (i, entry) in server.spec.networks.iter().enumerate() {
+            let name = entry
+                .port
+                .clone()
+                .unwrap_or_else(|| server_port_name(&server.metadata.name, &uid_text, i));
+            let Some(port) = ports.get_opt(&name).await.map_err(api_down)? else {
+                return Err(PrepFailure::waiting_for_ports(format!(
+                    "waiting for port {name:?}"
+                )));
+            };
+            if port.spec.device_id.as_deref() != Some(uid_text.as_str()) {
+                return Err(PrepFailure::waiting_for_ports(format!(
+                    "port {name:?} is not attached to this server yet"
+                )));
+            }
+            if port.spec.binding_host.as_deref() != Some(self.node_name.as_str()) {
+                return Err(PrepFailure::waiting_for_ports(format!(
+                    "port {name:?} is not bound to node {:?} yet",
+                    self.node_name
+                )));
+            }
+            let (Some(mac), Some(port_uid)) = (
+                port.status.mac_address.clone(),
+                port.metadata
+                    .uid
+                    .as_deref()
+                    .and_then(|u| Uuid::try_parse(u).ok()),
+            ) else {
+                return Err(PrepFailure::waiting_for_ports(format!(
+                    "port {name:?} has no MAC address yet"
+                )));
+            };
+            let network = networks
+                .get_opt(&port.spec.network)
+                .await
+                .map_err(api_down)?
+                .ok_or_else(|| {
+                    PrepFailure::waiting_for_ports(format!(
+                        "network {:?} of port {name:?} does not exist",
+                        port.spec.network
+                    ))
+                })?;
+            let network_uid = network.metadata.uid.clone().unwrap_or_default();
+            let tag = host.local_vlan(&network_uid).map_err(|e| {
+                PrepFailure::new(
+                    PrepStep::Network,
+                    "LocalVlanUnavailable",
+                    false,
+                    ServerError::Prepare(e.to_string()),
+                )
+            })?;
+            nics.push(NicSpec {
+                bridge: host.bridge().to_string(),
+                interface_id: port_uid,
+                mac: mac.clone(),
+                tap: NicSpec::tap_name(port_uid),
+                vlan_tag: Some(tag),
+                mtu: network.status.mtu,
+            });
+            let list = addresses.entry(port.spec.network.clone()).or_default();
+            for ip in &port.status.fixed_ips {
+                list.push(ServerAddress {
+                    ip: ip.ip_address,
+                    version: if ip.ip_address.is_ipv4() { 4 } else { 6 },
+                    mac: Some(mac.clone()),
+                    type_: AddressType::Fixed,
+                    port: Some(name.clone()),
+                });
+            }
+        }
+        Ok((nics, addresses))
     }
 
     async fn resolve(&self, project: &str, name: &str) -> Result<Image, PrepFailure> {

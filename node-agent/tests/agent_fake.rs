@@ -281,6 +281,7 @@ async fn fake_server_lifecycle() {
         kernel_boot: None,
         console_log: orphan_dir.join("console.log"),
         nics: vec![],
+        config_drive: None,
     })
     .unwrap();
     eventually("orphan removed", T, async || {
@@ -311,6 +312,7 @@ async fn fake_server_lifecycle() {
         kernel_boot: None,
         console_log: "/elsewhere/console.log".into(),
         nics: vec![],
+        config_drive: None,
     })
     .unwrap();
     let report = cirrus_node_agent::servers::orphans_sweep(&ctx)

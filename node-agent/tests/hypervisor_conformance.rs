@@ -31,6 +31,7 @@ fn plain_spec(dir: &Path, uid: Uuid, marker: &str) -> DomainSpec {
         }),
         console_log: dir.join(format!("{uid}.console.log")),
         nics: vec![],
+        config_drive: None,
     }
 }
 
@@ -158,6 +159,7 @@ fn real_libvirt_conformance() {
             }),
             console_log: work.path().join(format!("{uid}.console.log")),
             nics: vec![],
+            config_drive: None,
         }
     };
     conformance::run(

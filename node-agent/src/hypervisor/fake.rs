@@ -397,6 +397,7 @@ mod tests {
             kernel_boot: None,
             console_log: "/nonexistent/console.log".into(),
             nics: vec![],
+            config_drive: None,
         }
     }
 

@@ -114,15 +114,32 @@ pub struct KernelBoot {
     pub cmdline: String,
 }
 
-/// One guest NIC plugged into an Open vSwitch bridge (filled in by later issues).
+/// One guest NIC: a tap device libvirt creates and plugs into an Open vSwitch bridge as an
+/// access port of the network's local VLAN (so the guest never sees other networks' frames,
+/// not even before the firewall flows are in place).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NicSpec {
     /// The OVS bridge, e.g. `br-int`.
     pub bridge: String,
     /// The OVS `external_ids:iface-id`: the Cirrus port uid.
     pub interface_id: Uuid,
-    /// The guest MAC address, `52:54:00:xx:xx:xx`.
+    /// The guest MAC address (the port's, `fa:16:3e:xx:xx:xx`).
     pub mac: String,
+    /// The host-side tap name, [`NicSpec::tap_name`] of the port uid (at most 15 bytes).
+    pub tap: String,
+    /// The network's local VLAN on this host's bridge; `None`: untagged.
+    pub vlan_tag: Option<u16>,
+    /// The network's MTU, handed to the guest's virtio NIC; `None`: the default.
+    pub mtu: Option<u32>,
+}
+
+impl NicSpec {
+    /// The tap device name for a port: `tap` plus the first 11 characters of its uid, as
+    /// Neutron names them, so an operator can map a device to its port at a glance.
+    pub fn tap_name(port_uid: Uuid) -> String {
+        let id = port_uid.hyphenated().to_string();
+        format!("tap{}", &id[..11])
+    }
 }
 
 /// Everything the hypervisor needs to define one server's domain. Built by the node agent from
@@ -148,8 +165,12 @@ pub struct DomainSpec {
     pub kernel_boot: Option<KernelBoot>,
     /// Where the serial console is written (appended across boots), read by `console-log`.
     pub console_log: PathBuf,
-    /// NICs, in guest order (eth0, eth1, ...). Empty until networking lands.
+    /// NICs, in guest order (eth0, eth1, ...).
     pub nics: Vec<NicSpec>,
+    /// A config drive (an ISO9660 image labelled `config-2`), attached read-only as the
+    /// second virtio disk; `None`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_drive: Option<PathBuf>,
 }
 
 impl DomainSpec {

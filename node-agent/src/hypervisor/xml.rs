@@ -130,6 +130,14 @@ pub fn render_domain_xml(spec: &DomainSpec) -> String {
     let _ = writeln!(x, "      <source file='{}'/>", path(&spec.root_disk));
     let _ = writeln!(x, "      <target dev='vda' bus='virtio'/>");
     let _ = writeln!(x, "    </disk>");
+    if let Some(iso) = &spec.config_drive {
+        let _ = writeln!(x, "    <disk type='file' device='disk'>");
+        let _ = writeln!(x, "      <driver name='qemu' type='raw'/>");
+        let _ = writeln!(x, "      <source file='{}'/>", path(iso));
+        let _ = writeln!(x, "      <target dev='vdb' bus='virtio'/>");
+        let _ = writeln!(x, "      <readonly/>");
+        let _ = writeln!(x, "    </disk>");
+    }
     for nic in &spec.nics {
         let _ = writeln!(x, "    <interface type='bridge'>");
         let _ = writeln!(x, "      <source bridge='{}'/>", esc(&nic.bridge));
@@ -140,8 +148,17 @@ pub fn render_domain_xml(spec: &DomainSpec) -> String {
             nic.interface_id.hyphenated()
         );
         let _ = writeln!(x, "      </virtualport>");
+        if let Some(tag) = nic.vlan_tag {
+            let _ = writeln!(x, "      <vlan>");
+            let _ = writeln!(x, "        <tag id='{tag}'/>");
+            let _ = writeln!(x, "      </vlan>");
+        }
+        let _ = writeln!(x, "      <target dev='{}'/>", esc(&nic.tap));
         let _ = writeln!(x, "      <mac address='{}'/>", esc(&nic.mac));
         let _ = writeln!(x, "      <model type='virtio'/>");
+        if let Some(mtu) = nic.mtu {
+            let _ = writeln!(x, "      <mtu size='{mtu}'/>");
+        }
         let _ = writeln!(x, "    </interface>");
     }
     let log = path(&spec.console_log);
@@ -157,8 +174,10 @@ pub fn render_domain_xml(spec: &DomainSpec) -> String {
         x,
         "    <controller type='pci' index='0' model='pcie-root'/>"
     );
-    // One root port per PCIe device present at boot (root disk + NICs), plus the spares.
-    for _ in 0..(1 + spec.nics.len() + SPARE_ROOT_PORTS) {
+    // One root port per PCIe device present at boot (root disk, config drive, NICs), plus the
+    // spares for hot-plug.
+    let at_boot = 1 + usize::from(spec.config_drive.is_some()) + spec.nics.len();
+    for _ in 0..(at_boot + SPARE_ROOT_PORTS) {
         let _ = writeln!(x, "    <controller type='pci' model='pcie-root-port'/>");
     }
     let _ = writeln!(x, "    <controller type='usb' model='none'/>");
@@ -190,6 +209,7 @@ mod tests {
             }),
             console_log: "/var/lib/cirrus/instances/6f1c2a7e/console.log".into(),
             nics: vec![],
+            config_drive: None,
         }
     }
 
@@ -270,11 +290,17 @@ mod tests {
                 bridge: "br-int".into(),
                 interface_id: Uuid::parse_str("11111111-2222-4333-8444-555555555555").unwrap(),
                 mac: "52:54:00:aa:bb:01".into(),
+                tap: "tap11111111-22".into(),
+                vlan_tag: Some(7),
+                mtu: Some(1450),
             },
             NicSpec {
                 bridge: "br-int".into(),
                 interface_id: Uuid::parse_str("11111111-2222-4333-8444-666666666666").unwrap(),
                 mac: "52:54:00:aa:bb:02".into(),
+                tap: "tap11111111-23".into(),
+                vlan_tag: None,
+                mtu: None,
             },
         ];
         let xml = render_domain_xml(&s);
@@ -288,8 +314,13 @@ mod tests {
       <virtualport type='openvswitch'>
         <parameters interfaceid='11111111-2222-4333-8444-555555555555'/>
       </virtualport>
+      <vlan>
+        <tag id='7'/>
+      </vlan>
+      <target dev='tap11111111-22'/>
       <mac address='52:54:00:aa:bb:01'/>
       <model type='virtio'/>
+      <mtu size='1450'/>
     </interface>
 ";
         assert!(xml.contains(nic), "{xml}");

@@ -494,6 +494,11 @@ async fn restarted_controller_converges_without_duplicates_or_leaks() {
     .await;
     first.abort();
     let _ = first.await;
+    let at_kill = h.allocations().await.len();
+    assert!(
+        at_kill < 122,
+        "killed mid-way ({at_kill} of 122 allocations made)"
+    );
     let _second = h.start();
     eventually(60, "every port allocated", || async {
         let ports = h.ports().await;

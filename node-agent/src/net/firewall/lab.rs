@@ -284,9 +284,14 @@ impl Drop for Lab {
 /// Measures how long a security-group rule change takes to reach the data path: two guests
 /// on one network, B allowing no ingress; per sample, install the flows without the rule
 /// (and check ping A→B fails), then install them with an ICMP ingress rule on B and ping
-/// until the first answer. Returns one duration per sample (from the start of
-/// `replace-flows` to the first answered ping, including the ping's round trip).
-pub fn measure_rule_change(samples: usize) -> Result<Vec<Duration>, LabError> {
+/// until the first answer. `extra_ports` phantom ports (on other networks, each with a
+/// remote-group-sized ingress rule) make the flow table the size of a busy host's.
+/// Returns one duration per sample (from the start of `replace-flows` to the first answered
+/// ping, including the ping's round trip) and the number of flows installed.
+pub fn measure_rule_change(
+    samples: usize,
+    extra_ports: usize,
+) -> Result<(Vec<Duration>, usize), LabError> {
     let mut lab = Lab::new()?;
     let a = lab.add_guest(
         1,
@@ -307,20 +312,39 @@ pub fn measure_rule_change(samples: usize) -> Result<Vec<Duration>, LabError> {
         port_range_max: None,
         remote: Remote::Cidrs(vec![ipnet::IpNet::from(a.addr())]),
     };
-    let without = render(
-        &[
-            a.firewall_port(vec![egress.clone()]),
-            b.firewall_port(vec![egress.clone()]),
-        ],
-        &[],
-    );
-    let with = render(
-        &[
-            a.firewall_port(vec![egress.clone()]),
-            b.firewall_port(vec![egress, icmp_in]),
-        ],
-        &[],
-    );
+    let phantoms: Vec<FirewallPort> = (0..extra_ports)
+        .map(|i| {
+            let i = i as u32;
+            let [_, _, hi, lo] = i.to_be_bytes();
+            FirewallPort {
+                ofport: 1000 + i,
+                tag: 100 + (i % 50) as u16,
+                mac: Mac([0xfa, 0x16, 0x3e, 0x01, hi, lo]),
+                fixed_ips: vec![IpAddr::from([10, 78, hi, lo])],
+                allowed_address_pairs: Vec::new(),
+                port_security: true,
+                rules: vec![
+                    egress.clone(),
+                    ResolvedRule {
+                        remote: Remote::Cidrs(
+                            (1..=20u8)
+                                .map(|k| ipnet::IpNet::from(IpAddr::from([10, 78, 0, k])))
+                                .collect(),
+                        ),
+                        ..ResolvedRule::allow_all(Direction::Ingress, Ethertype::IPv4)
+                    },
+                ],
+            }
+        })
+        .collect();
+    let table = |b_rules: Vec<ResolvedRule>| {
+        let mut ports = phantoms.clone();
+        ports.push(a.firewall_port(vec![egress.clone()]));
+        ports.push(b.firewall_port(b_rules));
+        render(&ports, &[])
+    };
+    let without = table(vec![egress.clone()]);
+    let with = table(vec![egress.clone(), icmp_in]);
     let mut out = Vec::with_capacity(samples);
     for _ in 0..samples {
         lab.install(&without)?;
@@ -344,5 +368,5 @@ pub fn measure_rule_change(samples: usize) -> Result<Vec<Duration>, LabError> {
             }
         }
     }
-    Ok(out)
+    Ok((out, with.len()))
 }

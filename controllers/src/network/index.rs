@@ -158,7 +158,13 @@ impl IpamState {
 
     /// Records an allocation this process created for its port.
     pub fn created(&mut self, a: IpAllocation) {
-        if self.by_name.contains_key(&name_key(&a)) {
+        // Already cached as this port's (an entry of the same name for another port is a
+        // deleted allocation whose event has not arrived yet).
+        if self
+            .by_name
+            .get(&name_key(&a))
+            .is_some_and(|cached| port_uid(cached) == port_uid(&a))
+        {
             return;
         }
         self.created.entry(port_uid(&a)).or_default().push(a);

@@ -308,6 +308,22 @@ async fn allocate(
             };
             let ip = match picked {
                 Ok(ip) => ip,
+                // A specific address the cache shows taken: the cache may be behind (this
+                // port's own allocation it has not seen yet, or one already deleted), so the
+                // store decides.
+                Err(IpamError::Taken { ip }) if want.ip.is_some() => {
+                    match api.get_opt(&allocation_name(name, ip)).await? {
+                        Some(existing) if existing.spec.port_uid == uid => {
+                            ctx.lock_ipam().created(existing.clone());
+                            return Ok(Ok(existing));
+                        }
+                        Some(_) => return Ok(Err(ipam_failure(name, &IpamError::Taken { ip }))),
+                        None => {
+                            ctx.lock_ipam().assume(&key, ip, Instant::now());
+                            ip
+                        }
+                    }
+                }
                 Err(IpamError::Exhausted { size }) => {
                     exhausted.push(format!("subnet {name:?} ({size} addresses)"));
                     break;

@@ -151,15 +151,16 @@ if [ -n "$CIRRUS_ADDR" ]; then
   MD=http://169.254.169.254/openstack/latest
   got=
   for i in 1 2 3 4 5 6; do
-    wget -q -T 2 -O /run/meta_data.json "$MD/meta_data.json" 2>/dev/null && { got=1; break; }
+    timeout 3 wget -q -O /run/meta_data.json "$MD/meta_data.json" 2>/run/wget.err && { got=1; break; }
     sleep 1
   done
   if [ -n "$got" ]; then
     echo "META $(field uuid /run/meta_data.json) $(field name /run/meta_data.json)"
     rm -f /run/user_data.md
-    wget -q -T 2 -O /run/user_data.md "$MD/user_data" 2>/dev/null && mv /run/user_data.md /run/user_data
+    timeout 3 wget -q -O /run/user_data.md "$MD/user_data" 2>/dev/null && mv /run/user_data.md /run/user_data
   else
     echo "META none"
+    echo "META-DEBUG routes: $(ip route | tr '\n' ';') wget: $(tr '\n' ' ' </run/wget.err)"
   fi
 fi
 if [ -s /run/user_data ]; then

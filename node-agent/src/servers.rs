@@ -889,6 +889,7 @@ impl ServerContext {
                 tap: NicSpec::tap_name(port_uid),
                 vlan_tag: Some(tag),
                 mtu: network.status.mtu,
+                offload: host.nic_offload(),
             });
             let list = addresses.entry(port.spec.network.clone()).or_default();
             for ip in &port.status.fixed_ips {

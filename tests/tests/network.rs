@@ -323,7 +323,7 @@ fn real_network_dhcp_metadata_and_isolation() {
         "#!/bin/sh\n{}\
          via=$(ip route | awk '/^169.254.169.254/ {{print $3}}')\n\
          ip addr flush dev eth0; ip addr add 10.10.0.11/24 dev eth0; ip route add 169.254.169.254/32 via $via dev eth0\n\
-         md=$(wget -q -T 3 -O - http://169.254.169.254/openstack/latest/meta_data.json 2>/dev/null | grep -o '\"uuid\": *\"[^\"]*\"')\n\
+         md=$(timeout 3 wget -q -O - http://169.254.169.254/openstack/latest/meta_data.json 2>/dev/null | grep -o '\"uuid\": *\"[^\"]*\"')\n\
          echo \"SPOOF-META ${{md:-none}}\"\n",
         ping_until("a1", "10.10.0.11", 60)
     );

@@ -131,6 +131,16 @@ pub struct NicSpec {
     pub vlan_tag: Option<u16>,
     /// The network's MTU, handed to the guest's virtio NIC; `None`: the default.
     pub mtu: Option<u32>,
+    /// Let the guest and the host offload checksums (and segmentation) to each other. Off
+    /// for Open vSwitch's userspace datapath: its conntrack checks TCP/UDP checksums, and a
+    /// packet with a checksum left for offload is `+inv` there, so the firewall would drop
+    /// every connection.
+    #[serde(default = "default_true")]
+    pub offload: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl NicSpec {

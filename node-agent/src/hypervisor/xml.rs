@@ -156,6 +156,18 @@ pub fn render_domain_xml(spec: &DomainSpec) -> String {
         let _ = writeln!(x, "      <target dev='{}'/>", esc(&nic.tap));
         let _ = writeln!(x, "      <mac address='{}'/>", esc(&nic.mac));
         let _ = writeln!(x, "      <model type='virtio'/>");
+        if !nic.offload {
+            let _ = writeln!(x, "      <driver>");
+            let _ = writeln!(
+                x,
+                "        <host csum='off' gso='off' tso4='off' tso6='off' ecn='off' ufo='off'/>"
+            );
+            let _ = writeln!(
+                x,
+                "        <guest csum='off' tso4='off' tso6='off' ecn='off' ufo='off'/>"
+            );
+            let _ = writeln!(x, "      </driver>");
+        }
         if let Some(mtu) = nic.mtu {
             let _ = writeln!(x, "      <mtu size='{mtu}'/>");
         }
@@ -293,6 +305,7 @@ mod tests {
                 tap: "tap11111111-22".into(),
                 vlan_tag: Some(7),
                 mtu: Some(1450),
+                offload: true,
             },
             NicSpec {
                 bridge: "br-int".into(),
@@ -301,6 +314,7 @@ mod tests {
                 tap: "tap11111111-23".into(),
                 vlan_tag: None,
                 mtu: None,
+                offload: false,
             },
         ];
         let xml = render_domain_xml(&s);
@@ -324,6 +338,7 @@ mod tests {
     </interface>
 ";
         assert!(xml.contains(nic), "{xml}");
+        assert_eq!(xml.matches("<host csum='off'").count(), 1, "{xml}");
         assert_eq!(xml.matches("<interface type='bridge'>").count(), 2);
         // disk + 2 NICs + 4 spares
         assert_eq!(xml.matches("model='pcie-root-port'").count(), 7);

@@ -18,6 +18,8 @@ pub struct HostNetwork {
     vlans: LocalVlans,
     /// When this process handed out (or first used) each network's tag.
     used_at: Mutex<HashMap<String, Instant>>,
+    /// The bridge's datapath type once it has been ensured (`system` or `netdev`).
+    datapath: Mutex<Option<String>>,
 }
 
 impl HostNetwork {
@@ -30,6 +32,7 @@ impl HostNetwork {
             bridge: bridge.into(),
             vlans: LocalVlans::load(state_dir.join("network").join("local-vlans.json"))?,
             used_at: Mutex::new(HashMap::new()),
+            datapath: Mutex::new(None),
         })
     }
 
@@ -60,6 +63,22 @@ impl HostNetwork {
             .unwrap_or_else(|p| p.into_inner())
             .get(network_uid)
             .is_some_and(|t| t.elapsed() < window)
+    }
+
+    /// Records the bridge's datapath type (from ensuring the bridge).
+    pub fn set_datapath_type(&self, datapath: &str) {
+        *self.datapath.lock().unwrap_or_else(|p| p.into_inner()) = Some(datapath.to_string());
+    }
+
+    /// Whether guest NICs may use checksum/segmentation offload: only on the kernel
+    /// datapath (`system`); on the userspace one (or before the bridge is known) they may
+    /// not, see [`crate::hypervisor::NicSpec::offload`].
+    pub fn nic_offload(&self) -> bool {
+        self.datapath
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_deref()
+            == Some("system")
     }
 
     /// The network → tag map.

@@ -410,7 +410,8 @@ impl NetworkAgent {
     /// leave that port/network unplugged instead.
     pub fn apply(&self, plan: &HostPlan) -> Result<Applied, PortsError> {
         let bridge = self.host.bridge();
-        self.switch.bridge_ensure(bridge)?;
+        let info = self.switch.bridge_ensure(bridge)?;
+        self.host.set_datapath_type(&info.datapath_type);
         let mut applied = Applied::default();
         let existing: HashMap<String, PluggedPort> = self
             .switch

@@ -42,15 +42,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cirrus_client::{Api, Client, ClientError, ListParams};
+use cirrus_controllers::network::networks::dhcp_port_name;
 use cirrus_controllers::runtime::{
     Action, Config, Controller, FinalizerError, FinalizerEvent, ObjectRef, finalizer, watcher,
 };
+use cirrus_crds::kinds::network::NetworkPhase;
 use cirrus_crds::kinds::port::server_port_name;
 use cirrus_crds::kinds::server::{
     AddressType, ObservedPowerState, PowerState, RebootType, ServerAddress, ServerFault,
     ServerPhase, ServerStatus,
 };
-use cirrus_crds::{Condition, ConditionStatus, Flavor, Image, Network, Port, Server};
+use cirrus_crds::{Condition, ConditionStatus, Flavor, Image, Network, Port, Server, Subnet};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -778,6 +780,11 @@ impl ServerContext {
             };
             PrepFailure::disk(reason, permanent, e.into())
         })?;
+        let config_drive = if server.spec.config_drive {
+            Some(self.config_drive(server, &paths).await?)
+        } else {
+            None
+        };
         let host = self
             .host_info()
             .await
@@ -793,13 +800,55 @@ impl ServerContext {
             kernel_boot,
             console_log: paths.console_log.clone(),
             nics,
-            config_drive: None,
+            config_drive,
         };
         Ok((
             spec,
             format!("cached on the node: {}", cached.join(", ")),
             addresses,
         ))
+    }
+
+    /// The server's config drive image (`config.iso` in its instance directory), built once
+    /// from the API's rendering of its metadata: like Nova, the drive is written when the
+    /// server is first built and not rewritten afterwards.
+    async fn config_drive(
+        &self,
+        server: &Server,
+        paths: &InstancePaths,
+    ) -> Result<PathBuf, PrepFailure> {
+        let iso = paths.dir.join("config.iso");
+        if iso.exists() {
+            return Ok(iso);
+        }
+        let project = server.metadata.project.clone().unwrap_or_default();
+        let failed = |e: crate::configdrive::ConfigDriveError| {
+            PrepFailure::disk(
+                "ConfigDriveFailed",
+                false,
+                ServerError::Prepare(format!("config drive: {e}")),
+            )
+        };
+        let files = crate::configdrive::fetch_files(
+            &self.client.http,
+            &self.client.base_url,
+            &project,
+            &server.metadata.name,
+        )
+        .await
+        .map_err(failed)?;
+        let target = iso.clone();
+        tokio::task::spawn_blocking(move || crate::configdrive::build_iso(&files, &target))
+            .await
+            .map_err(|e| {
+                PrepFailure::disk(
+                    "ConfigDriveFailed",
+                    false,
+                    ServerError::Prepare(format!("config drive task: {e}")),
+                )
+            })?
+            .map_err(failed)?;
+        Ok(iso)
     }
 
     /// The server's NICs (one per `spec.networks` entry, in order) and its addresses, from
@@ -873,6 +922,31 @@ impl ServerContext {
                         port.spec.network
                     ))
                 })?;
+            // Like Nova waiting for Neutron's network-vif-plugged: a guest booted before its
+            // network's DHCP server runs on this node would come up without an address.
+            let dhcp_subnets = Api::<Subnet>::in_project(self.client.clone(), project)
+                .list_all_matching(
+                    &ListParams::default().fields(format!("spec.network={}", port.spec.network)),
+                )
+                .await
+                .map_err(api_down)?
+                .items
+                .into_iter()
+                .any(|s| s.spec.enable_dhcp);
+            if dhcp_subnets {
+                let dhcp_port = dhcp_port_name(&port.spec.network, &self.node_name);
+                let ready = ports
+                    .get_opt(&dhcp_port)
+                    .await
+                    .map_err(api_down)?
+                    .is_some_and(|p| p.status.phase == Some(NetworkPhase::Active));
+                if !ready {
+                    return Err(PrepFailure::waiting_for_ports(format!(
+                        "DHCP for network {:?} is not running on this node yet (port {dhcp_port:?})",
+                        port.spec.network
+                    )));
+                }
+            }
             let network_uid = network.metadata.uid.clone().unwrap_or_default();
             let tag = host.local_vlan(&network_uid).map_err(|e| {
                 PrepFailure::new(

@@ -179,6 +179,18 @@ impl Env {
     }
 
     fn server(&self, name: &str, network: &str, ip: &str, groups: &[&str], script: &str) {
+        self.server_with(name, network, ip, groups, script, "");
+    }
+
+    fn server_with(
+        &self,
+        name: &str,
+        network: &str,
+        ip: &str,
+        groups: &[&str],
+        script: &str,
+        extra: &str,
+    ) {
         let user_data = base64::engine::general_purpose::STANDARD.encode(script);
         let groups = if groups.is_empty() {
             String::new()
@@ -188,7 +200,7 @@ impl Env {
         self.apply(
             name,
             &format!(
-                "apiVersion: cirrus.dev/v1\nkind: Server\nmetadata: {{name: {name}, project: demo}}\nspec:\n  flavor: m1.tiny\n  image: guest\n  networks:\n  - network: {network}\n    fixedIp: {ip}\n{groups}  userData: {user_data}\n"
+                "apiVersion: cirrus.dev/v1\nkind: Server\nmetadata: {{name: {name}, project: demo}}\nspec:\n  flavor: m1.tiny\n  image: guest\n  networks:\n  - network: {network}\n    fixedIp: {ip}\n{groups}  userData: {user_data}\n{extra}"
             ),
         );
     }
@@ -380,6 +392,19 @@ fn real_network_dhcp_metadata_and_isolation() {
         "{port}"
     );
 
+    // Drift: a1's OVS port deleted behind Cirrus's back comes back (tagged) by itself.
+    let tap = format!("tap{}", &port["metadata"]["uid"].as_str().unwrap()[..11]);
+    assert!(
+        env.bridge_ports().contains(&tap),
+        "{:?}",
+        env.bridge_ports()
+    );
+    sh("ovs-vsctl", &["del-port", &env.bridge, &tap]);
+    eventually("tap re-plugged", Duration::from_secs(30), || {
+        env.bridge_ports().contains(&tap).then_some(())
+    });
+    assert_ne!(sh("ovs-vsctl", &["get", "port", &tap, "tag"]).trim(), "[]");
+
     // Everything goes; nothing stays behind.
     let state_dir = env.dir.path().join("data/node");
     let net_uids: Vec<String> = ["net-a", "net-b"]
@@ -405,6 +430,10 @@ fn real_network_dhcp_metadata_and_isolation() {
             let left = net_uids.iter().any(|u| ns.contains(&format!("qdhcp-{u}")));
             (!left && env.bridge_ports().is_empty() && dnsmasq_for(&state_dir) == 0).then_some(())
         },
+    );
+    assert!(
+        !Path::new("/sys/class/net").join(&tap).exists(),
+        "tap {tap} left behind"
     );
     assert!(
         env.list("ports").is_empty(),
@@ -450,10 +479,26 @@ fn real_security_groups_on_running_guests() {
         if ping -c5 -W1 10.30.0.11 >/dev/null 2>&1; then echo RESTORED ok; else echo RESTORED fail; fi\n\
         ip addr flush dev eth0; ip addr add 10.30.0.99/24 dev eth0\n\
         if ping -c3 -W1 10.30.0.11 >/dev/null 2>&1; then echo SPOOFIP ok; else echo SPOOFIP fail; fi\n";
-    env.server("s1", "net-s", "10.30.0.11", &[], "#!/bin/sh\necho s1-up\n");
+    // s1 also gets a config drive.
+    env.server_with(
+        "s1",
+        "net-s",
+        "10.30.0.11",
+        &[],
+        "#!/bin/sh\necho s1-up\n",
+        "  configDrive: true\n",
+    );
     env.server("s2", "net-s", "10.30.0.12", &["g2"], s2);
 
-    env.wait_console("s1", "CIRRUS-READY s1", Duration::from_secs(240));
+    let s1_console = env.wait_console("s1", "CIRRUS-READY s1", Duration::from_secs(240));
+    let s1_uid = env.get("server", "s1")["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        s1_console.contains(&format!("CONFIGDRIVE vdb {s1_uid}")),
+        "{s1_console}"
+    );
     env.wait_console("s2", "PING s1 fail", Duration::from_secs(240));
     // Both guests run; s1's `default` group admits only its own members: still failing.
     std::thread::sleep(Duration::from_secs(3));

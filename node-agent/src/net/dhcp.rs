@@ -548,15 +548,17 @@ impl DhcpManager {
     #[tracing::instrument(skip(self, net), fields(network = %net.network_uid))]
     pub fn ensure(&self, net: &DhcpNetwork) -> Result<DnsmasqAction> {
         Self::validate(net)?;
-        let ns = namespace_name(&net.network_uid);
-        netns::create(&ns)?;
-        let replugged = self.plug(net, &ns)?;
-
+        // The state directory first: it is the mark that this agent owns the namespace, so
+        // a crash right after creating the namespace still leaves something to clean up.
         let paths = self.paths(&net.network_uid);
         std::fs::create_dir_all(&paths.dir).map_err(|source| DhcpError::Io {
             path: paths.dir.clone(),
             source,
         })?;
+        let ns = namespace_name(&net.network_uid);
+        netns::create(&ns)?;
+        let replugged = self.plug(net, &ns)?;
+
         let hosts_changed = write_if_changed(&paths.hosts(), &render_hosts(net))?;
         let opts_changed = write_if_changed(&paths.opts(), &render_opts(net))?;
         let args = dnsmasq_args(net, &paths);

@@ -38,7 +38,9 @@ use ipnet::IpNet;
 use tokio::sync::Notify;
 
 use crate::hypervisor::NicSpec;
-use crate::net::dhcp::{self, DhcpHost, DhcpManager, DhcpNetwork, DhcpPort, DhcpSubnet};
+use crate::net::dhcp::{
+    self, DhcpHost, DhcpManager, DhcpNetwork, DhcpPort, DhcpSubnet, DnsmasqAction,
+};
 use crate::net::firewall::{self, FirewallPort, TrustedPort};
 use crate::net::host::HostNetwork;
 use crate::net::metadata_proxy::MetadataProxies;
@@ -468,6 +470,11 @@ impl NetworkAgent {
             let ok = match self.dhcp.ensure(net) {
                 Ok(action) => {
                     tracing::debug!(network = %net.network_uid, ?action, "dhcp ensured");
+                    if matches!(action, DnsmasqAction::Started | DnsmasqAction::Restarted) {
+                        // The namespace may be new: a listener bound in the old one would
+                        // serve nobody.
+                        self.proxies.stop(&net.network_uid);
+                    }
                     let label = format!("{}/{}", net.project, net.name);
                     match self.proxies.ensure(
                         &net.network_uid,
@@ -489,7 +496,9 @@ impl NetworkAgent {
             applied.plugged.insert(key.clone(), ok);
         }
         for uid in self.dhcp.present()? {
-            if !wanted.contains(uid.as_str()) {
+            // Only what this agent made (its state directory exists): another agent's
+            // namespaces on the same host (tests, several bridges) are not ours to remove.
+            if !wanted.contains(uid.as_str()) && self.dhcp.paths(&uid).dir.exists() {
                 self.proxies.stop(&uid);
                 if let Err(e) = self.dhcp.remove(&uid, None) {
                     tracing::warn!(network = %uid, error = %e, "removing a DHCP namespace failed");

@@ -98,11 +98,12 @@ impl Drop for NetworkSweeper {
 /// A test cloud with a libvirt node agent on its own bridge, with the guest images uploaded.
 struct Env {
     cloud: Cloud,
-    dir: tempfile::TempDir,
     bridge: String,
-    // Dropped after the cloud (fields drop in declaration order): domains and host state.
+    // Dropped after the cloud, in this order (fields drop in declaration order): the domains,
+    // the host network state, and last the directory the sweepers read.
     _domains: DomainSweeper,
     _network: NetworkSweeper,
+    dir: tempfile::TempDir,
 }
 
 impl Env {
@@ -547,9 +548,21 @@ fn real_security_groups_on_running_guests() {
     for s in ["s1", "s2"] {
         env.delete("server", s);
     }
+    let net_uid = env.get("network", "net-s")["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     env.delete("network", "net-s");
-    eventually("bridge empty", Duration::from_secs(60), || {
-        env.bridge_ports().is_empty().then_some(())
-    });
+    let state_dir = env.dir.path().join("data/node");
+    eventually(
+        "host network state removed",
+        Duration::from_secs(60),
+        || {
+            (env.bridge_ports().is_empty()
+                && dnsmasq_for(&state_dir) == 0
+                && !dhcp_namespaces().contains(&format!("qdhcp-{net_uid}")))
+            .then_some(())
+        },
+    );
     assert!(env.list("ipallocations").is_empty());
 }

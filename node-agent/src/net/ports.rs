@@ -25,6 +25,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -616,22 +618,33 @@ pub async fn run(
     let networks = cache::<Network>(&agent.client, wake.clone());
     let subnets = cache::<Subnet>(&agent.client, wake.clone());
     let groups = cache::<SecurityGroup>(&agent.client, wake.clone());
-    // The switch tells us when its ports change (a port deleted behind our back).
+    // The switch tells us when its ports change (a port deleted behind our back). The
+    // blocking watcher checks `stop` twice a second so shutdown never waits on it.
+    let stop = Arc::new(AtomicBool::new(false));
     {
         let switch = agent.switch.clone();
         let bridge = agent.host.bridge().to_string();
         let wake = wake.clone();
+        let stop = stop.clone();
         tokio::task::spawn_blocking(move || {
-            if let Ok(rx) = switch.watch_ports(&bridge) {
-                while rx.recv().is_ok() {
-                    wake.notify_one();
+            let Ok(rx) = switch.watch_ports(&bridge) else {
+                return;
+            };
+            while !stop.load(Ordering::Relaxed) {
+                match rx.recv_timeout(Duration::from_millis(500)) {
+                    Ok(()) => wake.notify_one(),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
             }
         });
     }
     tokio::pin!(shutdown);
     tokio::select! {
-        () = &mut shutdown => return,
+        () = &mut shutdown => {
+            stop.store(true, Ordering::Relaxed);
+            return;
+        }
         () = async {
             ports.0.wait_until_ready().await;
             networks.0.wait_until_ready().await;
@@ -678,6 +691,7 @@ pub async fn run(
             () = tokio::time::sleep(agent.config.resync) => {}
         }
     }
+    stop.store(true, Ordering::Relaxed);
     // Keep the caches' tasks from outliving the loop.
     for task in [ports.1, networks.1, subnets.1, groups.1] {
         task.abort();

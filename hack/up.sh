@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Quickstart on a fresh Debian 12 machine: installs dependencies (QEMU/libvirt included),
-# starts libvirtd, builds cirrus and the test guest, runs the all-in-one cloud in the
+# Quickstart on a fresh Debian 12 machine: installs dependencies (QEMU/libvirt, Open vSwitch,
+# dnsmasq included), starts libvirtd and Open vSwitch, builds cirrus and the test guest, runs the all-in-one cloud in the
 # background (data in ./.cirrus), applies examples/, uploads the guest images, waits until
 # the example server is ACTIVE and shows its console.
-# Stop it with: kill "$(cat .cirrus/cirrus.pid)"  (and libvirtd: hack/start-libvirt.sh stop)
+# Stop it with: kill "$(cat .cirrus/cirrus.pid)"  (and the daemons: hack/start-libvirt.sh stop,
+# hack/start-ovs.sh stop)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 hack/install-deps.sh
 hack/start-libvirt.sh start
+hack/start-ovs.sh start
 hack/build-guest.sh
 cargo build --release -p cirrus-cli --locked
 cirrus=target/release/cirrus

@@ -414,6 +414,15 @@ impl NetworkAgent {
     /// leave that port/network unplugged instead.
     pub fn apply(&self, plan: &HostPlan) -> Result<Applied, PortsError> {
         let bridge = self.host.bridge();
+        // Nothing to plug and no bridge yet: leave the host alone (no bridge is made on a
+        // node that never carries a network).
+        if plan.compute.is_empty() && plan.dhcp.is_empty() {
+            match self.switch.ports(bridge) {
+                Err(SwitchError::NoSuchBridge(_)) => return Ok(Applied::default()),
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
+            }
+        }
         let info = self.switch.bridge_ensure(bridge)?;
         self.host.set_datapath_type(&info.datapath_type);
         let mut applied = Applied::default();

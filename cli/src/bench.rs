@@ -14,6 +14,8 @@
 //!   same qemu-img/libvirt steps done directly (the baseline), guest boot excluded.
 //! - `ipam`: ports created concurrently on one /22 subnet with the network controller
 //!   running: allocations/s against raw creates/s of the same API (see `bench_ipam`).
+//! - `network`: port plug and security-group rule change on the real Open vSwitch, against
+//!   `ovs-vsctl add-port` and a plain ping (see `bench_network`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -33,8 +35,8 @@ use tokio::sync::{mpsc, watch};
 /// Arguments of `cirrus bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// What to measure: `store`, `api`, `servers`, `overhead` or `ipam`.
-    #[arg(value_parser = ["store", "api", "servers", "overhead", "ipam"])]
+    /// What to measure: `store`, `api`, `servers`, `overhead`, `ipam` or `network`.
+    #[arg(value_parser = ["store", "api", "servers", "overhead", "ipam", "network"])]
     pub target: String,
     /// store: concurrent writers.
     #[arg(long, default_value_t = 16)]
@@ -42,7 +44,7 @@ pub struct BenchArgs {
     /// store: seconds of writing per backend.
     #[arg(long, default_value_t = 5)]
     pub seconds: u64,
-    /// store: watch latency samples; api: GET samples.
+    /// store: watch latency samples; api: GET samples; network: rule changes (at most 50).
     #[arg(long, default_value_t = 500)]
     pub samples: usize,
     /// api: objects to create before measuring.
@@ -54,6 +56,9 @@ pub struct BenchArgs {
     /// servers: servers to create (default 500); overhead: servers per side (default 5).
     #[arg(long)]
     pub servers: Option<usize>,
+    /// network: taps plugged each way.
+    #[arg(long, default_value_t = 100)]
+    pub plugs: usize,
     /// ipam: ports to create on the /22 subnet (at most 1021).
     #[arg(long, default_value_t = 1000)]
     pub ports: usize,
@@ -79,6 +84,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "servers" => bench_servers(&args).await,
             "overhead" => bench_overhead(&args).await,
             "ipam" => crate::bench_ipam::bench_ipam(args.ports, args.writers).await,
+            "network" => {
+                crate::bench_network::bench_network(args.plugs, args.samples.min(50), 200).await
+            }
             _ => bench_api(&args).await,
         }
     };

@@ -11,6 +11,7 @@
 mod apply;
 mod bench;
 mod bench_ipam;
+mod bench_network;
 mod client;
 mod console;
 mod controllers;

@@ -19,6 +19,7 @@ use crate::ApiState;
 use crate::error::ApiError;
 
 mod admission;
+mod defaults;
 
 /// Query parameters the resource paths understand.
 #[derive(Debug, Default, Deserialize)]
@@ -182,7 +183,8 @@ pub async fn collection_post(
     body: Body,
 ) -> Result<Response, ApiError> {
     let target = resolve(&params, false)?;
-    let object = parse_json(&read_body(body, state.body_limit).await?)?;
+    let mut object = parse_json(&read_body(body, state.body_limit).await?)?;
+    defaults::on_create(target.kind, &mut object);
     let created = state
         .store
         .create(

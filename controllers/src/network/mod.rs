@@ -116,8 +116,8 @@ pub struct NetworkContext {
     allocations: Store<IpAllocation>,
     /// The allocation index and assumed addresses.
     ipam: Arc<Mutex<IpamState>>,
-    /// MACs chosen but maybe not yet in the port cache: port uid → (network, mac).
-    macs: Mutex<HashMap<String, (ObjectRef, String)>>,
+    /// MACs in use per network: the port cache's plus the ones chosen here.
+    macs: Arc<Mutex<mac::MacIndex>>,
     /// Segment ids chosen but maybe not yet in the network cache.
     segments: Mutex<HashMap<ObjectRef, u32>>,
     /// Projects whose default group this process created.
@@ -176,6 +176,17 @@ pub async fn run(
     // One watch per kind, shared by the controllers that need it (each extra watch costs the
     // API an encode and this process a decode of every change).
     let [port_main, port_for_networks, port_for_servers] = shared_watch::<Port, 3>(&client);
+    // The port events also feed the MAC index (as the allocation events feed the IPAM one).
+    let macs = Arc::new(Mutex::new(mac::MacIndex::default()));
+    let port_main = {
+        let index = macs.clone();
+        port_main.map(move |event| {
+            if let Ok(event) = &event {
+                index.lock().expect("macs lock").apply(event);
+            }
+            event
+        })
+    };
     let [subnet_main, subnet_for_ports, subnet_for_networks] = shared_watch::<Subnet, 3>(&client);
     let [network_main, network_for_ports] = shared_watch::<Network, 2>(&client);
     let port_ctl = Controller::for_stream(port_main)
@@ -281,7 +292,7 @@ pub async fn run(
         groups,
         allocations,
         ipam,
-        macs: Mutex::new(HashMap::new()),
+        macs,
         segments: Mutex::new(HashMap::new()),
         ensured_groups: Mutex::new(HashSet::new()),
         subnet_writes: Mutex::new(HashMap::new()),

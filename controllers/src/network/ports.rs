@@ -32,7 +32,7 @@ use futures::FutureExt;
 use futures::future::Shared;
 use tokio::sync::watch;
 
-use super::ipam::{self, IpamError, Pools, Request};
+use super::ipam::{IpamError, Pools, Request};
 use super::{ALLOCATED, FINALIZER, NetError, NetworkContext, RETRY, condition, mac, write_status};
 use crate::runtime::{Action, FinalizerEvent, ObjectRef, finalizer};
 
@@ -297,15 +297,7 @@ async fn allocate(
         let key = (project.to_string(), name.clone());
         let pools = Pools::of(&subnet.spec);
         for _ in 0..MAX_ATTEMPTS {
-            let picked = {
-                let mut state = ctx.lock_ipam();
-                let now = Instant::now();
-                let picked = ipam::allocate_in(&pools, |ip| state.is_taken(&key, ip, now), request);
-                if let Ok(ip) = picked {
-                    state.assume(&key, ip, now);
-                }
-                picked
-            };
+            let picked = ctx.lock_ipam().pick(&key, &pools, request, Instant::now());
             let ip = match picked {
                 Ok(ip) => ip,
                 // A specific address the cache shows taken: the cache may be behind (this
@@ -412,33 +404,9 @@ fn choose_mac(
     network: &ObjectRef,
     uid: &str,
 ) -> Result<String, Failure> {
-    let others: Vec<Arc<Port>> = ctx
-        .ports
-        .list()
-        .into_iter()
-        .filter(|p| {
-            p.metadata.project == network.project
-                && p.spec.network == network.name
-                && p.metadata.uid.as_deref() != Some(uid)
-        })
-        .collect();
     let mut macs = ctx.macs.lock().expect("macs lock");
-    let in_use = |mac: &str| {
-        others.iter().any(|p| {
-            p.status
-                .mac_address
-                .as_deref()
-                .is_some_and(|m| m.eq_ignore_ascii_case(mac))
-                || p.spec
-                    .mac_address
-                    .as_deref()
-                    .is_some_and(|m| m.eq_ignore_ascii_case(mac))
-        }) || macs
-            .iter()
-            .any(|(u, (n, m))| u != uid && n == network && m.eq_ignore_ascii_case(mac))
-    };
     if let Some(requested) = &port.spec.mac_address {
-        if in_use(requested) {
+        if macs.in_use(network, requested, uid) {
             return Err(Failure::new(
                 "MacAddressInUse",
                 format!(
@@ -452,18 +420,16 @@ fn choose_mac(
     if let Some(assigned) = &port.status.mac_address {
         return Ok(assigned.clone());
     }
-    if let Some((n, mac)) = macs.get(uid)
-        && n == network
-    {
-        return Ok(mac.clone());
+    if let Some(mac) = macs.chosen(uid, network) {
+        return Ok(mac);
     }
-    let mac = mac::generate(uid, in_use).ok_or_else(|| {
+    let mac = mac::generate(uid, |m| macs.in_use(network, m, uid)).ok_or_else(|| {
         Failure::new(
             "MacAddressExhausted",
             format!("no free MAC address in network {:?}", network.name),
         )
     })?;
-    macs.insert(uid.to_string(), (network.clone(), mac.clone()));
+    macs.choose(uid, network, &mac);
     Ok(mac)
 }
 
@@ -492,7 +458,7 @@ async fn cleanup(port: Arc<Port>, ctx: &NetworkContext) -> Result<Action, NetErr
     if !held.is_empty() {
         tracing::info!(port = %port.metadata.name, released = held.len(), "released the port's addresses");
     }
-    ctx.macs.lock().expect("macs lock").remove(&uid);
+    ctx.macs.lock().expect("macs lock").forget(&uid);
     Ok(Action::await_change())
 }
 

@@ -586,3 +586,35 @@ async fn network_deletion_is_refused_while_ports_exist() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn ports_are_created_with_the_finalizer_and_deletion_waits_for_the_controller() {
+    let h = harness().await;
+    h.network("fin", "10.9.0.0/24", None).await;
+    // No controller runs: the API put the controller's finalizer on at creation.
+    let port = h.port("early", "fin").await;
+    assert_eq!(port.metadata.finalizers, vec![FINALIZER.to_string()]);
+    let ctl = h.start();
+    eventually(20, "port allocated", || async {
+        allocated(&h.api::<Port>().get("early").await.unwrap()) == Some(true)
+    })
+    .await;
+    assert_eq!(h.allocations().await.len(), 1);
+    // Deleted while no controller runs: it stays, holding its address, until one does.
+    ctl.abort();
+    let _ = ctl.await;
+    h.api::<Port>().delete("early").await.unwrap();
+    let pending = h.api::<Port>().get("early").await.unwrap();
+    assert!(pending.metadata.deletion_timestamp.is_some());
+    assert_eq!(
+        h.allocations().await.len(),
+        1,
+        "not released without the controller"
+    );
+    let _ctl = h.start();
+    eventually(20, "port gone and its address released", || async {
+        h.api::<Port>().get_opt("early").await.unwrap().is_none()
+            && h.allocations().await.is_empty()
+    })
+    .await;
+}

@@ -7,7 +7,7 @@
 #   absent); dnsmasq-base: DHCP per network; genisoimage: config drives; iproute2: namespaces.
 set -euo pipefail
 
-packages=(protobuf-compiler etcd-server etcd-client curl qemu-utils openvswitch-switch dnsmasq-base genisoimage iproute2)
+packages=(protobuf-compiler etcd-server etcd-client curl qemu-utils openvswitch-switch dnsmasq-base genisoimage iproute2 lvm2)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -95,10 +95,13 @@ fn file_volume_conformance() {
     let raw = |size| backend.raw_create_timed(size);
     let l = measure_create(&backend, &raw, 20, 1 << 30).unwrap();
     eprintln!(
-        "BENCH file: volume create->available p50 {:?} vs qemu-img create p50 {:?} (ratio {:.2}, n={})",
+        "BENCH file: volume create->available p50 {:?} vs qemu-img create p50 {:?} (ratio {:.2}); \
+         first volume_info (data path) p50 {:?} (create+path ratio {:.2}); n={}",
         l.volume_p50,
         l.raw_p50,
         l.ratio(),
+        l.info_p50,
+        l.ratio_with_path(),
         l.samples
     );
     let leftovers: Vec<_> = std::fs::read_dir(pool.path())
@@ -316,7 +319,8 @@ fn real_lvm_volume_conformance() {
     let raw = |size| backend.raw_create_timed(size);
     let l = measure_create(&backend, &raw, 10, 64 << 20).unwrap();
     eprintln!(
-        "BENCH lvm ({}): volume create->available p50 {:?} vs lvcreate p50 {:?} (ratio {:.2}, n={})",
+        "BENCH lvm ({}): volume create->available p50 {:?} vs lvcreate p50 {:?} (ratio {:.2}); \
+         first volume_info (data path) p50 {:?} (create+path ratio {:.2}); n={}",
         if dm {
             "device-mapper"
         } else {
@@ -325,6 +329,8 @@ fn real_lvm_volume_conformance() {
         l.volume_p50,
         l.raw_p50,
         l.ratio(),
+        l.info_p50,
+        l.ratio_with_path(),
         l.samples
     );
     assert!(vg.mapped().is_empty(), "the benchmark leaked loop devices");

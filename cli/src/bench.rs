@@ -1259,6 +1259,7 @@ async fn direct_runs(
             console_log: work.path().join(format!("direct-{i}/console.log")),
             nics: Vec::new(),
             config_drive: None,
+            volumes: Vec::new(),
         };
         let (create, delete) = direct_one(hv, domains, &cache.root, spec).await?;
         timings.record(i, create, delete);

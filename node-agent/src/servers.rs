@@ -801,6 +801,7 @@ impl ServerContext {
             console_log: paths.console_log.clone(),
             nics,
             config_drive,
+            volumes: Vec::new(),
         };
         Ok((
             spec,

@@ -282,6 +282,7 @@ async fn fake_server_lifecycle() {
         console_log: orphan_dir.join("console.log"),
         nics: vec![],
         config_drive: None,
+        volumes: Vec::new(),
     })
     .unwrap();
     eventually("orphan removed", T, async || {
@@ -313,6 +314,7 @@ async fn fake_server_lifecycle() {
         console_log: "/elsewhere/console.log".into(),
         nics: vec![],
         config_drive: None,
+        volumes: Vec::new(),
     })
     .unwrap();
     let report = cirrus_node_agent::servers::orphans_sweep(&ctx)

@@ -32,6 +32,7 @@ fn plain_spec(dir: &Path, uid: Uuid, marker: &str) -> DomainSpec {
         console_log: dir.join(format!("{uid}.console.log")),
         nics: vec![],
         config_drive: None,
+        volumes: Vec::new(),
     }
 }
 
@@ -160,6 +161,7 @@ fn real_libvirt_conformance() {
             console_log: work.path().join(format!("{uid}.console.log")),
             nics: vec![],
             config_drive: None,
+            volumes: Vec::new(),
         }
     };
     conformance::run(

@@ -7,14 +7,24 @@
 //! ([`Hypervisor::domain_save`] then `domain_start`): memory is restored, nothing boots. Faults can be injected per operation
 //! ([`FakeHypervisor::fail_next`]) or globally ([`FakeHypervisor::set_unreachable`]), and
 //! out-of-band changes (someone ran `virsh destroy`) simulated with the `oob_*` methods.
+//!
+//! Volumes are modelled like libvirt: a persistent list (the definition's, changed by
+//! `domain_ensure` and by attach/detach) and a live list (copied from the persistent one at
+//! every boot, changed by hot-plug). A hot-unplug is asynchronous and honest about the test
+//! guest, which never releases a disk: the disk stays in the live list ([`DetachState::Pending`])
+//! until [`FakeHypervisor::guest_release`] is called, the domain powers off, or
+//! [`FakeHypervisor::set_guest_releases`] makes guests release at once. With console simulation
+//! on, the guest's hot-plug reporter is simulated too: `BLOCKDEV-ADDED <target> <serial>` and
+//! `BLOCKDEV-REMOVED <target>` (the fake names guest disks by their target).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::sync::Mutex;
 
 use super::{
-    DomainName, DomainSpec, DomainState, DomainSummary, EnsureOutcome, HostInfo, Hypervisor,
-    HypervisorError, HypervisorOp, RebootKind, Result,
+    DetachState, DomainName, DomainSpec, DomainState, DomainSummary, EnsureOutcome, HostInfo,
+    Hypervisor, HypervisorError, HypervisorOp, RebootKind, Result, VolumeDisk, check_volume,
+    volume_conflict,
 };
 
 /// What an injected fault looks like to the caller.
@@ -33,6 +43,12 @@ struct FakeDomain {
     boots: u64,
     /// A managed save image exists (state [`DomainState::Saved`]); the next start restores.
     saved: bool,
+    /// Volumes in the persistent definition.
+    config_volumes: Vec<VolumeDisk>,
+    /// Volumes the running guest has (empty while inactive; kept while saved).
+    live_volumes: Vec<VolumeDisk>,
+    /// Targets whose unplug was requested and not yet released by the guest.
+    unplugging: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -41,6 +57,7 @@ struct State {
     faults: HashMap<HypervisorOp, (u32, Fault)>,
     unreachable: bool,
     ignore_acpi: bool,
+    guest_releases: bool,
     calls: HashMap<HypervisorOp, u64>,
 }
 
@@ -110,6 +127,46 @@ impl FakeHypervisor {
         self.lock().ignore_acpi = on;
     }
 
+    /// While on, guests release an unplugged disk at once (like a full Linux guest), so
+    /// `disk_detach` of a running domain is [`DetachState::Done`] immediately. Default off:
+    /// the test guest never releases.
+    pub fn set_guest_releases(&self, on: bool) {
+        self.lock().guest_releases = on;
+    }
+
+    /// The guest releases the disk at `target` whose unplug was requested: it leaves the live
+    /// domain (the next `disk_detach` says [`DetachState::Done`]). Returns whether an unplug
+    /// was pending.
+    pub fn guest_release(&self, name: &DomainName, target: &str) -> bool {
+        let mut st = self.lock();
+        let Some(d) = st.domains.get_mut(name) else {
+            return false;
+        };
+        if !d.unplugging.iter().any(|t| t == target) {
+            return false;
+        }
+        d.unplugging.retain(|t| t != target);
+        d.live_volumes.retain(|v| v.target != target);
+        self.console(d, &format!("BLOCKDEV-REMOVED {target}"));
+        true
+    }
+
+    /// The volumes in the domain's persistent definition.
+    pub fn config_volumes(&self, name: &DomainName) -> Option<Vec<VolumeDisk>> {
+        self.lock()
+            .domains
+            .get(name)
+            .map(|d| d.config_volumes.clone())
+    }
+
+    /// The volumes the running guest has (empty when inactive).
+    pub fn live_volumes(&self, name: &DomainName) -> Option<Vec<VolumeDisk>> {
+        self.lock()
+            .domains
+            .get(name)
+            .map(|d| d.live_volumes.clone())
+    }
+
     /// How many times `op` was called (including failed calls).
     pub fn calls(&self, op: HypervisorOp) -> u64 {
         self.lock().calls.get(&op).copied().unwrap_or(0)
@@ -130,7 +187,7 @@ impl FakeHypervisor {
         if let Some(d) = self.lock().domains.get_mut(name)
             && d.state != DomainState::Saved
         {
-            d.state = DomainState::ShutOff;
+            power_off(d);
         }
     }
 
@@ -142,7 +199,23 @@ impl FakeHypervisor {
     /// Out of band: the guest crashes.
     pub fn oob_crash(&self, name: &DomainName) {
         if let Some(d) = self.lock().domains.get_mut(name) {
+            power_off(d);
             d.state = DomainState::Crashed;
+        }
+    }
+
+    /// Appends a line to the domain's console log, when simulating the console.
+    fn console(&self, d: &FakeDomain, line: &str) {
+        if !self.simulate_console {
+            return;
+        }
+        // A simulation: a console file that cannot be written is not the hypervisor's failure.
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&d.spec.console_log)
+        {
+            let _ = writeln!(f, "{line}");
         }
     }
 
@@ -181,9 +254,18 @@ impl FakeHypervisor {
         d.state = DomainState::Running;
         d.saved = false;
         d.boots += 1;
+        // A new QEMU process: the devices are the definition's.
+        d.live_volumes = d.config_volumes.clone();
+        d.unplugging.clear();
         if !self.simulate_console {
             return;
         }
+        let mut devs = vec!["vda".to_owned()];
+        if d.spec.config_drive.is_some() {
+            devs.push(super::CONFIG_DRIVE_TARGET.to_owned());
+        }
+        devs.extend(d.live_volumes.iter().map(|v| v.target.clone()));
+        devs.sort();
         let marker = d
             .spec
             .kernel_boot
@@ -203,10 +285,18 @@ impl FakeHypervisor {
         {
             let _ = writeln!(
                 f,
-                "CIRRUS-BOOT {marker}\nBLOCKDEVS vda\nCIRRUS-READY {marker}"
+                "CIRRUS-BOOT {marker}\nBLOCKDEVS {}\nCIRRUS-READY {marker}",
+                devs.join(" ")
             );
         }
     }
+}
+
+/// The QEMU process is gone: so are the live devices, and every pending unplug completed.
+fn power_off(d: &mut FakeDomain) {
+    d.state = DomainState::ShutOff;
+    d.live_volumes.clear();
+    d.unplugging.clear();
 }
 
 fn get<'a>(st: &'a mut State, name: &DomainName) -> Result<&'a mut FakeDomain> {
@@ -230,10 +320,18 @@ impl Hypervisor for FakeHypervisor {
                 reason: "KVM is not usable on this host".into(),
             });
         }
+        if let Err(reason) = spec.validate_volumes() {
+            return Err(HypervisorError::InvalidSpec { name, reason });
+        }
+        let mut volumes = spec.volumes.clone();
+        volumes.sort_by(|a, b| a.target.cmp(&b.target));
+        // Compared by digest, as libvirt's driver does: attach/detach change the definition's
+        // disks but not the digest it was defined with.
         match st.domains.get_mut(&name) {
-            Some(d) if d.spec == *spec => Ok(EnsureOutcome::Unchanged),
+            Some(d) if d.spec.digest() == spec.digest() => Ok(EnsureOutcome::Unchanged),
             Some(d) => {
                 d.spec = spec.clone();
+                d.config_volumes = volumes;
                 Ok(EnsureOutcome::Updated)
             }
             None => {
@@ -244,6 +342,9 @@ impl Hypervisor for FakeHypervisor {
                         state: DomainState::ShutOff,
                         boots: 0,
                         saved: false,
+                        config_volumes: volumes,
+                        live_volumes: Vec::new(),
+                        unplugging: Vec::new(),
                     },
                 );
                 Ok(EnsureOutcome::Created)
@@ -286,7 +387,7 @@ impl Hypervisor for FakeHypervisor {
         let ignore = st.ignore_acpi;
         let d = get(&mut st, name)?;
         if d.state.is_active() && !ignore {
-            d.state = DomainState::ShutOff;
+            power_off(d);
         }
         Ok(())
     }
@@ -296,7 +397,7 @@ impl Hypervisor for FakeHypervisor {
         let d = get(&mut st, name)?;
         // A saved domain has no process to kill: it stays saved.
         if d.state != DomainState::Saved {
-            d.state = DomainState::ShutOff;
+            power_off(d);
         }
         Ok(())
     }
@@ -314,7 +415,16 @@ impl Hypervisor for FakeHypervisor {
                 })
             }
             RebootKind::Soft if ignore => Ok(()),
-            RebootKind::Soft | RebootKind::Hard => {
+            RebootKind::Soft => {
+                // The QEMU process stays (libvirt's fake reboot): the live devices too.
+                let live = std::mem::take(&mut d.live_volumes);
+                let config = std::mem::replace(&mut d.config_volumes, live);
+                self.boot(d);
+                d.config_volumes = config;
+                Ok(())
+            }
+            RebootKind::Hard => {
+                power_off(d);
                 self.boot(d);
                 Ok(())
             }
@@ -377,6 +487,98 @@ impl Hypervisor for FakeHypervisor {
         st.domains.remove(name);
         Ok(())
     }
+
+    fn disk_attach(&self, name: &DomainName, disk: &VolumeDisk) -> Result<()> {
+        let mut st = self.enter(HypervisorOp::DiskAttach, name.as_str())?;
+        let d = get(&mut st, name)?;
+        let invalid = |reason: String| HypervisorError::InvalidSpec {
+            name: name.clone(),
+            reason,
+        };
+        check_volume(disk, d.spec.config_drive.is_some()).map_err(invalid)?;
+        if d.state == DomainState::Saved {
+            return Err(HypervisorError::InvalidState {
+                op: HypervisorOp::DiskAttach,
+                name: name.clone(),
+                state: d.state,
+            });
+        }
+        let active = d.state.is_active();
+        // Check both views before changing either: no half-attached conflicts.
+        let mut views = vec![&d.config_volumes];
+        if active {
+            views.push(&d.live_volumes);
+        }
+        for view in views {
+            volume_conflict(view, disk).map_err(invalid)?;
+        }
+        if active && d.unplugging.iter().any(|t| *t == disk.target) {
+            return Err(invalid(format!(
+                "{} is still being unplugged (the guest has not released it)",
+                disk.target
+            )));
+        }
+        if !has(&d.config_volumes, disk) {
+            d.config_volumes.push(disk.clone());
+            d.config_volumes.sort_by(|a, b| a.target.cmp(&b.target));
+        }
+        if active && !has(&d.live_volumes, disk) {
+            d.live_volumes.push(disk.clone());
+            d.live_volumes.sort_by(|a, b| a.target.cmp(&b.target));
+            self.console(
+                d,
+                &format!("BLOCKDEV-ADDED {} {}", disk.target, disk.serial),
+            );
+        }
+        Ok(())
+    }
+
+    fn disk_detach(&self, name: &DomainName, target: &str) -> Result<DetachState> {
+        let mut st = self.enter(HypervisorOp::DiskDetach, name.as_str())?;
+        let releases = st.guest_releases;
+        let Some(d) = st.domains.get_mut(name) else {
+            return Ok(DetachState::Done);
+        };
+        let in_config = d.config_volumes.iter().any(|v| v.target == target);
+        let in_live = d.live_volumes.iter().any(|v| v.target == target);
+        if d.state == DomainState::Saved && (in_config || in_live) {
+            return Err(HypervisorError::InvalidState {
+                op: HypervisorOp::DiskDetach,
+                name: name.clone(),
+                state: d.state,
+            });
+        }
+        d.config_volumes.retain(|v| v.target != target);
+        if !in_live {
+            return Ok(DetachState::Done);
+        }
+        if !d.unplugging.iter().any(|t| t == target) {
+            d.unplugging.push(target.to_owned());
+        }
+        if releases {
+            d.unplugging.retain(|t| t != target);
+            d.live_volumes.retain(|v| v.target != target);
+            self.console(d, &format!("BLOCKDEV-REMOVED {target}"));
+            return Ok(DetachState::Done);
+        }
+        Ok(DetachState::Pending)
+    }
+
+    fn disks(&self, name: &DomainName) -> Result<Vec<VolumeDisk>> {
+        let mut st = self.enter(HypervisorOp::Disks, name.as_str())?;
+        let d = get(&mut st, name)?;
+        Ok(if d.state.is_active() {
+            d.live_volumes.clone()
+        } else {
+            d.config_volumes.clone()
+        })
+    }
+}
+
+/// Whether `disk` (same target and serial) is in `view`.
+fn has(view: &[VolumeDisk], disk: &VolumeDisk) -> bool {
+    view.iter()
+        .any(|v| v.target == disk.target && v.serial == disk.serial)
 }
 
 #[cfg(test)]
@@ -398,6 +600,7 @@ mod tests {
             console_log: "/nonexistent/console.log".into(),
             nics: vec![],
             config_drive: None,
+            volumes: Vec::new(),
         }
     }
 

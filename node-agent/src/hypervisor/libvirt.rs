@@ -24,6 +24,15 @@
 //!   restores it, a hard reboot discards it first (a power-cycle boots afresh), and
 //!   `domain_delete` removes it with the domain. Redefining a saved domain with a changed spec
 //!   may make the restore fail (libvirt checks the saved ABI against the new definition).
+//! - Volumes: `disk_attach` / `disk_detach` use `virDomainAttachDeviceFlags` /
+//!   `virDomainDetachDeviceFlags` with `VIR_DOMAIN_AFFECT_LIVE` (active domains) and/or
+//!   `VIR_DOMAIN_AFFECT_CONFIG` (persistent ones), each only where the disk is missing /
+//!   present, read from the live (`xml_desc(0)`) and inactive XML. libvirt's live detach waits
+//!   up to 5 s for QEMU's DEVICE_DELETED and then returns success even when the guest has not
+//!   released the disk, so the result is decided by re-reading the live XML, never by the
+//!   call's success. The persistent definition's spec digest is not changed by attach/detach:
+//!   the next `domain_ensure` with the volumes in its spec redefines it once (same disks).
+//!   libvirt's `test:///default` driver supports neither config attach nor detach.
 //! - KVM use is probed once per driver ([`super::kvm`]) for local `qemu:` URIs.
 //! - Graceful shutdown and soft reboot use libvirt's default method: with no guest agent
 //!   configured, QEMU presses the ACPI power button (a soft reboot is libvirt's "fake reboot":
@@ -44,10 +53,11 @@ use virt::error::{Error as VirError, ErrorDomain, ErrorNumber};
 use virt::sys;
 
 use super::kvm::{KvmProbe, probe_kvm};
-use super::xml::{render_domain_xml, spec_digest_from_xml};
+use super::xml::{render_domain_xml, render_volume_disk, spec_digest_from_xml, volumes_from_xml};
 use super::{
-    DomainName, DomainSpec, DomainState, DomainSummary, EnsureOutcome, HostInfo, Hypervisor,
-    HypervisorError, HypervisorOp, RebootKind, Result, VirtType,
+    DetachState, DomainName, DomainSpec, DomainState, DomainSummary, EnsureOutcome, HostInfo,
+    Hypervisor, HypervisorError, HypervisorOp, RebootKind, Result, VirtType, VolumeDisk,
+    check_volume, volume_conflict,
 };
 
 /// The default libvirt URI: the system QEMU driver.
@@ -274,6 +284,35 @@ impl LibvirtHypervisor {
         }
     }
 
+    /// The volumes of the live (`live`) or persistent definition of `d`.
+    fn volumes_of(
+        &self,
+        d: &Domain,
+        op: HypervisorOp,
+        name: &DomainName,
+        live: bool,
+    ) -> Result<Vec<VolumeDisk>> {
+        let flags = if live {
+            0
+        } else {
+            sys::VIR_DOMAIN_XML_INACTIVE
+        };
+        d.xml_desc(flags)
+            .map(|x| volumes_from_xml(&x))
+            .map_err(|e| self.err(op, Some(name), e))
+    }
+
+    /// Whether the persistent definition has a config drive (the `vdb` disk without a serial).
+    fn has_config_drive(&self, d: &Domain, op: HypervisorOp, name: &DomainName) -> Result<bool> {
+        let xml = d
+            .xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
+            .map_err(|e| self.err(op, Some(name), e))?;
+        Ok(xml.contains("<target dev='vdb'")
+            && !volumes_from_xml(&xml)
+                .iter()
+                .any(|v| v.target == super::CONFIG_DRIVE_TARGET))
+    }
+
     /// The (cached) KVM verdict for this connection.
     fn kvm(&self, c: &Connect) -> KvmProbe {
         self.kvm
@@ -351,6 +390,9 @@ impl Hypervisor for LibvirtHypervisor {
                 name,
                 reason: format!("KVM is not usable here ({})", self.kvm(&c).detail),
             });
+        }
+        if let Err(reason) = spec.validate_volumes() {
+            return Err(HypervisorError::InvalidSpec { name, reason });
         }
         let outcome = match self.lookup(&c, op, &name)? {
             None => EnsureOutcome::Created,
@@ -556,6 +598,134 @@ impl Hypervisor for LibvirtHypervisor {
         }
         tracing::info!(domain = %name, "domain deleted");
         Ok(())
+    }
+
+    fn disk_attach(&self, name: &DomainName, disk: &VolumeDisk) -> Result<()> {
+        self.attach(name, disk)
+    }
+
+    fn disk_detach(&self, name: &DomainName, target: &str) -> Result<DetachState> {
+        self.detach(name, target)
+    }
+
+    fn disks(&self, name: &DomainName) -> Result<Vec<VolumeDisk>> {
+        let op = HypervisorOp::Disks;
+        let c = self.conn(op)?;
+        let d = self.must(&c, op, name)?;
+        let live = d.is_active().map_err(|e| self.err(op, Some(name), e))?;
+        self.volumes_of(&d, op, name, live)
+    }
+}
+
+impl LibvirtHypervisor {
+    fn attach(&self, name: &DomainName, disk: &VolumeDisk) -> Result<()> {
+        let op = HypervisorOp::DiskAttach;
+        let c = self.conn(op)?;
+        let d = self.must(&c, op, name)?;
+        let invalid = |reason: String| HypervisorError::InvalidSpec {
+            name: name.clone(),
+            reason,
+        };
+        check_volume(disk, self.has_config_drive(&d, op, name)?).map_err(invalid)?;
+        let state = self.state_of(&d, op, name)?;
+        if state == DomainState::Saved {
+            return Err(HypervisorError::InvalidState {
+                op,
+                name: name.clone(),
+                state,
+            });
+        }
+        let persistent = d.is_persistent().map_err(|e| self.err(op, Some(name), e))?;
+        let config = if persistent {
+            Some(self.volumes_of(&d, op, name, false)?)
+        } else {
+            None
+        };
+        let live = if state.is_active() {
+            Some(self.volumes_of(&d, op, name, true)?)
+        } else {
+            None
+        };
+        let mut flags = 0;
+        for (view, flag) in [
+            (&config, sys::VIR_DOMAIN_AFFECT_CONFIG),
+            (&live, sys::VIR_DOMAIN_AFFECT_LIVE),
+        ] {
+            let Some(view) = view else { continue };
+            volume_conflict(view, disk).map_err(invalid)?;
+            if !view
+                .iter()
+                .any(|v| v.target == disk.target && v.serial == disk.serial)
+            {
+                flags |= flag;
+            }
+        }
+        if flags == 0 {
+            return Ok(());
+        }
+        let xml = render_volume_disk(disk, "");
+        d.attach_device_flags(&xml, flags)
+            .map_err(|e| self.err(op, Some(name), e))?;
+        tracing::info!(domain = %name, target = %disk.target, serial = %disk.serial, live = flags & sys::VIR_DOMAIN_AFFECT_LIVE != 0, "volume attached");
+        Ok(())
+    }
+
+    fn detach(&self, name: &DomainName, target: &str) -> Result<DetachState> {
+        let op = HypervisorOp::DiskDetach;
+        let c = self.conn(op)?;
+        let Some(d) = self.lookup(&c, op, name)? else {
+            return Ok(DetachState::Done);
+        };
+        let state = self.state_of(&d, op, name)?;
+        let persistent = d.is_persistent().map_err(|e| self.err(op, Some(name), e))?;
+        let find = |view: Vec<VolumeDisk>| view.into_iter().find(|v| v.target == target);
+        let in_config = if persistent {
+            find(self.volumes_of(&d, op, name, false)?)
+        } else {
+            None
+        };
+        let in_live = if state.is_active() {
+            find(self.volumes_of(&d, op, name, true)?)
+        } else {
+            None
+        };
+        if state == DomainState::Saved && in_config.is_some() {
+            return Err(HypervisorError::InvalidState {
+                op,
+                name: name.clone(),
+                state,
+            });
+        }
+        if let Some(disk) = &in_config {
+            let xml = render_volume_disk(disk, "");
+            match d.detach_device_flags(&xml, sys::VIR_DOMAIN_AFFECT_CONFIG) {
+                Ok(()) => {}
+                // Gone meanwhile (a concurrent detach): that is the goal.
+                Err(e)
+                    if !is_connection_error(&e)
+                        && find(self.volumes_of(&d, op, name, false)?).is_none() => {}
+                Err(e) => return Err(self.err(op, Some(name), e)),
+            }
+        }
+        let Some(disk) = in_live else {
+            return Ok(DetachState::Done);
+        };
+        // (Re-)request the unplug. libvirt waits a few seconds for the guest and then returns
+        // success or "unplug already in progress" alike: only the live XML tells.
+        let xml = render_volume_disk(&disk, "");
+        if let Err(e) = d.detach_device_flags(&xml, sys::VIR_DOMAIN_AFFECT_LIVE) {
+            if is_connection_error(&e) || is(&e, ErrorNumber::NoDomain) {
+                return Err(self.err(op, Some(name), e));
+            }
+            tracing::debug!(domain = %name, target, error = %e.message(), "live detach request refused; re-checking");
+        }
+        let now = self.state_of(&d, op, name)?;
+        if !now.is_active() || find(self.volumes_of(&d, op, name, true)?).is_none() {
+            tracing::info!(domain = %name, target, "volume detached");
+            return Ok(DetachState::Done);
+        }
+        tracing::info!(domain = %name, target, "volume detach pending: the guest has not released it");
+        Ok(DetachState::Pending)
     }
 }
 

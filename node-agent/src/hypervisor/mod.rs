@@ -9,6 +9,25 @@
 //!   `cirrus-<server uid>` ([`DomainName`]) and their libvirt uuid is the server uid.
 //! - `domain_state` returns `Ok(None)` only on positive evidence that the domain does not
 //!   exist; any doubt (daemon down, timeout) is an `Err` ([`HypervisorError::Unreachable`]).
+//! - Volume disks ([`VolumeDisk`]) are attached to the live domain *and* its persistent
+//!   definition ([`Hypervisor::disk_attach`]); detaching is asynchronous
+//!   ([`Hypervisor::disk_detach`] says [`DetachState::Pending`] while the guest still holds
+//!   the device) and never reports done while the live domain has the disk.
+//!
+//! # Volumes: the contract for the server reconciler
+//! - Put the server's attached volumes in [`DomainSpec::volumes`] (any order: they are
+//!   rendered and digested sorted by target), then `domain_ensure`: a changed volume set only
+//!   redefines the persistent configuration ([`EnsureOutcome::Updated`]) and never restarts or
+//!   touches a running domain — an `Updated` whose old and new specs differ only in volumes
+//!   ([`DomainSpec::same_except_volumes`]) needs no reboot.
+//! - Then, for a running domain, `disk_attach` every wanted volume (idempotent; it plugs only
+//!   what the live domain lacks) and `disk_detach` every disk from [`Hypervisor::disks`] whose
+//!   serial is no longer wanted, until it says [`DetachState::Done`]; report the volume
+//!   `detaching` meanwhile and requeue. Powering the domain off completes a pending detach.
+//! - Targets are `vdb`..`vdz` ([`pick_volume_target`]); `vdb` is taken by the config drive
+//!   when the spec has one. The guest names hot-plugged disks in probe order, so the guest's
+//!   name may differ from the target: identify a volume by its serial
+//!   (`/sys/block/vdX/serial`, [`VolumeDisk::serial_for`]).
 //!
 //! # Caveats
 //! The trait is synchronous because libvirt's client library is blocking. Async callers run
@@ -181,6 +200,113 @@ pub struct DomainSpec {
     /// second virtio disk; `None`: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_drive: Option<PathBuf>,
+    /// Attached volumes (virtio disks after the root disk and the config drive), in any
+    /// order. Skipped in the JSON form when empty, so specs without volumes keep the digest
+    /// they had before volumes existed (no redefinition of existing domains on upgrade).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeDisk>,
+}
+
+/// The on-disk format of a volume's data, as QEMU must open it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskFormat {
+    /// Raw bytes (LVM logical volumes, loop devices, raw files).
+    Raw,
+    /// A qcow2 file (the file backend).
+    Qcow2,
+}
+
+impl DiskFormat {
+    /// The libvirt `<driver type=...>` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "raw",
+            DiskFormat::Qcow2 => "qcow2",
+        }
+    }
+
+    /// Parses a libvirt `<driver type=...>` value.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "raw" => Some(DiskFormat::Raw),
+            "qcow2" => Some(DiskFormat::Qcow2),
+            _ => None,
+        }
+    }
+}
+
+/// Longest serial a virtio-blk disk carries (the guest sees at most 20 bytes).
+pub const SERIAL_MAX: usize = 20;
+
+/// The root disk's target; never a volume's.
+pub const ROOT_TARGET: &str = "vda";
+
+/// The config drive's target when the spec has one; then never a volume's.
+pub const CONFIG_DRIVE_TARGET: &str = "vdb";
+
+/// One volume attached to a domain as a virtio disk.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VolumeDisk {
+    /// The libvirt target, `vdb`..`vdz` (a hint for the guest's name, see the module docs).
+    pub target: String,
+    /// The volume's data on the host: a file (qcow2 or raw) or a block device (`/dev/...`,
+    /// rendered as `<disk type='block'>`).
+    pub path: PathBuf,
+    /// How QEMU opens it.
+    pub format: DiskFormat,
+    /// The disk serial the guest sees (`/sys/block/vdX/serial`): [`VolumeDisk::serial_for`]
+    /// the volume's uid. How attached volumes are identified.
+    pub serial: String,
+    /// Attach read-only.
+    #[serde(default)]
+    pub readonly: bool,
+}
+
+impl VolumeDisk {
+    /// The serial for a volume uid: the first [`SERIAL_MAX`] characters of its hyphenated
+    /// form (as Nova does; unique enough: 72 random bits).
+    pub fn serial_for(volume_uid: Uuid) -> String {
+        volume_uid.hyphenated().to_string()[..SERIAL_MAX].to_owned()
+    }
+
+    /// Whether the path is a block device (checked on the host; a path that can't be read
+    /// counts as a block device when it lies under `/dev/`).
+    pub fn is_block_device(&self) -> bool {
+        use std::os::unix::fs::FileTypeExt as _;
+        match std::fs::metadata(&self.path) {
+            Ok(m) => m.file_type().is_block_device(),
+            Err(_) => self.path.starts_with("/dev/"),
+        }
+    }
+}
+
+/// Whether `target` is a valid volume target name: `vd` and one letter `b`..`z`.
+pub fn is_volume_target(target: &str) -> bool {
+    matches!(target.as_bytes(), [b'v', b'd', c] if (b'b'..=b'z').contains(c))
+}
+
+/// The first free volume target (`vdb`..`vdz`) given the targets in use, skipping the config
+/// drive's [`CONFIG_DRIVE_TARGET`] when the domain has one; `None` when all are taken.
+pub fn pick_volume_target<'a>(
+    taken: impl IntoIterator<Item = &'a str>,
+    config_drive: bool,
+) -> Option<String> {
+    let taken: Vec<&str> = taken.into_iter().collect();
+    (b'b'..=b'z')
+        .map(|c| format!("vd{}", c as char))
+        .find(|t| !taken.contains(&t.as_str()) && !(config_drive && t == CONFIG_DRIVE_TARGET))
+}
+
+/// How far a [`Hypervisor::disk_detach`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DetachState {
+    /// The disk is in neither the live domain nor its persistent definition.
+    Done,
+    /// The detach was requested (and the disk removed from the persistent definition) but
+    /// the live domain still has it: the guest has not released it. Call again later;
+    /// powering the domain off completes it.
+    Pending,
 }
 
 impl DomainSpec {
@@ -189,11 +315,14 @@ impl DomainSpec {
         DomainName::for_server(self.server_uid)
     }
 
-    /// A stable digest of the spec (FNV-1a 64 over its JSON form), stored in the domain's
-    /// metadata so `domain_ensure` can tell whether a defined domain matches without comparing
-    /// libvirt's normalized XML.
+    /// A stable digest of the spec (FNV-1a 64 over its JSON form, volumes sorted by target),
+    /// stored in the domain's metadata so `domain_ensure` can tell whether a defined domain
+    /// matches without comparing libvirt's normalized XML. Volumes are part of it: a changed
+    /// volume set redefines the persistent configuration (see the module docs).
     pub fn digest(&self) -> String {
-        let json = serde_json::to_vec(self).expect("DomainSpec serializes");
+        let mut canonical = self.clone();
+        canonical.volumes.sort_by(|a, b| a.target.cmp(&b.target));
+        let json = serde_json::to_vec(&canonical).expect("DomainSpec serializes");
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in json {
             h ^= u64::from(b);
@@ -201,6 +330,85 @@ impl DomainSpec {
         }
         format!("{h:016x}")
     }
+
+    /// Whether `other` is this spec but for its volumes: a redefinition between the two needs
+    /// no restart (volumes are hot-plugged).
+    pub fn same_except_volumes(&self, other: &DomainSpec) -> bool {
+        let mut a = self.clone();
+        a.volumes.clear();
+        let mut b = other.clone();
+        b.volumes.clear();
+        a == b
+    }
+
+    /// Checks the volumes: valid, unique targets that are not the root disk's or the config
+    /// drive's, unique non-empty serials of at most [`SERIAL_MAX`] characters.
+    ///
+    /// # Errors
+    /// What is wrong, for [`HypervisorError::InvalidSpec`].
+    pub fn validate_volumes(&self) -> Result<(), String> {
+        let mut targets = std::collections::BTreeSet::new();
+        let mut serials = std::collections::BTreeSet::new();
+        for v in &self.volumes {
+            check_volume(v, self.config_drive.is_some())?;
+            if !targets.insert(v.target.as_str()) {
+                return Err(format!("two volumes use target {}", v.target));
+            }
+            if !serials.insert(v.serial.as_str()) {
+                return Err(format!("two volumes have serial {}", v.serial));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why `disk` can't join `view`: its target holds another disk, or its serial is attached at
+/// another target.
+pub(crate) fn volume_conflict(
+    view: &[VolumeDisk],
+    disk: &VolumeDisk,
+) -> std::result::Result<(), String> {
+    for v in view {
+        if v.target == disk.target && v.serial != disk.serial {
+            return Err(format!(
+                "target {} holds another disk (serial {})",
+                v.target, v.serial
+            ));
+        }
+        if v.serial == disk.serial && v.target != disk.target {
+            return Err(format!(
+                "serial {} is already attached at {}",
+                v.serial, v.target
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks one volume disk on its own (target, serial); see [`DomainSpec::validate_volumes`].
+///
+/// # Errors
+/// What is wrong.
+pub fn check_volume(v: &VolumeDisk, config_drive: bool) -> Result<(), String> {
+    if !is_volume_target(&v.target) {
+        return Err(format!("volume target {:?} is not vdb..vdz", v.target));
+    }
+    if config_drive && v.target == CONFIG_DRIVE_TARGET {
+        return Err(format!("volume target {} is the config drive's", v.target));
+    }
+    if v.serial.is_empty()
+        || v.serial.len() > SERIAL_MAX
+        || !v
+            .serial
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "volume serial {:?} must be 1..={SERIAL_MAX} characters of [A-Za-z0-9_-]",
+            v.serial
+        ));
+    }
+    Ok(())
 }
 
 /// A domain's power state, as the hypervisor reports it.
@@ -316,6 +524,9 @@ pub enum HypervisorOp {
     DomainResume,
     DomainSave,
     DomainDelete,
+    DiskAttach,
+    DiskDetach,
+    Disks,
 }
 
 impl fmt::Display for HypervisorOp {
@@ -333,6 +544,9 @@ impl fmt::Display for HypervisorOp {
             HypervisorOp::DomainResume => "domain_resume",
             HypervisorOp::DomainSave => "domain_save",
             HypervisorOp::DomainDelete => "domain_delete",
+            HypervisorOp::DiskAttach => "disk_attach",
+            HypervisorOp::DiskDetach => "disk_detach",
+            HypervisorOp::Disks => "disks",
         };
         f.write_str(s)
     }
@@ -452,6 +666,26 @@ pub trait Hypervisor: Send + Sync + fmt::Debug {
     /// snapshot metadata. Succeeds when the domain does not exist. Disk and console-log files
     /// are the caller's (they belong to the storage driver and the node agent).
     fn domain_delete(&self, name: &DomainName) -> Result<()>;
+
+    /// Attaches a volume: hot-plugs it into the live domain when it is active and adds it to
+    /// the persistent definition (only the parts that lack it). Idempotent: a disk already at
+    /// `disk.target` with the same serial is success. Errors: [`HypervisorError::NotFound`];
+    /// [`HypervisorError::InvalidSpec`] for a bad target/serial, a target held by another
+    /// disk or the serial attached at another target; [`HypervisorError::InvalidState`] for a
+    /// [`DomainState::Saved`] domain (its saved device state would no longer match).
+    fn disk_attach(&self, name: &DomainName, disk: &VolumeDisk) -> Result<()>;
+
+    /// Detaches the volume at `target`: removes it from the persistent definition and asks the
+    /// live domain to unplug it. [`DetachState::Pending`] while the live domain still has it
+    /// (the guest must release it; call again to re-check, which re-requests the unplug);
+    /// [`DetachState::Done`] once it is in neither (at once for an inactive domain, an absent
+    /// target, or an absent domain). Never `Done` while the guest may still use the disk.
+    /// [`HypervisorError::InvalidState`] for a [`DomainState::Saved`] domain that has it.
+    fn disk_detach(&self, name: &DomainName, target: &str) -> Result<DetachState>;
+
+    /// The attached volumes (disks with a serial; not the root disk or the config drive),
+    /// sorted by target: the live view when the domain is active, else the persistent one.
+    fn disks(&self, name: &DomainName) -> Result<Vec<VolumeDisk>>;
 }
 
 #[cfg(test)]

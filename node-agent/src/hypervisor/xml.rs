@@ -6,7 +6,10 @@
 //! - `type='kvm'` or `'qemu'` from the spec (the driver checks KVM really works);
 //! - a q35 machine with four spare `pcie-root-port` controllers beyond the devices it starts
 //!   with, so disks and NICs can be hot-plugged later ("No more available PCI slots" otherwise);
-//! - the root disk as virtio `vda`, optional direct kernel boot;
+//! - the root disk as virtio `vda`, optional direct kernel boot, the config drive as `vdb`,
+//!   then the volumes sorted by target ([`render_volume_disk`], the same XML hot-plug uses:
+//!   `cache='none'` so the host page cache holds no guest writes, `type='block'` for block
+//!   devices — the one thing rendering reads from the host — and the serial);
 //! - the serial console appended to a file (also the `<console>`), read by `console-log`;
 //! - OVS-bridged virtio NICs when the spec has any;
 //! - `<metadata>` in the Cirrus namespace with the owning server's uid, project, name and the
@@ -15,7 +18,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{DomainSpec, VirtType};
+use super::{DiskFormat, DomainSpec, ROOT_TARGET, VirtType, VolumeDisk};
 
 /// XML namespace of the Cirrus `<metadata>` element.
 pub const METADATA_NAMESPACE: &str = "https://cirrus.dev/xmlns/libvirt-domain/1";
@@ -138,6 +141,11 @@ pub fn render_domain_xml(spec: &DomainSpec) -> String {
         let _ = writeln!(x, "      <readonly/>");
         let _ = writeln!(x, "    </disk>");
     }
+    let mut volumes: Vec<&VolumeDisk> = spec.volumes.iter().collect();
+    volumes.sort_by(|a, b| a.target.cmp(&b.target));
+    for v in volumes {
+        x.push_str(&render_volume_disk(v, "    "));
+    }
     for nic in &spec.nics {
         let _ = writeln!(x, "    <interface type='bridge'>");
         let _ = writeln!(x, "      <source bridge='{}'/>", esc(&nic.bridge));
@@ -186,9 +194,10 @@ pub fn render_domain_xml(spec: &DomainSpec) -> String {
         x,
         "    <controller type='pci' index='0' model='pcie-root'/>"
     );
-    // One root port per PCIe device present at boot (root disk, config drive, NICs), plus the
-    // spares for hot-plug.
-    let at_boot = 1 + usize::from(spec.config_drive.is_some()) + spec.nics.len();
+    // One root port per PCIe device present at boot (root disk, config drive, volumes, NICs),
+    // plus the spares for hot-plug.
+    let at_boot =
+        1 + usize::from(spec.config_drive.is_some()) + spec.volumes.len() + spec.nics.len();
     for _ in 0..(at_boot + SPARE_ROOT_PORTS) {
         let _ = writeln!(x, "    <controller type='pci' model='pcie-root-port'/>");
     }
@@ -197,6 +206,161 @@ pub fn render_domain_xml(spec: &DomainSpec) -> String {
     let _ = writeln!(x, "  </devices>");
     let _ = writeln!(x, "</domain>");
     x
+}
+
+/// The `<disk>` element of one volume, each line prefixed with `indent`: in the domain XML and
+/// as the device XML of a hot-plug (`virDomainAttachDeviceFlags`) or unplug.
+pub fn render_volume_disk(v: &VolumeDisk, indent: &str) -> String {
+    let mut x = String::new();
+    let (kind, attr) = if v.is_block_device() {
+        ("block", "dev")
+    } else {
+        ("file", "file")
+    };
+    let io = if kind == "block" { " io='native'" } else { "" };
+    let _ = writeln!(x, "{indent}<disk type='{kind}' device='disk'>");
+    let _ = writeln!(
+        x,
+        "{indent}  <driver name='qemu' type='{}' cache='none'{io}/>",
+        v.format.as_str()
+    );
+    let _ = writeln!(x, "{indent}  <source {attr}='{}'/>", path(&v.path));
+    let _ = writeln!(
+        x,
+        "{indent}  <target dev='{}' bus='virtio'/>",
+        esc(&v.target)
+    );
+    let _ = writeln!(x, "{indent}  <serial>{}</serial>", esc(&v.serial));
+    if v.readonly {
+        let _ = writeln!(x, "{indent}  <readonly/>");
+    }
+    let _ = writeln!(x, "{indent}</disk>");
+    x
+}
+
+/// Undoes [`esc`] (and libvirt's numeric character references for ASCII).
+fn unesc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let Some(end) = rest.find(';') else { break };
+        let ent = &rest[1..end];
+        let c = match ent {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "apos" => Some('\''),
+            "quot" => Some('"'),
+            _ => ent
+                .strip_prefix("#x")
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .or_else(|| ent.strip_prefix('#').and_then(|d| d.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match c {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The value of attribute `name` in a start tag's text (`<disk type='file' ...>`).
+fn attr(tag: &str, name: &str) -> Option<String> {
+    let mut rest = tag;
+    loop {
+        let i = rest.find(name)?;
+        let before = rest[..i].chars().last();
+        let after = &rest[i + name.len()..];
+        if matches!(before, Some(c) if c.is_whitespace())
+            && let Some(after) = after.trim_start().strip_prefix('=')
+        {
+            let after = after.trim_start();
+            let q = after.chars().next()?;
+            if q == '\'' || q == '"' {
+                let end = after[1..].find(q)?;
+                return Some(unesc(&after[1..1 + end]));
+            }
+        }
+        rest = &rest[i + name.len()..];
+    }
+}
+
+/// The first start tag `<name ...>` (or `<name .../>`) in `body`, as text.
+fn tag<'a>(body: &'a str, name: &str) -> Option<&'a str> {
+    let open = format!("<{name}");
+    let mut from = 0;
+    while let Some(i) = body[from..].find(&open) {
+        let start = from + i;
+        let next = body[start + open.len()..].chars().next();
+        if matches!(next, Some(c) if c.is_whitespace() || c == '>' || c == '/') {
+            let end = body[start..].find('>')?;
+            return Some(&body[start..start + end + 1]);
+        }
+        from = start + open.len();
+    }
+    None
+}
+
+/// The volumes in a domain's XML as libvirt returns it: `<disk device='disk'>` elements with a
+/// `<serial>` on a virtio target other than the root disk's (the config drive has no serial),
+/// sorted by target. Disks this driver did not render (no serial, unknown format) are left out.
+pub fn volumes_from_xml(xml: &str) -> Vec<VolumeDisk> {
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find("<disk") {
+        rest = &rest[i..];
+        let Some(end) = rest.find("</disk>") else {
+            break;
+        };
+        let element = &rest[..end];
+        rest = &rest[end + "</disk>".len()..];
+        let Some(open) = tag(element, "disk") else {
+            continue;
+        };
+        if attr(open, "device").as_deref() != Some("disk") {
+            continue;
+        }
+        let Some(target) = tag(element, "target").and_then(|t| attr(t, "dev")) else {
+            continue;
+        };
+        let serial = element
+            .find("<serial>")
+            .map(|i| &element[i + "<serial>".len()..])
+            .and_then(|s| s.find("</serial>").map(|j| unesc(s[..j].trim())));
+        let Some(serial) = serial.filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        if target == ROOT_TARGET {
+            continue;
+        }
+        let source =
+            tag(element, "source").and_then(|t| attr(t, "file").or_else(|| attr(t, "dev")));
+        let format = tag(element, "driver")
+            .and_then(|t| attr(t, "type"))
+            .and_then(|f| DiskFormat::parse(&f));
+        let (Some(source), Some(format)) = (source, format) else {
+            continue;
+        };
+        out.push(VolumeDisk {
+            target,
+            path: source.into(),
+            format,
+            serial,
+            readonly: tag(element, "readonly").is_some(),
+        });
+    }
+    out.sort_by(|a, b| a.target.cmp(&b.target));
+    out
 }
 
 #[cfg(test)]
@@ -222,6 +386,7 @@ mod tests {
             console_log: "/var/lib/cirrus/instances/6f1c2a7e/console.log".into(),
             nics: vec![],
             config_drive: None,
+            volumes: Vec::new(),
         }
     }
 
@@ -342,6 +507,142 @@ mod tests {
         assert_eq!(xml.matches("<interface type='bridge'>").count(), 2);
         // disk + 2 NICs + 4 spares
         assert_eq!(xml.matches("model='pcie-root-port'").count(), 7);
+    }
+
+    fn vol(target: &str, path: &str, serial: &str) -> VolumeDisk {
+        VolumeDisk {
+            target: target.into(),
+            path: path.into(),
+            format: DiskFormat::Qcow2,
+            serial: serial.into(),
+            readonly: false,
+        }
+    }
+
+    #[test]
+    fn volumes_render_after_the_config_drive_and_parse_back() {
+        let mut s = spec();
+        s.config_drive = Some("/var/lib/cirrus/instances/6f1c2a7e/config.iso".into());
+        let mut ro = vol("vdd", "/dev/cirrus-test-nonexistent/lv", "bbbb-2");
+        ro.format = DiskFormat::Raw;
+        ro.readonly = true;
+        // Unsorted on purpose: rendered (and digested) sorted by target.
+        s.volumes = vec![ro.clone(), vol("vdc", "/srv/v/a&b.qcow2", "aaaa-1")];
+        let xml = render_domain_xml(&s);
+        let vdc = "    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2' cache='none'/>
+      <source file='/srv/v/a&amp;b.qcow2'/>
+      <target dev='vdc' bus='virtio'/>
+      <serial>aaaa-1</serial>
+    </disk>
+    <disk type='block' device='disk'>
+      <driver name='qemu' type='raw' cache='none' io='native'/>
+      <source dev='/dev/cirrus-test-nonexistent/lv'/>
+      <target dev='vdd' bus='virtio'/>
+      <serial>bbbb-2</serial>
+      <readonly/>
+    </disk>
+";
+        assert!(xml.contains(vdc), "{xml}");
+        let cd = xml.find("<target dev='vdb'").unwrap();
+        assert!(cd < xml.find("<target dev='vdc'").unwrap());
+        // root + config drive + 2 volumes + 4 spares
+        assert_eq!(xml.matches("model='pcie-root-port'").count(), 8);
+        // The config drive (no serial) and the root disk are not volumes.
+        assert_eq!(
+            volumes_from_xml(&xml),
+            vec![vol("vdc", "/srv/v/a&b.qcow2", "aaaa-1"), ro.clone()]
+        );
+        let mut reordered = s.clone();
+        reordered.volumes.reverse();
+        assert_eq!(reordered.digest(), s.digest());
+        let mut plain = s.clone();
+        plain.volumes.clear();
+        assert_ne!(plain.digest(), s.digest());
+        assert!(plain.same_except_volumes(&s));
+        plain.memory_mib += 1;
+        assert!(!plain.same_except_volumes(&s));
+        s.validate_volumes().unwrap();
+    }
+
+    #[test]
+    fn volumes_parse_from_libvirts_own_formatting() {
+        // As `virsh dumpxml` prints a running domain (addresses, aliases, backing store).
+        let xml = r#"<domain type='qemu' id='3'>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2' discard='unmap'/>
+      <source file='/x/root.qcow2' index='2'/>
+      <backingStore/>
+      <target dev='vda' bus='virtio'/>
+      <alias name='virtio-disk0'/>
+    </disk>
+    <disk type="block" device="disk">
+      <driver name="qemu" type="raw" cache="none" io="native"/>
+      <source dev="/dev/loop7" index="3"/>
+      <backingStore/>
+      <target dev="vdc" bus="virtio"/>
+      <serial>0123456789abcdef0123</serial>
+      <alias name="virtio-disk2"/>
+      <address type="pci" domain="0x0000" bus="0x07" slot="0x00" function="0x0"/>
+    </disk>
+    <disk type='file' device='cdrom'>
+      <target dev='sda' bus='sata'/>
+      <serial>cd</serial>
+    </disk>
+  </devices>
+</domain>"#;
+        let v = volumes_from_xml(xml);
+        assert_eq!(
+            v,
+            vec![VolumeDisk {
+                target: "vdc".into(),
+                path: "/dev/loop7".into(),
+                format: DiskFormat::Raw,
+                serial: "0123456789abcdef0123".into(),
+                readonly: false,
+            }]
+        );
+    }
+
+    #[test]
+    fn volume_checks() {
+        let mut s = spec();
+        s.volumes = vec![vol("vdb", "/a", "s1")];
+        s.validate_volumes().unwrap();
+        s.config_drive = Some("/c.iso".into());
+        assert!(s.validate_volumes().unwrap_err().contains("config drive"));
+        s.volumes = vec![vol("vdc", "/a", "s1"), vol("vdc", "/b", "s2")];
+        assert!(s.validate_volumes().is_err());
+        s.volumes = vec![vol("vdc", "/a", "s1"), vol("vdd", "/b", "s1")];
+        assert!(s.validate_volumes().is_err());
+        for bad in ["vda", "sdb", "vdbb", "vd1"] {
+            s.volumes = vec![vol(bad, "/a", "s1")];
+            assert!(s.validate_volumes().is_err(), "{bad}");
+        }
+        s.volumes = vec![vol("vdc", "/a", "012345678901234567890")];
+        assert!(s.validate_volumes().is_err());
+        let uid = Uuid::parse_str("6f1c2a7e-8d7b-4c1e-9a55-0b8e6f2d3c41").unwrap();
+        assert_eq!(VolumeDisk::serial_for(uid), "6f1c2a7e-8d7b-4c1e-9");
+        use crate::hypervisor::pick_volume_target;
+        assert_eq!(pick_volume_target([], false).as_deref(), Some("vdb"));
+        assert_eq!(pick_volume_target([], true).as_deref(), Some("vdc"));
+        assert_eq!(
+            pick_volume_target(["vdb", "vdc"], false).as_deref(),
+            Some("vdd")
+        );
+        let all: Vec<String> = (b'b'..=b'z').map(|c| format!("vd{}", c as char)).collect();
+        assert_eq!(
+            pick_volume_target(all.iter().map(String::as_str), false),
+            None
+        );
+    }
+
+    #[test]
+    fn specs_without_volumes_keep_their_digest() {
+        // The JSON form (and so the digest) of a spec without volumes has no `volumes` key.
+        let json = serde_json::to_string(&spec()).unwrap();
+        assert!(!json.contains("volumes"), "{json}");
     }
 
     #[test]

@@ -15,6 +15,12 @@
 #   CIRRUS-BOOT <marker>         marker from `cirrus.marker=<marker>` on the kernel command line,
 #                                default CIRRUS-GUEST-UP
 #   BLOCKDEVS vda vdb ...        the virtio/block devices it sees (sorted, loop/ram excluded)
+#   BLOCKDEV-ADDED <dev> <serial>   from then on, a background poller compares /sys/block every
+#   BLOCKDEV-REMOVED <dev>          0.5 s and reports hot-plugged / unplugged disks (serial from
+#                                   /sys/block/<dev>/serial, `-` when none; lines may come at any
+#                                   point of the console, between other lines)
+#   BLOCKDEV-DATA <dev> <text>      after BLOCKDEV-ADDED, when the disk's first 64 bytes hold a
+#                                   text line (e.g. a marker a test or user data wrote there)
 #   ROOTDISK <first line>        when vda starts with the recognizable "CIRRUS-ROOT-DISK" sector
 #   ADDR <ip>|none               only when a NIC (eth0) exists: udhcpc with a short timeout
 #   CONFIGDRIVE <dev> <uuid>     when a config-2 ISO9660 disk is attached
@@ -25,6 +31,10 @@
 # Hooks: every executable /etc/cirrus/hooks.d/NN-*.sh in the initramfs runs in order after the
 # network step, with $CIRRUS_ADDR, $CIRRUS_ROUTER (10-metadata.sh: config drive, metadata, user
 # data). Tests drive the guest through user data: e.g. `#!/bin/sh` + `ping -c1 10.0.0.5 && echo OK`.
+# A user-data script that needs a volume waits for it itself: poll until
+# `grep -l <serial> /sys/block/vd*/serial` names it (the guest's name follows probe order and may
+# differ from the libvirt target), then use /dev/<that name>; a detach completes only when the
+# guest lets go of the disk, which this busybox guest never does (see hypervisor::libvirt).
 # Power: it never exits (an exiting /init would panic the kernel). It loads the ACPI `button` and
 # `evdev` modules and runs busybox `acpid`, so the ACPI power button (virsh shutdown, libvirt's
 # ACPI reboot) powers it off cleanly (`poweroff -f`; there is nothing on disk to sync). With
@@ -216,7 +226,30 @@ ip link set lo up
 
 # Block devices: give virtio a moment to probe, then list them.
 for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /sys/block/vda ] && break; sleep 0.1; done
-echo "BLOCKDEVS $(ls /sys/block | grep -vE '^(loop|ram)' | sort | tr '\n' ' ' | sed 's/ $//')"
+blockdevs() { ls /sys/block | grep -vE '^(loop|ram)' | sort; }
+DEVS=$(blockdevs)
+echo "BLOCKDEVS $(echo $DEVS)"
+# Hot-plug reporter: compares /sys/block every 0.5 s with what was last reported (starting from
+# the BLOCKDEVS line, so nothing falls between the two).
+(
+  prev=$DEVS
+  while true; do
+    sleep 0.5
+    now=$(blockdevs)
+    [ "$now" = "$prev" ] && continue
+    for d in $now; do
+      case " $(echo $prev) " in *" $d "*) continue;; esac
+      serial=$(cat "/sys/block/$d/serial" 2>/dev/null)
+      echo "BLOCKDEV-ADDED $d ${serial:--}"
+      head=$(dd if="/dev/$d" bs=64 count=1 2>/dev/null | tr -d '\000' | head -n 1)
+      [ -n "$head" ] && echo "BLOCKDEV-DATA $d $head"
+    done
+    for d in $prev; do
+      case " $(echo $now) " in *" $d "*) ;; *) echo "BLOCKDEV-REMOVED $d";; esac
+    done
+    prev=$now
+  done
+) &
 if [ -e /dev/vda ]; then
   first=$(dd if=/dev/vda bs=64 count=1 2>/dev/null | tr -d '\000' | head -n 1)
   case "$first" in CIRRUS-ROOT-DISK*) echo "ROOTDISK $first";; esac

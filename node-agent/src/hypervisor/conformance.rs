@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::{
-    DomainName, DomainSpec, DomainState, EnsureOutcome, Hypervisor, HypervisorError, RebootKind,
+    DetachState, DiskFormat, DomainName, DomainSpec, DomainState, EnsureOutcome, Hypervisor,
+    HypervisorError, RebootKind, VolumeDisk,
 };
 
 /// How to run the suite against one implementation.
@@ -317,4 +318,233 @@ pub fn run(hv: &dyn Hypervisor, cfg: &SuiteConfig<'_>) {
     hv.domain_delete(&name).expect("delete");
     assert_eq!(hv.domain_state(&name).unwrap(), None);
     step("done");
+}
+
+/// How to run the volume-disk part of the suite ([`run_disks`]) against one implementation.
+pub struct DiskSuiteConfig<'a> {
+    /// The domain settings, as for [`run`].
+    pub suite: &'a SuiteConfig<'a>,
+    /// Creates a small raw volume file named after its argument and returns its path (QEMU
+    /// must be able to open it).
+    pub make_volume: &'a dyn Fn(&str) -> std::path::PathBuf,
+    /// The guest's release of a disk whose unplug is pending (the fake's
+    /// `guest_release`); `None` when the guest can't be made to (the busybox test guest never
+    /// releases).
+    pub release: Option<&'a dyn Fn(&DomainName, &str)>,
+}
+
+fn volume(cfg: &DiskSuiteConfig<'_>, target: &str) -> VolumeDisk {
+    VolumeDisk {
+        target: target.to_owned(),
+        path: (cfg.make_volume)(&format!("{target}-{}", Uuid::new_v4().simple())),
+        format: DiskFormat::Raw,
+        serial: VolumeDisk::serial_for(Uuid::new_v4()),
+        readonly: false,
+    }
+}
+
+/// The volumes the hypervisor reports, as (target, serial) pairs.
+fn seen(hv: &dyn Hypervisor, name: &DomainName) -> Vec<(String, String)> {
+    hv.disks(name)
+        .expect("disks")
+        .into_iter()
+        .map(|v| (v.target, v.serial))
+        .collect()
+}
+
+fn pair(v: &VolumeDisk) -> (String, String) {
+    (v.target.clone(), v.serial.clone())
+}
+
+/// Volumes in the spec only (no hot-plug): a defined domain's persistent disks, for drivers
+/// without device attach (libvirt's `test:///default`) too.
+///
+/// # Panics
+/// On the first behavior that breaks the [`Hypervisor`] contract.
+pub fn run_disks_in_spec(hv: &dyn Hypervisor, cfg: &DiskSuiteConfig<'_>) {
+    step("volumes in the spec: defined, listed, digest ignores their order");
+    let uid = Uuid::new_v4();
+    let mut spec = (cfg.suite.make_spec)(uid, "SPECVOLS");
+    let name = spec.domain_name();
+    let _guard = DomainGuard::new(hv, name.clone());
+    let (a, b) = (volume(cfg, "vdc"), volume(cfg, "vdb"));
+    spec.volumes = vec![a.clone(), b.clone()];
+    assert_eq!(hv.domain_ensure(&spec).unwrap(), EnsureOutcome::Created);
+    let got = hv.disks(&name).expect("disks");
+    assert_eq!(
+        got,
+        vec![b.clone(), a.clone()],
+        "sorted by target, all fields"
+    );
+    spec.volumes.reverse();
+    assert_eq!(hv.domain_ensure(&spec).unwrap(), EnsureOutcome::Unchanged);
+    spec.volumes.pop();
+    assert_eq!(hv.domain_ensure(&spec).unwrap(), EnsureOutcome::Updated);
+    assert_eq!(seen(hv, &name), vec![pair(&b)]);
+    let mut bad = spec.clone();
+    bad.volumes.push(VolumeDisk {
+        target: "vda".into(),
+        ..a.clone()
+    });
+    assert!(
+        matches!(
+            hv.domain_ensure(&bad),
+            Err(HypervisorError::InvalidSpec { .. })
+        ),
+        "a volume on the root disk's target is refused"
+    );
+    hv.domain_delete(&name).expect("delete");
+}
+
+/// The volume-disk suite: hot-plug into a running domain (live + persistent), idempotence,
+/// conflicts, asynchronous detach completed by the guest or by power-off, attach to a shut-off
+/// domain persisting to the next boot. Runs [`run_disks_in_spec`] first.
+///
+/// # Panics
+/// On the first behavior that breaks the [`Hypervisor`] contract.
+pub fn run_disks(hv: &dyn Hypervisor, cfg: &DiskSuiteConfig<'_>) {
+    let t = cfg.suite.timeout;
+    let console = cfg.suite.console;
+    run_disks_in_spec(hv, cfg);
+
+    step("disks: absent domain");
+    let absent = DomainName::for_server(Uuid::new_v4());
+    let v1 = volume(cfg, "vdb");
+    assert!(matches!(
+        hv.disk_attach(&absent, &v1),
+        Err(HypervisorError::NotFound(_))
+    ));
+    assert!(matches!(
+        hv.disks(&absent),
+        Err(HypervisorError::NotFound(_))
+    ));
+    assert_eq!(hv.disk_detach(&absent, "vdb").unwrap(), DetachState::Done);
+
+    let uid = Uuid::new_v4();
+    let marker = format!("D{}", &uid.simple().to_string()[..12]);
+    let spec = (cfg.suite.make_spec)(uid, &marker);
+    let name = spec.domain_name();
+    let _guard = DomainGuard::new(hv, name.clone());
+    let log = spec.console_log.clone();
+    assert_eq!(hv.domain_ensure(&spec).unwrap(), EnsureOutcome::Created);
+    hv.domain_start(&name).expect("start");
+    wait_state(hv, &name, Some(DomainState::Running), t);
+    if console {
+        wait_markers(&log, READY, &marker, 1, t);
+    }
+
+    step("attach to a running domain (twice): listed, seen by the guest");
+    hv.disk_attach(&name, &v1).expect("attach");
+    assert_eq!(hv.disks(&name).unwrap(), vec![v1.clone()]);
+    hv.disk_attach(&name, &v1).expect("attach is idempotent");
+    assert_eq!(seen(hv, &name), vec![pair(&v1)]);
+    if console {
+        wait_markers(&log, "BLOCKDEV-ADDED", &format!("vdb {}", v1.serial), 1, t);
+    }
+
+    step("conflicts: a taken target, a serial at another target, the root disk's target");
+    let other = volume(cfg, "vdb");
+    assert!(matches!(
+        hv.disk_attach(&name, &other),
+        Err(HypervisorError::InvalidSpec { .. })
+    ));
+    let moved = VolumeDisk {
+        target: "vdd".into(),
+        ..v1.clone()
+    };
+    assert!(matches!(
+        hv.disk_attach(&name, &moved),
+        Err(HypervisorError::InvalidSpec { .. })
+    ));
+    let root = VolumeDisk {
+        target: "vda".into(),
+        ..other.clone()
+    };
+    assert!(matches!(
+        hv.disk_attach(&name, &root),
+        Err(HypervisorError::InvalidSpec { .. })
+    ));
+    assert_eq!(seen(hv, &name), vec![pair(&v1)]);
+
+    step(
+        "the reconciler's way: ensure with the volume in the spec (running: no restart), then attach",
+    );
+    let v2 = volume(cfg, "vdc");
+    let mut with = spec.clone();
+    with.volumes = vec![v1.clone(), v2.clone()];
+    assert_eq!(hv.domain_ensure(&with).unwrap(), EnsureOutcome::Updated);
+    assert!(with.same_except_volumes(&spec));
+    assert_eq!(hv.domain_state(&name).unwrap(), Some(DomainState::Running));
+    assert_eq!(
+        seen(hv, &name),
+        vec![pair(&v1)],
+        "live view: not plugged yet"
+    );
+    hv.disk_attach(&name, &v2)
+        .expect("attach (already in the definition)");
+    assert_eq!(seen(hv, &name), vec![pair(&v1), pair(&v2)]);
+    assert_eq!(hv.domain_ensure(&with).unwrap(), EnsureOutcome::Unchanged);
+
+    step("detach from a running domain: Pending while the guest holds it, or Done");
+    let first = hv.disk_detach(&name, "vdc").expect("detach");
+    let again = hv.disk_detach(&name, "vdc").expect("detach again");
+    for state in [first, again] {
+        let listed = seen(hv, &name).contains(&pair(&v2));
+        match state {
+            DetachState::Pending => assert!(listed, "Pending but the live domain lacks vdc"),
+            DetachState::Done => assert!(!listed, "Done but the live domain still has vdc"),
+        }
+    }
+    eprintln!("conformance: detach of a running domain's disk: {first:?}, then {again:?}");
+    if console && first == DetachState::Done {
+        // The guest let go of it, so its hot-plug reporter saw it go.
+        wait_markers(&log, "BLOCKDEV-REMOVED", "vdc", 1, t);
+    }
+    if first == DetachState::Pending
+        && let Some(release) = cfg.release
+    {
+        release(&name, "vdc");
+        assert_eq!(hv.disk_detach(&name, "vdc").unwrap(), DetachState::Done);
+        assert_eq!(seen(hv, &name), vec![pair(&v1)]);
+        if console {
+            wait_markers(&log, "BLOCKDEV-REMOVED", "vdc", 1, t);
+        }
+    }
+    assert_eq!(
+        hv.disk_detach(&name, "vdz").unwrap(),
+        DetachState::Done,
+        "detaching an absent target is done"
+    );
+
+    step("detach vdb while running, then power off: Done, in neither view");
+    let pending = hv.disk_detach(&name, "vdb").expect("detach vdb");
+    eprintln!("conformance: detach vdb while running: {pending:?}");
+    hv.domain_destroy(&name).expect("destroy");
+    assert_eq!(hv.disk_detach(&name, "vdb").unwrap(), DetachState::Done);
+    assert_eq!(hv.disk_detach(&name, "vdc").unwrap(), DetachState::Done);
+    assert_eq!(
+        seen(hv, &name),
+        vec![],
+        "persistent definition still has volumes"
+    );
+
+    step("attach to a shut-off domain (twice): persistent, plugged at the next start");
+    hv.disk_attach(&name, &v1).expect("attach shut off");
+    hv.disk_attach(&name, &v1)
+        .expect("attach shut off is idempotent");
+    assert_eq!(seen(hv, &name), vec![pair(&v1)]);
+    assert_eq!(hv.domain_state(&name).unwrap(), Some(DomainState::ShutOff));
+    hv.domain_start(&name).expect("start with the volume");
+    wait_state(hv, &name, Some(DomainState::Running), t);
+    assert_eq!(seen(hv, &name), vec![pair(&v1)]);
+    if console {
+        wait_markers(&log, "BLOCKDEVS", "vda vdb", 1, t);
+    }
+
+    step("detach from a shut-off domain: Done at once");
+    hv.domain_destroy(&name).expect("destroy");
+    assert_eq!(hv.disk_detach(&name, "vdb").unwrap(), DetachState::Done);
+    assert_eq!(seen(hv, &name), vec![]);
+    hv.domain_delete(&name).expect("delete");
+    step("disks done");
 }

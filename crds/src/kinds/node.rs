@@ -131,6 +131,45 @@ pub struct NodeAddress {
     pub address: String,
 }
 
+/// The kind of storage a pool holds volumes on (a volume's `spec.volumeType` picks it).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// qcow2 files in a directory (the embedded default, works everywhere).
+    File,
+    /// Logical volumes in an LVM volume group.
+    Lvm,
+}
+
+impl StorageBackend {
+    /// The backend's name as volume types and pools spell it (`file`, `lvm`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageBackend::File => "file",
+            StorageBackend::Lvm => "lvm",
+        }
+    }
+}
+
+/// One storage pool of a node, as its agent reports it for volume scheduling.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StoragePool {
+    /// The pool's name, unique on the node: the volume group, or the directory.
+    pub name: String,
+    /// What the pool stores volumes as.
+    pub backend: StorageBackend,
+    /// Size of the pool in bytes.
+    pub total_bytes: u64,
+    /// Bytes a new volume can still get (file pools count every volume as fully
+    /// allocated, so volumes are never overcommitted).
+    pub free_bytes: u64,
+    /// Optional features the pool supports on this host (e.g. `snapshot`, `clone`,
+    /// `extend`); LVM without device-mapper lacks `snapshot`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+}
+
 /// What the node agent observes about its host.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -164,6 +203,11 @@ pub struct NodeStatus {
     /// Addresses of the host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<NodeAddress>,
+    /// Storage pools for volumes on local backends (LVM volume groups, qcow2 directories),
+    /// with their capacity, refreshed with the heartbeat. The volume controller places
+    /// volumes by their free bytes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub storage_pools: Vec<StoragePool>,
     /// Last time the node agent reported in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_heartbeat_time: Option<DateTime<Utc>>,
@@ -204,6 +248,32 @@ impl Validate for Node {
                 );
             }
         }
+        for (i, pool) in self.status.storage_pools.iter().enumerate() {
+            let path = format!("status.storagePools[{i}]");
+            if pool.name.is_empty() || pool.name.len() > 255 {
+                errors.add(format!("{path}.name"), "must be 1 to 255 characters");
+            }
+            if self.status.storage_pools[..i]
+                .iter()
+                .any(|p| p.name == pool.name)
+            {
+                errors.add(
+                    format!("{path}.name"),
+                    format!("pool {:?} is reported twice", pool.name),
+                );
+            }
+            if pool.free_bytes > pool.total_bytes {
+                errors.add(format!("{path}.freeBytes"), "must not exceed totalBytes");
+            }
+            for (j, c) in pool.capabilities.iter().enumerate() {
+                if c.is_empty() || c.len() > 63 {
+                    errors.add(
+                        format!("{path}.capabilities[{j}]"),
+                        "must be 1 to 63 characters",
+                    );
+                }
+            }
+        }
         for (i, a) in self.status.addresses.iter().enumerate() {
             if a.address.is_empty() {
                 errors.add(
@@ -212,5 +282,56 @@ impl Validate for Node {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::ObjectMeta;
+
+    fn errors_of(pools: Vec<StoragePool>) -> Vec<String> {
+        let mut node = Node::new(ObjectMeta::default(), NodeSpec::default());
+        node.status.storage_pools = pools;
+        let mut errors = FieldErrors::default();
+        node.validate(&mut errors);
+        errors.0.iter().map(|e| e.field.clone()).collect()
+    }
+
+    fn pool(name: &str, total: u64, free: u64) -> StoragePool {
+        StoragePool {
+            name: name.into(),
+            backend: StorageBackend::Lvm,
+            total_bytes: total,
+            free_bytes: free,
+            capabilities: vec!["extend".into()],
+        }
+    }
+
+    #[test]
+    fn storage_pools_are_validated() {
+        assert!(errors_of(vec![pool("vg0", 10, 10), pool("/var/vols", 10, 0)]).is_empty());
+        assert_eq!(
+            errors_of(vec![pool("vg0", 10, 11)]),
+            ["status.storagePools[0].freeBytes"]
+        );
+        assert_eq!(
+            errors_of(vec![pool("vg0", 10, 1), pool("vg0", 10, 1)]),
+            ["status.storagePools[1].name"]
+        );
+        assert_eq!(
+            errors_of(vec![pool("", 1, 1)]),
+            ["status.storagePools[0].name"]
+        );
+    }
+
+    #[test]
+    fn storage_pools_are_camel_case() {
+        let json = serde_json::to_value(pool("vg0", 2, 1)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"name": "vg0", "backend": "lvm", "totalBytes": 2, "freeBytes": 1,
+                "capabilities": ["extend"]})
+        );
     }
 }

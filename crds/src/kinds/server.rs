@@ -169,7 +169,8 @@ pub struct ServerSpec {
     /// Attach a config drive with metadata and user data.
     #[serde(default, skip_serializing_if = "crate::kinds::is_false")]
     pub config_drive: bool,
-    /// Attached data volumes.
+    /// Attached data volumes. An entry naming `bootVolume` is allowed only to carry
+    /// `deleteOnTermination` for it (no `device`; it is not attached a second time).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<ServerVolume>,
     /// Node the server runs on: set by the scheduler (binding) or by an admin to pin or
@@ -413,12 +414,22 @@ impl Validate for Server {
         for (i, v) in spec.volumes.iter().enumerate() {
             let path = format!("spec.volumes[{i}]");
             check_ref(errors, format!("{path}.volume"), &v.volume);
-            if spec.volumes[..i].iter().any(|o| o.volume == v.volume)
-                || spec.boot_volume.as_ref() == Some(&v.volume)
-            {
+            if spec.volumes[..i].iter().any(|o| o.volume == v.volume) {
                 errors.add(
                     format!("{path}.volume"),
                     format!("volume {:?} is attached twice", v.volume),
+                );
+            }
+            // An entry for the boot volume only carries `deleteOnTermination`: the boot
+            // volume is the root disk, it is not attached a second time.
+            if spec.boot_volume.as_ref() == Some(&v.volume) && v.device.is_some() {
+                errors.add(
+                    format!("{path}.device"),
+                    format!(
+                        "volume {:?} is the boot volume (vda); its entry may only set \
+                         deleteOnTermination",
+                        v.volume
+                    ),
                 );
             }
             if let Some(dev) = &v.device {
@@ -457,5 +468,44 @@ impl Validate for Server {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod boot_volume_entry_tests {
+    use super::*;
+    use crate::meta::ObjectMeta;
+
+    fn errors_of(volumes: Vec<ServerVolume>) -> Vec<String> {
+        let server = Server::new(
+            ObjectMeta::default(),
+            ServerSpec {
+                flavor: "m1".into(),
+                boot_volume: Some("root".into()),
+                volumes,
+                ..Default::default()
+            },
+        );
+        let mut errors = FieldErrors::default();
+        server.validate(&mut errors);
+        errors.0.iter().map(|e| e.field.clone()).collect()
+    }
+
+    #[test]
+    fn the_boot_volume_entry_only_carries_delete_on_termination() {
+        let entry = |volume: &str, device: Option<&str>| ServerVolume {
+            volume: volume.into(),
+            device: device.map(str::to_owned),
+            delete_on_termination: true,
+        };
+        assert!(errors_of(vec![entry("root", None), entry("data", None)]).is_empty());
+        assert_eq!(
+            errors_of(vec![entry("root", Some("/dev/vdb"))]),
+            ["spec.volumes[0].device"]
+        );
+        assert_eq!(
+            errors_of(vec![entry("data", None), entry("data", None)]),
+            ["spec.volumes[1].volume"]
+        );
     }
 }

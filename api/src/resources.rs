@@ -20,6 +20,7 @@ use crate::error::ApiError;
 
 mod admission;
 mod defaults;
+mod volume_admission;
 
 /// Query parameters the resource paths understand.
 #[derive(Debug, Default, Deserialize)]

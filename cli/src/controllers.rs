@@ -1,6 +1,6 @@
-//! `cirrus controllers`: the control-plane controllers (scheduler, node lifecycle, network)
-//! in one process, behind leader election, talking to the API like any client. `cirrus up`
-//! runs the same set in-process.
+//! `cirrus controllers`: the control-plane controllers (scheduler, node lifecycle, network,
+//! volume) in one process, behind leader election, talking to the API like any client.
+//! `cirrus up` runs the same set in-process.
 
 use std::time::Duration;
 
@@ -50,12 +50,18 @@ pub async fn run_all(client: Client, identity: Option<String>, stop: watch::Rece
     let lifecycle =
         cirrus_controllers::nodelifecycle::run(client.clone(), gate.clone(), stopped(stop.clone()));
     let network = cirrus_controllers::network::run(
-        client,
+        client.clone(),
         cirrus_controllers::network::NetworkConfig::default(),
+        gate.clone(),
+        stopped(stop.clone()),
+    );
+    let volume = cirrus_controllers::volume::run(
+        client,
+        cirrus_controllers::volume::VolumeConfig::default(),
         gate,
         stopped(stop.clone()),
     );
-    tokio::join!(scheduler, lifecycle, network);
+    tokio::join!(scheduler, lifecycle, network, volume);
     // Give the elector a moment to release the lease so a successor takes over at once.
     let _ = tokio::time::timeout(Duration::from_secs(2), elector_task).await;
 }

@@ -6,6 +6,8 @@
 //! - [`scheduler`]: placement (a pure function) and the controller binding servers to nodes.
 //! - [`network`]: IPAM (a pure function), MACs, ports for servers, DHCP ports, segments and
 //!   default security groups.
+//! - [`volume`]: volume placement on the nodes' storage pools, snapshots to their volume's
+//!   node, `deleteOnTermination`.
 //! - [`nodelifecycle`]: nodes whose heartbeat lease expired become not ready.
 //! - [`watcher`]: an untyped list+watch over HTTP for automations (see
 //!   `examples/automation`), resuming from the last resourceVersion and relisting on `410`.
@@ -14,4 +16,5 @@ pub mod network;
 pub mod nodelifecycle;
 pub mod runtime;
 pub mod scheduler;
+pub mod volume;
 pub mod watcher;

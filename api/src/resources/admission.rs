@@ -33,6 +33,7 @@ pub(super) async fn check_delete(
             default_group(store, project).await
         }
         ("Network", Some(project)) => network_in_use(store, project, name).await,
+        ("Volume", Some(p)) => super::volume_admission::volume_in_use(store, p, name).await,
         _ => Ok(()),
     }
 }

@@ -310,7 +310,7 @@ pub async fn run(
 
 /// One watch of every `K`, fanned out to `N` consumers that each see every event. The
 /// fan-out task ends when every consumer is gone (noticed at the next event).
-fn shared_watch<K: Resource, const N: usize>(
+pub(crate) fn shared_watch<K: Resource, const N: usize>(
     client: &Client,
 ) -> [futures::stream::BoxStream<'static, Result<Event<K>, ClientError>>; N] {
     let mut source = watcher::watcher(Api::<K>::all(client.clone()), Default::default()).boxed();

@@ -21,11 +21,15 @@ use chrono::Utc;
 use cirrus_client::{Api, Client, ClientError};
 use cirrus_crds::kinds::event::EventType;
 use cirrus_crds::kinds::server::ServerPhase;
-use cirrus_crds::{Condition, ConditionStatus, Flavor, Image, Node, Resource, Server, ServerGroup};
+use cirrus_crds::{
+    Condition, ConditionStatus, Flavor, Image, Node, Resource, Server, ServerGroup, Volume,
+};
 use futures::StreamExt;
 use tokio::sync::watch;
 
-use super::{PlacementRequest, SchedulerConfig, candidates, node_usage, place, resolve_hints};
+use super::{
+    PlacementRequest, SchedulerConfig, candidates, node_usage, place, resolve_hints, volume_nodes,
+};
 use crate::runtime::reflector::{Store, Writer};
 use crate::runtime::watcher::{self, Event};
 use crate::runtime::{Action, Config, Controller, ObjectRef, Recorder};
@@ -45,6 +49,8 @@ pub struct SchedulerContext {
     nodes: Store<Node>,
     flavors: Store<Flavor>,
     images: Store<Image>,
+    /// Volumes, for the servers' volume affinity.
+    volumes: Store<Volume>,
     recorder: Recorder,
     /// Bindings written but maybe not yet in the server cache: server key → (uid, node).
     assumed: Mutex<HashMap<ObjectRef, (String, String)>>,
@@ -70,6 +76,7 @@ pub async fn run(
     let (nodes, node_events) = cached::<Node>(&client);
     let (flavors, flavor_events) = cached::<Flavor>(&client);
     let (images, image_events) = cached::<Image>(&client);
+    let (volumes, volume_events) = cached::<Volume>(&client);
     let controller = Controller::new(Api::<Server>::all(client.clone()), Default::default())
         // Placements are decided one at a time under `cycle` (each sees every earlier one
         // through the cache or the assumed set); the binding writes run concurrently, as
@@ -91,7 +98,25 @@ pub async fn run(
     };
     let on_node = unscheduled.clone();
     let on_flavor = unscheduled.clone();
+    // A placed volume may pin (or unpin) the unbound servers that use it.
+    let on_volume = {
+        let servers = servers.clone();
+        move |v: &Volume| -> Vec<ObjectRef> {
+            servers
+                .list()
+                .iter()
+                .filter(|s| s.spec.node_name.is_none() && s.metadata.deletion_timestamp.is_none())
+                .filter(|s| s.metadata.project == v.metadata.project)
+                .filter(|s| {
+                    s.spec.boot_volume.as_deref() == Some(v.metadata.name.as_str())
+                        || s.spec.volumes.iter().any(|e| e.volume == v.metadata.name)
+                })
+                .map(|s| ObjectRef::from_obj(s.as_ref()))
+                .collect()
+        }
+    };
     let controller = controller
+        .watches_stream(volume_events, on_volume)
         .watches_stream(node_events, move |_: &Node| on_node())
         .watches_stream(flavor_events, move |_: &Flavor| on_flavor())
         .watches_stream(image_events, move |_: &Image| unscheduled());
@@ -103,6 +128,7 @@ pub async fn run(
         nodes,
         flavors,
         images,
+        volumes,
         assumed: Mutex::new(HashMap::new()),
         cycle: Mutex::new(()),
     });
@@ -151,6 +177,7 @@ async fn reconcile(
     ctx.nodes.wait_until_ready().await;
     ctx.flavors.wait_until_ready().await;
     ctx.images.wait_until_ready().await;
+    ctx.volumes.wait_until_ready().await;
     let api = Api::<Server>::for_object(ctx.client.clone(), server.as_ref());
 
     let Some(flavor) = ctx.flavors.get(&ObjectRef::cluster(&server.spec.flavor)) else {
@@ -261,7 +288,9 @@ impl SchedulerContext {
             .map(|n| n.as_ref().clone())
             .collect();
         let hints = resolve_hints(server, &servers, group);
-        let request = PlacementRequest::for_server(server, &flavor.spec, image_properties, hints);
+        let mut request =
+            PlacementRequest::for_server(server, &flavor.spec, image_properties, hints);
+        request.volume_nodes = volume_nodes(server, self.volumes.list().iter().map(|v| v.as_ref()));
         place(&request, &candidates(&nodes, &usage), &self.config)
     }
 }

@@ -20,6 +20,19 @@ pub enum Reason {
         /// `spec.unschedulableReason`, if any.
         why: Option<String>,
     },
+    /// A volume the server uses is placed on another node (local volumes can't move; the
+    /// server goes to them).
+    VolumeElsewhere {
+        /// The volume.
+        volume: String,
+        /// The node holding it.
+        node: String,
+    },
+    /// The server's placed volumes are on different nodes: no node can hold them all.
+    VolumesApart {
+        /// Each placed volume with its node, by volume name.
+        volumes: Vec<(String, String)>,
+    },
     /// The node is in another availability zone.
     AvailabilityZone {
         /// The zone the server asks for.
@@ -98,18 +111,20 @@ impl Reason {
         match self {
             Reason::NotReady { .. } => 0,
             Reason::Cordoned { .. } => 1,
-            Reason::AvailabilityZone { .. } => 2,
-            Reason::InsufficientRam { .. } => 3,
-            Reason::InsufficientVcpus { .. } => 4,
-            Reason::InsufficientDisk { .. } => 5,
-            Reason::Architecture { .. } => 6,
-            Reason::HypervisorType { .. } => 7,
-            Reason::MissingTrait { .. } => 8,
-            Reason::ForbiddenTrait { .. } => 9,
-            Reason::GroupAffinity { .. } => 10,
-            Reason::GroupAntiAffinity { .. } => 11,
-            Reason::DifferentHost => 12,
-            Reason::SameHost => 13,
+            Reason::VolumeElsewhere { .. } => 2,
+            Reason::VolumesApart { .. } => 3,
+            Reason::AvailabilityZone { .. } => 4,
+            Reason::InsufficientRam { .. } => 5,
+            Reason::InsufficientVcpus { .. } => 6,
+            Reason::InsufficientDisk { .. } => 7,
+            Reason::Architecture { .. } => 8,
+            Reason::HypervisorType { .. } => 9,
+            Reason::MissingTrait { .. } => 10,
+            Reason::ForbiddenTrait { .. } => 11,
+            Reason::GroupAffinity { .. } => 12,
+            Reason::GroupAntiAffinity { .. } => 13,
+            Reason::DifferentHost => 14,
+            Reason::SameHost => 15,
         }
     }
 
@@ -121,6 +136,7 @@ impl Reason {
             | Reason::Architecture { wanted, .. }
             | Reason::HypervisorType { wanted, .. } => wanted.as_str(),
             Reason::MissingTrait { name } | Reason::ForbiddenTrait { name } => name.as_str(),
+            Reason::VolumeElsewhere { volume, .. } => volume.as_str(),
             Reason::GroupAffinity { group } | Reason::GroupAntiAffinity { group, .. } => {
                 group.as_str()
             }
@@ -144,6 +160,13 @@ impl Reason {
         match self {
             Reason::NotReady { .. } => "not ready".to_owned(),
             Reason::Cordoned { .. } => "cordoned".to_owned(),
+            Reason::VolumeElsewhere { volume, node } => {
+                format!("not holding volume {volume} (it is on {node})")
+            }
+            Reason::VolumesApart { volumes } => format!(
+                "can't hold all the server's volumes, which are on different nodes ({})",
+                volumes_text(volumes)
+            ),
             Reason::AvailabilityZone { wanted, .. } => {
                 format!("not in availability zone {wanted}")
             }
@@ -194,6 +217,14 @@ impl fmt::Display for Reason {
             Reason::NotReady { detail } => write!(f, "not ready ({detail})"),
             Reason::Cordoned { why: Some(why) } => write!(f, "cordoned ({why})"),
             Reason::Cordoned { why: None } => write!(f, "cordoned"),
+            Reason::VolumeElsewhere { volume, node } => {
+                write!(f, "volume {volume} is on {node}")
+            }
+            Reason::VolumesApart { volumes } => write!(
+                f,
+                "the server's volumes are on different nodes ({})",
+                volumes_text(volumes)
+            ),
             Reason::AvailabilityZone { wanted, node_zone } => {
                 write!(f, "in availability zone {node_zone}, server wants {wanted}")
             }
@@ -239,6 +270,15 @@ impl fmt::Display for Reason {
             Reason::SameHost => write!(f, "hosts none of the servers named in sameHost"),
         }
     }
+}
+
+/// `data-1 on node-a, data-2 on node-b`.
+fn volumes_text(volumes: &[(String, String)]) -> String {
+    volumes
+        .iter()
+        .map(|(v, n)| format!("{v} on {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One node's rejection: which node, which filter, why.
@@ -467,6 +507,47 @@ mod tests {
                 ],
                 "0/4 nodes are available: 1 missing trait HW_CPU_X86_AVX2, 1 forbidden trait \
                  CUSTOM_GPU, 1 hosting a differentHost server, 1 not hosting a sameHost server",
+            ),
+            (
+                3,
+                vec![
+                    rej(
+                        "a",
+                        Reason::VolumeElsewhere {
+                            volume: "data-1".into(),
+                            node: "c".into(),
+                        },
+                    ),
+                    rej(
+                        "b",
+                        Reason::VolumeElsewhere {
+                            volume: "data-1".into(),
+                            node: "c".into(),
+                        },
+                    ),
+                    rej("c", ram(1024)),
+                ],
+                "0/3 nodes are available: 2 not holding volume data-1 (it is on c), 1 \
+                 insufficient RAM (need 2048 MiB, free 1024 MiB)",
+            ),
+            (
+                2,
+                vec![
+                    rej(
+                        "a",
+                        Reason::VolumesApart {
+                            volumes: vec![("d1".into(), "a".into()), ("d2".into(), "b".into())],
+                        },
+                    ),
+                    rej(
+                        "b",
+                        Reason::VolumesApart {
+                            volumes: vec![("d1".into(), "a".into()), ("d2".into(), "b".into())],
+                        },
+                    ),
+                ],
+                "0/2 nodes are available: 2 can't hold all the server's volumes, which are on \
+                 different nodes (d1 on a, d2 on b)",
             ),
             (
                 0,

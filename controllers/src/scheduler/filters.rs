@@ -13,9 +13,10 @@ use super::placement::{Candidate, PlacementRequest};
 pub type Filter = fn(&Candidate<'_>, &PlacementRequest, &SchedulerConfig) -> Result<(), Reason>;
 
 /// Every filter with its name (as Nova names them), in the order they run.
-pub const FILTERS: [(&str, Filter); 10] = [
+pub const FILTERS: [(&str, Filter); 11] = [
     ("ComputeFilter", ready),
     ("CordonFilter", not_cordoned),
+    ("VolumeAffinityFilter", volume_affinity),
     ("AvailabilityZoneFilter", availability_zone),
     ("RamFilter", ram),
     ("CoreFilter", vcpus),
@@ -73,6 +74,32 @@ pub fn not_cordoned(
         })
     } else {
         Ok(())
+    }
+}
+
+/// The server's placed volumes pin it: it must go to the node holding them (local volumes
+/// can't move; moving the decision is free). Volumes on different nodes reject every node;
+/// unplaced volumes don't constrain (they follow the server).
+pub fn volume_affinity(
+    c: &Candidate<'_>,
+    req: &PlacementRequest,
+    _: &SchedulerConfig,
+) -> Result<(), Reason> {
+    let Some((volume, node)) = req.volume_nodes.first() else {
+        return Ok(());
+    };
+    if req.volume_nodes.iter().any(|(_, n)| n != node) {
+        return Err(Reason::VolumesApart {
+            volumes: req.volume_nodes.clone(),
+        });
+    }
+    if c.name() == node {
+        Ok(())
+    } else {
+        Err(Reason::VolumeElsewhere {
+            volume: volume.clone(),
+            node: node.clone(),
+        })
     }
 }
 
@@ -708,6 +735,58 @@ mod tests {
                 "{different:?} {same:?} {name}"
             );
         }
+    }
+
+    #[test]
+    fn volume_affinity_filter() {
+        let pins = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect()
+        };
+        let apart = Err(Reason::VolumesApart {
+            volumes: pins(&[("d1", "a"), ("d2", "b")]),
+        });
+        // (placed volumes, node, result)
+        let table: Vec<(Vec<(String, String)>, &str, Result<(), Reason>)> = vec![
+            // No placed volume: no constraint.
+            (vec![], "a", Ok(())),
+            (pins(&[("d1", "a")]), "a", Ok(())),
+            (
+                pins(&[("d1", "a")]),
+                "b",
+                Err(Reason::VolumeElsewhere {
+                    volume: "d1".into(),
+                    node: "a".into(),
+                }),
+            ),
+            (pins(&[("d1", "a"), ("d2", "a")]), "a", Ok(())),
+            (pins(&[("d1", "a"), ("d2", "b")]), "a", apart.clone()),
+            (pins(&[("d1", "a"), ("d2", "b")]), "b", apart.clone()),
+            (pins(&[("d1", "a"), ("d2", "b")]), "c", apart),
+        ];
+        for (volumes, name, want) in table {
+            let n = node(name, 4, 4096, 40);
+            let mut r = req(1, 1, 1);
+            r.volume_nodes = volumes.clone();
+            assert_eq!(
+                check(volume_affinity, &n, Resources::ZERO, &r),
+                want,
+                "{volumes:?} {name}"
+            );
+        }
+        // The per-node text, as `describe` shows it.
+        let got = check(
+            volume_affinity,
+            &node("b", 4, 4096, 40),
+            Resources::ZERO,
+            &{
+                let mut r = req(1, 1, 1);
+                r.volume_nodes = pins(&[("data-1", "node-a")]);
+                r
+            },
+        );
+        assert_eq!(got.unwrap_err().to_string(), "volume data-1 is on node-a");
     }
 
     #[test]

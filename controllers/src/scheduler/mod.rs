@@ -12,8 +12,8 @@
 //! overbook one node: the loser re-reads and places again.
 //!
 //! It works in three steps, like Nova:
-//! 1. **Filters** ([`filters::FILTERS`], in order): node Ready, not cordoned, availability
-//!    zone, RAM, vCPUs, disk, image properties and traits, server-group affinity and
+//! 1. **Filters** ([`filters::FILTERS`], in order): node Ready, not cordoned, volume
+//!    affinity (the node holding the server's placed local volumes), availability zone, RAM, vCPUs, disk, image properties and traits, server-group affinity and
 //!    anti-affinity, `differentHost` / `sameHost`. The first filter a node fails is its
 //!    reason; a node passing every filter is *feasible*.
 //! 2. **Weighers** ([`weighers::WEIGHERS`]): free RAM (spread; a negative multiplier
@@ -59,7 +59,7 @@ mod testutil;
 pub use explain::{NoValidHost, NodeRejection, Reason};
 pub use placement::{
     Candidate, GroupRequirement, Hints, ImageRequirements, NodeUsage, Placement, PlacementRequest,
-    Resources, candidates, node_usage, place, resolve_hints,
+    Resources, candidates, node_usage, place, resolve_hints, volume_nodes,
 };
 
 use serde::Deserialize;

@@ -7,6 +7,7 @@ use cirrus_crds::kinds::flavor::FlavorSpec;
 use cirrus_crds::kinds::node::Node;
 use cirrus_crds::kinds::server::{Server, ServerSpec};
 use cirrus_crds::kinds::servergroup::{ServerGroup, ServerGroupPolicy};
+use cirrus_crds::kinds::volume::Volume;
 
 use super::SchedulerConfig;
 use super::explain::{NoValidHost, NodeRejection};
@@ -169,6 +170,9 @@ pub struct PlacementRequest {
     /// go to one of them (Nova's `SameHostFilter`: any overlap passes). Empty means no
     /// constraint, so the controller should wait until named servers are bound.
     pub same_host: Vec<String>,
+    /// The server's volumes that are placed, with their node (`(volume, node)`, by volume
+    /// name; see [`volume_nodes`]): the server must go where they are.
+    pub volume_nodes: Vec<(String, String)>,
 }
 
 impl PlacementRequest {
@@ -192,8 +196,37 @@ impl PlacementRequest {
             group: hints.group,
             different_host: hints.different_host,
             same_host: hints.same_host,
+            volume_nodes: Vec::new(),
         }
     }
+}
+
+/// The placed volumes `server` uses (its `spec.bootVolume` and `spec.volumes`, in its
+/// project) with the node holding each (`status.node`), sorted by volume name. Unplaced
+/// volumes are left out: they follow the server (the volume controller places them on the
+/// server's node).
+pub fn volume_nodes<'a>(
+    server: &Server,
+    volumes: impl IntoIterator<Item = &'a Volume>,
+) -> Vec<(String, String)> {
+    let project = &server.metadata.project;
+    let uses = |name: &str| {
+        server.spec.boot_volume.as_deref() == Some(name)
+            || server.spec.volumes.iter().any(|v| v.volume == name)
+    };
+    let mut found: Vec<(String, String)> = volumes
+        .into_iter()
+        .filter(|v| &v.metadata.project == project && uses(&v.metadata.name))
+        .filter_map(|v| {
+            v.status
+                .node
+                .clone()
+                .map(|node| (v.metadata.name.clone(), node))
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }
 
 /// A server's scheduler hints resolved to nodes (see [`resolve_hints`]).
@@ -642,6 +675,43 @@ mod tests {
                 Ok("a"),
             ),
             (
+                "volume affinity beats free RAM",
+                {
+                    let mut r = req(1, 1024, 10);
+                    r.volume_nodes = vec![("data-1".into(), "b".into())];
+                    r
+                },
+                vec![(node("a", 8, 65536, 100), z), (node("b", 8, 4096, 100), z)],
+                Ok("b"),
+            ),
+            (
+                "volume's node full",
+                {
+                    let mut r = req(1, 4096, 10);
+                    r.volume_nodes = vec![("data-1".into(), "b".into())];
+                    r
+                },
+                vec![
+                    (node("a", 8, 65536, 100), z),
+                    (node("b", 8, 4096, 100), ram_used(1024)),
+                ],
+                Err(
+                    "0/2 nodes are available: 1 not holding volume data-1 (it is on b), 1 insufficient RAM (need 4096 MiB, free 3072 MiB)",
+                ),
+            ),
+            (
+                "volumes on two nodes",
+                {
+                    let mut r = req(1, 1024, 10);
+                    r.volume_nodes = vec![("d1".into(), "a".into()), ("d2".into(), "b".into())];
+                    r
+                },
+                vec![(node("a", 8, 65536, 100), z), (node("b", 8, 4096, 100), z)],
+                Err(
+                    "0/2 nodes are available: 2 can't hold all the server's volumes, which are on different nodes (d1 on a, d2 on b)",
+                ),
+            ),
+            (
                 "hard anti-affinity with every node taken",
                 with_group(req(1, 1024, 10), group(AntiAffinity, &[("a", 1), ("b", 1)])),
                 vec![(node("a", 8, 4096, 100), z), (node("b", 8, 65536, 100), z)],
@@ -656,6 +726,56 @@ mod tests {
                 (want, got) => panic!("{case}: want {want:?}, got {got:?}"),
             }
         }
+    }
+
+    #[test]
+    fn volume_nodes_are_the_placed_volumes_of_the_server() {
+        use cirrus_crds::kinds::server::{ServerSpec, ServerVolume};
+        use cirrus_crds::kinds::volume::{Volume, VolumeSpec};
+        let meta = |project: &str, name: &str| ObjectMeta {
+            name: name.into(),
+            project: Some(project.into()),
+            ..Default::default()
+        };
+        let volume = |project: &str, name: &str, node: Option<&str>| {
+            let mut v = Volume::new(meta(project, name), VolumeSpec::default());
+            v.status.node = node.map(str::to_owned);
+            v
+        };
+        let server = Server::new(
+            meta("p", "web"),
+            ServerSpec {
+                flavor: "m1".into(),
+                boot_volume: Some("root".into()),
+                volumes: vec![
+                    ServerVolume {
+                        volume: "data".into(),
+                        ..Default::default()
+                    },
+                    ServerVolume {
+                        volume: "new".into(),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            },
+        );
+        let volumes = [
+            volume("p", "root", Some("b")),
+            volume("p", "data", Some("a")),
+            // Not placed yet: it follows the server.
+            volume("p", "new", None),
+            // Not the server's (other project, other name).
+            volume("q", "data", Some("c")),
+            volume("p", "other", Some("c")),
+        ];
+        assert_eq!(
+            volume_nodes(&server, &volumes),
+            vec![
+                ("data".to_owned(), "a".to_owned()),
+                ("root".to_owned(), "b".to_owned())
+            ]
+        );
     }
 
     #[test]
@@ -975,6 +1095,7 @@ mod tests {
                 group: None,
                 different_host: vec![],
                 same_host: vec![],
+                volume_nodes: vec![],
             }
         );
         let legacy = BTreeMap::from([

@@ -123,11 +123,20 @@ fn arb_request() -> impl Strategy<Value = PlacementRequest> {
         ),
         (
             subsequence(names.clone(), 0..=2),
-            prop::option::weighted(0.2, subsequence(names, 1..=3)),
+            prop::option::weighted(0.2, subsequence(names.clone(), 1..=3)),
+            // Placed volumes: mostly none, sometimes on one node, sometimes on two.
+            prop::collection::vec(select(names), 0..=2),
         ),
     )
         .prop_map(
-            |((v, m, d), zone, (arch, hv, want_hv), (required, forbidden), group, (diff, same))| {
+            |(
+                (v, m, d),
+                zone,
+                (arch, hv, want_hv),
+                (required, forbidden),
+                group,
+                (diff, same, volume_nodes),
+            )| {
                 let mut r = req(v, m, d);
                 r.availability_zone = zone.flatten().map(str::to_owned);
                 r.image.architecture = arch.flatten().map(str::to_owned);
@@ -146,6 +155,11 @@ fn arb_request() -> impl Strategy<Value = PlacementRequest> {
                 });
                 r.different_host = diff;
                 r.same_host = same.unwrap_or_default();
+                r.volume_nodes = volume_nodes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, node)| (format!("vol-{i}"), node))
+                    .collect();
                 r
             },
         )
@@ -209,6 +223,19 @@ proptest! {
                         Err((rej.filter, rej.reason.clone()))
                     );
                 }
+            }
+        }
+    }
+
+    /// A server whose volumes are placed lands on the node holding every one of them, or
+    /// nowhere.
+    #[test]
+    fn placed_volumes_pin_the_server(
+        nodes in arb_nodes(), r in arb_request(), config in arb_config(),
+    ) {
+        if let Ok(p) = place(&r, &cands(&nodes), &config) {
+            for (_, node) in &r.volume_nodes {
+                prop_assert_eq!(&p.node, node);
             }
         }
     }

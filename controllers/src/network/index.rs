@@ -56,8 +56,10 @@ pub struct IpamState {
     assumed: HashMap<SubnetKey, HashMap<IpAddr, Instant>>,
     /// Allocations this process created, per port uid, until the cache shows them.
     created: HashMap<String, Vec<IpAllocation>>,
-    /// Allocations this process deleted, until the cache drops them: `(project, name)`.
-    released: HashMap<(String, String), Instant>,
+    /// Allocations this process deleted, until the cache drops them: `(project, name)` and
+    /// the object's uid (an allocation created again under the same name, for this or
+    /// another port, is a different object and is held again).
+    released: HashMap<ReleasedKey, Instant>,
     /// Per subnet: the pools last scanned and the address (as an integer) below which
     /// every one of their addresses is taken.
     scan_start: HashMap<SubnetKey, (Pools, u128)>,
@@ -75,6 +77,12 @@ fn name_key(a: &IpAllocation) -> (String, String) {
         a.metadata.project.clone().unwrap_or_default(),
         a.metadata.name.clone(),
     )
+}
+
+type ReleasedKey = ((String, String), Option<String>);
+
+fn released_key(a: &IpAllocation) -> ReleasedKey {
+    (name_key(a), a.metadata.uid.clone())
 }
 
 fn port_uid(a: &IpAllocation) -> String {
@@ -139,7 +147,7 @@ impl IpamState {
                 self.by_port.remove(&uid);
             }
         }
-        self.released.remove(&name_key(a));
+        self.released.remove(&released_key(a));
     }
 
     /// True when `ip` is allocated in the subnet or assumed taken.
@@ -250,7 +258,7 @@ impl IpamState {
             created.retain(|c| c.metadata.name != a.metadata.name);
         }
         self.unassume(&subnet_key(a), &a.spec.ip_address);
-        self.released.insert(name_key(a), now);
+        self.released.insert(released_key(a), now);
         self.released
             .retain(|_, at| now.duration_since(*at) < ASSUME_TTL);
     }
@@ -261,10 +269,9 @@ impl IpamState {
         let mut held: Vec<IpAllocation> = Vec::new();
         if let Some(names) = self.by_port.get(uid) {
             for key in names {
-                if self.released.contains_key(key) {
-                    continue;
-                }
-                if let Some(a) = self.by_name.get(key) {
+                if let Some(a) = self.by_name.get(key)
+                    && !self.released.contains_key(&released_key(a))
+                {
                     held.push(a.clone());
                 }
             }
@@ -272,7 +279,7 @@ impl IpamState {
         if let Some(created) = self.created.get(uid) {
             for a in created {
                 if !held.iter().any(|h| h.metadata.name == a.metadata.name)
-                    && !self.released.contains_key(&name_key(a))
+                    && !self.released.contains_key(&released_key(a))
                 {
                     held.push(a.clone());
                 }
@@ -393,6 +400,28 @@ mod tests {
             Ok(ip("10.0.0.6"))
         );
         assert!(state.is_taken(&key, &ip("10.0.0.6"), later), "assumed");
+    }
+
+    #[test]
+    fn an_allocation_created_again_under_a_released_name_is_held() {
+        let now = Instant::now();
+        let with_uid = |uid: &str| {
+            let mut a = alloc("10.0.0.2", "u1");
+            a.metadata.uid = Some(uid.into());
+            a
+        };
+        let mut state = IpamState::default();
+        let first = with_uid("alloc-1");
+        state.apply(&Event::Applied(first.clone()));
+        // The deletion's watch event overtakes its answer, so the release is recorded last.
+        state.apply(&Event::Deleted(first.clone()));
+        state.released(&first, now);
+        assert!(state.held_by("u1").is_empty());
+        // Another controller creates the same address for the same port again.
+        state.apply(&Event::Applied(with_uid("alloc-2")));
+        let held = state.held_by("u1");
+        assert_eq!(held.len(), 1, "a new object, not the released one");
+        assert_eq!(held[0].metadata.uid.as_deref(), Some("alloc-2"));
     }
 
     #[test]

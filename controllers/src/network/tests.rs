@@ -618,3 +618,50 @@ async fn ports_are_created_with_the_finalizer_and_deletion_waits_for_the_control
     })
     .await;
 }
+
+#[tokio::test]
+async fn two_racing_controllers_never_hand_out_an_address_twice_and_reuse_freed_ones() {
+    let h = harness().await;
+    // Both lead (no election): every port is reconciled by both at once.
+    let _a = h.start();
+    let _b = h.start();
+    // 120 addresses, 100 ports, then 40 deleted and 60 more: the freed addresses are found
+    // again below the controllers' scan starts.
+    h.network("race", "10.4.0.0/24", Some(("10.4.0.10", "10.4.0.129")))
+        .await;
+    let create = |range: std::ops::Range<usize>| {
+        futures::stream::iter(range)
+            .map(|i| {
+                let h = &h;
+                async move { h.port(&format!("r-{i}"), "race").await }
+            })
+            .buffer_unordered(32)
+            .collect::<Vec<_>>()
+    };
+    let settled = |n: usize| {
+        let h = &h;
+        async move {
+            let ports = h.ports().await;
+            ports.len() == n
+                && ports.iter().all(|p| allocated(p) == Some(true))
+                && h.allocations().await.len() == n
+        }
+    };
+    create(0..100).await;
+    eventually(60, "100 ports allocated once each", || settled(100)).await;
+    assert_consistent(&h).await;
+    for i in 0..40 {
+        h.api::<Port>().delete(&format!("r-{i}")).await.unwrap();
+    }
+    eventually(30, "40 ports gone", || settled(60)).await;
+    create(100..160).await;
+    eventually(60, "120 ports allocated once each", || settled(120)).await;
+    assert_consistent(&h).await;
+    let addresses: BTreeSet<IpAddr> = h
+        .allocations()
+        .await
+        .iter()
+        .map(|a| a.spec.ip_address)
+        .collect();
+    assert_eq!(addresses.len(), 120, "the whole pool, each address once");
+}

@@ -51,6 +51,13 @@ pub struct NodeAgentArgs {
     /// `--driver fake`.
     #[arg(long)]
     pub no_network: bool,
+    /// Directory of the `file` volume pool (qcow2 volumes); default `<state-dir>/volumes`.
+    #[arg(long)]
+    pub volume_dir: Option<PathBuf>,
+    /// An LVM volume group to offer as an `lvm` pool too (device-mapper detected at run time;
+    /// without it volumes are made with activation disabled and reached through loop devices).
+    #[arg(long)]
+    pub lvm_vg: Option<String>,
 }
 
 /// Builds the driver `args` asks for; libvirt is connected now so a missing daemon is reported
@@ -78,7 +85,58 @@ pub fn config(args: &NodeAgentArgs, api_url: &str, driver: Arc<dyn Hypervisor>) 
     let mut config = AgentConfig::new(node, api_url, args.state_dir.clone(), driver);
     config.endpoint_listen = Some(args.endpoint_listen);
     config.network = network(args);
+    config.storage = storage(args);
     config
+}
+
+/// The node's storage pools: a `file` pool always (real nodes), plus `--lvm-vg`. A pool that
+/// cannot be opened is left out with a warning. Hollow nodes hold no volumes.
+fn storage(args: &NodeAgentArgs) -> cirrus_node_agent::storage::Pools {
+    use cirrus_node_agent::volumes::VolumeBackend;
+    let mut pools = cirrus_node_agent::storage::Pools::new();
+    if args.driver == Driver::Fake {
+        return pools;
+    }
+    let dir = args
+        .volume_dir
+        .clone()
+        .unwrap_or_else(|| args.state_dir.join("volumes"));
+    let mut add = |backend: Result<Arc<dyn VolumeBackend>, String>, what: &str| match backend
+        .and_then(|b| b.capacity().map(|c| (c.name, b)).map_err(|e| e.to_string()))
+    {
+        Ok((name, b)) => {
+            pools.insert(name, b);
+        }
+        Err(e) => {
+            tracing::warn!("no {what} volume pool: {e}");
+            eprintln!("cirrus node-agent: no {what} volume pool: {e}");
+        }
+    };
+    add(
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                cirrus_node_agent::volumes::file::FileBackend::new(dir.clone())
+                    .map(|b| Arc::new(b) as Arc<dyn VolumeBackend>)
+                    .map_err(|e| e.to_string())
+            }),
+        "file",
+    );
+    if let Some(vg) = &args.lvm_vg {
+        add(
+            cirrus_node_agent::volumes::lvm::LvmBackend::new(
+                cirrus_node_agent::volumes::lvm::LvmConfig {
+                    vg: vg.clone(),
+                    device_mapper: cirrus_node_agent::volumes::lvm::DeviceMapper::Auto,
+                    extra_config: None,
+                },
+            )
+            .map(|b| Arc::new(b) as Arc<dyn VolumeBackend>)
+            .map_err(|e| e.to_string()),
+            "lvm",
+        );
+    }
+    pools
 }
 
 /// Host networking for `args`: Open vSwitch at `--ovsdb`, or none (with a warning) when it

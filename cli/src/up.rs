@@ -118,6 +118,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 bridge: args.bridge.clone(),
                 ovsdb: "unix:/var/run/openvswitch/db.sock".into(),
                 no_network: false,
+                volume_dir: None,
+                lvm_vg: None,
             };
             match crate::node_agent::driver(&agent_args) {
                 Ok(hypervisor) => {

@@ -49,6 +49,9 @@ pub struct AgentConfig {
     /// Host networking (integration bridge, DHCP, metadata, security groups); `None`: the
     /// node has none and servers with networks wait (`NetworkReady` False).
     pub network: Option<NetworkConfig>,
+    /// Storage pools for volumes (name → backend), reported in `Node.status.storagePools`;
+    /// empty: the node holds no volumes.
+    pub storage: crate::storage::Pools,
 }
 
 /// How the agent plugs guests into networks.
@@ -89,6 +92,7 @@ impl AgentConfig {
             servers: ServerConfig::default(),
             endpoint_listen: None,
             network: None,
+            storage: crate::storage::Pools::new(),
         }
     }
 }
@@ -200,7 +204,8 @@ pub async fn run_with_handle(
         config.driver.clone(),
         config.heartbeat.clone(),
     )
-    .with_endpoint(endpoint);
+    .with_endpoint(endpoint)
+    .with_pools(config.storage.clone());
     // Register before serving servers, retrying until the API answers.
     let mut delay = Duration::from_millis(200);
     loop {
@@ -246,6 +251,20 @@ pub async fn run_with_handle(
     }
     let ctx = Arc::new(ctx);
     on_start(ctx.clone());
+    let storage_task = (!config.storage.is_empty()).then(|| {
+        let storage = Arc::new(crate::storage::StorageContext::new(
+            Client {
+                token: config.token.clone(),
+                ..Client::new(config.api_url.clone())
+            },
+            config.node_name.clone(),
+            config.storage.clone(),
+            config.state_dir.join("images"),
+        ));
+        tokio::spawn(
+            crate::storage::run(storage, stopped(stop_rx.clone())).instrument(span.clone()),
+        )
+    });
 
     let heartbeats = {
         let rx = stop_rx.clone();
@@ -291,6 +310,9 @@ pub async fn run_with_handle(
     ];
     if let Some(t) = network_task {
         tasks.push(("host network", t));
+    }
+    if let Some(t) = storage_task {
+        tasks.push(("volumes", t));
     }
     for (task, handle) in tasks {
         if let Err(e) = handle.await {

@@ -22,6 +22,7 @@ pub mod images;
 pub mod net;
 pub mod registration;
 pub mod servers;
+pub mod storage;
 pub mod volumes;
 
 pub use agent::{AgentConfig, AgentError, run};

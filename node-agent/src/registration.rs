@@ -82,6 +82,8 @@ pub enum RegistrationError {
 /// Registers one node and keeps it alive.
 #[derive(Debug, Clone)]
 pub struct Registrar {
+    /// Storage pools reported in `Node.status.storagePools`.
+    pools: crate::storage::Pools,
     client: Client,
     node_name: String,
     instances_dir: PathBuf,
@@ -194,7 +196,62 @@ impl Registrar {
             driver,
             config,
             endpoint: None,
+            pools: crate::storage::Pools::new(),
         }
+    }
+
+    /// Reports `pools` (name → backend) in `Node.status.storagePools` with every heartbeat.
+    #[must_use]
+    pub fn with_pools(mut self, pools: crate::storage::Pools) -> Self {
+        self.pools = pools;
+        self
+    }
+
+    /// The pools as the node reports them; a pool whose capacity cannot be read is left out
+    /// (logged) rather than reported with stale numbers.
+    async fn storage_pools(&self) -> Vec<cirrus_crds::kinds::node::StoragePool> {
+        let pools = self.pools.clone();
+        let observed = tokio::task::spawn_blocking(move || {
+            pools
+                .iter()
+                .filter_map(|(name, backend)| match backend.capacity() {
+                    Ok(info) => Some((name.clone(), info, backend.capabilities())),
+                    Err(e) => {
+                        tracing::warn!(pool = %name, error = %e, "pool capacity unreadable");
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        observed
+            .into_iter()
+            .map(|(name, info, caps)| {
+                let mut capabilities = vec!["extend".to_string()];
+                if caps.snapshots {
+                    capabilities.push("snapshot".into());
+                }
+                if caps.data_path {
+                    capabilities.push("attach".into());
+                }
+                if caps.cow_clones {
+                    capabilities.push("clone".into());
+                }
+                cirrus_crds::kinds::node::StoragePool {
+                    name,
+                    backend: match info.kind {
+                        crate::volumes::PoolKind::Lvm => {
+                            cirrus_crds::kinds::node::StorageBackend::Lvm
+                        }
+                        _ => cirrus_crds::kinds::node::StorageBackend::File,
+                    },
+                    total_bytes: info.total_bytes,
+                    free_bytes: info.free_bytes,
+                    capabilities,
+                }
+            })
+            .collect()
     }
 
     /// Publishes `endpoint` (the agent's console/log URL) in `Node.status.agentEndpoint`.
@@ -273,6 +330,7 @@ impl Registrar {
         let now = Utc::now();
         let mut desired = desired_status(&node.status, &node.spec, host.as_ref(), disk, now);
         desired.agent_endpoint = self.endpoint.clone();
+        desired.storage_pools = self.storage_pools().await;
         let stale = node
             .status
             .last_heartbeat_time

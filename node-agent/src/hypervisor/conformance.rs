@@ -320,6 +320,9 @@ pub fn run(hv: &dyn Hypervisor, cfg: &SuiteConfig<'_>) {
     step("done");
 }
 
+/// A guest releasing the disk at a target of a domain (see [`DiskSuiteConfig::release`]).
+pub type ReleaseFn<'a> = dyn Fn(&DomainName, &str) + 'a;
+
 /// How to run the volume-disk part of the suite ([`run_disks`]) against one implementation.
 pub struct DiskSuiteConfig<'a> {
     /// The domain settings, as for [`run`].
@@ -330,7 +333,7 @@ pub struct DiskSuiteConfig<'a> {
     /// The guest's release of a disk whose unplug is pending (the fake's
     /// `guest_release`); `None` when the guest can't be made to (the busybox test guest never
     /// releases).
-    pub release: Option<&'a dyn Fn(&DomainName, &str)>,
+    pub release: Option<&'a ReleaseFn<'a>>,
 }
 
 fn volume(cfg: &DiskSuiteConfig<'_>, target: &str) -> VolumeDisk {
@@ -484,6 +487,11 @@ pub fn run_disks(hv: &dyn Hypervisor, cfg: &DiskSuiteConfig<'_>) {
         .expect("attach (already in the definition)");
     assert_eq!(seen(hv, &name), vec![pair(&v1), pair(&v2)]);
     assert_eq!(hv.domain_ensure(&with).unwrap(), EnsureOutcome::Unchanged);
+    if console {
+        // Let the guest take it before it is unplugged (a disk the guest never enabled is
+        // removed at once, which would not test a release).
+        wait_markers(&log, "BLOCKDEV-ADDED", &format!("vdc {}", v2.serial), 1, t);
+    }
 
     step("detach from a running domain: Pending while the guest holds it, or Done");
     let first = hv.disk_detach(&name, "vdc").expect("detach");

@@ -512,7 +512,7 @@ impl Hypervisor for FakeHypervisor {
         for view in views {
             volume_conflict(view, disk).map_err(invalid)?;
         }
-        if active && d.unplugging.iter().any(|t| *t == disk.target) {
+        if active && d.unplugging.contains(&disk.target) {
             return Err(invalid(format!(
                 "{} is still being unplugged (the guest has not released it)",
                 disk.target

@@ -20,10 +20,16 @@
 //!   redefines the persistent configuration ([`EnsureOutcome::Updated`]) and never restarts or
 //!   touches a running domain — an `Updated` whose old and new specs differ only in volumes
 //!   ([`DomainSpec::same_except_volumes`]) needs no reboot.
-//! - Then, for a running domain, `disk_attach` every wanted volume (idempotent; it plugs only
-//!   what the live domain lacks) and `disk_detach` every disk from [`Hypervisor::disks`] whose
-//!   serial is no longer wanted, until it says [`DetachState::Done`]; report the volume
-//!   `detaching` meanwhile and requeue. Powering the domain off completes a pending detach.
+//! - Then `disk_attach` every wanted volume (idempotent; it plugs only what the live domain
+//!   lacks, and on a shut-off domain it only edits the definition) and `disk_detach` every
+//!   disk from [`Hypervisor::disks`] whose serial is no longer wanted, until it says
+//!   [`DetachState::Done`]; report the volume `detaching` meanwhile and requeue. Powering the
+//!   domain off completes a pending detach. Either order (ensure first or attach first) ends
+//!   in the same state; ensure first saves one redefinition.
+//! - Report a volume attached (`in-use`, device name) once [`Hypervisor::disks`] lists its
+//!   serial, and detached (`available`) only after `disk_detach` said `Done`: never while the
+//!   live domain still has it. A saved (suspended-to-disk) domain refuses both
+//!   ([`HypervisorError::InvalidState`]): keep the volume as it is until it runs again.
 //! - Targets are `vdb`..`vdz` ([`pick_volume_target`]); `vdb` is taken by the config drive
 //!   when the spec has one. The guest names hot-plugged disks in probe order, so the guest's
 //!   name may differ from the target: identify a volume by its serial
@@ -295,7 +301,7 @@ pub fn pick_volume_target<'a>(
     let taken: Vec<&str> = taken.into_iter().collect();
     (b'b'..=b'z')
         .map(|c| format!("vd{}", c as char))
-        .find(|t| !taken.contains(&t.as_str()) && !(config_drive && t == CONFIG_DRIVE_TARGET))
+        .find(|t| !(taken.contains(&t.as_str()) || (config_drive && t == CONFIG_DRIVE_TARGET)))
 }
 
 /// How far a [`Hypervisor::disk_detach`] got.
@@ -681,6 +687,11 @@ pub trait Hypervisor: Send + Sync + fmt::Debug {
     /// [`DetachState::Done`] once it is in neither (at once for an inactive domain, an absent
     /// target, or an absent domain). Never `Done` while the guest may still use the disk.
     /// [`HypervisorError::InvalidState`] for a [`DomainState::Saved`] domain that has it.
+    ///
+    /// Blocking: on libvirt a live unplug the guest does not complete at once (a paused or
+    /// still-booting guest) makes the call wait ~5 s (libvirt's wait for DEVICE_DELETED)
+    /// before it answers `Pending`; a guest that releases answers in ~0.1 s (measured with the
+    /// test guest). Call it on the blocking pool and requeue with a backoff while `Pending`.
     fn disk_detach(&self, name: &DomainName, target: &str) -> Result<DetachState>;
 
     /// The attached volumes (disks with a serial; not the root disk or the config drive),

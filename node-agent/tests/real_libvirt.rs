@@ -197,6 +197,15 @@ impl Drop for DomainCleanup {
     }
 }
 
+/// Detaches a loop device however the test ends.
+struct LoopGuard(String);
+
+impl Drop for LoopGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
 /// Polls the console log until a line equals `line`; returns how long it took.
 fn wait_line(log: &Path, line: &str, n: usize, timeout: Duration) -> Duration {
     let start = std::time::Instant::now();
@@ -412,8 +421,55 @@ fn real_libvirt_disk_hotplug() {
         wait_line(&log, &added, 3, Duration::from_secs(30));
     }
 
+    // A block device (how an LVM volume reaches a guest here: a loop device over its
+    // extents) is attached as `<disk type='block'>`.
+    let block_data = work.path().join("block.raw");
+    {
+        let mut f = std::fs::File::create(&block_data).unwrap();
+        writeln!(f, "CIRRUS-VOLUME block").unwrap();
+        f.set_len(4 << 20).unwrap();
+    }
+    let out = Command::new("losetup")
+        .args(["--find", "--show"])
+        .arg(&block_data)
+        .output()
+        .expect("losetup");
+    assert!(
+        out.status.success(),
+        "losetup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let loop_dev = LoopGuard(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    let block = VolumeDisk {
+        target: "vdc".into(),
+        path: loop_dev.0.clone().into(),
+        format: DiskFormat::Raw,
+        serial: VolumeDisk::serial_for(Uuid::new_v4()),
+        readonly: false,
+    };
+    assert!(block.is_block_device());
+    hv.disk_attach(&name, &block)
+        .expect("attach a block device");
+    let listed = hv.disks(&name).unwrap();
+    assert!(listed.contains(&block), "{listed:?}");
+    // vdb is held in the guest: the new disk is its next name.
+    let guest_name = "vdc";
+    wait_line(
+        &log,
+        &format!("BLOCKDEV-ADDED {guest_name} {}", block.serial),
+        1,
+        Duration::from_secs(30),
+    );
+    wait_line(
+        &log,
+        &format!("BLOCKDEV-DATA {guest_name} CIRRUS-VOLUME block"),
+        1,
+        Duration::from_secs(10),
+    );
+
     // Power-off completes whatever is pending; the definition keeps no volume.
     hv.domain_destroy(&name).expect("destroy");
+    assert_eq!(hv.disk_detach(&name, "vdc").unwrap(), DetachState::Done);
     assert_eq!(hv.disk_detach(&name, "vdb").unwrap(), DetachState::Done);
     assert_eq!(hv.disks(&name).unwrap(), vec![]);
     hv.domain_delete(&name).expect("delete");

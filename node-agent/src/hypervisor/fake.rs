@@ -10,10 +10,11 @@
 //!
 //! Volumes are modelled like libvirt: a persistent list (the definition's, changed by
 //! `domain_ensure` and by attach/detach) and a live list (copied from the persistent one at
-//! every boot, changed by hot-plug). A hot-unplug is asynchronous and honest about the test
-//! guest, which never releases a disk: the disk stays in the live list ([`DetachState::Pending`])
-//! until [`FakeHypervisor::guest_release`] is called, the domain powers off, or
-//! [`FakeHypervisor::set_guest_releases`] makes guests release at once. With console simulation
+//! every boot, changed by hot-plug). A hot-unplug is asynchronous: by default the disk stays in
+//! the live list ([`DetachState::Pending`], a guest that has not let go — paused, still booting,
+//! or ignoring the request) until [`FakeHypervisor::guest_release`] is called or the domain
+//! powers off; [`FakeHypervisor::set_guest_releases`] makes guests release at once, as the
+//! running test guest does on real libvirt (~0.1 s). With console simulation
 //! on, the guest's hot-plug reporter is simulated too: `BLOCKDEV-ADDED <target> <serial>` and
 //! `BLOCKDEV-REMOVED <target>` (the fake names guest disks by their target).
 

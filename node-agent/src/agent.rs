@@ -232,6 +232,7 @@ pub async fn run_with_handle(
         config.driver.clone(),
         config.servers.clone(),
     );
+    ctx = ctx.with_pools(config.storage.clone());
     let mut network_task = None;
     if let Some(net) = &config.network {
         let host = Arc::new(HostNetwork::new(net.bridge.clone(), &config.state_dir)?);

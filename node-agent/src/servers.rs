@@ -52,14 +52,17 @@ use cirrus_crds::kinds::server::{
     AddressType, ObservedPowerState, PowerState, RebootType, ServerAddress, ServerFault,
     ServerPhase, ServerStatus,
 };
-use cirrus_crds::{Condition, ConditionStatus, Flavor, Image, Network, Port, Server, Subnet};
+use cirrus_crds::kinds::volume::{VolumeAttachment, VolumePhase};
+use cirrus_crds::{
+    Condition, ConditionStatus, Flavor, Image, Network, Port, Server, Subnet, Volume,
+};
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::disks::{self, DiskError, InstancePaths, RootDisk};
 use crate::hypervisor::{
-    DomainName, DomainSpec, DomainState, HostInfo, Hypervisor, HypervisorError, HypervisorOp,
-    KernelBoot, NicSpec, RebootKind,
+    DetachState, DomainName, DomainSpec, DomainState, HostInfo, Hypervisor, HypervisorError,
+    HypervisorOp, KernelBoot, NicSpec, RebootKind, VolumeDisk,
 };
 use crate::images::{self, ImageCache, ImageError};
 use crate::net::host::HostNetwork;
@@ -72,6 +75,10 @@ pub const IMAGE_READY: &str = "ImageReady";
 pub const DISK_READY: &str = "DiskReady";
 /// Condition: every port of the server is ready to plug (only for servers with networks).
 pub const NETWORK_READY: &str = "NetworkReady";
+/// Condition: every volume of the server is available on this node (servers with volumes).
+pub const VOLUMES_READY: &str = "VolumesReady";
+/// How soon a pending volume detach is checked again.
+const DETACH_POLL: Duration = Duration::from_secs(2);
 /// Condition: the domain is running.
 pub const DOMAIN_RUNNING: &str = "DomainRunning";
 /// Condition: the server is in the power state its spec asks for.
@@ -148,6 +155,8 @@ pub struct ServerContext {
     /// The host's networking (bridge, local VLANs); `None`: this node has none, and servers
     /// with networks wait (`NetworkReady` False, `NetworkingUnavailable`).
     network: Option<Arc<HostNetwork>>,
+    /// The node's storage pools, to attach the servers' volumes from.
+    pools: crate::storage::Pools,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -176,7 +185,15 @@ impl ServerContext {
             reboots: Mutex::new(HashMap::new()),
             writes: Mutex::new(HashMap::new()),
             network: None,
+            pools: crate::storage::Pools::new(),
         }
+    }
+
+    /// Attaches servers' volumes from `pools` (the node's storage pools).
+    #[must_use]
+    pub fn with_pools(mut self, pools: crate::storage::Pools) -> Self {
+        self.pools = pools;
+        self
     }
 
     /// Plugs servers' NICs into `network` (the host's integration bridge).
@@ -253,6 +270,8 @@ pub struct Observation {
     pub disk: Option<Observed>,
     /// `NetworkReady`, when checked this time (servers with networks only).
     pub network: Option<Observed>,
+    /// `VolumesReady`, when checked this time (servers with volumes only).
+    pub volumes: Option<Observed>,
     /// The server's addresses by network name, when its ports were read this time.
     pub addresses: Option<BTreeMap<String, Vec<ServerAddress>>>,
     /// The domain's state after acting: `Ok(None)` not defined, `Err` unreachable (message).
@@ -323,6 +342,9 @@ pub fn derive_status(
     }
     if let Some(o) = &obs.network {
         Condition::set(&mut st.conditions, cond(NETWORK_READY, o));
+    }
+    if let Some(o) = &obs.volumes {
+        Condition::set(&mut st.conditions, cond(VOLUMES_READY, o));
     }
     if let Some(addresses) = &obs.addresses {
         st.addresses = addresses.clone();
@@ -401,7 +423,7 @@ pub fn derive_status(
             .and_then(|f| f.created)
             .or(Some(now)),
     });
-    let failing = [IMAGE_READY, DISK_READY, NETWORK_READY]
+    let failing = [IMAGE_READY, DISK_READY, NETWORK_READY, VOLUMES_READY]
         .into_iter()
         .find_map(|t| {
             Condition::find(&st.conditions, t)
@@ -449,6 +471,7 @@ enum PrepStep {
     Image,
     Disk,
     Network,
+    Volumes,
 }
 
 impl PrepFailure {
@@ -566,6 +589,28 @@ pub async fn run(
                 .collect()
         },
     );
+    // A volume placed here that changes (made, available) wakes the servers that use it.
+    let servers = controller.store();
+    let controller = controller.watches(
+        Api::<Volume>::all(ctx.client.clone()),
+        watcher::Config::fields(format!("status.node={}", ctx.node_name)),
+        move |volume: &Volume| {
+            servers
+                .list()
+                .iter()
+                .filter(|s| {
+                    s.metadata.project == volume.metadata.project
+                        && (s
+                            .spec
+                            .volumes
+                            .iter()
+                            .any(|v| v.volume == volume.metadata.name)
+                            || s.spec.boot_volume.as_deref() == Some(volume.metadata.name.as_str()))
+                })
+                .map(|s| ObjectRef::from_obj(s.as_ref()))
+                .collect()
+        },
+    );
     controller.run(reconcile, error_policy, ctx).await;
 }
 
@@ -625,8 +670,19 @@ impl ServerContext {
             }
         };
         let mut retry_later: Option<ServerError> = None;
+        // The volumes the server should have; unknown (None) when preparing failed, and then
+        // nothing is attached or detached.
+        let mut wanted_volumes: Option<Vec<VolumeDisk>> = None;
         match self.prepare(server, uid).await {
             Ok((spec, image_msg, addresses)) => {
+                wanted_volumes = Some(spec.volumes.clone());
+                if !spec.volumes.is_empty() {
+                    obs.volumes = Some(Observed::new(
+                        ConditionStatus::True,
+                        "VolumesReady",
+                        format!("{} volume(s) on this node", spec.volumes.len()),
+                    ));
+                }
                 if !server.spec.networks.is_empty() {
                     obs.network = Some(Observed::new(
                         ConditionStatus::True,
@@ -684,6 +740,10 @@ impl ServerContext {
                         obs.network = Some(o);
                         obs.task = Some("networking".into());
                     }
+                    PrepStep::Volumes => {
+                        obs.volumes = Some(o);
+                        obs.task = Some("block_device_mapping".into());
+                    }
                 }
                 obs.domain = Some(Ok(None));
                 if f.permanent {
@@ -694,6 +754,18 @@ impl ServerContext {
             }
         }
         let action = self.power(server, uid, &name, obs).await;
+        let synced = match &wanted_volumes {
+            Some(wanted) => self.sync_volumes(server, &name, wanted).await,
+            None => Ok(false),
+        };
+        let action = match (action, synced) {
+            (Ok(a), Ok(true)) => Ok(match a.requeue_after() {
+                Some(d) if d < DETACH_POLL => a,
+                _ => Action::requeue(DETACH_POLL),
+            }),
+            (Ok(a), Ok(false)) => Ok(a),
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        };
         let after = self.state_of(&name).await;
         obs.domain = Some(after.map_err(|e| e.to_string()));
         let action = action?;
@@ -785,6 +857,9 @@ impl ServerContext {
         } else {
             None
         };
+        let volumes = self
+            .volume_disks(server, uid, &project, config_drive.is_some())
+            .await?;
         let host = self
             .host_info()
             .await
@@ -801,7 +876,7 @@ impl ServerContext {
             console_log: paths.console_log.clone(),
             nics,
             config_drive,
-            volumes: Vec::new(),
+            volumes,
         };
         Ok((
             spec,
@@ -850,6 +925,271 @@ impl ServerContext {
             })?
             .map_err(failed)?;
         Ok(iso)
+    }
+
+    /// The server's data volumes as disks (boot volume excluded): each must be placed on this
+    /// node, made, and reachable from the host. A volume already attached keeps its target;
+    /// the others take the requested device or the next free `vdX`.
+    async fn volume_disks(
+        &self,
+        server: &Server,
+        uid: Uuid,
+        project: &str,
+        config_drive: bool,
+    ) -> Result<Vec<VolumeDisk>, PrepFailure> {
+        let entries: Vec<_> = server
+            .spec
+            .volumes
+            .iter()
+            .filter(|v| server.spec.boot_volume.as_deref() != Some(v.volume.as_str()))
+            .collect();
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let waiting = |message: String| {
+            PrepFailure::new(
+                PrepStep::Volumes,
+                "VolumesNotReady",
+                false,
+                ServerError::Prepare(message),
+            )
+        };
+        let name = DomainName::for_server(uid);
+        let current = match self.hv(HypervisorOp::Disks, move |d| d.disks(&name)).await {
+            Ok(disks) => disks,
+            Err(HypervisorError::NotFound(_)) => Vec::new(),
+            Err(e) => {
+                return Err(PrepFailure::new(
+                    PrepStep::Volumes,
+                    "HypervisorUnreachable",
+                    false,
+                    e.into(),
+                ));
+            }
+        };
+        let api = Api::<Volume>::in_project(self.client.clone(), project);
+        let mut out: Vec<VolumeDisk> = Vec::new();
+        for entry in entries {
+            let volume = api
+                .get_opt(&entry.volume)
+                .await
+                .map_err(|e| {
+                    PrepFailure::new(PrepStep::Volumes, "ApiUnavailable", false, e.into())
+                })?
+                .ok_or_else(|| waiting(format!("volume {:?} does not exist", entry.volume)))?;
+            if volume.status.node.as_deref() != Some(self.node_name.as_str()) {
+                return Err(waiting(format!(
+                    "volume {:?} is not placed on this node (yet)",
+                    entry.volume
+                )));
+            }
+            if !matches!(
+                volume.status.phase,
+                Some(
+                    VolumePhase::Available
+                        | VolumePhase::InUse
+                        | VolumePhase::Attaching
+                        | VolumePhase::Detaching
+                )
+            ) {
+                return Err(waiting(format!(
+                    "volume {:?} is {:?}",
+                    entry.volume, volume.status.phase
+                )));
+            }
+            let vuid = volume
+                .metadata
+                .uid
+                .as_deref()
+                .and_then(|u| Uuid::try_parse(u).ok())
+                .ok_or_else(|| waiting(format!("volume {:?} has no uid", entry.volume)))?;
+            let pool_name = volume.status.pool.clone().unwrap_or_default();
+            let pool = self.pools.get(&pool_name).cloned().ok_or_else(|| {
+                waiting(format!(
+                    "volume {:?} is on pool {pool_name:?}, which this node does not have",
+                    entry.volume
+                ))
+            })?;
+            let info = tokio::task::spawn_blocking(move || pool.volume_info(vuid))
+                .await
+                .map_err(|e| waiting(format!("volume task: {e}")))?
+                .map_err(|e| waiting(format!("volume {:?}: {e}", entry.volume)))?
+                .ok_or_else(|| waiting(format!("volume {:?} is not made yet", entry.volume)))?;
+            let Some(path) = info.path else {
+                return Err(PrepFailure::new(
+                    PrepStep::Volumes,
+                    "NoDataPath",
+                    true,
+                    ServerError::Prepare(format!(
+                        "volume {:?} cannot be exposed to a guest on this host",
+                        entry.volume
+                    )),
+                ));
+            };
+            let serial = VolumeDisk::serial_for(vuid);
+            let taken: Vec<String> = out
+                .iter()
+                .map(|d| d.target.clone())
+                .chain(
+                    current
+                        .iter()
+                        .filter(|d| d.serial != serial)
+                        .map(|d| d.target.clone()),
+                )
+                .collect();
+            let requested = entry
+                .device
+                .as_deref()
+                .map(|d| d.trim_start_matches("/dev/").to_string())
+                .filter(|t| !taken.contains(t));
+            let target = current
+                .iter()
+                .find(|d| d.serial == serial)
+                .map(|d| d.target.clone())
+                .or(requested)
+                .or_else(|| {
+                    crate::hypervisor::pick_volume_target(
+                        taken.iter().map(String::as_str),
+                        config_drive,
+                    )
+                })
+                .ok_or_else(|| waiting("no free disk target (vdb..vdz) left".into()))?;
+            out.push(VolumeDisk {
+                target,
+                path,
+                format: match info.format {
+                    crate::volumes::VolumeFormat::Raw => crate::hypervisor::DiskFormat::Raw,
+                    crate::volumes::VolumeFormat::Qcow2 => crate::hypervisor::DiskFormat::Qcow2,
+                },
+                serial,
+                readonly: false,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Attaches the wanted volumes the domain lacks and detaches the ones no longer wanted,
+    /// then reports each volume of the project this server holds or held (`in-use` with its
+    /// device, `detaching` while the guest still has it, `available` once released). Returns
+    /// whether a detach is still pending.
+    async fn sync_volumes(
+        &self,
+        server: &Server,
+        name: &DomainName,
+        wanted: &[VolumeDisk],
+    ) -> Result<bool, ServerError> {
+        let current = {
+            let n = name.clone();
+            match self.hv(HypervisorOp::Disks, move |d| d.disks(&n)).await {
+                Ok(disks) => disks,
+                Err(HypervisorError::NotFound(_)) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if wanted.is_empty() && current.is_empty() {
+            return Ok(false);
+        }
+        if matches!(self.state_of(name).await?, Some(DomainState::Saved)) {
+            // A saved domain's device state must not change until it runs again.
+            return Ok(false);
+        }
+        for disk in wanted {
+            if !current.iter().any(|c| c.serial == disk.serial) {
+                let (n, d) = (name.clone(), disk.clone());
+                self.hv(HypervisorOp::DiskAttach, move |h| h.disk_attach(&n, &d))
+                    .await?;
+                tracing::info!(target = %disk.target, serial = %disk.serial, "volume attached");
+            }
+        }
+        let mut pending = Vec::new();
+        for disk in &current {
+            if !wanted.iter().any(|w| w.serial == disk.serial) {
+                let (n, t) = (name.clone(), disk.target.clone());
+                let state = self
+                    .hv(HypervisorOp::DiskDetach, move |h| h.disk_detach(&n, &t))
+                    .await?;
+                if state == DetachState::Pending {
+                    pending.push(disk.serial.clone());
+                }
+            }
+        }
+        let attached = {
+            let n = name.clone();
+            match self.hv(HypervisorOp::Disks, move |d| d.disks(&n)).await {
+                Ok(disks) => disks,
+                Err(HypervisorError::NotFound(_)) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            }
+        };
+        self.report_volumes(server, &attached, &pending).await?;
+        Ok(!pending.is_empty())
+    }
+
+    /// Writes the attachment state of the project's volumes as seen on this server's
+    /// domain: `attached` disks are `in-use` by it, `pending` serials are `detaching`, and
+    /// any other volume still listing an attachment to it is released (`available` when
+    /// nothing else holds it).
+    async fn report_volumes(
+        &self,
+        server: &Server,
+        attached: &[VolumeDisk],
+        pending: &[String],
+    ) -> Result<(), ServerError> {
+        let project = server.metadata.project.clone().unwrap_or_default();
+        let api = Api::<Volume>::in_project(self.client.clone(), &project);
+        let volumes = api.list_all(None).await?;
+        let me = server.metadata.name.as_str();
+        for volume in volumes.items {
+            let Some(vuid) = volume
+                .metadata
+                .uid
+                .as_deref()
+                .and_then(|u| Uuid::try_parse(u).ok())
+            else {
+                continue;
+            };
+            let serial = VolumeDisk::serial_for(vuid);
+            let mine = volume.status.attachments.iter().any(|a| a.server == me);
+            let mut attachments: Vec<VolumeAttachment> = volume
+                .status
+                .attachments
+                .iter()
+                .filter(|a| a.server != me)
+                .cloned()
+                .collect();
+            let phase = if let Some(disk) = attached.iter().find(|d| d.serial == serial) {
+                let previous = volume.status.attachments.iter().find(|a| a.server == me);
+                attachments.push(VolumeAttachment {
+                    server: me.to_string(),
+                    device: Some(format!("/dev/{}", disk.target)),
+                    node: Some(self.node_name.clone()),
+                    attached_at: previous.and_then(|a| a.attached_at).or(Some(Utc::now())),
+                });
+                if pending.contains(&serial) {
+                    VolumePhase::Detaching
+                } else {
+                    VolumePhase::InUse
+                }
+            } else if mine {
+                if attachments.is_empty() {
+                    VolumePhase::Available
+                } else {
+                    VolumePhase::InUse
+                }
+            } else {
+                continue;
+            };
+            if volume.status.phase == Some(phase) && volume.status.attachments == attachments {
+                continue;
+            }
+            let patch = serde_json::json!({"status": {"phase": phase, "attachments": attachments}});
+            match api.patch_status(&volume.metadata.name, &patch).await {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() || e.is_conflict() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     /// The server's NICs (one per `spec.networks` entry, in order) and its addresses, from
@@ -1198,6 +1538,8 @@ impl ServerContext {
         self.hv(HypervisorOp::DomainDelete, move |d| d.domain_delete(&name))
             .await?;
         disks::instance_delete(&InstancePaths::new(&self.state_dir, uid)).await?;
+        // The domain is gone and with it every attachment: release the volumes.
+        self.report_volumes(server, &[], &[]).await?;
         lock(&self.stops).remove(&uid);
         lock(&self.reboots).remove(&uid);
         tracing::info!("domain and instance files removed");

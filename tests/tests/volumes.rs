@@ -1,0 +1,283 @@
+//! Volumes end to end through `cirrus up` on real libvirt guests (TCG) and the file pool:
+//! a volume is placed on the node's pool and made; attached to a running guest it shows up
+//! (the guest reports hot-plugged disks on its console) and the guest writes a marker into
+//! it; detached (the busybox guest never releases a hot-unplugged disk, so the detach
+//! completes when the guest is powered off — never `available` while a guest holds it) and
+//! attached to a second running guest, the marker is there; deleting a volume in use is
+//! refused; deleting everything leaves no volume file.
+//!
+//! Needs libvirtd (`hack/start-libvirt.sh`) and the guest (`hack/build-guest.sh`); fails with
+//! a hint when missing unless `CIRRUS_SKIP_LIBVIRT=1`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::{Cloud, DomainSweeper, repo_root};
+use serde_json::{Value, json};
+
+fn run_ok(cloud: &Cloud, args: &[&str]) -> String {
+    let out = cloud.cli(args);
+    assert!(
+        out.status.success(),
+        "cirrus {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn eventually<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn get(cloud: &Cloud, kind: &str, name: &str) -> Value {
+    serde_json::from_str(&run_ok(
+        cloud,
+        &["get", kind, name, "-p", "demo", "-o", "json"],
+    ))
+    .unwrap()
+}
+
+fn console(cloud: &Cloud, name: &str) -> String {
+    let out = cloud.cli(&["console-log", "server", name, "-p", "demo"]);
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn patch(cloud: &Cloud, plural: &str, name: &str, body: Value) {
+    let url = format!(
+        "{}/apis/cirrus.dev/v1/projects/demo/{plural}/{name}",
+        cloud.base
+    );
+    let resp = reqwest::blocking::Client::new()
+        .patch(&url)
+        .header("Content-Type", "application/merge-patch+json")
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    assert!(resp.status().is_success(), "{:?}", resp.text());
+}
+
+fn apply(cloud: &Cloud, dir: &std::path::Path, name: &str, yaml: &str) {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    run_ok(cloud, &["apply", "-f", path.to_str().unwrap()]);
+}
+
+#[test]
+fn real_volume_attach_detach_and_data_survives() {
+    if std::env::var_os("CIRRUS_SKIP_LIBVIRT").is_some() {
+        return;
+    }
+    let version = Command::new("virsh")
+        .args(["-c", "qemu:///system", "version"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("virsh is installed (hack/install-libvirt.sh)");
+    assert!(
+        String::from_utf8_lossy(&version.stdout).contains("QEMU"),
+        "libvirtd is not reachable at qemu:///system: run hack/start-libvirt.sh (or set CIRRUS_SKIP_LIBVIRT=1)"
+    );
+    let guest: PathBuf = repo_root().join("target/guest");
+    let status = Command::new(repo_root().join("hack/build-guest.sh"))
+        .arg(&guest)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _sweeper = DomainSweeper {
+        state_dir: data.join("node"),
+    };
+    let cloud = Cloud::start(
+        &data,
+        &[
+            "--node-agent",
+            "libvirt",
+            "--node-name",
+            "vol-node",
+            "--bridge",
+            &format!("cbrv{}", std::process::id() % 100_000),
+        ],
+    );
+    let examples = repo_root().join("examples");
+    for file in ["flavors.yaml", "guest-images.yaml"] {
+        run_ok(
+            &cloud,
+            &["apply", "-f", examples.join(file).to_str().unwrap()],
+        );
+    }
+    for (image, file) in [
+        ("guest-kernel", "vmlinuz"),
+        ("guest-initrd", "initrd.img"),
+        ("guest", "root.qcow2"),
+    ] {
+        run_ok(
+            &cloud,
+            &[
+                "upload-image",
+                image,
+                guest.join(file).to_str().unwrap(),
+                "-p",
+                "demo",
+            ],
+        );
+    }
+
+    // A 1 GiB volume on the node's file pool.
+    apply(
+        &cloud,
+        dir.path(),
+        "data-1",
+        "apiVersion: cirrus.dev/v1\nkind: Volume\nmetadata: {name: data-1, project: demo}\nspec: {size: 1}\n",
+    );
+    let vol = eventually("volume available", Duration::from_secs(60), || {
+        let v = get(&cloud, "volume", "data-1");
+        (v["status"]["phase"] == "available").then_some(v)
+    });
+    assert_eq!(vol["status"]["node"], "vol-node", "{vol}");
+    let vol_uid = vol["metadata"]["uid"].as_str().unwrap().to_string();
+    let file = data.join(format!("node/volumes/vol-{vol_uid}.qcow2"));
+    assert!(file.exists(), "{} missing", file.display());
+
+    // v1 waits for a hot-plugged disk and writes a marker into its first sector. The guests
+    // have no network: their user data comes on the config drive (vdb), so the volume is vdc.
+    let writer = "#!/bin/sh\n\
+        i=0; while [ ! -b /dev/vdc ] && [ $i -lt 400 ]; do sleep 0.5; i=$((i+1)); done\n\
+        printf 'MARKER-VOLUME-DATA\\n' | dd of=/dev/vdc conv=notrunc 2>/dev/null && sync && echo WROTE vdc\n";
+    let server = |name: &str, script: &str| {
+        let ud = base64::engine::general_purpose::STANDARD.encode(script);
+        apply(
+            &cloud,
+            dir.path(),
+            name,
+            &format!(
+                "apiVersion: cirrus.dev/v1\nkind: Server\nmetadata: {{name: {name}, project: demo}}\nspec:\n  flavor: m1.tiny\n  image: guest\n  configDrive: true\n  userData: {ud}\n"
+            ),
+        );
+    };
+    server("v1", writer);
+    eventually("v1 runs its user data", Duration::from_secs(240), || {
+        console(&cloud, "v1")
+            .contains("USERDATA script")
+            .then_some(())
+    });
+
+    // Attach to the running guest: it sees the disk, writes the marker; the volume is in-use.
+    patch(
+        &cloud,
+        "servers",
+        "v1",
+        json!({"spec": {"volumes": [{"volume": "data-1"}]}}),
+    );
+    let c = eventually("v1 wrote the marker", Duration::from_secs(120), || {
+        let c = console(&cloud, "v1");
+        c.contains("WROTE vdc").then_some(c)
+    });
+    assert!(c.contains("BLOCKDEV-ADDED vdc"), "{c}");
+    let vol = eventually("volume in-use", Duration::from_secs(30), || {
+        let v = get(&cloud, "volume", "data-1");
+        (v["status"]["phase"] == "in-use").then_some(v)
+    });
+    assert_eq!(vol["status"]["attachments"][0]["server"], "v1", "{vol}");
+    assert_eq!(
+        vol["status"]["attachments"][0]["device"], "/dev/vdc",
+        "{vol}"
+    );
+
+    // In use: deleting the volume is refused with the reason.
+    let out = cloud.cli(&["delete", "volume", "data-1", "-p", "demo"]);
+    assert!(!out.status.success(), "deleting a volume in use succeeded");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("v1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Detach: the busybox guest keeps the device, so the volume stays detaching (never
+    // available while a guest holds it) until v1 is powered off.
+    patch(&cloud, "servers", "v1", json!({"spec": {"volumes": []}}));
+    eventually("volume detaching", Duration::from_secs(60), || {
+        let v = get(&cloud, "volume", "data-1");
+        (v["status"]["phase"] == "detaching" || v["status"]["phase"] == "available").then_some(())
+    });
+    let phase = get(&cloud, "volume", "data-1")["status"]["phase"].clone();
+    if phase == "detaching" {
+        patch(
+            &cloud,
+            "servers",
+            "v1",
+            json!({"spec": {"powerState": "Stopped"}}),
+        );
+    }
+    let vol = eventually("volume available again", Duration::from_secs(120), || {
+        let v = get(&cloud, "volume", "data-1");
+        (v["status"]["phase"] == "available").then_some(v)
+    });
+    assert!(
+        vol["status"]["attachments"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{vol}"
+    );
+
+    // Attached to a second running guest, the data is there.
+    server("v2", "#!/bin/sh\necho v2-up\n");
+    eventually("v2 ready", Duration::from_secs(240), || {
+        console(&cloud, "v2")
+            .contains("CIRRUS-READY v2")
+            .then_some(())
+    });
+    patch(
+        &cloud,
+        "servers",
+        "v2",
+        json!({"spec": {"volumes": [{"volume": "data-1"}]}}),
+    );
+    let c = eventually("v2 sees the marker", Duration::from_secs(120), || {
+        let c = console(&cloud, "v2");
+        c.contains("BLOCKDEV-DATA").then_some(c)
+    });
+    assert!(c.contains("MARKER-VOLUME-DATA"), "{c}");
+
+    // Everything goes: no volume file left.
+    for s in ["v1", "v2"] {
+        run_ok(
+            &cloud,
+            &[
+                "delete",
+                "server",
+                s,
+                "-p",
+                "demo",
+                "--wait",
+                "--timeout",
+                "120s",
+            ],
+        );
+    }
+    run_ok(
+        &cloud,
+        &[
+            "delete",
+            "volume",
+            "data-1",
+            "-p",
+            "demo",
+            "--wait",
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert!(!file.exists(), "{} left behind", file.display());
+}

@@ -794,64 +794,67 @@ impl ServerContext {
                 )
             })?;
         let (nics, addresses) = self.nics(server, uid, &project).await?;
-        let Some(image_name) = server.spec.image.as_deref() else {
-            return Err(PrepFailure::image(
-                "BootVolumeUnsupported",
-                true,
-                ServerError::Prepare("booting from a volume is not supported yet".into()),
-            ));
-        };
-        let image = self.resolve(&project, image_name).await?;
-        let base = self.cache(&image).await?;
-        let image_project = image
-            .metadata
-            .project
-            .clone()
-            .unwrap_or_else(|| project.clone());
-        let props = &image.spec.properties;
-        let mut cached = vec![image_name.to_string()];
-        let kernel_boot = match props.get("kernel_id") {
-            Some(kernel_id) => {
-                let kernel = self.resolve(&image_project, kernel_id).await?;
-                let kernel_path = self.cache(&kernel).await?;
-                cached.push(kernel_id.clone());
-                let initrd = match props.get("ramdisk_id") {
-                    Some(ramdisk_id) => {
-                        let ramdisk = self.resolve(&image_project, ramdisk_id).await?;
-                        cached.push(ramdisk_id.clone());
-                        Some(self.cache(&ramdisk).await?)
-                    }
+        let paths = InstancePaths::new(&self.state_dir, uid);
+        let mut cached: Vec<String> = Vec::new();
+        // The root disk and the image its boot settings come from: an overlay on the image,
+        // or the boot volume itself (booted with the settings of the image it was made from,
+        // like Nova's volume_image_metadata).
+        let (root_disk, image) = match (
+            server.spec.image.as_deref(),
+            server.spec.boot_volume.as_deref(),
+        ) {
+            (Some(image_name), _) => {
+                let image = self.resolve(&project, image_name).await?;
+                let base = self.cache(&image).await?;
+                cached.push(image_name.to_string());
+                let root = RootDisk {
+                    base,
+                    base_format: image.spec.disk_format,
+                    size_gib: flavor.spec.disk,
+                    virtual_size: image.status.virtual_size,
+                };
+                disks::root_disk_ensure(&paths, &root).await.map_err(|e| {
+                    let permanent = e.is_permanent();
+                    let reason = match &e {
+                        DiskError::BaseCorrupt { .. } => "BaseImageCorrupt",
+                        DiskError::UnsupportedFormat(_) => "UnsupportedDiskFormat",
+                        DiskError::TooSmall { .. } => "FlavorDiskTooSmall",
+                        _ => "DiskCreateFailed",
+                    };
+                    PrepFailure::disk(reason, permanent, e.into())
+                })?;
+                (paths.disk.clone(), Some(image))
+            }
+            (None, Some(volume)) => {
+                // No root overlay, but the instance directory still holds the console log
+                // (and a config drive).
+                tokio::fs::create_dir_all(&paths.dir).await.map_err(|e| {
+                    PrepFailure::disk("InstanceDirFailed", false, ServerError::Io(e))
+                })?;
+                let (path, source_image) = self.boot_volume(&project, volume).await?;
+                let image = match source_image {
+                    Some(name) => Some(self.resolve(&project, &name).await?),
                     None => None,
                 };
-                let base_cmdline = props
-                    .get("os_command_line")
-                    .map(String::as_str)
-                    .unwrap_or("console=ttyS0");
-                Some(KernelBoot {
-                    kernel: kernel_path,
-                    initrd,
-                    cmdline: format!("{base_cmdline} cirrus.marker={}", server.metadata.name),
-                })
+                (path, image)
+            }
+            (None, None) => {
+                return Err(PrepFailure::image(
+                    "NoBootSource",
+                    true,
+                    ServerError::Prepare(
+                        "the server names neither an image nor a boot volume".into(),
+                    ),
+                ));
+            }
+        };
+        let kernel_boot = match &image {
+            Some(image) => {
+                self.kernel_boot(server, &project, image, &mut cached)
+                    .await?
             }
             None => None,
         };
-        let paths = InstancePaths::new(&self.state_dir, uid);
-        let root = RootDisk {
-            base,
-            base_format: image.spec.disk_format,
-            size_gib: flavor.spec.disk,
-            virtual_size: image.status.virtual_size,
-        };
-        disks::root_disk_ensure(&paths, &root).await.map_err(|e| {
-            let permanent = e.is_permanent();
-            let reason = match &e {
-                DiskError::BaseCorrupt { .. } => "BaseImageCorrupt",
-                DiskError::UnsupportedFormat(_) => "UnsupportedDiskFormat",
-                DiskError::TooSmall { .. } => "FlavorDiskTooSmall",
-                _ => "DiskCreateFailed",
-            };
-            PrepFailure::disk(reason, permanent, e.into())
-        })?;
         let config_drive = if server.spec.config_drive {
             Some(self.config_drive(server, &paths).await?)
         } else {
@@ -871,7 +874,7 @@ impl ServerContext {
             virt_type: host.virt_type(),
             vcpus: flavor.spec.vcpus,
             memory_mib: flavor.spec.ram,
-            root_disk: paths.disk.clone(),
+            root_disk,
             kernel_boot,
             console_log: paths.console_log.clone(),
             nics,
@@ -925,6 +928,116 @@ impl ServerContext {
             })?
             .map_err(failed)?;
         Ok(iso)
+    }
+
+    /// The kernel, initrd and command line of an AMI-style `image` (its `kernel_id` /
+    /// `ramdisk_id` / `os_command_line` properties), cached on the node; `None` for images
+    /// that boot from their disk.
+    async fn kernel_boot(
+        &self,
+        server: &Server,
+        project: &str,
+        image: &Image,
+        cached: &mut Vec<String>,
+    ) -> Result<Option<KernelBoot>, PrepFailure> {
+        let image_project = image
+            .metadata
+            .project
+            .clone()
+            .unwrap_or_else(|| project.to_string());
+        let props = &image.spec.properties;
+        let Some(kernel_id) = props.get("kernel_id") else {
+            return Ok(None);
+        };
+        let kernel = self.resolve(&image_project, kernel_id).await?;
+        let kernel_path = self.cache(&kernel).await?;
+        cached.push(kernel_id.clone());
+        let initrd = match props.get("ramdisk_id") {
+            Some(ramdisk_id) => {
+                let ramdisk = self.resolve(&image_project, ramdisk_id).await?;
+                cached.push(ramdisk_id.clone());
+                Some(self.cache(&ramdisk).await?)
+            }
+            None => None,
+        };
+        let base_cmdline = props
+            .get("os_command_line")
+            .map(String::as_str)
+            .unwrap_or("console=ttyS0");
+        Ok(Some(KernelBoot {
+            kernel: kernel_path,
+            initrd,
+            cmdline: format!("{base_cmdline} cirrus.marker={}", server.metadata.name),
+        }))
+    }
+
+    /// The boot volume's data on this host (it must be placed here and ready) and the name
+    /// of the image it was made from (for its boot settings).
+    async fn boot_volume(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<(PathBuf, Option<String>), PrepFailure> {
+        let waiting = |message: String| {
+            PrepFailure::new(
+                PrepStep::Volumes,
+                "BootVolumeNotReady",
+                false,
+                ServerError::Prepare(message),
+            )
+        };
+        let volume = Api::<Volume>::in_project(self.client.clone(), project)
+            .get_opt(name)
+            .await
+            .map_err(|e| PrepFailure::new(PrepStep::Volumes, "ApiUnavailable", false, e.into()))?
+            .ok_or_else(|| waiting(format!("boot volume {name:?} does not exist")))?;
+        if volume.status.node.as_deref() != Some(self.node_name.as_str())
+            || !matches!(
+                volume.status.phase,
+                Some(VolumePhase::Available | VolumePhase::InUse)
+            )
+        {
+            return Err(waiting(format!(
+                "boot volume {name:?} is not ready on this node yet ({:?})",
+                volume.status.phase
+            )));
+        }
+        let vuid = volume
+            .metadata
+            .uid
+            .as_deref()
+            .and_then(|u| Uuid::try_parse(u).ok())
+            .ok_or_else(|| waiting(format!("boot volume {name:?} has no uid")))?;
+        let pool_name = volume.status.pool.clone().unwrap_or_default();
+        let pool = self
+            .pools
+            .get(&pool_name)
+            .cloned()
+            .ok_or_else(|| waiting(format!("this node has no pool {pool_name:?}")))?;
+        let info = tokio::task::spawn_blocking(move || pool.volume_info(vuid))
+            .await
+            .map_err(|e| waiting(format!("volume task: {e}")))?
+            .map_err(|e| waiting(format!("boot volume {name:?}: {e}")))?
+            .ok_or_else(|| waiting(format!("boot volume {name:?} is not made yet")))?;
+        match (info.path, info.format) {
+            (Some(path), crate::volumes::VolumeFormat::Qcow2) => {
+                let source_image = volume
+                    .spec
+                    .source
+                    .as_ref()
+                    .filter(|s| s.type_ == cirrus_crds::kinds::volume::VolumeSourceType::Image)
+                    .and_then(|s| s.name.clone());
+                Ok((path, source_image))
+            }
+            _ => Err(PrepFailure::new(
+                PrepStep::Volumes,
+                "BootVolumeUnsupported",
+                true,
+                ServerError::Prepare(format!(
+                    "boot volume {name:?} must be a qcow2 volume of a file pool (raw boot volumes are not supported yet)"
+                )),
+            )),
+        }
     }
 
     /// The server's data volumes as disks (boot volume excluded): each must be placed on this
@@ -1086,7 +1199,7 @@ impl ServerContext {
                 Err(e) => return Err(e.into()),
             }
         };
-        if wanted.is_empty() && current.is_empty() {
+        if wanted.is_empty() && current.is_empty() && server.spec.boot_volume.is_none() {
             return Ok(false);
         }
         if matches!(self.state_of(name).await?, Some(DomainState::Saved)) {
@@ -1121,19 +1234,27 @@ impl ServerContext {
                 Err(e) => return Err(e.into()),
             }
         };
-        self.report_volumes(server, &attached, &pending).await?;
+        self.report_volumes(
+            server,
+            &attached,
+            &pending,
+            server.spec.boot_volume.as_deref(),
+        )
+        .await?;
         Ok(!pending.is_empty())
     }
 
     /// Writes the attachment state of the project's volumes as seen on this server's
     /// domain: `attached` disks are `in-use` by it, `pending` serials are `detaching`, and
     /// any other volume still listing an attachment to it is released (`available` when
-    /// nothing else holds it).
+    /// nothing else holds it). `root` is the boot volume, held as `vda` while the domain
+    /// exists.
     async fn report_volumes(
         &self,
         server: &Server,
         attached: &[VolumeDisk],
         pending: &[String],
+        root: Option<&str>,
     ) -> Result<(), ServerError> {
         let project = server.metadata.project.clone().unwrap_or_default();
         let api = Api::<Volume>::in_project(self.client.clone(), &project);
@@ -1157,7 +1278,18 @@ impl ServerContext {
                 .filter(|a| a.server != me)
                 .cloned()
                 .collect();
-            let phase = if let Some(disk) = attached.iter().find(|d| d.serial == serial) {
+            let root_disk = (root == Some(volume.metadata.name.as_str())).then(|| VolumeDisk {
+                target: "vda".into(),
+                path: PathBuf::new(),
+                format: crate::hypervisor::DiskFormat::Qcow2,
+                serial: serial.clone(),
+                readonly: false,
+            });
+            let phase = if let Some(disk) = attached
+                .iter()
+                .find(|d| d.serial == serial)
+                .or(root_disk.as_ref())
+            {
                 let previous = volume.status.attachments.iter().find(|a| a.server == me);
                 attachments.push(VolumeAttachment {
                     server: me.to_string(),
@@ -1539,7 +1671,7 @@ impl ServerContext {
             .await?;
         disks::instance_delete(&InstancePaths::new(&self.state_dir, uid)).await?;
         // The domain is gone and with it every attachment: release the volumes.
-        self.report_volumes(server, &[], &[]).await?;
+        self.report_volumes(server, &[], &[], None).await?;
         lock(&self.stops).remove(&uid);
         lock(&self.reboots).remove(&uid);
         tracing::info!("domain and instance files removed");

@@ -39,8 +39,6 @@ use crate::volumes::{self as backend, VolumeBackend, VolumeError};
 pub const FINALIZER: &str = "cirrus.dev/node-agent-volume";
 /// Bytes per GiB (volume sizes are whole GiB).
 pub const GIB: u64 = 1 << 30;
-/// How soon a volume waiting for something (a detach, a dependent snapshot) is looked at.
-const WAIT: Duration = Duration::from_secs(2);
 
 /// Why a volume reconcile failed (retried with backoff).
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +58,10 @@ pub enum StorageError {
     /// The blocking backend task failed.
     #[error("backend task failed: {0}")]
     Task(String),
+    /// Deletion must wait (a domain still holds the volume, or a clone still reads from the
+    /// snapshot); the finalizer stays and the reconcile is retried.
+    #[error("deletion waits: {0}")]
+    Waiting(String),
     /// Adding or removing the finalizer failed.
     #[error("finalizer")]
     Finalizer(#[source] Box<FinalizerError<StorageError>>),
@@ -363,8 +365,18 @@ async fn fail(
 
 async fn cleanup_volume(volume: &Volume, ctx: &StorageContext) -> Result<Action, StorageError> {
     if !volume.status.attachments.is_empty() {
-        // A domain still holds it: the server reconciler detaches first.
-        return Ok(Action::requeue(WAIT));
+        // A domain still holds it: the server reconciler detaches first. (An error, not a
+        // requeue: an `Ok` from cleanup would release the finalizer with the data still here.)
+        return Err(StorageError::Waiting(format!(
+            "attached to {}",
+            volume
+                .status
+                .attachments
+                .iter()
+                .map(|a| a.server.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
     }
     let uid = uid_of(&volume.metadata)?;
     let pool_name = volume.status.pool.clone().unwrap_or_default();
@@ -387,7 +399,7 @@ async fn cleanup_volume(volume: &Volume, ctx: &StorageContext) -> Result<Action,
                 ),
             )
             .await?;
-            Err(StorageError::Task("volume has snapshots".into()))
+            Err(StorageError::Waiting("the volume has snapshots".into()))
         }
         Err(e) => Err(e.into()),
     }
@@ -525,7 +537,9 @@ async fn cleanup_snapshot(
         .await?
     {
         Ok(_) => Ok(Action::await_change()),
-        Err(VolumeError::HasDependents { .. }) => Ok(Action::requeue(WAIT * 5)),
+        Err(VolumeError::HasDependents { .. }) => Err(StorageError::Waiting(
+            "a volume made from the snapshot still reads from it".into(),
+        )),
         Err(e) => Err(e.into()),
     }
 }

@@ -182,7 +182,7 @@ fn real_volume_attach_detach_and_data_survives() {
     );
     let c = eventually("v1 wrote the marker", Duration::from_secs(120), || {
         let c = console(&cloud, "v1");
-        c.contains("WROTE vdc").then_some(c)
+        (c.contains("WROTE vdc") && c.contains("BLOCKDEV-ADDED vdc")).then_some(c)
     });
     assert!(c.contains("BLOCKDEV-ADDED vdc"), "{c}");
     let vol = eventually("volume in-use", Duration::from_secs(30), || {
@@ -250,8 +250,93 @@ fn real_volume_attach_detach_and_data_survives() {
     });
     assert!(c.contains("MARKER-VOLUME-DATA"), "{c}");
 
-    // Everything goes: no volume file left.
-    for s in ["v1", "v2"] {
+    // A snapshot holds the data of its moment: detach, snapshot, overwrite the volume, make
+    // a volume from the snapshot and attach it: the guest sees the old marker.
+    patch(&cloud, "servers", "v2", json!({"spec": {"volumes": []}}));
+    eventually("detached from v2", Duration::from_secs(60), || {
+        (get(&cloud, "volume", "data-1")["status"]["phase"] == "available").then_some(())
+    });
+    apply(
+        &cloud,
+        dir.path(),
+        "snap-1",
+        "apiVersion: cirrus.dev/v1\nkind: VolumeSnapshot\nmetadata: {name: snap-1, project: demo}\nspec: {volume: data-1}\n",
+    );
+    eventually("snapshot available", Duration::from_secs(60), || {
+        (get(&cloud, "volumesnapshot", "snap-1")["status"]["phase"] == "available").then_some(())
+    });
+    let overwrite = Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", "write -P 0x43 0 64"])
+        .arg(&file)
+        .output()
+        .expect("qemu-io");
+    assert!(overwrite.status.success(), "{overwrite:?}");
+    apply(
+        &cloud,
+        dir.path(),
+        "data-2",
+        "apiVersion: cirrus.dev/v1\nkind: Volume\nmetadata: {name: data-2, project: demo}\nspec: {size: 1, source: {type: snapshot, name: snap-1}}\n",
+    );
+    eventually("clone available", Duration::from_secs(60), || {
+        (get(&cloud, "volume", "data-2")["status"]["phase"] == "available").then_some(())
+    });
+    patch(
+        &cloud,
+        "servers",
+        "v2",
+        json!({"spec": {"volumes": [{"volume": "data-2"}]}}),
+    );
+    let c = eventually(
+        "v2 sees the snapshot's data",
+        Duration::from_secs(120),
+        || {
+            let c = console(&cloud, "v2");
+            (c.matches("MARKER-VOLUME-DATA").count() >= 2).then_some(c)
+        },
+    );
+    assert!(
+        !c.contains("CCCCCCCC"),
+        "the clone has data written after the snapshot: {c}"
+    );
+
+    // Boot from a volume made from the guest image; deleteOnTermination takes it along.
+    apply(
+        &cloud,
+        dir.path(),
+        "boot-1",
+        "apiVersion: cirrus.dev/v1\nkind: Volume\nmetadata: {name: boot-1, project: demo}\nspec: {size: 1, bootable: true, source: {type: image, name: guest}}\n",
+    );
+    apply(
+        &cloud,
+        dir.path(),
+        "b1",
+        "apiVersion: cirrus.dev/v1\nkind: Server\nmetadata: {name: b1, project: demo}\nspec:\n  flavor: m1.tiny\n  bootVolume: boot-1\n  volumes: [{volume: boot-1, deleteOnTermination: true}]\n",
+    );
+    let c = eventually(
+        "b1 booted from its volume",
+        Duration::from_secs(240),
+        || {
+            let c = console(&cloud, "b1");
+            c.contains("CIRRUS-READY b1").then_some(c)
+        },
+    );
+    assert!(c.contains("ROOTDISK CIRRUS-ROOT-DISK v1"), "{c}");
+    let boot = eventually("boot volume in-use", Duration::from_secs(30), || {
+        let v = get(&cloud, "volume", "boot-1");
+        (v["status"]["phase"] == "in-use").then_some(v)
+    });
+    assert_eq!(
+        boot["status"]["attachments"][0]["device"], "/dev/vda",
+        "{boot}"
+    );
+    let boot_file = data.join(format!(
+        "node/volumes/vol-{}.qcow2",
+        boot["metadata"]["uid"].as_str().unwrap()
+    ));
+    assert!(boot_file.exists());
+
+    // Everything goes: servers first; boot-1 goes with b1, the data volumes stay available.
+    for s in ["v1", "v2", "b1"] {
         run_ok(
             &cloud,
             &[
@@ -266,18 +351,52 @@ fn real_volume_attach_detach_and_data_survives() {
             ],
         );
     }
-    run_ok(
-        &cloud,
-        &[
-            "delete",
-            "volume",
-            "data-1",
-            "-p",
-            "demo",
-            "--wait",
-            "--timeout",
-            "60s",
-        ],
+    eventually(
+        "boot volume deleted with its server",
+        Duration::from_secs(60),
+        || {
+            let out = cloud.cli(&["get", "volume", "boot-1", "-p", "demo"]);
+            (!out.status.success()).then_some(())
+        },
     );
+    assert!(!boot_file.exists(), "{} left behind", boot_file.display());
+    for v in ["data-1", "data-2"] {
+        let vol = eventually("data volume released", Duration::from_secs(60), || {
+            let v = get(&cloud, "volume", v);
+            (v["status"]["phase"] == "available").then_some(v)
+        });
+        assert!(
+            vol["status"]["attachments"]
+                .as_array()
+                .is_none_or(|a| a.is_empty()),
+            "{vol}"
+        );
+    }
+    // Volumes with a snapshot wait for it (Cinder's rule): the clone and the snapshot first.
+    for (kind, name) in [
+        ("volume", "data-2"),
+        ("volumesnapshot", "snap-1"),
+        ("volume", "data-1"),
+    ] {
+        run_ok(
+            &cloud,
+            &[
+                "delete",
+                kind,
+                name,
+                "-p",
+                "demo",
+                "--wait",
+                "--timeout",
+                "60s",
+            ],
+        );
+    }
     assert!(!file.exists(), "{} left behind", file.display());
+    let left: Vec<_> = std::fs::read_dir(data.join("node/volumes"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left in the pool: {left:?}");
 }

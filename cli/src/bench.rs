@@ -16,6 +16,8 @@
 //!   running: allocations/s against raw creates/s of the same API (see `bench_ipam`).
 //! - `network`: port plug and security-group rule change on the real Open vSwitch, against
 //!   `ovs-vsctl add-port` and a plain ping (see `bench_network`).
+//! - `volumes`: volume create → available per storage backend against the raw
+//!   `qemu-img create` / `lvcreate` (see `bench_volumes`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -35,8 +37,8 @@ use tokio::sync::{mpsc, watch};
 /// Arguments of `cirrus bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// What to measure: `store`, `api`, `servers`, `overhead`, `ipam` or `network`.
-    #[arg(value_parser = ["store", "api", "servers", "overhead", "ipam", "network"])]
+    /// What to measure: `store`, `api`, `servers`, `overhead`, `ipam`, `network` or `volumes`.
+    #[arg(value_parser = ["store", "api", "servers", "overhead", "ipam", "network", "volumes"])]
     pub target: String,
     /// store: concurrent writers.
     #[arg(long, default_value_t = 16)]
@@ -44,7 +46,8 @@ pub struct BenchArgs {
     /// store: seconds of writing per backend.
     #[arg(long, default_value_t = 5)]
     pub seconds: u64,
-    /// store: watch latency samples; api: GET samples; network: rule changes (at most 50).
+    /// store: watch latency samples; api: GET samples; network: rule changes (at most 50);
+    /// volumes: volumes per backend (at most 100).
     #[arg(long, default_value_t = 500)]
     pub samples: usize,
     /// api: objects to create before measuring.
@@ -56,6 +59,9 @@ pub struct BenchArgs {
     /// servers: servers to create (default 500); overhead: servers per side (default 5).
     #[arg(long)]
     pub servers: Option<usize>,
+    /// volumes: also measure this LVM volume group.
+    #[arg(long)]
+    pub lvm_vg: Option<String>,
     /// network: taps plugged each way.
     #[arg(long, default_value_t = 100)]
     pub plugs: usize,
@@ -84,6 +90,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "servers" => bench_servers(&args).await,
             "overhead" => bench_overhead(&args).await,
             "ipam" => crate::bench_ipam::bench_ipam(args.ports, args.writers).await,
+            "volumes" => {
+                crate::bench_volumes::bench_volumes(args.samples.min(100), args.lvm_vg.clone())
+                    .await
+            }
             "network" => {
                 crate::bench_network::bench_network(args.plugs, args.samples.min(50), 200).await
             }

@@ -12,6 +12,7 @@ mod apply;
 mod bench;
 mod bench_ipam;
 mod bench_network;
+mod bench_volumes;
 mod client;
 mod console;
 mod controllers;

@@ -288,15 +288,16 @@ fn real_kill_9_of_agent_during_20_volume_creations_and_8_attachments_converges_w
 /// The issue's case: 10 of the 20 attached, 5 per running server.
 #[test]
 #[ignore = "bug: a running domain has only 4 spare pcie-root-ports (hypervisor/xml.rs \
-            SPARE_ROOT_PORTS), so the 5th hot-plugged volume fails forever with `No more \
-            available PCI slots` and the server's other volumes are never reported in-use"]
+            SPARE_ROOT_PORTS), so the 5th hot-plug fails forever with `No more available PCI \
+            slots`, and the error aborts sync_volumes before report_volumes: the 4 volumes \
+            the guest does hold stay `available`"]
 fn real_kill_9_of_agent_during_20_volume_creations_and_10_attachments_converges_without_leaks() {
     scenario(5);
 }
 
 /// Creates 20 volumes, attaches `per_server` of them to each of the two servers (odd
 /// volumes, alternating), kills the agent 5 times meanwhile, then checks convergence and a
-/// clean teardown.
+/// clean teardown (with one more kill while the volumes are being deleted).
 fn scenario(per_server: usize) {
     if std::env::var_os("CIRRUS_SKIP_LIBVIRT").is_some() {
         println!("SKIP: CIRRUS_SKIP_LIBVIRT is set");
@@ -473,7 +474,6 @@ fn scenario(per_server: usize) {
     kill_and_restart(&mut agent, &mut rng);
     kill_and_restart(&mut agent, &mut rng);
     let requests_done = churn.elapsed();
-    assert_eq!(kills, 5);
     for s in SERVERS {
         assert_eq!(want.values().filter(|w| **w == Some(s)).count(), per_server);
     }
@@ -545,6 +545,8 @@ fn scenario(per_server: usize) {
     for v in &volumes {
         del("volumes", v["metadata"]["name"].as_str().unwrap());
     }
+    // Once more while it removes them (finalizers, files).
+    kill_and_restart(&mut agent, &mut rng);
     eventually("volumes deleted", Duration::from_secs(60), || {
         list(&base, "volumes").is_empty().then_some(())
     });
@@ -562,6 +564,7 @@ fn scenario(per_server: usize) {
         dir_entries(&state.join("instances")).is_empty(),
         "instance directories left behind"
     );
+    assert_eq!(kills, 6);
     println!(
         "total {:?} (servers ACTIVE {servers_active:?}, kills {kills})",
         started.elapsed()

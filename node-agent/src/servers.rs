@@ -1206,12 +1206,24 @@ impl ServerContext {
             // A saved domain's device state must not change until it runs again.
             return Ok(false);
         }
+        // One volume that cannot be attached (no free PCIe slot left, a backend error) must
+        // not stop the others, nor the status report of what the guest really holds.
+        let mut failed: Option<ServerError> = None;
         for disk in wanted {
             if !current.iter().any(|c| c.serial == disk.serial) {
                 let (n, d) = (name.clone(), disk.clone());
-                self.hv(HypervisorOp::DiskAttach, move |h| h.disk_attach(&n, &d))
-                    .await?;
-                tracing::info!(target = %disk.target, serial = %disk.serial, "volume attached");
+                match self
+                    .hv(HypervisorOp::DiskAttach, move |h| h.disk_attach(&n, &d))
+                    .await
+                {
+                    Ok(()) => {
+                        tracing::info!(target = %disk.target, serial = %disk.serial, "volume attached");
+                    }
+                    Err(e) => {
+                        tracing::warn!(target = %disk.target, serial = %disk.serial, error = %e, "attaching a volume failed");
+                        failed.get_or_insert(e.into());
+                    }
+                }
             }
         }
         let mut pending = Vec::new();
@@ -1241,7 +1253,10 @@ impl ServerContext {
             server.spec.boot_volume.as_deref(),
         )
         .await?;
-        Ok(!pending.is_empty())
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(!pending.is_empty()),
+        }
     }
 
     /// Writes the attachment state of the project's volumes as seen on this server's
@@ -1314,7 +1329,12 @@ impl ServerContext {
             if volume.status.phase == Some(phase) && volume.status.attachments == attachments {
                 continue;
             }
-            let patch = serde_json::json!({"status": {"phase": phase, "attachments": attachments}});
+            // Conditioned on the version read: a concurrent write (the volume reconciler)
+            // makes this one fail and the next reconcile decides again from fresh data.
+            let patch = serde_json::json!({
+                "metadata": {"resourceVersion": volume.metadata.resource_version},
+                "status": {"phase": phase, "attachments": attachments},
+            });
             match api.patch_status(&volume.metadata.name, &patch).await {
                 Ok(_) => {}
                 Err(e) if e.is_not_found() || e.is_conflict() => {}

@@ -159,7 +159,12 @@ async fn volume_status(
     {
         return Ok(());
     }
-    let mut patch = json!({"status": {"phase": phase, "conditions": conditions}});
+    // Conditioned on the version this reconcile read: the server reconciler writes the
+    // attachment phases, and a stale `available` must never overwrite its `in-use`.
+    let mut patch = json!({
+        "metadata": {"resourceVersion": volume.metadata.resource_version},
+        "status": {"phase": phase, "conditions": conditions},
+    });
     if let Some(size) = size {
         patch["status"]["size"] = json!(size);
     }

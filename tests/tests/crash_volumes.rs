@@ -279,18 +279,8 @@ fn problems(
     (bad, volumes, servers)
 }
 
-/// 8 of the 20 volumes attached (4 per server: what a running domain can hot-plug today).
-#[test]
-fn real_kill_9_of_agent_during_20_volume_creations_and_8_attachments_converges_without_leaks() {
-    scenario(4);
-}
-
 /// The issue's case: 10 of the 20 attached, 5 per running server.
 #[test]
-#[ignore = "bug: a running domain has only 4 spare pcie-root-ports (hypervisor/xml.rs \
-            SPARE_ROOT_PORTS), so the 5th hot-plug fails forever with `No more available PCI \
-            slots`, and the error aborts sync_volumes before report_volumes: the 4 volumes \
-            the guest does hold stay `available`"]
 fn real_kill_9_of_agent_during_20_volume_creations_and_10_attachments_converges_without_leaks() {
     scenario(5);
 }

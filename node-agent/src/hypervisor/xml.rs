@@ -4,7 +4,7 @@
 //! What the XML gives every Cirrus domain, and why:
 //! - name `cirrus-<server uid>` and uuid = server uid: deterministic, never duplicated;
 //! - `type='kvm'` or `'qemu'` from the spec (the driver checks KVM really works);
-//! - a q35 machine with four spare `pcie-root-port` controllers beyond the devices it starts
+//! - a q35 machine with eight spare `pcie-root-port` controllers beyond the devices it starts
 //!   with, so disks and NICs can be hot-plugged later ("No more available PCI slots" otherwise);
 //! - the root disk as virtio `vda`, optional direct kernel boot, the config drive as `vdb`,
 //!   then the volumes sorted by target ([`render_volume_disk`], the same XML hot-plug uses:
@@ -23,8 +23,10 @@ use super::{DiskFormat, DomainSpec, ROOT_TARGET, VirtType, VolumeDisk};
 /// XML namespace of the Cirrus `<metadata>` element.
 pub const METADATA_NAMESPACE: &str = "https://cirrus.dev/xmlns/libvirt-domain/1";
 
-/// Number of empty `pcie-root-port` controllers kept for hot-plug.
-pub const SPARE_ROOT_PORTS: usize = 4;
+/// Number of empty `pcie-root-port` controllers kept for hot-plug: how many volumes a
+/// running domain can take beyond those it booted with (more wait for the next boot, where
+/// the definition has a port for each).
+pub const SPARE_ROOT_PORTS: usize = 8;
 
 /// Escapes text for XML element content and single- or double-quoted attributes.
 fn esc(s: &str) -> String {
@@ -442,6 +444,10 @@ mod tests {
     <controller type='pci' model='pcie-root-port'/>
     <controller type='pci' model='pcie-root-port'/>
     <controller type='pci' model='pcie-root-port'/>
+    <controller type='pci' model='pcie-root-port'/>
+    <controller type='pci' model='pcie-root-port'/>
+    <controller type='pci' model='pcie-root-port'/>
+    <controller type='pci' model='pcie-root-port'/>
     <controller type='usb' model='none'/>
     <memballoon model='none'/>
   </devices>
@@ -506,7 +512,7 @@ mod tests {
         assert_eq!(xml.matches("<host csum='off'").count(), 1, "{xml}");
         assert_eq!(xml.matches("<interface type='bridge'>").count(), 2);
         // disk + 2 NICs + 4 spares
-        assert_eq!(xml.matches("model='pcie-root-port'").count(), 7);
+        assert_eq!(xml.matches("model='pcie-root-port'").count(), 11);
     }
 
     fn vol(target: &str, path: &str, serial: &str) -> VolumeDisk {
@@ -547,7 +553,7 @@ mod tests {
         let cd = xml.find("<target dev='vdb'").unwrap();
         assert!(cd < xml.find("<target dev='vdc'").unwrap());
         // root + config drive + 2 volumes + 4 spares
-        assert_eq!(xml.matches("model='pcie-root-port'").count(), 8);
+        assert_eq!(xml.matches("model='pcie-root-port'").count(), 12);
         // The config drive (no serial) and the root disk are not volumes.
         assert_eq!(
             volumes_from_xml(&xml),

@@ -263,6 +263,8 @@ async fn apply_volume(volume: &Volume, ctx: &StorageContext) -> Result<Action, S
         return Ok(Action::await_change());
     };
     let wanted = volume.spec.size * GIB;
+    // The object the final status write is conditioned on (refreshed after our own write).
+    let mut current = volume.clone();
     let existing = ctx
         .blocking(pool.clone(), move |b| b.volume_info(uid))
         .await??;
@@ -285,6 +287,12 @@ async fn apply_volume(volume: &Volume, ctx: &StorageContext) -> Result<Action, S
                 .await?;
             if let Err(e) = grown {
                 return fail(ctx, volume, e, VolumePhase::ErrorExtending).await;
+            }
+            if let Some(fresh) = Api::<Volume>::for_object(ctx.client.clone(), volume)
+                .get_opt(&volume.metadata.name)
+                .await?
+            {
+                current = fresh;
             }
         }
         Some(_) => {}
@@ -325,15 +333,18 @@ async fn apply_volume(volume: &Volume, ctx: &StorageContext) -> Result<Action, S
         ));
     };
     // The server reconciler owns the phase while a domain holds the volume.
-    let phase = if volume.status.attachments.is_empty() {
+    let phase = if current.status.attachments.is_empty() {
         Some(VolumePhase::Available)
+    } else if current.status.phase == Some(VolumePhase::Extending) {
+        // Grown while attached: back to in-use (the guest sees the new size on rescan).
+        Some(VolumePhase::InUse)
     } else {
         None
     };
     let size_gib = info.size_bytes.div_ceil(GIB);
     volume_status(
         ctx,
-        volume,
+        &current,
         phase,
         Some(size_gib),
         ready(

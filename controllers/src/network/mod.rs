@@ -50,7 +50,8 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
 use crate::runtime::reflector::{Store, Writer};
-use crate::runtime::watcher::{self, Event};
+use crate::runtime::shared::{cached, shared_watch};
+use crate::runtime::watcher;
 use crate::runtime::{Config, Controller, FinalizerError, ObjectRef, Recorder, owners};
 
 use index::IpamState;
@@ -139,25 +140,6 @@ impl NetworkContext {
     fn lock_ipam(&self) -> std::sync::MutexGuard<'_, IpamState> {
         self.ipam.lock().expect("ipam lock")
     }
-}
-
-/// A cache of every `K` plus the stream of its events (to drive triggers).
-fn cached<K: Resource>(
-    client: &Client,
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = Result<Event<K>, ClientError>> + Send + 'static,
-) {
-    let mut writer = Writer::<K>::new();
-    let store = writer.as_reader();
-    let events =
-        watcher::watcher(Api::<K>::all(client.clone()), Default::default()).map(move |event| {
-            if let Ok(event) = &event {
-                writer.apply(event);
-            }
-            event
-        });
-    (store, events)
 }
 
 /// Runs the network controller until `shutdown` resolves; it acts only while `gate` says it
@@ -306,37 +288,6 @@ pub async fn run(
         project_ctl.run(groups::reconcile_project, error_policy, ctx.clone()),
         sweeper,
     );
-}
-
-/// One watch of every `K`, fanned out to `N` consumers that each see every event. The
-/// fan-out task ends when every consumer is gone (noticed at the next event).
-pub(crate) fn shared_watch<K: Resource, const N: usize>(
-    client: &Client,
-) -> [futures::stream::BoxStream<'static, Result<Event<K>, ClientError>>; N] {
-    let mut source = watcher::watcher(Api::<K>::all(client.clone()), Default::default()).boxed();
-    let mut senders = Vec::with_capacity(N);
-    let receivers = std::array::from_fn(|_| {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event<K>>();
-        senders.push(tx);
-        futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|event| (Ok(event), rx))
-        })
-        .boxed()
-    });
-    tokio::spawn(async move {
-        while let Some(event) = source.next().await {
-            match event {
-                Ok(event) => {
-                    senders.retain(|tx| tx.send(event.clone()).is_ok());
-                    if senders.is_empty() {
-                        return;
-                    }
-                }
-                Err(err) => tracing::warn!(kind = K::KIND, error = %err, "watch failed"),
-            }
-        }
-    });
-    receivers
 }
 
 /// The reference of the object named `name` in `project` (a port's network, an

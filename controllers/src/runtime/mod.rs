@@ -14,6 +14,7 @@
 //! - [`controller`]: the runner tying it together, with [`controller::Action`], per-object
 //!   [`backoff`], periodic resync and a leadership gate.
 //! - [`mod@finalizer`]: cleanup before deletion completes, with its contract.
+//! - [`shared`]: one watch per kind shared by several controllers (events fan-out, caches).
 //! - [`events`]: an [`events::Recorder`] publishing aggregated `Event` objects.
 //! - [`leader`]: leader election through a `Lease` object and compare-and-swap.
 //!
@@ -28,6 +29,7 @@ pub mod leader;
 pub mod object_ref;
 pub mod queue;
 pub mod reflector;
+pub mod shared;
 pub mod watcher;
 
 #[cfg(test)]

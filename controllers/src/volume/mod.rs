@@ -38,14 +38,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cirrus_client::{Api, Client, ClientError};
-use cirrus_crds::{Node, Resource, Server, Volume, VolumeSnapshot};
-use futures::{FutureExt, StreamExt};
+use cirrus_client::{Client, ClientError};
+use cirrus_crds::{Node, Server, Volume, VolumeSnapshot};
+use futures::FutureExt;
 use tokio::sync::watch;
 
-use crate::network::shared_watch;
-use crate::runtime::reflector::{Store, Writer};
-use crate::runtime::watcher::{self, Event};
+use crate::runtime::reflector::Store;
+use crate::runtime::shared::{cached, shared_watch};
 use crate::runtime::{Config, Controller, FinalizerError, ObjectRef, Recorder};
 
 /// The finalizer the volume controller keeps on servers with `deleteOnTermination` volumes.
@@ -136,25 +135,6 @@ impl VolumeContext {
 pub fn uses_volume(server: &Server, volume: &str) -> bool {
     server.spec.boot_volume.as_deref() == Some(volume)
         || server.spec.volumes.iter().any(|v| v.volume == volume)
-}
-
-/// A cache of every `K` plus the stream of its events (to drive triggers).
-fn cached<K: Resource>(
-    client: &Client,
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = Result<Event<K>, ClientError>> + Send + 'static,
-) {
-    let mut writer = Writer::<K>::new();
-    let store = writer.as_reader();
-    let events =
-        watcher::watcher(Api::<K>::all(client.clone()), Default::default()).map(move |event| {
-            if let Ok(event) = &event {
-                writer.apply(event);
-            }
-            event
-        });
-    (store, events)
 }
 
 /// Runs the volume controller until `shutdown` resolves; it acts only while `gate` says it

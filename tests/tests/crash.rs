@@ -8,64 +8,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Cloud, DomainSweeper, bin, repo_root};
+use common::{Cloud, DomainSweeper, Proc, repo_root};
 use serde_json::{Value, json};
 
 const SERVERS: usize = 20;
-
-/// A child process killed (SIGKILL) and reaped on drop.
-struct Proc {
-    child: Option<Child>,
-    args: Vec<String>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn start(args: &[String], log: &Path) -> Proc {
-        let mut p = Proc {
-            child: None,
-            args: args.to_vec(),
-            log: log.to_path_buf(),
-        };
-        p.spawn();
-        p
-    }
-    fn spawn(&mut self) {
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(bin("cirrus"))
-            .args(&self.args)
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn cirrus");
-        self.child = Some(child);
-    }
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().ok();
-            c.wait().ok();
-        }
-    }
-    fn restart(&mut self) {
-        self.kill9();
-        self.spawn();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
 
 fn virsh_domains() -> BTreeSet<String> {
     let out = Command::new("virsh")

@@ -191,3 +191,61 @@ impl Drop for DomainSweeper {
         }
     }
 }
+
+/// A `cirrus` child process (any subcommand), restartable with the same arguments, killed
+/// (SIGKILL) and reaped on drop.
+pub struct Proc {
+    child: Option<Child>,
+    args: Vec<String>,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `cirrus <args>` with its output appended to `log`.
+    pub fn start(args: &[String], log: &Path) -> Proc {
+        let mut p = Proc {
+            child: None,
+            args: args.to_vec(),
+            log: log.to_path_buf(),
+        };
+        p.spawn();
+        p
+    }
+
+    /// Starts the process again (after [`Proc::kill9`]).
+    pub fn spawn(&mut self) {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(bin("cirrus"))
+            .args(&self.args)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn cirrus");
+        self.child = Some(child);
+    }
+
+    /// SIGKILLs and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().ok();
+            c.wait().ok();
+        }
+    }
+
+    /// kill -9, then start again.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -110,29 +110,7 @@ fn real_volume_attach_detach_and_data_survives() {
             &format!("cbrv{}", std::process::id() % 100_000),
         ],
     );
-    let examples = repo_root().join("examples");
-    for file in ["flavors.yaml", "guest-images.yaml"] {
-        run_ok(
-            &cloud,
-            &["apply", "-f", examples.join(file).to_str().unwrap()],
-        );
-    }
-    for (image, file) in [
-        ("guest-kernel", "vmlinuz"),
-        ("guest-initrd", "initrd.img"),
-        ("guest", "root.qcow2"),
-    ] {
-        run_ok(
-            &cloud,
-            &[
-                "upload-image",
-                image,
-                guest.join(file).to_str().unwrap(),
-                "-p",
-                "demo",
-            ],
-        );
-    }
+    cloud.add_flavors_and_guest_images(&guest);
 
     // A 1 GiB volume on the node's file pool.
     apply(

@@ -136,6 +136,38 @@ impl Cloud {
             .to_string()
     }
 
+    /// Applies `examples/flavors.yaml` and `examples/guest-images.yaml` and uploads the test
+    /// guest's kernel, initrd and root disk from `guest` (built by `hack/build-guest.sh`) into
+    /// project `demo`: what a test needs before it creates servers.
+    pub fn add_flavors_and_guest_images(&self, guest: &Path) {
+        let examples = repo_root().join("examples");
+        let run = |args: &[&str]| {
+            let out = self.cli(args);
+            assert!(
+                out.status.success(),
+                "cirrus {args:?} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        for file in ["flavors.yaml", "guest-images.yaml"] {
+            run(&["apply", "-f", examples.join(file).to_str().unwrap()]);
+        }
+        for (image, file) in [
+            ("guest-kernel", "vmlinuz"),
+            ("guest-initrd", "initrd.img"),
+            ("guest", "root.qcow2"),
+        ] {
+            run(&[
+                "upload-image",
+                image,
+                guest.join(file).to_str().unwrap(),
+                "-p",
+                "demo",
+            ]);
+        }
+    }
+
     /// Runs the `cirrus` CLI against this cloud.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(bin("cirrus"))

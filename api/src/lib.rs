@@ -10,6 +10,7 @@ pub mod blobs;
 pub mod console;
 pub mod discovery;
 pub mod error;
+pub mod identity;
 pub mod image_format;
 pub mod images;
 pub mod metadata;
@@ -106,6 +107,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(discovery::healthz))
         .route("/readyz", get(discovery::readyz))
         .route("/version", get(discovery::version))
+        .merge(identity::router())
         .fallback(discovery::fallback)
         .layer(TraceLayer::new_for_http())
         .with_state(state)

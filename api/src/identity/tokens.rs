@@ -1,0 +1,255 @@
+//! `/identity/v3/auth/tokens`: issue (password login), validate, check and revoke tokens.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use cirrus_auth::token::{self, TokenPayload};
+use cirrus_auth::{ADMIN_PROJECT, Role, RoleExt, effective_role, hash_password, verify_password};
+use cirrus_crds::{Project, RoleBinding, User};
+use cirrus_store::objects::{Api, ObjectError};
+use serde_json::{Value, json};
+
+use super::request::PasswordAuth;
+use super::{Identity, KeystoneError};
+use crate::ApiState;
+
+/// Header carrying the caller's own token.
+pub const AUTH_HEADER: &str = "x-auth-token";
+/// Header carrying the token issued, or the token to validate or revoke.
+pub const SUBJECT_HEADER: &str = "x-subject-token";
+
+/// The message of every refused login, whichever part was wrong (user, password, scope).
+const REFUSED: &str = "The request you have made requires authentication.";
+
+/// `POST`: a password login → `201` with the token in `X-Subject-Token` and Keystone's body.
+#[tracing::instrument(skip_all)]
+pub async fn issue(
+    State(state): State<ApiState>,
+    Extension(identity): Extension<Arc<Identity>>,
+    body: Bytes,
+) -> Result<Response, KeystoneError> {
+    let login = PasswordAuth::parse(&body)?;
+    let user = find::<User>(&state, &login.user).await?;
+    if !password_matches(user.as_ref(), &login.password).await? {
+        tracing::info!(user = %login.user, "login refused: unknown or disabled user or wrong password");
+        return Err(KeystoneError::unauthorized(REFUSED));
+    }
+    let user = user.expect("a password only matches an existing user");
+    let project = login
+        .scope
+        .map(|s| s.project)
+        .or_else(|| user.spec.default_project.clone());
+    let role = match &project {
+        Some(project) => Some(role_in(&state, &login.user, project).await?),
+        None => None,
+    };
+    let payload = TokenPayload::new(
+        login.user.clone(),
+        user.metadata.uid.clone().unwrap_or_default(),
+        project,
+        role,
+        Utc::now(),
+        identity.token_ttl,
+    )
+    .map_err(|e| KeystoneError::internal(e.to_string()))?;
+    let sealed = token::issue(&identity.keys, &payload)
+        .map_err(|e| KeystoneError::internal(e.to_string()))?;
+    tracing::info!(user = %payload.user, project = ?payload.project, audit_id = %payload.audit_id, "token issued");
+    Ok(with_subject(
+        StatusCode::CREATED,
+        &sealed,
+        Some(render(&payload)),
+    ))
+}
+
+/// `GET`: the body of a valid `X-Subject-Token` (`404` when invalid, expired or revoked).
+pub async fn validate(
+    Extension(identity): Extension<Arc<Identity>>,
+    headers: HeaderMap,
+) -> Result<Response, KeystoneError> {
+    let (subject, raw) = subject(&identity, &headers)?;
+    Ok(with_subject(StatusCode::OK, &raw, Some(render(&subject))))
+}
+
+/// `HEAD`: `200` when `X-Subject-Token` is valid, `404` otherwise; no body.
+pub async fn check(
+    Extension(identity): Extension<Arc<Identity>>,
+    headers: HeaderMap,
+) -> Result<Response, KeystoneError> {
+    let (_, raw) = subject(&identity, &headers)?;
+    Ok(with_subject(StatusCode::OK, &raw, None))
+}
+
+/// `DELETE`: revokes `X-Subject-Token` at once → `204`.
+pub async fn revoke(
+    Extension(identity): Extension<Arc<Identity>>,
+    headers: HeaderMap,
+) -> Result<StatusCode, KeystoneError> {
+    let (subject, _) = subject(&identity, &headers)?;
+    let mut revoked = identity
+        .revoked
+        .write()
+        .map_err(|_| KeystoneError::internal("the revocation list lock is poisoned"))?;
+    revoked.prune(Utc::now());
+    revoked.revoke(subject.audit_id, subject.expires_at);
+    tracing::info!(user = %subject.user, audit_id = %subject.audit_id, "token revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Authenticates the caller (`X-Auth-Token` or `Authorization: Bearer`, else `401`), opens
+/// `X-Subject-Token` (`404` unless valid) and checks that the caller may see it: its own
+/// user's token, or the caller is a cloud admin (Keystone's default policy), else `403`.
+fn subject(
+    identity: &Identity,
+    headers: &HeaderMap,
+) -> Result<(TokenPayload, String), KeystoneError> {
+    let now = Utc::now();
+    let caller = caller_token(headers)
+        .ok_or_else(|| KeystoneError::unauthorized(REFUSED))
+        .and_then(|t| valid(identity, t, now).map_err(|_| KeystoneError::unauthorized(REFUSED)))?;
+    let raw = headers
+        .get(SUBJECT_HEADER)
+        .and_then(|h| h.to_str().ok())
+        .ok_or_else(|| KeystoneError::bad_request("the X-Subject-Token header is required"))?;
+    let subject = valid(identity, raw, now)
+        .map_err(|e| KeystoneError::not_found(format!("Could not find token: {e}")))?;
+    let cloud_admin = caller.project.as_deref() == Some(ADMIN_PROJECT)
+        && caller.role.is_some_and(|r| r.includes(Role::Admin));
+    if caller.user_uid != subject.user_uid && !cloud_admin {
+        return Err(KeystoneError::forbidden(
+            "only the token's own user or a cloud admin may validate or revoke it",
+        ));
+    }
+    Ok((subject, raw.to_string()))
+}
+
+fn caller_token(headers: &HeaderMap) -> Option<&str> {
+    if let Some(t) = headers.get(AUTH_HEADER).and_then(|h| h.to_str().ok()) {
+        return Some(t);
+    }
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+}
+
+fn valid(
+    identity: &Identity,
+    raw: &str,
+    now: DateTime<Utc>,
+) -> Result<TokenPayload, token::TokenError> {
+    let revoked = identity
+        .revoked
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    token::validate(&identity.keys, &revoked, raw, now)
+}
+
+/// Reads the cluster-scoped object `name`, `None` when it does not exist.
+async fn find<K: cirrus_crds::Resource>(
+    state: &ApiState,
+    name: &str,
+) -> Result<Option<K>, KeystoneError> {
+    match Api::<K>::all(state.store.clone()).get(name).await {
+        Ok(object) => Ok(Some(object)),
+        Err(ObjectError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(KeystoneError::internal(e.to_string())),
+    }
+}
+
+/// Whether `password` is `user`'s, for an enabled user with a password. Unknown, disabled
+/// and password-less users cost one hash verification too, so timing does not tell them apart.
+async fn password_matches(user: Option<&User>, password: &str) -> Result<bool, KeystoneError> {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    let usable = user
+        .filter(|u| u.spec.enabled)
+        .and_then(|u| u.spec.password_hash.clone());
+    let real = usable.is_some();
+    let hash = match usable {
+        Some(hash) => hash,
+        None => DUMMY
+            .get_or_init(|| hash_password("cirrus: no such user").expect("hashing works"))
+            .clone(),
+    };
+    let password = password.to_string();
+    let verdict = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .map_err(|e| KeystoneError::internal(format!("password check failed: {e}")))?;
+    match verdict {
+        Ok(matches) => Ok(matches && real),
+        Err(cirrus_auth::PasswordError::TooLong) => Ok(false),
+        Err(e) => {
+            tracing::error!(error = %e, "a stored password hash is unusable");
+            Err(KeystoneError::internal(format!(
+                "the stored password hash is unusable: {e}"
+            )))
+        }
+    }
+}
+
+/// `user`'s effective role in the enabled project `project`; `401` when it has none.
+async fn role_in(state: &ApiState, user: &str, project: &str) -> Result<Role, KeystoneError> {
+    let refused = || {
+        tracing::info!(%user, %project, "login refused: no role in an enabled project");
+        KeystoneError::unauthorized(format!(
+            "{REFUSED} The user has no role in project {project:?}."
+        ))
+    };
+    match find::<Project>(state, project).await? {
+        Some(p) if p.spec.enabled => {}
+        _ => return Err(refused()),
+    }
+    let bindings = Api::<RoleBinding>::all(state.store.clone())
+        .list()
+        .await
+        .map_err(|e| KeystoneError::internal(e.to_string()))?;
+    effective_role(bindings.iter().map(|b| &b.spec), user, project).ok_or_else(refused)
+}
+
+fn with_subject(code: StatusCode, raw: &str, body: Option<Value>) -> Response {
+    let mut response = match body {
+        Some(body) => (code, Json(body)).into_response(),
+        None => code.into_response(),
+    };
+    if let Ok(value) = HeaderValue::from_str(raw) {
+        response.headers_mut().insert(SUBJECT_HEADER, value);
+    }
+    response
+}
+
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Keystone's token body. Ids are names (see the module docs); the catalog is empty for now.
+pub fn render(payload: &TokenPayload) -> Value {
+    let domain = json!({"id": "default", "name": "Default"});
+    let mut token = json!({
+        "methods": ["password"],
+        "issued_at": timestamp(payload.issued_at),
+        "expires_at": timestamp(payload.expires_at),
+        "audit_ids": [payload.audit_id.to_string()],
+        "user": {
+            "id": payload.user,
+            "name": payload.user,
+            "domain": domain,
+            "password_expires_at": null,
+        },
+    });
+    if let Some(project) = &payload.project {
+        token["project"] = json!({"id": project, "name": project, "domain": domain});
+        token["is_domain"] = json!(false);
+        token["roles"] = payload
+            .role_names()
+            .into_iter()
+            .map(|r| json!({"id": r, "name": r}))
+            .collect();
+        token["catalog"] = json!([]);
+    }
+    json!({"token": token})
+}

@@ -24,14 +24,13 @@ use cirrus_crds::kinds::server::ServerPhase;
 use cirrus_crds::{
     Condition, ConditionStatus, Flavor, Image, Node, Resource, Server, ServerGroup, Volume,
 };
-use futures::StreamExt;
 use tokio::sync::watch;
 
 use super::{
     PlacementRequest, SchedulerConfig, candidates, node_usage, place, resolve_hints, volume_nodes,
 };
-use crate::runtime::reflector::{Store, Writer};
-use crate::runtime::watcher::{self, Event};
+use crate::runtime::reflector::Store;
+use crate::runtime::shared::cached;
 use crate::runtime::{Action, Config, Controller, ObjectRef, Recorder};
 
 /// How often a server that fits nowhere is tried again even without a node/flavor change
@@ -133,25 +132,6 @@ pub async fn run(
         cycle: Mutex::new(()),
     });
     controller.run(reconcile, error_policy, ctx).await;
-}
-
-/// A cache of every `K` plus the stream of its events (for triggers).
-fn cached<K: Resource>(
-    client: &Client,
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = Result<Event<K>, ClientError>> + Send + 'static,
-) {
-    let mut writer = Writer::<K>::new();
-    let store = writer.as_reader();
-    let events =
-        watcher::watcher(Api::<K>::all(client.clone()), Default::default()).map(move |event| {
-            if let Ok(event) = &event {
-                writer.apply(event);
-            }
-            event
-        });
-    (store, events)
 }
 
 /// Access to `K` in the project of `server`.

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Cloud, DomainSweeper, Proc, repo_root};
+use common::{Cloud, DomainSweeper, Proc, eventually, guest_dir, repo_root};
 use serde_json::{Value, json};
 
 const SERVERS: usize = 20;
@@ -40,17 +40,6 @@ fn servers(base: &str) -> Vec<Value> {
     list["items"].as_array().cloned().unwrap_or_default()
 }
 
-fn eventually<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn instance_dirs(state: &Path) -> BTreeSet<String> {
     std::fs::read_dir(state.join("instances"))
         .map(|rd| {
@@ -73,16 +62,7 @@ fn kill_9_of_agent_and_controllers_during_20_creations_converges_without_leaks()
             .is_ok_and(|o| o.status.success()),
         "libvirtd is not reachable at qemu:///system: run hack/start-libvirt.sh (or set CIRRUS_SKIP_LIBVIRT=1)"
     );
-    let guest = repo_root().join("target/guest");
-    if !guest.join("root.qcow2").exists() {
-        assert!(
-            Command::new(repo_root().join("hack/build-guest.sh"))
-                .arg(&guest)
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
+    let guest = guest_dir();
     let dir = tempfile::tempdir().unwrap();
     let cloud = Cloud::start(&dir.path().join("data"), &["--no-controllers"]);
     let base = cloud.base.clone();

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Cloud, DomainSweeper, Proc, repo_root};
+use common::{Cloud, DomainSweeper, Proc, eventually, guest_dir, repo_root};
 use serde_json::{Value, json};
 
 const VOLUMES: usize = 20;
@@ -92,17 +92,6 @@ fn dir_entries(dir: &Path) -> BTreeSet<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn eventually<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 /// `s` without terminal colour sequences (`ESC [ ... m`).
@@ -272,16 +261,7 @@ fn scenario(per_server: usize) {
     println!("seed {seed} (replay with CIRRUS_CRASH_SEED={seed})");
     let mut rng = Rng(seed);
 
-    let guest = repo_root().join("target/guest");
-    if !guest.join("root.qcow2").exists() {
-        assert!(
-            Command::new(repo_root().join("hack/build-guest.sh"))
-                .arg(&guest)
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
+    let guest = guest_dir();
     let dir = tempfile::tempdir().unwrap();
     let cloud = Cloud::start(&dir.path().join("data"), &["--no-controllers"]);
     let base = cloud.base.clone();

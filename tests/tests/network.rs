@@ -18,10 +18,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
-use common::{Cloud, DomainSweeper, repo_root};
+use common::{Cloud, DomainSweeper, eventually, guest_dir, run_ok};
 use serde_json::Value;
 
 fn skip() -> bool {
@@ -52,16 +52,6 @@ fn require_daemons() {
         ovs.is_ok_and(|s| s.success()),
         "Open vSwitch is not running: run hack/start-ovs.sh (or set CIRRUS_SKIP_OVS=1)"
     );
-}
-
-fn guest_dir() -> PathBuf {
-    let dir = repo_root().join("target/guest");
-    let status = Command::new(repo_root().join("hack/build-guest.sh"))
-        .arg(&dir)
-        .status()
-        .expect("run hack/build-guest.sh");
-    assert!(status.success(), "hack/build-guest.sh failed");
-    dir
 }
 
 /// Removes, when dropped, what a failed test could leave on the host: the test's bridge, its
@@ -234,29 +224,6 @@ impl Env {
             .map(str::to_string)
             .filter(|l| !l.is_empty())
             .collect()
-    }
-}
-
-fn run_ok(cloud: &Cloud, args: &[&str]) -> String {
-    let out = cloud.cli(args);
-    assert!(
-        out.status.success(),
-        "cirrus {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Polls `probe` until it yields (state is asserted, never timing).
-fn eventually<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(300));
     }
 }
 

@@ -3,19 +3,8 @@
 
 mod common;
 
-use common::{Cloud, repo_root};
+use common::{Cloud, repo_root, run_ok};
 use serde_json::Value;
-
-fn run_ok(cloud: &Cloud, args: &[&str]) -> String {
-    let out = cloud.cli(args);
-    assert!(
-        out.status.success(),
-        "cirrus {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// uid of every object of `kind` (all projects), by name.
 fn uids(cloud: &Cloud, kind: &str) -> Vec<(String, String)> {

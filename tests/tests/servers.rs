@@ -8,27 +8,14 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Cloud, DomainSweeper, repo_root};
+use common::{Cloud, DomainSweeper, eventually, guest_dir, repo_root, run_ok};
 use serde_json::Value;
 
 fn skip() -> bool {
     std::env::var_os("CIRRUS_SKIP_LIBVIRT").is_some()
-}
-
-fn guest_dir() -> PathBuf {
-    let dir = repo_root().join("target/guest");
-    if !dir.join("root.qcow2").exists() {
-        let status = Command::new(repo_root().join("hack/build-guest.sh"))
-            .arg(&dir)
-            .status()
-            .expect("run hack/build-guest.sh");
-        assert!(status.success(), "hack/build-guest.sh failed");
-    }
-    dir
 }
 
 fn virsh(args: &[&str]) -> String {
@@ -41,35 +28,12 @@ fn virsh(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-fn run_ok(cloud: &Cloud, args: &[&str]) -> String {
-    let out = cloud.cli(args);
-    assert!(
-        out.status.success(),
-        "cirrus {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn server(cloud: &Cloud, name: &str) -> Value {
     serde_json::from_str(&run_ok(
         cloud,
         &["get", "server", name, "-p", "demo", "-o", "json"],
     ))
     .unwrap()
-}
-
-/// Polls `probe` until it yields (state is asserted, never timing).
-fn eventually<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 fn phase(cloud: &Cloud, name: &str) -> String {

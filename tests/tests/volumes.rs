@@ -11,35 +11,12 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
-use common::{Cloud, DomainSweeper, repo_root};
+use common::{Cloud, DomainSweeper, eventually, guest_dir, run_ok};
 use serde_json::{Value, json};
-
-fn run_ok(cloud: &Cloud, args: &[&str]) -> String {
-    let out = cloud.cli(args);
-    assert!(
-        out.status.success(),
-        "cirrus {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn eventually<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
 
 fn get(cloud: &Cloud, kind: &str, name: &str) -> Value {
     serde_json::from_str(&run_ok(
@@ -88,12 +65,7 @@ fn real_volume_attach_detach_and_data_survives() {
         String::from_utf8_lossy(&version.stdout).contains("QEMU"),
         "libvirtd is not reachable at qemu:///system: run hack/start-libvirt.sh (or set CIRRUS_SKIP_LIBVIRT=1)"
     );
-    let guest: PathBuf = repo_root().join("target/guest");
-    let status = Command::new(repo_root().join("hack/build-guest.sh"))
-        .arg(&guest)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let guest = guest_dir();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let _sweeper = DomainSweeper {

@@ -281,3 +281,41 @@ impl Drop for Proc {
         self.kill9();
     }
 }
+
+/// Runs `cirrus <args>` against `cloud`, failing the test with the output when it fails;
+/// returns stdout.
+pub fn run_ok(cloud: &Cloud, args: &[&str]) -> String {
+    let out = cloud.cli(args);
+    assert!(
+        out.status.success(),
+        "cirrus {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Polls `probe` until it yields, failing the test after `timeout` (state is asserted,
+/// never timing).
+pub fn eventually<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The test guest (kernel, initrd, root disk) in `target/guest`, built by
+/// `hack/build-guest.sh` (idempotent: nothing is done when it is up to date).
+pub fn guest_dir() -> PathBuf {
+    let dir = repo_root().join("target/guest");
+    let status = Command::new(repo_root().join("hack/build-guest.sh"))
+        .arg(&dir)
+        .status()
+        .expect("run hack/build-guest.sh");
+    assert!(status.success(), "hack/build-guest.sh failed");
+    dir
+}

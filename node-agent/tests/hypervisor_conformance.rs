@@ -10,6 +10,10 @@
 //! config attach nor detach, so it only runs the spec-defined part
 //! (`libvirt_test_driver_disks_in_spec`).
 
+mod common;
+
+use common::test_guest;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -160,13 +164,6 @@ fn libvirt_test_driver_conformance() {
     assert!(hv.domain_list().unwrap().is_empty());
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 /// The real daemon, or `None` when the caller opted out with `CIRRUS_SKIP_LIBVIRT=1`.
 fn real_libvirt() -> Option<LibvirtHypervisor> {
     if std::env::var("CIRRUS_SKIP_LIBVIRT").as_deref() == Ok("1") {
@@ -181,24 +178,6 @@ fn real_libvirt() -> Option<LibvirtHypervisor> {
              or set CIRRUS_SKIP_LIBVIRT=1 to skip the real-daemon tests"
         ),
     }
-}
-
-/// Builds (or finds up to date) the test guest; returns its directory.
-fn test_guest() -> PathBuf {
-    let dir = std::env::var_os("CIRRUS_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/guest"));
-    let out = Command::new(workspace_root().join("hack/build-guest.sh"))
-        .arg(&dir)
-        .output()
-        .expect("run hack/build-guest.sh");
-    assert!(
-        out.status.success(),
-        "hack/build-guest.sh failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir
 }
 
 /// A per-test directory the QEMU user (libvirt-qemu) can traverse; removed on drop.

@@ -7,7 +7,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::test_guest;
+
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,36 +22,6 @@ use common::*;
 use uuid::Uuid;
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The test guest, built by `hack/build-guest.sh` when missing.
-fn test_guest() -> PathBuf {
-    let dir = std::env::var_os("CIRRUS_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/guest"));
-    let complete = ["vmlinuz", "initrd.img", "root.qcow2", "cmdline"]
-        .iter()
-        .all(|f| dir.join(f).is_file());
-    if !complete {
-        let out = Command::new(workspace_root().join("hack/build-guest.sh"))
-            .arg(&dir)
-            .output()
-            .expect("run hack/build-guest.sh");
-        assert!(
-            out.status.success(),
-            "hack/build-guest.sh failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    dir
-}
 
 /// Removes the server's domain and the state directory however the test ends.
 struct Cleanup {

@@ -3,7 +3,8 @@
 
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -233,4 +234,31 @@ pub fn qcow2_file(dir: &Path, size: &str) -> std::path::PathBuf {
         .expect("qemu-img");
     assert!(st.success());
     path
+}
+
+/// The workspace's root directory (for `hack/` and `target/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The test guest (`$CIRRUS_GUEST_DIR`, else `target/guest`), built by
+/// `hack/build-guest.sh` (idempotent: nothing is done when it is up to date).
+pub fn test_guest() -> PathBuf {
+    let dir = std::env::var_os("CIRRUS_GUEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/guest"));
+    let out = Command::new(workspace_root().join("hack/build-guest.sh"))
+        .arg(&dir)
+        .output()
+        .expect("run hack/build-guest.sh");
+    assert!(
+        out.status.success(),
+        "hack/build-guest.sh failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
 }

@@ -19,11 +19,11 @@ use std::sync::Arc;
 use cirrus_client::Api;
 use cirrus_crds::kinds::event::EventType;
 use cirrus_crds::kinds::volume::{VolumePhase, VolumeSourceType};
-use cirrus_crds::{Condition, Volume};
+use cirrus_crds::{Condition, Server, Volume};
 use serde_json::json;
 
 use super::placement::{self, GIB, Pin, PoolChoice, PoolUsage, VolumeRequest, place};
-use super::{Assumed, RETRY, VolumeContext, VolumeControllerError, condition};
+use super::{Assumed, RETRY, VolumeContext, VolumeControllerError, condition, uses_volume};
 use crate::runtime::{Action, ObjectRef};
 
 /// `Scheduled=False` reason: no pool can hold the volume (retried when nodes change).
@@ -101,6 +101,22 @@ pub async fn reconcile(
             return Ok(Action::requeue(RETRY));
         }
     };
+    // A free choice is final, and the server cache may not have seen a server created just
+    // before the volume: ask the store whether a server of the project uses it.
+    if matches!(pin, Pin::Free) {
+        let servers = Api::<Server>::in_project(
+            ctx.client.clone(),
+            volume.metadata.project.clone().unwrap_or_default(),
+        )
+        .list_all(None)
+        .await?;
+        if servers.items.iter().any(|s| {
+            s.metadata.deletion_timestamp.is_none() && uses_volume(s, &volume.metadata.name)
+        }) {
+            // The cache catches up and the server's change wakes this volume again.
+            return Ok(Action::requeue(std::time::Duration::from_millis(200)));
+        }
+    }
     let request = VolumeRequest {
         backend,
         bytes: volume.spec.size.saturating_mul(GIB),

@@ -342,7 +342,6 @@ async fn a_servers_volume_waits_for_the_server_and_follows_it() {
     )
     .await;
     h.volume("data", 10, None).await;
-    h.volume("big", 30, None).await;
     let data = h
         .wait_volume("data", "data waiting", |v| scheduled(v).is_some())
         .await;
@@ -359,6 +358,8 @@ async fn a_servers_volume_waits_for_the_server_and_follows_it() {
         .wait_volume("data", "data placed", |v| v.status.node.is_some())
         .await;
     assert_eq!(data.status.node.as_deref(), Some("node-b"));
+    // Made once data's placement is counted, so the refusal's numbers are deterministic.
+    h.volume("big", 30, None).await;
     let big = h
         .wait_volume("big", "big refused on node-b", |v| {
             scheduled(v).is_some_and(|c| c.reason == volumes::REASON_NO_POOL)

@@ -32,6 +32,7 @@ const AGENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Proxies the console log of a server from its node agent.
 pub async fn server_console(
     State(state): State<ApiState>,
+    caller: crate::auth::Caller,
     Path(params): Path<HashMap<String, String>>,
     Query(query): Query<ConsoleQuery>,
 ) -> Result<Response, ApiError> {
@@ -47,6 +48,15 @@ pub async fn server_console(
     }
     let servers = cirrus_crds::kind_by_plural("servers").expect("servers is a kind");
     let nodes = cirrus_crds::kind_by_plural("nodes").expect("nodes is a kind");
+    crate::resources::authz::authorize(
+        &state,
+        &caller,
+        servers,
+        Some(project),
+        Some(name),
+        crate::resources::authz::Op::Get,
+    )
+    .await?;
     let server = state.store.get(servers, Some(project), name).await?;
     let uid = text(&server, "/metadata/uid").unwrap_or_default();
     let Some(node_name) = text(&server, "/status/node").or_else(|| text(&server, "/spec/nodeName"))

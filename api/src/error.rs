@@ -63,6 +63,26 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
     }
 
+    /// 500: something on the server's side failed.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message)
+    }
+
+    /// 403: the caller may see the target but not do this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
+    }
+
+    /// The status message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The machine-readable reason (`NotFound`, `Conflict`, `Invalid`...).
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+
     /// 404: no such resource type or path.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "NotFound", message)

@@ -53,10 +53,23 @@ const CAS_ATTEMPTS: usize = 10;
 /// or `qemu-img` is missing.
 pub async fn upload(
     State(state): State<ApiState>,
+    caller: crate::auth::Caller,
     Path((project, name)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    crate::resources::authz::authorize(
+        &state,
+        &caller,
+        images_kind(),
+        Some(&project),
+        Some(&name),
+        crate::resources::authz::Op::Update(
+            cirrus_store::objects::Part::Main,
+            &serde_json::Value::Null,
+        ),
+    )
+    .await?;
     let blobs = blob_store(&state)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -167,8 +180,18 @@ pub async fn upload(
 /// same headers without the body.
 pub async fn download(
     State(state): State<ApiState>,
+    caller: crate::auth::Caller,
     Path((project, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    crate::resources::authz::authorize(
+        &state,
+        &caller,
+        images_kind(),
+        Some(&project),
+        Some(&name),
+        crate::resources::authz::Op::Get,
+    )
+    .await?;
     let blobs = blob_store(&state)?;
     let image = Api::<Image>::in_project(state.store.clone(), project)
         .get(&name)
@@ -762,4 +785,8 @@ mod tests {
             );
         }
     }
+}
+
+fn images_kind() -> &'static cirrus_crds::KindInfo {
+    cirrus_crds::kind_by_plural("images").expect("images is a kind")
 }

@@ -6,6 +6,7 @@
 //! error becomes a response in one place ([`error::ApiError`]). The native resource API is
 //! described in `docs/api.md` and by the OpenAPI document in [`openapi`].
 
+pub mod auth;
 pub mod blobs;
 pub mod console;
 pub mod discovery;
@@ -15,7 +16,8 @@ pub mod image_format;
 pub mod images;
 pub mod metadata;
 pub mod openapi;
-mod resources;
+pub mod openstack;
+pub(crate) mod resources;
 pub mod testing;
 
 use std::sync::Arc;
@@ -41,18 +43,33 @@ pub struct ApiState {
     pub body_limit: usize,
     /// Where image data lives; `None`: `PUT`/`GET .../images/{name}/file` answer `503`.
     pub blobs: Option<Arc<blobs::BlobStore>>,
+    /// Token keys and revocations: every request but the anonymous ones is authenticated
+    /// with them ([`auth::authenticate`]).
+    pub identity: Arc<identity::Identity>,
 }
 
 impl ApiState {
     /// State with the default bookmark interval (10 s) and body limit (1 MiB), serving no
-    /// image data.
+    /// image data, with a token key ring generated in memory (tokens die with the process).
+    ///
+    /// # Panics
+    /// When the operating system's random source is unavailable (no key can be made).
     pub fn new(store: ObjectStore) -> Self {
         Self {
             store,
             bookmark_interval: Duration::from_secs(10),
             body_limit: DEFAULT_BODY_LIMIT,
             blobs: None,
+            identity: Arc::new(identity::Identity::new(
+                cirrus_auth::KeyRing::generate().expect("the random source yields a token key"),
+            )),
         }
+    }
+
+    /// The same state with tokens checked against `identity` (a key ring loaded from disk).
+    pub fn with_identity(mut self, identity: Arc<identity::Identity>) -> Self {
+        self.identity = identity;
+        self
     }
 }
 
@@ -108,7 +125,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(discovery::readyz))
         .route("/version", get(discovery::version))
         .merge(identity::router())
+        .merge(openstack::router())
         .fallback(discovery::fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

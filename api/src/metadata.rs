@@ -490,9 +490,15 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// `GET /metadata` and `GET /metadata/{*path}`: the instance's own metadata.
 pub async fn serve(
     State(state): State<ApiState>,
+    caller: crate::auth::Caller,
     path: Option<Path<String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if caller.node().is_none() && !caller.is_cloud_admin() {
+        return Err(ApiError::forbidden(
+            "metadata is served to node agents' metadata proxies only",
+        ));
+    }
     let (Some(network), Some(source)) = (
         header(&headers, NETWORK_HEADER),
         header(&headers, SOURCE_IP_HEADER),
@@ -529,6 +535,7 @@ pub async fn serve(
 /// JSON object path → base64 content (the node agent writes them into the ISO).
 pub async fn server_configdrive(
     State(state): State<ApiState>,
+    caller: crate::auth::Caller,
     Path(params): Path<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let (Some(project), Some(plural), Some(name)) = (
@@ -543,6 +550,15 @@ pub async fn server_configdrive(
             "{plural} have no config drive"
         )));
     }
+    crate::resources::authz::authorize(
+        &state,
+        &caller,
+        cirrus_crds::kind_by_plural("servers").expect("servers is a kind"),
+        Some(project),
+        Some(name),
+        crate::resources::authz::Op::Get,
+    )
+    .await?;
     let server = Api::<Server>::in_project(state.store.clone(), project)
         .get(name)
         .await?;

@@ -16,10 +16,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::ApiState;
+use crate::auth::Caller;
 use crate::error::ApiError;
+use authz::Op;
 
 mod admission;
+pub(crate) mod authz;
 mod defaults;
+mod users;
 mod volume_admission;
 
 /// Query parameters the resource paths understand.
@@ -144,10 +148,23 @@ fn json_response(code: StatusCode, value: Value) -> Response {
 /// `GET` on a collection: list, or watch with `?watch=true`.
 pub async fn collection_get(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(params): Path<HashMap<String, String>>,
     Query(query): Query<ResourceQuery>,
 ) -> Result<Response, ApiError> {
-    let target = resolve(&params, true)?;
+    let mut target = resolve(&params, true)?;
+    if let Some(narrowed) = authz::authorize(
+        &state,
+        &caller,
+        target.kind,
+        target.project.as_deref(),
+        None,
+        Op::List,
+    )
+    .await?
+    {
+        target.project = Some(narrowed);
+    }
     if query.watching() {
         return watch(state, target, query).await;
     }
@@ -157,10 +174,13 @@ pub async fn collection_get(
         limit: query.limit,
         continue_token: query.continue_token.clone().filter(|t| !t.is_empty()),
     };
-    let list = state
+    let mut list = state
         .store
         .list(target.kind, target.project.as_deref(), &options)
         .await?;
+    for item in &mut list.items {
+        authz::redact(target.kind, item);
+    }
     let mut metadata = json!({ "resourceVersion": list.resource_version.to_string() });
     if let Some(token) = list.continue_token {
         metadata["continue"] = Value::from(token);
@@ -179,90 +199,159 @@ pub async fn collection_get(
 /// `POST` on a collection: create.
 pub async fn collection_post(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(params): Path<HashMap<String, String>>,
     Query(query): Query<ResourceQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let target = resolve(&params, false)?;
     let mut object = parse_json(&read_body(body, state.body_limit).await?)?;
-    defaults::on_create(target.kind, &mut object);
-    let created = state
-        .store
-        .create(
-            target.kind,
-            target.project.as_deref(),
-            object,
-            query.dry_run()?,
-        )
-        .await?;
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    authz::authorize(
+        &state,
+        &caller,
+        target.kind,
+        target.project.as_deref(),
+        name.as_deref(),
+        Op::Create,
+    )
+    .await?;
+    users::hash_password_field(target.kind, &mut object, None).await?;
+    let mut created = create(
+        &state,
+        target.kind,
+        target.project.as_deref(),
+        object,
+        query.dry_run()?,
+    )
+    .await?;
+    authz::redact(target.kind, &mut created);
     Ok(json_response(StatusCode::CREATED, created))
+}
+
+/// Creates `object` the way every API does (native and OpenStack alike): defaults, quota,
+/// then the store's validation and write. Callers have authorized the request.
+pub(crate) async fn create(
+    state: &ApiState,
+    kind: &'static KindInfo,
+    project: Option<&str>,
+    mut object: Value,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    defaults::on_create(kind, &mut object);
+    Ok(state.store.create(kind, project, object, dry_run).await?)
+}
+
+/// Deletes `name` the way every API does: the in-use and protection checks, then the
+/// store's delete (finalizers finish it). Callers have authorized the request.
+pub(crate) async fn delete(
+    state: &ApiState,
+    kind: &'static KindInfo,
+    project: Option<&str>,
+    name: &str,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    admission::check_delete(&state.store, kind, project, name).await?;
+    Ok(state.store.delete(kind, project, name, dry_run).await?)
 }
 
 /// `GET` of one object or its status.
 pub async fn item_get(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(params): Path<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let target = resolve(&params, false)?;
-    let object = state
+    authz::authorize(
+        &state,
+        &caller,
+        target.kind,
+        target.project.as_deref(),
+        Some(name_of(&params)),
+        Op::Get,
+    )
+    .await?;
+    let mut object = state
         .store
         .get(target.kind, target.project.as_deref(), name_of(&params))
         .await?;
+    authz::redact(target.kind, &mut object);
     Ok(json_response(StatusCode::OK, object))
 }
 
 /// `PUT` of one object.
 pub async fn item_put(
     state: State<ApiState>,
+    caller: Caller,
     params: Path<HashMap<String, String>>,
     query: Query<ResourceQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    put(state, params, query, body, Part::Main).await
+    put(state, caller, params, query, body, Part::Main).await
 }
 
 /// `PUT` of one object's status.
 pub async fn status_put(
     state: State<ApiState>,
+    caller: Caller,
     params: Path<HashMap<String, String>>,
     query: Query<ResourceQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    put(state, params, query, body, Part::Status).await
+    put(state, caller, params, query, body, Part::Status).await
 }
 
 /// `PATCH` of one object.
 pub async fn item_patch(
     state: State<ApiState>,
+    caller: Caller,
     params: Path<HashMap<String, String>>,
     query: Query<ResourceQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    patch(state, params, query, headers, body, Part::Main).await
+    patch(state, caller, params, query, headers, body, Part::Main).await
 }
 
 /// `PATCH` of one object's status.
 pub async fn status_patch(
     state: State<ApiState>,
+    caller: Caller,
     params: Path<HashMap<String, String>>,
     query: Query<ResourceQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    patch(state, params, query, headers, body, Part::Status).await
+    patch(state, caller, params, query, headers, body, Part::Status).await
 }
 
 async fn put(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(params): Path<HashMap<String, String>>,
     Query(query): Query<ResourceQuery>,
     body: Body,
     part: Part,
 ) -> Result<Response, ApiError> {
     let target = resolve(&params, false)?;
-    let object = parse_json(&read_body(body, state.body_limit).await?)?;
-    let updated = state
+    let mut object = parse_json(&read_body(body, state.body_limit).await?)?;
+    authz::authorize(
+        &state,
+        &caller,
+        target.kind,
+        target.project.as_deref(),
+        Some(name_of(&params)),
+        Op::Update(part, &object),
+    )
+    .await?;
+    if part == Part::Main {
+        let stored = users::stored_hash(&state, target.kind, name_of(&params)).await?;
+        users::hash_password_field(target.kind, &mut object, stored).await?;
+    }
+    let mut updated = state
         .store
         .update(
             target.kind,
@@ -273,12 +362,14 @@ async fn put(
             query.dry_run()?,
         )
         .await?;
+    authz::redact(target.kind, &mut updated);
     Ok(json_response(StatusCode::OK, updated))
 }
 
 /// Applies a JSON merge patch to `part` of the addressed object.
 async fn patch(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(params): Path<HashMap<String, String>>,
     Query(query): Query<ResourceQuery>,
     headers: HeaderMap,
@@ -296,8 +387,20 @@ async fn patch(
             "PATCH needs Content-Type application/merge-patch+json, got {content_type:?}"
         )));
     }
-    let patch = parse_json(&read_body(body, state.body_limit).await?)?;
-    let patched = state
+    let mut patch = parse_json(&read_body(body, state.body_limit).await?)?;
+    authz::authorize(
+        &state,
+        &caller,
+        target.kind,
+        target.project.as_deref(),
+        Some(name_of(&params)),
+        Op::Patch(part, &patch),
+    )
+    .await?;
+    if part == Part::Main {
+        users::hash_password_field(target.kind, &mut patch, None).await?;
+    }
+    let mut patched = state
         .store
         .patch(
             target.kind,
@@ -308,32 +411,36 @@ async fn patch(
             query.dry_run()?,
         )
         .await?;
+    authz::redact(target.kind, &mut patched);
     Ok(json_response(StatusCode::OK, patched))
 }
 
 /// `DELETE` of one object.
 pub async fn item_delete(
     State(state): State<ApiState>,
+    caller: Caller,
     Path(params): Path<HashMap<String, String>>,
     Query(query): Query<ResourceQuery>,
 ) -> Result<Response, ApiError> {
     let target = resolve(&params, false)?;
-    admission::check_delete(
-        &state.store,
+    authz::authorize(
+        &state,
+        &caller,
+        target.kind,
+        target.project.as_deref(),
+        Some(name_of(&params)),
+        Op::Delete,
+    )
+    .await?;
+    let mut last = delete(
+        &state,
         target.kind,
         target.project.as_deref(),
         name_of(&params),
+        query.dry_run()?,
     )
     .await?;
-    let last = state
-        .store
-        .delete(
-            target.kind,
-            target.project.as_deref(),
-            name_of(&params),
-            query.dry_run()?,
-        )
-        .await?;
+    authz::redact(target.kind, &mut last);
     Ok(json_response(StatusCode::OK, last))
 }
 
@@ -354,9 +461,10 @@ async fn watch(
         .store
         .watch(target.kind, target.project.as_deref(), options)
         .await?;
+    let kind_info = target.kind;
     let kind = target.kind.kind;
     let lines = events.map(move |event| {
-        let (kind_word, object) = match event {
+        let (kind_word, mut object) = match event {
             WatchEvent::Added(o) => ("ADDED", o),
             WatchEvent::Modified(o) => ("MODIFIED", o),
             WatchEvent::Deleted(o) => ("DELETED", o),
@@ -370,6 +478,7 @@ async fn watch(
             ),
             WatchEvent::Error(err) => ("ERROR", ApiError::from(err).to_status_json()),
         };
+        authz::redact(kind_info, &mut object);
         let mut line = serde_json::to_vec(&json!({ "type": kind_word, "object": object }))
             .expect("events serialize");
         line.push(b'\n');

@@ -5,7 +5,16 @@
 use cirrus_store::embedded::{self, EmbeddedConfig, EmbeddedEtcd};
 use cirrus_store::objects::ObjectStore;
 
+use std::sync::Arc;
+
+use cirrus_auth::Role;
+
 use crate::ApiState;
+use crate::identity::Identity;
+use crate::identity::bootstrap;
+
+/// Password of the test API's `admin` user.
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
 
 /// A running API; stopped (task aborted, store shut) when dropped.
 pub struct TestApi {
@@ -13,6 +22,11 @@ pub struct TestApi {
     pub base_url: String,
     /// The object store behind it, for tests that look underneath the API.
     pub store: ObjectStore,
+    /// A cloud-admin token (user `admin`, admin in project `admin`, password
+    /// [`ADMIN_PASSWORD`]).
+    pub admin_token: String,
+    /// The token keys and revocations the API checks against.
+    pub identity: Arc<Identity>,
     server: Option<EmbeddedEtcd>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -43,6 +57,11 @@ impl TestApi {
         let base_url = format!("http://{}", listener.local_addr().expect("bound address"));
         let mut state = ApiState::new(store.clone());
         configure(&mut state);
+        let identity = state.identity.clone();
+        let admin = bootstrap_user(&store, "admin", ADMIN_PASSWORD, "admin", Role::Admin).await;
+        let admin_token = identity
+            .mint(&admin, Some("admin"), Some(Role::Admin))
+            .expect("a token can be sealed");
         let task = tokio::spawn(async move {
             crate::serve(listener, state, std::future::pending())
                 .await
@@ -51,10 +70,65 @@ impl TestApi {
         Self {
             base_url,
             store,
+            admin_token,
+            identity,
             server: Some(server),
             task,
         }
     }
+
+    /// An HTTP client that sends the admin token with every request.
+    pub fn client(&self) -> reqwest::Client {
+        client_with_token(&self.admin_token)
+    }
+
+    /// Creates (or reuses) project `project` and user `user` with `role` there (password
+    /// `user`'s name + `-password`) and returns a token scoped to the project.
+    ///
+    /// # Panics
+    /// When the store refuses (a broken test).
+    pub async fn user_token(&self, user: &str, project: &str, role: Role) -> String {
+        let password = format!("{user}-password");
+        let object = bootstrap_user(&self.store, user, &password, project, role).await;
+        self.identity
+            .mint(&object, Some(project), Some(role))
+            .expect("a token can be sealed")
+    }
+}
+
+/// An HTTP client that sends `token` as `X-Auth-Token` with every request.
+///
+/// # Panics
+/// When `token` is not a valid header value (tokens are base64url, so never).
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "x-auth-token",
+        reqwest::header::HeaderValue::from_str(token).expect("tokens are header-safe"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client")
+}
+
+async fn bootstrap_user(
+    store: &ObjectStore,
+    user: &str,
+    password: &str,
+    project: &str,
+    role: Role,
+) -> cirrus_crds::User {
+    bootstrap::ensure_project(store, project)
+        .await
+        .expect("project created");
+    let object = bootstrap::ensure_user(store, user, password, None)
+        .await
+        .expect("user created");
+    bootstrap::ensure_binding(store, user, project, role)
+        .await
+        .expect("binding created");
+    object
 }
 
 impl Drop for TestApi {

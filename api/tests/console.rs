@@ -27,7 +27,7 @@ async fn console_is_proxied_from_the_node_agent_and_errors_name_the_hop() {
         );
         axum::serve(agent_listener, app).await.unwrap();
     });
-    let http = reqwest::Client::new();
+    let http = api.client();
     let post = |path: &str, body: Value| http.post(format!("{base}{path}")).json(&body).send();
 
     let created: Value = post(

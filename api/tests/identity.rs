@@ -11,21 +11,20 @@ const PASSWORD: &str = "correct horse battery staple";
 /// and `other`.
 async fn cloud() -> (TestApi, reqwest::Client) {
     let api = TestApi::start().await;
-    let http = reqwest::Client::new();
+    let http = api.client();
     let base = format!("{}/apis/cirrus.dev/v1", api.base_url);
-    let hash = cirrus_auth::hash_password(PASSWORD).unwrap();
     let objects = [
         (
             "users",
-            json!({"metadata": {"name": "alice"}, "spec": {"passwordHash": hash}}),
+            json!({"metadata": {"name": "alice"}, "spec": {"password": PASSWORD}}),
         ),
         (
             "users",
-            json!({"metadata": {"name": "bob"}, "spec": {"passwordHash": hash}}),
+            json!({"metadata": {"name": "bob"}, "spec": {"password": PASSWORD}}),
         ),
         (
             "users",
-            json!({"metadata": {"name": "carol"}, "spec": {"passwordHash": hash, "enabled": false}}),
+            json!({"metadata": {"name": "carol"}, "spec": {"password": PASSWORD, "enabled": false}}),
         ),
         ("projects", json!({"metadata": {"name": "demo"}})),
         ("projects", json!({"metadata": {"name": "other"}})),
@@ -204,7 +203,7 @@ async fn a_token_validates_until_revoked_then_is_404() {
     assert_eq!(head.status(), StatusCode::OK);
 
     // Without the caller's own token: 401.
-    let anonymous = http
+    let anonymous = reqwest::Client::new()
         .get(&url)
         .header("X-Subject-Token", &subject)
         .send()

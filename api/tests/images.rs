@@ -38,7 +38,7 @@ async fn harness_with(configure: impl FnOnce(&mut BlobStore)) -> Harness {
     let api = TestApi::start_with(|state| state.blobs = Some(Arc::new(blobs))).await;
     Harness {
         base: api.base_url.clone(),
-        http: reqwest::Client::new(),
+        http: api.client(),
         blob_dir,
         work: tempfile::tempdir().unwrap(),
         _api: api,
@@ -467,7 +467,10 @@ async fn missing_qemu_img_is_503() {
 #[tokio::test]
 async fn no_blob_dir_is_503() {
     let api = TestApi::start().await;
-    let resp = reqwest::get(format!("{}{V1}/projects/p/images/x/file", api.base_url))
+    let resp = api
+        .client()
+        .get(format!("{}{V1}/projects/p/images/x/file", api.base_url))
+        .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 503);

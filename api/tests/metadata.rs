@@ -84,7 +84,7 @@ impl Client {
 async fn setup() -> (TestApi, Client) {
     let api = TestApi::start().await;
     let client = Client {
-        http: reqwest::Client::new(),
+        http: api.client(),
         base: format!("{}/apis/cirrus.dev/v1", api.base_url),
         root: api.base_url.clone(),
     };

@@ -24,7 +24,7 @@ async fn harness_with(bookmark_interval: Duration) -> Harness {
     let api = TestApi::start_with(|state| state.bookmark_interval = bookmark_interval).await;
     Harness {
         base: api.base_url.clone(),
-        http: reqwest::Client::new(),
+        http: api.client(),
         store: api.store.clone(),
         _api: api,
     }

@@ -210,6 +210,7 @@ impl WatchStream {
 pub struct Client {
     base: Url,
     http: reqwest::Client,
+    auth: Option<std::sync::Arc<dyn cirrus_client::auth::TokenSource>>,
 }
 
 impl Client {
@@ -234,7 +235,34 @@ impl Client {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| bad(e.to_string()))?;
-        Ok(Self { base, http })
+        Ok(Self {
+            base,
+            http,
+            auth: None,
+        })
+    }
+
+    /// The same client, authenticating every request with tokens from `auth`.
+    pub fn with_auth(
+        mut self,
+        auth: Option<std::sync::Arc<dyn cirrus_client::auth::TokenSource>>,
+    ) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Adds the current token to `request`.
+    async fn authed(&self, request: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder> {
+        let Some(auth) = &self.auth else {
+            return Ok(request);
+        };
+        let token = auth.token().await.map_err(|e| ClientError::Status {
+            code: e.code().unwrap_or(401),
+            reason: "Unauthorized".into(),
+            message: e.to_string(),
+            body: Value::Null,
+        })?;
+        Ok(request.header("x-auth-token", token))
     }
 
     /// The server's base URL.
@@ -285,7 +313,7 @@ impl Client {
         body: Option<(&str, &Value)>,
     ) -> Result<reqwest::Response> {
         let url_text = url.to_string();
-        let mut request = self.http.request(method, url);
+        let mut request = self.authed(self.http.request(method, url)).await?;
         if let Some((content_type, body)) = body {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, content_type)
@@ -378,8 +406,8 @@ impl Client {
         let length = file.metadata().await.map(|m| m.len()).ok();
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
         let mut request = self
-            .http
-            .put(url)
+            .authed(self.http.put(url))
+            .await?
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(body);
         if let Some(length) = length {

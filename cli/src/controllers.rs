@@ -21,14 +21,25 @@ pub struct ControllersArgs {
 pub const LEADER_LEASE: &str = "cirrus-controllers";
 
 /// Runs `cirrus controllers` against `server` until SIGINT/SIGTERM.
-pub async fn run(server: &str, args: ControllersArgs) -> anyhow::Result<()> {
+pub async fn run(
+    server: &str,
+    credentials: &crate::credentials::CredentialArgs,
+    args: ControllersArgs,
+) -> anyhow::Result<()> {
     crate::up::init_tracing();
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
         crate::up::shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    run_all(Client::new(server), args.identity, stop).await;
+    let source = credentials.token_source(server).ok_or_else(|| {
+        anyhow::anyhow!(
+            "cirrus controllers needs credentials of a cloud admin: OS_USERNAME, OS_PASSWORD and \
+             OS_PROJECT_NAME=admin (or CIRRUS_TOKEN)"
+        )
+    })?;
+    let client = Client::new(server).with_token_source(source);
+    run_all(client, args.identity, stop).await;
     Ok(())
 }
 

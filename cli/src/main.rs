@@ -16,6 +16,7 @@ mod bench_volumes;
 mod client;
 mod console;
 mod controllers;
+mod credentials;
 mod delete;
 mod describe;
 mod diff;
@@ -25,6 +26,7 @@ mod merge;
 mod node_agent;
 mod output;
 mod up;
+mod up_identity;
 mod upload;
 mod wait;
 mod watch;
@@ -61,6 +63,8 @@ struct Cli {
         default_value = "default"
     )]
     project: String,
+    #[command(flatten)]
+    credentials: credentials::CredentialArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -143,15 +147,16 @@ async fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Up(args) => up::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
-            Command::NodeAgent(args) => node_agent::run(&cli.server, args)
+            Command::NodeAgent(args) => node_agent::run(&cli.server, &cli.credentials, args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
-            Command::Controllers(args) => controllers::run(&cli.server, args)
+            Command::Controllers(args) => controllers::run(&cli.server, &cli.credentials, args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
             command => {
                 let ctx = Ctx {
-                    client: Client::new(&cli.server)?,
+                    client: Client::new(&cli.server)?
+                        .with_auth(cli.credentials.token_source(&cli.server)),
                     project: cli.project,
                 };
                 match command {

@@ -169,10 +169,21 @@ fn network(args: &NodeAgentArgs) -> Option<NetworkConfig> {
 ///
 /// # Errors
 /// The driver can't be reached or the agent can't start.
-pub async fn run(server: &str, args: NodeAgentArgs) -> anyhow::Result<()> {
+pub async fn run(
+    server: &str,
+    credentials: &crate::credentials::CredentialArgs,
+    args: NodeAgentArgs,
+) -> anyhow::Result<()> {
     crate::up::init_tracing();
+    let source = credentials.token_source(server).ok_or_else(|| {
+        anyhow::anyhow!(
+            "cirrus node-agent needs the credentials of its node's user (a User with \
+             spec.node set to this node): OS_USERNAME and OS_PASSWORD (or CIRRUS_TOKEN)"
+        )
+    })?;
     let driver = driver(&args)?;
-    let config = config(&args, server, driver);
+    let mut config = config(&args, server, driver);
+    config.auth = Some(source);
     cirrus_node_agent::run(config, crate::up::shutdown_signal())
         .await
         .context("running the node agent")

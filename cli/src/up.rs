@@ -87,7 +87,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading from the store at {}", endpoints.join(",")))?;
     let api_addr = listener.local_addr()?;
     let api_url = format!("http://{api_addr}");
-    let mut state = cirrus_api::ApiState::new(store);
+    let identity = crate::up_identity::identity(&args.data_dir)?;
+    crate::up_identity::bootstrap_admin(&store, &args.data_dir, &api_url)
+        .await
+        .context("bootstrapping the admin user")?;
+    let controllers_user =
+        crate::up_identity::service_user(&store, crate::up_identity::CONTROLLERS_USER, None)
+            .await
+            .context("creating the controllers' user")?;
+    let mut state = cirrus_api::ApiState::new(store.clone()).with_identity(identity.clone());
     state.bookmark_interval = Duration::from_secs(args.bookmark_interval_secs.max(1));
     let images = args.data_dir.join("images");
     let blobs = cirrus_api::blobs::BlobStore::open(&images)
@@ -99,7 +107,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let (stop_tx, stop) = watch::channel(false);
     let mut api = tokio::spawn(cirrus_api::serve(listener, state, stopped(stop_api)));
     let controllers = (!args.no_controllers).then(|| {
-        let client = cirrus_client::Client::new(api_url.clone());
+        let client = cirrus_client::Client::new(api_url.clone()).with_token_source(
+            crate::up_identity::MintedTokens::new(identity.clone(), controllers_user.clone()),
+        );
         tokio::spawn(crate::controllers::run_all(client, None, stop.clone()))
     });
     let agent = match args.node_agent.as_str() {
@@ -123,7 +133,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             };
             match crate::node_agent::driver(&agent_args) {
                 Ok(hypervisor) => {
-                    let config = crate::node_agent::config(&agent_args, &api_url, hypervisor);
+                    let mut config = crate::node_agent::config(&agent_args, &api_url, hypervisor);
+                    let node_user = crate::up_identity::service_user(
+                        &store,
+                        &format!("node-{}", config.node_name),
+                        Some(&config.node_name),
+                    )
+                    .await
+                    .context("creating the node agent's user")?;
+                    config.auth = Some(crate::up_identity::MintedTokens::new(
+                        identity.clone(),
+                        node_user,
+                    ));
                     Some(tokio::spawn(cirrus_node_agent::run(
                         config,
                         stopped(stop.clone()),

@@ -17,11 +17,13 @@
 //!
 //! This crate does no retries of its own: [`ClientError::retryable`] says when one may help.
 
+pub mod auth;
 mod error;
 pub mod images;
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use cirrus_crds::{API_VERSION, Resource, Scope};
@@ -40,8 +42,8 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 pub struct Client {
     /// API base URL without a trailing slash, e.g. `http://127.0.0.1:6443`.
     pub base_url: String,
-    /// Bearer token sent with every request, when the API requires one.
-    pub token: Option<String>,
+    /// Where the token sent with every request comes from (`None`: no token).
+    pub auth: Option<Arc<dyn auth::TokenSource>>,
     /// The HTTP client (connection pool, timeouts).
     pub http: reqwest::Client,
 }
@@ -50,7 +52,7 @@ impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("base_url", &self.base_url)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }
@@ -61,23 +63,55 @@ impl Client {
         let base_url = base_url.into().trim_end_matches('/').to_string();
         Self {
             base_url,
-            token: None,
+            auth: None,
             http: reqwest::Client::new(),
         }
     }
 
-    /// The same client, sending `token` as a bearer token.
-    pub fn with_token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into());
+    /// The same client, sending the fixed `token`.
+    pub fn with_token(self, token: impl Into<String>) -> Self {
+        self.with_token_source(Arc::new(auth::StaticToken(token.into())))
+    }
+
+    /// The same client, taking its tokens from `source` (e.g. a [`auth::PasswordLogin`]
+    /// that renews them).
+    pub fn with_token_source(mut self, source: Arc<dyn auth::TokenSource>) -> Self {
+        self.auth = Some(source);
         self
     }
 
-    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        let builder = self.http.request(method, url);
-        match &self.token {
-            Some(token) => builder.bearer_auth(token),
-            None => builder,
+    /// The same client, logging in as `user` with `password` (scoped to `project`) at this
+    /// API's identity service and renewing the token as needed.
+    pub fn with_password(
+        self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+        project: Option<String>,
+    ) -> Self {
+        let login = auth::PasswordLogin::new(&self.base_url, user, password, project);
+        self.with_token_source(login)
+    }
+
+    /// The token to send now, if the client has a source.
+    pub async fn current_token(&self) -> Result<Option<String>> {
+        match &self.auth {
+            Some(source) => Ok(Some(source.token().await?)),
+            None => Ok(None),
         }
+    }
+
+    /// A request builder carrying the current token.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+    ) -> Result<(reqwest::RequestBuilder, Option<String>)> {
+        let builder = self.http.request(method, url);
+        let token = self.current_token().await?;
+        Ok(match &token {
+            Some(t) => (builder.header("x-auth-token", t), token),
+            None => (builder, None),
+        })
     }
 
     /// Sends a request and returns the successful response, or the API's error.
@@ -87,19 +121,32 @@ impl Client {
         url: &str,
         body: Option<(&'static str, Vec<u8>)>,
     ) -> Result<reqwest::Response> {
-        let mut builder = self.request(method.clone(), url);
-        if let Some((content_type, body)) = body {
-            builder = builder
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(body);
-        }
-        tracing::trace!(%method, url, "api request");
         let http_err = |source| ClientError::Http {
             method: method.to_string(),
             url: url.to_string(),
             source,
         };
-        let response = builder.send().await.map_err(http_err)?;
+        let mut retried = false;
+        let response = loop {
+            let (mut builder, token) = self.request(method.clone(), url).await?;
+            if let Some((content_type, body)) = &body {
+                builder = builder
+                    .header(reqwest::header::CONTENT_TYPE, *content_type)
+                    .body(body.clone());
+            }
+            tracing::trace!(%method, url, "api request");
+            let response = builder.send().await.map_err(http_err)?;
+            let refused = response.status() == reqwest::StatusCode::UNAUTHORIZED;
+            if refused
+                && !retried
+                && let (Some(source), Some(token)) = (&self.auth, &token)
+                && source.refused(token)
+            {
+                retried = true;
+                continue;
+            }
+            break response;
+        };
         if response.status().is_success() {
             return Ok(response);
         }

@@ -17,7 +17,7 @@ fn meta(name: &str) -> ObjectMeta {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_whose_lease_expires_becomes_not_ready_and_a_live_one_stays_ready() {
     let api = cirrus_api::testing::TestApi::start().await;
-    let client = Client::new(api.base_url.clone());
+    let client = Client::new(api.base_url.clone()).with_token(api.admin_token.clone());
 
     let nodes = Api::<Node>::all(client.clone());
     let leases = Api::<Lease>::all(client.clone());

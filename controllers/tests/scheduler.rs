@@ -28,7 +28,7 @@ impl Drop for Harness {
 
 async fn harness() -> Harness {
     let api = cirrus_api::testing::TestApi::start().await;
-    let client = Client::new(api.base_url.clone());
+    let client = Client::new(api.base_url.clone()).with_token(api.admin_token.clone());
     Api::<Image>::in_project(client.clone(), "demo")
         .create(&Image::new(meta("guest"), ImageSpec::default()))
         .await

@@ -33,8 +33,8 @@ pub struct AgentConfig {
     pub node_name: String,
     /// The API base URL, e.g. `http://127.0.0.1:6443`.
     pub api_url: String,
-    /// Bearer token of the node identity, when the API requires one.
-    pub token: Option<String>,
+    /// Where the node identity's tokens come from (a password login as the node's user).
+    pub auth: Option<Arc<dyn cirrus_client::auth::TokenSource>>,
     /// Where images are cached and instance files live (`images/`, `instances/`).
     pub state_dir: PathBuf,
     /// The hypervisor driver (libvirt, or the fake for hollow nodes).
@@ -85,7 +85,7 @@ impl AgentConfig {
         Self {
             node_name: node_name.into(),
             api_url: api_url.into(),
-            token: None,
+            auth: None,
             state_dir: state_dir.into(),
             driver,
             heartbeat: HeartbeatConfig::default(),
@@ -166,7 +166,7 @@ pub async fn run_with_handle(
         })?;
     }
     let mut client = Client::new(config.api_url.clone());
-    client.token = config.token.clone();
+    client.auth = config.auth.clone();
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move |mut rx: watch::Receiver<bool>| async move {
@@ -255,7 +255,7 @@ pub async fn run_with_handle(
     let storage_task = (!config.storage.is_empty()).then(|| {
         let storage = Arc::new(crate::storage::StorageContext::new(
             Client {
-                token: config.token.clone(),
+                auth: config.auth.clone(),
                 ..Client::new(config.api_url.clone())
             },
             config.node_name.clone(),

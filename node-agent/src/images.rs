@@ -221,10 +221,11 @@ impl ImageCache {
             image: label.to_string(),
             reason,
         };
-        let mut request = self.client.http.get(&url);
-        if let Some(token) = &self.client.token {
-            request = request.bearer_auth(token);
-        }
+        let (request, _) = self
+            .client
+            .request(reqwest::Method::GET, &url)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
         let response = request.send().await.map_err(|e| failed(e.to_string()))?;
         if response.status().as_u16() != 200 {
             return Err(failed(format!("GET {url} answered {}", response.status())));

@@ -501,7 +501,7 @@ async fn real_metadata_proxy_forwards_with_network_and_peer_address() {
         dhcp_configured_guest(&mut lab, "fa:16:3e:77:00:05")
     });
 
-    let proxies = MetadataProxies::new(api_url.clone());
+    let proxies = MetadataProxies::new(cirrus_client::Client::new(api_url.clone()));
     assert!(proxies.ensure(&net.network_uid, &ns, "demo/net1").unwrap());
     assert!(
         !proxies.ensure(&net.network_uid, &ns, "demo/net1").unwrap(),
@@ -561,7 +561,7 @@ async fn real_metadata_end_to_end_through_the_api() {
     }
     let api = cirrus_api::testing::TestApi::start().await;
     let base = format!("{}/apis/cirrus.dev/v1/projects/demo", api.base_url);
-    let http = reqwest::Client::new();
+    let http = api.client();
     let post = |path: &str, body: serde_json::Value| {
         let req = http.post(format!("{base}{path}")).json(&body);
         async move {
@@ -622,7 +622,9 @@ async fn real_metadata_end_to_end_through_the_api() {
         let b = dhcp_configured_guest(&mut lab, "fa:16:3e:77:00:06");
         (a, b)
     });
-    let proxies = MetadataProxies::new(api.base_url.clone());
+    let proxies = MetadataProxies::new(
+        cirrus_client::Client::new(api.base_url.clone()).with_token(api.admin_token.clone()),
+    );
     proxies.ensure(&net.network_uid, &ns, "demo/net1").unwrap();
 
     let fetch = |ns: String, path: &'static str| {

@@ -43,7 +43,8 @@ async fn placed(api: &Api<Volume>, name: &str, size: u64, pool: &str) -> Volume 
 #[tokio::test]
 async fn volumes_are_made_extended_snapshotted_and_deleted_on_the_backend() {
     let api_server = TestApi::start().await;
-    let client = Client::new(api_server.base_url.clone());
+    let client =
+        Client::new(api_server.base_url.clone()).with_token(api_server.admin_token.clone());
     let fake = Arc::new(FakeVolumeBackend::new(100 * GIB));
     let pool_name = fake.capacity().unwrap().name;
     let mut pools: storage::Pools = BTreeMap::new();

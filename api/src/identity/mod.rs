@@ -8,10 +8,9 @@
 //! - **Ids are names.** Users, projects and roles are Cirrus objects identified by name, so
 //!   their Keystone `id` is that name (the token, validated without a store round trip, carries
 //!   names). The one domain is `{"id": "default", "name": "Default"}`.
-//! - **Key ring.** [`router`] generates a fresh in-memory [`KeyRing`] when the API starts, so
-//!   tokens do not survive a restart and are not shared between replicas. `cirrus up` will
-//!   load it from its data directory next ([`KeyRing::load_or_create`]) and pass it through
-//!   [`router_with`].
+//! - **Key ring.** [`ApiState::identity`] holds it: generated in memory by
+//!   [`ApiState::new`], loaded from the data directory by `cirrus up`
+//!   ([`KeyRing::load_or_create`]) so tokens survive a restart.
 //! - **Revocation.** `DELETE` records the token's audit id in this process's
 //!   [`RevocationList`]; turning revocations into store objects fed by a watch (so every
 //!   replica sees them) is a later step.
@@ -20,12 +19,13 @@
 //!   enabled (the informer-cache step of the auth middleware); role bindings are read with a
 //!   list per login.
 
+pub mod bootstrap;
 mod discovery;
 mod error;
 mod request;
 mod tokens;
 
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -60,19 +60,48 @@ impl Identity {
             token_ttl: cirrus_auth::DEFAULT_TOKEN_TTL,
         }
     }
+
+    /// Issues a token for `user` (scoped to `project` with `role`) without a password: for
+    /// the cloud's own in-process components and for tests. A user bound to a node gets a
+    /// node token.
+    pub fn mint(
+        &self,
+        user: &cirrus_crds::User,
+        project: Option<&str>,
+        role: Option<cirrus_auth::Role>,
+    ) -> Result<String, cirrus_auth::TokenError> {
+        let payload = self.payload_for(user, project, role)?;
+        cirrus_auth::token::issue(&self.keys, &payload)
+    }
+
+    /// The payload of a token for `user`, as [`Identity::mint`] and logins seal it.
+    pub fn payload_for(
+        &self,
+        user: &cirrus_crds::User,
+        project: Option<&str>,
+        role: Option<cirrus_auth::Role>,
+    ) -> Result<cirrus_auth::TokenPayload, cirrus_auth::TokenError> {
+        let name = match &user.spec.node {
+            Some(node) => format!("{}{node}", crate::auth::NODE_USER_PREFIX),
+            None => user.metadata.name.clone(),
+        };
+        let (project, role) = match user.spec.node {
+            Some(_) => (None, None),
+            None => (project.map(str::to_string), role),
+        };
+        cirrus_auth::TokenPayload::new(
+            name,
+            user.metadata.uid.clone().unwrap_or_default(),
+            project,
+            role,
+            chrono::Utc::now(),
+            self.token_ttl,
+        )
+    }
 }
 
-/// The `/identity` routes with a key ring generated in memory (see the module docs).
-///
-/// # Panics
-/// When the operating system's random source is unavailable (no key can be made).
+/// The `/identity` routes; they use the [`Identity`] in [`ApiState::identity`].
 pub fn router() -> Router<ApiState> {
-    let keys = KeyRing::generate().expect("the random source yields a token key");
-    router_with(Arc::new(Identity::new(keys)))
-}
-
-/// The `/identity` routes over an existing [`Identity`] (a key ring loaded from disk).
-pub fn router_with(identity: Arc<Identity>) -> Router<ApiState> {
     let tokens = || {
         get(tokens::validate)
             .head(tokens::check)
@@ -85,6 +114,5 @@ pub fn router_with(identity: Arc<Identity>) -> Router<ApiState> {
         .route("/identity/v3", get(discovery::version))
         .route("/identity/v3/", get(discovery::version))
         .route("/identity/v3/auth/tokens", tokens())
-        .layer(axum::Extension(identity))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }

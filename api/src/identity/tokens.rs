@@ -1,10 +1,10 @@
 //! `/identity/v3/auth/tokens`: issue (password login), validate, check and revoke tokens.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Extension, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -28,11 +28,8 @@ const REFUSED: &str = "The request you have made requires authentication.";
 
 /// `POST`: a password login → `201` with the token in `X-Subject-Token` and Keystone's body.
 #[tracing::instrument(skip_all)]
-pub async fn issue(
-    State(state): State<ApiState>,
-    Extension(identity): Extension<Arc<Identity>>,
-    body: Bytes,
-) -> Result<Response, KeystoneError> {
+pub async fn issue(State(state): State<ApiState>, body: Bytes) -> Result<Response, KeystoneError> {
+    let identity = state.identity.clone();
     let login = PasswordAuth::parse(&body)?;
     let user = find::<User>(&state, &login.user).await?;
     if !password_matches(user.as_ref(), &login.password).await? {
@@ -45,18 +42,14 @@ pub async fn issue(
         .map(|s| s.project)
         .or_else(|| user.spec.default_project.clone());
     let role = match &project {
-        Some(project) => Some(role_in(&state, &login.user, project).await?),
-        None => None,
+        Some(project) if user.spec.node.is_none() => {
+            Some(role_in(&state, &login.user, project).await?)
+        }
+        _ => None,
     };
-    let payload = TokenPayload::new(
-        login.user.clone(),
-        user.metadata.uid.clone().unwrap_or_default(),
-        project,
-        role,
-        Utc::now(),
-        identity.token_ttl,
-    )
-    .map_err(|e| KeystoneError::internal(e.to_string()))?;
+    let payload = identity
+        .payload_for(&user, project.as_deref(), role)
+        .map_err(|e| KeystoneError::internal(e.to_string()))?;
     let sealed = token::issue(&identity.keys, &payload)
         .map_err(|e| KeystoneError::internal(e.to_string()))?;
     tracing::info!(user = %payload.user, project = ?payload.project, audit_id = %payload.audit_id, "token issued");
@@ -69,29 +62,30 @@ pub async fn issue(
 
 /// `GET`: the body of a valid `X-Subject-Token` (`404` when invalid, expired or revoked).
 pub async fn validate(
-    Extension(identity): Extension<Arc<Identity>>,
+    State(state): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<Response, KeystoneError> {
-    let (subject, raw) = subject(&identity, &headers)?;
+    let (subject, raw) = subject(&state.identity, &headers)?;
     Ok(with_subject(StatusCode::OK, &raw, Some(render(&subject))))
 }
 
 /// `HEAD`: `200` when `X-Subject-Token` is valid, `404` otherwise; no body.
 pub async fn check(
-    Extension(identity): Extension<Arc<Identity>>,
+    State(state): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<Response, KeystoneError> {
-    let (_, raw) = subject(&identity, &headers)?;
+    let (_, raw) = subject(&state.identity, &headers)?;
     Ok(with_subject(StatusCode::OK, &raw, None))
 }
 
 /// `DELETE`: revokes `X-Subject-Token` at once → `204`.
 pub async fn revoke(
-    Extension(identity): Extension<Arc<Identity>>,
+    State(state): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<StatusCode, KeystoneError> {
-    let (subject, _) = subject(&identity, &headers)?;
-    let mut revoked = identity
+    let (subject, _) = subject(&state.identity, &headers)?;
+    let mut revoked = state
+        .identity
         .revoked
         .write()
         .map_err(|_| KeystoneError::internal("the revocation list lock is poisoned"))?;

@@ -31,7 +31,7 @@ async fn harness() -> Harness {
     let api = cirrus_api::testing::TestApi::start().await;
     let (gate_tx, gate) = watch::channel(true);
     Harness {
-        client: Client::new(api.base_url.clone()),
+        client: Client::new(api.base_url.clone()).with_token(api.admin_token.clone()),
         _api: api,
         _gate: gate_tx,
         gate,

@@ -21,7 +21,7 @@ struct Harness {
 async fn harness() -> Harness {
     let api = cirrus_api::testing::TestApi::start().await;
     Harness {
-        client: Client::new(api.base_url.clone()),
+        client: Client::new(api.base_url.clone()).with_token(api.admin_token.clone()),
         _api: api,
     }
 }

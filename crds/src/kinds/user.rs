@@ -44,6 +44,10 @@ pub struct UserSpec {
     /// returns this field (reads show it removed). Absent: password login is impossible.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_hash: Option<String>,
+    /// Set on the identity of a node agent: the `Node` it speaks for. Its tokens act as that
+    /// node (read what is bound to it, write its status), never as a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl Default for UserSpec {
@@ -55,6 +59,7 @@ impl Default for UserSpec {
             enabled: true,
             default_project: None,
             password_hash: None,
+            node: None,
         }
     }
 }

@@ -46,6 +46,9 @@ fn dropped(name: &HeaderName) -> bool {
                 | "keep-alive"
                 | "proxy-connection"
                 | "proxy-authorization"
+                | "authorization"
+                | "x-auth-token"
+                | "cookie"
                 | "te"
                 | "trailer"
                 | "transfer-encoding"
@@ -76,9 +79,8 @@ pub fn forward_headers(guest: &HeaderMap, network: &str, peer: IpAddr) -> Header
 /// What one proxy needs to forward.
 #[derive(Clone, Debug)]
 struct ProxyState {
-    api_url: String,
+    api: cirrus_client::Client,
     network: String,
-    client: reqwest::Client,
 }
 
 async fn forward(
@@ -96,16 +98,18 @@ async fn forward(
         .unwrap_or("/");
     let url = format!(
         "{}/metadata{}",
-        state.api_url.trim_end_matches('/'),
+        state.api.base_url.trim_end_matches('/'),
         path_and_query
     );
     let headers = forward_headers(request.headers(), &state.network, peer.ip());
-    let sent = state
-        .client
-        .request(request.method().clone(), &url)
-        .headers(headers)
-        .send()
-        .await;
+    let builder = match state.api.request(request.method().clone(), &url).await {
+        Ok((builder, _)) => builder,
+        Err(e) => {
+            tracing::warn!(error = %e, %url, "no token for the metadata service");
+            return (StatusCode::BAD_GATEWAY, "metadata service unreachable\n").into_response();
+        }
+    };
+    let sent = builder.headers(headers).timeout(API_TIMEOUT).send().await;
     let upstream = match sent {
         Ok(r) => r,
         Err(e) => {
@@ -129,18 +133,10 @@ async fn forward(
 /// aborted.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    api_url: String,
+    api: cirrus_client::Client,
     network: String,
 ) -> std::io::Result<()> {
-    let client = reqwest::Client::builder()
-        .timeout(API_TIMEOUT)
-        .build()
-        .map_err(std::io::Error::other)?;
-    let state = Arc::new(ProxyState {
-        api_url,
-        network,
-        client,
-    });
+    let state = Arc::new(ProxyState { api, network });
     let app = Router::new().fallback(forward).with_state(state);
     axum::serve(
         listener,
@@ -163,7 +159,7 @@ pub enum ProxyError {
 /// The metadata proxies of this host, one per DHCP namespace, keyed by network uid.
 #[derive(Debug)]
 pub struct MetadataProxies {
-    api_url: String,
+    api: cirrus_client::Client,
     port: u16,
     running: Mutex<HashMap<String, Running>>,
 }
@@ -176,15 +172,16 @@ struct Running {
 }
 
 impl MetadataProxies {
-    /// Proxies forwarding to the API at `api_url` (`http://host:port`), listening on port 80.
-    pub fn new(api_url: impl Into<String>) -> Self {
-        Self::with_port(api_url, 80)
+    /// Proxies forwarding to the API `api` speaks to (with its node token), listening on
+    /// port 80.
+    pub fn new(api: cirrus_client::Client) -> Self {
+        Self::with_port(api, 80)
     }
 
     /// As [`MetadataProxies::new`] with another listening port (tests).
-    pub fn with_port(api_url: impl Into<String>, port: u16) -> Self {
+    pub fn with_port(api: cirrus_client::Client, port: u16) -> Self {
         Self {
-            api_url: api_url.into(),
+            api,
             port,
             running: Mutex::new(HashMap::new()),
         }
@@ -215,7 +212,7 @@ impl MetadataProxies {
         let listener = netns::tcp_listener_in(namespace, addr)?;
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let (api, net) = (self.api_url.clone(), network.to_string());
+        let (api, net) = (self.api.clone(), network.to_string());
         let uid = network_uid.to_string();
         let task = tokio::spawn(async move {
             if let Err(e) = serve(listener, api, net).await {

@@ -373,10 +373,13 @@ impl NetworkAgent {
     ) -> Self {
         let plumbing = dhcp::SwitchPlumbing::new(switch.clone(), host.bridge());
         Self {
-            client,
+            client: client.clone(),
             node: node.into(),
             dhcp: DhcpManager::new(state_dir.join("network").join("dhcp"), Box::new(plumbing)),
-            proxies: MetadataProxies::new(api_url),
+            proxies: MetadataProxies::new(cirrus_client::Client {
+                base_url: api_url.into().trim_end_matches('/').to_string(),
+                ..client.clone()
+            }),
             host,
             switch,
             config,

@@ -50,7 +50,7 @@ pub async fn harness() -> Harness {
     let blobs = Arc::new(BlobStore::open(blob_dir.path()).unwrap());
     let api = TestApi::start_with(|state| state.blobs = Some(blobs)).await;
     Harness {
-        client: Client::new(api.base_url.clone()),
+        client: Client::new(api.base_url.clone()).with_token(api.admin_token.clone()),
         blob_dir,
         _api: api,
         tasks: Vec::new(),
@@ -107,10 +107,12 @@ impl Harness {
             "{}/apis/cirrus.dev/v1/projects/{PROJECT}/images/{name}/file",
             self.client.base_url
         );
-        let resp = self
+        let (request, _) = self
             .client
-            .http
-            .put(url)
+            .request(reqwest::Method::PUT, &url)
+            .await
+            .unwrap();
+        let resp = request
             .header("Content-Type", "application/octet-stream")
             .body(data)
             .send()
@@ -170,6 +172,7 @@ impl Harness {
     /// Starts a node agent; returns its server context once it is running.
     pub async fn start_agent(&mut self, mut config: AgentConfig) -> Handle {
         config.api_url = self.client.base_url.clone();
+        config.auth = self.client.auth.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (ctx_tx, ctx_rx) = tokio::sync::oneshot::channel();
         let agent = tokio::spawn(async move {

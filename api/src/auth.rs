@@ -1,0 +1,211 @@
+//! Authentication of every request and the caller it yields.
+//!
+//! [`authenticate`] is the one middleware in front of all routes: it takes the token from
+//! `X-Auth-Token` or `Authorization: Bearer`, validates it with the key ring and the
+//! revocation list held in [`crate::identity::Identity`] (no store round trip), and puts a
+//! [`Caller`] into the request's extensions. Requests without a valid token get `401`,
+//! except the few routes that OpenStack and Kubernetes serve anonymously ([`is_anonymous`]:
+//! health, version documents, the login itself).
+//!
+//! Authorization is not decided here: each handler knows the project of what it touches and
+//! asks [`Caller::check`] (which applies [`cirrus_auth::authorize`]), so that another
+//! project's objects answer `404` and read-only roles `403` in every API the same way.
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use cirrus_auth::token::{self, TokenPayload};
+use cirrus_auth::{Action, Decision, Subject, UserSubject};
+
+use crate::ApiState;
+
+/// Header carrying the caller's own token (Keystone's).
+pub const AUTH_HEADER: &str = "x-auth-token";
+
+/// User name prefix that marks a node agent's token: object names cannot contain `:`, so no
+/// person's login can produce it; only the API issues it, for users bound to a node.
+pub const NODE_USER_PREFIX: &str = "system:node:";
+
+/// Who is making the request: the subject of a validated token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The subject the token names.
+    pub subject: Subject,
+}
+
+/// Why [`Caller::check`] refused, mapped to HTTP by each API's error type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// 403: the caller may see the target but not do this.
+    Forbidden,
+    /// 404: the caller may not even learn that the target exists.
+    NotFound,
+}
+
+impl Caller {
+    /// The caller a validated token describes (node tokens become [`Subject::Node`]).
+    pub fn from_token(payload: &TokenPayload) -> Self {
+        let subject = match payload.user.strip_prefix(NODE_USER_PREFIX) {
+            Some(node) => Subject::Node {
+                name: node.to_string(),
+            },
+            None => Subject::User(UserSubject::from(payload)),
+        };
+        Self { subject }
+    }
+
+    /// The user behind the token, `None` for a node agent.
+    pub fn user(&self) -> Option<&UserSubject> {
+        match &self.subject {
+            Subject::User(user) => Some(user),
+            Subject::Node { .. } => None,
+        }
+    }
+
+    /// The node a node agent's token speaks for.
+    pub fn node(&self) -> Option<&str> {
+        match &self.subject {
+            Subject::Node { name } => Some(name),
+            Subject::User(_) => None,
+        }
+    }
+
+    /// The project the token is scoped to (`None`: unscoped token or a node).
+    pub fn project(&self) -> Option<&str> {
+        self.user().and_then(|u| u.project.as_deref())
+    }
+
+    /// The user's name (the node's `system:node:` name for node agents), for logs and
+    /// `user_id` fields.
+    pub fn name(&self) -> String {
+        match &self.subject {
+            Subject::User(user) => user.name.clone(),
+            Subject::Node { name } => format!("{NODE_USER_PREFIX}{name}"),
+        }
+    }
+
+    /// Whether the caller may act on every project (admin role in the `admin` project).
+    pub fn is_cloud_admin(&self) -> bool {
+        self.user().is_some_and(UserSubject::is_cloud_admin)
+    }
+
+    /// Whether the caller may do `action` to objects of `project` (`None`: cluster-scoped).
+    pub fn check(&self, action: Action, project: Option<&str>) -> Result<(), Refusal> {
+        match cirrus_auth::authorize(&self.subject, action, project) {
+            Decision::Allow => Ok(()),
+            Decision::Deny => Err(Refusal::Forbidden),
+            Decision::NotFound => Err(Refusal::NotFound),
+        }
+    }
+
+    /// The project the caller works in: its token's scope; `401`-worthy when unscoped.
+    pub fn scoped_project(&self) -> Option<&str> {
+        self.project()
+    }
+}
+
+/// `Caller` as a handler argument: present on every authenticated route; a route that
+/// forgot to require authentication answers `401` instead of running without a caller.
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            unauthorized(
+                parts.uri.path(),
+                "The request you have made requires authentication.",
+            )
+        })
+    }
+}
+
+/// The token a request carries: `X-Auth-Token`, else `Authorization: Bearer`.
+pub fn request_token(headers: &HeaderMap) -> Option<&str> {
+    if let Some(t) = headers.get(AUTH_HEADER).and_then(|h| h.to_str().ok()) {
+        return Some(t.trim());
+    }
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// Routes served without a token: health and version, Keystone's discovery and login, and
+/// each OpenStack service's version documents (clients read them before authenticating).
+pub fn is_anonymous(method: &Method, path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    match path {
+        "/healthz" | "/readyz" | "/version" => true,
+        "/identity/v3/auth/tokens" => method == Method::POST,
+        "" | "/identity" | "/identity/v3" | "/compute" | "/compute/v2.1" | "/image"
+        | "/image/versions" | "/network" | "/network/v2.0" | "/volume" | "/volume/v3" => {
+            method == Method::GET || method == Method::HEAD
+        }
+        _ => false,
+    }
+}
+
+/// The middleware: validates the token and records the [`Caller`]; `401` without one.
+pub async fn authenticate(
+    State(state): State<ApiState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_string();
+    let token = request_token(request.headers()).map(str::to_string);
+    match token {
+        Some(raw) => {
+            let validated = {
+                let revoked = state
+                    .identity
+                    .revoked
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                token::validate(&state.identity.keys, &revoked, &raw, Utc::now())
+            };
+            match validated {
+                Ok(payload) => {
+                    request
+                        .extensions_mut()
+                        .insert(Caller::from_token(&payload));
+                    next.run(request).await
+                }
+                Err(e) if is_anonymous(request.method(), &path) => {
+                    tracing::debug!(error = %e, %path, "ignoring an invalid token on an anonymous route");
+                    next.run(request).await
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, %path, "request refused: invalid token");
+                    unauthorized(&path, "The request you have made requires authentication.")
+                }
+            }
+        }
+        None if is_anonymous(request.method(), &path) => next.run(request).await,
+        None => unauthorized(&path, "The request you have made requires authentication."),
+    }
+}
+
+/// `401` in the error format of the API `path` belongs to.
+pub fn unauthorized(path: &str, message: &str) -> Response {
+    let code = StatusCode::UNAUTHORIZED;
+    let mut response = if path.starts_with("/apis") || path.starts_with("/metadata") {
+        crate::error::ApiError::new(code, "Unauthorized", message).into_response()
+    } else {
+        (
+            code,
+            axum::Json(serde_json::json!({
+                "error": {"code": 401, "title": "Unauthorized", "message": message}
+            })),
+        )
+            .into_response()
+    };
+    response.headers_mut().insert(
+        axum::http::header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static("Keystone uri=\"/identity\""),
+    );
+    response
+}

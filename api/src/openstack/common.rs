@@ -1,0 +1,153 @@
+//! Conventions every OpenStack translation shares.
+//!
+//! - **Ids.** An OpenStack `id` is the object's `metadata.uid` (a UUID, what clients expect)
+//!   for servers, images, networks, subnets, ports, security groups, volumes and snapshots.
+//!   Flavors, key pairs, projects, users and roles use the object *name* as id (Nova lets
+//!   flavor ids be any string and names key pairs by name; Keystone ids are names here).
+//! - **Names.** OpenStack names are free text; object names are DNS-like. A resource created
+//!   through OpenStack keeps its OpenStack name in the annotation [`NAME_ANNOTATION`]; its
+//!   object name is that name when it is a valid, free object name, else a generated
+//!   `<prefix>-<8 hex>` ([`object_name_for`]). [`display_name`] reads it back.
+//! - **Lookups.** Objects are found by uid within the caller's project ([`find_by_uid`]),
+//!   or across projects for cloud admins.
+
+use cirrus_crds::KindInfo;
+use cirrus_store::objects::ListOptions;
+use serde_json::Value;
+
+use crate::ApiState;
+use crate::error::ApiError;
+
+/// Annotation holding the name a resource was given through an OpenStack API.
+pub const NAME_ANNOTATION: &str = "openstack.org/name";
+
+/// The OpenStack name of `object`: [`NAME_ANNOTATION`] when set, else `metadata.name`.
+pub fn display_name(object: &Value) -> String {
+    object
+        .pointer("/metadata/annotations/openstack.org~1name")
+        .and_then(Value::as_str)
+        .or_else(|| object.pointer("/metadata/name").and_then(Value::as_str))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The object's uid (its OpenStack id for uid-identified kinds).
+pub fn uid(object: &Value) -> String {
+    object
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The object's name.
+pub fn name(object: &Value) -> String {
+    object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The object name to create for OpenStack name `wanted`: `wanted` itself when it is a valid
+/// object name not yet used in `project`, else `<prefix>-<8 random hex>`. Also returns
+/// whether the name annotation is needed (the names differ).
+pub async fn object_name_for(
+    state: &ApiState,
+    kind: &'static KindInfo,
+    project: Option<&str>,
+    prefix: &str,
+    wanted: &str,
+) -> Result<(String, bool), ApiError> {
+    if cirrus_crds::validation::name_problem(wanted).is_none() {
+        match state.store.get(kind, project, wanted).await {
+            Err(cirrus_store::objects::ObjectError::NotFound { .. }) => {
+                return Ok((wanted.to_string(), false));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).map_err(|e| ApiError::internal(e.to_string()))?;
+    let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok((format!("{prefix}-{suffix}"), true))
+}
+
+/// Every object of `kind` in `project` (`None`: all projects, cluster-scoped kinds).
+pub async fn list(
+    state: &ApiState,
+    kind: &'static KindInfo,
+    project: Option<&str>,
+) -> Result<Vec<Value>, ApiError> {
+    let mut items = Vec::new();
+    let mut options = ListOptions::default();
+    loop {
+        let page = state.store.list(kind, project, &options).await?;
+        items.extend(page.items);
+        match page.continue_token {
+            Some(token) => options.continue_token = Some(token),
+            None => return Ok(items),
+        }
+    }
+}
+
+/// The object of `kind` in `project` whose uid is `id`, or whose name is `id` (clients
+/// sometimes pass names where ids go); `None` when neither exists.
+pub async fn find_by_uid(
+    state: &ApiState,
+    kind: &'static KindInfo,
+    project: Option<&str>,
+    id: &str,
+) -> Result<Option<Value>, ApiError> {
+    let items = list(state, kind, project).await?;
+    if let Some(found) = items.iter().find(|o| uid(o) == id) {
+        return Ok(Some(found.clone()));
+    }
+    Ok(items.into_iter().find(|o| name(o) == id))
+}
+
+/// RFC 3339 time with seconds and a `Z`, as Nova and Neutron print (`2026-11-26T03:00:00Z`).
+pub fn openstack_time(rfc3339: Option<&str>) -> Option<String> {
+    let parsed = chrono::DateTime::parse_from_rfc3339(rfc3339?).ok()?;
+    Some(
+        parsed
+            .with_timezone(&chrono::Utc)
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string(),
+    )
+}
+
+/// The request body as a JSON value, or a `400` in `dialect` saying why it is not one (the
+/// services answer malformed bodies with their own error shape, not axum's plain text).
+pub fn json_body(
+    dialect: super::fault::Dialect,
+    bytes: &[u8],
+) -> Result<Value, super::fault::Fault> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(super::fault::Fault::bad_request(
+            dialect,
+            "The request body is empty: expected a JSON object.",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        super::fault::Fault::bad_request(dialect, format!("Malformed request body: {e}"))
+    })
+}
+
+/// `scheme://host` the client used to reach us (`Host`, `X-Forwarded-Proto`), for the
+/// absolute `links` OpenStack bodies carry.
+pub fn base_url(headers: &axum::http::HeaderMap) -> String {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let scheme = header("x-forwarded-proto").unwrap_or("http");
+    let host = header("x-forwarded-host")
+        .or_else(|| header("host"))
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}")
+}

@@ -1,0 +1,255 @@
+//! Authorization of the native resource API: who may read and write which objects.
+//!
+//! Users follow [`cirrus_auth::authorize`] with the project in the path, plus per-kind rules
+//! for cluster-scoped kinds the table there leaves to the API:
+//!
+//! - flavors are readable by everyone; projects, users and role bindings only by cloud
+//!   admins — except a user's own `User`, its token's `Project` and its own bindings;
+//!   nodes, leases and everything else cluster-scoped only by cloud admins.
+//! - a project-scoped list or watch across projects by a non-admin is narrowed to the
+//!   token's project (what `cirrus get -A` shows a member is what it may see).
+//! - public images of other projects are readable by everyone (Glance's visibility).
+//!
+//! Node agents ([`Subject::Node`]) may read every kind but users and role bindings (they
+//! serve every project's servers placed on them, and plug networks and volumes for them);
+//! single objects bound to another node (servers by `spec.nodeName`, volumes and snapshots
+//! by `status.node`, ports by `spec.bindingHost`) answer 404. They may write only: their own
+//! `Node` and heartbeat `Lease` (`node-<name>`), the status of objects bound to them, and on
+//! those objects metadata such as finalizers — never a spec, never a create or delete of
+//! anything else.
+
+use axum::http::StatusCode;
+use cirrus_auth::{Action, Subject};
+use cirrus_crds::{KindInfo, Scope};
+use cirrus_store::objects::Part;
+use serde_json::Value;
+
+use crate::ApiState;
+use crate::auth::{Caller, Refusal};
+use crate::error::ApiError;
+
+/// What a request does.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Op<'a> {
+    /// GET of one object.
+    Get,
+    /// List or watch.
+    List,
+    /// POST of a new object.
+    Create,
+    /// PUT of `part` with the whole new object.
+    Update(Part, &'a Value),
+    /// PATCH of `part` with a merge patch.
+    Patch(Part, &'a Value),
+    /// DELETE.
+    Delete,
+}
+
+impl Op<'_> {
+    fn action(&self) -> Action {
+        match self {
+            Op::Get | Op::List => Action::Read,
+            _ => Action::Write,
+        }
+    }
+}
+
+/// Decides `op` on `kind` in `project` (`name`: the addressed object). For a list by a
+/// non-admin across projects, returns the project the list must be narrowed to.
+pub(crate) async fn authorize(
+    state: &ApiState,
+    caller: &Caller,
+    kind: &'static KindInfo,
+    project: Option<&str>,
+    name: Option<&str>,
+    op: Op<'_>,
+) -> Result<Option<String>, ApiError> {
+    match &caller.subject {
+        Subject::Node { name: node } => {
+            authorize_node(state, node, kind, project, name, op).await?;
+            Ok(None)
+        }
+        Subject::User(_) => authorize_user(state, caller, kind, project, name, op).await,
+    }
+}
+
+async fn authorize_user(
+    state: &ApiState,
+    caller: &Caller,
+    kind: &'static KindInfo,
+    project: Option<&str>,
+    name: Option<&str>,
+    op: Op<'_>,
+) -> Result<Option<String>, ApiError> {
+    if caller.is_cloud_admin() {
+        return Ok(None);
+    }
+    let action = op.action();
+    if kind.scope == Scope::Cluster {
+        return authorize_cluster_kind(caller, kind, name, op).map(|()| None);
+    }
+    let Some(project) = project else {
+        // Across projects: narrow to the token's project.
+        return match caller.project() {
+            Some(own) => Ok(Some(own.to_string())),
+            None => Err(ApiError::forbidden(
+                "an unscoped token may not list project objects: log in to a project",
+            )),
+        };
+    };
+    match caller.check(action, Some(project)) {
+        Ok(()) => Ok(None),
+        Err(Refusal::Forbidden) => Err(forbidden(kind, project)),
+        Err(Refusal::NotFound) => {
+            if kind.plural == "images"
+                && matches!(op, Op::Get)
+                && let Some(name) = name
+                && is_public_image(state, project, name).await?
+            {
+                return Ok(None);
+            }
+            Err(not_found(kind, Some(project), name))
+        }
+    }
+}
+
+fn authorize_cluster_kind(
+    caller: &Caller,
+    kind: &'static KindInfo,
+    name: Option<&str>,
+    op: Op<'_>,
+) -> Result<(), ApiError> {
+    let user = caller.user().expect("user subjects only");
+    let reading = matches!(op, Op::Get | Op::List);
+    let own = match kind.plural {
+        "flavors" => {
+            return if reading {
+                Ok(())
+            } else {
+                Err(forbidden(kind, ""))
+            };
+        }
+        "users" => name == Some(user.name.as_str()),
+        "projects" => name.is_some() && name == caller.project(),
+        _ => false,
+    };
+    if reading && own {
+        return Ok(());
+    }
+    if own {
+        return Err(forbidden(kind, ""));
+    }
+    match (op, name) {
+        (Op::List, _) | (Op::Create, _) => Err(forbidden(kind, "")),
+        _ => Err(not_found(kind, None, name)),
+    }
+}
+
+async fn authorize_node(
+    state: &ApiState,
+    node: &str,
+    kind: &'static KindInfo,
+    project: Option<&str>,
+    name: Option<&str>,
+    op: Op<'_>,
+) -> Result<(), ApiError> {
+    if matches!(kind.plural, "users" | "rolebindings") {
+        return Err(ApiError::forbidden(format!(
+            "node {node:?} may not access {}",
+            kind.plural
+        )));
+    }
+    let own = |prefix: &str| name == Some(format!("{prefix}{node}").as_str());
+    match (kind.plural, op) {
+        (_, Op::List) => return Ok(()),
+        ("nodes", _) if own("") => return Ok(()),
+        ("leases", Op::Create | Op::Update(..) | Op::Patch(..) | Op::Get) if own("node-") => {
+            return Ok(());
+        }
+        ("nodes" | "leases", Op::Get) => return Ok(()),
+        (_, Op::Create | Op::Delete) => return Err(node_forbidden(node, kind)),
+        _ => {}
+    }
+    let binding_pointer = match kind.plural {
+        "servers" => Some("/spec/nodeName"),
+        "volumes" | "volumesnapshots" => Some("/status/node"),
+        "ports" => Some("/spec/bindingHost"),
+        _ => None,
+    };
+    let Some(name) = name else {
+        return Err(node_forbidden(node, kind));
+    };
+    if matches!(op, Op::Get) && binding_pointer.is_none() {
+        return Ok(());
+    }
+    let Some(pointer) = binding_pointer else {
+        return Err(node_forbidden(node, kind));
+    };
+    let current = state.store.get(kind, project, name).await?;
+    let bound_here = current.pointer(pointer).and_then(Value::as_str) == Some(node);
+    // A port is also the node's when it belongs to a server bound here (DHCP ports are
+    // named for the node).
+    if !bound_here {
+        return Err(not_found(kind, project, Some(name)));
+    }
+    match op {
+        Op::Get => Ok(()),
+        Op::Update(Part::Status, _) | Op::Patch(Part::Status, _) => Ok(()),
+        Op::Patch(Part::Main, patch) if patch.get("spec").is_none() => Ok(()),
+        Op::Update(Part::Main, body) if body.get("spec") == current.get("spec") => Ok(()),
+        _ => Err(node_forbidden(node, kind)),
+    }
+}
+
+async fn is_public_image(state: &ApiState, project: &str, name: &str) -> Result<bool, ApiError> {
+    let images = cirrus_crds::kind_by_plural("images").expect("images is a kind");
+    match state.store.get(images, Some(project), name).await {
+        Ok(image) => {
+            Ok(image.pointer("/spec/visibility").and_then(Value::as_str) == Some("public"))
+        }
+        Err(cirrus_store::objects::ObjectError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn node_forbidden(node: &str, kind: &KindInfo) -> ApiError {
+    ApiError::forbidden(format!(
+        "node {node:?} may only write the status of {} bound to it",
+        kind.plural
+    ))
+}
+
+fn forbidden(kind: &KindInfo, project: &str) -> ApiError {
+    let place = if project.is_empty() {
+        String::new()
+    } else {
+        format!(" in project {project:?}")
+    };
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        format!("your role may not change {}{place}", kind.plural),
+    )
+}
+
+/// The same 404 the store gives for a missing object, so a refusal tells nothing.
+fn not_found(kind: &KindInfo, project: Option<&str>, name: Option<&str>) -> ApiError {
+    match (project, name) {
+        (Some(project), Some(name)) => ApiError::not_found(format!(
+            "{} {name:?} not found in project {project:?}",
+            kind.singular
+        )),
+        (None, Some(name)) => ApiError::not_found(format!("{} {name:?} not found", kind.singular)),
+        (Some(project), None) => ApiError::not_found(format!("project {project:?} not found")),
+        (None, None) => ApiError::not_found(format!("{} not found", kind.plural)),
+    }
+}
+
+/// Removes what no response may carry: a user's password hash.
+pub(crate) fn redact(kind: &KindInfo, object: &mut Value) {
+    if kind.plural == "users"
+        && let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut)
+    {
+        spec.remove("passwordHash");
+    }
+}

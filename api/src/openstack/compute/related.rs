@@ -1,0 +1,283 @@
+//! The objects a server refers to by name (images, flavors, networks, ports, volumes,
+//! security groups, key pairs), read once per request so that translating ids to names and
+//! back is a pure lookup ([`Related`]).
+
+use cirrus_crds::kinds::image::Visibility;
+use cirrus_crds::meta::ObjectMeta;
+use cirrus_crds::{Flavor, Image, Keypair, Network, Port, SecurityGroup, Volume};
+use serde::de::DeserializeOwned;
+
+use crate::ApiState;
+use crate::error::ApiError;
+use crate::openstack::common::{self, NAME_ANNOTATION};
+
+/// The objects of one or all projects a server body or a create request refers to.
+#[derive(Debug, Default, Clone)]
+pub struct Related {
+    /// Every image of every project (public ones of other projects are usable).
+    pub images: Vec<Image>,
+    /// Every flavor (cluster-scoped).
+    pub flavors: Vec<Flavor>,
+    /// Networks of the project(s) read.
+    pub networks: Vec<Network>,
+    /// Ports of the project(s) read.
+    pub ports: Vec<Port>,
+    /// Volumes of the project(s) read.
+    pub volumes: Vec<Volume>,
+    /// Security groups of the project(s) read.
+    pub security_groups: Vec<SecurityGroup>,
+    /// Key pairs of the project(s) read.
+    pub keypairs: Vec<Keypair>,
+}
+
+/// The OpenStack name of an object: its name annotation, else its object name.
+pub fn display(meta: &ObjectMeta) -> &str {
+    meta.annotations
+        .get(NAME_ANNOTATION)
+        .map_or(meta.name.as_str(), String::as_str)
+}
+
+fn uid(meta: &ObjectMeta) -> &str {
+    meta.uid.as_deref().unwrap_or_default()
+}
+
+fn in_project(meta: &ObjectMeta, project: &str) -> bool {
+    meta.project.as_deref() == Some(project)
+}
+
+async fn typed<K: DeserializeOwned>(
+    state: &ApiState,
+    plural: &str,
+    project: Option<&str>,
+) -> Result<Vec<K>, ApiError> {
+    let kind = cirrus_crds::kind_by_plural(plural)
+        .ok_or_else(|| ApiError::internal(format!("no kind {plural}")))?;
+    let items = common::list(state, kind, project).await?;
+    Ok(items
+        .into_iter()
+        .filter_map(|v| match serde_json::from_value::<K>(v) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                tracing::warn!(%plural, error = %e, "skipping an object that does not parse");
+                None
+            }
+        })
+        .collect())
+}
+
+impl Related {
+    /// Reads what servers of `project` (`None`: every project) refer to.
+    pub async fn load(state: &ApiState, project: Option<&str>) -> Result<Self, ApiError> {
+        Ok(Self {
+            images: typed(state, "images", None).await?,
+            flavors: typed(state, "flavors", None).await?,
+            networks: typed(state, "networks", project).await?,
+            ports: typed(state, "ports", project).await?,
+            volumes: typed(state, "volumes", project).await?,
+            security_groups: typed(state, "securitygroups", project).await?,
+            keypairs: typed(state, "keypairs", project).await?,
+        })
+    }
+
+    /// The image a server of `project` boots when its spec names `name`: the project's own
+    /// image, else one another project made visible to it (the scheduler's and node agent's
+    /// rule).
+    pub fn image_for(&self, project: &str, name: &str) -> Option<&Image> {
+        if let Some(own) = self
+            .images
+            .iter()
+            .find(|i| i.metadata.name == name && in_project(&i.metadata, project))
+        {
+            return Some(own);
+        }
+        let mut others: Vec<&Image> = self
+            .images
+            .iter()
+            .filter(|i| i.metadata.name == name && visible_from_elsewhere(i, project))
+            .collect();
+        others.sort_by(|a, b| a.metadata.project.cmp(&b.metadata.project));
+        others.into_iter().next()
+    }
+
+    /// The image `id` (uid, else object or display name) as `project` may use it.
+    pub fn image_by_id(&self, project: &str, id: &str) -> Option<&Image> {
+        let usable =
+            |i: &&Image| in_project(&i.metadata, project) || visible_from_elsewhere(i, project);
+        self.images
+            .iter()
+            .filter(usable)
+            .find(|i| uid(&i.metadata) == id)
+            .or_else(|| {
+                self.images
+                    .iter()
+                    .filter(usable)
+                    .find(|i| i.metadata.name == id || display(&i.metadata) == id)
+            })
+    }
+
+    /// The flavor `id` (flavor ids are names).
+    pub fn flavor(&self, id: &str) -> Option<&Flavor> {
+        self.flavors
+            .iter()
+            .find(|f| f.metadata.name == id)
+            .or_else(|| self.flavors.iter().find(|f| display(&f.metadata) == id))
+    }
+
+    /// The network of `project` with uid (else name) `id`.
+    pub fn network_by_id(&self, project: &str, id: &str) -> Option<&Network> {
+        find(&self.networks, project, id, |n| &n.metadata)
+    }
+
+    /// The network of `project` named `name`.
+    pub fn network_named(&self, project: &str, name: &str) -> Option<&Network> {
+        self.networks
+            .iter()
+            .find(|n| n.metadata.name == name && in_project(&n.metadata, project))
+    }
+
+    /// Networks of `project` a server without explicit networks may attach to: not
+    /// external, not being deleted.
+    pub fn project_networks(&self, project: &str) -> Vec<&Network> {
+        self.networks
+            .iter()
+            .filter(|n| {
+                in_project(&n.metadata, project)
+                    && !n.spec.external
+                    && n.metadata.deletion_timestamp.is_none()
+            })
+            .collect()
+    }
+
+    /// The port of `project` with uid (else name) `id`.
+    pub fn port_by_id(&self, project: &str, id: &str) -> Option<&Port> {
+        find(&self.ports, project, id, |p| &p.metadata)
+    }
+
+    /// Ports of `project` attached to the server with uid `server_uid`.
+    pub fn ports_of(&self, project: &str, server_uid: &str) -> Vec<&Port> {
+        self.ports
+            .iter()
+            .filter(|p| {
+                in_project(&p.metadata, project) && p.spec.device_id.as_deref() == Some(server_uid)
+            })
+            .collect()
+    }
+
+    /// The volume of `project` with uid (else name) `id`.
+    pub fn volume_by_id(&self, project: &str, id: &str) -> Option<&Volume> {
+        find(&self.volumes, project, id, |v| &v.metadata)
+    }
+
+    /// The volume of `project` named `name`.
+    pub fn volume_named(&self, project: &str, name: &str) -> Option<&Volume> {
+        self.volumes
+            .iter()
+            .find(|v| v.metadata.name == name && in_project(&v.metadata, project))
+    }
+
+    /// The security group of `project` with uid, object name or display name `id`.
+    pub fn security_group(&self, project: &str, id: &str) -> Option<&SecurityGroup> {
+        find(&self.security_groups, project, id, |g| &g.metadata)
+    }
+
+    /// The key pair of `project` named `name` (object or display name).
+    pub fn keypair(&self, project: &str, name: &str) -> Option<&Keypair> {
+        self.keypairs
+            .iter()
+            .filter(|k| in_project(&k.metadata, project))
+            .find(|k| k.metadata.name == name)
+            .or_else(|| {
+                self.keypairs
+                    .iter()
+                    .filter(|k| in_project(&k.metadata, project))
+                    .find(|k| display(&k.metadata) == name)
+            })
+    }
+}
+
+/// The object of `project` whose uid is `id`, else whose object name, else display name.
+fn find<'a, T>(
+    items: &'a [T],
+    project: &str,
+    id: &str,
+    meta: impl Fn(&T) -> &ObjectMeta,
+) -> Option<&'a T> {
+    let mine = || items.iter().filter(|i| in_project(meta(i), project));
+    mine()
+        .find(|i| uid(meta(i)) == id)
+        .or_else(|| mine().find(|i| meta(i).name == id))
+        .or_else(|| mine().find(|i| display(meta(i)) == id))
+}
+
+/// Whether `image`, owned by another project, may be used by `project`: public and
+/// community images by anyone, shared ones by their members (the rule of
+/// `cirrus_client::images::visible_from_elsewhere`).
+pub fn visible_from_elsewhere(image: &Image, project: &str) -> bool {
+    match image.spec.visibility {
+        Visibility::Public | Visibility::Community => true,
+        Visibility::Shared => image.spec.members.iter().any(|m| m == project),
+        Visibility::Private => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cirrus_crds::ImageSpec;
+
+    fn image(project: &str, name: &str, uid: &str, visibility: Visibility) -> Image {
+        Image::new(
+            ObjectMeta {
+                name: name.into(),
+                project: Some(project.into()),
+                uid: Some(uid.into()),
+                ..Default::default()
+            },
+            ImageSpec {
+                visibility,
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn own_images_win_and_private_images_of_others_stay_hidden() {
+        let related = Related {
+            images: vec![
+                image("admin", "cirros", "u-pub", Visibility::Public),
+                image("demo", "cirros", "u-own", Visibility::Private),
+                image("other", "secret", "u-priv", Visibility::Private),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            related
+                .image_for("demo", "cirros")
+                .unwrap()
+                .metadata
+                .uid
+                .as_deref(),
+            Some("u-own")
+        );
+        assert_eq!(
+            related
+                .image_for("alt", "cirros")
+                .unwrap()
+                .metadata
+                .uid
+                .as_deref(),
+            Some("u-pub")
+        );
+        assert!(related.image_for("demo", "secret").is_none());
+        assert!(related.image_by_id("demo", "u-priv").is_none());
+        assert_eq!(
+            related
+                .image_by_id("demo", "u-pub")
+                .unwrap()
+                .metadata
+                .project
+                .as_deref(),
+            Some("admin")
+        );
+    }
+}

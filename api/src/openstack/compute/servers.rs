@@ -1,0 +1,968 @@
+//! `/compute/v2.1/servers`: create, list (summary and detail, with Nova's filters and
+//! `limit`/`marker` pages), show, update, delete, actions, addresses and metadata.
+//!
+//! Every request acts in the token's project; cloud admins also reach other projects'
+//! servers by id and list them with `all_tenants`. Another project's server is simply not
+//! found (`404 itemNotFound`).
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use cirrus_auth::Action;
+use cirrus_crds::{KindInfo, Server};
+use cirrus_store::objects::Part;
+use serde_json::{Map, Value, json};
+
+use super::actions::{self, ActionPlan};
+use super::related::Related;
+use super::server_create::{self, check_ip, check_metadata, check_name, sanitize_hostname};
+use super::server_view::{
+    self, ACCESS_V4_ANNOTATION, ACCESS_V6_ANNOTATION, USER_ANNOTATION, detail, id_of, project_of,
+    summary,
+};
+use crate::ApiState;
+use crate::auth::Caller;
+use crate::openstack::common::{self, NAME_ANNOTATION, base_url, json_body};
+use crate::openstack::fault::{Dialect, Fault};
+
+const D: Dialect = Dialect::Compute;
+
+/// Nova's largest page.
+const MAX_LIMIT: usize = 1000;
+
+/// The server routes.
+pub fn router() -> Router<ApiState> {
+    const S: &str = "/compute/v2.1/servers";
+    Router::new()
+        .route(S, get(list).post(create))
+        .route(&format!("{S}/detail"), get(list_detail))
+        .route(&format!("{S}/{{id}}"), get(show).put(update).delete(remove))
+        .route(&format!("{S}/{{id}}/action"), post(action))
+        .route(&format!("{S}/{{id}}/ips"), get(ips))
+        .route(&format!("{S}/{{id}}/ips/{{network}}"), get(ips_of_network))
+        .route(
+            &format!("{S}/{{id}}/metadata"),
+            get(metadata_get).put(metadata_replace).post(metadata_merge),
+        )
+        .route(
+            &format!("{S}/{{id}}/metadata/{{key}}"),
+            get(metadata_item_get)
+                .put(metadata_item_put)
+                .delete(metadata_item_delete),
+        )
+}
+
+fn servers_kind() -> &'static KindInfo {
+    cirrus_crds::kind_by_plural("servers").expect("servers is a kind")
+}
+
+fn api(e: crate::error::ApiError) -> Fault {
+    Fault::from_api(D, e)
+}
+
+fn ok(code: StatusCode, body: Value) -> Response {
+    (code, axum::Json(body)).into_response()
+}
+
+/// The project the caller acts in; unscoped tokens cannot use the compute API.
+fn scope(caller: &Caller) -> Result<&str, Fault> {
+    caller.project().ok_or_else(|| {
+        Fault::new(
+            D,
+            StatusCode::UNAUTHORIZED,
+            "The request you have made requires a project-scoped token.",
+        )
+    })
+}
+
+fn not_found(id: &str) -> Fault {
+    Fault::not_found(D, format!("Instance {id} could not be found."))
+}
+
+fn parse(value: Value) -> Result<Server, Fault> {
+    serde_json::from_value(value)
+        .map_err(|e| Fault::internal(D, format!("a stored server does not parse: {e}")))
+}
+
+/// The server `id` (uid, or object name) as the caller may see it, authorized for `action`:
+/// the caller's project first, then (cloud admins) every project.
+async fn find_server(
+    state: &ApiState,
+    caller: &Caller,
+    id: &str,
+    action: Action,
+) -> Result<Server, Fault> {
+    let project = scope(caller)?;
+    let kind = servers_kind();
+    let mut found = common::find_by_uid(state, kind, Some(project), id)
+        .await
+        .map_err(api)?;
+    if found.is_none() && caller.is_cloud_admin() {
+        let all = common::list(state, kind, None).await.map_err(api)?;
+        found = all.into_iter().find(|s| common::uid(s) == id);
+    }
+    let server = parse(found.ok_or_else(|| not_found(id))?)?;
+    caller
+        .check(action, Some(project_of(&server)))
+        .map_err(|r| match r {
+            crate::auth::Refusal::NotFound => not_found(id),
+            refusal => Fault::refused(D, refusal, &format!("instance {id}")),
+        })?;
+    Ok(server)
+}
+
+/// `POST /servers`.
+async fn create(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Fault> {
+    let project = scope(&caller)?.to_string();
+    caller
+        .check(Action::Write, Some(&project))
+        .map_err(|r| Fault::refused(D, r, &format!("servers of project {project}")))?;
+    let body = json_body(D, &body)?;
+    let related = Related::load(&state, Some(&project)).await.map_err(api)?;
+    let plan = server_create::plan(&body, &project, caller.is_cloud_admin(), &related)?;
+    let kind = servers_kind();
+    let (name, renamed) =
+        common::object_name_for(&state, kind, Some(&project), "server", &plan.name)
+            .await
+            .map_err(api)?;
+    let mut annotations = plan.annotations.clone();
+    annotations.insert(USER_ANNOTATION.to_string(), caller.name());
+    let mut spec = plan.spec.clone();
+    if renamed {
+        annotations.insert(NAME_ANNOTATION.to_string(), plan.name.clone());
+        spec["hostname"] = Value::from(sanitize_hostname(&plan.name));
+    }
+    let object = json!({
+        "apiVersion": cirrus_crds::API_VERSION,
+        "kind": "Server",
+        "metadata": {"name": name, "project": project, "annotations": annotations},
+        "spec": spec,
+    });
+    let created = crate::resources::create(&state, kind, Some(&project), object, false)
+        .await
+        .map_err(api)?;
+    let id = common::uid(&created);
+    tracing::info!(%project, server = %name, %id, "server created through the compute API");
+    let groups: Vec<Value> = plan
+        .security_groups
+        .iter()
+        .map(|g| json!({ "name": g }))
+        .collect();
+    let mut response = ok(
+        StatusCode::ACCEPTED,
+        json!({"server": {
+            "id": id,
+            "links": super::links(&headers, "servers", &id),
+            "OS-DCF:diskConfig": "MANUAL",
+            "security_groups": groups,
+        }}),
+    );
+    if let Ok(location) =
+        HeaderValue::from_str(&format!("{}/compute/v2.1/servers/{id}", base_url(&headers)))
+    {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// Query parameters as sent (repeated keys kept).
+fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    raw.map(url_decode_pairs).unwrap_or_default()
+}
+
+/// `application/x-www-form-urlencoded` pairs.
+fn url_decode_pairs(query: &str) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = |c: u8| (c as char).to_digit(16);
+                    match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                        (Some(h), Some(l)) => {
+                            out.push((h * 16 + l) as u8);
+                            i += 2;
+                        }
+                        _ => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+/// The list filters Nova applies, parsed.
+#[derive(Debug, Default)]
+struct Filters {
+    name: Option<regex::Regex>,
+    statuses: Vec<String>,
+    flavor: Option<String>,
+    image: Option<String>,
+    ip: Option<regex::Regex>,
+    ip6: Option<regex::Regex>,
+    host: Option<String>,
+    key_name: Option<String>,
+    availability_zone: Option<String>,
+    user_id: Option<String>,
+    uuid: Option<String>,
+    project: Option<String>,
+    changes_since: Option<chrono::DateTime<chrono::Utc>>,
+    deleted: bool,
+    all_tenants: bool,
+    limit: Option<usize>,
+    marker: Option<String>,
+}
+
+fn truthy(v: &str) -> bool {
+    !matches!(
+        v.to_ascii_lowercase().as_str(),
+        "0" | "false" | "off" | "no"
+    )
+}
+
+fn regex_filter(field: &str, value: &str) -> Result<regex::Regex, Fault> {
+    regex::Regex::new(value).map_err(|e| {
+        Fault::bad_request(
+            D,
+            format!("Invalid input for query parameter {field}: {value:?} is not a regular expression ({e})."),
+        )
+    })
+}
+
+impl Filters {
+    fn parse(pairs: &[(String, String)], admin: bool) -> Result<Self, Fault> {
+        let mut f = Self::default();
+        for (k, v) in pairs {
+            match k.as_str() {
+                "name" => f.name = Some(regex_filter("name", v)?),
+                "status" => f.statuses.push(v.to_ascii_uppercase()),
+                "flavor" => f.flavor = Some(v.clone()),
+                "image" => f.image = Some(v.clone()),
+                "ip" => f.ip = Some(regex_filter("ip", v)?),
+                "ip6" => f.ip6 = Some(regex_filter("ip6", v)?),
+                "host" | "node" if admin => f.host = Some(v.clone()),
+                "key_name" => f.key_name = Some(v.clone()),
+                "availability_zone" => f.availability_zone = Some(v.clone()),
+                "user_id" => f.user_id = Some(v.clone()),
+                "uuid" => f.uuid = Some(v.clone()),
+                "project_id" | "tenant_id" if admin => f.project = Some(v.clone()),
+                "changes-since" | "changes_since" => {
+                    let t = chrono::DateTime::parse_from_rfc3339(v)
+                        .map(|t| t.with_timezone(&chrono::Utc))
+                        .or_else(|_| {
+                            chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S%.f")
+                                .map(|t| t.and_utc())
+                        })
+                        .map_err(|_| {
+                            Fault::bad_request(D, format!("Invalid changes-since value {v:?}."))
+                        })?;
+                    f.changes_since = Some(t);
+                }
+                "deleted" => f.deleted = truthy(v),
+                "all_tenants" => {
+                    if !admin {
+                        return Err(Fault::forbidden(
+                            D,
+                            "Policy doesn't allow os_compute_api:servers:index:get_all_tenants to be performed.",
+                        ));
+                    }
+                    f.all_tenants = truthy(v);
+                }
+                "limit" => {
+                    let n: usize = v.parse().map_err(|_| {
+                        Fault::bad_request(D, format!("limit param must be an integer, got {v:?}"))
+                    })?;
+                    f.limit = Some(n.min(MAX_LIMIT));
+                }
+                "marker" => f.marker = Some(v.clone()),
+                // Nova ignores filters it does not know for non-admins (and sorting is fixed
+                // here: newest first).
+                _ => {}
+            }
+        }
+        Ok(f)
+    }
+
+    /// Whether the rendered `body` of `server` passes the filters.
+    fn accept(&self, server: &Server, body: &Value) -> bool {
+        let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
+        if let Some(re) = &self.name
+            && !re.is_match(text("name"))
+        {
+            return false;
+        }
+        if !self.statuses.is_empty() && !self.statuses.iter().any(|s| s == text("status")) {
+            return false;
+        }
+        if let Some(flavor) = &self.flavor
+            && body.pointer("/flavor/id").and_then(Value::as_str) != Some(flavor.as_str())
+        {
+            return false;
+        }
+        if let Some(image) = &self.image
+            && body.pointer("/image/id").and_then(Value::as_str) != Some(image.as_str())
+        {
+            return false;
+        }
+        for (re, version) in [(&self.ip, 4), (&self.ip6, 6)] {
+            if let Some(re) = re {
+                let hit = body["addresses"].as_object().is_some_and(|nets| {
+                    nets.values()
+                        .flat_map(|l| l.as_array().into_iter().flatten())
+                        .any(|a| {
+                            a["version"] == version
+                                && re.is_match(a["addr"].as_str().unwrap_or_default())
+                        })
+                });
+                if !hit {
+                    return false;
+                }
+            }
+        }
+        if let Some(host) = &self.host
+            && server_view::host_of(server) != Some(host.as_str())
+        {
+            return false;
+        }
+        if let Some(k) = &self.key_name
+            && body["key_name"].as_str() != Some(k.as_str())
+        {
+            return false;
+        }
+        if let Some(az) = &self.availability_zone
+            && text("OS-EXT-AZ:availability_zone") != az
+        {
+            return false;
+        }
+        if let Some(u) = &self.user_id
+            && text("user_id") != u
+        {
+            return false;
+        }
+        if let Some(uuid) = &self.uuid
+            && id_of(server) != uuid
+        {
+            return false;
+        }
+        if let Some(p) = &self.project
+            && project_of(server) != p
+        {
+            return false;
+        }
+        if let Some(since) = &self.changes_since {
+            let updated = chrono::DateTime::parse_from_rfc3339(text("updated"))
+                .map(|t| t.with_timezone(&chrono::Utc));
+            if updated.is_ok_and(|u| u < *since) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// `GET /servers`.
+async fn list(
+    state: State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    query: RawQuery,
+) -> Result<Response, Fault> {
+    listing(state, caller, headers, query, false).await
+}
+
+/// `GET /servers/detail`.
+async fn list_detail(
+    state: State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    query: RawQuery,
+) -> Result<Response, Fault> {
+    listing(state, caller, headers, query, true).await
+}
+
+async fn listing(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    detailed: bool,
+) -> Result<Response, Fault> {
+    let project = scope(&caller)?.to_string();
+    let admin = caller.is_cloud_admin();
+    let pairs = query_pairs(query.as_deref());
+    let filters = Filters::parse(&pairs, admin)?;
+    let everywhere = filters.all_tenants || (admin && filters.project.is_some());
+    let read_project = if everywhere {
+        None
+    } else {
+        Some(project.as_str())
+    };
+    if let Some(p) = read_project {
+        caller
+            .check(Action::Read, Some(p))
+            .map_err(|r| Fault::refused(D, r, &format!("servers of project {p}")))?;
+    }
+    if filters.deleted {
+        // Deleted servers are gone from the store: there is nothing to list.
+        return Ok(ok(StatusCode::OK, json!({"servers": []})));
+    }
+    let kind = servers_kind();
+    let mut servers: Vec<Server> = common::list(&state, kind, read_project)
+        .await
+        .map_err(api)?
+        .into_iter()
+        .filter_map(|v| parse(v).ok())
+        .collect();
+    // Nova's default order: newest first, then by id.
+    servers.sort_by(|a, b| {
+        b.metadata
+            .creation_timestamp
+            .cmp(&a.metadata.creation_timestamp)
+            .then_with(|| id_of(b).cmp(id_of(a)))
+    });
+    let related = Related::load(&state, read_project).await.map_err(api)?;
+    let mut bodies: Vec<(String, Value)> = servers
+        .iter()
+        .map(|s| {
+            (
+                id_of(s).to_string(),
+                detail(s, &related, &headers, admin),
+                s,
+            )
+        })
+        .filter(|(_, body, s)| filters.accept(s, body))
+        .map(|(id, body, s)| {
+            let body = if detailed { body } else { summary(s, &headers) };
+            (id, body)
+        })
+        .collect();
+    if let Some(marker) = &filters.marker {
+        let at = bodies
+            .iter()
+            .position(|(id, _)| id == marker)
+            .ok_or_else(|| Fault::bad_request(D, format!("marker [{marker}] not found")))?;
+        bodies.drain(..=at);
+    }
+    let mut out = json!({});
+    let limit = filters.limit.unwrap_or(MAX_LIMIT);
+    if bodies.len() > limit {
+        bodies.truncate(limit);
+    }
+    if filters.limit.is_some() && bodies.len() == limit && limit > 0 {
+        let last = bodies.last().map(|(id, _)| id.clone()).unwrap_or_default();
+        let mut next: Vec<String> = pairs
+            .iter()
+            .filter(|(k, _)| k != "marker")
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        next.push(format!("marker={}", encode(&last)));
+        let path = if detailed {
+            "servers/detail"
+        } else {
+            "servers"
+        };
+        out["servers_links"] = json!([{
+            "rel": "next",
+            "href": format!("{}/compute/v2.1/{path}?{}", base_url(&headers), next.join("&")),
+        }]);
+    }
+    out["servers"] = Value::Array(bodies.into_iter().map(|(_, b)| b).collect());
+    Ok(ok(StatusCode::OK, out))
+}
+
+/// Percent-encoding of a query component.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn render(
+    state: &ApiState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    server: &Server,
+) -> Result<Value, Fault> {
+    let related = Related::load(state, Some(project_of(server)))
+        .await
+        .map_err(api)?;
+    Ok(detail(server, &related, headers, caller.is_cloud_admin()))
+}
+
+/// `GET /servers/{id}`.
+async fn show(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Fault> {
+    let server = find_server(&state, &caller, &id, Action::Read).await?;
+    let body = render(&state, &caller, &headers, &server).await?;
+    Ok(ok(StatusCode::OK, json!({ "server": body })))
+}
+
+/// `PUT /servers/{id}`: name, description and access addresses.
+async fn update(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, Fault> {
+    let server = find_server(&state, &caller, &id, Action::Write).await?;
+    let body = json_body(D, &body)?;
+    let Some(fields) = body.get("server").and_then(Value::as_object) else {
+        return Err(Fault::bad_request(
+            D,
+            "Invalid input for field/attribute server. 'server' is a required property",
+        ));
+    };
+    let mut annotations = Map::new();
+    let mut spec = Map::new();
+    for (k, v) in fields {
+        match k.as_str() {
+            "name" => {
+                annotations.insert(NAME_ANNOTATION.into(), Value::from(check_name(v)?));
+            }
+            "description" => {
+                if !(v.is_null() || v.as_str().is_some_and(|s| s.chars().count() <= 255)) {
+                    return Err(Fault::bad_request(
+                        D,
+                        "Invalid input for field/attribute description: a string of at most 255 characters.",
+                    ));
+                }
+                spec.insert("description".into(), v.clone());
+            }
+            "accessIPv4" | "accessIPv6" => {
+                let v4 = k == "accessIPv4";
+                let annotation = if v4 {
+                    ACCESS_V4_ANNOTATION
+                } else {
+                    ACCESS_V6_ANNOTATION
+                };
+                match v.as_str() {
+                    None if v.is_null() => {
+                        annotations.insert(annotation.into(), Value::Null);
+                    }
+                    Some("") => {
+                        annotations.insert(annotation.into(), Value::Null);
+                    }
+                    Some(ip) => {
+                        check_ip(k, ip, v4)?;
+                        annotations.insert(annotation.into(), Value::from(ip));
+                    }
+                    None => {
+                        return Err(Fault::bad_request(
+                            D,
+                            format!("Invalid input for field/attribute {k}: not a string."),
+                        ));
+                    }
+                }
+            }
+            other => {
+                return Err(Fault::bad_request(
+                    D,
+                    format!(
+                        "Invalid input for field/attribute server. Additional properties are not allowed ('{other}' was unexpected)"
+                    ),
+                ));
+            }
+        }
+    }
+    let mut patch = json!({});
+    if !annotations.is_empty() {
+        patch["metadata"] = json!({ "annotations": annotations });
+    }
+    if !spec.is_empty() {
+        patch["spec"] = Value::Object(spec);
+    }
+    let server = if patch.as_object().is_some_and(|m| m.is_empty()) {
+        server
+    } else {
+        let updated = state
+            .store
+            .patch(
+                servers_kind(),
+                Some(project_of(&server)),
+                &server.metadata.name,
+                &patch,
+                Part::Main,
+                false,
+            )
+            .await
+            .map_err(|e| api(e.into()))?;
+        parse(updated)?
+    };
+    let body = render(&state, &caller, &headers, &server).await?;
+    Ok(ok(StatusCode::OK, json!({ "server": body })))
+}
+
+/// `DELETE /servers/{id}`: `204`; finalizers finish the deletion (the server shows task
+/// state `deleting` until it is gone).
+async fn remove(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, Fault> {
+    let server = find_server(&state, &caller, &id, Action::Write).await?;
+    crate::resources::delete(
+        &state,
+        servers_kind(),
+        Some(project_of(&server)),
+        &server.metadata.name,
+        false,
+    )
+    .await
+    .map_err(api)?;
+    tracing::info!(project = %project_of(&server), server = %server.metadata.name, "server deleted through the compute API");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /servers/{id}/action`.
+async fn action(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, Fault> {
+    let body = json_body(D, &body)?;
+    let is_read = body.get("os-getConsoleOutput").is_some();
+    let server = find_server(
+        &state,
+        &caller,
+        &id,
+        if is_read { Action::Read } else { Action::Write },
+    )
+    .await?;
+    match actions::plan(&body, &server)? {
+        ActionPlan::Patch(spec) => {
+            let patch = json!({
+                "metadata": {"resourceVersion": server.metadata.resource_version},
+                "spec": spec,
+            });
+            state
+                .store
+                .patch(
+                    servers_kind(),
+                    Some(project_of(&server)),
+                    &server.metadata.name,
+                    &patch,
+                    Part::Main,
+                    false,
+                )
+                .await
+                .map_err(|e| match e {
+                    cirrus_store::objects::ObjectError::Conflict { .. } => Fault::conflict(
+                        D,
+                        format!(
+                            "Instance {id} changed while the action was being applied; retry it."
+                        ),
+                    ),
+                    other => api(other.into()),
+                })?;
+            let action_name = body
+                .as_object()
+                .and_then(|m| m.keys().next().cloned())
+                .unwrap_or_default();
+            tracing::info!(server = %server.metadata.name, action = %action_name, "server action");
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        ActionPlan::ConsoleOutput(lines) => {
+            let log = console_log(&state, &caller, &server).await?;
+            Ok(ok(
+                StatusCode::OK,
+                json!({ "output": actions::tail_lines(&log, lines) }),
+            ))
+        }
+    }
+}
+
+/// The server's console log, through the native console route's handler (which proxies to
+/// the node agent).
+async fn console_log(state: &ApiState, caller: &Caller, server: &Server) -> Result<String, Fault> {
+    let params: std::collections::HashMap<String, String> = [
+        ("project".to_string(), project_of(server).to_string()),
+        ("plural".to_string(), "servers".to_string()),
+        ("name".to_string(), server.metadata.name.clone()),
+    ]
+    .into_iter()
+    .collect();
+    let query = serde_json::from_value(json!({}))
+        .map_err(|e| Fault::internal(D, format!("console query: {e}")))?;
+    let response = crate::console::server_console(
+        State(state.clone()),
+        caller.clone(),
+        Path(params),
+        axum::extract::Query(query),
+    )
+    .await
+    .map_err(|e| {
+        // No node, node gone or no log there yet: the instance is not ready for it (Nova's
+        // 409), not a missing instance.
+        if e.code() == StatusCode::NOT_FOUND {
+            Fault::conflict(D, e.message().to_string())
+        } else {
+            api(e)
+        }
+    })?;
+    let bytes = axum::body::to_bytes(response.into_body(), 16 * 1024 * 1024)
+        .await
+        .map_err(|e| Fault::internal(D, format!("reading the console log: {e}")))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// `addresses` as `/ips` shows them: only `version` and `addr` (tempest's schema).
+fn plain_addresses(addresses: &Value) -> Value {
+    let mut out = Map::new();
+    if let Some(nets) = addresses.as_object() {
+        for (net, list) in nets {
+            let entries: Vec<Value> = list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| json!({"version": a["version"], "addr": a["addr"]}))
+                .collect();
+            out.insert(net.clone(), Value::Array(entries));
+        }
+    }
+    Value::Object(out)
+}
+
+async fn addresses_of(state: &ApiState, server: &Server) -> Result<Value, Fault> {
+    let related = Related::load(state, Some(project_of(server)))
+        .await
+        .map_err(api)?;
+    Ok(plain_addresses(&server_view::addresses(server, &related)))
+}
+
+/// `GET /servers/{id}/ips`.
+async fn ips(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, Fault> {
+    let server = find_server(&state, &caller, &id, Action::Read).await?;
+    let addresses = addresses_of(&state, &server).await?;
+    Ok(ok(StatusCode::OK, json!({ "addresses": addresses })))
+}
+
+/// `GET /servers/{id}/ips/{network}`.
+async fn ips_of_network(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((id, network)): Path<(String, String)>,
+) -> Result<Response, Fault> {
+    let server = find_server(&state, &caller, &id, Action::Read).await?;
+    let addresses = addresses_of(&state, &server).await?;
+    match addresses.get(&network) {
+        Some(list) => Ok(ok(StatusCode::OK, json!({ network: list }))),
+        None => Err(Fault::not_found(
+            D,
+            "Instance is not a member of specified network",
+        )),
+    }
+}
+
+/// Writes `metadata` as the server's whole metadata (keys not in it are removed).
+async fn write_metadata(
+    state: &ApiState,
+    server: &Server,
+    metadata: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, Fault> {
+    if metadata.len() > 128 {
+        return Err(Fault::forbidden(
+            D,
+            "Quota exceeded for metadata_items: at most 128 metadata items.",
+        ));
+    }
+    let mut patch = Map::new();
+    for key in server.spec.metadata.keys() {
+        if !metadata.contains_key(key) {
+            patch.insert(key.clone(), Value::Null);
+        }
+    }
+    for (k, v) in metadata {
+        patch.insert(k.clone(), Value::from(v.clone()));
+    }
+    let updated = state
+        .store
+        .patch(
+            servers_kind(),
+            Some(project_of(server)),
+            &server.metadata.name,
+            &json!({
+                "metadata": {"resourceVersion": server.metadata.resource_version},
+                "spec": {"metadata": patch},
+            }),
+            Part::Main,
+            false,
+        )
+        .await
+        .map_err(|e| match e {
+            cirrus_store::objects::ObjectError::Conflict { .. } => Fault::conflict(
+                D,
+                "The server changed while its metadata was being written; retry.",
+            ),
+            other => api(other.into()),
+        })?;
+    Ok(parse(updated)?.spec.metadata)
+}
+
+fn metadata_body(body: &Bytes, key: &str) -> Result<BTreeMap<String, String>, Fault> {
+    let body = json_body(D, body)?;
+    let Some(meta) = body.get(key) else {
+        return Err(Fault::bad_request(
+            D,
+            format!("Invalid input for field/attribute {key}. '{key}' is a required property"),
+        ));
+    };
+    check_metadata(meta)
+}
+
+/// `GET /servers/{id}/metadata`.
+async fn metadata_get(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, Fault> {
+    let server = find_server(&state, &caller, &id, Action::Read).await?;
+    Ok(ok(
+        StatusCode::OK,
+        json!({ "metadata": server.spec.metadata }),
+    ))
+}
+
+/// `PUT /servers/{id}/metadata`: replaces all metadata.
+async fn metadata_replace(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, Fault> {
+    let server = find_server(&state, &caller, &id, Action::Write).await?;
+    let wanted = metadata_body(&body, "metadata")?;
+    let written = write_metadata(&state, &server, &wanted).await?;
+    Ok(ok(StatusCode::OK, json!({ "metadata": written })))
+}
+
+/// `POST /servers/{id}/metadata`: adds or changes the given keys.
+async fn metadata_merge(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, Fault> {
+    let server = find_server(&state, &caller, &id, Action::Write).await?;
+    let mut wanted = server.spec.metadata.clone();
+    wanted.extend(metadata_body(&body, "metadata")?);
+    let written = write_metadata(&state, &server, &wanted).await?;
+    Ok(ok(StatusCode::OK, json!({ "metadata": written })))
+}
+
+/// `GET /servers/{id}/metadata/{key}`.
+async fn metadata_item_get(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> Result<Response, Fault> {
+    let server = find_server(&state, &caller, &id, Action::Read).await?;
+    match server.spec.metadata.get(&key) {
+        Some(v) => Ok(ok(StatusCode::OK, json!({ "meta": { key: v } }))),
+        None => Err(Fault::not_found(D, "Metadata item was not found")),
+    }
+}
+
+/// `PUT /servers/{id}/metadata/{key}`: sets one key (`{"meta": {key: value}}`).
+async fn metadata_item_put(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, Fault> {
+    let server = find_server(&state, &caller, &id, Action::Write).await?;
+    let item = metadata_body(&body, "meta")?;
+    if item.len() != 1 {
+        return Err(Fault::bad_request(
+            D,
+            "Request body contains too many items",
+        ));
+    }
+    let Some(value) = item.get(&key) else {
+        return Err(Fault::bad_request(D, "Request body and URI mismatch"));
+    };
+    let mut wanted = server.spec.metadata.clone();
+    wanted.insert(key.clone(), value.clone());
+    write_metadata(&state, &server, &wanted).await?;
+    Ok(ok(StatusCode::OK, json!({ "meta": { key: value } })))
+}
+
+/// `DELETE /servers/{id}/metadata/{key}`.
+async fn metadata_item_delete(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((id, key)): Path<(String, String)>,
+) -> Result<Response, Fault> {
+    let server = find_server(&state, &caller, &id, Action::Write).await?;
+    if !server.spec.metadata.contains_key(&key) {
+        return Err(Fault::not_found(D, "Metadata item was not found"));
+    }
+    let mut wanted = server.spec.metadata.clone();
+    wanted.remove(&key);
+    write_metadata(&state, &server, &wanted).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_pairs_decode_and_keep_repeats() {
+        assert_eq!(
+            url_decode_pairs("status=ACTIVE&status=SHUTOFF&name=web%201+x&all_tenants"),
+            [
+                ("status".to_string(), "ACTIVE".to_string()),
+                ("status".to_string(), "SHUTOFF".to_string()),
+                ("name".to_string(), "web 1 x".to_string()),
+                ("all_tenants".to_string(), String::new()),
+            ]
+        );
+        assert_eq!(encode("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn all_tenants_is_for_admins() {
+        let pairs = vec![("all_tenants".to_string(), "1".to_string())];
+        assert_eq!(Filters::parse(&pairs, false).unwrap_err().code, 403);
+        assert!(Filters::parse(&pairs, true).unwrap().all_tenants);
+    }
+}

@@ -10,6 +10,7 @@
 
 pub mod common;
 pub mod fault;
+pub mod image;
 
 use axum::Router;
 
@@ -17,5 +18,5 @@ use crate::ApiState;
 
 /// All OpenStack service routes.
 pub fn router() -> Router<ApiState> {
-    Router::new()
+    Router::new().merge(image::router())
 }

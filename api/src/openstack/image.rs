@@ -1,0 +1,1394 @@
+//! Glance's image API v2 (`/image/v2/...`) over `Image` objects.
+//!
+//! - **Ids and owners.** An image's id is its `metadata.uid`; its owner is the project it
+//!   lives in; its name is [`common::display_name`] (Glance names are free text and need not
+//!   be unique, so the object name is the name when free and valid, else generated).
+//! - **Visibility** is `spec.visibility`, as in Glance: the owner project sees its images;
+//!   every project sees `public` ones and `shared` ones naming it in `spec.members`;
+//!   `community` ones are reachable by id everywhere but listed only for the owner (or with
+//!   `?visibility=community`). Cloud admins see everything. Anything else is `404`. Only
+//!   admins may make an image `public` (`403`, as Glance). Writes need a member of the owner
+//!   project.
+//! - **Data** goes through the native upload/download ([`crate::images`]): streamed into
+//!   the blob store, checked against `disk_format` with `qemu-img`, content-addressed by
+//!   SHA-256. So `os_hash_algo` is `sha256` (Glance's `hashing_algorithm` option; clients
+//!   verify with whatever algorithm the image names) and `checksum` is the MD5.
+//! - **Updates** are JSON patches (`application/openstack-images-v2.1-json-patch`) applied
+//!   to the image's Glance document; the difference is written back to the object with a
+//!   compare-and-swap on its `resourceVersion`. Read-only attributes answer `403`.
+//! - **Extra properties** (any top-level key Glance does not define) are strings kept in
+//!   `spec.properties`.
+
+use std::collections::BTreeSet;
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use cirrus_auth::Action;
+use cirrus_crds::KindInfo;
+use serde_json::{Map, Value, json};
+
+use crate::ApiState;
+use crate::auth::Caller;
+use crate::openstack::common::{self, NAME_ANNOTATION};
+use crate::openstack::fault::{Dialect, Fault};
+
+const D: Dialect = Dialect::Image;
+
+/// Glance's default page size (`limit_param_default`).
+const DEFAULT_LIMIT: usize = 25;
+/// Glance's largest page (`api_limit_max`).
+const MAX_LIMIT: usize = 1000;
+
+/// The JSON-patch media types Glance accepts on `PATCH`.
+const PATCH_TYPES: &[&str] = &[
+    "application/openstack-images-v2.1-json-patch",
+    "application/openstack-images-v2.0-json-patch",
+];
+
+/// Disk formats Glance knows (and `Image.spec.diskFormat` stores).
+const DISK_FORMATS: &[&str] = &[
+    "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop",
+];
+/// Container formats Glance knows.
+const CONTAINER_FORMATS: &[&str] = &[
+    "ami",
+    "ari",
+    "aki",
+    "bare",
+    "ovf",
+    "ova",
+    "docker",
+    "compressed",
+];
+/// Image attributes only the server sets.
+const READ_ONLY: &[&str] = &[
+    "id",
+    "status",
+    "checksum",
+    "os_hash_algo",
+    "os_hash_value",
+    "size",
+    "virtual_size",
+    "created_at",
+    "updated_at",
+    "self",
+    "file",
+    "schema",
+    "direct_url",
+    "locations",
+    "os_hidden",
+    "stores",
+];
+/// Attributes a client may set, besides extra properties.
+const WRITABLE: &[&str] = &[
+    "name",
+    "visibility",
+    "protected",
+    "tags",
+    "min_disk",
+    "min_ram",
+    "disk_format",
+    "container_format",
+];
+
+/// The image routes: version documents under `/image`, the v2 API under `/image/v2`.
+pub fn router() -> Router<ApiState> {
+    Router::new()
+        .route("/image", get(versions))
+        .route("/image/", get(versions))
+        .route("/image/versions", get(versions))
+        .route("/image/v2/images", get(list).post(create))
+        .route(
+            "/image/v2/images/{id}",
+            get(show).patch(update).delete(delete),
+        )
+        .route("/image/v2/images/{id}/file", get(download).put(upload))
+        .route("/image/v2/schemas/image", get(image_schema))
+        .route("/image/v2/schemas/images", get(images_schema))
+}
+
+fn kind() -> &'static KindInfo {
+    cirrus_crds::kind_by_plural("images").expect("Image is a known kind")
+}
+
+fn api_error(e: crate::error::ApiError) -> Fault {
+    Fault::from_api(D, e)
+}
+
+fn not_found(id: &str) -> Fault {
+    Fault::not_found(D, format!("No image found with ID {id}"))
+}
+
+/// `GET /image`, `/image/versions`: the v2 versions, newest `CURRENT`.
+async fn versions(headers: HeaderMap) -> Json<Value> {
+    let href = format!("{}/image/v2/", common::base_url(&headers));
+    let versions: Vec<Value> = (0..=9)
+        .rev()
+        .map(|minor| {
+            json!({
+                "id": format!("v2.{minor}"),
+                "status": if minor == 9 { "CURRENT" } else { "SUPPORTED" },
+                "links": [{"rel": "self", "href": href}],
+            })
+        })
+        .collect();
+    Json(json!({ "versions": versions }))
+}
+
+/// The project the caller acts in; Glance needs a project-scoped token.
+fn scope(caller: &Caller) -> Result<&str, Fault> {
+    caller
+        .project()
+        .ok_or_else(|| Fault::forbidden(D, "Images need a token scoped to a project."))
+}
+
+fn owner(image: &Value) -> &str {
+    image
+        .pointer("/metadata/project")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn visibility(image: &Value) -> &str {
+    image["spec"]["visibility"].as_str().unwrap_or("private")
+}
+
+fn members(image: &Value) -> impl Iterator<Item = &str> {
+    image["spec"]["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
+/// Whether the caller (admin, or acting in `project`) may see `image` at all.
+fn can_see(admin: bool, project: Option<&str>, image: &Value) -> bool {
+    if image.pointer("/metadata/deletionTimestamp").is_some() {
+        return false;
+    }
+    if admin || project == Some(owner(image)) {
+        return true;
+    }
+    match visibility(image) {
+        "public" | "community" => true,
+        "shared" => project.is_some_and(|p| members(image).any(|m| m == p)),
+        _ => false,
+    }
+}
+
+/// The image with id `id` the caller may see, else `404`.
+async fn find(state: &ApiState, caller: &Caller, id: &str) -> Result<Value, Fault> {
+    let project = caller.project();
+    common::list(state, kind(), None)
+        .await
+        .map_err(api_error)?
+        .into_iter()
+        .find(|i| common::uid(i) == id)
+        .filter(|i| can_see(caller.is_cloud_admin(), project, i))
+        .ok_or_else(|| not_found(id))
+}
+
+/// `Ok` when the caller may change `image` (a member of its project, or an admin); `403`
+/// for images it only sees.
+fn check_write(caller: &Caller, image: &Value) -> Result<(), Fault> {
+    caller
+        .check(Action::Write, Some(owner(image)))
+        .map_err(|_| {
+            Fault::forbidden(
+                D,
+                format!(
+                    "You are not permitted to modify image {}: it belongs to another project or your role is read-only.",
+                    common::uid(image)
+                ),
+            )
+        })
+}
+
+fn phase(image: &Value) -> String {
+    image
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("queued")
+        .to_string()
+}
+
+/// When the image last changed, as far as the object tells: its creation or the last
+/// condition transition.
+fn updated_at(image: &Value) -> Option<String> {
+    let created = image
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str);
+    let latest = image
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["lastTransitionTime"].as_str())
+        .chain(created)
+        .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .max()?;
+    common::openstack_time(Some(&latest.to_rfc3339()))
+}
+
+/// The Glance document of `image`.
+pub fn render(image: &Value) -> Value {
+    let id = common::uid(image);
+    let spec = &image["spec"];
+    let status = &image["status"];
+    let name = common::display_name(image);
+    let mut body = Map::new();
+    if let Some(properties) = spec["properties"].as_object() {
+        for (key, value) in properties {
+            body.insert(key.clone(), value.clone());
+        }
+    }
+    let created = common::openstack_time(
+        image
+            .pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str),
+    );
+    let core = json!({
+        "id": id,
+        "name": name,
+        "status": phase(image),
+        "visibility": visibility(image),
+        "protected": spec["protected"].as_bool().unwrap_or(false),
+        "os_hidden": false,
+        "owner": owner(image),
+        "checksum": status.get("checksum").cloned().unwrap_or(Value::Null),
+        "os_hash_algo": status.get("osHashAlgo").cloned().unwrap_or(Value::Null),
+        "os_hash_value": status.get("osHashValue").cloned().unwrap_or(Value::Null),
+        "size": status.get("size").cloned().unwrap_or(Value::Null),
+        "virtual_size": status.get("virtualSize").cloned().unwrap_or(Value::Null),
+        "min_disk": spec["minDisk"].as_u64().unwrap_or(0),
+        "min_ram": spec["minRam"].as_u64().unwrap_or(0),
+        "disk_format": spec["diskFormat"].as_str().unwrap_or("qcow2"),
+        "container_format": spec["containerFormat"].as_str().unwrap_or("bare"),
+        "tags": spec["tags"].as_array().cloned().unwrap_or_default(),
+        "created_at": created,
+        "updated_at": updated_at(image),
+        "self": format!("/v2/images/{id}"),
+        "file": format!("/v2/images/{id}/file"),
+        "schema": "/v2/schemas/image",
+    });
+    for (key, value) in core.as_object().expect("an object") {
+        body.insert(key.clone(), value.clone());
+    }
+    Value::Object(body)
+}
+
+/// Query parameters of `GET /v2/images` (repeated `tag`s are read from the raw query).
+#[derive(Debug, Default, serde::Deserialize)]
+struct ListQuery {
+    name: Option<String>,
+    visibility: Option<String>,
+    status: Option<String>,
+    owner: Option<String>,
+    id: Option<String>,
+    disk_format: Option<String>,
+    container_format: Option<String>,
+    protected: Option<String>,
+    os_hidden: Option<String>,
+    size_min: Option<String>,
+    size_max: Option<String>,
+    limit: Option<String>,
+    marker: Option<String>,
+    sort_key: Option<String>,
+    sort_dir: Option<String>,
+    sort: Option<String>,
+}
+
+/// A value filter with Glance's optional `in:a,b` operator.
+fn matches_filter(filter: Option<&str>, value: &str) -> bool {
+    match filter {
+        None => true,
+        Some(f) => match f.strip_prefix("in:") {
+            Some(list) => list.split(',').any(|v| v.trim() == value),
+            None => f == value,
+        },
+    }
+}
+
+fn parse_bool(field: &str, value: &str) -> Result<bool, Fault> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(Fault::bad_request(
+            D,
+            format!("Invalid value {value:?} for {field}: expected true or false"),
+        )),
+    }
+}
+
+/// The sort keys and directions a list asks for (`sort=name:asc,created_at` or
+/// `sort_key`/`sort_dir`); Glance's default is `created_at` descending.
+fn sort_keys(query: &ListQuery) -> Result<Vec<(String, bool)>, Fault> {
+    const KEYS: &[&str] = &[
+        "name",
+        "status",
+        "container_format",
+        "disk_format",
+        "size",
+        "id",
+        "created_at",
+        "updated_at",
+        "min_disk",
+        "min_ram",
+        "visibility",
+        "owner",
+    ];
+    let dir = |d: &str| match d {
+        "asc" => Ok(false),
+        "desc" => Ok(true),
+        other => Err(Fault::bad_request(
+            D,
+            format!("Invalid sort direction: {other}"),
+        )),
+    };
+    let mut keys = Vec::new();
+    if let Some(sort) = &query.sort {
+        for part in sort.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, d) = part.split_once(':').unwrap_or((part, "desc"));
+            keys.push((key.trim().to_string(), dir(d.trim())?));
+        }
+    } else if let Some(sort_key) = &query.sort_key {
+        let dirs: Vec<&str> = query
+            .sort_dir
+            .as_deref()
+            .map(|d| d.split(',').collect())
+            .unwrap_or_default();
+        for (i, key) in sort_key.split(',').enumerate() {
+            let d = dirs.get(i).or(dirs.last()).copied().unwrap_or("desc");
+            keys.push((key.trim().to_string(), dir(d.trim())?));
+        }
+    }
+    if let Some((bad, _)) = keys.iter().find(|(k, _)| !KEYS.contains(&k.as_str())) {
+        return Err(Fault::bad_request(
+            D,
+            format!("Unsupported sort_key: {bad}"),
+        ));
+    }
+    if keys.is_empty() {
+        keys.push(("created_at".into(), true));
+    }
+    Ok(keys)
+}
+
+fn compare(a: &Value, b: &Value, key: &str) -> std::cmp::Ordering {
+    match (&a[key], &b[key]) {
+        (Value::Number(x), Value::Number(y)) => x
+            .as_f64()
+            .unwrap_or(0.0)
+            .total_cmp(&y.as_f64().unwrap_or(0.0)),
+        (Value::Null, Value::Null) => std::cmp::Ordering::Equal,
+        (Value::Null, _) => std::cmp::Ordering::Less,
+        (_, Value::Null) => std::cmp::Ordering::Greater,
+        (x, y) => x
+            .as_str()
+            .unwrap_or_default()
+            .cmp(y.as_str().unwrap_or_default()),
+    }
+}
+
+/// Filters, sorts and pages rendered images; returns the page and whether more follow.
+fn select(
+    images: Vec<Value>,
+    admin: bool,
+    project: Option<&str>,
+    query: &ListQuery,
+    tags: &[String],
+) -> Result<(Vec<Value>, bool), Fault> {
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| {
+                Fault::bad_request(D, format!("limit param must be an integer, got {v:?}"))
+            })?
+            .min(MAX_LIMIT),
+    };
+    let wanted_visibility = query.visibility.as_deref();
+    if let Some(v) = wanted_visibility
+        && !["public", "private", "shared", "community", "all"].contains(&v)
+    {
+        return Err(Fault::bad_request(
+            D,
+            format!("Invalid visibility value: {v}"),
+        ));
+    }
+    let protected = query
+        .protected
+        .as_deref()
+        .map(|v| parse_bool("protected", v))
+        .transpose()?;
+    if let Some(hidden) = query.os_hidden.as_deref()
+        && parse_bool("os_hidden", hidden)?
+    {
+        // No image is hidden here.
+        return Ok((Vec::new(), false));
+    }
+    let size = |field: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|s| {
+                s.parse::<u64>().map_err(|_| {
+                    Fault::bad_request(D, format!("{field} must be a non-negative integer"))
+                })
+            })
+            .transpose()
+    };
+    let size_min = size("size_min", &query.size_min)?;
+    let size_max = size("size_max", &query.size_max)?;
+    let mut selected: Vec<Value> = images
+        .iter()
+        .filter(|i| can_see(admin, project, i))
+        .filter(|i| match wanted_visibility {
+            None => {
+                // Community images are listed only for their owner (and admins).
+                visibility(i) != "community" || admin || project == Some(owner(i))
+            }
+            Some("all") => true,
+            Some(v) => visibility(i) == v,
+        })
+        .map(render)
+        .filter(|i| {
+            matches_filter(
+                query.name.as_deref(),
+                i["name"].as_str().unwrap_or_default(),
+            )
+        })
+        .filter(|i| {
+            matches_filter(
+                query.status.as_deref(),
+                i["status"].as_str().unwrap_or_default(),
+            )
+        })
+        .filter(|i| {
+            matches_filter(
+                query.owner.as_deref(),
+                i["owner"].as_str().unwrap_or_default(),
+            )
+        })
+        .filter(|i| matches_filter(query.id.as_deref(), i["id"].as_str().unwrap_or_default()))
+        .filter(|i| {
+            matches_filter(
+                query.disk_format.as_deref(),
+                i["disk_format"].as_str().unwrap_or_default(),
+            )
+        })
+        .filter(|i| {
+            matches_filter(
+                query.container_format.as_deref(),
+                i["container_format"].as_str().unwrap_or_default(),
+            )
+        })
+        .filter(|i| protected.is_none_or(|p| i["protected"].as_bool() == Some(p)))
+        .filter(|i| size_min.is_none_or(|m| i["size"].as_u64().is_some_and(|s| s >= m)))
+        .filter(|i| size_max.is_none_or(|m| i["size"].as_u64().is_some_and(|s| s <= m)))
+        .filter(|i| {
+            let have: BTreeSet<&str> = i["tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            tags.iter().all(|t| have.contains(t.as_str()))
+        })
+        .collect();
+    let keys = sort_keys(query)?;
+    selected.sort_by(|a, b| {
+        keys.iter()
+            .map(|(key, desc)| {
+                let o = compare(a, b, key);
+                if *desc { o.reverse() } else { o }
+            })
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| compare(b, a, "id"))
+    });
+    if let Some(marker) = query.marker.as_deref() {
+        let at = selected
+            .iter()
+            .position(|i| i["id"] == marker)
+            .ok_or_else(|| {
+                Fault::bad_request(
+                    D,
+                    format!("Invalid marker. Image {marker} could not be found."),
+                )
+            })?;
+        selected.drain(..=at);
+    }
+    let more = selected.len() > limit;
+    selected.truncate(limit);
+    Ok((selected, more))
+}
+
+/// The `tag` parameters of a raw query string (Glance takes several).
+fn tags_of(raw: Option<&str>) -> Vec<String> {
+    raw.unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(k, _)| *k == "tag")
+        .map(|(_, v)| percent_decode(v))
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `GET /v2/images`.
+async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+    uri: axum::http::Uri,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, Fault> {
+    let project = scope(&caller)?.to_string();
+    let images = common::list(&state, kind(), None)
+        .await
+        .map_err(api_error)?;
+    let tags = tags_of(uri.query());
+    let (page, more) = select(
+        images,
+        caller.is_cloud_admin(),
+        Some(&project),
+        &query,
+        &tags,
+    )?;
+    let mut body = json!({
+        "images": page,
+        "first": "/v2/images",
+        "schema": "/v2/schemas/images",
+    });
+    if more && let Some(last) = page.last() {
+        // The same query with the marker moved to the last image of this page.
+        let mut params: Vec<String> = uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty() && !p.starts_with("marker="))
+            .map(str::to_string)
+            .collect();
+        params.push(format!(
+            "marker={}",
+            last["id"].as_str().unwrap_or_default()
+        ));
+        if query.limit.is_none() {
+            params.push(format!("limit={DEFAULT_LIMIT}"));
+        }
+        body["next"] = json!(format!("/v2/images?{}", params.join("&")));
+    }
+    Ok(Json(body).into_response())
+}
+
+/// `GET /v2/images/{id}`.
+async fn show(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, Fault> {
+    let image = find(&state, &caller, &id).await?;
+    Ok(Json(render(&image)).into_response())
+}
+
+/// A validated create request.
+#[derive(Debug, Default, PartialEq)]
+struct NewImage {
+    name: Option<String>,
+    owner: Option<String>,
+    spec: Map<String, Value>,
+}
+
+fn one_of(field: &str, value: &Value, allowed: &[&str]) -> Result<String, Fault> {
+    match value.as_str() {
+        Some(v) if allowed.contains(&v) => Ok(v.to_string()),
+        _ => Err(Fault::bad_request(
+            D,
+            format!(
+                "Invalid value {value} for {field}: use one of {}",
+                allowed.join(", ")
+            ),
+        )),
+    }
+}
+
+fn count(field: &str, value: &Value) -> Result<u64, Fault> {
+    value.as_u64().ok_or_else(|| {
+        Fault::bad_request(
+            D,
+            format!("Invalid value {value} for {field}: must be a non-negative integer"),
+        )
+    })
+}
+
+fn tag_list(value: &Value) -> Result<Vec<String>, Fault> {
+    let bad = || Fault::bad_request(D, "tags must be a list of strings of 1 to 255 characters");
+    let mut tags: Vec<String> = Vec::new();
+    for tag in value.as_array().ok_or_else(bad)? {
+        let tag = tag
+            .as_str()
+            .filter(|t| !t.is_empty() && t.chars().count() <= 255)
+            .ok_or_else(bad)?;
+        if !tags.iter().any(|t| t == tag) {
+            tags.push(tag.to_string());
+        }
+    }
+    Ok(tags)
+}
+
+/// Sets the `spec` field for Glance attribute `key` to `value` (validated), or records an
+/// extra property. `Ok(false)` for keys that are not spec fields (`name`).
+fn set_attribute(
+    spec: &mut Map<String, Value>,
+    properties: &mut Map<String, Value>,
+    key: &str,
+    value: &Value,
+    admin: bool,
+) -> Result<(), Fault> {
+    match key {
+        "visibility" => {
+            let v = one_of(key, value, &["public", "private", "shared", "community"])?;
+            if v == "public" && !admin {
+                return Err(Fault::forbidden(
+                    D,
+                    "You are not authorized to complete publicize_image action: only admins may make an image public.",
+                ));
+            }
+            spec.insert("visibility".into(), json!(v));
+        }
+        "protected" => {
+            let p = value.as_bool().ok_or_else(|| {
+                Fault::bad_request(
+                    D,
+                    format!("Invalid value {value} for protected: must be a boolean"),
+                )
+            })?;
+            spec.insert("protected".into(), json!(p));
+        }
+        "min_disk" => {
+            spec.insert("minDisk".into(), json!(count(key, value)?));
+        }
+        "min_ram" => {
+            spec.insert("minRam".into(), json!(count(key, value)?));
+        }
+        "disk_format" => {
+            spec.insert(
+                "diskFormat".into(),
+                json!(one_of(key, value, DISK_FORMATS)?),
+            );
+        }
+        "container_format" => {
+            spec.insert(
+                "containerFormat".into(),
+                json!(one_of(key, value, CONTAINER_FORMATS)?),
+            );
+        }
+        "tags" => {
+            spec.insert("tags".into(), json!(tag_list(value)?));
+        }
+        _ if READ_ONLY.contains(&key) => {
+            return Err(Fault::forbidden(
+                D,
+                format!("Attribute '{key}' is read-only."),
+            ));
+        }
+        _ => {
+            let text = value.as_str().ok_or_else(|| {
+                Fault::bad_request(
+                    D,
+                    format!(
+                        "Invalid value {value} for property {key}: extra properties must be strings"
+                    ),
+                )
+            })?;
+            if key.is_empty() || key.chars().count() > 255 || text.chars().count() > 255 {
+                return Err(Fault::bad_request(
+                    D,
+                    format!(
+                        "Property {key:?}: keys are 1 to 255 characters and values at most 255"
+                    ),
+                ));
+            }
+            properties.insert(key.to_string(), json!(text));
+        }
+    }
+    Ok(())
+}
+
+/// Validates the body of `POST /v2/images`.
+fn parse_create(body: &Value, admin: bool) -> Result<NewImage, Fault> {
+    let body = body
+        .as_object()
+        .ok_or_else(|| Fault::bad_request(D, "The request body must be a JSON object."))?;
+    let mut new = NewImage::default();
+    let mut properties = Map::new();
+    for (key, value) in body {
+        match key.as_str() {
+            "name" => match value {
+                Value::Null => {}
+                Value::String(s) if s.chars().count() <= 255 => new.name = Some(s.clone()),
+                _ => {
+                    return Err(Fault::bad_request(
+                        D,
+                        "Invalid value for name: must be a string of at most 255 characters",
+                    ));
+                }
+            },
+            "id" => {
+                return Err(Fault::bad_request(
+                    D,
+                    "Attribute 'id' cannot be chosen: image ids are assigned by the server.",
+                ));
+            }
+            "owner" => match value {
+                Value::Null => {}
+                Value::String(s) => new.owner = Some(s.clone()),
+                _ => return Err(Fault::bad_request(D, "owner must be a string")),
+            },
+            "os_hidden" if value == &json!(false) => {}
+            "properties" | "members" => {
+                return Err(Fault::bad_request(
+                    D,
+                    format!("Attribute '{key}' is reserved."),
+                ));
+            }
+            _ if value.is_null() => {}
+            _ => set_attribute(&mut new.spec, &mut properties, key, value, admin)?,
+        }
+    }
+    if !properties.is_empty() {
+        new.spec
+            .insert("properties".into(), Value::Object(properties));
+    }
+    Ok(new)
+}
+
+/// `POST /v2/images`: creates a `queued` image in the caller's project (or, for admins, in
+/// `owner`'s).
+async fn create(
+    State(state): State<ApiState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, Fault> {
+    let own = scope(&caller)?.to_string();
+    let new = parse_create(&common::json_body(D, &body)?, caller.is_cloud_admin())?;
+    let project = new.owner.clone().unwrap_or(own.clone());
+    if project != own && !caller.is_cloud_admin() {
+        return Err(Fault::forbidden(
+            D,
+            "You are not permitted to create images owned by another project.",
+        ));
+    }
+    caller
+        .check(Action::Write, Some(&project))
+        .map_err(|_| Fault::forbidden(D, "You are not permitted to create images."))?;
+    let wanted = new.name.clone().unwrap_or_default();
+    let (object_name, _) =
+        common::object_name_for(&state, kind(), Some(&project), "image", &wanted)
+            .await
+            .map_err(api_error)?;
+    let mut metadata = json!({ "name": object_name });
+    if object_name != wanted {
+        metadata["annotations"] = json!({ NAME_ANNOTATION: wanted });
+    }
+    let object = json!({
+        "apiVersion": cirrus_crds::API_VERSION,
+        "kind": "Image",
+        "metadata": metadata,
+        "spec": Value::Object(new.spec),
+    });
+    let created = crate::resources::create(&state, kind(), Some(&project), object, false)
+        .await
+        .map_err(api_error)?;
+    tracing::info!(%project, image = %object_name, id = %common::uid(&created), "image created");
+    let id = common::uid(&created);
+    let mut response = (StatusCode::CREATED, Json(render(&created))).into_response();
+    if let Ok(location) = format!("/v2/images/{id}").parse() {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// A JSON pointer's segments (`/a~1b/c` → `["a/b", "c"]`).
+fn pointer_segments(path: &str) -> Result<Vec<String>, Fault> {
+    let rest = path.strip_prefix('/').ok_or_else(|| {
+        Fault::bad_request(
+            D,
+            format!("Invalid JSON pointer {path:?}: must start with /"),
+        )
+    })?;
+    Ok(rest
+        .split('/')
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect())
+}
+
+/// Applies one RFC 6902 `add`, `remove` or `replace` to `doc`.
+fn apply_op(doc: &mut Value, op: &Value) -> Result<(), Fault> {
+    let name = op["op"].as_str().ok_or_else(|| {
+        Fault::bad_request(
+            D,
+            "Each patch operation needs an 'op' (add, remove or replace).",
+        )
+    })?;
+    let path = op["path"]
+        .as_str()
+        .ok_or_else(|| Fault::bad_request(D, "Each patch operation needs a 'path'."))?;
+    if !["add", "remove", "replace"].contains(&name) {
+        return Err(Fault::bad_request(
+            D,
+            format!("Unsupported patch operation {name:?}: use add, remove or replace"),
+        ));
+    }
+    let value = match (name, op.get("value")) {
+        ("remove", _) => Value::Null,
+        (_, Some(v)) => v.clone(),
+        (_, None) => {
+            return Err(Fault::bad_request(
+                D,
+                format!("Operation {name} on {path} needs a 'value'."),
+            ));
+        }
+    };
+    let mut segments = pointer_segments(path)?;
+    let last = segments.pop().expect("split yields one segment at least");
+    let missing = || {
+        Fault::conflict(
+            D,
+            format!("Property {} does not exist.", path.trim_start_matches('/')),
+        )
+    };
+    let mut parent = &mut *doc;
+    for segment in &segments {
+        parent = match parent {
+            Value::Object(map) => map.get_mut(segment.as_str()).ok_or_else(missing)?,
+            Value::Array(items) => segment
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| items.get_mut(i))
+                .ok_or_else(missing)?,
+            _ => return Err(missing()),
+        };
+    }
+    match parent {
+        Value::Object(map) => match name {
+            "add" => {
+                map.insert(last, value);
+            }
+            "replace" => {
+                *map.get_mut(last.as_str()).ok_or_else(missing)? = value;
+            }
+            _ => {
+                map.remove(last.as_str()).ok_or_else(missing)?;
+            }
+        },
+        Value::Array(items) => {
+            let index = if last == "-" && name == "add" {
+                items.len()
+            } else {
+                last.parse::<usize>().map_err(|_| missing())?
+            };
+            match name {
+                "add" if index <= items.len() => items.insert(index, value),
+                "replace" if index < items.len() => items[index] = value,
+                "remove" if index < items.len() => {
+                    items.remove(index);
+                }
+                _ => return Err(missing()),
+            }
+        }
+        _ => return Err(missing()),
+    }
+    Ok(())
+}
+
+/// The object merge patch (spec, name annotation) that turns `image`'s document `before`
+/// into `after`, validated: read-only attributes `403`, bad values `400`.
+fn diff_to_patch(
+    image: &Value,
+    before: &Value,
+    after: &Value,
+    admin: bool,
+) -> Result<Value, Fault> {
+    let (Some(old), Some(new)) = (before.as_object(), after.as_object()) else {
+        return Err(Fault::bad_request(
+            D,
+            "The patch must leave the image an object.",
+        ));
+    };
+    let mut spec = Map::new();
+    let mut properties = Map::new();
+    let mut metadata = json!({"resourceVersion": image["metadata"]["resourceVersion"]});
+    let keys: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    let queued = phase(image) == "queued";
+    for key in keys {
+        let (was, now) = (old.get(key), new.get(key));
+        if was == now {
+            continue;
+        }
+        let key = key.as_str();
+        match (key, now) {
+            (_, _) if READ_ONLY.contains(&key) || key == "owner" => {
+                return Err(Fault::forbidden(
+                    D,
+                    format!("Attribute '{key}' is read-only."),
+                ));
+            }
+            ("name", Some(Value::String(name))) if name.chars().count() <= 255 => {
+                let annotation = if *name == common::name(image) {
+                    Value::Null
+                } else {
+                    json!(name)
+                };
+                metadata["annotations"] = json!({ NAME_ANNOTATION: annotation });
+            }
+            ("name", _) => {
+                return Err(Fault::bad_request(
+                    D,
+                    "Invalid value for name: must be a string of at most 255 characters",
+                ));
+            }
+            ("disk_format" | "container_format", _) if !queued => {
+                return Err(Fault::forbidden(
+                    D,
+                    format!("Attribute {key} can be only replaced for a queued image."),
+                ));
+            }
+            (_, None) if WRITABLE.contains(&key) => {
+                return Err(Fault::forbidden(
+                    D,
+                    format!("Attribute '{key}' cannot be removed."),
+                ));
+            }
+            (_, None) => {
+                properties.insert(key.to_string(), Value::Null);
+            }
+            (_, Some(value)) => set_attribute(&mut spec, &mut properties, key, value, admin)?,
+        }
+    }
+    if !properties.is_empty() {
+        spec.insert("properties".into(), Value::Object(properties));
+    }
+    Ok(json!({"metadata": metadata, "spec": spec}))
+}
+
+/// `PATCH /v2/images/{id}` with a JSON patch.
+async fn update(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, Fault> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    if !PATCH_TYPES.contains(&media) {
+        return Err(Fault::new(
+            D,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "Unsupported Content-Type {content_type:?}: use {}",
+                PATCH_TYPES[0]
+            ),
+        ));
+    }
+    let ops = common::json_body(D, &body)?;
+    let ops = ops
+        .as_array()
+        .ok_or_else(|| Fault::bad_request(D, "A JSON patch is a list of operations."))?;
+    let image = find(&state, &caller, &id).await?;
+    check_write(&caller, &image)?;
+    let before = render(&image);
+    let mut after = before.clone();
+    for op in ops {
+        apply_op(&mut after, op)?;
+    }
+    let patch = diff_to_patch(&image, &before, &after, caller.is_cloud_admin())?;
+    let updated = state
+        .store
+        .patch(
+            kind(),
+            Some(owner(&image)),
+            &common::name(&image),
+            &patch,
+            cirrus_store::objects::Part::Main,
+            false,
+        )
+        .await
+        .map_err(|e| api_error(e.into()))?;
+    tracing::info!(image = %id, "image updated");
+    Ok(Json(render(&updated)).into_response())
+}
+
+/// `DELETE /v2/images/{id}`: `204`; `403` while protected.
+async fn delete(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, Fault> {
+    let image = find(&state, &caller, &id).await?;
+    check_write(&caller, &image)?;
+    if image["spec"]["protected"].as_bool().unwrap_or(false) {
+        return Err(Fault::forbidden(
+            D,
+            format!("Image {id} is protected and cannot be deleted."),
+        ));
+    }
+    crate::resources::delete(
+        &state,
+        kind(),
+        Some(owner(&image)),
+        &common::name(&image),
+        false,
+    )
+    .await
+    .map_err(api_error)?;
+    tracing::info!(image = %id, "image deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `PUT /v2/images/{id}/file`: streams the data into the blob store (the native upload);
+/// `204` when the image is `active`.
+async fn upload(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, Fault> {
+    let image = find(&state, &caller, &id).await?;
+    check_write(&caller, &image)?;
+    let target = (owner(&image).to_string(), common::name(&image));
+    crate::images::upload(State(state), caller, Path(target), headers, body)
+        .await
+        .map_err(api_error)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /v2/images/{id}/file`: streams the data; `204` while there is none.
+async fn download(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, Fault> {
+    let image = find(&state, &caller, &id).await?;
+    let target = (owner(&image).to_string(), common::name(&image));
+    crate::images::download(State(state), caller, Path(target))
+        .await
+        .map_err(api_error)
+}
+
+/// The JSON schema of one image document (what `GET /v2/schemas/image` serves).
+pub fn schema() -> Value {
+    let string_or_null = json!({"type": ["null", "string"]});
+    json!({
+        "name": "image",
+        "additionalProperties": {"type": "string"},
+        "links": [
+            {"href": "{self}", "rel": "self"},
+            {"href": "{file}", "rel": "enclosure"},
+            {"href": "{schema}", "rel": "describedby"},
+        ],
+        "properties": {
+            "id": {"type": "string", "readOnly": true, "description": "An identifier for the image",
+                   "pattern": "^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$"},
+            "name": {"type": ["null", "string"], "maxLength": 255, "description": "Descriptive name for the image"},
+            "status": {"type": "string", "readOnly": true, "description": "Status of the image",
+                       "enum": ["queued", "saving", "active", "killed", "deleted", "uploading", "importing", "pending_delete", "deactivated"]},
+            "visibility": {"type": "string", "enum": ["community", "public", "private", "shared"],
+                           "description": "Scope of image accessibility"},
+            "protected": {"type": "boolean", "description": "If true, image will not be deletable."},
+            "os_hidden": {"type": "boolean", "description": "If true, image will not appear in default image list response."},
+            "checksum": {"type": ["null", "string"], "readOnly": true, "maxLength": 32, "description": "md5 hash of image contents."},
+            "os_hash_algo": {"type": ["null", "string"], "readOnly": true, "maxLength": 64, "description": "Algorithm to calculate the os_hash_value"},
+            "os_hash_value": {"type": ["null", "string"], "readOnly": true, "maxLength": 128, "description": "Hexdigest of the image contents using the algorithm specified by the os_hash_algo"},
+            "owner": {"type": ["null", "string"], "maxLength": 255, "description": "Owner of the image"},
+            "size": {"type": ["null", "integer"], "readOnly": true, "description": "Size of image file in bytes"},
+            "virtual_size": {"type": ["null", "integer"], "readOnly": true, "description": "Virtual size of image in bytes"},
+            "container_format": {"type": ["null", "string"], "enum": [null, "ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"],
+                                 "description": "Format of the container"},
+            "disk_format": {"type": ["null", "string"], "enum": [null, "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop"],
+                            "description": "Format of the disk"},
+            "created_at": {"type": "string", "readOnly": true, "description": "Date and time of image registration"},
+            "updated_at": {"type": "string", "readOnly": true, "description": "Date and time of the last image modification"},
+            "tags": {"type": "array", "items": {"type": "string", "maxLength": 255}, "description": "List of strings related to the image"},
+            "direct_url": {"type": "string", "readOnly": true, "description": "URL to access the image file kept in external store"},
+            "min_ram": {"type": "integer", "description": "Amount of ram (in MB) required to boot image."},
+            "min_disk": {"type": "integer", "description": "Amount of disk space (in GB) required to boot image."},
+            "self": {"type": "string", "readOnly": true, "description": "An image self url"},
+            "file": {"type": "string", "readOnly": true, "description": "An image file url"},
+            "schema": {"type": "string", "readOnly": true, "description": "An image schema url"},
+            "locations": {"type": "array", "items": {"type": "object"}, "description": "A set of URLs to access the image file kept in external store"},
+            "kernel_id": string_or_null,
+            "ramdisk_id": string_or_null,
+            "instance_uuid": {"type": "string", "description": "Metadata which can be used to record which instance this image is associated with."},
+            "architecture": {"type": "string", "description": "Operating system architecture"},
+            "os_distro": {"type": "string", "description": "Common name of operating system distribution"},
+            "os_version": {"type": "string", "description": "Operating system version as specified by the distributor"},
+        },
+    })
+}
+
+/// `GET /v2/schemas/image`.
+async fn image_schema() -> Json<Value> {
+    Json(schema())
+}
+
+/// `GET /v2/schemas/images`: the list document's schema.
+async fn images_schema() -> Json<Value> {
+    Json(json!({
+        "name": "images",
+        "links": [
+            {"href": "{first}", "rel": "first"},
+            {"href": "{next}", "rel": "next"},
+            {"href": "{schema}", "rel": "describedby"},
+        ],
+        "properties": {
+            "images": {"type": "array", "items": schema()},
+            "first": {"type": "string"},
+            "next": {"type": "string"},
+            "schema": {"type": "string"},
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(project: &str, uid: &str, visibility: &str) -> Value {
+        json!({
+            "metadata": {"name": uid, "uid": uid, "project": project,
+                         "creationTimestamp": format!("2026-01-01T00:00:0{}Z", uid.len() % 10)},
+            "spec": {"visibility": visibility, "diskFormat": "qcow2", "containerFormat": "bare",
+                     "properties": {"hw_disk_bus": "virtio"}, "tags": ["a"]},
+            "status": {"phase": "active", "size": 10, "checksum": "c", "osHashAlgo": "sha256", "osHashValue": "h"},
+        })
+    }
+
+    #[test]
+    fn render_flattens_properties_under_core_fields() {
+        let mut i = image("demo", "u1", "private");
+        i["spec"]["properties"]["status"] = json!("sneaky");
+        let body = render(&i);
+        assert_eq!(body["id"], "u1");
+        assert_eq!(
+            body["status"], "active",
+            "core attributes win over properties"
+        );
+        assert_eq!(body["hw_disk_bus"], "virtio");
+        assert_eq!(body["owner"], "demo");
+        assert_eq!(body["os_hash_algo"], "sha256");
+        assert_eq!(body["file"], "/v2/images/u1/file");
+        let mut queued = image("demo", "u2", "private");
+        queued["status"] = json!({});
+        assert_eq!(render(&queued)["status"], "queued");
+        assert_eq!(render(&queued)["size"], Value::Null);
+    }
+
+    #[test]
+    fn visibility_rules() {
+        let private = image("a", "p", "private");
+        let public = image("a", "q", "public");
+        let mut shared = image("a", "s", "shared");
+        shared["spec"]["members"] = json!(["b"]);
+        let community = image("a", "c", "community");
+        assert!(can_see(false, Some("a"), &private));
+        assert!(!can_see(false, Some("b"), &private));
+        assert!(can_see(true, Some("admin"), &private));
+        assert!(can_see(false, Some("b"), &public));
+        assert!(can_see(false, Some("b"), &shared));
+        assert!(!can_see(false, Some("c"), &shared));
+        assert!(can_see(false, Some("b"), &community));
+        let all = vec![private, public, shared, community];
+        let ids = |q: &str, project: &str| -> Vec<String> {
+            let uri: axum::http::Uri = format!("/x?{q}").parse().unwrap();
+            let query = Query::<ListQuery>::try_from_uri(&uri).unwrap().0;
+            let (page, _) = select(all.clone(), false, Some(project), &query, &[]).unwrap();
+            let mut ids: Vec<String> = page
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_string())
+                .collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(
+            ids("", "b"),
+            ["q", "s"],
+            "community is not listed for others"
+        );
+        assert_eq!(ids("", "a"), ["c", "p", "q", "s"]);
+        assert_eq!(ids("visibility=community", "b"), ["c"]);
+        assert_eq!(ids("visibility=public", "a"), ["q"]);
+    }
+
+    #[test]
+    fn lists_page_with_markers_in_sort_order() {
+        let all: Vec<Value> = (1..=5)
+            .map(|n| {
+                let mut i = image("a", &format!("id{n}"), "private");
+                i["metadata"]["creationTimestamp"] = json!(format!("2026-01-01T00:00:0{n}Z"));
+                i
+            })
+            .collect();
+        let page = |q: &str| -> (Vec<String>, bool) {
+            let uri: axum::http::Uri = format!("/x?{q}").parse().unwrap();
+            let query = Query::<ListQuery>::try_from_uri(&uri).unwrap().0;
+            let (page, more) = select(all.clone(), false, Some("a"), &query, &[]).unwrap();
+            (
+                page.iter()
+                    .map(|i| i["id"].as_str().unwrap().to_string())
+                    .collect(),
+                more,
+            )
+        };
+        assert_eq!(
+            page("limit=2"),
+            (vec!["id5".into(), "id4".into()], true),
+            "newest first"
+        );
+        assert_eq!(
+            page("limit=2&marker=id4"),
+            (vec!["id3".into(), "id2".into()], true)
+        );
+        assert_eq!(page("limit=2&marker=id2"), (vec!["id1".into()], false));
+        assert_eq!(page("sort=created_at:asc&limit=1").0, ["id1"]);
+        assert_eq!(page("sort_key=created_at&sort_dir=asc&limit=1").0, ["id1"]);
+    }
+
+    #[test]
+    fn create_body_maps_to_spec_and_refuses_what_it_must() {
+        let new = parse_create(
+            &json!({"name": "cirros", "disk_format": "qcow2", "container_format": "bare",
+                    "visibility": "private", "min_ram": 64, "tags": ["x", "x"],
+                    "owner_specified.openstack.md5": "", "hw_disk_bus": "scsi"}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(new.name.as_deref(), Some("cirros"));
+        assert_eq!(new.spec["diskFormat"], "qcow2");
+        assert_eq!(new.spec["minRam"], 64);
+        assert_eq!(new.spec["tags"], json!(["x"]));
+        assert_eq!(new.spec["properties"]["hw_disk_bus"], "scsi");
+        assert_eq!(new.spec["properties"]["owner_specified.openstack.md5"], "");
+        let code = |body: Value, admin: bool| parse_create(&body, admin).unwrap_err().code;
+        assert_eq!(
+            code(json!({"visibility": "public"}), false),
+            StatusCode::FORBIDDEN
+        );
+        assert!(parse_create(&json!({"visibility": "public"}), true).is_ok());
+        assert_eq!(
+            code(json!({"disk_format": "exe"}), false),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            code(json!({"status": "active"}), false),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(code(json!({"hw_x": 3}), false), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            code(json!({"protected": "yes"}), false),
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn json_patch_becomes_an_object_patch() {
+        let mut i = image("a", "u1", "private");
+        i["metadata"]["resourceVersion"] = json!("7");
+        let before = render(&i);
+        let mut after = before.clone();
+        for op in [
+            json!({"op": "replace", "path": "/name", "value": "new name"}),
+            json!({"op": "add", "path": "/tags/-", "value": "b"}),
+            json!({"op": "remove", "path": "/hw_disk_bus"}),
+            json!({"op": "add", "path": "/os~1distro", "value": "debian"}),
+            json!({"op": "replace", "path": "/protected", "value": true}),
+        ] {
+            apply_op(&mut after, &op).unwrap();
+        }
+        let patch = diff_to_patch(&i, &before, &after, false).unwrap();
+        assert_eq!(patch["metadata"]["resourceVersion"], "7");
+        assert_eq!(
+            patch["metadata"]["annotations"][NAME_ANNOTATION],
+            "new name"
+        );
+        assert_eq!(patch["spec"]["tags"], json!(["a", "b"]));
+        assert_eq!(patch["spec"]["protected"], true);
+        assert_eq!(patch["spec"]["properties"]["hw_disk_bus"], Value::Null);
+        assert_eq!(patch["spec"]["properties"]["os/distro"], "debian");
+
+        let fails = |op: Value, admin: bool| {
+            let mut after = before.clone();
+            apply_op(&mut after, &op)
+                .and_then(|_| diff_to_patch(&i, &before, &after, admin).map(|_| ()))
+                .unwrap_err()
+                .code
+        };
+        assert_eq!(
+            fails(
+                json!({"op": "replace", "path": "/status", "value": "x"}),
+                true
+            ),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            fails(
+                json!({"op": "replace", "path": "/visibility", "value": "public"}),
+                false
+            ),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            fails(json!({"op": "remove", "path": "/nope"}), false),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            fails(json!({"op": "move", "path": "/name", "from": "/x"}), false),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            fails(
+                json!({"op": "replace", "path": "/disk_format", "value": "raw"}),
+                false
+            ),
+            StatusCode::FORBIDDEN,
+            "active images keep their format"
+        );
+    }
+
+    #[test]
+    fn tags_come_from_the_raw_query() {
+        assert_eq!(tags_of(Some("tag=a&limit=1&tag=b%20c")), ["a", "b c"]);
+        assert!(tags_of(None).is_empty());
+    }
+}

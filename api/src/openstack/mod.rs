@@ -11,6 +11,7 @@
 pub mod common;
 pub mod fault;
 pub mod image;
+pub mod volume;
 
 use axum::Router;
 
@@ -18,5 +19,7 @@ use crate::ApiState;
 
 /// All OpenStack service routes.
 pub fn router() -> Router<ApiState> {
-    Router::new().merge(image::router())
+    Router::new()
+        .merge(image::router())
+        .merge(volume::router())
 }

@@ -1,0 +1,189 @@
+//! `…/{id}/metadata[/{key}]` of volumes and snapshots: the object's `spec.metadata`.
+//!
+//! `GET` all, `POST` merges, `PUT` replaces (all answer `{"metadata": {...}}` with the
+//! result); per key: `GET`/`PUT` answer `{"meta": {key: value}}`, `DELETE` answers `200`.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use cirrus_crds::KindInfo;
+use serde_json::{Value, json};
+
+use super::{Ctx, DIALECT, find, metadata_field, modify, project_of};
+use crate::ApiState;
+use crate::openstack::common;
+use crate::openstack::fault::Fault;
+
+/// How a whole-map write combines with what is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// `POST`: add and overwrite the given keys, keep the others.
+    Merge,
+    /// `PUT`: the given map becomes the metadata.
+    Replace,
+}
+
+/// The object `id` of `kind` (`what`: `Volume`, `Snapshot` for messages), or `404`.
+async fn target(
+    state: &ApiState,
+    ctx: &Ctx,
+    kind: &'static KindInfo,
+    what: &str,
+    id: &str,
+) -> Result<Value, Fault> {
+    find(state, kind, &ctx.project, ctx.admin, id)
+        .await?
+        .ok_or_else(|| Fault::not_found(DIALECT, format!("{what} {id} could not be found.")))
+}
+
+fn metadata_of(object: &Value) -> BTreeMap<String, String> {
+    object
+        .pointer("/spec/metadata")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Writes `metadata` into the object's `spec.metadata` (read-modify-write).
+async fn store_metadata(
+    state: &ApiState,
+    kind: &'static KindInfo,
+    object: &Value,
+    change: impl Fn(&mut BTreeMap<String, String>) -> Result<(), Fault>,
+) -> Result<BTreeMap<String, String>, Fault> {
+    let written = modify(
+        state,
+        kind,
+        &project_of(object),
+        &common::name(object),
+        |o| {
+            let mut map = metadata_of(o);
+            change(&mut map)?;
+            o["spec"]["metadata"] = json!(map);
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(metadata_of(&written))
+}
+
+/// `GET …/metadata`.
+pub(crate) async fn get_all(
+    state: &ApiState,
+    ctx: &Ctx,
+    kind: &'static KindInfo,
+    what: &str,
+    id: &str,
+) -> Result<Response, Fault> {
+    let object = target(state, ctx, kind, what, id).await?;
+    Ok(Json(json!({ "metadata": metadata_of(&object) })).into_response())
+}
+
+/// `POST`/`PUT …/metadata` with `{"metadata": {...}}`.
+pub(crate) async fn write_all(
+    state: &ApiState,
+    ctx: &Ctx,
+    kind: &'static KindInfo,
+    what: &str,
+    id: &str,
+    body: &Value,
+    mode: Mode,
+) -> Result<Response, Fault> {
+    let given = metadata_field(body, "metadata")?.ok_or_else(|| {
+        Fault::bad_request(
+            DIALECT,
+            "Missing required element 'metadata' in request body.",
+        )
+    })?;
+    let object = target(state, ctx, kind, what, id).await?;
+    let result = store_metadata(state, kind, &object, |map| {
+        if mode == Mode::Replace {
+            map.clear();
+        }
+        map.extend(given.clone());
+        Ok(())
+    })
+    .await?;
+    Ok(Json(json!({ "metadata": result })).into_response())
+}
+
+/// `GET …/metadata/{key}`.
+pub(crate) async fn get_item(
+    state: &ApiState,
+    ctx: &Ctx,
+    kind: &'static KindInfo,
+    what: &str,
+    id: &str,
+    key: &str,
+) -> Result<Response, Fault> {
+    let object = target(state, ctx, kind, what, id).await?;
+    let map = metadata_of(&object);
+    let value = map.get(key).ok_or_else(|| {
+        Fault::not_found(
+            DIALECT,
+            format!("{what} {id} has no metadata with key {key}."),
+        )
+    })?;
+    Ok(Json(json!({ "meta": { key: value } })).into_response())
+}
+
+/// `PUT …/metadata/{key}` with `{"meta": {key: value}}`.
+pub(crate) async fn put_item(
+    state: &ApiState,
+    ctx: &Ctx,
+    kind: &'static KindInfo,
+    what: &str,
+    id: &str,
+    key: &str,
+    body: &Value,
+) -> Result<Response, Fault> {
+    let meta = metadata_field(body, "meta")?.ok_or_else(|| {
+        Fault::bad_request(DIALECT, "Missing required element 'meta' in request body.")
+    })?;
+    if meta.len() != 1 {
+        return Err(Fault::bad_request(
+            DIALECT,
+            "Request body contains too many items: 'meta' takes exactly one key.",
+        ));
+    }
+    let Some(value) = meta.get(key).cloned() else {
+        return Err(Fault::bad_request(
+            DIALECT,
+            format!("Request body and URI mismatch: the URI names key {key}."),
+        ));
+    };
+    let object = target(state, ctx, kind, what, id).await?;
+    store_metadata(state, kind, &object, |map| {
+        map.insert(key.to_string(), value.clone());
+        Ok(())
+    })
+    .await?;
+    Ok(Json(json!({ "meta": { key: value } })).into_response())
+}
+
+/// `DELETE …/metadata/{key}`: `404` when the key is not set.
+pub(crate) async fn delete_item(
+    state: &ApiState,
+    ctx: &Ctx,
+    kind: &'static KindInfo,
+    what: &str,
+    id: &str,
+    key: &str,
+) -> Result<Response, Fault> {
+    let object = target(state, ctx, kind, what, id).await?;
+    store_metadata(state, kind, &object, |map| {
+        map.remove(key).map(drop).ok_or_else(|| {
+            Fault::not_found(
+                DIALECT,
+                format!("{what} {id} has no metadata with key {key}."),
+            )
+        })
+    })
+    .await?;
+    Ok(axum::http::StatusCode::OK.into_response())
+}

@@ -11,6 +11,7 @@
 pub mod common;
 pub mod fault;
 pub mod image;
+pub mod network;
 pub mod volume;
 
 use axum::Router;
@@ -21,5 +22,6 @@ use crate::ApiState;
 pub fn router() -> Router<ApiState> {
     Router::new()
         .merge(image::router())
+        .merge(network::router())
         .merge(volume::router())
 }

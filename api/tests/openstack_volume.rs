@@ -874,3 +874,140 @@ async fn types_quotas_limits_and_zones() {
     let zones = c.get(&c.url("/os-availability-zone"), 200).await;
     assert_eq!(zones["availabilityZoneInfo"][0]["zoneName"], "nova");
 }
+
+#[tokio::test]
+async fn volumes_from_images_and_from_other_volumes() {
+    let c = cloud().await;
+    // A public image of the admin project, 2.5 GiB virtual: volumes from it need 3 GiB.
+    let image = c
+        .api
+        .store
+        .create(
+            kind("images"),
+            Some("admin"),
+            json!({
+                "apiVersion": cirrus_crds::API_VERSION,
+                "kind": "Image",
+                "metadata": {"name": "cirros"},
+                "spec": {"visibility": "public", "diskFormat": "qcow2", "containerFormat": "bare"},
+            }),
+            false,
+        )
+        .await
+        .unwrap();
+    c.api
+        .store
+        .patch(
+            kind("images"),
+            Some("admin"),
+            "cirros",
+            &json!({"status": {"phase": "active", "virtualSize": 5u64 << 29}}),
+            Part::Status,
+            false,
+        )
+        .await
+        .unwrap();
+    let image_id = uid(&image);
+    let small = c
+        .post(
+            &c.url("/volumes"),
+            json!({"volume": {"size": 2, "imageRef": image_id}}),
+            400,
+        )
+        .await;
+    assert!(
+        small["badRequest"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("3GB"),
+        "{small}"
+    );
+    let boot = c
+        .create_volume(json!({"size": 3, "imageRef": image_id, "name": "root"}))
+        .await;
+    assert_eq!(boot["bootable"], "true");
+    assert_eq!(boot["volume_image_metadata"]["image_name"], "cirros");
+    let object = c.object("volumes", boot["id"].as_str().unwrap()).await;
+    assert_eq!(
+        object["spec"]["source"],
+        json!({"type": "image", "name": "cirros"})
+    );
+    assert_eq!(object["spec"]["bootable"], true);
+
+    // A clone: its source's size and type by default; another type is refused.
+    let lvm = c
+        .create_volume(json!({"size": 2, "volume_type": "LVM"}))
+        .await;
+    let lvm_id = lvm["id"].as_str().unwrap().to_string();
+    c.set_status("volumes", &lvm_id, json!({"phase": "available"}))
+        .await;
+    let wrong = c
+        .post(
+            &c.url("/volumes"),
+            json!({"volume": {"source_volid": lvm_id, "volume_type": "file"}}),
+            400,
+        )
+        .await;
+    assert!(
+        wrong["badRequest"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("volume_type")
+    );
+    let clone = c.create_volume(json!({"source_volid": lvm_id})).await;
+    assert_eq!(clone["size"], 2);
+    assert_eq!(clone["volume_type"], "lvm");
+    assert_eq!(clone["source_volid"], lvm_id.as_str());
+    let two = c
+        .post(
+            &c.url("/volumes"),
+            json!({"volume": {"size": 2, "source_volid": lvm_id, "imageRef": image_id}}),
+            400,
+        )
+        .await;
+    assert!(
+        two["badRequest"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("only one")
+    );
+}
+
+#[tokio::test]
+async fn concurrent_attaches_never_leave_a_volume_on_two_servers() {
+    let c = cloud().await;
+    let a = uid(&c.server("a").await);
+    let b = uid(&c.server("b").await);
+    let vol = c.create_volume(json!({"size": 1, "name": "shared"})).await;
+    let vid = vol["id"].as_str().unwrap().to_string();
+    c.set_status("volumes", &vid, json!({"phase": "available"}))
+        .await;
+    let body = json!({"volumeAttachment": {"volumeId": vid}});
+    for _ in 0..10 {
+        let (ra, rb) = tokio::join!(
+            c.http
+                .post(c.nova(&format!("/servers/{a}/os-volume_attachments")))
+                .json(&body)
+                .send(),
+            c.http
+                .post(c.nova(&format!("/servers/{b}/os-volume_attachments")))
+                .json(&body)
+                .send(),
+        );
+        let codes = [ra.unwrap().status().as_u16(), rb.unwrap().status().as_u16()];
+        let on_a = c.server_volumes("a").await.as_array().unwrap().len();
+        let on_b = c.server_volumes("b").await.as_array().unwrap().len();
+        assert!(on_a + on_b <= 1, "both servers hold the volume ({codes:?})");
+        assert_eq!(
+            codes.iter().filter(|c| **c == 200).count(),
+            on_a + on_b,
+            "{codes:?}"
+        );
+        for (server, n) in [(&a, on_a), (&b, on_b)] {
+            if n == 1 {
+                let url = c.nova(&format!("/servers/{server}/os-volume_attachments/{vid}"));
+                answer(c.http.delete(url).send().await.unwrap(), 202).await;
+            }
+        }
+    }
+}

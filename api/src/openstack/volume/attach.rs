@@ -158,6 +158,32 @@ pub(crate) async fn attach(
         },
     )
     .await?;
+    // Two attaches of one volume to two servers may both pass the check above. Each looks
+    // again after its own write; one that sees another server declaring the volume backs
+    // out. The later of two writes always sees the earlier one (unless that one has already
+    // backed out), so two servers never both keep a single-attach volume.
+    let multiattach = volume
+        .pointer("/spec/multiattach")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if !multiattach {
+        let after = Index::load(state, Some(&project)).await?;
+        let rival = after
+            .users_of(&project, &volume_name)
+            .into_iter()
+            .find(|s| common::name(s) != common::name(server))
+            .map(common::uid);
+        if let Some(rival) = rival {
+            detach(state, server, volume).await?;
+            return Err(Fault::conflict(
+                DIALECT,
+                format!(
+                    "Volume {volume_id} was attached to server {rival} at the same time; it \
+                     stays there. Try again after detaching it."
+                ),
+            ));
+        }
+    }
     tracing::info!(server = %common::name(server), volume = %volume_name, %project, "volume attached (spec)");
     Ok(())
 }

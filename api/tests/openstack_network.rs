@@ -652,6 +652,24 @@ async fn projects_see_only_their_own_and_shared_networks() {
         "no creating in another project"
     );
 
+    // Quotas: Neutron's defaults, usage counted from the project's objects; others' 404.
+    let (status, body) = send(alice.get(c.url("/quotas/demo/details"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["quota"]["network"],
+        json!({"limit": 100, "used": 1, "reserved": 0})
+    );
+    assert_eq!(body["quota"]["port"]["used"], 1);
+    assert_eq!(
+        body["quota"]["security_group"]["used"], 1,
+        "the default group"
+    );
+    assert_eq!(body["quota"]["security_group_rule"]["used"], 4);
+    let (_, body) = send(alice.get(c.url("/quotas/demo"))).await;
+    assert_eq!(body["quota"]["subnet"], 100);
+    let (status, _) = send(bob.get(c.url("/quotas/demo"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
     // Admin sees everything, filters by project, and may share.
     let (_, body) = send(admin.get(c.url("/networks?project_id=demo"))).await;
     let nets = body["networks"].as_array().unwrap();
@@ -850,4 +868,36 @@ async fn bad_input_is_400_naming_the_field_and_nothing_is_half_created() {
     );
     assert_eq!(c.count("subnets", "demo").await, 0);
     assert_eq!(c.count("ports", "demo").await, 0);
+}
+
+#[tokio::test]
+async fn concurrent_rule_creates_all_land() {
+    let c = Cloud::start().await;
+    let http = c.member("alice", "demo").await;
+    let (_, body) = send(http.get(c.url("/security-groups?name=default"))).await;
+    let group = body["security_groups"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let creates = (1000..1012).map(|port| {
+        let http = http.clone();
+        let url = c.url("/security-group-rules");
+        let group = group.clone();
+        async move {
+            send(http.post(url).json(&json!({"security_group_rule": {
+                "security_group_id": group, "direction": "ingress", "protocol": "tcp",
+                "port_range_min": port, "port_range_max": port}})))
+            .await
+        }
+    });
+    let results = futures::future::join_all(creates).await;
+    for (status, body) in &results {
+        assert_eq!(*status, StatusCode::CREATED, "{body}");
+    }
+    let stored = c.object("securitygroups", "demo", &group).await.unwrap();
+    assert_eq!(
+        stored["spec"]["rules"].as_array().unwrap().len(),
+        4 + 12,
+        "no write lost"
+    );
 }

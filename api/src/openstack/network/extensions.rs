@@ -71,6 +71,16 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
         "Stateful security group",
         "Indicates if the security group is stateful or not",
     ),
+    (
+        "quotas",
+        "Quota management support",
+        "Expose functions for quotas management per project",
+    ),
+    (
+        "quota_details",
+        "Quota details management support",
+        "Expose functions for quotas usage statistics per project",
+    ),
     ("sorting", "Sorting support", "Enabling sorting support"),
     (
         "pagination",

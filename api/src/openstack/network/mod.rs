@@ -26,6 +26,7 @@ pub mod extensions;
 pub mod networks;
 pub mod ports;
 pub mod query;
+pub mod quotas;
 pub mod security_groups;
 pub mod subnets;
 
@@ -52,8 +53,10 @@ pub(crate) const NET: Dialect = Dialect::Network;
 /// Path prefix of the v2.0 API.
 const V2: &str = "/network/v2.0";
 
-/// How often a conditional update is retried after losing a race.
-const UPDATE_ATTEMPTS: usize = 8;
+/// How often a conditional update is retried after losing a race (each round of racing
+/// writers has one winner, so this bounds the concurrent writers of one object served
+/// without a 409).
+const UPDATE_ATTEMPTS: usize = 64;
 
 /// All network routes, version documents included.
 pub fn router() -> Router<ApiState> {
@@ -103,6 +106,15 @@ pub fn router() -> Router<ApiState> {
             &format!("{V2}/security-group-rules"),
             get(security_groups::list_rules).post(security_groups::create_rule),
         )
+        .route(&format!("{V2}/quotas/{{project}}"), get(quotas::show))
+        .route(
+            &format!("{V2}/quotas/{{project}}/default"),
+            get(quotas::show),
+        )
+        .route(
+            &format!("{V2}/quotas/{{project}}/details"),
+            get(quotas::details),
+        )
         .route(
             &format!("{V2}/security-group-rules/{{id}}"),
             get(security_groups::show_rule).delete(security_groups::delete_rule),
@@ -142,6 +154,7 @@ pub async fn resources(headers: HeaderMap) -> Json<Value> {
         ("security_group", "security-groups"),
         ("security_group_rule", "security-group-rules"),
         ("extension", "extensions"),
+        ("quota", "quotas"),
     ]
     .iter()
     .map(|(name, collection)| {
@@ -498,6 +511,11 @@ where
             Ok(written) => return Ok(written),
             Err(ObjectError::Conflict { .. }) if attempt < UPDATE_ATTEMPTS => {
                 tracing::debug!(kind = kind.kind, %project, %name, attempt, "update raced, retrying");
+                // A little random backoff so the losers of a round do not collide again.
+                let mut byte = [0u8; 1];
+                let _ = getrandom::fill(&mut byte);
+                let millis = u64::from(byte[0] % 8) * (attempt.min(8) as u64);
+                tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
             }
             Err(e) => return Err(from_store(e)),
         }

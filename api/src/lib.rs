@@ -17,6 +17,7 @@ pub mod images;
 pub mod metadata;
 pub mod openapi;
 pub mod openstack;
+pub mod quota;
 pub(crate) mod resources;
 pub mod testing;
 
@@ -141,7 +142,13 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let revocations = tokio::spawn(identity::revocations::sync(
+        state.store.clone(),
+        state.identity.clone(),
+    ));
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    revocations.abort();
+    served
 }

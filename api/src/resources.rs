@@ -242,7 +242,23 @@ pub(crate) async fn create(
     dry_run: bool,
 ) -> Result<Value, ApiError> {
     defaults::on_create(kind, &mut object);
-    Ok(state.store.create(kind, project, object, dry_run).await?)
+    crate::quota::check(&state.store, kind, project, &object, false).await?;
+    let created = state.store.create(kind, project, object, dry_run).await?;
+    if dry_run {
+        return Ok(created);
+    }
+    // Recheck: a concurrent create may have taken the last unit between check and write.
+    if let Err(over) = crate::quota::check(&state.store, kind, project, &created, true).await {
+        let name = created
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if let Err(e) = state.store.delete(kind, project, name, false).await {
+            tracing::warn!(error = %e, %name, "could not undo a create over quota");
+        }
+        return Err(over);
+    }
+    Ok(created)
 }
 
 /// Deletes `name` the way every API does: the in-use and protection checks, then the

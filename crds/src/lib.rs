@@ -33,6 +33,7 @@ pub use kinds::securitygroup::{SecurityGroup, SecurityGroupSpec, SecurityGroupSt
 pub use kinds::server::{Server, ServerSpec, ServerStatus};
 pub use kinds::servergroup::{ServerGroup, ServerGroupSpec, ServerGroupStatus};
 pub use kinds::subnet::{Subnet, SubnetSpec, SubnetStatus};
+pub use kinds::tokenrevocation::{TokenRevocation, TokenRevocationSpec, TokenRevocationStatus};
 pub use kinds::user::{User, UserSpec, UserStatus};
 pub use kinds::volume::{Volume, VolumeSpec, VolumeStatus};
 pub use kinds::volumesnapshot::{VolumeSnapshot, VolumeSnapshotSpec, VolumeSnapshotStatus};
@@ -64,6 +65,7 @@ pub fn all_kinds() -> Vec<&'static KindInfo> {
         ApplySet::info(),
         Event::info(),
         Lease::info(),
+        TokenRevocation::info(),
     ]
 }
 

@@ -32,8 +32,9 @@ fn scopes() {
         "RoleBinding",
         "ApplySet",
         "Lease",
+        "TokenRevocation",
     ];
-    assert_eq!(all_kinds().len(), 21);
+    assert_eq!(all_kinds().len(), 22);
     for k in all_kinds() {
         let want = if cluster.contains(&k.kind) {
             Scope::Cluster

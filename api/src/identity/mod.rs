@@ -19,10 +19,13 @@
 //!   enabled (the informer-cache step of the auth middleware); role bindings are read with a
 //!   list per login.
 
+mod admin;
 pub mod bootstrap;
+pub mod catalog;
 mod discovery;
 mod error;
 mod request;
+pub mod revocations;
 mod tokens;
 
 use std::sync::RwLock;
@@ -114,5 +117,56 @@ pub fn router() -> Router<ApiState> {
         .route("/identity/v3", get(discovery::version))
         .route("/identity/v3/", get(discovery::version))
         .route("/identity/v3/auth/tokens", tokens())
+        .route("/identity/v3/auth/catalog", get(admin::auth_catalog))
+        .route("/identity/v3/auth/projects", get(admin::user_projects))
+        .route("/identity/v3/domains", get(admin::list_domains))
+        .route("/identity/v3/domains/{id}", get(admin::get_domain))
+        .route(
+            "/identity/v3/projects",
+            get(admin::list_projects).post(admin::create_project),
+        )
+        .route(
+            "/identity/v3/projects/{id}",
+            get(admin::get_project)
+                .patch(admin::update_project)
+                .delete(admin::delete_project),
+        )
+        .route(
+            "/identity/v3/projects/{project}/users/{user}/roles",
+            get(admin::list_grants),
+        )
+        .route(
+            "/identity/v3/projects/{project}/users/{user}/roles/{role}",
+            get(admin::check_grant)
+                .head(admin::check_grant)
+                .put(admin::grant)
+                .delete(admin::revoke_grant),
+        )
+        .route(
+            "/identity/v3/users",
+            get(admin::list_users).post(admin::create_user),
+        )
+        .route(
+            "/identity/v3/users/{id}",
+            get(admin::get_user)
+                .patch(admin::update_user)
+                .delete(admin::delete_user),
+        )
+        .route(
+            "/identity/v3/users/{id}/projects",
+            get(admin::user_projects),
+        )
+        .route(
+            "/identity/v3/roles",
+            get(admin::list_roles).post(admin::create_role),
+        )
+        .route("/identity/v3/roles/{id}", get(admin::get_role))
+        .route(
+            "/identity/v3/role_assignments",
+            get(admin::role_assignments),
+        )
+        .route("/identity/v3/services", get(admin::list_services))
+        .route("/identity/v3/endpoints", get(admin::list_endpoints))
+        .route("/identity/v3/regions", get(admin::list_regions))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }

@@ -28,7 +28,11 @@ const REFUSED: &str = "The request you have made requires authentication.";
 
 /// `POST`: a password login → `201` with the token in `X-Subject-Token` and Keystone's body.
 #[tracing::instrument(skip_all)]
-pub async fn issue(State(state): State<ApiState>, body: Bytes) -> Result<Response, KeystoneError> {
+pub async fn issue(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, KeystoneError> {
     let identity = state.identity.clone();
     let login = PasswordAuth::parse(&body)?;
     let user = find::<User>(&state, &login.user).await?;
@@ -56,7 +60,7 @@ pub async fn issue(State(state): State<ApiState>, body: Bytes) -> Result<Respons
     Ok(with_subject(
         StatusCode::CREATED,
         &sealed,
-        Some(render(&payload)),
+        Some(render(&payload, &super::discovery::base_url(&headers))),
     ))
 }
 
@@ -66,7 +70,12 @@ pub async fn validate(
     headers: HeaderMap,
 ) -> Result<Response, KeystoneError> {
     let (subject, raw) = subject(&state.identity, &headers)?;
-    Ok(with_subject(StatusCode::OK, &raw, Some(render(&subject))))
+    let base = super::discovery::base_url(&headers);
+    Ok(with_subject(
+        StatusCode::OK,
+        &raw,
+        Some(render(&subject, &base)),
+    ))
 }
 
 /// `HEAD`: `200` when `X-Subject-Token` is valid, `404` otherwise; no body.
@@ -84,13 +93,14 @@ pub async fn revoke(
     headers: HeaderMap,
 ) -> Result<StatusCode, KeystoneError> {
     let (subject, _) = subject(&state.identity, &headers)?;
-    let mut revoked = state
-        .identity
-        .revoked
-        .write()
-        .map_err(|_| KeystoneError::internal("the revocation list lock is poisoned"))?;
-    revoked.prune(Utc::now());
-    revoked.revoke(subject.audit_id, subject.expires_at);
+    super::revocations::revoke_token(
+        &state.store,
+        &state.identity,
+        subject.audit_id,
+        subject.expires_at,
+    )
+    .await
+    .map_err(|e| KeystoneError::internal(format!("recording the revocation: {e}")))?;
     tracing::info!(user = %subject.user, audit_id = %subject.audit_id, "token revoked");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -220,8 +230,9 @@ fn timestamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-/// Keystone's token body. Ids are names (see the module docs); the catalog is empty for now.
-pub fn render(payload: &TokenPayload) -> Value {
+/// Keystone's token body. Ids are names (see the module docs); scoped tokens carry the
+/// catalog with URLs under `base`.
+pub fn render(payload: &TokenPayload, base: &str) -> Value {
     let domain = json!({"id": "default", "name": "Default"});
     let mut token = json!({
         "methods": ["password"],
@@ -243,7 +254,7 @@ pub fn render(payload: &TokenPayload) -> Value {
             .into_iter()
             .map(|r| json!({"id": r, "name": r}))
             .collect();
-        token["catalog"] = json!([]);
+        token["catalog"] = super::catalog::catalog(base, Some(project));
     }
     json!({"token": token})
 }

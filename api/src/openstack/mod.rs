@@ -3,12 +3,19 @@
 //!
 //! No second source of truth: every handler reads and writes the same objects as the native
 //! API, through the same admission ([`crate::resources::create`], [`crate::resources::delete`]),
-//! and authorizes with the token's [`crate::auth::Caller`].
+//! and authorizes with the token's [`crate::auth::Caller`]. One module per service:
 //!
-//! Conventions shared by all services live in [`common`]: ids, names, lookups; error bodies
-//! in [`fault`].
+//! | service        | path prefix                      | module       |
+//! |----------------|----------------------------------|--------------|
+//! | compute (Nova) | `/compute`, `/compute/v2.1`      | [`compute`]  |
+//! | image (Glance) | `/image`, `/image/v2`            | [`image`]    |
+//! | network        | `/network`, `/network/v2.0`      | [`network`]  |
+//! | block-storage  | `/volume`, `/volume/v3/{project}`| [`volume`]   |
+//!
+//! Conventions shared by all of them live in [`common`]: ids, names, lookups.
 
 pub mod common;
+pub mod compute;
 pub mod fault;
 pub mod image;
 pub mod network;
@@ -21,6 +28,7 @@ use crate::ApiState;
 /// All OpenStack service routes.
 pub fn router() -> Router<ApiState> {
     Router::new()
+        .merge(compute::router())
         .merge(image::router())
         .merge(network::router())
         .merge(volume::router())

@@ -19,6 +19,7 @@ pub mod securitygroup;
 pub mod server;
 pub mod servergroup;
 pub mod subnet;
+pub mod tokenrevocation;
 pub mod user;
 pub mod volume;
 pub mod volumesnapshot;

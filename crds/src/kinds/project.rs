@@ -36,6 +36,12 @@ pub struct ProjectSpec {
     /// Free-form tags (Keystone project tags).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Quota limits that differ from OpenStack's defaults, by OpenStack quota name
+    /// (`instances`, `cores`, `ram`, `key_pairs`, `network`, `subnet`, `port`,
+    /// `security_group`, `security_group_rule`, `volumes`, `gigabytes`, `snapshots`);
+    /// `-1` means unlimited.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub quota: std::collections::BTreeMap<String, i64>,
 }
 
 impl Default for ProjectSpec {
@@ -45,6 +51,7 @@ impl Default for ProjectSpec {
             enabled: true,
             domain: default_domain(),
             tags: Vec::new(),
+            quota: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -91,5 +98,34 @@ impl Validate for Project {
                 );
             }
         }
+        for (name, limit) in &self.spec.quota {
+            if !QUOTA_NAMES.contains(&name.as_str()) {
+                errors.add(
+                    format!("spec.quota.{name}"),
+                    format!("unknown quota; known: {}", QUOTA_NAMES.join(", ")),
+                );
+            } else if *limit < -1 {
+                errors.add(
+                    format!("spec.quota.{name}"),
+                    "must be -1 (unlimited) or more",
+                );
+            }
+        }
     }
 }
+
+/// The quota names a project may set (OpenStack's).
+pub const QUOTA_NAMES: &[&str] = &[
+    "instances",
+    "cores",
+    "ram",
+    "key_pairs",
+    "network",
+    "subnet",
+    "port",
+    "security_group",
+    "security_group_rule",
+    "volumes",
+    "gigabytes",
+    "snapshots",
+];

@@ -1,0 +1,215 @@
+//! Per-project quotas, counted from the objects themselves (no usage records to drift).
+//!
+//! Limits are OpenStack's defaults, overridden per project by `Project.spec.quota` (`-1`:
+//! unlimited). Every create through any API ([`crate::resources::create`]) is checked before
+//! the write, and re-checked after it like Nova's "recheck": two racing creates may both pass
+//! the first check, but the one that finds the project over its limit afterwards deletes what
+//! it made and fails, so usage never stays above a limit.
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use cirrus_crds::KindInfo;
+use cirrus_store::objects::{ListOptions, ObjectStore};
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// Quota names (OpenStack's) with their default limits.
+pub const DEFAULTS: &[(&str, i64)] = &[
+    ("instances", 10),
+    ("cores", 20),
+    ("ram", 51200),
+    ("key_pairs", 100),
+    ("network", 100),
+    ("subnet", 100),
+    ("port", 500),
+    ("security_group", 10),
+    ("security_group_rule", 100),
+    ("volumes", 10),
+    ("gigabytes", 1000),
+    ("snapshots", 10),
+];
+
+/// The `reason` of a quota refusal (all APIs map it to their own fault).
+pub const REASON: &str = "QuotaExceeded";
+
+/// What one object of `kind` consumes: `(quota, amount)` pairs. Needs the flavor for servers.
+async fn consumption(
+    store: &ObjectStore,
+    kind: &KindInfo,
+    object: &Value,
+) -> Result<Vec<(&'static str, i64)>, ApiError> {
+    let int = |p: &str| object.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    Ok(match kind.plural {
+        "servers" => {
+            let flavor = object
+                .pointer("/spec/flavor")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let flavors = cirrus_crds::kind_by_plural("flavors").expect("flavors is a kind");
+            let (cores, ram) = match store.get(flavors, None, flavor).await {
+                Ok(f) => (
+                    f.pointer("/spec/vcpus")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0),
+                    f.pointer("/spec/ram").and_then(Value::as_i64).unwrap_or(0),
+                ),
+                Err(_) => (0, 0),
+            };
+            vec![("instances", 1), ("cores", cores), ("ram", ram)]
+        }
+        "keypairs" => vec![("key_pairs", 1)],
+        "networks" => vec![("network", 1)],
+        "subnets" => vec![("subnet", 1)],
+        "ports" => vec![("port", 1)],
+        "securitygroups" => vec![
+            ("security_group", 1),
+            (
+                "security_group_rule",
+                object
+                    .pointer("/spec/rules")
+                    .and_then(Value::as_array)
+                    .map_or(0, |r| r.len() as i64),
+            ),
+        ],
+        "volumes" => vec![("volumes", 1), ("gigabytes", int("/spec/size"))],
+        "volumesnapshots" => vec![("snapshots", 1)],
+        _ => vec![],
+    })
+}
+
+/// The quota names a kind counts against (empty: not limited).
+fn quotas_of(kind: &KindInfo) -> &'static [&'static str] {
+    match kind.plural {
+        "servers" => &["instances", "cores", "ram"],
+        "keypairs" => &["key_pairs"],
+        "networks" => &["network"],
+        "subnets" => &["subnet"],
+        "ports" => &["port"],
+        "securitygroups" => &["security_group", "security_group_rule"],
+        "volumes" => &["volumes", "gigabytes"],
+        "volumesnapshots" => &["snapshots"],
+        _ => &[],
+    }
+}
+
+/// The limits of `project`: defaults overridden by `Project.spec.quota`.
+pub async fn limits(store: &ObjectStore, project: &str) -> Result<BTreeMap<String, i64>, ApiError> {
+    let mut limits: BTreeMap<String, i64> =
+        DEFAULTS.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let projects = cirrus_crds::kind_by_plural("projects").expect("projects is a kind");
+    if let Ok(p) = store.get(projects, None, project).await
+        && let Some(over) = p.pointer("/spec/quota").and_then(Value::as_object)
+    {
+        for (k, v) in over {
+            if let Some(v) = v.as_i64() {
+                limits.insert(k.clone(), v);
+            }
+        }
+    }
+    Ok(limits)
+}
+
+/// What `project` uses now, per quota (objects being deleted still count, as in Nova until
+/// they are gone).
+pub async fn usage(store: &ObjectStore, project: &str) -> Result<BTreeMap<String, i64>, ApiError> {
+    let mut used: BTreeMap<String, i64> =
+        DEFAULTS.iter().map(|(k, _)| (k.to_string(), 0)).collect();
+    for plural in [
+        "servers",
+        "keypairs",
+        "networks",
+        "subnets",
+        "ports",
+        "securitygroups",
+        "volumes",
+        "volumesnapshots",
+    ] {
+        let kind = cirrus_crds::kind_by_plural(plural).expect("a registered kind");
+        add_usage(store, kind, project, &mut used).await?;
+    }
+    Ok(used)
+}
+
+async fn add_usage(
+    store: &ObjectStore,
+    kind: &'static KindInfo,
+    project: &str,
+    used: &mut BTreeMap<String, i64>,
+) -> Result<(), ApiError> {
+    let list = store
+        .list(kind, Some(project), &ListOptions::default())
+        .await?;
+    for item in &list.items {
+        for (quota, amount) in consumption(store, kind, item).await? {
+            *used.entry(quota.to_string()).or_default() += amount;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses creating `object` of `kind` in `project` when it would exceed a limit;
+/// `already_created`: the object is in the store already (the recheck after the write).
+pub async fn check(
+    store: &ObjectStore,
+    kind: &'static KindInfo,
+    project: Option<&str>,
+    object: &Value,
+    already_created: bool,
+) -> Result<(), ApiError> {
+    let Some(project) = project else {
+        return Ok(());
+    };
+    if quotas_of(kind).is_empty() {
+        return Ok(());
+    }
+    let wanted = consumption(store, kind, object).await?;
+    let limits = limits(store, project).await?;
+    let mut used = BTreeMap::new();
+    add_usage(store, kind, project, &mut used).await?;
+    for (quota, amount) in wanted {
+        let limit = limits.get(quota).copied().unwrap_or(-1);
+        if limit < 0 || amount == 0 {
+            continue;
+        }
+        let in_use =
+            used.get(quota).copied().unwrap_or(0) - if already_created { amount } else { 0 };
+        if in_use + amount > limit {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                REASON,
+                format!(
+                    "Quota exceeded for {quota}: requested {amount}, but already used {in_use} of \
+                     {limit} {quota} in project {project:?}"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_limited_kind_counts_against_known_quotas() {
+        let names: Vec<&str> = DEFAULTS.iter().map(|(k, _)| *k).collect();
+        for plural in [
+            "servers",
+            "keypairs",
+            "networks",
+            "subnets",
+            "ports",
+            "securitygroups",
+            "volumes",
+            "volumesnapshots",
+        ] {
+            let kind = cirrus_crds::kind_by_plural(plural).unwrap();
+            for q in quotas_of(kind) {
+                assert!(names.contains(q), "{plural}: {q}");
+            }
+        }
+    }
+}

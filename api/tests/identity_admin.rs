@@ -1,0 +1,339 @@
+//! Keystone v3 resources (projects, users, roles, assignments, catalog), revocations that
+//! outlive the process, and quotas counted at admission.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cirrus_api::identity::Identity;
+use cirrus_api::testing::{TestApi, client_with_token};
+use cirrus_auth::Role;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let resp = req.send().await.unwrap();
+    let code = resp.status();
+    (code, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn login(user: &str, password: &str, project: &str) -> Value {
+    json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": user, "domain": {"id": "default"}, "password": password}}},
+        "scope": {"project": {"name": project, "domain": {"id": "default"}}},
+    }})
+}
+
+async fn token_of(
+    api: &TestApi,
+    user: &str,
+    password: &str,
+    project: &str,
+) -> (StatusCode, Option<String>, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/identity/v3/auth/tokens", api.base_url))
+        .json(&login(user, password, project))
+        .send()
+        .await
+        .unwrap();
+    let code = resp.status();
+    let token = resp
+        .headers()
+        .get("x-subject-token")
+        .map(|t| t.to_str().unwrap().to_string());
+    (code, token, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn admins_manage_projects_users_and_role_assignments_like_keystone() {
+    let api = TestApi::start().await;
+    let admin = api.client();
+    let v3 = format!("{}/identity/v3", api.base_url);
+
+    let (code, body) =
+        send(admin.post(format!("{v3}/projects")).json(
+            &json!({"project": {"name": "demo", "description": "d", "domain_id": "default"}}),
+        ))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    assert_eq!(body["project"]["id"], "demo");
+    assert_eq!(body["project"]["domain_id"], "default");
+    let (code, _) = send(
+        admin
+            .post(format!("{v3}/projects"))
+            .json(&json!({"project": {"name": "demo"}})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    let (code, body) = send(
+        admin
+            .post(format!("{v3}/projects"))
+            .json(&json!({"project": {"name": "Bad Name"}})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("project.name"),
+        "{body}"
+    );
+
+    let (code, body) = send(admin.post(format!("{v3}/users")).json(
+        &json!({"user": {"name": "alice", "password": "pw-a", "default_project_id": "demo"}}),
+    ))
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    assert!(body["user"].get("password").is_none());
+    assert_eq!(body["user"]["default_project_id"], "demo");
+
+    // No role yet: a scoped login is refused.
+    assert_eq!(
+        token_of(&api, "alice", "pw-a", "demo").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let grant = format!("{v3}/projects/demo/users/alice/roles/member");
+    assert_eq!(
+        admin.put(&grant).send().await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        admin.put(&grant).send().await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        admin.head(&grant).send().await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    let (code, alice_token, body) = token_of(&api, "alice", "pw-a", "demo").await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let roles: Vec<&str> = body["token"]["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["reader", "member"]);
+    // The token carries the catalog with the project in Cinder's URL.
+    let catalog = body["token"]["catalog"].as_array().unwrap();
+    let volume = catalog
+        .iter()
+        .find(|s| s["type"] == "block-storage")
+        .unwrap();
+    assert!(
+        volume["endpoints"][0]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/volume/v3/demo")
+    );
+
+    let (code, body) =
+        send(admin.get(format!("{v3}/role_assignments?scope.project.id=demo"))).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        body["role_assignments"].as_array().unwrap().len(),
+        1,
+        "{body}"
+    );
+    assert_eq!(body["role_assignments"][0]["role"]["id"], "member");
+
+    // Alice sees herself and her project, nothing else, and cannot administer.
+    let alice = client_with_token(alice_token.as_deref().unwrap());
+    let (_, body) = send(alice.get(format!("{v3}/projects"))).await;
+    let names: Vec<&str> = body["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["demo"]);
+    assert_eq!(
+        send(alice.get(format!("{v3}/users/admin"))).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        send(alice.get(format!("{v3}/users/alice"))).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(
+            alice
+                .post(format!("{v3}/projects"))
+                .json(&json!({"project": {"name": "x"}}))
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    let (code, body) = send(alice.get(format!("{v3}/auth/catalog"))).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(body["catalog"].as_array().unwrap().len(), 6);
+
+    // Revoking the role cuts alice's existing token off at once.
+    assert_eq!(
+        admin.delete(&grant).send().await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        send(alice.get(format!("{v3}/users/alice"))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        token_of(&api, "alice", "pw-a", "demo").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Disabling and deleting.
+    admin.put(&grant).send().await.unwrap();
+    let (_, new_token, _) = token_of(&api, "alice", "pw-a", "demo").await;
+    let alice = client_with_token(new_token.as_deref().unwrap());
+    assert_eq!(
+        send(alice.get(format!("{v3}/users/alice"))).await.0,
+        StatusCode::OK
+    );
+    let (code, _) = send(
+        admin
+            .patch(format!("{v3}/users/alice"))
+            .json(&json!({"user": {"enabled": false}})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        send(alice.get(format!("{v3}/users/alice"))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        token_of(&api, "alice", "pw-a", "demo").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        admin
+            .delete(format!("{v3}/users/alice"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let (_, body) = send(admin.get(format!("{v3}/role_assignments?user.id=alice"))).await;
+    assert_eq!(body["role_assignments"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        admin
+            .delete(format!("{v3}/projects/demo"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        send(admin.get(format!("{v3}/projects/demo"))).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_token_stays_revoked_for_another_api_process_with_the_same_keys() {
+    let api = TestApi::start().await;
+    let token = api.user_token("alice", "demo", Role::Member).await;
+    let url = format!("{}/identity/v3/auth/tokens", api.base_url);
+    let resp = api
+        .client()
+        .delete(&url)
+        .header("x-subject-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    // Refused at once here.
+    let alice = client_with_token(&token);
+    let flavors = format!("{}/apis/cirrus.dev/v1/flavors", api.base_url);
+    assert_eq!(
+        alice.get(&flavors).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // A fresh process with the same keys (a restart, another replica) learns it from the store.
+    let restarted = Arc::new(Identity::new(api.identity.keys.clone()));
+    let payload = cirrus_auth::token::open(&restarted.keys, &token).unwrap();
+    let sync = tokio::spawn(cirrus_api::identity::revocations::sync(
+        api.store.clone(),
+        restarted.clone(),
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let revoked = restarted.revoked.read().unwrap().is_revoked(
+            &payload.audit_id,
+            &payload.user_uid,
+            payload.issued_at,
+        );
+        if revoked {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revocation never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sync.abort();
+}
+
+#[tokio::test]
+async fn quotas_refuse_what_would_exceed_them_and_leave_nothing_behind() {
+    let api = TestApi::start().await;
+    let admin = api.client();
+    let v1 = format!("{}/apis/cirrus.dev/v1", api.base_url);
+    let (code, body) =
+        send(admin.post(format!("{v1}/flavors")).json(
+            &json!({"metadata": {"name": "m1"}, "spec": {"vcpus": 2, "ram": 512, "disk": 1}}),
+        ))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let (code, body) = send(admin.post(format!("{v1}/projects")).json(
+        &json!({"metadata": {"name": "small"}, "spec": {"quota": {"instances": 5, "cores": 3}}}),
+    ))
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let (code, body) = send(
+        admin
+            .post(format!("{v1}/projects"))
+            .json(&json!({"metadata": {"name": "typo"}, "spec": {"quota": {"instancez": 5}}})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.to_string().contains("spec.quota.instancez"), "{body}");
+    let server = |name: &str| json!({"metadata": {"name": name}, "spec": {"flavor": "m1", "image": "guest"}});
+    let (code, body) = send(
+        admin
+            .post(format!("{v1}/projects/small/servers"))
+            .json(&server("a")),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    // 2 + 2 cores > 3.
+    let (code, body) = send(
+        admin
+            .post(format!("{v1}/projects/small/servers"))
+            .json(&server("b")),
+    )
+    .await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["reason"], "QuotaExceeded");
+    assert!(
+        body["message"].as_str().unwrap().contains("cores"),
+        "{body}"
+    );
+    let (_, list) = send(admin.get(format!("{v1}/projects/small/servers"))).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    // Usage and limits as the APIs report them.
+    let usage = cirrus_api::quota::usage(&api.store, "small").await.unwrap();
+    assert_eq!(usage["instances"], 1);
+    assert_eq!(usage["cores"], 2);
+    assert_eq!(usage["ram"], 512);
+    let limits = cirrus_api::quota::limits(&api.store, "small")
+        .await
+        .unwrap();
+    assert_eq!(limits["cores"], 3);
+    assert_eq!(limits["volumes"], 10);
+}

@@ -28,4 +28,7 @@ fi
 # QEMU + libvirt (from bookworm-backports), busybox-static and pkg-config: the hypervisor
 # driver, its conformance suite and the test guest.
 "$(dirname "$0")/install-libvirt.sh"
+# python-openstackclient and openstacksdk (pinned, in target/osc-venv) for the OpenStack
+# compatibility tests.
+"$(dirname "$0")/install-openstack-clients.sh"
 echo "dependencies ready"

@@ -337,3 +337,34 @@ async fn quotas_refuse_what_would_exceed_them_and_leave_nothing_behind() {
     assert_eq!(limits["cores"], 3);
     assert_eq!(limits["volumes"], 10);
 }
+
+#[tokio::test]
+async fn a_token_is_rejected_once_it_expires() {
+    let api = TestApi::start_with(|state| {
+        let mut identity = Identity::new(state.identity.keys.clone());
+        identity.token_ttl = chrono::Duration::seconds(1);
+        state.identity = Arc::new(identity);
+    })
+    .await;
+    let (code, token, body) =
+        token_of(&api, "admin", cirrus_api::testing::ADMIN_PASSWORD, "admin").await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let client = client_with_token(token.as_deref().unwrap());
+    let flavors = format!("{}/apis/cirrus.dev/v1/flavors", api.base_url);
+    assert_eq!(
+        client.get(&flavors).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (code, body) = send(client.get(&flavors)).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "{body}");
+    // Keystone's own validation says it is gone too.
+    let (_, fresh, _) = token_of(&api, "admin", cirrus_api::testing::ADMIN_PASSWORD, "admin").await;
+    let resp = client_with_token(fresh.as_deref().unwrap())
+        .get(format!("{}/identity/v3/auth/tokens", api.base_url))
+        .header("x-subject-token", token.unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+}

@@ -127,6 +127,13 @@ impl RevocationList {
         self.extend(entries);
     }
 
+    /// The instant up to which every token of the user with uid `user_uid` is revoked, if
+    /// one was set. Tokens carry whole seconds, so a token issued in the same second as the
+    /// cut-off is revoked too: issuers wait for the next second (see the API's login).
+    pub fn user_cutoff(&self, user_uid: &str) -> Option<DateTime<Utc>> {
+        self.users.get(user_uid).map(|c| c.issued_before)
+    }
+
     /// Whether the token with this audit id, user and issue time is revoked.
     pub fn is_revoked(&self, audit_id: &AuditId, user_uid: &str, issued_at: DateTime<Utc>) -> bool {
         self.audit.contains_key(audit_id)

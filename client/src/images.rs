@@ -6,7 +6,7 @@ use cirrus_crds::kinds::image::Visibility;
 
 use crate::{Api, Client, ClientError, ListParams};
 
-/// The image `name` as `project` sees it: the project's own image, else a public or community
+/// The image `name` (or uid, as OpenStack clients give it) as `project` sees it: the project's own image, else a public or community
 /// image (or one shared with the project) of another project. `Ok(None)` is positive evidence
 /// that no such image is visible. The scheduler and the node agent both resolve through this,
 /// so they always agree.
@@ -25,12 +25,48 @@ pub async fn find_image(
         return Ok(Some(own));
     }
     let params = ListParams::default().fields(format!("metadata.name={name}"));
+    if let Some(found) = Api::<Image>::all(client.clone())
+        .list_all_matching(&params)
+        .await?
+        .items
+        .into_iter()
+        .find(|i| visible_from_elsewhere(i, project))
+    {
+        return Ok(Some(found));
+    }
+    // OpenStack clients name images by id (`kernel_id` properties, `imageRef`): the uid.
+    if !looks_like_uid(name) {
+        return Ok(None);
+    }
+    let params = ListParams::default().fields(format!("metadata.uid={name}"));
     Ok(Api::<Image>::all(client.clone())
         .list_all_matching(&params)
         .await?
         .items
         .into_iter()
-        .find(|i| visible_from_elsewhere(i, project)))
+        .find(|i| {
+            i.metadata.project.as_deref() == Some(project) || visible_from_elsewhere(i, project)
+        }))
+}
+
+/// Whether `text` has the shape of an object uid (a UUID), so a lookup by uid may find it.
+fn looks_like_uid(text: &str) -> bool {
+    text.len() == 36
+        && text.chars().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod uid_tests {
+    #[test]
+    fn uids_are_recognised() {
+        assert!(super::looks_like_uid(
+            "0b6c1c9e-3f43-4c1e-9a4e-5d1f0c2b7a10"
+        ));
+        assert!(!super::looks_like_uid("guest-kernel"));
+    }
 }
 
 /// Whether `image`, owned by another project, may be used by `project`: public and community

@@ -51,6 +51,7 @@ pub async fn issue(
         }
         _ => None,
     };
+    wait_past_cutoff(&identity, &user).await;
     let payload = identity
         .payload_for(&user, project.as_deref(), role)
         .map_err(|e| KeystoneError::internal(e.to_string()))?;
@@ -62,6 +63,27 @@ pub async fn issue(
         &sealed,
         Some(render(&payload, &super::discovery::base_url(&headers))),
     ))
+}
+
+/// Tokens carry whole seconds and a user's revocation cut-off revokes everything issued up
+/// to its second: a login right after a cut-off (a password change, a re-granted role)
+/// waits for the next second so that its token is not born revoked.
+async fn wait_past_cutoff(identity: &Identity, user: &User) {
+    let uid = user.metadata.uid.as_deref().unwrap_or_default();
+    let cutoff = identity
+        .revoked
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .user_cutoff(uid);
+    let Some(cutoff) = cutoff else { return };
+    let now = Utc::now();
+    if now.timestamp() <= cutoff.timestamp() {
+        let next_second =
+            chrono::DateTime::from_timestamp(cutoff.timestamp() + 1, 0).unwrap_or(now);
+        if let Ok(wait) = (next_second - now).to_std() {
+            tokio::time::sleep(wait).await;
+        }
+    }
 }
 
 /// `GET`: the body of a valid `X-Subject-Token` (`404` when invalid, expired or revoked).

@@ -652,7 +652,8 @@ async fn projects_see_only_their_own_and_shared_networks() {
         "no creating in another project"
     );
 
-    // Quotas: Neutron's defaults, usage counted from the project's objects; others' 404.
+    // Quotas: Neutron's defaults, usage counted from the project's objects; others' 403
+    // (Neutron's policy refusal; see openstack_quotas.rs for writes).
     let (status, body) = send(alice.get(c.url("/quotas/demo/details"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
@@ -668,7 +669,7 @@ async fn projects_see_only_their_own_and_shared_networks() {
     let (_, body) = send(alice.get(c.url("/quotas/demo"))).await;
     assert_eq!(body["quota"]["subnet"], 100);
     let (status, _) = send(bob.get(c.url("/quotas/demo"))).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(status, StatusCode::FORBIDDEN);
 
     // Admin sees everything, filters by project, and may share.
     let (_, body) = send(admin.get(c.url("/networks?project_id=demo"))).await;

@@ -151,3 +151,63 @@ pub fn base_url(headers: &axum::http::HeaderMap) -> String {
         .unwrap_or("localhost");
     format!("{scheme}://{host}")
 }
+
+/// Whether project `project` exists (the quota APIs only write the quotas of real projects).
+pub async fn project_exists(state: &ApiState, project: &str) -> Result<bool, ApiError> {
+    let projects = cirrus_crds::kind_by_plural("projects").expect("projects is a kind");
+    match state.store.get(projects, None, project).await {
+        Ok(_) => Ok(true),
+        Err(cirrus_store::objects::ObjectError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A quota limit as every quota API accepts it: a JSON integer or a string of one, `-1`
+/// (unlimited) or more; `Err` says why not.
+pub fn quota_limit(value: &Value) -> Result<i64, String> {
+    let parsed = match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    match parsed {
+        Some(n) if (-1..=i64::from(i32::MAX)).contains(&n) => Ok(n),
+        Some(n) => Err(format!(
+            "{n} is out of range: a limit is -1 (unlimited) to {}",
+            i32::MAX
+        )),
+        None => Err(format!("{value} is not an integer")),
+    }
+}
+
+/// Sets (`Some`) or resets to the default (`None`) quotas of `project` in
+/// `Project.spec.quota`, with one merge patch: the one place every OpenStack quota API
+/// writes the limits the admission enforces ([`crate::quota`]).
+pub async fn write_project_quota(
+    state: &ApiState,
+    project: &str,
+    changes: &std::collections::BTreeMap<String, Option<i64>>,
+) -> Result<(), ApiError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let projects = cirrus_crds::kind_by_plural("projects").expect("projects is a kind");
+    let quota: serde_json::Map<String, Value> = changes
+        .iter()
+        .map(|(k, v)| (k.clone(), v.map_or(Value::Null, Value::from)))
+        .collect();
+    let patch = serde_json::json!({"spec": {"quota": quota}});
+    state
+        .store
+        .patch(
+            projects,
+            None,
+            project,
+            &patch,
+            cirrus_store::objects::Part::Main,
+            false,
+        )
+        .await?;
+    tracing::info!(%project, ?changes, "quota limits changed through an OpenStack API");
+    Ok(())
+}

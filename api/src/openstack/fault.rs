@@ -5,7 +5,12 @@
 //!   `computeFault`, `HTTPNotImplemented`...).
 //! - network (Neutron): `{"NeutronError": {"type": "...", "message": "...", "detail": ""}}`.
 //! - image (Glance) and block-storage (Cinder): Glance answers `{"code", "title",
-//!   "message"}`-like bodies; Cinder uses Nova's shape.
+//!   "message"}`-like bodies; Cinder uses Nova's shape ([`Dialect::Volume`]).
+//!
+//! A quota refusal of the admission (reason [`crate::quota::REASON`]) becomes each service's
+//! own over-quota fault ([`Fault::over_quota`]): Nova `403 forbidden`, Neutron `409
+//! OverQuota`, Cinder and Glance `413 overLimit`, with the admission's message naming the
+//! quota.
 //!
 //! Every handler returns `Result<_, Fault>`; `?` on an [`ApiError`] (the native admission and
 //! store errors) keeps its status and message, so a validation error names the field in
@@ -28,6 +33,8 @@ pub enum Dialect {
     Network,
     /// Glance.
     Image,
+    /// Cinder: Nova's body shape, its own over-quota status (413).
+    Volume,
 }
 
 /// An OpenStack error: status, message and the dialect to render it in.
@@ -91,9 +98,22 @@ impl Fault {
     }
 
     /// A native [`ApiError`] (admission, validation, store) in `dialect`, same status and
-    /// message.
+    /// message; a quota refusal becomes the service's over-quota fault ([`Fault::over_quota`]).
     pub fn from_api(dialect: Dialect, error: ApiError) -> Self {
+        if error.reason() == crate::quota::REASON {
+            return Self::over_quota(dialect, error.message());
+        }
         Self::new(dialect, error.code(), error.message().to_string())
+    }
+
+    /// A create refused by a quota, the way each service says it: Nova `403` (`forbidden`),
+    /// Neutron `409` `OverQuota`, Cinder and Glance `413` (`overLimit`).
+    pub fn over_quota(dialect: Dialect, message: impl Into<String>) -> Self {
+        match dialect {
+            Dialect::Compute => Self::forbidden(dialect, message),
+            Dialect::Network => Self::conflict(dialect, message).with_kind("OverQuota"),
+            Dialect::Volume | Dialect::Image => Self::over_limit(dialect, message),
+        }
     }
 
     /// A refused authorization: `404` naming `what` for [`Refusal::NotFound`], `403` else.
@@ -141,7 +161,7 @@ impl Fault {
 impl IntoResponse for Fault {
     fn into_response(self) -> Response {
         let body = match self.dialect {
-            Dialect::Compute => json!({
+            Dialect::Compute | Dialect::Volume => json!({
                 self.compute_key(): {"code": self.code.as_u16(), "message": self.message}
             }),
             Dialect::Network => json!({
@@ -154,5 +174,44 @@ impl IntoResponse for Fault {
             }),
         };
         (self.code, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn over(dialect: Dialect) -> (StatusCode, serde_json::Value) {
+        let error = ApiError::new(
+            StatusCode::FORBIDDEN,
+            crate::quota::REASON,
+            "Quota exceeded for port: requested 1, but already used 1 of 1 port",
+        );
+        let response = Fault::from_api(dialect, error).into_response();
+        let status = response.status();
+        let body = futures::executor::block_on(axum::body::to_bytes(response.into_body(), 4096))
+            .expect("a body");
+        (status, serde_json::from_slice(&body).expect("JSON"))
+    }
+
+    #[test]
+    fn quota_refusals_are_each_services_own_fault() {
+        let (status, body) = over(Dialect::Compute);
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body["forbidden"]["code"], 403);
+        let (status, body) = over(Dialect::Network);
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["NeutronError"]["type"], "OverQuota");
+        assert!(
+            body["NeutronError"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("port")
+        );
+        let (status, body) = over(Dialect::Volume);
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(body["overLimit"]["code"], 413);
+        let other = Fault::from_api(Dialect::Volume, ApiError::not_found("gone"));
+        assert_eq!(other.code, StatusCode::NOT_FOUND);
     }
 }

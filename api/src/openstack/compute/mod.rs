@@ -13,6 +13,7 @@ mod hosts;
 mod keypairs;
 mod limits;
 mod microversion;
+mod quota_sets;
 mod related;
 mod server_create;
 mod server_view;
@@ -45,7 +46,8 @@ pub fn router() -> Router<ApiState> {
         .merge(keypairs::router())
         .merge(hosts::router())
         .merge(limits::router())
-        .merge(volume_attachments::router());
+        .merge(volume_attachments::router())
+        .merge(quota_sets::router());
     // Other compute resources merge their routers above this line, so that the
     // microversion layer below wraps them too.
     routes.layer(axum::middleware::from_fn(microversion::layer))

@@ -106,10 +106,14 @@ pub fn router() -> Router<ApiState> {
             &format!("{V2}/security-group-rules"),
             get(security_groups::list_rules).post(security_groups::create_rule),
         )
-        .route(&format!("{V2}/quotas/{{project}}"), get(quotas::show))
+        .route(&format!("{V2}/quotas"), get(quotas::list))
+        .route(
+            &format!("{V2}/quotas/{{project}}"),
+            get(quotas::show).put(quotas::update).delete(quotas::delete),
+        )
         .route(
             &format!("{V2}/quotas/{{project}}/default"),
-            get(quotas::show),
+            get(quotas::defaults),
         )
         .route(
             &format!("{V2}/quotas/{{project}}/details"),

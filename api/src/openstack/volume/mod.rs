@@ -46,8 +46,8 @@ use crate::auth::Caller;
 use crate::openstack::common;
 use crate::openstack::fault::{Dialect, Fault};
 
-/// The one error dialect of this service (Cinder shares Nova's fault shape).
-pub(crate) const DIALECT: Dialect = Dialect::Compute;
+/// The one error dialect of this service (Nova's fault shape; quota refusals are 413).
+pub(crate) const DIALECT: Dialect = Dialect::Volume;
 
 /// The microversion header Cinder reads and answers.
 pub const VERSION_HEADER: &str = "openstack-api-version";
@@ -117,7 +117,10 @@ pub fn router() -> Router<ApiState> {
         )
         .route(&r("/types"), get(types::list))
         .route(&r("/types/{type_id}"), get(types::show))
-        .route(&r("/os-quota-sets/{target}"), get(quotas::show))
+        .route(
+            &r("/os-quota-sets/{target}"),
+            get(quotas::show).put(quotas::update).delete(quotas::delete),
+        )
         .route(
             &r("/os-quota-sets/{target}/defaults"),
             get(quotas::defaults),

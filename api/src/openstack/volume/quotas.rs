@@ -1,74 +1,112 @@
 //! `os-quota-sets`, `limits` and `os-availability-zone`.
 //!
-//! Cirrus has no quota objects yet: the limits are Cinder's defaults ([`DEFAULTS`]) and the
-//! usage is counted from the project's objects (volumes, their GiB plus snapshots' GiB as
-//! Cinder counts `gigabytes`, snapshots). Read-only.
+//! The limits are [`crate::quota`]'s (OpenStack defaults overridden by `Project.spec.quota`),
+//! the ones the admission enforces on every create through any API, and the usage is
+//! [`crate::quota::usage`] (`gigabytes` counts volumes' sizes, as the admission does).
+//! Cirrus enforces [`ENFORCED`]; Cinder's other quotas ([`FIXED`]: backups, groups...) and
+//! the per-type ones (`volumes_<type>`, `gigabytes_<type>`, `snapshots_<type>`: unlimited,
+//! with their usage counted) are shown and can only be "set" to what they are.
+//!
+//! Members read their own project's quotas; another project's is `403` as Cinder's policy
+//! says. Updates and resets are for cloud admins. As in Cinder, an update may go below what
+//! is in use unless the body says `"skip_validation": false`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cirrus_auth::Action;
 use serde_json::{Map, Value, json};
 
-use super::render::{self, Index};
-use super::{Ctx, DIALECT, project_of, query_flag};
+use super::render::{DEFAULT_TYPE, Index};
+use super::types::TYPES;
+use super::{Ctx, DIALECT, api_fault, parse_bool, project_of, query_flag};
 use crate::ApiState;
 use crate::auth::Caller;
+use crate::openstack::common;
 use crate::openstack::fault::Fault;
 
-/// Cinder's default quotas (`-1`: unlimited).
-pub const DEFAULTS: &[(&str, i64)] = &[
-    ("volumes", 10),
-    ("gigabytes", 1000),
-    ("snapshots", 10),
+/// The block-storage quotas Cirrus enforces (limits from [`crate::quota`]).
+pub const ENFORCED: &[&str] = &["volumes", "gigabytes", "snapshots"];
+
+/// Cinder quotas Cirrus does not enforce, with Cinder's defaults (`-1`: unlimited).
+pub const FIXED: &[(&str, i64)] = &[
     ("backups", 10),
     ("backup_gigabytes", 1000),
     ("groups", 10),
     ("per_volume_gigabytes", -1),
 ];
 
-/// What a project uses now.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Usage {
-    /// Volumes (also those being deleted: they hold their space until gone).
-    pub volumes: i64,
-    /// GiB of volumes and snapshots.
-    pub gigabytes: i64,
-    /// Snapshots.
-    pub snapshots: i64,
+/// The per-volume-type quota keys (`volumes_file`...), all unlimited.
+fn per_type_keys() -> Vec<String> {
+    TYPES
+        .iter()
+        .flat_map(|(t, _)| ENFORCED.iter().map(move |k| format!("{k}_{t}")))
+        .collect()
 }
 
-impl Usage {
-    /// The usage of one quota key.
-    pub fn of(&self, key: &str) -> i64 {
-        match key {
-            "volumes" => self.volumes,
-            "gigabytes" => self.gigabytes,
-            "snapshots" => self.snapshots,
-            _ => 0,
-        }
+/// Every key with its limit, the enforced ones from `limits`.
+pub fn limits_body(limits: &BTreeMap<String, i64>) -> Map<String, Value> {
+    let mut body = Map::new();
+    for key in ENFORCED {
+        body.insert(
+            (*key).into(),
+            json!(limits.get(*key).copied().unwrap_or(-1)),
+        );
     }
+    for (key, limit) in FIXED {
+        body.insert((*key).into(), json!(limit));
+    }
+    for key in per_type_keys() {
+        body.insert(key, json!(-1));
+    }
+    body
 }
 
-/// Counts the usage of `project` in `index`.
-pub(crate) fn usage(index: &Index, project: &str) -> Usage {
-    let mut u = Usage::default();
+fn default_limits() -> BTreeMap<String, i64> {
+    crate::quota::DEFAULTS
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), *v))
+        .collect()
+}
+
+/// What `project` uses per volume type (`volumes_file`, `gigabytes_file`, `snapshots_file`).
+fn per_type_usage(index: &Index, project: &str) -> BTreeMap<String, i64> {
+    let type_of = |v: &Value| {
+        v.pointer("/spec/volumeType")
+            .and_then(Value::as_str)
+            .and_then(super::types::resolve)
+            .unwrap_or(DEFAULT_TYPE)
+            .to_string()
+    };
+    let mut used = BTreeMap::new();
+    let mut volume_types = HashMap::new();
     for v in index.volumes().iter().filter(|v| project_of(v) == project) {
-        u.volumes += 1;
-        u.gigabytes += v.pointer("/spec/size").and_then(Value::as_i64).unwrap_or(0);
+        let t = type_of(v);
+        *used.entry(format!("volumes_{t}")).or_default() += 1;
+        *used.entry(format!("gigabytes_{t}")).or_default() +=
+            v.pointer("/spec/size").and_then(Value::as_i64).unwrap_or(0);
+        volume_types.insert(common::name(v), t);
     }
     for s in index
         .snapshots()
         .iter()
         .filter(|s| project_of(s) == project)
     {
-        u.snapshots += 1;
-        let body = render::snapshot_body(s, index);
-        u.gigabytes += body["size"].as_i64().unwrap_or(0);
+        let volume = s
+            .pointer("/spec/volume")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let t = volume_types
+            .get(volume)
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_TYPE.to_string());
+        *used.entry(format!("snapshots_{t}")).or_default() += 1;
     }
-    u
+    used
 }
 
 /// Who may read the quotas of `target`: its own members and cloud admins; others `403`.
@@ -83,6 +121,25 @@ fn check_target(ctx: &Ctx, target: &str) -> Result<(), Fault> {
     }
 }
 
+/// Only cloud admins change quotas.
+fn check_admin(ctx: &Ctx, rule: &str) -> Result<(), Fault> {
+    if ctx.admin {
+        Ok(())
+    } else {
+        Err(Fault::forbidden(
+            DIALECT,
+            format!("Policy doesn't allow volume_extension:quotas:{rule} to be performed."),
+        ))
+    }
+}
+
+fn answer(mut set: Map<String, Value>, id: Option<&str>) -> Response {
+    if let Some(id) = id {
+        set.insert("id".into(), Value::from(id));
+    }
+    Json(json!({ "quota_set": set })).into_response()
+}
+
 /// `GET …/os-quota-sets/{target}[?usage=true]`.
 pub async fn show(
     State(state): State<ApiState>,
@@ -92,20 +149,29 @@ pub async fn show(
 ) -> Result<Response, Fault> {
     let ctx = Ctx::new(&caller, &project_id, Action::Read)?;
     check_target(&ctx, &target)?;
-    let with_usage = query_flag(&query, "usage");
-    let index = Index::load(&state, Some(&target)).await?;
-    let used = usage(&index, &target);
-    let mut set = Map::new();
-    set.insert("id".into(), Value::from(target.clone()));
-    for (key, limit) in DEFAULTS {
-        let value = if with_usage {
-            json!({"limit": limit, "in_use": used.of(key), "reserved": 0, "allocated": 0})
-        } else {
-            json!(limit)
-        };
-        set.insert((*key).into(), value);
+    let limits = crate::quota::limits(&state.store, &target)
+        .await
+        .map_err(api_fault)?;
+    let body = limits_body(&limits);
+    if !query_flag(&query, "usage") {
+        return Ok(answer(body, Some(&target)));
     }
-    Ok(Json(json!({ "quota_set": set })).into_response())
+    let mut used = crate::quota::usage(&state.store, &target)
+        .await
+        .map_err(api_fault)?;
+    let index = Index::load(&state, Some(&target)).await?;
+    used.extend(per_type_usage(&index, &target));
+    let set = body
+        .into_iter()
+        .map(|(key, limit)| {
+            let in_use = used.get(&key).copied().unwrap_or(0);
+            (
+                key,
+                json!({"limit": limit, "in_use": in_use, "reserved": 0, "allocated": 0}),
+            )
+        })
+        .collect();
+    Ok(answer(set, Some(&target)))
 }
 
 /// `GET …/os-quota-sets/{target}/defaults`.
@@ -116,19 +182,141 @@ pub async fn defaults(
 ) -> Result<Response, Fault> {
     let ctx = Ctx::new(&caller, &project_id, Action::Read)?;
     check_target(&ctx, &target)?;
-    let mut set = Map::new();
-    set.insert("id".into(), Value::from(target));
-    for (key, limit) in DEFAULTS {
-        set.insert((*key).into(), json!(limit));
-    }
-    Ok(Json(json!({ "quota_set": set })).into_response())
+    Ok(answer(limits_body(&default_limits()), Some(&target)))
 }
 
-fn default_of(key: &str) -> i64 {
-    DEFAULTS
+/// What an update asks: the enforced limits to set, and whether to check them against
+/// what is in use.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Update {
+    /// Enforced quota → new limit.
+    pub limits: BTreeMap<String, i64>,
+    /// `"skip_validation": false`: refuse a limit below what is in use.
+    pub validate: bool,
+}
+
+/// Parses `{"quota_set": {...}, "skip_validation": …}` as Cinder: unknown keys
+/// ("Bad key(s)"), non-integers and other values for what Cirrus does not enforce are `400`.
+pub fn parse_update(body: &Value) -> Result<Update, Fault> {
+    let bad = |m: String| Fault::bad_request(DIALECT, m);
+    let Some(set) = body.get("quota_set").and_then(Value::as_object) else {
+        return Err(bad(
+            "Missing required element 'quota_set' in request body.".into()
+        ));
+    };
+    let per_type = per_type_keys();
+    let unknown: Vec<&str> = set
+        .keys()
+        .map(String::as_str)
+        .filter(|k| {
+            !matches!(*k, "id" | "tenant_id")
+                && !ENFORCED.contains(k)
+                && !FIXED.iter().any(|(f, _)| f == k)
+                && !per_type.iter().any(|p| p == k)
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return Err(bad(format!(
+            "Bad key(s) in quota set: {}",
+            unknown.join(", ")
+        )));
+    }
+    let validate = match body.get("skip_validation") {
+        None => false,
+        Some(v) => !parse_bool(v)
+            .ok_or_else(|| bad(format!("Invalid value '{v}' for skip_validation.")))?,
+    };
+    let mut update = Update {
+        limits: BTreeMap::new(),
+        validate,
+    };
+    for (key, value) in set {
+        if matches!(key.as_str(), "id" | "tenant_id") {
+            continue;
+        }
+        let limit = common::quota_limit(value).map_err(|why| bad(format!("{key}: {why}.")))?;
+        if ENFORCED.contains(&key.as_str()) {
+            update.limits.insert(key.clone(), limit);
+            continue;
+        }
+        let fixed = FIXED.iter().find(|(f, _)| f == key).map_or(-1, |(_, v)| *v);
+        if limit != fixed {
+            return Err(bad(format!(
+                "Quota {key} is not enforced by this cloud and stays {fixed}; the settable                  volume quotas are {}.",
+                ENFORCED.join(", ")
+            )));
+        }
+    }
+    Ok(update)
+}
+
+/// `PUT …/os-quota-sets/{target}` (admins): sets the limits given, answers all of them.
+pub async fn update(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((project_id, target)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, Fault> {
+    let ctx = Ctx::new(&caller, &project_id, Action::Read)?;
+    check_admin(&ctx, "update")?;
+    let update = parse_update(&common::json_body(DIALECT, &body)?)?;
+    if !common::project_exists(&state, &target)
+        .await
+        .map_err(api_fault)?
+    {
+        return Err(Fault::not_found(
+            DIALECT,
+            format!("Project {target} could not be found."),
+        ));
+    }
+    if update.validate {
+        let used = crate::quota::usage(&state.store, &target)
+            .await
+            .map_err(api_fault)?;
+        for (key, limit) in &update.limits {
+            let n = used.get(key).copied().unwrap_or(0);
+            if *limit >= 0 && *limit < n {
+                return Err(Fault::bad_request(
+                    DIALECT,
+                    format!(
+                        "Quota {key} limit must be equal or greater than existing resources                          ({n})."
+                    ),
+                ));
+            }
+        }
+    }
+    let changes = update
+        .limits
         .iter()
-        .find(|(k, _)| *k == key)
-        .map_or(-1, |(_, v)| *v)
+        .map(|(k, v)| (k.clone(), Some(*v)))
+        .collect();
+    common::write_project_quota(&state, &target, &changes)
+        .await
+        .map_err(api_fault)?;
+    let limits = crate::quota::limits(&state.store, &target)
+        .await
+        .map_err(api_fault)?;
+    Ok(answer(limits_body(&limits), None))
+}
+
+/// `DELETE …/os-quota-sets/{target}` (admins): the volume quotas back to the defaults.
+pub async fn delete(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((project_id, target)): Path<(String, String)>,
+) -> Result<Response, Fault> {
+    let ctx = Ctx::new(&caller, &project_id, Action::Read)?;
+    check_admin(&ctx, "delete")?;
+    if common::project_exists(&state, &target)
+        .await
+        .map_err(api_fault)?
+    {
+        let changes = ENFORCED.iter().map(|k| ((*k).to_string(), None)).collect();
+        common::write_project_quota(&state, &target, &changes)
+            .await
+            .map_err(api_fault)?;
+    }
+    Ok(StatusCode::OK.into_response())
 }
 
 /// `GET …/limits`: absolute limits and usage, no rate limits.
@@ -138,19 +326,26 @@ pub async fn limits(
     Path(project_id): Path<String>,
 ) -> Result<Response, Fault> {
     let ctx = Ctx::new(&caller, &project_id, Action::Read)?;
-    let index = Index::load(&state, Some(&ctx.project)).await?;
-    let used = usage(&index, &ctx.project);
+    let limits = crate::quota::limits(&state.store, &ctx.project)
+        .await
+        .map_err(api_fault)?;
+    let used = crate::quota::usage(&state.store, &ctx.project)
+        .await
+        .map_err(api_fault)?;
+    let limit = |k: &str| limits.get(k).copied().unwrap_or(-1);
+    let in_use = |k: &str| used.get(k).copied().unwrap_or(0);
+    let fixed = |k: &str| FIXED.iter().find(|(f, _)| *f == k).map_or(-1, |(_, v)| *v);
     Ok(Json(json!({"limits": {
         "rate": [],
         "absolute": {
-            "maxTotalVolumes": default_of("volumes"),
-            "maxTotalSnapshots": default_of("snapshots"),
-            "maxTotalVolumeGigabytes": default_of("gigabytes"),
-            "maxTotalBackups": default_of("backups"),
-            "maxTotalBackupGigabytes": default_of("backup_gigabytes"),
-            "totalVolumesUsed": used.volumes,
-            "totalSnapshotsUsed": used.snapshots,
-            "totalGigabytesUsed": used.gigabytes,
+            "maxTotalVolumes": limit("volumes"),
+            "maxTotalSnapshots": limit("snapshots"),
+            "maxTotalVolumeGigabytes": limit("gigabytes"),
+            "maxTotalBackups": fixed("backups"),
+            "maxTotalBackupGigabytes": fixed("backup_gigabytes"),
+            "totalVolumesUsed": in_use("volumes"),
+            "totalSnapshotsUsed": in_use("snapshots"),
+            "totalGigabytesUsed": in_use("gigabytes"),
             "totalBackupsUsed": 0,
             "totalBackupGigabytesUsed": 0,
         },
@@ -171,4 +366,43 @@ pub async fn availability_zones(
         .map(|z| json!({"zoneName": z, "zoneState": {"available": true}}))
         .collect();
     Ok(Json(json!({ "availabilityZoneInfo": info })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn updates_parse_like_cinder() {
+        let update = parse_update(&json!({
+            "quota_set": {"volumes": "3", "gigabytes": 50, "backups": 10, "volumes_lvm": -1},
+            "skip_validation": false,
+        }))
+        .unwrap();
+        assert!(update.validate);
+        assert_eq!(
+            update.limits,
+            BTreeMap::from([("gigabytes".into(), 50), ("volumes".into(), 3)])
+        );
+        assert!(!parse_update(&json!({"quota_set": {}})).unwrap().validate);
+        let unknown = parse_update(&json!({"quota_set": {"cores": 1}})).unwrap_err();
+        assert_eq!(unknown.code, StatusCode::BAD_REQUEST);
+        assert_eq!(unknown.message, "Bad key(s) in quota set: cores");
+        let bad = parse_update(&json!({"quota_set": {"snapshots": "x"}})).unwrap_err();
+        assert!(bad.message.contains("snapshots"), "{}", bad.message);
+        let fixed = parse_update(&json!({"quota_set": {"volumes_file": 3}})).unwrap_err();
+        assert!(fixed.message.contains("volumes_file"), "{}", fixed.message);
+    }
+
+    #[test]
+    fn every_cinder_key_is_shown() {
+        let body = limits_body(&default_limits());
+        assert_eq!(body["volumes"], 10);
+        assert_eq!(body["gigabytes"], 1000);
+        assert_eq!(body["snapshots"], 10);
+        assert_eq!(body["backups"], 10);
+        assert_eq!(body["per_volume_gigabytes"], -1);
+        assert_eq!(body["gigabytes_lvm"], -1);
+        assert_eq!(body["volumes_file"], -1);
+    }
 }

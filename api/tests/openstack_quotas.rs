@@ -164,6 +164,10 @@ async fn the_three_apis_and_the_native_project_are_one_set_of_limits() {
         detail["quota_set"]["instances"],
         json!({"in_use": 0, "limit": 1, "reserved": 0})
     );
+    let limits = call(c.member.get(c.nova("/limits")), 200).await;
+    assert_eq!(limits["limits"]["absolute"]["maxTotalInstances"], 1);
+    assert_eq!(limits["limits"]["absolute"]["maxTotalCores"], 4);
+    assert_eq!(limits["limits"]["absolute"]["maxTotalRAMSize"], 51200);
     // Defaults stay the defaults.
     let defaults = call(c.member.get(c.nova("/os-quota-sets/demo/defaults")), 200).await;
     assert_eq!(defaults["quota_set"]["instances"], 10);

@@ -1,11 +1,11 @@
 //! Nova's `GET /compute/v2.1/limits`: the project's absolute limits and what it uses.
 //!
-//! There are no quota objects yet, so the limits are Nova's defaults ([`DEFAULTS`]: 10
-//! instances, 20 cores, 51200 MiB of RAM, 100 key pairs...). Usage is counted from the
-//! project's objects: its servers (not being deleted) and the flavors they name, its
-//! security groups, floating IPs and server groups. Cloud admins may ask for another
-//! project's with `?tenant_id=`. When quotas become objects, [`limits_for`] is the one place
-//! that reads them.
+//! The limits Cirrus enforces (instances, cores, RAM, key pairs) are the project's quotas
+//! ([`crate::quota::limits`], what `os-quota-sets` sets); the others are Nova's defaults
+//! ([`DEFAULTS`]). Usage is counted from the project's objects: its servers (not being
+//! deleted) and the flavors they name, its security groups, floating IPs and server groups.
+//! Cloud admins may ask for another project's with `?tenant_id=`. [`limits_for`] is the one
+//! place that reads them.
 
 use std::collections::HashMap;
 
@@ -123,7 +123,22 @@ pub async fn limits_for(state: &ApiState, project: &str) -> Result<Value, Fault>
     used.security_groups = count(state, "securitygroups", project).await?.len() as i64;
     used.floating_ips = count(state, "floatingips", project).await?.len() as i64;
     used.server_groups = count(state, "servergroups", project).await?.len() as i64;
-    Ok(absolute(used))
+    let mut body = absolute(used);
+    // The enforced limits are the project's quotas (`os-quota-sets` writes them).
+    let limits = crate::quota::limits(&state.store, project)
+        .await
+        .map_err(|e| Fault::from_api(D, e))?;
+    for (field, quota) in [
+        ("maxTotalInstances", "instances"),
+        ("maxTotalCores", "cores"),
+        ("maxTotalRAMSize", "ram"),
+        ("maxTotalKeypairs", "key_pairs"),
+    ] {
+        if let Some(limit) = limits.get(quota) {
+            body[field] = json!(limit);
+        }
+    }
+    Ok(body)
 }
 
 /// `GET /limits` (`?tenant_id=` for admins).

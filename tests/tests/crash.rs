@@ -31,12 +31,17 @@ fn virsh_domains() -> BTreeSet<String> {
         .collect()
 }
 
-fn servers(base: &str) -> Vec<Value> {
-    let list: Value =
-        reqwest::blocking::get(format!("{base}/apis/cirrus.dev/v1/projects/demo/servers"))
-            .unwrap()
-            .json()
-            .unwrap();
+fn servers(cloud: &Cloud) -> Vec<Value> {
+    let list: Value = cloud
+        .http()
+        .get(format!(
+            "{}/apis/cirrus.dev/v1/projects/demo/servers",
+            cloud.base
+        ))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     list["items"].as_array().cloned().unwrap_or_default()
 }
 
@@ -73,14 +78,20 @@ fn kill_9_of_agent_and_controllers_during_20_creations_converges_without_leaks()
     // 20 one-vCPU servers on a 2-core host: the admin raises this node's CPU overcommit
     // (spec is the admin's; the agent only writes status).
     let node = json!({"metadata": {"name": "crash-node"}, "spec": {"cpuAllocationRatio": 16.0}});
-    let created = reqwest::blocking::Client::new()
+    let http = cloud.http();
+    let created = http
         .post(format!("{base}/apis/cirrus.dev/v1/nodes"))
         .json(&node)
         .send()
         .unwrap();
     assert_eq!(created.status().as_u16(), 201);
+    // And project demo's quota: OpenStack's default of 10 instances would refuse half of
+    // the 20 servers.
+    cloud.create_project("demo", json!({"instances": -1, "cores": -1}));
+    // The controllers run as the cloud admin, the agent as its node's user.
     let mut controllers = Proc::start(
         &["controllers".into(), "--server".into(), base.clone()],
+        &cloud.admin_env(),
         &dir.path().join("controllers.log"),
     );
     let mut agent = Proc::start(
@@ -93,6 +104,7 @@ fn kill_9_of_agent_and_controllers_during_20_creations_converges_without_leaks()
             "--state-dir".into(),
             state.display().to_string(),
         ],
+        &cloud.node_env("crash-node"),
         &dir.path().join("agent.log"),
     );
 
@@ -123,7 +135,6 @@ fn kill_9_of_agent_and_controllers_during_20_creations_converges_without_leaks()
             "demo",
         ]);
     }
-    let http = reqwest::blocking::Client::new();
     let flavor =
         json!({"metadata": {"name": "crash.tiny"}, "spec": {"vcpus": 1, "ram": 128, "disk": 1}});
     assert!(
@@ -142,7 +153,12 @@ fn kill_9_of_agent_and_controllers_during_20_creations_converges_without_leaks()
             .json(&server)
             .send()
             .unwrap();
-        assert_eq!(resp.status().as_u16(), 201);
+        assert_eq!(
+            resp.status().as_u16(),
+            201,
+            "{}",
+            resp.text().unwrap_or_default()
+        );
         if i == SERVERS / 2 {
             // Mid-way: the controllers die while binding.
             controllers.kill9();
@@ -151,7 +167,7 @@ fn kill_9_of_agent_and_controllers_during_20_creations_converges_without_leaks()
     // The agent dies while it is creating domains (some servers bound, not all ACTIVE).
     controllers.restart();
     eventually("some servers in progress", Duration::from_secs(60), || {
-        let bound = servers(&base)
+        let bound = servers(&cloud)
             .iter()
             .filter(|s| s["spec"]["nodeName"].is_string())
             .count();
@@ -166,7 +182,7 @@ fn kill_9_of_agent_and_controllers_during_20_creations_converges_without_leaks()
 
     let deadline = Instant::now() + Duration::from_secs(300);
     let all = loop {
-        let list = servers(&base);
+        let list = servers(&cloud);
         let active = list
             .iter()
             .filter(|s| s["status"]["phase"] == "ACTIVE")
@@ -229,7 +245,7 @@ fn kill_9_of_agent_and_controllers_during_20_creations_converges_without_leaks()
         .unwrap();
     }
     eventually("all deleted", Duration::from_secs(180), || {
-        servers(&base).is_empty().then_some(())
+        servers(&cloud).is_empty().then_some(())
     });
     let left: Vec<String> = virsh_domains()
         .into_iter()

@@ -75,12 +75,17 @@ fn domblklist(domain: &str) -> Option<Vec<(String, String)>> {
     )
 }
 
-fn list(base: &str, plural: &str) -> Vec<Value> {
-    let list: Value =
-        reqwest::blocking::get(format!("{base}/apis/cirrus.dev/v1/projects/demo/{plural}"))
-            .unwrap()
-            .json()
-            .unwrap();
+fn list(cloud: &Cloud, plural: &str) -> Vec<Value> {
+    let list: Value = cloud
+        .http()
+        .get(format!(
+            "{}/apis/cirrus.dev/v1/projects/demo/{plural}",
+            cloud.base
+        ))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     list["items"].as_array().cloned().unwrap_or_default()
 }
 
@@ -121,13 +126,13 @@ fn tail(path: &Path, lines: usize) -> String {
 /// What is wrong with the observed state, given which server each volume should be attached
 /// to (None: available); empty when everything is as the specs ask.
 fn problems(
-    base: &str,
+    cloud: &Cloud,
     want: &BTreeMap<String, Option<&str>>,
     voldir: &Path,
 ) -> (Vec<String>, Vec<Value>, Vec<Value>) {
     let mut bad = Vec::new();
-    let volumes = list(base, "volumes");
-    let servers = list(base, "servers");
+    let volumes = list(cloud, "volumes");
+    let servers = list(cloud, "servers");
     let names: Vec<&str> = volumes
         .iter()
         .filter_map(|v| v["metadata"]["name"].as_str())
@@ -271,8 +276,12 @@ fn scenario(per_server: usize) {
     let _sweeper = DomainSweeper {
         state_dir: state.clone(),
     };
+    // 20 volumes in project demo: more than OpenStack's default quota of 10.
+    cloud.create_project("demo", json!({"volumes": -1, "gigabytes": -1}));
+    // The controllers run as the cloud admin, the agent as its node's user.
     let controllers = Proc::start(
         &["controllers".into(), "--server".into(), base.clone()],
+        &cloud.admin_env(),
         &dir.path().join("controllers.log"),
     );
     let agent_log = dir.path().join("agent.log");
@@ -290,6 +299,7 @@ fn scenario(per_server: usize) {
             "--bridge".into(),
             format!("cbcv{}", std::process::id() % 100_000),
         ],
+        &cloud.node_env(NODE),
         &agent_log,
     );
 
@@ -318,7 +328,7 @@ fn scenario(per_server: usize) {
             "demo",
         ]);
     }
-    let http = reqwest::blocking::Client::new();
+    let http = cloud.http();
     let post = |plural: &str, body: Value| {
         let resp = http
             .post(format!("{base}/apis/cirrus.dev/v1/projects/demo/{plural}"))
@@ -346,7 +356,7 @@ fn scenario(per_server: usize) {
         );
     }
     eventually("both servers ACTIVE", Duration::from_secs(60), || {
-        let l = list(&base, "servers");
+        let l = list(&cloud, "servers");
         (l.iter()
             .filter(|s| s["status"]["phase"] == "ACTIVE")
             .count()
@@ -405,7 +415,7 @@ fn scenario(per_server: usize) {
     // nextest ends real tests after 180 s (no Drop then): fail well before, guards run.
     let deadline = Instant::now() + Duration::from_secs(90);
     let (volumes, servers) = loop {
-        let (bad, volumes, servers) = problems(&base, &want, &voldir);
+        let (bad, volumes, servers) = problems(&cloud, &want, &voldir);
         if bad.is_empty() {
             break (volumes, servers);
         }
@@ -421,7 +431,7 @@ fn scenario(per_server: usize) {
     let converged = churn.elapsed();
     // And it stays so (no late write undoing it).
     std::thread::sleep(Duration::from_secs(3));
-    let (bad, _, _) = problems(&base, &want, &voldir);
+    let (bad, _, _) = problems(&cloud, &want, &voldir);
     assert!(
         bad.is_empty(),
         "converged, then drifted (seed {seed}): {bad:?}\nagent log, newest first:\n{}",
@@ -464,7 +474,7 @@ fn scenario(per_server: usize) {
         del("servers", s);
     }
     eventually("servers deleted", Duration::from_secs(60), || {
-        list(&base, "servers").is_empty().then_some(())
+        list(&cloud, "servers").is_empty().then_some(())
     });
     for v in &volumes {
         del("volumes", v["metadata"]["name"].as_str().unwrap());
@@ -472,7 +482,7 @@ fn scenario(per_server: usize) {
     // Once more while it removes them (finalizers, files).
     kill_and_restart(&mut agent, &mut rng);
     eventually("volumes deleted", Duration::from_secs(60), || {
-        list(&base, "volumes").is_empty().then_some(())
+        list(&cloud, "volumes").is_empty().then_some(())
     });
     let left: Vec<String> = virsh_domains()
         .into_iter()

@@ -7,11 +7,14 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Cloud, bin};
+use common::{Cloud, Proc};
 use serde_json::{Value, json};
 
-fn get(base: &str, path: &str) -> Value {
-    reqwest::blocking::get(format!("{base}/apis/cirrus.dev/v1{path}"))
+fn get(cloud: &Cloud, path: &str) -> Value {
+    cloud
+        .http()
+        .get(format!("{}/apis/cirrus.dev/v1{path}", cloud.base))
+        .send()
         .unwrap()
         .json()
         .unwrap()
@@ -28,16 +31,6 @@ fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// Kills and reaps the child on drop, so a failing test leaves no process behind.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
 fn scheduled_condition(server: &Value) -> Option<Value> {
     server["status"]["conditions"]
         .as_array()?
@@ -51,7 +44,7 @@ fn unschedulable_server_explains_why_and_runs_when_a_node_joins() {
     let dir = tempfile::tempdir().unwrap();
     let cloud = Cloud::start(&dir.path().join("data"), &[]);
     let base = cloud.base.clone();
-    let http = reqwest::blocking::Client::new();
+    let http = cloud.http();
     let post = |path: &str, body: Value| {
         let resp = http
             .post(format!("{base}/apis/cirrus.dev/v1{path}"))
@@ -101,7 +94,7 @@ fn unschedulable_server_explains_why_and_runs_when_a_node_joins() {
 
     // No node at all: the server says so instead of a bare "No valid host".
     let condition = eventually("Scheduled=False", || {
-        let c = scheduled_condition(&get(&base, "/projects/demo/servers/waiting"))?;
+        let c = scheduled_condition(&get(&cloud, "/projects/demo/servers/waiting"))?;
         (c["status"] == "False").then_some(c)
     });
     assert_eq!(condition["reason"], "NoValidHost");
@@ -113,36 +106,33 @@ fn unschedulable_server_explains_why_and_runs_when_a_node_joins() {
         "{condition}"
     );
     assert_eq!(
-        get(&base, "/projects/demo/servers/waiting")["status"]["phase"],
+        get(&cloud, "/projects/demo/servers/waiting")["status"]["phase"],
         "BUILD"
     );
 
-    // A hollow node joins in its own process; the server lands there and runs.
+    // A hollow node joins in its own process, as its node's user (killed on drop).
     let state = dir.path().join("hollow");
-    let _agent = Reaped(
-        Command::new(bin("cirrus"))
-            .args([
-                "node-agent",
-                "--driver",
-                "fake",
-                "--node",
-                "hollow-1",
-                "--server",
-                &base,
-                "--state-dir",
-            ])
-            .arg(&state)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _agent = Proc::start(
+        &[
+            "node-agent".into(),
+            "--driver".into(),
+            "fake".into(),
+            "--node".into(),
+            "hollow-1".into(),
+            "--server".into(),
+            base.clone(),
+            "--state-dir".into(),
+            state.display().to_string(),
+        ],
+        &cloud.node_env("hollow-1"),
+        &dir.path().join("agent.log"),
     );
     let server = eventually("ACTIVE on the hollow node", || {
-        let s = get(&base, "/projects/demo/servers/waiting");
+        let s = get(&cloud, "/projects/demo/servers/waiting");
         (s["status"]["phase"] == "ACTIVE").then_some(s)
     });
     assert_eq!(server["spec"]["nodeName"], "hollow-1");
     assert_eq!(scheduled_condition(&server).unwrap()["status"], "True");
-    let node = get(&base, "/nodes/hollow-1");
+    let node = get(&cloud, "/nodes/hollow-1");
     assert_eq!(node["status"]["hypervisorType"], "fake");
 }

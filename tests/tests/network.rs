@@ -490,11 +490,7 @@ fn real_security_groups_on_running_guests() {
         "{}/apis/cirrus.dev/v1/projects/demo/securitygroups/default",
         env.cloud.base
     );
-    let resp = reqwest::blocking::Client::new()
-        .put(&url)
-        .json(&group)
-        .send()
-        .unwrap();
+    let resp = env.cloud.http().put(&url).json(&group).send().unwrap();
     assert!(resp.status().is_success(), "{:?}", resp.text());
 
     let c = env.wait_console("s2", "PING s1 ok", Duration::from_secs(60));

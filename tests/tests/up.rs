@@ -8,22 +8,37 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Cloud, bin};
+use common::{Cloud, bin, clean_command};
 use serde_json::{Value, json};
 
 fn flavor(name: &str) -> Value {
     json!({"apiVersion": "cirrus.dev/v1", "kind": "Flavor", "metadata": {"name": name}, "spec": {"vcpus": 1, "ram": 512}})
 }
 
-fn post(base: &str, path: &str, body: &Value) -> reqwest::Result<reqwest::blocking::Response> {
-    reqwest::blocking::Client::new()
-        .post(format!("{base}/apis/cirrus.dev/v1{path}"))
+/// POSTs `body` to `path` of the native API with `http` (a client carrying a token).
+fn post_with(
+    http: &reqwest::blocking::Client,
+    base: &str,
+    path: &str,
+    body: &Value,
+) -> reqwest::Result<reqwest::blocking::Response> {
+    http.post(format!("{base}/apis/cirrus.dev/v1{path}"))
         .json(body)
         .send()
 }
 
-fn get(base: &str, path: &str) -> (u16, Value) {
-    let resp = reqwest::blocking::get(format!("{base}/apis/cirrus.dev/v1{path}")).unwrap();
+/// POSTs `body` to `path` of the native API as the admin.
+fn post(cloud: &Cloud, path: &str, body: &Value) -> reqwest::Result<reqwest::blocking::Response> {
+    post_with(&cloud.http(), &cloud.base, path, body)
+}
+
+/// GETs `path` of the native API as the admin.
+fn get(cloud: &Cloud, path: &str) -> (u16, Value) {
+    let resp = cloud
+        .http()
+        .get(format!("{}/apis/cirrus.dev/v1{path}", cloud.base))
+        .send()
+        .unwrap();
     (resp.status().as_u16(), resp.json().unwrap_or(Value::Null))
 }
 
@@ -34,6 +49,7 @@ fn write_until_killed(cloud: &mut Cloud, writers: usize, run_for: Duration) -> B
     let handles: Vec<_> = (0..writers)
         .map(|w| {
             let base = cloud.base.clone();
+            let http = cloud.http();
             let acked = acked.clone();
             let stop = stop.clone();
             std::thread::spawn(move || {
@@ -42,7 +58,7 @@ fn write_until_killed(cloud: &mut Cloud, writers: usize, run_for: Duration) -> B
                         break;
                     }
                     let name = format!("w{w}-{i}");
-                    match post(&base, "/flavors", &flavor(&name)) {
+                    match post_with(&http, &base, "/flavors", &flavor(&name)) {
                         Ok(resp) if resp.status().as_u16() == 201 => {
                             acked.lock().unwrap().insert(name);
                         }
@@ -62,7 +78,7 @@ fn write_until_killed(cloud: &mut Cloud, writers: usize, run_for: Duration) -> B
 }
 
 fn assert_all_present(cloud: &Cloud, acked: &BTreeSet<String>) {
-    let (code, list) = get(&cloud.base, "/flavors");
+    let (code, list) = get(cloud, "/flavors");
     assert_eq!(code, 200);
     let stored: BTreeSet<String> = list["items"]
         .as_array()
@@ -91,7 +107,7 @@ fn acknowledged_objects_survive_kill_9_of_cirrus_up() {
     cloud.restart();
     assert_all_present(&cloud, &acked);
     // And the restarted store keeps working: versions keep increasing.
-    let resp = post(&cloud.base, "/flavors", &flavor("after-restart")).unwrap();
+    let resp = post(&cloud, "/flavors", &flavor("after-restart")).unwrap();
     assert_eq!(resp.status().as_u16(), 201);
 }
 
@@ -100,7 +116,7 @@ fn etcdctl_reads_the_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
     let cloud = Cloud::start(&dir.path().join("data"), &[]);
     assert_eq!(
-        post(&cloud.base, "/flavors", &flavor("m1.tiny"))
+        post(&cloud, "/flavors", &flavor("m1.tiny"))
             .unwrap()
             .status()
             .as_u16(),
@@ -140,7 +156,7 @@ async fn the_same_flows_work_against_a_real_etcd() {
     tokio::task::spawn_blocking(move || {
         let mut cloud = Cloud::start(&data, &["--etcd-endpoints", &endpoint]);
         assert_eq!(
-            post(&cloud.base, "/flavors", &flavor("m1.tiny"))
+            post(&cloud, "/flavors", &flavor("m1.tiny"))
                 .unwrap()
                 .status()
                 .as_u16(),
@@ -149,12 +165,12 @@ async fn the_same_flows_work_against_a_real_etcd() {
         let acked = write_until_killed(&mut cloud, 2, Duration::from_millis(400));
         cloud.restart();
         assert_all_present(&cloud, &acked);
-        let (code, f) = get(&cloud.base, "/flavors/m1.tiny");
+        let (code, f) = get(&cloud, "/flavors/m1.tiny");
         assert_eq!(code, 200);
         // Stale updates conflict against etcd too.
         let mut stale = f.clone();
         stale["spec"]["vcpus"] = json!(2);
-        let client = reqwest::blocking::Client::new();
+        let client = cloud.http();
         let url = format!("{}/apis/cirrus.dev/v1/flavors/m1.tiny", cloud.base);
         assert_eq!(
             client
@@ -195,9 +211,13 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-fn set_ready(base: &str, name: &str) {
-    let resp = reqwest::blocking::Client::new()
-        .patch(format!("{base}/apis/cirrus.dev/v1/flavors/{name}/status"))
+fn set_ready(cloud: &Cloud, name: &str) {
+    let resp = cloud
+        .http()
+        .patch(format!(
+            "{}/apis/cirrus.dev/v1/flavors/{name}/status",
+            cloud.base
+        ))
         .header("Content-Type", "application/merge-patch+json")
         .body(json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}).to_string())
         .send()
@@ -205,8 +225,8 @@ fn set_ready(base: &str, name: &str) {
     assert_eq!(resp.status().as_u16(), 200);
 }
 
-fn labelled(base: &str, name: &str) -> bool {
-    get(base, &format!("/flavors/{name}")).1["metadata"]["labels"]["cirrus.dev/ready"] == "true"
+fn labelled(cloud: &Cloud, name: &str) -> bool {
+    get(cloud, &format!("/flavors/{name}")).1["metadata"]["labels"]["cirrus.dev/ready"] == "true"
 }
 
 struct Automation {
@@ -215,12 +235,15 @@ struct Automation {
 }
 
 impl Automation {
-    fn start(base: &str, state: &std::path::Path, out: std::path::PathBuf) -> Self {
+    /// Starts the example with the admin's credentials from the cloud's `openrc`, as a user
+    /// who sourced it would.
+    fn start(cloud: &Cloud, state: &std::path::Path, out: std::path::PathBuf) -> Self {
         let log = std::fs::File::create(&out).unwrap();
-        let child = Command::new(bin("cirrus-label-ready"))
+        let child = clean_command(&bin("cirrus-label-ready"))
+            .envs(cloud.admin_env())
             .args([
                 "--server",
-                base,
+                &cloud.base,
                 "--path",
                 "/apis/cirrus.dev/v1/flavors",
                 "--state-file",
@@ -249,14 +272,14 @@ fn watch_automation_resumes_where_it_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let cloud = Cloud::start(&dir.path().join("data"), &[]);
     let state = dir.path().join("label-ready.state");
-    post(&cloud.base, "/flavors", &flavor("a")).unwrap();
+    post(&cloud, "/flavors", &flavor("a")).unwrap();
 
-    let first = Automation::start(&cloud.base, &state, dir.path().join("first.log"));
+    let first = Automation::start(&cloud, &state, dir.path().join("first.log"));
     eventually("the automation listed", || {
         first.output().contains("LISTED")
     });
-    set_ready(&cloud.base, "a");
-    eventually("a labelled", || labelled(&cloud.base, "a"));
+    set_ready(&cloud, "a");
+    eventually("a labelled", || labelled(&cloud, "a"));
     eventually("state saved after labelling", || {
         first.output().contains("LABELLED Flavor a")
     });
@@ -265,11 +288,11 @@ fn watch_automation_resumes_where_it_stopped() {
     assert!(out.contains("starting with a full list"), "{out}");
 
     // While it is down: a new object becomes ready.
-    post(&cloud.base, "/flavors", &flavor("b")).unwrap();
-    set_ready(&cloud.base, "b");
+    post(&cloud, "/flavors", &flavor("b")).unwrap();
+    set_ready(&cloud, "b");
 
-    let second = Automation::start(&cloud.base, &state, dir.path().join("second.log"));
-    eventually("b labelled after restart", || labelled(&cloud.base, "b"));
+    let second = Automation::start(&cloud, &state, dir.path().join("second.log"));
+    eventually("b labelled after restart", || labelled(&cloud, "b"));
     eventually("b reported", || {
         second.output().contains("LABELLED Flavor b")
     });

@@ -36,7 +36,8 @@ fn patch(cloud: &Cloud, plural: &str, name: &str, body: Value) {
         "{}/apis/cirrus.dev/v1/projects/demo/{plural}/{name}",
         cloud.base
     );
-    let resp = reqwest::blocking::Client::new()
+    let resp = cloud
+        .http()
         .patch(&url)
         .header("Content-Type", "application/merge-patch+json")
         .body(body.to_string())

@@ -1,10 +1,33 @@
 //! Shared harness of the end-to-end tests: the real binaries, started and stopped by PID.
+//!
+//! Every API route but the health checks and the login needs a token: [`Cloud`] reads the
+//! admin credentials `cirrus up` writes to `<data-dir>/openrc`, passes them to the `cirrus`
+//! commands it runs and logs in for the tests' own HTTP calls ([`Cloud::http`]).
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+/// Credential variables a test process must not inherit from the shell that runs the tests
+/// (someone who sourced an openrc): each child gets exactly the identity the test gives it.
+const CREDENTIAL_VARS: &[&str] = &[
+    "CIRRUS_TOKEN",
+    "CIRRUS_URL",
+    "CIRRUS_PROJECT",
+    "OS_USERNAME",
+    "OS_PASSWORD",
+    "OS_PROJECT_NAME",
+    "OS_CLOUD",
+    "OS_AUTH_URL",
+    "OS_TOKEN",
+];
 
 /// Path of a workspace binary built next to this test (`cargo build --workspace --bins`).
 pub fn bin(name: &str) -> PathBuf {
@@ -22,6 +45,15 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// A command (a workspace binary) with no inherited credentials (see [`CREDENTIAL_VARS`]).
+pub fn clean_command(program: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    for var in CREDENTIAL_VARS {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -31,6 +63,76 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A random string for passwords and names (std's randomly keyed hasher; no extra crate).
+pub fn random_hex() -> String {
+    let a = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    format!("{a:016x}{:016x}", h.finish())
+}
+
+/// The variables of a shell file of `export NAME=value` lines (values may be single-quoted),
+/// like the `openrc` that `cirrus up` writes.
+pub fn parse_exports(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let (name, value) = line.trim().strip_prefix("export ")?.split_once('=')?;
+            let value = value
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .unwrap_or(value);
+            Some((name.trim().to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+/// Logs in at `base`'s identity service with a password (scoped to `project` when given);
+/// returns the HTTP status and the token (`X-Subject-Token`) when it succeeded.
+pub fn login(
+    base: &str,
+    user: &str,
+    password: &str,
+    project: Option<&str>,
+) -> (u16, Option<String>) {
+    let mut auth = json!({"identity": {"methods": ["password"], "password": {"user": {
+        "name": user, "domain": {"id": "default"}, "password": password}}}});
+    if let Some(project) = project {
+        auth["scope"] = json!({"project": {"name": project, "domain": {"id": "default"}}});
+    }
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{base}/identity/v3/auth/tokens"))
+        .json(&json!({ "auth": auth }))
+        .send()
+        .expect("the identity service answers");
+    let status = resp.status().as_u16();
+    let token = resp
+        .headers()
+        .get("x-subject-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (status, token.filter(|_| (200..300).contains(&status)))
+}
+
+/// An HTTP client sending `token` as `X-Auth-Token` with every request.
+pub fn client_with_token(token: &str) -> reqwest::blocking::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "x-auth-token",
+        reqwest::header::HeaderValue::from_str(token).expect("tokens are header-safe"),
+    );
+    reqwest::blocking::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client")
+}
+
 /// A `cirrus up` process.
 pub struct Cloud {
     child: Option<Child>,
@@ -38,9 +140,13 @@ pub struct Cloud {
     pub base: String,
     /// Its data directory.
     pub data_dir: PathBuf,
+    /// The variables of `<data-dir>/openrc` (the admin's credentials), read when it got ready.
+    pub openrc: BTreeMap<String, String>,
     /// Extra arguments it was started with (reused on restart).
     args: Vec<String>,
     log: PathBuf,
+    /// The admin's token and a client sending it, logged in on first use (cleared on restart).
+    session: Mutex<Option<(String, reqwest::blocking::Client)>>,
 }
 
 impl Cloud {
@@ -50,8 +156,10 @@ impl Cloud {
             child: None,
             base: String::new(),
             data_dir: data_dir.to_path_buf(),
+            openrc: BTreeMap::new(),
             args: extra.iter().map(|s| s.to_string()).collect(),
             log: data_dir.with_extension("log"),
+            session: Mutex::new(None),
         };
         cloud.launch();
         cloud
@@ -60,12 +168,13 @@ impl Cloud {
     fn launch(&mut self) {
         let port = free_port();
         self.base = format!("http://127.0.0.1:{port}");
+        *self.session.lock().unwrap() = None;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(bin("cirrus"))
+        let child = clean_command(&bin("cirrus"))
             .arg("up")
             .arg("--data-dir")
             .arg(&self.data_dir)
@@ -89,7 +198,8 @@ impl Cloud {
         self.wait_ready(Duration::from_secs(20));
     }
 
-    /// Waits until `/readyz` answers; returns how long it took.
+    /// Waits until `/readyz` answers and `openrc` names this start's API; returns how long
+    /// it took. Reads the admin credentials from `openrc`.
     pub fn wait_ready(&mut self, timeout: Duration) -> Duration {
         let started = Instant::now();
         let url = format!("{}/readyz", self.base);
@@ -97,7 +207,13 @@ impl Cloud {
             if let Ok(resp) = reqwest::blocking::get(&url)
                 && resp.status().is_success()
             {
-                return started.elapsed();
+                let openrc = std::fs::read_to_string(self.data_dir.join("openrc"))
+                    .map(|t| parse_exports(&t))
+                    .unwrap_or_default();
+                if openrc.get("CIRRUS_URL") == Some(&self.base) {
+                    self.openrc = openrc;
+                    return started.elapsed();
+                }
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
                 panic!(
@@ -107,11 +223,104 @@ impl Cloud {
             }
             assert!(
                 started.elapsed() < timeout,
-                "cirrus up not ready after {timeout:?}: {}",
+                "cirrus up not ready (or no openrc for {}) after {timeout:?}: {}",
+                self.base,
                 std::fs::read_to_string(&self.log).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The admin's password (from `openrc`).
+    pub fn admin_password(&self) -> &str {
+        self.openrc
+            .get("OS_PASSWORD")
+            .expect("openrc exports OS_PASSWORD")
+    }
+
+    /// The admin's credentials as environment variables for a `cirrus` process (CLI,
+    /// `cirrus controllers`): `OS_USERNAME`, `OS_PASSWORD`, `OS_PROJECT_NAME`.
+    pub fn admin_env(&self) -> Vec<(String, String)> {
+        ["OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_NAME"]
+            .iter()
+            .map(|name| {
+                let value = self
+                    .openrc
+                    .get(*name)
+                    .unwrap_or_else(|| panic!("openrc exports {name}"));
+                (name.to_string(), value.clone())
+            })
+            .collect()
+    }
+
+    fn session(&self) -> (String, reqwest::blocking::Client) {
+        let mut session = self.session.lock().unwrap();
+        if let Some(s) = session.as_ref() {
+            return s.clone();
+        }
+        let user = self.openrc.get("OS_USERNAME").expect("openrc OS_USERNAME");
+        let project = self.openrc.get("OS_PROJECT_NAME").map(String::as_str);
+        let (status, token) = login(&self.base, user, self.admin_password(), project);
+        let token = token.unwrap_or_else(|| panic!("admin login answered {status}"));
+        let fresh = (token.clone(), client_with_token(&token));
+        *session = Some(fresh.clone());
+        fresh
+    }
+
+    /// A token of the admin (logged in once per start of `cirrus up`, then cached).
+    pub fn token(&self) -> String {
+        self.session().0
+    }
+
+    /// An HTTP client that sends the admin's token with every request.
+    pub fn http(&self) -> reqwest::blocking::Client {
+        self.session().1
+    }
+
+    /// Creates the node user `node-<node>` (a `User` with `spec.node` set, a random password)
+    /// through the API and returns the environment a `cirrus node-agent --node <node>` needs
+    /// to act as it.
+    pub fn node_env(&self, node: &str) -> Vec<(String, String)> {
+        let user = format!("node-{node}");
+        let password = random_hex();
+        let body = json!({"apiVersion": "cirrus.dev/v1", "kind": "User",
+            "metadata": {"name": user}, "spec": {"node": node, "password": password}});
+        let resp = self
+            .http()
+            .post(format!("{}/apis/cirrus.dev/v1/users", self.base))
+            .json(&body)
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        assert_eq!(
+            status,
+            201,
+            "creating user {user}: {}",
+            resp.text().unwrap_or_default()
+        );
+        vec![
+            ("OS_USERNAME".to_string(), user),
+            ("OS_PASSWORD".to_string(), password),
+        ]
+    }
+
+    /// Creates project `name` as the admin with the quota limits `quota` (OpenStack quota
+    /// names; `-1`: unlimited), for tests that make more than the default quotas allow.
+    pub fn create_project(&self, name: &str, quota: serde_json::Value) {
+        let body = json!({"metadata": {"name": name}, "spec": {"quota": quota}});
+        let resp = self
+            .http()
+            .post(format!("{}/apis/cirrus.dev/v1/projects", self.base))
+            .json(&body)
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        assert_eq!(
+            status,
+            201,
+            "creating project {name}: {}",
+            resp.text().unwrap_or_default()
+        );
     }
 
     /// SIGKILLs the process (no chance to flush anything) and reaps it.
@@ -122,7 +331,7 @@ impl Cloud {
         }
     }
 
-    /// Starts it again on the same data directory.
+    /// Starts it again on the same data directory (on a new port: log in again).
     pub fn restart(&mut self) {
         self.kill9();
         self.launch();
@@ -141,38 +350,36 @@ impl Cloud {
     /// project `demo`: what a test needs before it creates servers.
     pub fn add_flavors_and_guest_images(&self, guest: &Path) {
         let examples = repo_root().join("examples");
-        let run = |args: &[&str]| {
-            let out = self.cli(args);
-            assert!(
-                out.status.success(),
-                "cirrus {args:?} failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
         for file in ["flavors.yaml", "guest-images.yaml"] {
-            run(&["apply", "-f", examples.join(file).to_str().unwrap()]);
+            run_ok(
+                self,
+                &["apply", "-f", examples.join(file).to_str().unwrap()],
+            );
         }
         for (image, file) in [
             ("guest-kernel", "vmlinuz"),
             ("guest-initrd", "initrd.img"),
             ("guest", "root.qcow2"),
         ] {
-            run(&[
-                "upload-image",
-                image,
-                guest.join(file).to_str().unwrap(),
-                "-p",
-                "demo",
-            ]);
+            run_ok(
+                self,
+                &[
+                    "upload-image",
+                    image,
+                    guest.join(file).to_str().unwrap(),
+                    "-p",
+                    "demo",
+                ],
+            );
         }
     }
 
-    /// Runs the `cirrus` CLI against this cloud.
+    /// Runs the `cirrus` CLI against this cloud as the admin (the `openrc` credentials).
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(bin("cirrus"))
+        clean_command(&bin("cirrus"))
             .args(args)
             .env("CIRRUS_URL", &self.base)
+            .envs(self.admin_env())
             .stdin(Stdio::null())
             .output()
             .expect("run cirrus")
@@ -229,15 +436,19 @@ impl Drop for DomainSweeper {
 pub struct Proc {
     child: Option<Child>,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     log: PathBuf,
 }
 
 impl Proc {
-    /// Starts `cirrus <args>` with its output appended to `log`.
-    pub fn start(args: &[String], log: &Path) -> Proc {
+    /// Starts `cirrus <args>` with the environment variables `env` (its credentials, e.g.
+    /// [`Cloud::admin_env`] or [`Cloud::node_env`]; nothing of the test's own credentials is
+    /// inherited) and its output appended to `log`.
+    pub fn start(args: &[String], env: &[(String, String)], log: &Path) -> Proc {
         let mut p = Proc {
             child: None,
             args: args.to_vec(),
+            env: env.to_vec(),
             log: log.to_path_buf(),
         };
         p.spawn();
@@ -251,8 +462,9 @@ impl Proc {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(bin("cirrus"))
+        let child = clean_command(&bin("cirrus"))
             .args(&self.args)
+            .envs(self.env.iter().cloned())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .stdin(Stdio::null())

@@ -167,7 +167,7 @@ fn verdict(ok: bool) -> &'static str {
 
 async fn bench_api(args: &BenchArgs) -> anyhow::Result<()> {
     let (up, startup) = UpProcess::start("cirrus-bench-api", &["--node-agent", "none"]).await?;
-    let http = reqwest::Client::new();
+    let http = up.http();
     println!(
         "api benchmark: cirrus up (embedded store on disk), {} flavors",
         args.objects
@@ -319,6 +319,8 @@ struct UpProcess {
     child: std::process::Child,
     base: String,
     data: tempfile::TempDir,
+    /// A token of its admin (logged in with the password from the `openrc` it wrote).
+    token: String,
 }
 
 impl Drop for UpProcess {
@@ -330,8 +332,8 @@ impl Drop for UpProcess {
 
 impl UpProcess {
     /// Starts `cirrus up` (this very binary) with `extra` arguments on a fresh temporary data
-    /// dir and free loopback ports, and waits until `/readyz` answers. Returns the process and
-    /// the time from spawn to ready.
+    /// dir and free loopback ports, waits until `/readyz` answers and logs in as its admin.
+    /// Returns the process and the time from spawn to ready (the login excluded).
     async fn start(prefix: &str, extra: &[&str]) -> anyhow::Result<(Self, Duration)> {
         let data = tempfile::Builder::new().prefix(prefix).tempdir()?;
         let port = free_port()?;
@@ -351,13 +353,19 @@ impl UpProcess {
             child,
             base: format!("http://127.0.0.1:{port}"),
             data,
+            token: String::new(),
         };
         let http = reqwest::Client::new();
         loop {
             if let Ok(resp) = http.get(format!("{}/readyz", up.base)).send().await
                 && resp.status().is_success()
             {
-                return Ok((up, started.elapsed()));
+                let ready = started.elapsed();
+                up.token = up
+                    .admin_token()
+                    .await
+                    .with_context(|| format!("logging in as the admin:\n{}", up.log_tail()))?;
+                return Ok((up, ready));
             }
             if let Some(status) = up.child.try_wait()? {
                 anyhow::bail!("cirrus up exited ({status}):\n{}", up.log_tail());
@@ -369,6 +377,65 @@ impl UpProcess {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Logs in as the admin with the password `cirrus up` wrote to `<data-dir>/openrc`.
+    async fn admin_token(&self) -> anyhow::Result<String> {
+        use cirrus_client::auth::TokenSource;
+        let openrc = std::fs::read_to_string(self.data.path().join("openrc"))
+            .context("reading the openrc of cirrus up")?;
+        let var = |name: &str| {
+            openrc.lines().find_map(|line| {
+                let value = line.trim().strip_prefix(&format!("export {name}="))?;
+                Some(value.trim_matches('\'').to_owned())
+            })
+        };
+        let (Some(user), Some(password)) = (var("OS_USERNAME"), var("OS_PASSWORD")) else {
+            anyhow::bail!("the openrc of cirrus up has no OS_USERNAME/OS_PASSWORD");
+        };
+        let login = cirrus_client::auth::PasswordLogin::new(
+            &self.base,
+            user,
+            password,
+            var("OS_PROJECT_NAME"),
+        );
+        Ok(login.token().await?)
+    }
+
+    /// An HTTP client sending the admin's token with every request.
+    fn http(&self) -> reqwest::Client {
+        cirrus_api::testing::client_with_token(&self.token)
+    }
+
+    /// The REST helper, acting as the admin.
+    fn rest(&self) -> Rest {
+        Rest {
+            http: self.http(),
+            base: self.base.clone(),
+        }
+    }
+
+    /// Creates the node user `node-<node>` (bound to that node, with a random password)
+    /// and returns a token source logging in as it: a node agent's own identity, allowed to
+    /// write only its node and what is bound to it.
+    async fn node_login(
+        &self,
+        rest: &Rest,
+        node: &str,
+    ) -> anyhow::Result<Arc<dyn cirrus_client::auth::TokenSource>> {
+        let user = format!("node-{node}");
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
+        let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        rest.create(
+            "users",
+            &json!({"apiVersion": "cirrus.dev/v1", "kind": "User", "metadata": {"name": user},
+                    "spec": {"node": node, "password": password}}),
+        )
+        .await?;
+        Ok(cirrus_client::auth::PasswordLogin::new(
+            &self.base, user, password, None,
+        ))
     }
 
     /// The last lines of the child's log, for error messages.
@@ -394,13 +461,6 @@ struct Rest {
 }
 
 impl Rest {
-    fn new(base: &str) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            base: base.to_owned(),
-        }
-    }
-
     /// `<base>/apis/cirrus.dev/v1/<path>`.
     fn url(&self, path: &str) -> String {
         format!("{}/apis/cirrus.dev/v1/{path}", self.base)
@@ -743,22 +803,29 @@ impl Drop for HollowNodes {
 }
 
 impl HollowNodes {
-    /// Starts `nodes` agents `hollow-000`, ... against `api_url`, each with its state under
+    /// The name of hollow node `i`.
+    fn name(i: usize) -> String {
+        format!("hollow-{i:03}")
+    }
+
+    /// Starts one agent per entry of `logins` (node `i` acts as `logins[i]`, its node's
+    /// user), named [`HollowNodes::name`], against `api_url`, each with its state under
     /// `state_root/<i>`, a fake host big enough for its share of `servers` m1.tiny servers
     /// (twice over), and servers resynced every `resync`.
     fn start(
-        nodes: usize,
+        logins: Vec<Arc<dyn cirrus_client::auth::TokenSource>>,
         servers: usize,
         api_url: &str,
         state_root: &Path,
         resync: Duration,
     ) -> Self {
+        let nodes = logins.len().max(1);
         let per_node = u64::try_from(servers.div_ceil(nodes)).unwrap_or(u64::MAX);
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::with_capacity(nodes);
         let mut drivers = Vec::with_capacity(nodes);
-        for i in 0..nodes {
-            let name = format!("hollow-{i:03}");
+        for (i, login) in logins.into_iter().enumerate() {
+            let name = Self::name(i);
             let driver = Arc::new(
                 FakeHypervisor::with_host(hollow_host(&name, per_node)).simulate_console(false),
             );
@@ -770,6 +837,7 @@ impl HollowNodes {
                 dyn_driver,
             );
             config.servers.resync = resync;
+            config.auth = Some(login);
             let mut rx = stop_rx.clone();
             let shutdown = async move {
                 let _ = rx.wait_for(|s| *s).await;
@@ -869,7 +937,7 @@ async fn bench_servers(args: &BenchArgs) -> anyhow::Result<()> {
     let nodes = args.nodes.max(1);
     let resync = Duration::from_secs(args.resync_secs.max(1));
     let (up, _) = UpProcess::start("cirrus-bench-servers", &["--node-agent", "none"]).await?;
-    let rest = Rest::new(&up.base);
+    let rest = up.rest();
     let work = tempfile::Builder::new()
         .prefix("cirrus-bench-hollow")
         .tempdir()?;
@@ -898,8 +966,17 @@ async fn bench_servers(args: &BenchArgs) -> anyhow::Result<()> {
         resync.as_secs(),
         args.writers.max(1)
     );
-    let mut hollow =
-        HollowNodes::start(nodes, servers, &up.base, &work.path().join("nodes"), resync);
+    let mut logins = Vec::with_capacity(nodes);
+    for i in 0..nodes {
+        logins.push(up.node_login(&rest, &HollowNodes::name(i)).await?);
+    }
+    let mut hollow = HollowNodes::start(
+        logins,
+        servers,
+        &up.base,
+        &work.path().join("nodes"),
+        resync,
+    );
     let t = Instant::now();
     rest.wait_nodes_ready(nodes, Duration::from_secs(120))
         .await?;
@@ -1359,7 +1436,7 @@ async fn cirrus_runs(domains: &DomainGuard, guest: &Guest, n: usize) -> anyhow::
         &["--node-agent", "libvirt", "--node-name", "bench"],
     )
     .await?;
-    let rest = Rest::new(&up.base);
+    let rest = up.rest();
     rest.wait_nodes_ready(1, Duration::from_secs(60))
         .await
         .with_context(|| format!("the node agent of cirrus up:\n{}", up.log_tail()))?;

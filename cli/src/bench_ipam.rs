@@ -46,7 +46,7 @@ pub async fn bench_ipam(ports: usize, writers: usize) -> anyhow::Result<()> {
         bail!("a /22 holds 1021 addresses; ask for at most that many ports");
     }
     let api = cirrus_api::testing::TestApi::start().await;
-    let client = Client::new(api.base_url.clone());
+    let client = Client::new(api.base_url.clone()).with_token(api.admin_token.clone());
     println!(
         "bench ipam: {ports} ports on one {CIDR} subnet, {writers} concurrent writers, in-process API (in-memory embedded store) + network controller"
     );

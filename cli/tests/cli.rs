@@ -3,7 +3,11 @@
 //! when the test ends).
 //!
 //! Set `CIRRUS_TEST_SERVER=http://127.0.0.1:PORT` to run them against a server you started
-//! yourself instead; object names are unique per test so they can share it.
+//! yourself instead (with a cloud admin's credentials in the environment: `source` its
+//! `openrc`, or `CIRRUS_TOKEN`); object names are unique per test so they can share it.
+//!
+//! Every API call needs a token: the commands run with the admin credentials `cirrus up`
+//! wrote to `<data-dir>/openrc`, and the tests' own HTTP requests carry an admin token.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -16,12 +20,26 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cirrus");
 
+/// Credential variables the commands get only from [`Server::env`], never from the shell
+/// that runs the tests.
+const CREDENTIAL_VARS: &[&str] = &[
+    "CIRRUS_TOKEN",
+    "OS_USERNAME",
+    "OS_PASSWORD",
+    "OS_PROJECT_NAME",
+    "OS_CLOUD",
+];
+
 /// A running `cirrus up` (or an external server), stopped on drop.
 struct Server {
     child: Option<Child>,
     url: String,
     addr: String,
     dir: tempfile::TempDir,
+    /// The credentials every `cirrus` command runs with (a cloud admin's).
+    env: Vec<(String, String)>,
+    /// An admin token for the tests' own HTTP requests.
+    token: Option<String>,
 }
 
 impl Server {
@@ -32,12 +50,20 @@ impl Server {
                 .trim_start_matches("http://")
                 .trim_end_matches('/')
                 .to_string();
-            return Self {
+            let env = CREDENTIAL_VARS
+                .iter()
+                .filter_map(|v| Some((v.to_string(), std::env::var(v).ok()?)))
+                .collect();
+            let mut server = Self {
                 child: None,
                 url,
                 addr,
                 dir,
+                env,
+                token: None,
             };
+            server.log_in();
+            return server;
         }
         // A free port can be taken between probing and binding: retry a few times.
         let mut attempt = 0;
@@ -72,9 +98,15 @@ impl Server {
                 url,
                 addr,
                 dir,
+                env: Vec::new(),
+                token: None,
             };
             match server.wait_ready() {
-                Ok(()) => return server,
+                Ok(()) => {
+                    server.env = server.openrc_credentials();
+                    server.log_in();
+                    return server;
+                }
                 Err(log) if attempt < 3 && log.contains("in use") => {
                     dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
                 }
@@ -106,12 +138,70 @@ impl Server {
         std::fs::read_to_string(self.dir.path().join("up.log")).unwrap_or_default()
     }
 
+    /// The admin's `OS_*` variables from the `openrc` that `cirrus up` wrote.
+    fn openrc_credentials(&self) -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(self.dir.path().join("data/openrc"))
+            .expect("cirrus up wrote <data-dir>/openrc");
+        let vars: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.trim().strip_prefix("export ")?.split_once('=')?;
+                let value = value.trim_matches('\'');
+                ["OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_NAME"]
+                    .contains(&name)
+                    .then(|| (name.to_string(), value.to_string()))
+            })
+            .collect();
+        assert_eq!(vars.len(), 3, "openrc has the admin credentials: {text}");
+        vars
+    }
+
+    /// Gets the admin token for [`Server::http`]: `CIRRUS_TOKEN`, or a password login with
+    /// the `OS_*` credentials.
+    fn log_in(&mut self) {
+        let var = |name: &str| {
+            self.env
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        if let Some(token) = var("CIRRUS_TOKEN") {
+            self.token = Some(token);
+            return;
+        }
+        let (Some(user), Some(password)) = (var("OS_USERNAME"), var("OS_PASSWORD")) else {
+            panic!(
+                "no credentials for {}: set OS_USERNAME/OS_PASSWORD or CIRRUS_TOKEN",
+                self.url
+            );
+        };
+        let mut auth = json!({"identity": {"methods": ["password"], "password": {"user": {
+            "name": user, "domain": {"id": "default"}, "password": password}}}});
+        if let Some(project) = var("OS_PROJECT_NAME") {
+            auth["scope"] = json!({"project": {"name": project, "domain": {"id": "default"}}});
+        }
+        let body = json!({ "auth": auth });
+        let (code, head, answer) = self
+            .exchange(
+                "POST",
+                "/identity/v3/auth/tokens",
+                Some(("application/json", &body)),
+            )
+            .expect("login request");
+        assert_eq!(code, 201, "admin login: {answer}");
+        let token = head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("x-subject-token")
+                .then(|| value.trim().to_string())
+        });
+        self.token = Some(token.expect("the login answered an X-Subject-Token"));
+    }
+
     /// Runs `cirrus ARGS` against this server.
     fn cirrus(&self, args: &[&str]) -> Run {
-        let out = Command::new(BIN)
+        let out = self
+            .command()
             .args(args)
-            .env("CIRRUS_URL", &self.url)
-            .env_remove("CIRRUS_PROJECT")
             .stdin(Stdio::null())
             .output()
             .expect("run cirrus");
@@ -120,10 +210,9 @@ impl Server {
 
     /// Starts `cirrus ARGS` in the background.
     fn spawn(&self, args: &[&str]) -> Background {
-        let child = Command::new(BIN)
+        let child = self
+            .command()
             .args(args)
-            .env("CIRRUS_URL", &self.url)
-            .env_remove("CIRRUS_PROJECT")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -132,12 +221,36 @@ impl Server {
         Background::new(child)
     }
 
+    /// `cirrus` against this server with the admin's credentials (and nothing inherited).
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        for var in CREDENTIAL_VARS {
+            cmd.env_remove(var);
+        }
+        cmd.env("CIRRUS_URL", &self.url)
+            .env_remove("CIRRUS_PROJECT")
+            .envs(self.env.iter().cloned());
+        cmd
+    }
+
+    /// One HTTP request with the admin token (once logged in).
     fn try_http(
         &self,
         method: &str,
         path: &str,
         body: Option<(&str, &Value)>,
     ) -> std::io::Result<(u16, Value)> {
+        self.exchange(method, path, body)
+            .map(|(code, _, value)| (code, value))
+    }
+
+    /// One HTTP/1.1 exchange: status, response head, body (JSON when it parses).
+    fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &Value)>,
+    ) -> std::io::Result<(u16, String, Value)> {
         let mut stream = TcpStream::connect(&self.addr)?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         let payload = body
@@ -152,6 +265,9 @@ impl Server {
                 "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
                 payload.len()
             ));
+        }
+        if let Some(token) = &self.token {
+            request.push_str(&format!("X-Auth-Token: {token}\r\n"));
         }
         request.push_str("\r\n");
         stream.write_all(request.as_bytes())?;
@@ -174,7 +290,7 @@ impl Server {
             body.to_string()
         };
         let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
-        Ok((code, value))
+        Ok((code, head.to_string(), value))
     }
 
     /// One HTTP request to the API; panics on transport errors.

@@ -9,11 +9,18 @@
 //!
 //! Copy this shape: watch → decide from the whole object (never from "what changed") →
 //! idempotent write → remember the version.
+//!
+//! Credentials, like the `cirrus` CLI: a token (`--token` / `CIRRUS_TOKEN`), or a password
+//! login with `OS_USERNAME`, `OS_PASSWORD` and `OS_PROJECT_NAME` — `source <data-dir>/openrc`
+//! of `cirrus up` sets them. A password login is renewed before the token expires; when the
+//! API refuses a token (`401`) during the watch, the automation logs in again and resumes the
+//! watch from the last handled version.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use cirrus_controllers::watcher::{self, Event};
+use cirrus_client::Client;
+use cirrus_controllers::watcher::{self, Event, WatcherError};
 use clap::Parser;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -33,13 +40,51 @@ struct Args {
     /// The label to set on Ready objects.
     #[arg(long, default_value = "cirrus.dev/ready")]
     label: String,
+    /// A token to send as it is (instead of a password login).
+    #[arg(long, env = "CIRRUS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// User to log in as.
+    #[arg(long = "os-username", env = "OS_USERNAME")]
+    username: Option<String>,
+    /// That user's password.
+    #[arg(long = "os-password", env = "OS_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Project the token is scoped to.
+    #[arg(long = "os-project-name", env = "OS_PROJECT_NAME")]
+    project_name: Option<String>,
+}
+
+/// An API client acting with the credentials of `args`.
+fn client(args: &Args) -> anyhow::Result<Client> {
+    let client = Client::new(args.server.clone());
+    if let Some(token) = &args.token {
+        return Ok(client.with_token(token.clone()));
+    }
+    match (&args.username, &args.password) {
+        (Some(user), Some(password)) => {
+            Ok(client.with_password(user.clone(), password.clone(), args.project_name.clone()))
+        }
+        _ => anyhow::bail!(
+            "no credentials: set CIRRUS_TOKEN, or OS_USERNAME, OS_PASSWORD and OS_PROJECT_NAME \
+             (`source <data-dir>/openrc` of cirrus up)"
+        ),
+    }
+}
+
+/// The API refused `token`: forget it so the next request logs in again. Fails when that
+/// cannot help (a fixed token).
+fn refused(client: &Client, token: Option<&str>) -> anyhow::Result<()> {
+    match (&client.auth, token) {
+        (Some(source), Some(token)) if source.refused(token) => Ok(()),
+        _ => anyhow::bail!("the API refused the token (401); give valid credentials"),
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let client = reqwest::Client::new();
-    let resume_from = std::fs::read_to_string(&args.state_file)
+    let client = client(&args)?;
+    let mut resume_from = std::fs::read_to_string(&args.state_file)
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
@@ -48,46 +93,59 @@ async fn main() -> anyhow::Result<()> {
         None => println!("starting with a full list"),
     }
     let plural = args.path.rsplit('/').next().unwrap_or_default().to_string();
-    let config = watcher::Config {
-        base_url: args.server.clone(),
-        path: args.path.clone(),
-        label_selector: None,
-        resume_from,
-        token: None,
-    };
-    let mut events = std::pin::pin!(watcher::watch(client.clone(), config));
-    while let Some(event) = events.next().await {
-        let event = match event {
-            Ok(event) => event,
-            Err(err) => {
-                eprintln!("watch error (retrying): {err:#}");
-                continue;
-            }
+    // One round per token: a refused token ends the round, the next one logs in again and
+    // resumes after the last handled version.
+    loop {
+        let token = client
+            .current_token()
+            .await
+            .context("logging in to the API")?;
+        let config = watcher::Config {
+            base_url: args.server.clone(),
+            path: args.path.clone(),
+            label_selector: None,
+            resume_from: resume_from.clone(),
+            token: token.clone(),
         };
-        match &event {
-            Event::Restarted { objects, .. } => {
-                println!("LISTED {} objects", objects.len());
-                for object in objects {
+        let mut events = std::pin::pin!(watcher::watch(client.http.clone(), config));
+        while let Some(event) = events.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(WatcherError::Status { status: 401, .. }) => {
+                    eprintln!("the API refused the token; logging in again");
+                    refused(&client, token.as_deref())?;
+                    break;
+                }
+                Err(err) => {
+                    eprintln!("watch error (retrying): {err:#}");
+                    continue;
+                }
+            };
+            match &event {
+                Event::Restarted { objects, .. } => {
+                    println!("LISTED {} objects", objects.len());
+                    for object in objects {
+                        reconcile(&client, &args, &plural, object).await?;
+                    }
+                }
+                Event::Applied(object) => {
+                    println!("APPLIED {}", describe(object));
                     reconcile(&client, &args, &plural, object).await?;
                 }
+                Event::Deleted(object) => println!("DELETED {}", describe(object)),
+                Event::Bookmark(_) => {}
             }
-            Event::Applied(object) => {
-                println!("APPLIED {}", describe(object));
-                reconcile(&client, &args, &plural, object).await?;
+            if let Some(rv) = event.resource_version() {
+                save_state(&args.state_file, &rv)?;
+                resume_from = Some(rv);
             }
-            Event::Deleted(object) => println!("DELETED {}", describe(object)),
-            Event::Bookmark(_) => {}
-        }
-        if let Some(rv) = event.resource_version() {
-            save_state(&args.state_file, &rv)?;
         }
     }
-    Ok(())
 }
 
 /// Labels `object` if it is Ready and not labelled yet.
 async fn reconcile(
-    client: &reqwest::Client,
+    client: &Client,
     args: &Args,
     plural: &str,
     object: &Value,
@@ -123,13 +181,23 @@ async fn reconcile(
         None => format!("{}/apis/cirrus.dev/v1/{plural}/{name}", args.server),
     };
     let patch = json!({ "metadata": { "labels": { args.label.as_str(): "true" } } });
-    let response = client
-        .patch(&url)
-        .header("Content-Type", "application/merge-patch+json")
-        .body(patch.to_string())
-        .send()
-        .await
-        .with_context(|| format!("PATCH {url}"))?;
+    let mut retried = false;
+    let response = loop {
+        let (request, token) = client.request(reqwest::Method::PATCH, &url).await?;
+        let response = request
+            .header("Content-Type", "application/merge-patch+json")
+            .body(patch.to_string())
+            .send()
+            .await
+            .with_context(|| format!("PATCH {url}"))?;
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED && !retried {
+            // The token expired or was revoked: log in again once.
+            refused(client, token.as_deref())?;
+            retried = true;
+            continue;
+        }
+        break response;
+    };
     match response.status().as_u16() {
         200 => println!("LABELLED {}", describe(object)),
         404 => println!("GONE {}", describe(object)),

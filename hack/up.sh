@@ -3,6 +3,7 @@
 # dnsmasq included), starts libvirtd and Open vSwitch, builds cirrus and the test guest, runs the all-in-one cloud in the
 # background (data in ./.cirrus), applies examples/, uploads the guest images, waits until
 # the example server is ACTIVE and shows its console.
+# Use it with: source .cirrus/openrc (the admin's credentials and CIRRUS_URL)
 # Stop it with: kill "$(cat .cirrus/cirrus.pid)"  (and the daemons: hack/start-libvirt.sh stop,
 # hack/start-ovs.sh stop)
 set -euo pipefail
@@ -31,7 +32,11 @@ else
   echo "cirrus up running (pid $(cat "$data/cirrus.pid")), API on http://$listen, log in $data/cirrus.log"
 fi
 
-export CIRRUS_URL="http://$listen"
+# Every API call needs a token: act as the cloud admin whose credentials (and CIRRUS_URL)
+# cirrus up wrote to $data/openrc (mode 0600; the password is printed once in cirrus.log).
+# shellcheck source=/dev/null
+source "$data/openrc"
+echo "credentials: source $data/openrc (or OS_CLOUD=cirrus with $data/clouds.yaml)"
 "$cirrus" apply -f examples/ --recursive
 for image in guest-kernel:vmlinuz guest-initrd:initrd.img guest:root.qcow2; do
   name=${image%%:*} file=target/guest/${image#*:}

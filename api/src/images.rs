@@ -750,6 +750,10 @@ fn set_condition(image: &mut Image, status: ConditionStatus, reason: &str, messa
     }
 }
 
+fn images_kind() -> &'static cirrus_crds::KindInfo {
+    cirrus_crds::kind_by_plural("images").expect("images is a kind")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -785,8 +789,4 @@ mod tests {
             );
         }
     }
-}
-
-fn images_kind() -> &'static cirrus_crds::KindInfo {
-    cirrus_crds::kind_by_plural("images").expect("images is a kind")
 }

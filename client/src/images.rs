@@ -58,6 +58,16 @@ fn looks_like_uid(text: &str) -> bool {
         })
 }
 
+/// Whether `image`, owned by another project, may be used by `project`: public and community
+/// images by anyone, shared ones by their members.
+pub fn visible_from_elsewhere(image: &Image, project: &str) -> bool {
+    matches!(
+        image.spec.visibility,
+        Visibility::Public | Visibility::Community
+    ) || (image.spec.visibility == Visibility::Shared
+        && image.spec.members.iter().any(|m| m == project))
+}
+
 #[cfg(test)]
 mod uid_tests {
     #[test]
@@ -67,14 +77,4 @@ mod uid_tests {
         ));
         assert!(!super::looks_like_uid("guest-kernel"));
     }
-}
-
-/// Whether `image`, owned by another project, may be used by `project`: public and community
-/// images by anyone, shared ones by their members.
-pub fn visible_from_elsewhere(image: &Image, project: &str) -> bool {
-    matches!(
-        image.spec.visibility,
-        Visibility::Public | Visibility::Community
-    ) || (image.spec.visibility == Visibility::Shared
-        && image.spec.members.iter().any(|m| m == project))
 }

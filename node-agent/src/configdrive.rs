@@ -136,26 +136,26 @@ pub fn decode_files(
         .collect()
 }
 
-/// Fetches the config drive files of server `name` in `project` from the API at `api_url`.
+/// Fetches the config drive files of server `name` in `project` through `client` (with its
+/// node token).
 pub async fn fetch_files(
-    http: &reqwest::Client,
-    api_url: &str,
+    client: &cirrus_client::Client,
     project: &str,
     name: &str,
 ) -> Result<BTreeMap<String, Vec<u8>>> {
     let url = format!(
         "{}/apis/cirrus.dev/v1/projects/{project}/servers/{name}/configdrive",
-        api_url.trim_end_matches('/')
+        client.base_url.trim_end_matches('/')
     );
     let fail = |detail: String| ConfigDriveError::Fetch {
         url: url.clone(),
         detail,
     };
-    let response = http
-        .get(&url)
-        .send()
+    let (request, _) = client
+        .request(reqwest::Method::GET, &url)
         .await
         .map_err(|e| fail(e.to_string()))?;
+    let response = request.send().await.map_err(|e| fail(e.to_string()))?;
     if !response.status().is_success() {
         let status = response.status();
         let body = response.text().await.unwrap_or_default();

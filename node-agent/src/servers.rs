@@ -908,14 +908,9 @@ impl ServerContext {
                 ServerError::Prepare(format!("config drive: {e}")),
             )
         };
-        let files = crate::configdrive::fetch_files(
-            &self.client.http,
-            &self.client.base_url,
-            &project,
-            &server.metadata.name,
-        )
-        .await
-        .map_err(failed)?;
+        let files = crate::configdrive::fetch_files(&self.client, &project, &server.metadata.name)
+            .await
+            .map_err(failed)?;
         let target = iso.clone();
         tokio::task::spawn_blocking(move || crate::configdrive::build_iso(&files, &target))
             .await

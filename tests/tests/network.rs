@@ -16,12 +16,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
-use common::{Cloud, DomainSweeper, eventually, guest_dir, run_ok};
+use common::{Cloud, DomainSweeper, NetworkSweeper, eventually, guest_dir, run_ok};
 use serde_json::Value;
 
 fn skip() -> bool {
@@ -52,37 +52,6 @@ fn require_daemons() {
         ovs.is_ok_and(|s| s.success()),
         "Open vSwitch is not running: run hack/start-ovs.sh (or set CIRRUS_SKIP_OVS=1)"
     );
-}
-
-/// Removes, when dropped, what a failed test could leave on the host: the test's bridge, its
-/// DHCP namespaces and their dnsmasq processes (found through the agent's state directory).
-struct NetworkSweeper {
-    bridge: String,
-    state_dir: PathBuf,
-}
-
-impl Drop for NetworkSweeper {
-    fn drop(&mut self) {
-        if let Ok(entries) = std::fs::read_dir(self.state_dir.join("network/dhcp")) {
-            for entry in entries.flatten() {
-                let uid = entry.file_name().to_string_lossy().to_string();
-                if let Ok(pid) = std::fs::read_to_string(entry.path().join("pid")) {
-                    let pid = pid.trim();
-                    let cmdline =
-                        std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                    if cmdline.contains("dnsmasq") && cmdline.contains(&uid) {
-                        let _ = Command::new("kill").arg(pid).status();
-                    }
-                }
-                let _ = Command::new("ip")
-                    .args(["netns", "del", &format!("qdhcp-{uid}")])
-                    .status();
-            }
-        }
-        let _ = Command::new("ovs-vsctl")
-            .args(["--if-exists", "del-br", &self.bridge])
-            .status();
-    }
 }
 
 /// A test cloud with a libvirt node agent on its own bridge, with the guest images uploaded.

@@ -274,9 +274,11 @@ pub async fn create_project(
         .ok_or_else(|| KeystoneError::bad_request("'name' is a required property of 'project'"))?;
     valid_name(&name, "project")?;
     check_domain(&map, "project")?;
-    let mut spec = cirrus_crds::ProjectSpec::default();
-    spec.description = opt_str(&map, "description", "project")?;
-    spec.enabled = opt_bool(&map, "enabled", "project")?.unwrap_or(true);
+    let mut spec = cirrus_crds::ProjectSpec {
+        description: opt_str(&map, "description", "project")?,
+        enabled: opt_bool(&map, "enabled", "project")?.unwrap_or(true),
+        ..Default::default()
+    };
     if let Some(Value::Array(tags)) = map.get("tags") {
         spec.tags = tags
             .iter()
@@ -462,11 +464,13 @@ pub async fn create_user(
         .ok_or_else(|| KeystoneError::bad_request("'name' is a required property of 'user'"))?;
     valid_name(&name, "user")?;
     check_domain(&map, "user")?;
-    let mut spec = cirrus_crds::UserSpec::default();
-    spec.enabled = opt_bool(&map, "enabled", "user")?.unwrap_or(true);
-    spec.email = opt_str(&map, "email", "user")?;
-    spec.description = opt_str(&map, "description", "user")?;
-    spec.default_project = opt_str(&map, "default_project_id", "user")?;
+    let mut spec = cirrus_crds::UserSpec {
+        enabled: opt_bool(&map, "enabled", "user")?.unwrap_or(true),
+        email: opt_str(&map, "email", "user")?,
+        description: opt_str(&map, "description", "user")?,
+        default_project: opt_str(&map, "default_project_id", "user")?,
+        ..Default::default()
+    };
     if let Some(p) = &spec.default_project
         && Api::<Project>::all(state.store.clone())
             .get(p)

@@ -531,3 +531,36 @@ pub fn guest_dir() -> PathBuf {
     assert!(status.success(), "hack/build-guest.sh failed");
     dir
 }
+
+/// Removes, when dropped, what a failed test could leave on the host: the test's bridge, its
+/// DHCP namespaces and their dnsmasq processes (found through the agent's state directory).
+pub struct NetworkSweeper {
+    /// The test's own integration bridge.
+    pub bridge: String,
+    /// The node agent's state directory (`<data>/node`).
+    pub state_dir: PathBuf,
+}
+
+impl Drop for NetworkSweeper {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(self.state_dir.join("network/dhcp")) {
+            for entry in entries.flatten() {
+                let uid = entry.file_name().to_string_lossy().to_string();
+                if let Ok(pid) = std::fs::read_to_string(entry.path().join("pid")) {
+                    let pid = pid.trim();
+                    let cmdline =
+                        std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    if cmdline.contains("dnsmasq") && cmdline.contains(&uid) {
+                        let _ = Command::new("kill").arg(pid).status();
+                    }
+                }
+                let _ = Command::new("ip")
+                    .args(["netns", "del", &format!("qdhcp-{uid}")])
+                    .status();
+            }
+        }
+        let _ = Command::new("ovs-vsctl")
+            .args(["--if-exists", "del-br", &self.bridge])
+            .status();
+    }
+}

@@ -16,6 +16,9 @@ pub enum ActionPlan {
     Patch(Value),
     /// Answer the last `lines` lines of the console log (all when `None`).
     ConsoleOutput(Option<usize>),
+    /// Rebuild from the image these arguments name (`imageRef`, `name`, `metadata`, ...);
+    /// the state allows it, the caller resolves the image.
+    Rebuild(Value),
 }
 
 /// Nova's refusal of `action` for the server in `attr` (`vm_state`/`task_state`) `state`.
@@ -154,6 +157,25 @@ pub fn plan(body: &Value, server: &Server) -> Result<ActionPlan, Fault> {
             })))
         }
         "os-getConsoleOutput" => Ok(ActionPlan::ConsoleOutput(console_length(args)?)),
+        "rebuild" => {
+            require("rebuild", server, &["active", "stopped", "error"])?;
+            if !args.is_object() {
+                return Err(Fault::bad_request(
+                    Dialect::Compute,
+                    "Invalid input for field/attribute rebuild. 'imageRef' is a required property",
+                ));
+            }
+            if server.spec.boot_volume.is_some() {
+                return Err(Fault::bad_request(
+                    Dialect::Compute,
+                    format!(
+                        "Instance {} boots from a volume: rebuilding volume-backed servers is not supported.",
+                        id_of(server)
+                    ),
+                ));
+            }
+            Ok(ActionPlan::Rebuild(args.clone()))
+        }
         other => Err(Fault::bad_request(
             Dialect::Compute,
             format!("There is no such action: {other}"),
@@ -271,6 +293,16 @@ mod tests {
         assert_eq!(
             plan(&json!({"unpause": null}), &paused).unwrap(),
             ActionPlan::Patch(json!({"powerState": "Running"}))
+        );
+        assert!(matches!(
+            plan(&json!({"rebuild": {"imageRef": "x"}}), &active).unwrap(),
+            ActionPlan::Rebuild(_)
+        ));
+        assert_eq!(
+            plan(&json!({"rebuild": {"imageRef": "x"}}), &paused)
+                .unwrap_err()
+                .code,
+            409
         );
         let fault = plan(&json!({"shelve": null}), &active).unwrap_err();
         assert_eq!(

@@ -24,6 +24,23 @@ pub struct CreatePlan {
     pub annotations: BTreeMap<String, String>,
     /// Security group names to show in the create response.
     pub security_groups: Vec<String>,
+    /// A boot volume to create from an image first (`source_type: image`,
+    /// `destination_type: volume`); the caller creates it and names it in `spec.bootVolume`.
+    pub new_boot_volume: Option<NewVolume>,
+    /// Scheduler hints as sent (`group`, `different_host`, `same_host` with server and group
+    /// ids); the caller resolves the ids to names.
+    pub hints: Map<String, Value>,
+}
+
+/// A volume Nova would create for a server booting from a new volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewVolume {
+    /// Size in GiB.
+    pub size: u64,
+    /// Name of the image object the volume is a copy of.
+    pub image: String,
+    /// Delete the volume with the server.
+    pub delete_on_termination: bool,
 }
 
 fn bad(message: impl Into<String>) -> Fault {
@@ -167,6 +184,49 @@ pub fn sanitize_hostname(name: &str) -> String {
     }
 }
 
+/// The image `reference` (uid, name or URL) as `project` may boot it with `flavor`, or
+/// Nova's `400`.
+fn resolve_image<'a>(
+    reference: &str,
+    project: &str,
+    flavor: &cirrus_crds::Flavor,
+    related: &'a Related,
+) -> Result<&'a cirrus_crds::Image, Fault> {
+    let image = related
+        .image_by_id(project, reference)
+        .filter(|i| i.metadata.deletion_timestamp.is_none())
+        .ok_or_else(|| bad(format!("Image {reference} could not be found.")))?;
+    if matches!(
+        image.status.phase,
+        Some(
+            ImagePhase::Killed
+                | ImagePhase::Deactivated
+                | ImagePhase::Deleted
+                | ImagePhase::PendingDelete
+        )
+    ) {
+        return Err(bad(format!("Image {reference} is not active.")));
+    }
+    let image_name = &image.metadata.name;
+    let image_project = image.metadata.project.as_deref().unwrap_or_default();
+    if image_project != project {
+        let shadow = related.image_for(project, image_name);
+        if shadow.map(|i| &i.metadata.uid) != Some(&image.metadata.uid) {
+            return Err(bad(format!(
+                "Image {reference} cannot be used: project {project} has its own image \
+                 named {image_name:?}, which its servers boot instead."
+            )));
+        }
+    }
+    if flavor.spec.disk != 0 && flavor.spec.disk < image.spec.min_disk {
+        return Err(bad("Flavor's disk is too small for requested image."));
+    }
+    if flavor.spec.ram < image.spec.min_ram {
+        return Err(bad("Flavor's memory is too small for requested image."));
+    }
+    Ok(image)
+}
+
 /// Translates a create body (`{"server": {...}}`) of `project` into a [`CreatePlan`].
 /// `admin` allows `availability_zone: "zone:host"` (placing on a host, as Nova's admins
 /// may).
@@ -233,6 +293,7 @@ pub fn plan(
     let mut boot_volume: Option<(String, bool)> = None;
     let mut image_from_bdm: Option<String> = None;
     let mut data_volumes: Vec<Value> = Vec::new();
+    let mut new_boot_volume: Option<NewVolume> = None;
     if server.contains_key("block_device_mapping") {
         return Err(bad(
             "block_device_mapping (v1) is not supported: use block_device_mapping_v2.",
@@ -308,6 +369,28 @@ pub fn plan(
                         data_volumes.push(v);
                     }
                 }
+                ("image", "volume") if index == Some(0) => {
+                    let Some(uuid) = uuid else {
+                        return Err(bad(
+                            "Block device mapping is invalid: an image mapping needs uuid.",
+                        ));
+                    };
+                    let size = match bdm.get("volume_size") {
+                        Some(Value::Number(n)) => n.as_u64(),
+                        Some(Value::String(s)) => s.trim().parse().ok(),
+                        _ => None,
+                    }
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| {
+                        bad("Block device mapping is invalid: booting from a new volume needs volume_size (GiB, at least 1).")
+                    })?;
+                    let image = resolve_image(uuid, project, flavor, related)?;
+                    new_boot_volume = Some(NewVolume {
+                        size,
+                        image: image.metadata.name.clone(),
+                        delete_on_termination: delete,
+                    });
+                }
                 ("blank", "local") => {
                     // Swap and ephemeral disks come from the flavor.
                 }
@@ -322,6 +405,11 @@ pub fn plan(
             }
         }
     }
+    let image_ref = if new_boot_volume.is_some() {
+        None
+    } else {
+        image_ref
+    };
     match (&boot_volume, image_ref.or(image_from_bdm.as_deref())) {
         (Some((vname, delete)), _) => {
             spec.insert("bootVolume".into(), Value::from(vname.clone()));
@@ -330,43 +418,13 @@ pub fn plan(
             }
         }
         (None, Some(reference)) => {
-            let image = related
-                .image_by_id(project, reference)
-                .filter(|i| i.metadata.deletion_timestamp.is_none())
-                .ok_or_else(|| bad(format!("Image {reference} could not be found.")))?;
-            if matches!(
-                image.status.phase,
-                Some(
-                    ImagePhase::Killed
-                        | ImagePhase::Deactivated
-                        | ImagePhase::Deleted
-                        | ImagePhase::PendingDelete
-                )
-            ) {
-                return Err(bad(format!("Image {reference} is not active.")));
-            }
-            let image_name = image.metadata.name.clone();
-            let image_project = image.metadata.project.as_deref().unwrap_or_default();
-            if image_project != project {
-                let shadow = related.image_for(project, &image_name);
-                if shadow.map(|i| &i.metadata.uid) != Some(&image.metadata.uid) {
-                    return Err(bad(format!(
-                        "Image {reference} cannot be used: project {project} has its own image \
-                         named {image_name:?}, which its servers boot instead."
-                    )));
-                }
-            }
-            if flavor.spec.disk != 0 && flavor.spec.disk < image.spec.min_disk {
-                return Err(bad("Flavor's disk is too small for requested image."));
-            }
-            if flavor.spec.ram < image.spec.min_ram {
-                return Err(bad("Flavor's memory is too small for requested image."));
-            }
-            spec.insert("image".into(), Value::from(image_name));
+            let image = resolve_image(reference, project, flavor, related)?;
+            spec.insert("image".into(), Value::from(image.metadata.name.clone()));
             if let Some(uid) = &image.metadata.uid {
                 annotations.insert(IMAGE_ANNOTATION.to_string(), uid.clone());
             }
         }
+        (None, None) if new_boot_volume.is_some() => {}
         (None, None) => return Err(bad("Missing imageRef attribute")),
     }
     if !data_volumes.is_empty() {
@@ -510,11 +568,21 @@ pub fn plan(
             annotations.insert(annotation.to_string(), ip.to_string());
         }
     }
+    let hints = match body
+        .get("OS-SCH-HNT:scheduler_hints")
+        .or_else(|| body.get("os:scheduler_hints"))
+    {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(other) => return Err(invalid("os:scheduler_hints", other, "Must be an object.")),
+    };
     Ok(CreatePlan {
         name,
         spec: Value::Object(spec),
         annotations,
         security_groups: group_names,
+        new_boot_volume,
+        hints,
     })
 }
 

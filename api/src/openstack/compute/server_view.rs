@@ -435,6 +435,63 @@ pub fn detail(server: &Server, related: &Related, headers: &HeaderMap, admin: bo
     Value::Object(body)
 }
 
+/// Fields of Nova's basic server view (update and rebuild answers): the detail body without
+/// the extension attributes, addresses with `version` and `addr` only.
+const BASIC_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "status",
+    "image",
+    "flavor",
+    "fault",
+    "user_id",
+    "tenant_id",
+    "created",
+    "updated",
+    "progress",
+    "metadata",
+    "links",
+    "addresses",
+    "hostId",
+    "OS-DCF:diskConfig",
+    "accessIPv4",
+    "accessIPv6",
+];
+
+/// `addresses` with only `version` and `addr` per entry (the `/ips` routes and the basic
+/// view).
+pub fn plain_addresses(addresses: &Value) -> Value {
+    let mut out = Map::new();
+    if let Some(nets) = addresses.as_object() {
+        for (net, list) in nets {
+            let entries: Vec<Value> = list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| json!({"version": a["version"], "addr": a["addr"]}))
+                .collect();
+            out.insert(net.clone(), Value::Array(entries));
+        }
+    }
+    Value::Object(out)
+}
+
+/// The basic view of a [`detail`] body.
+pub fn basic(detail: &Value) -> Value {
+    let mut out = Map::new();
+    for key in BASIC_FIELDS {
+        if let Some(v) = detail.get(*key) {
+            let v = if *key == "addresses" {
+                plain_addresses(v)
+            } else {
+                v.clone()
+            };
+            out.insert((*key).to_string(), v);
+        }
+    }
+    Value::Object(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -580,6 +637,9 @@ mod tests {
             "details are for admins"
         );
         assert_eq!(body["image"]["id"], "cirros");
+        let basic = basic(&body);
+        assert!(basic.get("OS-EXT-STS:vm_state").is_none());
+        assert_eq!(basic["fault"]["code"], 500);
         let admin = detail(&s, &Related::default(), &HeaderMap::new(), true);
         assert_eq!(admin["fault"]["details"], "trace");
         assert_eq!(admin["OS-EXT-SRV-ATTR:instance_name"], "cirrus-u-1");

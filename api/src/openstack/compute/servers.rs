@@ -131,6 +131,7 @@ async fn create(
     let related = Related::load(&state, Some(&project)).await.map_err(api)?;
     let plan = server_create::plan(&body, &project, caller.is_cloud_admin(), &related)?;
     let kind = servers_kind();
+    let hints = scheduler_hints(&state, &project, &plan.hints).await?;
     let (name, renamed) =
         common::object_name_for(&state, kind, Some(&project), "server", &plan.name)
             .await
@@ -142,15 +143,44 @@ async fn create(
         annotations.insert(NAME_ANNOTATION.to_string(), plan.name.clone());
         spec["hostname"] = Value::from(sanitize_hostname(&plan.name));
     }
+    if !hints.is_empty() {
+        spec["schedulerHints"] = Value::Object(hints);
+    }
+    // Booting from a new volume: the volume first, removed again if the server is refused.
+    let new_volume = match &plan.new_boot_volume {
+        None => None,
+        Some(v) => {
+            let volume = create_boot_volume(&state, &project, v).await?;
+            spec["bootVolume"] = Value::from(volume.clone());
+            if v.delete_on_termination {
+                let mut volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
+                volumes.insert(0, json!({"volume": volume, "deleteOnTermination": true}));
+                spec["volumes"] = Value::Array(volumes);
+            }
+            Some(volume)
+        }
+    };
     let object = json!({
         "apiVersion": cirrus_crds::API_VERSION,
         "kind": "Server",
         "metadata": {"name": name, "project": project, "annotations": annotations},
         "spec": spec,
     });
-    let created = crate::resources::create(&state, kind, Some(&project), object, false)
-        .await
-        .map_err(api)?;
+    let created = match crate::resources::create(&state, kind, Some(&project), object, false).await
+    {
+        Ok(created) => created,
+        Err(e) => {
+            if let Some(volume) = &new_volume {
+                let volumes = cirrus_crds::kind_by_plural("volumes").expect("volumes is a kind");
+                if let Err(cleanup) =
+                    crate::resources::delete(&state, volumes, Some(&project), volume, false).await
+                {
+                    tracing::warn!(%volume, error = %cleanup.message(), "could not delete the boot volume of a refused server");
+                }
+            }
+            return Err(api(e));
+        }
+    };
     let id = common::uid(&created);
     tracing::info!(%project, server = %name, %id, "server created through the compute API");
     let groups: Vec<Value> = plan
@@ -173,6 +203,89 @@ async fn create(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// Creates the boot volume `wanted` asks for (a copy of an image) and returns its name.
+async fn create_boot_volume(
+    state: &ApiState,
+    project: &str,
+    wanted: &server_create::NewVolume,
+) -> Result<String, Fault> {
+    let volumes = cirrus_crds::kind_by_plural("volumes").expect("volumes is a kind");
+    let (name, _) = common::object_name_for(state, volumes, Some(project), "volume", "")
+        .await
+        .map_err(api)?;
+    let object = json!({
+        "apiVersion": cirrus_crds::API_VERSION,
+        "kind": "Volume",
+        "metadata": {"name": name, "project": project},
+        "spec": {
+            "size": wanted.size,
+            "bootable": true,
+            "source": {"type": "image", "name": wanted.image},
+        },
+    });
+    crate::resources::create(state, volumes, Some(project), object, false)
+        .await
+        .map_err(api)?;
+    Ok(name)
+}
+
+/// Nova's scheduler hints with ids resolved to object names: `group` (a server group),
+/// `different_host` / `same_host` (servers, one id or a list). Other hints are ignored, as
+/// Nova ignores hints no filter reads.
+async fn scheduler_hints(
+    state: &ApiState,
+    project: &str,
+    hints: &Map<String, Value>,
+) -> Result<Map<String, Value>, Fault> {
+    let mut out = Map::new();
+    if let Some(group) = hints.get("group") {
+        let Some(id) = group.as_str() else {
+            return Err(Fault::bad_request(
+                D,
+                "Invalid input for field/attribute group: not a string.",
+            ));
+        };
+        let kind = cirrus_crds::kind_by_plural("servergroups").expect("servergroups is a kind");
+        let found = common::find_by_uid(state, kind, Some(project), id)
+            .await
+            .map_err(api)?
+            .ok_or_else(|| {
+                Fault::bad_request(D, format!("Server group {id} could not be found."))
+            })?;
+        out.insert("group".into(), Value::from(common::name(&found)));
+    }
+    for (hint, field) in [
+        ("different_host", "differentHost"),
+        ("same_host", "sameHost"),
+    ] {
+        let ids: Vec<&str> = match hints.get(hint) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(s)) => vec![s.as_str()],
+            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+            Some(other) => {
+                return Err(Fault::bad_request(
+                    D,
+                    format!(
+                        "Invalid input for field/attribute {hint}. Value: {other}. Must be a server id or a list of them."
+                    ),
+                ));
+            }
+        };
+        let mut names = Vec::new();
+        for id in ids {
+            let found = common::find_by_uid(state, servers_kind(), Some(project), id)
+                .await
+                .map_err(api)?
+                .ok_or_else(|| {
+                    Fault::bad_request(D, format!("Instance {id} could not be found."))
+                })?;
+            names.push(Value::from(common::name(&found)));
+        }
+        out.insert(field.into(), Value::Array(names));
+    }
+    Ok(out)
 }
 
 /// Query parameters as sent (repeated keys kept).
@@ -623,7 +736,10 @@ async fn update(
         parse(updated)?
     };
     let body = render(&state, &caller, &headers, &server).await?;
-    Ok(ok(StatusCode::OK, json!({ "server": body })))
+    Ok(ok(
+        StatusCode::OK,
+        json!({ "server": server_view::basic(&body) }),
+    ))
 }
 
 /// `DELETE /servers/{id}`: `204`; finalizers finish the deletion (the server shows task
@@ -651,6 +767,7 @@ async fn remove(
 async fn action(
     State(state): State<ApiState>,
     caller: Caller,
+    headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, Fault> {
@@ -696,6 +813,14 @@ async fn action(
             tracing::info!(server = %server.metadata.name, action = %action_name, "server action");
             Ok(StatusCode::ACCEPTED.into_response())
         }
+        ActionPlan::Rebuild(args) => {
+            let server = rebuild(&state, &server, &args).await?;
+            let body = render(&state, &caller, &headers, &server).await?;
+            Ok(ok(
+                StatusCode::ACCEPTED,
+                json!({ "server": server_view::basic(&body) }),
+            ))
+        }
         ActionPlan::ConsoleOutput(lines) => {
             let log = console_log(&state, &caller, &server).await?;
             Ok(ok(
@@ -704,6 +829,108 @@ async fn action(
             ))
         }
     }
+}
+
+/// Rebuilds `server` from the image `args.imageRef` (with a new name and metadata when
+/// given): the image changes and `rebuildCount` goes up, with a compare-and-swap on the
+/// version read.
+async fn rebuild(state: &ApiState, server: &Server, args: &Value) -> Result<Server, Fault> {
+    let project = project_of(server);
+    let Some(reference) = args
+        .get("imageRef")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    else {
+        return Err(Fault::bad_request(
+            D,
+            "Invalid input for field/attribute rebuild. 'imageRef' is a required property",
+        ));
+    };
+    let reference = reference
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(reference);
+    let related = Related::load(state, Some(project)).await.map_err(api)?;
+    let image = related
+        .image_by_id(project, reference)
+        .filter(|i| i.metadata.deletion_timestamp.is_none())
+        .ok_or_else(|| Fault::bad_request(D, format!("Image {reference} could not be found.")))?;
+    if related
+        .image_for(project, &image.metadata.name)
+        .map(|i| &i.metadata.uid)
+        != Some(&image.metadata.uid)
+    {
+        return Err(Fault::bad_request(
+            D,
+            format!(
+                "Image {reference} cannot be used: the project has its own image named {:?}.",
+                image.metadata.name
+            ),
+        ));
+    }
+    let mut annotations = Map::new();
+    annotations.insert(
+        server_view::IMAGE_ANNOTATION.into(),
+        Value::from(image.metadata.uid.clone().unwrap_or_default()),
+    );
+    if let Some(name) = args.get("name") {
+        annotations.insert(NAME_ANNOTATION.into(), Value::from(check_name(name)?));
+    }
+    for (field, annotation, v4) in [
+        ("accessIPv4", ACCESS_V4_ANNOTATION, true),
+        ("accessIPv6", ACCESS_V6_ANNOTATION, false),
+    ] {
+        if let Some(ip) = args
+            .get(field)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
+            check_ip(field, ip, v4)?;
+            annotations.insert(annotation.into(), Value::from(ip));
+        }
+    }
+    let mut spec = json!({
+        "image": image.metadata.name,
+        "rebuildCount": server.spec.rebuild_count.max(server.status.observed_rebuild_count) + 1,
+    });
+    if let Some(meta) = args.get("metadata") {
+        let wanted = check_metadata(meta)?;
+        let mut patch = Map::new();
+        for key in server.spec.metadata.keys() {
+            if !wanted.contains_key(key) {
+                patch.insert(key.clone(), Value::Null);
+            }
+        }
+        for (k, v) in wanted {
+            patch.insert(k, Value::from(v));
+        }
+        spec["metadata"] = Value::Object(patch);
+    }
+    let patch = json!({
+        "metadata": {"resourceVersion": server.metadata.resource_version, "annotations": annotations},
+        "spec": spec,
+    });
+    let updated = state
+        .store
+        .patch(
+            servers_kind(),
+            Some(project),
+            &server.metadata.name,
+            &patch,
+            Part::Main,
+            false,
+        )
+        .await
+        .map_err(|e| match e {
+            cirrus_store::objects::ObjectError::Conflict { .. } => Fault::conflict(
+                D,
+                "The server changed while the rebuild was being applied; retry it.",
+            ),
+            other => api(other.into()),
+        })?;
+    tracing::info!(%project, server = %server.metadata.name, image = %image.metadata.name, "server rebuild");
+    parse(updated)
 }
 
 /// The server's console log, through the native console route's handler (which proxies to
@@ -740,28 +967,13 @@ async fn console_log(state: &ApiState, caller: &Caller, server: &Server) -> Resu
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// `addresses` as `/ips` shows them: only `version` and `addr` (tempest's schema).
-fn plain_addresses(addresses: &Value) -> Value {
-    let mut out = Map::new();
-    if let Some(nets) = addresses.as_object() {
-        for (net, list) in nets {
-            let entries: Vec<Value> = list
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|a| json!({"version": a["version"], "addr": a["addr"]}))
-                .collect();
-            out.insert(net.clone(), Value::Array(entries));
-        }
-    }
-    Value::Object(out)
-}
-
 async fn addresses_of(state: &ApiState, server: &Server) -> Result<Value, Fault> {
     let related = Related::load(state, Some(project_of(server)))
         .await
         .map_err(api)?;
-    Ok(plain_addresses(&server_view::addresses(server, &related)))
+    Ok(server_view::plain_addresses(&server_view::addresses(
+        server, &related,
+    )))
 }
 
 /// `GET /servers/{id}/ips`.

@@ -36,6 +36,10 @@ pub fn router() -> Router<ApiState> {
         .route("/compute/v2.1/flavors/detail", get(list_detail))
         .route("/compute/v2.1/flavors/{id}", get(show).delete(delete))
         .route(
+            "/compute/v2.1/flavors/{id}/os-flavor-access",
+            get(flavor_access),
+        )
+        .route(
             "/compute/v2.1/flavors/{id}/os-extra_specs",
             get(extra_specs_list).post(extra_specs_create),
         )
@@ -60,9 +64,12 @@ fn not_found(id: &str) -> Fault {
 }
 
 fn admin_only(caller: &Caller) -> Result<(), Fault> {
-    caller
-        .check(Action::Write, None)
-        .map_err(|r| Fault::refused(D, r, "flavors"))
+    caller.check(Action::Write, None).map_err(|_| {
+        Fault::forbidden(
+            D,
+            "Policy doesn't allow managing flavors: it needs the admin role in the admin project.",
+        )
+    })
 }
 
 /// The flavor body of Nova 2.1 for `flavor` (a `Flavor` object).
@@ -581,6 +588,23 @@ async fn delete(
         .map_err(api_error)?;
     tracing::info!(flavor = %id, "flavor deleted");
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// `GET /flavors/{id}/os-flavor-access`: private flavors have no per-project access list
+/// here (only admins use them), so the list is empty; public ones answer `404` as in Nova.
+async fn flavor_access(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, Fault> {
+    let flavor = find(&state, &caller, &id).await?;
+    if is_public(&flavor) {
+        return Err(Fault::not_found(
+            D,
+            "Access list not available for public flavors.",
+        ));
+    }
+    Ok(Json(json!({ "flavor_access": [] })).into_response())
 }
 
 fn specs_of(flavor: &Value) -> BTreeMap<String, String> {

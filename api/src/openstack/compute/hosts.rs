@@ -52,6 +52,11 @@ pub fn router() -> Router<ApiState> {
             "/compute/v2.1/os-hypervisors/{pattern}/search",
             get(hypervisor_search),
         )
+        .route(
+            "/compute/v2.1/os-hypervisors/{id}/uptime",
+            get(hypervisor_uptime),
+        )
+        .route("/compute/v2.1/os-aggregates", get(aggregates))
         .route("/compute/v2.1/os-services", get(services))
         .route("/compute/v2.1/os-services/{action}", put(service_update))
         .route("/compute/v2.1/os-availability-zone", get(zones))
@@ -371,6 +376,24 @@ async fn hypervisor_statistics(
     let mut body = json!(totals);
     body["count"] = json!(nodes.len());
     Ok(Json(json!({ "hypervisor_statistics": body })).into_response())
+}
+
+/// `GET /os-hypervisors/{id}/uptime`: `501`, as Nova answers for drivers that cannot tell
+/// (the host's uptime is known only to its node agent; `openstack hypervisor show` copes).
+async fn hypervisor_uptime(caller: Caller, Path(id): Path<String>) -> Result<Response, Fault> {
+    admin_only(&caller)?;
+    Err(Fault::new(
+        D,
+        axum::http::StatusCode::NOT_IMPLEMENTED,
+        format!("The uptime of hypervisor {id} is not reported."),
+    ))
+}
+
+/// `GET /os-aggregates` (admin): none. Host aggregates are not modelled (node labels play
+/// their part for the scheduler); `openstack hypervisor show` lists them.
+async fn aggregates(caller: Caller) -> Result<Response, Fault> {
+    admin_only(&caller)?;
+    Ok(Json(json!({ "aggregates": [] })).into_response())
 }
 
 /// The `nova-compute` service of `node`.

@@ -12,19 +12,12 @@
 //! - [`authz`]: the pure authorization decision (`Allow`, `Deny`, or `NotFound` for what the
 //!   caller may not even see).
 //!
-//! # Not wired in yet (issue 5's next steps)
-//! 1. `cirrus up` loads or creates the key ring in its data directory (`KeyRing::load_or_create`)
-//!    and bootstraps the `admin` user, the `admin` project and an admin binding, printing the
-//!    password once and writing clouds.yaml / openrc (mode 0600).
-//! 2. An API middleware takes `X-Auth-Token` / `Authorization: Bearer`, calls
-//!    [`token::validate`] (401 on any error), checks that the user and project are still
-//!    enabled (informer cache), and [`authorize`]s every request with the object's project
-//!    (`Deny` → 403, `NotFound` → 404), filtering lists the same way; node agents get node
-//!    subjects checked with [`authorize_node`].
-//! 3. Revocations become store objects fed to a [`RevocationList`] by a watch;
-//!    `DELETE /v3/auth/tokens` writes one from [`token::open`].
-//! 4. `POST /v3/auth/tokens` verifies the password, takes the [`effective_role`] of the scope
-//!    and issues a token (`X-Subject-Token`, Keystone's body).
+//! # Where it is wired in
+//! The API (`cirrus-api`) authenticates every request with [`token::validate`] in its
+//! middleware, authorizes with [`authorize`] / [`authorize_node`], issues tokens at
+//! `POST /identity/v3/auth/tokens`, and keeps revocations as store objects mirrored into a
+//! [`RevocationList`]; `cirrus up` keeps the [`KeyRing`] in its data directory. See
+//! `docs/identity.md`.
 
 pub mod authz;
 pub mod keys;

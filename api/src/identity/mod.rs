@@ -1,9 +1,8 @@
-//! Keystone v3 under `/identity`: version discovery and password tokens
-//! (`POST`/`GET`/`HEAD`/`DELETE /identity/v3/auth/tokens`).
+//! Keystone v3 under `/identity`: version discovery, password tokens
+//! (`POST`/`GET`/`HEAD`/`DELETE /identity/v3/auth/tokens`), the catalog, and projects,
+//! users, roles and role assignments over the identity objects (`docs/identity.md`).
 //!
-//! This is the first, additive slice of issue 5: the routes exist and issue, validate and
-//! revoke real tokens (see [`cirrus_auth::token`]), but the rest of the API does not yet
-//! demand them. Decisions made here:
+//! Decisions made here:
 //!
 //! - **Ids are names.** Users, projects and roles are Cirrus objects identified by name, so
 //!   their Keystone `id` is that name (the token, validated without a store round trip, carries
@@ -11,13 +10,12 @@
 //! - **Key ring.** [`ApiState::identity`] holds it: generated in memory by
 //!   [`ApiState::new`], loaded from the data directory by `cirrus up`
 //!   ([`KeyRing::load_or_create`]) so tokens survive a restart.
-//! - **Revocation.** `DELETE` records the token's audit id in this process's
-//!   [`RevocationList`]; turning revocations into store objects fed by a watch (so every
-//!   replica sees them) is a later step.
-//! - **Catalog.** Token bodies carry an empty `catalog` until the other services exist.
-//! - **Still to do:** validation does not yet recheck that the user and project are still
-//!   enabled (the informer-cache step of the auth middleware); role bindings are read with a
-//!   list per login.
+//! - **Revocation.** Revoking writes a `TokenRevocation` object and updates this process's
+//!   [`RevocationList`] at once; [`revocations::sync`] mirrors the objects into every API
+//!   process (and after a restart).
+//! - **Catalog.** Built from the address the client reached ([`catalog`]).
+//! - **Limits:** disabling a project does not revoke its tokens (disabling a user does); role
+//!   bindings are read with a list per login.
 
 mod admin;
 pub mod bootstrap;

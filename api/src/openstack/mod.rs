@@ -2,7 +2,7 @@
 //! openstacksdk send into Cirrus objects, and from objects back into OpenStack's bodies.
 //!
 //! No second source of truth: every handler reads and writes the same objects as the native
-//! API, through the same admission ([`crate::resources::create`], [`crate::resources::delete`]),
+//! API, through the same admission (`crate::resources::create`, `crate::resources::delete`),
 //! and authorizes with the token's [`crate::auth::Caller`]. One module per service:
 //!
 //! | service        | path prefix                      | module       |

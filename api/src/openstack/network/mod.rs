@@ -2,9 +2,9 @@
 //! objects, at `/network/v2.0/...`.
 //!
 //! Every handler reads and writes the same objects as the native API: creates and deletes
-//! go through [`crate::resources::create`] / [`crate::resources::delete`] (so the in-use and
+//! go through `crate::resources::create` / `crate::resources::delete` (so the in-use and
 //! protection checks of the native admission hold here too), updates are read-modify-writes
-//! conditioned on the `resourceVersion` read ([`update_object`]).
+//! conditioned on the `resourceVersion` read (`update_object`).
 //!
 //! Translation rules (see [`crate::openstack::common`] for ids and names):
 //! - `id` is the object's uid; references between objects are names in the objects and

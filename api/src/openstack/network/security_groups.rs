@@ -13,7 +13,7 @@
 //! The `default` group: every project has one (the network controller creates it). So that
 //! `openstack security group rule create default` works the moment a project first uses the
 //! API, before the controller got to it, lists and lookups here create it on demand with the
-//! controller's spec ([`ensure_default`]; an `AlreadyExists` race is fine). It cannot be
+//! controller's spec (`ensure_default`; an `AlreadyExists` race is fine). It cannot be
 //! deleted (native admission: 409), renamed, or shadowed by a new group named `default`.
 //! New groups get Neutron's two allow-all egress rules.
 
@@ -132,7 +132,7 @@ fn rule_key(rule: &Value) -> String {
     key.to_string()
 }
 
-/// The id of `rule` in the group with uid `group_uid`: UUIDv5(group uid, [`rule_key`]).
+/// The id of `rule` in the group with uid `group_uid`: UUIDv5(group uid, `rule_key`).
 pub fn rule_id(group_uid: &str, rule: &Value) -> String {
     let namespace = Uuid::parse_str(group_uid)
         .unwrap_or_else(|_| Uuid::new_v5(&Uuid::NAMESPACE_OID, group_uid.as_bytes()));

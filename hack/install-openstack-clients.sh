@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
 # Installs the real OpenStack clients the compatibility tests drive — python-openstackclient
-# (the `openstack` command) and openstacksdk — from PyPI into a virtualenv at
+# (the `openstack` command) and openstacksdk — plus tempest (whose response JSON schemas are
+# the contract tests/openstack/tempest_schemas.py checks) from PyPI into a virtualenv at
 # target/osc-venv (or $1), idempotently. Versions are pinned so a new client release
 # cannot change what CI tests; bump them deliberately.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${1:-target/osc-venv}"
-pins=(python-openstackclient==10.5.0 openstacksdk==4.22.0 keystoneauth1==5.18.1 osc-lib==4.7.0)
+pins=(python-openstackclient==10.5.0 openstacksdk==4.22.0 keystoneauth1==5.18.1 osc-lib==4.7.0
+  tempest==47.0.0)
 
 if [ -x "$venv/bin/openstack" ] && "$venv/bin/python" - "${pins[@]}" <<'PY'
 import sys
-from importlib.metadata import version
-sys.exit(0 if all(version(p.split("==")[0]) == p.split("==")[1] for p in sys.argv[1:]) else 1)
+from importlib.metadata import PackageNotFoundError, version
+
+def installed(pin):
+    name, wanted = pin.split("==")
+    try:
+        return version(name) == wanted
+    except PackageNotFoundError:
+        return False
+
+sys.exit(0 if all(installed(p) for p in sys.argv[1:]) else 1)
 PY
 then
   echo "openstack clients ready in $venv"

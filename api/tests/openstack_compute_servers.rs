@@ -266,6 +266,12 @@ async fn create_show_list_update_and_delete() {
         .await;
     let id = created["server"]["id"].as_str().unwrap().to_string();
     assert_eq!(created["server"]["OS-DCF:diskConfig"], "MANUAL");
+    // Nova's generated password (tempest's create_server_with_admin_pass requires it).
+    assert_eq!(
+        created["server"]["adminPass"].as_str().map(str::len),
+        Some(12),
+        "{created}"
+    );
     assert_eq!(
         created["server"]["security_groups"],
         json!([{"name": "default"}])
@@ -343,7 +349,12 @@ async fn create_show_list_update_and_delete() {
     );
     cloud.get(&format!("/servers/{id}/ips/other"), 404).await;
 
-    // Lists and filters.
+    // Lists and filters. Creation times have whole seconds (and ties order by id), so the
+    // second server is made in a later second to be the newest.
+    let first_second = chrono::Utc::now().timestamp();
+    while chrono::Utc::now().timestamp() == first_second {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let other = cloud.boot("db").await;
     let list = cloud.get("/servers", 200).await;
     let entries = list["servers"].as_array().unwrap();
@@ -860,11 +871,12 @@ async fn boot_from_a_new_volume_hints_and_rebuild() {
         .action(
             &first,
             json!({"rebuild": {"imageRef": cloud.image_id, "name": "first-rebuilt",
-                "metadata": {"v": "2"}}}),
+                "metadata": {"v": "2"}, "adminPass": "chosen"}}),
             202,
         )
         .await;
     assert_eq!(rebuilt["server"]["name"], "first-rebuilt");
+    assert_eq!(rebuilt["server"]["adminPass"], "chosen");
     assert_eq!(rebuilt["server"]["metadata"], json!({"v": "2"}));
     assert!(
         rebuilt["server"].get("OS-EXT-STS:vm_state").is_none(),

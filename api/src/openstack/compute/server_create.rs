@@ -30,6 +30,52 @@ pub struct CreatePlan {
     /// Scheduler hints as sent (`group`, `different_host`, `same_host` with server and group
     /// ids); the caller resolves the ids to names.
     pub hints: Map<String, Value>,
+    /// The `adminPass` to answer: the request's, or a generated one (see [`admin_pass`]).
+    pub admin_pass: String,
+}
+
+/// Characters of generated passwords: Nova's, without the look-alikes (0/O, 1/l/I).
+const PASSWORD_CHARS: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+
+/// Length of generated passwords (Nova's `generate_password` default).
+const PASSWORD_LEN: usize = 12;
+
+/// A random password of [`PASSWORD_LEN`] characters of [`PASSWORD_CHARS`] (rejection
+/// sampling, so every character is equally likely).
+pub fn generate_password() -> Result<String, getrandom::Error> {
+    let limit = 256 - 256 % PASSWORD_CHARS.len();
+    let mut out = String::with_capacity(PASSWORD_LEN);
+    let mut buf = [0u8; 32];
+    while out.len() < PASSWORD_LEN {
+        getrandom::fill(&mut buf)?;
+        for b in buf {
+            if usize::from(b) < limit && out.len() < PASSWORD_LEN {
+                out.push(char::from(
+                    PASSWORD_CHARS[usize::from(b) % PASSWORD_CHARS.len()],
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The `adminPass` of a create or rebuild answer, as Nova with `enable_instance_password`
+/// (its default, and what tempest's `create_server_with_admin_pass` and
+/// `rebuild_server_with_admin_pass` schemas require): the request's `adminPass` when given
+/// (a string), else a generated one. Cirrus keeps no server password and does not inject it
+/// into the guest, like Nova's libvirt driver by default (`inject_password = False`): guests
+/// get credentials from key pairs and user data.
+pub fn admin_pass(request: &Map<String, Value>) -> Result<String, Fault> {
+    match request.get("adminPass") {
+        Some(Value::String(given)) => Ok(given.clone()),
+        Some(other) => Err(invalid("adminPass", other, "adminPass must be a string.")),
+        None => generate_password().map_err(|e| {
+            Fault::internal(
+                Dialect::Compute,
+                format!("could not generate a password: {e}"),
+            )
+        }),
+    }
 }
 
 /// A volume Nova would create for a server booting from a new volume.
@@ -583,6 +629,7 @@ pub fn plan(
         security_groups: group_names,
         new_boot_volume,
         hints,
+        admin_pass: admin_pass(server)?,
     })
 }
 
@@ -872,5 +919,18 @@ mod tests {
     fn hostnames_follow_novas_sanitizing() {
         assert_eq!(sanitize_hostname("My Web_Server!"), "my-web-server");
         assert_eq!(sanitize_hostname("***"), "server");
+    }
+
+    #[test]
+    fn admin_pass_is_the_requested_one_or_a_fresh_random_one() {
+        let given = json!({"adminPass": "s3cret"});
+        assert_eq!(admin_pass(given.as_object().unwrap()).unwrap(), "s3cret");
+        let refused = admin_pass(json!({"adminPass": 5}).as_object().unwrap()).unwrap_err();
+        assert_eq!(refused.code.as_u16(), 400);
+        let a = admin_pass(&Map::new()).unwrap();
+        let b = admin_pass(&Map::new()).unwrap();
+        assert_eq!(a.len(), PASSWORD_LEN);
+        assert!(a.bytes().all(|c| PASSWORD_CHARS.contains(&c)), "{a}");
+        assert_ne!(a, b);
     }
 }

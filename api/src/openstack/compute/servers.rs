@@ -195,6 +195,7 @@ async fn create(
             "links": super::links(&headers, "servers", &id),
             "OS-DCF:diskConfig": "MANUAL",
             "security_groups": groups,
+            "adminPass": plan.admin_pass,
         }}),
     );
     if let Ok(location) =
@@ -814,12 +815,16 @@ async fn action(
             Ok(StatusCode::ACCEPTED.into_response())
         }
         ActionPlan::Rebuild(args) => {
+            let admin_pass = args.as_object().map_or_else(
+                || server_create::admin_pass(&Map::new()),
+                server_create::admin_pass,
+            )?;
             let server = rebuild(&state, &server, &args).await?;
             let body = render(&state, &caller, &headers, &server).await?;
-            Ok(ok(
-                StatusCode::ACCEPTED,
-                json!({ "server": server_view::basic(&body) }),
-            ))
+            let mut basic = server_view::basic(&body);
+            // Nova answers the (given or generated) password, as on create.
+            basic["adminPass"] = Value::from(admin_pass);
+            Ok(ok(StatusCode::ACCEPTED, json!({ "server": basic })))
         }
         ActionPlan::ConsoleOutput(lines) => {
             let log = console_log(&state, &caller, &server).await?;

@@ -209,9 +209,15 @@ fn time_at(object: &Value, pointer: &str) -> Value {
         .map_or(Value::Null, Value::from)
 }
 
-/// The user recorded at creation (`user_id`), `null` for objects made natively.
+/// The user recorded at creation (`user_id`); an empty string for objects made natively
+/// (Cinder's `user_id` is always a string, and so is Nova's for servers).
 fn user_of(object: &Value) -> Value {
-    str_at(object, "/metadata/annotations/openstack.org~1user-id")
+    Value::from(
+        object
+            .pointer("/metadata/annotations/openstack.org~1user-id")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+    )
 }
 
 /// The volume's `links`.
@@ -327,7 +333,11 @@ pub(crate) fn volume_body(volume: &Value, index: &Index, base: &str, admin: bool
                 "{node}@{}#{pool}",
                 body["volume_type"].as_str().unwrap_or(DEFAULT_TYPE)
             )),
-            (Some(node), None) => Value::from(node),
+            // Cinder's host is always `host@backend#pool`: the backend stands for the pool.
+            (Some(node), None) => {
+                let backend = body["volume_type"].as_str().unwrap_or(DEFAULT_TYPE);
+                Value::from(format!("{node}@{backend}#{backend}"))
+            }
             _ => Value::Null,
         };
         body["os-vol-host-attr:host"] = host;
@@ -335,7 +345,29 @@ pub(crate) fn volume_body(volume: &Value, index: &Index, base: &str, admin: bool
     body
 }
 
-/// The short form in `GET /snapshots` is the full one in Cinder too; this is it.
+/// Cinder's volume body without the extended attributes (`os-vol-tenant-attr:*`,
+/// `os-vol-mig-status-attr:*`, `os-vol-host-attr:*`): what create and update answer (Cinder
+/// adds the extensions to show and detail only; tempest's `create_volume` and
+/// `update_volume` schemas refuse them).
+pub(crate) fn basic_volume(mut body: Value) -> Value {
+    if let Some(map) = body.as_object_mut() {
+        map.retain(|k, _| !k.starts_with("os-vol-"));
+    }
+    body
+}
+
+/// Cinder's snapshot body without the extended attributes
+/// (`os-extended-snapshot-attributes:*`): the summary list, create and update answers (only
+/// show and detail carry them, as in tempest's schemas).
+pub(crate) fn basic_snapshot(mut body: Value) -> Value {
+    if let Some(map) = body.as_object_mut() {
+        map.retain(|k, _| !k.starts_with("os-extended-snapshot-attributes:"));
+    }
+    body
+}
+
+/// The full snapshot body (show and detail). Cinder 3.0 has no `user_id` on snapshots (it
+/// came with 3.41), so tempest's schema has none either.
 pub(crate) fn snapshot_body(snapshot: &Value, index: &Index) -> Value {
     let project = project_of(snapshot);
     let volume = snapshot
@@ -358,7 +390,6 @@ pub(crate) fn snapshot_body(snapshot: &Value, index: &Index) -> Value {
         "created_at": time_at(snapshot, "/metadata/creationTimestamp"),
         "updated_at": Value::Null,
         "metadata": snapshot.pointer("/spec/metadata").cloned().unwrap_or_else(|| json!({})),
-        "user_id": user_of(snapshot),
         "os-extended-snapshot-attributes:project_id": project,
         "os-extended-snapshot-attributes:progress":
             if status == "available" { "100%" } else { "0%" },
@@ -457,6 +488,19 @@ mod tests {
         );
         let plain = volume_body(&volume, &index, "http://h", false);
         assert!(plain.get("os-vol-host-attr:host").is_none());
+        let basic = basic_volume(body);
+        assert!(
+            basic
+                .as_object()
+                .unwrap()
+                .keys()
+                .all(|k| !k.starts_with("os-vol-"))
+        );
+        assert_eq!(basic["user_id"], "alice");
+        volume["status"] = json!({"phase": "available", "node": "n1"});
+        let index = Index::new(vec![], vec![volume.clone()], vec![]);
+        let body = volume_body(&volume, &index, "http://h", true);
+        assert_eq!(body["os-vol-host-attr:host"], "n1@file#file");
     }
 
     #[test]
@@ -476,5 +520,13 @@ mod tests {
         assert_eq!(body["volume_id"], "vol-uid");
         assert_eq!(body["name"], "s");
         assert_eq!(body["os-extended-snapshot-attributes:progress"], "0%");
+        assert!(body.get("user_id").is_none());
+        let basic = basic_snapshot(body);
+        assert!(
+            basic
+                .get("os-extended-snapshot-attributes:project_id")
+                .is_none()
+        );
+        assert_eq!(basic["id"], "snap-uid");
     }
 }

@@ -133,7 +133,7 @@ pub async fn create(
     tracing::info!(project = %ctx.project, snapshot = %common::name(&created), volume = %common::name(&volume), "snapshot created through Cinder");
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "snapshot": answer(&state, &created).await? })),
+        Json(json!({ "snapshot": render::basic_snapshot(answer(&state, &created).await?) })),
     )
         .into_response())
 }
@@ -183,11 +183,7 @@ async fn list_impl(
                 full
             } else {
                 // Cinder's summary view lacks only the extended attributes.
-                let mut short = full;
-                if let Some(map) = short.as_object_mut() {
-                    map.retain(|k, _| !k.starts_with("os-extended-snapshot-attributes:"));
-                }
-                short
+                render::basic_snapshot(full)
             }
         })
         .collect();
@@ -274,7 +270,10 @@ pub async fn update(
         },
     )
     .await?;
-    Ok(Json(json!({ "snapshot": answer(&state, &updated).await? })).into_response())
+    Ok(
+        Json(json!({ "snapshot": render::basic_snapshot(answer(&state, &updated).await?) }))
+            .into_response(),
+    )
 }
 
 /// `DELETE …/snapshots/{id}`: `202`; the node agent's finalizer waits while a volume made

@@ -421,7 +421,9 @@ pub async fn create(
     let base = common::base_url(&headers);
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "volume": render::volume_body(&created, &index, &base, ctx.admin) })),
+        Json(json!({
+            "volume": render::basic_volume(render::volume_body(&created, &index, &base, ctx.admin))
+        })),
     )
         .into_response())
 }
@@ -686,7 +688,8 @@ pub async fn update(
         },
     )
     .await?;
-    Ok(Json(json!({ "volume": answer(&state, &ctx, &updated, &headers).await? })).into_response())
+    let body = render::basic_volume(answer(&state, &ctx, &updated, &headers).await?);
+    Ok(Json(json!({ "volume": body })).into_response())
 }
 
 /// Sets the OpenStack name annotation, `spec.description` and `spec.metadata` of an object

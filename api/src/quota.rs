@@ -1,7 +1,7 @@
 //! Per-project quotas, counted from the objects themselves (no usage records to drift).
 //!
 //! Limits are OpenStack's defaults, overridden per project by `Project.spec.quota` (`-1`:
-//! unlimited). Every create through any API ([`crate::resources::create`]) is checked before
+//! unlimited). Every create through any API (`crate::resources::create`) is checked before
 //! the write, and re-checked after it like Nova's "recheck": two racing creates may both pass
 //! the first check, but the one that finds the project over its limit afterwards deletes what
 //! it made and fails, so usage never stays above a limit.
@@ -94,6 +94,15 @@ fn quotas_of(kind: &KindInfo) -> &'static [&'static str] {
     }
 }
 
+/// Whether every object of `kind` uses exactly one unit of each of its quotas (so usage is
+/// a count), unlike servers (cores, ram), volumes (gigabytes) and security groups (rules).
+fn counts_only(kind: &KindInfo) -> bool {
+    matches!(
+        kind.plural,
+        "keypairs" | "networks" | "subnets" | "ports" | "volumesnapshots"
+    )
+}
+
 /// The limits of `project`: defaults overridden by `Project.spec.quota`.
 pub async fn limits(store: &ObjectStore, project: &str) -> Result<BTreeMap<String, i64>, ApiError> {
     let mut limits: BTreeMap<String, i64> =
@@ -164,10 +173,24 @@ pub async fn check(
     if quotas_of(kind).is_empty() {
         return Ok(());
     }
-    let wanted = consumption(store, kind, object).await?;
     let limits = limits(store, project).await?;
+    let limited = quotas_of(kind)
+        .iter()
+        .any(|q| limits.get(*q).copied().unwrap_or(-1) >= 0);
+    if !limited {
+        return Ok(());
+    }
+    let wanted = consumption(store, kind, object).await?;
     let mut used = BTreeMap::new();
-    add_usage(store, kind, project, &mut used).await?;
+    if counts_only(kind) {
+        // One object, one unit: a count-only read instead of reading every object.
+        let count = store.count(kind, Some(project)).await?;
+        for quota in quotas_of(kind) {
+            used.insert(quota.to_string(), count);
+        }
+    } else {
+        add_usage(store, kind, project, &mut used).await?;
+    }
     for (quota, amount) in wanted {
         let limit = limits.get(quota).copied().unwrap_or(-1);
         if limit < 0 || amount == 0 {

@@ -77,6 +77,39 @@ impl TestApi {
         }
     }
 
+    /// Creates project `name` without quota limits (tests and benchmarks that make more
+    /// objects than OpenStack's default quotas allow).
+    ///
+    /// # Panics
+    /// When the store refuses (a broken test).
+    pub async fn unlimited_project(&self, name: &str) {
+        let quota: std::collections::BTreeMap<String, i64> =
+            cirrus_crds::kinds::project::QUOTA_NAMES
+                .iter()
+                .map(|q| (q.to_string(), -1))
+                .collect();
+        let project = cirrus_crds::Project::new(
+            cirrus_crds::meta::ObjectMeta {
+                name: name.to_string(),
+                ..Default::default()
+            },
+            cirrus_crds::ProjectSpec {
+                quota,
+                ..Default::default()
+            },
+        );
+        let api = cirrus_store::objects::Api::<cirrus_crds::Project>::all(self.store.clone());
+        match api.get(name).await {
+            Ok(mut existing) => {
+                existing.spec.quota = project.spec.quota;
+                api.replace(&existing).await.expect("project updated");
+            }
+            Err(_) => {
+                api.create(&project).await.expect("project created");
+            }
+        }
+    }
+
     /// An HTTP client that sends the admin token with every request.
     pub fn client(&self) -> reqwest::Client {
         client_with_token(&self.admin_token)

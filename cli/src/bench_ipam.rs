@@ -46,6 +46,9 @@ pub async fn bench_ipam(ports: usize, writers: usize) -> anyhow::Result<()> {
         bail!("a /22 holds 1021 addresses; ask for at most that many ports");
     }
     let api = cirrus_api::testing::TestApi::start().await;
+    // 1000 ports are more than OpenStack's default port quota (500).
+    api.unlimited_project(PROJECT).await;
+    api.unlimited_project(BASELINE_PROJECT).await;
     let client = Client::new(api.base_url.clone()).with_token(api.admin_token.clone());
     println!(
         "bench ipam: {ports} ports on one {CIDR} subnet, {writers} concurrent writers, in-process API (in-memory embedded store) + network controller"

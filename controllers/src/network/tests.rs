@@ -478,7 +478,8 @@ async fn restarted_controller_converges_without_duplicates_or_leaks() {
         .await
         .unwrap();
 
-    let first = h.start();
+    // The ports exist before the controller starts, so that it is surely killed mid-way
+    // through allocating them (not racing the creates).
     futures::stream::iter(0..120)
         .map(|i| {
             let h = &h;
@@ -487,11 +488,16 @@ async fn restarted_controller_converges_without_duplicates_or_leaks() {
         .buffer_unordered(16)
         .collect::<Vec<_>>()
         .await;
+    let first = h.start();
     // Kill it mid-way.
-    eventually(30, "some allocations made", || async {
-        h.allocations().await.len() >= 30
-    })
-    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while h.allocations().await.len() < 30 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out: some allocations made"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     first.abort();
     let _ = first.await;
     let at_kill = h.allocations().await.len();

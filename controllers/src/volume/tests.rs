@@ -38,6 +38,7 @@ impl Drop for Harness {
 
 async fn harness() -> Harness {
     let api = cirrus_api::testing::TestApi::start().await;
+    api.unlimited_project("demo").await;
     let (gate_tx, gate) = watch::channel(true);
     Harness {
         client: Client::new(api.base_url.clone()).with_token(api.admin_token.clone()),

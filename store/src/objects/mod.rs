@@ -101,6 +101,23 @@ impl ObjectStore {
         Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
     }
 
+    /// How many objects of `kind` exist (in `project`, when given), without reading them: a
+    /// count-only range read (quota checks use it on every create).
+    pub async fn count(&self, kind: &KindInfo, project: Option<&str>) -> Result<i64, ObjectError> {
+        let prefix = keys::list_prefix(&self.prefix, kind, project)?;
+        let end = keys::prefix_end(prefix.as_bytes());
+        let resp = self
+            .client
+            .kv_client()
+            .get(
+                prefix.into_bytes(),
+                Some(GetOptions::new().with_range(end).with_count_only()),
+            )
+            .await
+            .map_err(ObjectError::Unavailable)?;
+        Ok(resp.count())
+    }
+
     /// Reads one object.
     pub async fn get(
         &self,

@@ -159,7 +159,7 @@ pub async fn collection_get(
         target.kind,
         target.project.as_deref(),
         None,
-        Op::List,
+        Op::List(query.field_selector.as_deref()),
     )
     .await?
     {

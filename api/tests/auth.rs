@@ -307,6 +307,23 @@ async fn node_agents_read_what_is_bound_to_them_and_write_only_its_status() {
     };
     assert_eq!(get("mine").await.unwrap().status(), StatusCode::OK);
     assert_eq!(get("theirs").await.unwrap().status(), StatusCode::NOT_FOUND);
+    // Lists of servers only with the node's own binding selected.
+    let list = |query: &str| node.get(format!("{v1}/servers{query}")).send();
+    assert_eq!(list("").await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        list("?fieldSelector=spec.nodeName%3Dn2")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let mine: Value = list("?fieldSelector=spec.nodeName%3Dn1")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1, "{mine}");
     // Status of its own server: yes; of another node's, or the spec: no.
     let status_patch = json!({"status": {"node": "n1"}});
     let patch = |name: &str, suffix: &str, body: &Value| {

@@ -33,8 +33,8 @@ use crate::error::ApiError;
 pub(crate) enum Op<'a> {
     /// GET of one object.
     Get,
-    /// List or watch.
-    List,
+    /// List or watch, with the request's field selector.
+    List(Option<&'a str>),
     /// POST of a new object.
     Create,
     /// PUT of `part` with the whole new object.
@@ -48,7 +48,7 @@ pub(crate) enum Op<'a> {
 impl Op<'_> {
     fn action(&self) -> Action {
         match self {
-            Op::Get | Op::List => Action::Read,
+            Op::Get | Op::List(_) => Action::Read,
             _ => Action::Write,
         }
     }
@@ -120,7 +120,7 @@ fn authorize_cluster_kind(
     op: Op<'_>,
 ) -> Result<(), ApiError> {
     let user = caller.user().expect("user subjects only");
-    let reading = matches!(op, Op::Get | Op::List);
+    let reading = matches!(op, Op::Get | Op::List(_));
     let own = match kind.plural {
         "flavors" => {
             return if reading {
@@ -140,7 +140,7 @@ fn authorize_cluster_kind(
         return Err(forbidden(kind, ""));
     }
     match (op, name) {
-        (Op::List, _) | (Op::Create, _) => Err(forbidden(kind, "")),
+        (Op::List(_), _) | (Op::Create, _) => Err(forbidden(kind, "")),
         _ => Err(not_found(kind, None, name)),
     }
 }
@@ -161,7 +161,7 @@ async fn authorize_node(
     }
     let own = |prefix: &str| name == Some(format!("{prefix}{node}").as_str());
     match (kind.plural, op) {
-        (_, Op::List) => return Ok(()),
+        (_, Op::List(fields)) => return node_list(node, kind, fields),
         ("nodes", _) if own("") => return Ok(()),
         ("leases", Op::Create | Op::Update(..) | Op::Patch(..) | Op::Get) if own("node-") => {
             return Ok(());
@@ -198,6 +198,31 @@ async fn authorize_node(
         Op::Patch(Part::Main, patch) if patch.get("spec").is_none() => Ok(()),
         Op::Update(Part::Main, body) if body.get("spec") == current.get("spec") => Ok(()),
         _ => Err(node_forbidden(node, kind)),
+    }
+}
+
+/// A node agent's list or watch: of the kinds bound to nodes, only what is bound to it — the
+/// request must select on the binding (`spec.nodeName=<node>` for servers, `status.node=<node>`
+/// for volumes and snapshots); other kinds (networks, ports, groups, images, flavors) it
+/// needs whole to serve DHCP and firewall rules for every port on its networks.
+fn node_list(node: &str, kind: &KindInfo, fields: Option<&str>) -> Result<(), ApiError> {
+    let binding = match kind.plural {
+        "servers" => "spec.nodeName",
+        "volumes" | "volumesnapshots" => "status.node",
+        _ => return Ok(()),
+    };
+    let wanted = format!("{binding}={node}");
+    let selected = fields
+        .unwrap_or_default()
+        .split(',')
+        .any(|term| term.trim() == wanted || term.trim() == format!("{binding}=={node}"));
+    if selected {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "node {node:?} may list {} only with fieldSelector={wanted}",
+            kind.plural
+        )))
     }
 }
 

@@ -158,6 +158,15 @@ async fn add_usage(
     Ok(())
 }
 
+/// Whether a create was checked against a limit (so it needs the recheck after the write).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limited {
+    /// Some quota of the kind is limited in the project: recheck after the write.
+    Yes,
+    /// Nothing to check (an unlimited or unquoted kind, or a cluster-scoped object).
+    No,
+}
+
 /// Refuses creating `object` of `kind` in `project` when it would exceed a limit;
 /// `already_created`: the object is in the store already (the recheck after the write).
 pub async fn check(
@@ -166,19 +175,19 @@ pub async fn check(
     project: Option<&str>,
     object: &Value,
     already_created: bool,
-) -> Result<(), ApiError> {
+) -> Result<Limited, ApiError> {
     let Some(project) = project else {
-        return Ok(());
+        return Ok(Limited::No);
     };
     if quotas_of(kind).is_empty() {
-        return Ok(());
+        return Ok(Limited::No);
     }
     let limits = limits(store, project).await?;
     let limited = quotas_of(kind)
         .iter()
         .any(|q| limits.get(*q).copied().unwrap_or(-1) >= 0);
     if !limited {
-        return Ok(());
+        return Ok(Limited::No);
     }
     let wanted = consumption(store, kind, object).await?;
     let mut used = BTreeMap::new();
@@ -209,7 +218,7 @@ pub async fn check(
             ));
         }
     }
-    Ok(())
+    Ok(Limited::Yes)
 }
 
 #[cfg(test)]

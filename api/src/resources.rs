@@ -242,9 +242,9 @@ pub(crate) async fn create(
     dry_run: bool,
 ) -> Result<Value, ApiError> {
     defaults::on_create(kind, &mut object);
-    crate::quota::check(&state.store, kind, project, &object, false).await?;
+    let limited = crate::quota::check(&state.store, kind, project, &object, false).await?;
     let created = state.store.create(kind, project, object, dry_run).await?;
-    if dry_run {
+    if dry_run || limited == crate::quota::Limited::No {
         return Ok(created);
     }
     // Recheck: a concurrent create may have taken the last unit between check and write.

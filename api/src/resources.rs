@@ -261,6 +261,27 @@ pub(crate) async fn create(
     Ok(created)
 }
 
+/// What a write to an identity object implies beyond the object: a disabled project's
+/// tokens stop working at once.
+async fn after_write(state: &ApiState, kind: &KindInfo, object: &Value) -> Result<(), ApiError> {
+    let disabled = object.pointer("/spec/enabled") == Some(&Value::Bool(false));
+    if kind.plural != "projects" || !disabled {
+        return Ok(());
+    }
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    revoke_project_tokens(state, name).await
+}
+
+/// Revokes every token scoped to `project` (disabled or deleted).
+async fn revoke_project_tokens(state: &ApiState, project: &str) -> Result<(), ApiError> {
+    crate::identity::revocations::revoke_project(&state.store, &state.identity, project)
+        .await
+        .map_err(|e| ApiError::internal(format!("revoking the project's tokens: {e}")))
+}
+
 /// Deletes `name` the way every API does: the in-use and protection checks, then the
 /// store's delete (finalizers finish it). Callers have authorized the request.
 pub(crate) async fn delete(
@@ -271,7 +292,11 @@ pub(crate) async fn delete(
     dry_run: bool,
 ) -> Result<Value, ApiError> {
     admission::check_delete(&state.store, kind, project, name).await?;
-    Ok(state.store.delete(kind, project, name, dry_run).await?)
+    let last = state.store.delete(kind, project, name, dry_run).await?;
+    if !dry_run && kind.plural == "projects" {
+        revoke_project_tokens(state, name).await?;
+    }
+    Ok(last)
 }
 
 /// `GET` of one object or its status.
@@ -378,6 +403,7 @@ async fn put(
             query.dry_run()?,
         )
         .await?;
+    after_write(&state, target.kind, &updated).await?;
     authz::redact(target.kind, &mut updated);
     Ok(json_response(StatusCode::OK, updated))
 }
@@ -427,6 +453,7 @@ async fn patch(
             query.dry_run()?,
         )
         .await?;
+    after_write(&state, target.kind, &patched).await?;
     authz::redact(target.kind, &mut patched);
     Ok(json_response(StatusCode::OK, patched))
 }

@@ -368,3 +368,89 @@ async fn a_token_is_rejected_once_it_expires() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn disabling_or_deleting_a_project_cuts_its_tokens_off_at_once() {
+    let api = TestApi::start().await;
+    let admin = api.client();
+    let flavors = format!("{}/apis/cirrus.dev/v1/flavors", api.base_url);
+    // Disabled through Keystone: the member's token stops working, other projects' don't.
+    let alice = client_with_token(&api.user_token("alice", "demo", Role::Member).await);
+    let bob = client_with_token(&api.user_token("bob", "other", Role::Member).await);
+    assert_eq!(
+        alice.get(&flavors).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let (code, body) = send(
+        admin
+            .patch(format!("{}/identity/v3/projects/demo", api.base_url))
+            .json(&json!({"project": {"enabled": false}})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(
+        alice.get(&flavors).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        bob.get(&flavors).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    // No new token for a disabled project.
+    assert_eq!(
+        token_of(&api, "alice", "alice-password", "demo").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Re-enabled: a fresh login works at once (it waits out the cut-off's second).
+    let (code, _) = send(
+        admin
+            .patch(format!("{}/identity/v3/projects/demo", api.base_url))
+            .json(&json!({"project": {"enabled": true}})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, token, _) = token_of(&api, "alice", "alice-password", "demo").await;
+    assert_eq!(code, StatusCode::CREATED);
+    let alice = client_with_token(token.as_deref().unwrap());
+    assert_eq!(
+        alice.get(&flavors).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    // Disabled through the native API (a merge patch of the Project): same effect.
+    let resp = admin
+        .patch(format!(
+            "{}/apis/cirrus.dev/v1/projects/other",
+            api.base_url
+        ))
+        .header("content-type", "application/merge-patch+json")
+        .body(json!({"spec": {"enabled": false}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        bob.get(&flavors).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Deleted through the native API: its tokens die with it.
+    assert_eq!(
+        admin
+            .delete(format!("{}/apis/cirrus.dev/v1/projects/demo", api.base_url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        alice.get(&flavors).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // The admin's own token is untouched.
+    assert_eq!(
+        admin.get(&flavors).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+}

@@ -79,6 +79,7 @@ struct UserCutoff {
 pub struct RevocationList {
     audit: HashMap<AuditId, DateTime<Utc>>,
     users: HashMap<String, UserCutoff>,
+    projects: HashMap<String, UserCutoff>,
 }
 
 impl RevocationList {
@@ -116,6 +117,43 @@ impl RevocationList {
         }
     }
 
+    /// Revokes every token scoped to `project` issued at or before `issued_before` (the
+    /// project was disabled or deleted); the entry lives until `until`. A later cut-off for
+    /// the same project replaces an earlier one.
+    pub fn revoke_project(
+        &mut self,
+        project: &str,
+        issued_before: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) {
+        let entry = self
+            .projects
+            .entry(project.to_string())
+            .or_insert(UserCutoff {
+                issued_before,
+                until,
+            });
+        if issued_before >= entry.issued_before {
+            *entry = UserCutoff {
+                issued_before,
+                until: until.max(entry.until),
+            };
+        }
+    }
+
+    /// The instant up to which every token scoped to `project` is revoked, if one was set.
+    pub fn project_cutoff(&self, project: &str) -> Option<DateTime<Utc>> {
+        self.projects.get(project).map(|c| c.issued_before)
+    }
+
+    /// Whether a token scoped to `project` and issued at `issued_at` is revoked by a project
+    /// cut-off.
+    pub fn is_project_revoked(&self, project: &str, issued_at: DateTime<Utc>) -> bool {
+        self.projects
+            .get(project)
+            .is_some_and(|c| issued_at <= c.issued_before)
+    }
+
     /// Removes the revocation of `audit_id` (a watch saw the revocation object deleted).
     pub fn forget(&mut self, audit_id: &AuditId) -> bool {
         self.audit.remove(audit_id).is_some()
@@ -148,12 +186,13 @@ impl RevocationList {
         let before = self.len();
         self.audit.retain(|_, expires_at| *expires_at > now);
         self.users.retain(|_, c| c.until > now);
+        self.projects.retain(|_, c| c.until > now);
         before - self.len()
     }
 
-    /// Number of entries (audit ids plus user cut-offs).
+    /// Number of entries (audit ids plus user and project cut-offs).
     pub fn len(&self) -> usize {
-        self.audit.len() + self.users.len()
+        self.audit.len() + self.users.len() + self.projects.len()
     }
 
     /// Whether nothing is revoked.
@@ -250,7 +289,13 @@ mod tests {
         // An earlier cut-off does not weaken a later one.
         list.revoke_user("uid-1", t(20), t(20) + Duration::hours(1));
         assert!(list.is_revoked(&id, "uid-1", t(40)));
-        assert_eq!(list.prune(t(50) + Duration::hours(1)), 1);
+        // Project cut-offs: tokens of the project up to the cut-off, no others.
+        list.revoke_project("demo", t(30), t(30) + Duration::hours(1));
+        assert!(list.is_project_revoked("demo", t(30)));
+        assert!(!list.is_project_revoked("demo", t(31)));
+        assert!(!list.is_project_revoked("other", t(10)));
+        assert_eq!(list.project_cutoff("demo"), Some(t(30)));
+        assert_eq!(list.prune(t(50) + Duration::hours(1)), 2);
         assert!(list.is_empty());
     }
 }

@@ -246,7 +246,13 @@ pub fn validate(
     if now >= payload.expires_at {
         return Err(TokenError::Expired(payload.expires_at));
     }
-    if revoked.is_revoked(&payload.audit_id, &payload.user_uid, payload.issued_at) {
+    let project_revoked = payload
+        .project
+        .as_deref()
+        .is_some_and(|p| revoked.is_project_revoked(p, payload.issued_at));
+    if project_revoked
+        || revoked.is_revoked(&payload.audit_id, &payload.user_uid, payload.issued_at)
+    {
         return Err(TokenError::Revoked);
     }
     Ok(payload)

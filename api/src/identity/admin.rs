@@ -336,6 +336,9 @@ pub async fn update_project(
             .collect();
     }
     let project = api.replace(&project).await.map_err(store_err)?;
+    if !project.spec.enabled {
+        revoke_project_tokens(&state, &id).await?;
+    }
     Ok(ok("project", project_json(&project, &base_url(&headers))))
 }
 
@@ -356,6 +359,7 @@ pub async fn delete_project(
         .delete(&id)
         .await
         .map_err(store_err)?;
+    revoke_project_tokens(&state, &id).await?;
     let api = Api::<RoleBinding>::all(state.store.clone());
     for b in bindings(&state).await? {
         if b.spec.project == id {
@@ -496,6 +500,12 @@ pub async fn create_user(
         })?;
     tracing::info!(user = %name, by = %caller.name(), "user created");
     Ok(created("user", user_json(&user, &base_url(&headers))))
+}
+
+async fn revoke_project_tokens(state: &ApiState, project: &str) -> Result<(), KeystoneError> {
+    super::revocations::revoke_project(&state.store, &state.identity, project)
+        .await
+        .map_err(|e| KeystoneError::internal(format!("revoking the project's tokens: {e}")))
 }
 
 async fn revoke_user_tokens(state: &ApiState, user: &User) -> Result<(), KeystoneError> {

@@ -14,8 +14,7 @@
 //!   [`RevocationList`] at once; [`revocations::sync`] mirrors the objects into every API
 //!   process (and after a restart).
 //! - **Catalog.** Built from the address the client reached ([`catalog`]).
-//! - **Limits:** disabling a project does not revoke its tokens (disabling a user does); role
-//!   bindings are read with a list per login.
+//! - **Limits:** role bindings are read with a list per login.
 
 mod admin;
 pub mod bootstrap;

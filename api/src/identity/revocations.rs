@@ -97,6 +97,37 @@ pub async fn revoke_user(
     Ok(())
 }
 
+/// Revokes every token scoped to `project` issued up to now, everywhere (the project was
+/// disabled or deleted).
+pub async fn revoke_project(
+    store: &ObjectStore,
+    identity: &Identity,
+    project: &str,
+) -> Result<(), ObjectError> {
+    let now = Utc::now();
+    let spec = TokenRevocationSpec {
+        project: Some(project.to_string()),
+        issued_before: Some(now),
+        expires_at: now + identity.token_ttl,
+        ..Default::default()
+    };
+    let api = Api::<TokenRevocation>::all(store.clone());
+    let name = format!("project-{project}");
+    match api.get(&name).await {
+        Ok(mut existing) => {
+            existing.spec = spec.clone();
+            api.replace(&existing).await?;
+        }
+        Err(ObjectError::NotFound { .. }) => {
+            api.create(&TokenRevocation::new(meta(name), spec.clone()))
+                .await?;
+        }
+        Err(e) => return Err(e),
+    }
+    apply(identity, &spec);
+    Ok(())
+}
+
 /// Adds what `spec` revokes to the in-memory list.
 fn apply(identity: &Identity, spec: &TokenRevocationSpec) {
     let mut list = identity
@@ -108,6 +139,9 @@ fn apply(identity: &Identity, spec: &TokenRevocationSpec) {
     }
     if let (Some(uid), Some(before)) = (&spec.user_uid, spec.issued_before) {
         list.revoke_user(uid, before, spec.expires_at);
+    }
+    if let (Some(project), Some(before)) = (&spec.project, spec.issued_before) {
+        list.revoke_project(project, before, spec.expires_at);
     }
 }
 

@@ -51,7 +51,7 @@ pub async fn issue(
         }
         _ => None,
     };
-    wait_past_cutoff(&identity, &user).await;
+    wait_past_cutoff(&identity, &user, project.as_deref()).await;
     let payload = identity
         .payload_for(&user, project.as_deref(), role)
         .map_err(|e| KeystoneError::internal(e.to_string()))?;
@@ -65,16 +65,22 @@ pub async fn issue(
     ))
 }
 
-/// Tokens carry whole seconds and a user's revocation cut-off revokes everything issued up
-/// to its second: a login right after a cut-off (a password change, a re-granted role)
-/// waits for the next second so that its token is not born revoked.
-async fn wait_past_cutoff(identity: &Identity, user: &User) {
+/// Tokens carry whole seconds and a user's or project's revocation cut-off revokes
+/// everything issued up to its second: a login right after a cut-off (a password change, a
+/// re-granted role, a re-enabled project) waits for the next second so that its token is not
+/// born revoked.
+async fn wait_past_cutoff(identity: &Identity, user: &User, project: Option<&str>) {
     let uid = user.metadata.uid.as_deref().unwrap_or_default();
-    let cutoff = identity
-        .revoked
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .user_cutoff(uid);
+    let cutoff = {
+        let list = identity
+            .revoked
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        list.user_cutoff(uid)
+            .into_iter()
+            .chain(project.and_then(|p| list.project_cutoff(p)))
+            .max()
+    };
     let Some(cutoff) = cutoff else { return };
     let now = Utc::now();
     if now.timestamp() <= cutoff.timestamp() {

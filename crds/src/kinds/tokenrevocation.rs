@@ -1,4 +1,4 @@
-//! `TokenRevocation`: a token (or all of a user's tokens up to an instant) revoked before its
+//! `TokenRevocation`: a token (or all of a user's or a project's tokens up to an instant) revoked before its
 //! expiry, kept as an object so that every API replica — and the same API after a restart,
 //! since token keys persist — refuses it.
 //!
@@ -37,7 +37,11 @@ pub struct TokenRevocationSpec {
     /// The uid of the user whose tokens issued at or before `issuedBefore` are revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_uid: Option<String>,
-    /// The cut-off for `userUid`.
+    /// The project (name) whose tokens issued at or before `issuedBefore` are revoked: it was
+    /// disabled or deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The cut-off for `userUid` or `project`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued_before: Option<DateTime<Utc>>,
     /// When every token this revokes has expired anyway (the object may be deleted then).
@@ -56,20 +60,25 @@ pub struct TokenRevocationStatus {
 impl Validate for TokenRevocation {
     fn validate(&self, errors: &mut FieldErrors) {
         let spec = &self.spec;
-        match (&spec.audit_id, &spec.user_uid) {
-            (Some(_), Some(_)) | (None, None) => {
-                errors.add("spec", "exactly one of auditId and userUid must be set");
-            }
-            (Some(audit), None) => {
-                if audit.len() != 32 || !audit.chars().all(|c| c.is_ascii_hexdigit()) {
-                    errors.add("spec.auditId", "must be 32 hexadecimal digits");
-                }
-            }
-            (None, Some(_)) => {
-                if spec.issued_before.is_none() {
-                    errors.add("spec.issuedBefore", "is required with userUid");
-                }
-            }
+        let targets = [
+            spec.audit_id.is_some(),
+            spec.user_uid.is_some(),
+            spec.project.is_some(),
+        ];
+        if targets.iter().filter(|t| **t).count() != 1 {
+            errors.add(
+                "spec",
+                "exactly one of auditId, userUid and project must be set",
+            );
+            return;
+        }
+        if let Some(audit) = &spec.audit_id
+            && (audit.len() != 32 || !audit.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            errors.add("spec.auditId", "must be 32 hexadecimal digits");
+        }
+        if spec.audit_id.is_none() && spec.issued_before.is_none() {
+            errors.add("spec.issuedBefore", "is required with userUid or project");
         }
     }
 }
@@ -117,5 +126,12 @@ mod tests {
             ..Default::default()
         };
         assert!(format!("{:?}", validate(value(user)).unwrap_err()).contains("issuedBefore"));
+        let project = TokenRevocationSpec {
+            project: Some("demo".into()),
+            issued_before: Some(now),
+            expires_at: now,
+            ..Default::default()
+        };
+        assert!(validate(value(project)).is_ok());
     }
 }

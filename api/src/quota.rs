@@ -158,6 +158,50 @@ async fn add_usage(
     Ok(())
 }
 
+/// Refuses adding `amount` of `quota` in `project` beyond its limit, for additions that are
+/// not object creates (a security group rule added to an existing group).
+pub async fn check_more(
+    store: &ObjectStore,
+    project: &str,
+    quota: &str,
+    amount: i64,
+) -> Result<(), ApiError> {
+    let limit = limits(store, project)
+        .await?
+        .get(quota)
+        .copied()
+        .unwrap_or(-1);
+    if limit < 0 {
+        return Ok(());
+    }
+    let plural = match quota {
+        "security_group_rule" | "security_group" => "securitygroups",
+        "instances" | "cores" | "ram" => "servers",
+        "volumes" | "gigabytes" => "volumes",
+        "key_pairs" => "keypairs",
+        "network" => "networks",
+        "subnet" => "subnets",
+        "port" => "ports",
+        "snapshots" => "volumesnapshots",
+        _ => return Ok(()),
+    };
+    let kind = cirrus_crds::kind_by_plural(plural).expect("a registered kind");
+    let mut used = BTreeMap::new();
+    add_usage(store, kind, project, &mut used).await?;
+    let in_use = used.get(quota).copied().unwrap_or(0);
+    if in_use + amount > limit {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            REASON,
+            format!(
+                "Quota exceeded for {quota}: requested {amount}, but already used {in_use} of \
+                 {limit} {quota} in project {project:?}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Whether a create was checked against a limit (so it needs the recheck after the write).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Limited {

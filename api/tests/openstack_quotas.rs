@@ -558,3 +558,68 @@ async fn cinder_refuses_volumes_over_quota_with_413() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn neutron_counts_security_group_rules_against_their_quota() {
+    let api = TestApi::start().await;
+    let member = client_with_token(&api.user_token("alice", "demo", Role::Member).await);
+    let net = format!("{}/network/v2.0", api.base_url);
+    let groups = call(
+        member.get(format!("{net}/security-groups?name=default")),
+        200,
+    )
+    .await;
+    let group = groups["security_groups"][0].clone();
+    let id = group["id"].as_str().unwrap().to_string();
+    let existing = group["security_group_rules"].as_array().unwrap().len() as i64;
+    // The limit is what the project already has: one more rule is over it.
+    let resp = api
+        .client()
+        .patch(format!("{}/apis/cirrus.dev/v1/projects/demo", api.base_url))
+        .header("content-type", "application/merge-patch+json")
+        .body(json!({"spec": {"quota": {"security_group_rule": existing}}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let rule = json!({"security_group_rule": {
+        "security_group_id": id, "direction": "ingress", "protocol": "icmp", "ethertype": "IPv4"}});
+    let refused = call(
+        member
+            .post(format!("{net}/security-group-rules"))
+            .json(&rule),
+        409,
+    )
+    .await;
+    assert_eq!(refused["NeutronError"]["type"], "OverQuota", "{refused}");
+    assert!(
+        refused["NeutronError"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("security_group_rule"),
+        "{refused}"
+    );
+    let after = call(member.get(format!("{net}/security-groups/{id}")), 200).await;
+    assert_eq!(
+        after["security_group"]["security_group_rules"]
+            .as_array()
+            .unwrap()
+            .len() as i64,
+        existing
+    );
+    // With room for one more, it lands.
+    api.client()
+        .patch(format!("{}/apis/cirrus.dev/v1/projects/demo", api.base_url))
+        .header("content-type", "application/merge-patch+json")
+        .body(json!({"spec": {"quota": {"security_group_rule": existing + 1}}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    call(
+        member
+            .post(format!("{net}/security-group-rules"))
+            .json(&rule),
+        201,
+    )
+    .await;
+}

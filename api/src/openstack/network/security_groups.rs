@@ -696,6 +696,10 @@ pub async fn create_rule(
         ));
     }
     let rule = native_rule(&body, &groups, &project)?;
+    // A rule is not an object of its own: count it against the quota here.
+    crate::quota::check_more(&state.store, &project, "security_group_rule", 1)
+        .await
+        .map_err(|e| Fault::from_api(NET, e))?;
     let uid = common::uid(&group);
     let id = rule_id(&uid, &rule);
     let updated = update_object(

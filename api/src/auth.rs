@@ -34,6 +34,19 @@ pub const NODE_USER_PREFIX: &str = "system:node:";
 pub struct Caller {
     /// The subject the token names.
     pub subject: Subject,
+    /// The token itself, for calls made on the caller's behalf (the API asks a node agent
+    /// for a console log with it, and the agent checks it back with the API).
+    pub token: RawToken,
+}
+
+/// A token as the client sent it; `Debug` never prints it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RawToken(pub String);
+
+impl std::fmt::Debug for RawToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RawToken(<redacted>)")
+    }
 }
 
 /// Why [`Caller::check`] refused, mapped to HTTP by each API's error type.
@@ -54,7 +67,10 @@ impl Caller {
             },
             None => Subject::User(UserSubject::from(payload)),
         };
-        Self { subject }
+        Self {
+            subject,
+            token: RawToken::default(),
+        }
     }
 
     /// The user behind the token, `None` for a node agent.
@@ -169,9 +185,10 @@ pub async fn authenticate(
             };
             match validated {
                 Ok(payload) => {
-                    request
-                        .extensions_mut()
-                        .insert(Caller::from_token(&payload));
+                    request.extensions_mut().insert(Caller {
+                        token: RawToken(raw.clone()),
+                        ..Caller::from_token(&payload)
+                    });
                     next.run(request).await
                 }
                 Err(e) if is_anonymous(request.method(), &path) => {

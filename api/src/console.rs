@@ -73,19 +73,28 @@ pub async fn server_console(
             "node {node_name:?} does not publish an agent endpoint (is its node agent running?)"
         )));
     };
-    let mut url = format!("{}/servers/{uid}/console", endpoint.trim_end_matches('/'));
+    // The agent checks the caller's own token back with the API (may it read this server?).
+    let mut url = format!(
+        "{}/servers/{uid}/console?project={project}&name={name}",
+        endpoint.trim_end_matches('/')
+    );
     if let Some(tail) = query.tail_bytes {
-        url.push_str(&format!("?tailBytes={tail}"));
+        url.push_str(&format!("&tailBytes={tail}"));
     }
     let client = reqwest::Client::builder()
         .timeout(AGENT_TIMEOUT)
         .build()
         .map_err(|e| unavailable(format!("cannot build an HTTP client: {e}")))?;
-    let response = client.get(&url).send().await.map_err(|e| {
-        unavailable(format!(
-            "the node agent of {node_name:?} is unreachable at {endpoint}: {e}"
-        ))
-    })?;
+    let response = client
+        .get(&url)
+        .header(crate::auth::AUTH_HEADER, &caller.token.0)
+        .send()
+        .await
+        .map_err(|e| {
+            unavailable(format!(
+                "the node agent of {node_name:?} is unreachable at {endpoint}: {e}"
+            ))
+        })?;
     let status = response.status();
     if status == reqwest::StatusCode::NOT_FOUND {
         return Err(ApiError::not_found(format!(

@@ -185,7 +185,8 @@ pub async fn run_with_handle(
             let local = listener
                 .local_addr()
                 .map_err(|source| AgentError::Endpoint { addr, source })?;
-            let router = crate::console_server::router(config.state_dir.clone());
+            let router =
+                crate::console_server::router(config.state_dir.clone(), config.api_url.clone());
             let rx = stop_rx.clone();
             tokio::spawn(async move {
                 let serve = axum::serve(listener, router).with_graceful_shutdown(stopped(rx));
@@ -253,15 +254,18 @@ pub async fn run_with_handle(
     let ctx = Arc::new(ctx);
     on_start(ctx.clone());
     let storage_task = (!config.storage.is_empty()).then(|| {
-        let storage = Arc::new(crate::storage::StorageContext::new(
-            Client {
-                auth: config.auth.clone(),
-                ..Client::new(config.api_url.clone())
-            },
-            config.node_name.clone(),
-            config.storage.clone(),
-            config.state_dir.join("images"),
-        ));
+        let storage = Arc::new(
+            crate::storage::StorageContext::new(
+                Client {
+                    auth: config.auth.clone(),
+                    ..Client::new(config.api_url.clone())
+                },
+                config.node_name.clone(),
+                config.storage.clone(),
+                config.state_dir.join("images"),
+            )
+            .with_hypervisor(config.driver.clone()),
+        );
         tokio::spawn(
             crate::storage::run(storage, stopped(stop_rx.clone())).instrument(span.clone()),
         )

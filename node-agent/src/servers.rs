@@ -1268,7 +1268,10 @@ impl ServerContext {
     ) -> Result<(), ServerError> {
         let project = server.metadata.project.clone().unwrap_or_default();
         let api = Api::<Volume>::in_project(self.client.clone(), &project);
-        let volumes = api.list_all(None).await?;
+        // A server's volumes live on its node (the volume controller places them there), and
+        // a node agent may only list the volumes placed on it.
+        let here = ListParams::default().fields(format!("status.node={}", self.node_name));
+        let volumes = api.list_all_matching(&here).await?;
         let me = server.metadata.name.as_str();
         for volume in volumes.items {
             let Some(vuid) = volume

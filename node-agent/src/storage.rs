@@ -15,7 +15,11 @@
 //!    the finalizer.
 //!
 //! Snapshots follow their volume: ensured on the volume's pool, `available` when done,
-//! deleted (backend first) through the same finalizer.
+//! deleted (backend first) through the same finalizer. A volume attached to an active domain
+//! of this node (its serial in the hypervisor's live disks) is not copied offline when it is
+//! a qcow2 file — QEMU holds it and writes it — but by the hypervisor while the guest runs
+//! ([`Hypervisor::disk_backup`], crash-consistent, Cinder's `force=true`) into the file the
+//! backend commits as the snapshot ([`VolumeBackend::snapshot_ensure_copied`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,6 +36,7 @@ use cirrus_crds::{Condition, ConditionStatus, Volume, VolumeSnapshot};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::hypervisor::{DomainName, Hypervisor, VolumeDisk};
 use crate::images::{self, ImageCache};
 use crate::volumes::{self as backend, VolumeBackend, VolumeError};
 
@@ -76,6 +81,7 @@ pub struct StorageContext {
     node: String,
     pools: Pools,
     images: ImageCache,
+    hypervisor: Option<Arc<dyn Hypervisor>>,
 }
 
 impl std::fmt::Debug for StorageContext {
@@ -100,7 +106,15 @@ impl StorageContext {
             client,
             node: node.into(),
             pools,
+            hypervisor: None,
         }
+    }
+
+    /// Snapshots of volumes attached to this node's running domains are taken through
+    /// `hypervisor` (without it they wait: the backend reports the volume in use).
+    pub fn with_hypervisor(mut self, hypervisor: Arc<dyn Hypervisor>) -> Self {
+        self.hypervisor = Some(hypervisor);
+        self
     }
 
     /// The pools (for capacity reports and the server reconciler's attach paths).
@@ -510,10 +524,30 @@ async fn apply_snapshot(
         .await?;
         return Ok(Action::await_change());
     };
-    match ctx
-        .blocking(pool, move |b| b.snapshot_ensure(vol_uid, snap_uid))
-        .await?
-    {
+    let hv = ctx.hypervisor.clone();
+    let made = ctx
+        .blocking(pool, move |b| {
+            if b.snapshot_info(snap_uid)?.is_none()
+                && let Some(hv) = hv
+                && let Some((domain, target)) = holder(hv.as_ref(), vol_uid)?
+                // A qcow2 file QEMU holds is copied by QEMU; block devices (LVM) snapshot
+                // themselves consistently underneath a running guest.
+                && b.volume_info(vol_uid)?
+                    .is_some_and(|i| i.format == backend::VolumeFormat::Qcow2)
+            {
+                tracing::info!(%domain, target, volume = %vol_uid, snapshot = %snap_uid, "snapshot of an attached volume: copied by the hypervisor");
+                return b.snapshot_ensure_copied(vol_uid, snap_uid, &mut |dest| {
+                    hv.disk_backup(&domain, &target, dest)
+                        .map_err(|e| VolumeError::Command {
+                            cmd: format!("disk_backup {domain} {target}"),
+                            stderr: error_chain(&e),
+                        })
+                });
+            }
+            b.snapshot_ensure(vol_uid, snap_uid)
+        })
+        .await?;
+    match made {
         Ok(_) => {
             snapshot_status(
                 ctx,
@@ -538,6 +572,43 @@ async fn apply_snapshot(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The active domain of this node holding volume `vol_uid` (by its serial in the live
+/// disks) and the disk's target; `None` when no active domain has it.
+fn holder(hv: &dyn Hypervisor, vol_uid: Uuid) -> backend::Result<Option<(DomainName, String)>> {
+    let unreachable = |e: crate::hypervisor::HypervisorError| VolumeError::Command {
+        cmd: "hypervisor disks".into(),
+        stderr: error_chain(&e),
+    };
+    let serial = VolumeDisk::serial_for(vol_uid);
+    for d in hv.domain_list().map_err(unreachable)? {
+        if !d.state.is_active() {
+            continue;
+        }
+        let disks = match hv.disks(&d.name) {
+            Ok(disks) => disks,
+            // Gone since the listing: it holds nothing.
+            Err(crate::hypervisor::HypervisorError::NotFound(_)) => continue,
+            Err(e) => return Err(unreachable(e)),
+        };
+        if let Some(disk) = disks.into_iter().find(|v| v.serial == serial) {
+            return Ok(Some((d.name, disk.target)));
+        }
+    }
+    Ok(None)
+}
+
+/// An error and its sources, `: `-joined (for messages that keep the cause).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
 }
 
 async fn cleanup_snapshot(

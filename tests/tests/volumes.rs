@@ -1,8 +1,10 @@
 //! Volumes end to end through `cirrus up` on real libvirt guests (TCG) and the file pool:
 //! a volume is placed on the node's pool and made; attached to a running guest it shows up
 //! (the guest reports hot-plugged disks on its console) and the guest writes a marker into
-//! it; detached (the busybox guest never releases a hot-unplugged disk, so the detach
-//! completes when the guest is powered off — never `available` while a guest holds it) and
+//! it; a snapshot taken while the guest runs holds that marker after the guest overwrote it
+//! (and so do volumes made from it); detached (the busybox guest never releases a
+//! hot-unplugged disk, so the detach completes when the guest is powered off — never
+//! `available` while a guest holds it) and
 //! attached to a second running guest, the marker is there; deleting a volume in use is
 //! refused; deleting everything leaves no volume file.
 //!
@@ -44,6 +46,27 @@ fn patch(cloud: &Cloud, plural: &str, name: &str, body: Value) {
         .send()
         .unwrap();
     assert!(resp.status().is_success(), "{:?}", resp.text());
+}
+
+/// The first line of a qcow2 volume's first 64 bytes, read beside a running guest
+/// (`qemu-img dd -U`: shared, read-only).
+fn head(path: &std::path::Path) -> String {
+    let out_dir = tempfile::tempdir().unwrap();
+    let raw = out_dir.path().join("head.raw");
+    let out = Command::new("qemu-img")
+        .args(["dd", "-U", "-f", "qcow2", "-O", "raw", "bs=64", "count=1"])
+        .arg(format!("if={}", path.display()))
+        .arg(format!("of={}", raw.display()))
+        .output()
+        .expect("qemu-img dd");
+    assert!(out.status.success(), "{out:?}");
+    let bytes = std::fs::read(&raw).unwrap();
+    String::from_utf8_lossy(&bytes)
+        .trim_end_matches('\0')
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn apply(cloud: &Cloud, dir: &std::path::Path, name: &str, yaml: &str) {
@@ -101,11 +124,14 @@ fn real_volume_attach_detach_and_data_survives() {
     let file = data.join(format!("node/volumes/vol-{vol_uid}.qcow2"));
     assert!(file.exists(), "{} missing", file.display());
 
-    // v1 waits for a hot-plugged disk and writes a marker into its first sector. The guests
-    // have no network: their user data comes on the config drive (vdb), so the volume is vdc.
+    // v1 waits for a hot-plugged disk and writes a marker (A) into its first sector; once a
+    // second disk (vdd) shows up it overwrites it with the final marker (B). The guests have
+    // no network: their user data comes on the config drive (vdb), so the volume is vdc.
     let writer = "#!/bin/sh\n\
         i=0; while [ ! -b /dev/vdc ] && [ $i -lt 400 ]; do sleep 0.5; i=$((i+1)); done\n\
-        printf 'MARKER-VOLUME-DATA\\n' | dd of=/dev/vdc conv=notrunc 2>/dev/null && sync && echo WROTE vdc\n";
+        printf 'MARKER-BEFORE-SNAP\\n' | dd of=/dev/vdc conv=notrunc 2>/dev/null && sync && echo WROTE vdc\n\
+        i=0; while [ ! -b /dev/vdd ] && [ $i -lt 600 ]; do sleep 0.5; i=$((i+1)); done\n\
+        printf 'MARKER-VOLUME-DATA\\n' | dd of=/dev/vdc conv=notrunc,fsync 2>/dev/null && echo WROTE-B vdc\n";
     let server = |name: &str, script: &str| {
         let ud = base64::engine::general_purpose::STANDARD.encode(script);
         apply(
@@ -144,6 +170,83 @@ fn real_volume_attach_detach_and_data_survives() {
     assert_eq!(
         vol["status"]["attachments"][0]["device"], "/dev/vdc",
         "{vol}"
+    );
+
+    // A snapshot while attached to the running guest (Cinder's force=true): copied by
+    // libvirt's backup job while the guest runs, point-in-time. A volume made from it and
+    // attached as vdd makes the guest overwrite vdc with B; the clone still reads A, and so
+    // does a volume made from the snapshot after B was written.
+    apply(
+        &cloud,
+        dir.path(),
+        "snap-live",
+        "apiVersion: cirrus.dev/v1\nkind: VolumeSnapshot\nmetadata: {name: snap-live, project: demo}\nspec: {volume: data-1, force: true}\n",
+    );
+    let t = std::time::Instant::now();
+    let snap = eventually(
+        "snapshot of the attached volume available",
+        Duration::from_secs(60),
+        || {
+            let s = get(&cloud, "volumesnapshot", "snap-live");
+            assert_ne!(s["status"]["phase"], "error", "{s}");
+            (s["status"]["phase"] == "available").then_some(s)
+        },
+    );
+    eprintln!(
+        "snapshot of a volume attached to a running guest: available after {:?}",
+        t.elapsed()
+    );
+    let snap_file = data.join(format!(
+        "node/volumes/snap-{}@{vol_uid}.qcow2",
+        snap["metadata"]["uid"].as_str().unwrap()
+    ));
+    assert!(snap_file.exists(), "{} missing", snap_file.display());
+    assert_eq!(head(&snap_file), "MARKER-BEFORE-SNAP");
+    let clone_of_live = |name: &str| {
+        apply(
+            &cloud,
+            dir.path(),
+            name,
+            &format!(
+                "apiVersion: cirrus.dev/v1\nkind: Volume\nmetadata: {{name: {name}, project: demo}}\nspec: {{size: 1, source: {{type: snapshot, name: snap-live}}}}\n"
+            ),
+        );
+        let v = eventually(
+            "clone of the live snapshot",
+            Duration::from_secs(60),
+            || {
+                let v = get(&cloud, "volume", name);
+                (v["status"]["phase"] == "available").then_some(v)
+            },
+        );
+        data.join(format!(
+            "node/volumes/vol-{}.qcow2",
+            v["metadata"]["uid"].as_str().unwrap()
+        ))
+    };
+    let clone3 = clone_of_live("data-3");
+    patch(
+        &cloud,
+        "servers",
+        "v1",
+        json!({"spec": {"volumes": [{"volume": "data-1"}, {"volume": "data-3"}]}}),
+    );
+    let c = eventually("v1 wrote B", Duration::from_secs(120), || {
+        let c = console(&cloud, "v1");
+        c.contains("WROTE-B vdc").then_some(c)
+    });
+    assert!(
+        c.contains("BLOCKDEV-DATA vdd MARKER-BEFORE-SNAP"),
+        "the clone of the live snapshot holds A: {c}"
+    );
+    // (B was written with fsync: QEMU flushed the qcow2 metadata, so the file shows it.)
+    assert_eq!(head(&file), "MARKER-VOLUME-DATA", "the volume holds B");
+    assert_eq!(head(&clone3), "MARKER-BEFORE-SNAP");
+    let clone4 = clone_of_live("data-4");
+    assert_eq!(
+        head(&clone4),
+        "MARKER-BEFORE-SNAP",
+        "a clone made after B was written holds A"
     );
 
     // In use: deleting the volume is refused with the reason.
@@ -326,7 +429,10 @@ fn real_volume_attach_detach_and_data_survives() {
     // Volumes with a snapshot wait for it (Cinder's rule): the clone and the snapshot first.
     for (kind, name) in [
         ("volume", "data-2"),
+        ("volume", "data-3"),
+        ("volume", "data-4"),
         ("volumesnapshot", "snap-1"),
+        ("volumesnapshot", "snap-live"),
         ("volume", "data-1"),
     ] {
         run_ok(

@@ -399,9 +399,85 @@ pub fn run_disks_in_spec(hv: &dyn Hypervisor, cfg: &DiskSuiteConfig<'_>) {
     hv.domain_delete(&name).expect("delete");
 }
 
+/// The first `n` bytes of the qcow2 file `path` as the guest would read them (shared lock).
+fn qcow2_head(path: &Path, n: usize) -> Vec<u8> {
+    let raw = path.with_extension("head.raw");
+    let out = std::process::Command::new("qemu-img")
+        .args(["convert", "-U", "-f", "qcow2", "-O", "raw"])
+        .arg(path)
+        .arg(&raw)
+        .output()
+        .expect("run qemu-img");
+    assert!(
+        out.status.success(),
+        "qemu-img convert {}: {out:?}",
+        path.display()
+    );
+    let mut bytes = std::fs::read(&raw).expect("read the converted backup");
+    let _ = std::fs::remove_file(&raw);
+    bytes.truncate(n);
+    bytes
+}
+
+/// [`Hypervisor::disk_backup`] of `disk` (attached to the running domain `name`, a raw file
+/// whose first sector the guest does not write): `dest` is a qcow2 without backing file
+/// holding the disk's bytes as of the call — a later write to the disk is not in it; an
+/// absent target is refused.
+fn check_backup(hv: &dyn Hypervisor, name: &DomainName, disk: &VolumeDisk) {
+    use std::io::{Seek as _, SeekFrom, Write as _};
+    let dest = disk.path.with_extension("backup.qcow2");
+    let before = std::fs::read(&disk.path).expect("read the volume");
+    let t = Instant::now();
+    hv.disk_backup(name, &disk.target, &dest)
+        .expect("disk_backup of an attached disk of a running domain");
+    eprintln!(
+        "conformance: disk_backup of a {} KiB disk took {:?}",
+        before.len() / 1024,
+        t.elapsed()
+    );
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&disk.path)
+        .expect("open the volume");
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.write_all(b"WRITTEN-AFTER-THE-BACKUP").unwrap();
+    f.sync_all().unwrap();
+    let mut magic = [0u8; 4];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open(&dest).expect("dest exists"),
+        &mut magic,
+    )
+    .unwrap();
+    assert_eq!(&magic, b"QFI\xfb", "dest is a qcow2 file");
+    let info = std::process::Command::new("qemu-img")
+        .args(["info", "-U", "--output=json"])
+        .arg(&dest)
+        .output()
+        .expect("run qemu-img info");
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        !info.contains("backing-filename"),
+        "dest has a backing file: {info}"
+    );
+    assert_eq!(
+        qcow2_head(&dest, 64),
+        before[..64],
+        "the backup holds the disk's bytes as of the call"
+    );
+    assert!(
+        matches!(
+            hv.disk_backup(name, "vdz", &dest.with_extension("vdz.qcow2")),
+            Err(HypervisorError::InvalidSpec { .. })
+        ),
+        "a target the domain lacks is refused"
+    );
+    let _ = std::fs::remove_file(&dest);
+}
+
 /// The volume-disk suite: hot-plug into a running domain (live + persistent), idempotence,
-/// conflicts, asynchronous detach completed by the guest or by power-off, attach to a shut-off
-/// domain persisting to the next boot. Runs [`run_disks_in_spec`] first.
+/// conflicts, a live backup of an attached disk ([`Hypervisor::disk_backup`]), asynchronous
+/// detach completed by the guest or by power-off, attach to a shut-off domain persisting to
+/// the next boot. Runs [`run_disks_in_spec`] first.
 ///
 /// # Panics
 /// On the first behavior that breaks the [`Hypervisor`] contract.
@@ -422,6 +498,10 @@ pub fn run_disks(hv: &dyn Hypervisor, cfg: &DiskSuiteConfig<'_>) {
         Err(HypervisorError::NotFound(_))
     ));
     assert_eq!(hv.disk_detach(&absent, "vdb").unwrap(), DetachState::Done);
+    assert!(matches!(
+        hv.disk_backup(&absent, "vdb", &v1.path.with_extension("absent.qcow2")),
+        Err(HypervisorError::NotFound(_))
+    ));
 
     let uid = Uuid::new_v4();
     let marker = format!("D{}", &uid.simple().to_string()[..12]);
@@ -444,6 +524,9 @@ pub fn run_disks(hv: &dyn Hypervisor, cfg: &DiskSuiteConfig<'_>) {
     if console {
         wait_markers(&log, "BLOCKDEV-ADDED", &format!("vdb {}", v1.serial), 1, t);
     }
+
+    step("backup of an attached disk while the guest runs: a standalone point-in-time qcow2");
+    check_backup(hv, &name, &v1);
 
     step("conflicts: a taken target, a serial at another target, the root disk's target");
     let other = volume(cfg, "vdb");
@@ -542,6 +625,13 @@ pub fn run_disks(hv: &dyn Hypervisor, cfg: &DiskSuiteConfig<'_>) {
         .expect("attach shut off is idempotent");
     assert_eq!(seen(hv, &name), vec![pair(&v1)]);
     assert_eq!(hv.domain_state(&name).unwrap(), Some(DomainState::ShutOff));
+    assert!(
+        matches!(
+            hv.disk_backup(&name, "vdb", &v1.path.with_extension("off.qcow2")),
+            Err(HypervisorError::InvalidState { .. })
+        ),
+        "a backup needs an active domain (a shut-off one holds no file: copy it offline)"
+    );
     hv.domain_start(&name).expect("start with the volume");
     wait_state(hv, &name, Some(DomainState::Running), t);
     assert_eq!(seen(hv, &name), vec![pair(&v1)]);

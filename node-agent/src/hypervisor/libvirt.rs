@@ -33,6 +33,16 @@
 //!   call's success. The persistent definition's spec digest is not changed by attach/detach:
 //!   the next `domain_ensure` with the volumes in its spec redefines it once (same disks).
 //!   libvirt's `test:///default` driver supports neither config attach nor detach.
+//! - Backups ([`Hypervisor::disk_backup`]) use libvirt's push-mode backup job
+//!   (`virDomainBackupBegin` with a `<domainbackup>` naming only that disk, target a new
+//!   qcow2 file; QEMU copies the disk as of the job's start while the guest runs). The `virt`
+//!   crate has no safe wrapper for it and `unsafe` is forbidden here, so the job is started
+//!   with `virsh -c <uri> backup-begin` (a subprocess); its end is polled with
+//!   `virDomainGetJobInfo` every 50 ms and its outcome read with `virsh domjobinfo
+//!   --completed` (`virt`'s `job_stats` aborts the process when libvirt returns no
+//!   statistics). A job still running after 30 min is aborted
+//!   (`virsh domjobabort`). One job per domain: a migration or a second backup of the same
+//!   domain makes `backup-begin` fail (retry later).
 //! - KVM use is probed once per driver ([`super::kvm`]) for local `qemu:` URIs.
 //! - Graceful shutdown and soft reboot use libvirt's default method: with no guest agent
 //!   configured, QEMU presses the ACPI power button (a soft reboot is libvirt's "fake reboot":
@@ -42,7 +52,7 @@
 
 use std::ops::Deref;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once, OnceLock};
 use std::time::Duration;
 
@@ -53,7 +63,10 @@ use virt::error::{Error as VirError, ErrorDomain, ErrorNumber};
 use virt::sys;
 
 use super::kvm::{KvmProbe, probe_kvm};
-use super::xml::{render_domain_xml, render_volume_disk, spec_digest_from_xml, volumes_from_xml};
+use super::xml::{
+    disk_targets, render_backup_xml, render_domain_xml, render_volume_disk, spec_digest_from_xml,
+    volumes_from_xml,
+};
 use super::{
     DetachState, DomainName, DomainSpec, DomainState, DomainSummary, EnsureOutcome, HostInfo,
     Hypervisor, HypervisorError, HypervisorOp, RebootKind, Result, VirtType, VolumeDisk,
@@ -62,6 +75,11 @@ use super::{
 
 /// The default libvirt URI: the system QEMU driver.
 pub const DEFAULT_URI: &str = "qemu:///system";
+
+/// The longest a [`Hypervisor::disk_backup`] may take before its job is aborted.
+const BACKUP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How often a running backup job is polled.
+const BACKUP_POLL: Duration = Duration::from_millis(50);
 
 /// How long the KVM probe waits for guest firmware to run.
 const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -608,6 +626,10 @@ impl Hypervisor for LibvirtHypervisor {
         self.detach(name, target)
     }
 
+    fn disk_backup(&self, name: &DomainName, target: &str, dest: &Path) -> Result<()> {
+        self.backup(name, target, dest)
+    }
+
     fn disks(&self, name: &DomainName) -> Result<Vec<VolumeDisk>> {
         let op = HypervisorOp::Disks;
         let c = self.conn(op)?;
@@ -726,6 +748,102 @@ impl LibvirtHypervisor {
         }
         tracing::info!(domain = %name, target, "volume detach pending: the guest has not released it");
         Ok(DetachState::Pending)
+    }
+}
+
+impl LibvirtHypervisor {
+    /// Runs `virsh -q -c <uri> <args>`; its standard output, or why it failed.
+    fn virsh(&self, args: &[&str]) -> std::result::Result<String, String> {
+        let out = std::process::Command::new("virsh")
+            .args(["-q", "-c", &self.uri])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run virsh: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "virsh {}: {}",
+                args.first().copied().unwrap_or_default(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// A push-mode backup of one disk (see the module docs): `virsh backup-begin`, then polls
+    /// the domain's job until it is over and reads how it ended.
+    fn backup(&self, name: &DomainName, target: &str, dest: &Path) -> Result<()> {
+        let op = HypervisorOp::DiskBackup;
+        let c = self.conn(op)?;
+        let d = self.must(&c, op, name)?;
+        let state = self.state_of(&d, op, name)?;
+        if !state.is_active() {
+            return Err(HypervisorError::InvalidState {
+                op,
+                name: name.clone(),
+                state,
+            });
+        }
+        let live = d.xml_desc(0).map_err(|e| self.err(op, Some(name), e))?;
+        if !volumes_from_xml(&live).iter().any(|v| v.target == target) {
+            return Err(HypervisorError::InvalidSpec {
+                name: name.clone(),
+                reason: format!("the running domain has no volume at {target}"),
+            });
+        }
+        let failed = |why: String| HypervisorError::Backend {
+            op,
+            target: name.to_string(),
+            source: why.into(),
+        };
+        let xml = render_backup_xml(target, dest, &disk_targets(&live));
+        let mut file = tempfile::Builder::new()
+            .prefix("cirrus-backup-")
+            .suffix(".xml")
+            .tempfile()
+            .map_err(|e| failed(format!("cannot write the backup XML: {e}")))?;
+        std::io::Write::write_all(&mut file, xml.as_bytes())
+            .map_err(|e| failed(format!("cannot write the backup XML: {e}")))?;
+        let started = std::time::Instant::now();
+        let xml_path = file.path().to_string_lossy().into_owned();
+        self.virsh(&["backup-begin", name.as_str(), &xml_path])
+            .map_err(failed)?;
+        // The job runs in QEMU; poll until the domain has no job any more. (`job_info`, not
+        // `virt`'s `job_stats`: that one aborts the process when libvirt returns no
+        // parameters, as it does for "no job".)
+        let none = sys::VIR_DOMAIN_JOB_NONE as i32;
+        loop {
+            let job = d.job_info().map_err(|e| self.err(op, Some(name), e))?;
+            if job.r#type == none {
+                break;
+            }
+            if started.elapsed() > BACKUP_TIMEOUT {
+                let _ = self.virsh(&["domjobabort", name.as_str()]);
+                return Err(failed(format!(
+                    "the backup of {target} did not finish in {BACKUP_TIMEOUT:?}; aborted"
+                )));
+            }
+            std::thread::sleep(BACKUP_POLL);
+        }
+        // How it ended: the completed job's statistics (`Job type: Completed|Failed|...`).
+        let done = self
+            .virsh(&["domjobinfo", "--completed", name.as_str()])
+            .map_err(failed)?;
+        let field = |key: &str| {
+            done.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| v.trim().to_owned())
+        };
+        let kind = field("Job type:").unwrap_or_default();
+        let operation = field("Operation:").unwrap_or_default();
+        if kind != "Completed" || operation != "Backup" {
+            return Err(failed(format!(
+                "the backup of {target} ended as {kind:?} ({operation:?}): {}",
+                field("Error message:").unwrap_or_else(|| "no reason given".into())
+            )));
+        }
+        tracing::info!(domain = %name, target, dest = %dest.display(), took_ms = started.elapsed().as_millis() as u64, "disk backed up");
+        Ok(())
     }
 }
 

@@ -47,7 +47,7 @@ pub mod libvirt;
 pub mod xml;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -533,6 +533,7 @@ pub enum HypervisorOp {
     DiskAttach,
     DiskDetach,
     Disks,
+    DiskBackup,
 }
 
 impl fmt::Display for HypervisorOp {
@@ -553,6 +554,7 @@ impl fmt::Display for HypervisorOp {
             HypervisorOp::DiskAttach => "disk_attach",
             HypervisorOp::DiskDetach => "disk_detach",
             HypervisorOp::Disks => "disks",
+            HypervisorOp::DiskBackup => "disk_backup",
         };
         f.write_str(s)
     }
@@ -697,6 +699,20 @@ pub trait Hypervisor: Send + Sync + fmt::Debug {
     /// The attached volumes (disks with a serial; not the root disk or the config drive),
     /// sorted by target: the live view when the domain is active, else the persistent one.
     fn disks(&self, name: &DomainName) -> Result<Vec<VolumeDisk>>;
+
+    /// Copies the volume at `target` of an active (running or paused) domain into `dest`
+    /// while the guest keeps running: afterwards `dest` is a standalone qcow2 file (no
+    /// backing file) holding the disk's content as of the call — crash-consistent, like
+    /// pulling the plug at that moment (the guest is neither paused nor quiesced). This is
+    /// how a volume a running QEMU holds (and image-locks) is snapshotted.
+    ///
+    /// `dest` must not exist (remove a leftover first); its directory must be writable by
+    /// the hypervisor. Blocks until the copy is complete (seconds per GiB written). Errors:
+    /// [`HypervisorError::NotFound`]; [`HypervisorError::InvalidState`] when the domain is
+    /// not active (then the file is not held: copy it offline); [`HypervisorError::InvalidSpec`]
+    /// when the live domain has no volume at `target`; [`HypervisorError::Backend`] when
+    /// the copy failed (then `dest` may hold a partial file: the caller removes it).
+    fn disk_backup(&self, name: &DomainName, target: &str, dest: &Path) -> Result<()>;
 }
 
 #[cfg(test)]

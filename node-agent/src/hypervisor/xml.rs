@@ -365,6 +365,45 @@ pub fn volumes_from_xml(xml: &str) -> Vec<VolumeDisk> {
     out
 }
 
+/// The targets (`vda`, `vdb`, ...) of every `<disk>` of a domain XML, any device kind, in
+/// document order.
+pub fn disk_targets(xml: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find("<disk") {
+        rest = &rest[i..];
+        let Some(end) = rest.find("</disk>") else {
+            break;
+        };
+        let element = &rest[..end];
+        rest = &rest[end + "</disk>".len()..];
+        if let Some(target) = tag(element, "target").and_then(|t| attr(t, "dev")) {
+            out.push(target);
+        }
+    }
+    out
+}
+
+/// A push-mode `<domainbackup>` that copies only the disk at `target` into the new qcow2
+/// file `dest` (full copy, no backing file); every other disk of `all_targets` is listed
+/// with `backup='no'` so libvirt never copies (or refuses on) them.
+pub fn render_backup_xml(target: &str, dest: &std::path::Path, all_targets: &[String]) -> String {
+    let mut x = String::from("<domainbackup mode='push'>\n  <disks>\n");
+    for t in all_targets {
+        if t == target {
+            x.push_str(&format!(
+                "    <disk name='{}' backup='yes' type='file'>\n      <driver type='qcow2'/>\n      <target file='{}'/>\n    </disk>\n",
+                esc(t),
+                esc(&dest.to_string_lossy())
+            ));
+        } else {
+            x.push_str(&format!("    <disk name='{}' backup='no'/>\n", esc(t)));
+        }
+    }
+    x.push_str("  </disks>\n</domainbackup>\n");
+    x
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -662,5 +701,23 @@ mod tests {
         let mut c = spec();
         c.kernel_boot.as_mut().unwrap().cmdline.push_str(" x");
         assert_ne!(a.digest(), c.digest());
+    }
+
+    #[test]
+    fn backup_xml_copies_one_disk_and_excludes_the_others() {
+        let xml = "<domain><devices><disk type='file' device='disk'><target dev='vda' bus='virtio'/></disk>\
+            <disk type='file' device='cdrom'><target dev='vdb'/></disk>\
+            <interface type='bridge'><target dev='tap123'/></interface>\
+            <disk type='file' device='disk'><target dev='vdc'/><serial>s</serial></disk></devices></domain>";
+        let targets = disk_targets(xml);
+        assert_eq!(targets, ["vda", "vdb", "vdc"]);
+        let b = render_backup_xml("vdc", std::path::Path::new("/p/.snap-x.part"), &targets);
+        assert!(b.contains("<disk name='vda' backup='no'/>"), "{b}");
+        assert!(b.contains("<disk name='vdb' backup='no'/>"), "{b}");
+        assert!(
+            b.contains("<disk name='vdc' backup='yes' type='file'>\n      <driver type='qcow2'/>\n      <target file='/p/.snap-x.part'/>"),
+            "{b}"
+        );
+        assert!(b.starts_with("<domainbackup mode='push'>"), "{b}");
     }
 }

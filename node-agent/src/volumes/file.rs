@@ -17,8 +17,10 @@
 //!   (`qemu-img convert -f qcow2 -O qcow2`), independent of the volume and of its image, so
 //!   deleting either never touches it. Without `-U`, `qemu-img` takes QEMU's shared image
 //!   lock: while a running domain has the volume open for writing the snapshot is refused
-//!   ([`VolumeError::InUse`]) instead of copying a torn image. Snapshots of attached volumes
-//!   need the domain paused/quiesced and the copy done through libvirt (a later step).
+//!   ([`VolumeError::InUse`]) instead of copying a torn image. A snapshot of a volume a
+//!   running domain holds is copied by the hypervisor instead
+//!   ([`VolumeBackend::snapshot_ensure_copied`]: libvirt's backup job writes the `.part`
+//!   file, a standalone qcow2 as of that moment), then committed the same way.
 //! - From a snapshot: a copy-on-write overlay on the snapshot file (cheap); the snapshot
 //!   cannot be deleted while such volumes exist ([`VolumeError::HasDependents`]).
 //! - From another volume: a full copy (`qemu-img convert`), same locking as snapshots.
@@ -310,6 +312,54 @@ impl FileBackend {
         Ok(())
     }
 
+    /// Ensures snapshot `snapshot_uid` of `volume_uid`: unless it exists, `copy(volume file,
+    /// part file)` writes its data into `.snap-<snap>@<vol>.qcow2.part`, which is then
+    /// committed (fsync + rename) to `snap-<snap>@<vol>.qcow2`.
+    fn snapshot_build(
+        &self,
+        volume_uid: Uuid,
+        snapshot_uid: Uuid,
+        copy: &mut dyn FnMut(&Path, &Path) -> Result<()>,
+    ) -> Result<EnsureOutcome> {
+        let _g = self.guard();
+        if let Some((v, _)) = self.find_snapshot(snapshot_uid)? {
+            if v != volume_uid {
+                return Err(VolumeError::InvalidSpec {
+                    uid: snapshot_uid,
+                    reason: format!("snapshot exists of volume {v}, not {volume_uid}"),
+                });
+            }
+            return Ok(EnsureOutcome::Exists);
+        }
+        let src = self.volume_path(volume_uid);
+        let h = match read_header(&src) {
+            Ok(h) => h,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(VolumeError::NotFound {
+                    kind: "volume",
+                    uid: volume_uid,
+                });
+            }
+            Err(e) => return Err(self.io(&src)(e)),
+        };
+        let dest = self.snapshot_path(snapshot_uid, volume_uid);
+        let part = self
+            .dir
+            .join(format!(".snap-{snapshot_uid}@{volume_uid}.qcow2.part"));
+        let outcome = if remove_if_exists(&part)? {
+            EnsureOutcome::Repaired
+        } else {
+            EnsureOutcome::Created
+        };
+        self.check_space(h.virtual_size)?;
+        let built = copy(&src, &part).and_then(|()| self.commit(&part, &dest));
+        if let Err(e) = built {
+            let _ = fs::remove_file(&part);
+            return Err(e);
+        }
+        Ok(outcome)
+    }
+
     /// Times the raw backend command this backend's create is measured against
     /// (`qemu-img create -f qcow2` of a scratch file, which is then removed).
     ///
@@ -493,45 +543,19 @@ impl VolumeBackend for FileBackend {
 
     #[tracing::instrument(level = "info", skip(self))]
     fn snapshot_ensure(&self, volume_uid: Uuid, snapshot_uid: Uuid) -> Result<EnsureOutcome> {
-        let _g = self.guard();
-        if let Some((v, _)) = self.find_snapshot(snapshot_uid)? {
-            if v != volume_uid {
-                return Err(VolumeError::InvalidSpec {
-                    uid: snapshot_uid,
-                    reason: format!("snapshot exists of volume {v}, not {volume_uid}"),
-                });
-            }
-            return Ok(EnsureOutcome::Exists);
-        }
-        let src = self.volume_path(volume_uid);
-        let h = match read_header(&src) {
-            Ok(h) => h,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(VolumeError::NotFound {
-                    kind: "volume",
-                    uid: volume_uid,
-                });
-            }
-            Err(e) => return Err(self.io(&src)(e)),
-        };
-        let dest = self.snapshot_path(snapshot_uid, volume_uid);
-        let part = self
-            .dir
-            .join(format!(".snap-{snapshot_uid}@{volume_uid}.qcow2.part"));
-        let outcome = if remove_if_exists(&part)? {
-            EnsureOutcome::Repaired
-        } else {
-            EnsureOutcome::Created
-        };
-        self.check_space(h.virtual_size)?;
-        let built = self
-            .full_copy(&src, &part)
-            .and_then(|()| self.commit(&part, &dest));
-        if let Err(e) = built {
-            let _ = fs::remove_file(&part);
-            return Err(e);
-        }
-        Ok(outcome)
+        self.snapshot_build(volume_uid, snapshot_uid, &mut |src, part| {
+            self.full_copy(src, part)
+        })
+    }
+
+    #[tracing::instrument(level = "info", skip(self, copy))]
+    fn snapshot_ensure_copied(
+        &self,
+        volume_uid: Uuid,
+        snapshot_uid: Uuid,
+        copy: &mut super::SnapshotCopy<'_>,
+    ) -> Result<EnsureOutcome> {
+        self.snapshot_build(volume_uid, snapshot_uid, &mut |_, part| copy(part))
     }
 
     fn snapshot_info(&self, snapshot_uid: Uuid) -> Result<Option<SnapshotInfo>> {

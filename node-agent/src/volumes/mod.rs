@@ -37,8 +37,9 @@
 //! as `Arc<dyn VolumeBackend>`. Data copies (volume from an image, snapshot, clone of a
 //! volume) read their source with `qemu-img`, which takes QEMU's image locks for files: a
 //! file volume attached to a running domain cannot be snapshotted or cloned offline — the
-//! caller gets [`VolumeError::InUse`] and must quiesce the domain (or take the snapshot
-//! through libvirt, a later step).
+//! caller gets [`VolumeError::InUse`]. Snapshots of such volumes are copied by the
+//! hypervisor instead ([`VolumeBackend::snapshot_ensure_copied`]); clones of them are not
+//! (yet).
 
 pub mod bench;
 mod cmd;
@@ -338,6 +339,10 @@ impl VolumeError {
     }
 }
 
+/// Writes a volume's data into a new qcow2 file at the given path (see
+/// [`VolumeBackend::snapshot_ensure_copied`]).
+pub type SnapshotCopy<'a> = dyn FnMut(&std::path::Path) -> Result<()> + Send + 'a;
+
 /// Result alias for volume backend calls.
 pub type Result<T, E = VolumeError> = std::result::Result<T, E>;
 
@@ -373,6 +378,32 @@ pub trait VolumeBackend: Send + Sync + fmt::Debug {
     /// Takes a snapshot of the volume's current data, unless it exists. The volume must not
     /// be written to meanwhile (see the module's caveats).
     fn snapshot_ensure(&self, volume_uid: Uuid, snapshot_uid: Uuid) -> Result<EnsureOutcome>;
+
+    /// Takes a snapshot whose data `copy` writes, unless it exists: for a volume a running
+    /// domain holds, whose data only the hypervisor can copy consistently
+    /// ([`crate::hypervisor::Hypervisor::disk_backup`]). The backend hands `copy` the path the
+    /// snapshot is built at (it does not exist; `copy` must leave a standalone qcow2 file
+    /// there holding the volume's data) and completes it exactly as
+    /// [`VolumeBackend::snapshot_ensure`] would (same name, same crash-safety), so
+    /// [`VolumeBackend::snapshot_info`], clones and deletion work unchanged. An error from
+    /// `copy` is returned as is and leaves nothing behind.
+    ///
+    /// Default: [`VolumeError::Unsupported`] (backends whose snapshots are not qcow2 files).
+    fn snapshot_ensure_copied(
+        &self,
+        volume_uid: Uuid,
+        snapshot_uid: Uuid,
+        copy: &mut SnapshotCopy<'_>,
+    ) -> Result<EnsureOutcome> {
+        let _ = (volume_uid, snapshot_uid, copy);
+        Err(VolumeError::Unsupported {
+            what: "snapshots copied by the hypervisor".into(),
+            why: format!(
+                "{:?} does not keep snapshots as qcow2 files",
+                self.capabilities().detail
+            ),
+        })
+    }
 
     /// The snapshot; `Ok(None)` is positive evidence it does not exist.
     fn snapshot_info(&self, snapshot_uid: Uuid) -> Result<Option<SnapshotInfo>>;

@@ -31,6 +31,18 @@ pub const DEFAULTS: &[(&str, i64)] = &[
     ("snapshots", 10),
 ];
 
+/// The kinds (plurals) whose objects count against some quota.
+const LIMITED_KINDS: &[&str] = &[
+    "servers",
+    "keypairs",
+    "networks",
+    "subnets",
+    "ports",
+    "securitygroups",
+    "volumes",
+    "volumesnapshots",
+];
+
 /// The `reason` of a quota refusal (all APIs map it to their own fault).
 pub const REASON: &str = "QuotaExceeded";
 
@@ -125,16 +137,7 @@ pub async fn limits(store: &ObjectStore, project: &str) -> Result<BTreeMap<Strin
 pub async fn usage(store: &ObjectStore, project: &str) -> Result<BTreeMap<String, i64>, ApiError> {
     let mut used: BTreeMap<String, i64> =
         DEFAULTS.iter().map(|(k, _)| (k.to_string(), 0)).collect();
-    for plural in [
-        "servers",
-        "keypairs",
-        "networks",
-        "subnets",
-        "ports",
-        "securitygroups",
-        "volumes",
-        "volumesnapshots",
-    ] {
+    for plural in LIMITED_KINDS {
         let kind = cirrus_crds::kind_by_plural(plural).expect("a registered kind");
         add_usage(store, kind, project, &mut used).await?;
     }
@@ -156,6 +159,18 @@ async fn add_usage(
         }
     }
     Ok(())
+}
+
+/// The refusal of `amount` more of `quota` (`in_use` of `limit` used) in `project`.
+fn exceeded(quota: &str, amount: i64, in_use: i64, limit: i64, project: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        REASON,
+        format!(
+            "Quota exceeded for {quota}: requested {amount}, but already used {in_use} of \
+             {limit} {quota} in project {project:?}"
+        ),
+    )
 }
 
 /// Refuses adding `amount` of `quota` in `project` beyond its limit, for additions that are
@@ -190,14 +205,7 @@ pub async fn check_more(
     add_usage(store, kind, project, &mut used).await?;
     let in_use = used.get(quota).copied().unwrap_or(0);
     if in_use + amount > limit {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            REASON,
-            format!(
-                "Quota exceeded for {quota}: requested {amount}, but already used {in_use} of \
-                 {limit} {quota} in project {project:?}"
-            ),
-        ));
+        return Err(exceeded(quota, amount, in_use, limit, project));
     }
     Ok(())
 }
@@ -252,14 +260,7 @@ pub async fn check(
         let in_use =
             used.get(quota).copied().unwrap_or(0) - if already_created { amount } else { 0 };
         if in_use + amount > limit {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                REASON,
-                format!(
-                    "Quota exceeded for {quota}: requested {amount}, but already used {in_use} of \
-                     {limit} {quota} in project {project:?}"
-                ),
-            ));
+            return Err(exceeded(quota, amount, in_use, limit, project));
         }
     }
     Ok(Limited::Yes)
@@ -272,16 +273,7 @@ mod tests {
     #[test]
     fn every_limited_kind_counts_against_known_quotas() {
         let names: Vec<&str> = DEFAULTS.iter().map(|(k, _)| *k).collect();
-        for plural in [
-            "servers",
-            "keypairs",
-            "networks",
-            "subnets",
-            "ports",
-            "securitygroups",
-            "volumes",
-            "volumesnapshots",
-        ] {
+        for plural in LIMITED_KINDS {
             let kind = cirrus_crds::kind_by_plural(plural).unwrap();
             for q in quotas_of(kind) {
                 assert!(names.contains(q), "{plural}: {q}");

@@ -87,6 +87,19 @@ struct Target {
     project: Option<String>,
 }
 
+impl Target {
+    /// [`authz::authorize`] for this kind and project.
+    async fn authorize(
+        &self,
+        state: &ApiState,
+        caller: &Caller,
+        name: Option<&str>,
+        op: Op<'_>,
+    ) -> Result<Option<String>, ApiError> {
+        authz::authorize(state, caller, self.kind, self.project.as_deref(), name, op).await
+    }
+}
+
 /// Resolves path parameters to a kind and project; `collection_read` allows a project-scoped
 /// kind without a project (listing across projects).
 ///
@@ -153,15 +166,14 @@ pub async fn collection_get(
     Query(query): Query<ResourceQuery>,
 ) -> Result<Response, ApiError> {
     let mut target = resolve(&params, true)?;
-    if let Some(narrowed) = authz::authorize(
-        &state,
-        &caller,
-        target.kind,
-        target.project.as_deref(),
-        None,
-        Op::List(query.field_selector.as_deref()),
-    )
-    .await?
+    if let Some(narrowed) = target
+        .authorize(
+            &state,
+            &caller,
+            None,
+            Op::List(query.field_selector.as_deref()),
+        )
+        .await?
     {
         target.project = Some(narrowed);
     }
@@ -210,15 +222,9 @@ pub async fn collection_post(
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .map(str::to_string);
-    authz::authorize(
-        &state,
-        &caller,
-        target.kind,
-        target.project.as_deref(),
-        name.as_deref(),
-        Op::Create,
-    )
-    .await?;
+    target
+        .authorize(&state, &caller, name.as_deref(), Op::Create)
+        .await?;
     users::hash_password_field(target.kind, &mut object, None).await?;
     let mut created = create(
         &state,
@@ -306,15 +312,9 @@ pub async fn item_get(
     Path(params): Path<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let target = resolve(&params, false)?;
-    authz::authorize(
-        &state,
-        &caller,
-        target.kind,
-        target.project.as_deref(),
-        Some(name_of(&params)),
-        Op::Get,
-    )
-    .await?;
+    target
+        .authorize(&state, &caller, Some(name_of(&params)), Op::Get)
+        .await?;
     let mut object = state
         .store
         .get(target.kind, target.project.as_deref(), name_of(&params))
@@ -379,15 +379,14 @@ async fn put(
 ) -> Result<Response, ApiError> {
     let target = resolve(&params, false)?;
     let mut object = parse_json(&read_body(body, state.body_limit).await?)?;
-    authz::authorize(
-        &state,
-        &caller,
-        target.kind,
-        target.project.as_deref(),
-        Some(name_of(&params)),
-        Op::Update(part, &object),
-    )
-    .await?;
+    target
+        .authorize(
+            &state,
+            &caller,
+            Some(name_of(&params)),
+            Op::Update(part, &object),
+        )
+        .await?;
     if part == Part::Main {
         let stored = users::stored_hash(&state, target.kind, name_of(&params)).await?;
         users::hash_password_field(target.kind, &mut object, stored).await?;
@@ -430,15 +429,14 @@ async fn patch(
         )));
     }
     let mut patch = parse_json(&read_body(body, state.body_limit).await?)?;
-    authz::authorize(
-        &state,
-        &caller,
-        target.kind,
-        target.project.as_deref(),
-        Some(name_of(&params)),
-        Op::Patch(part, &patch),
-    )
-    .await?;
+    target
+        .authorize(
+            &state,
+            &caller,
+            Some(name_of(&params)),
+            Op::Patch(part, &patch),
+        )
+        .await?;
     if part == Part::Main {
         users::hash_password_field(target.kind, &mut patch, None).await?;
     }
@@ -466,15 +464,9 @@ pub async fn item_delete(
     Query(query): Query<ResourceQuery>,
 ) -> Result<Response, ApiError> {
     let target = resolve(&params, false)?;
-    authz::authorize(
-        &state,
-        &caller,
-        target.kind,
-        target.project.as_deref(),
-        Some(name_of(&params)),
-        Op::Delete,
-    )
-    .await?;
+    target
+        .authorize(&state, &caller, Some(name_of(&params)), Op::Delete)
+        .await?;
     let mut last = delete(
         &state,
         target.kind,

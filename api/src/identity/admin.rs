@@ -132,6 +132,15 @@ fn list_reply(key: &str, items: Vec<Value>, base: &str, path: &str) -> Response 
     .into_response()
 }
 
+/// Keystone's list filters on projects and users: `name`, `enabled`, `domain_id` (everything
+/// is in the one domain).
+fn matches_filters(q: &BTreeMap<String, String>, name: &str, enabled: bool) -> bool {
+    q.get("name").is_none_or(|n| n == name)
+        && q.get("enabled")
+            .is_none_or(|e| (e != "false" && e != "0") == enabled)
+        && q.get("domain_id").is_none_or(|d| d == DOMAIN)
+}
+
 // ---- domains ----
 
 fn domain_json(base: &str) -> Value {
@@ -200,16 +209,7 @@ pub async fn list_projects(
             cirrus_auth::roles::projects_of(bindings(&state).await?.iter().map(|b| &b.spec), &user);
         projects.retain(|p| mine.contains_key(&p.metadata.name));
     }
-    if let Some(name) = q.get("name") {
-        projects.retain(|p| &p.metadata.name == name);
-    }
-    if let Some(enabled) = q.get("enabled") {
-        let want = enabled != "false" && enabled != "0";
-        projects.retain(|p| p.spec.enabled == want);
-    }
-    if q.get("domain_id").is_some_and(|d| d != DOMAIN) {
-        projects.clear();
-    }
+    projects.retain(|p| matches_filters(&q, &p.metadata.name, p.spec.enabled));
     let items = projects.iter().map(|p| project_json(p, &base)).collect();
     Ok(list_reply("projects", items, &base, "projects"))
 }
@@ -407,16 +407,7 @@ pub async fn list_users(
         users.retain(|u| u.metadata.name == me);
     }
     users.retain(|u| u.spec.node.is_none());
-    if let Some(name) = q.get("name") {
-        users.retain(|u| &u.metadata.name == name);
-    }
-    if let Some(enabled) = q.get("enabled") {
-        let want = enabled != "false" && enabled != "0";
-        users.retain(|u| u.spec.enabled == want);
-    }
-    if q.get("domain_id").is_some_and(|d| d != DOMAIN) {
-        users.clear();
-    }
+    users.retain(|u| matches_filters(&q, &u.metadata.name, u.spec.enabled));
     let items = users.iter().map(|u| user_json(u, &base)).collect();
     Ok(list_reply("users", items, &base, "users"))
 }

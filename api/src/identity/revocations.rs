@@ -73,28 +73,11 @@ pub async fn revoke_user(
     identity: &Identity,
     user_uid: &str,
 ) -> Result<(), ObjectError> {
-    let now = Utc::now();
-    let spec = TokenRevocationSpec {
+    let cutoff = TokenRevocationSpec {
         user_uid: Some(user_uid.to_string()),
-        issued_before: Some(now),
-        expires_at: now + identity.token_ttl,
-        ..Default::default()
+        ..cutoff_now(identity)
     };
-    let api = Api::<TokenRevocation>::all(store.clone());
-    let name = format!("user-{user_uid}");
-    match api.get(&name).await {
-        Ok(mut existing) => {
-            existing.spec = spec.clone();
-            api.replace(&existing).await?;
-        }
-        Err(ObjectError::NotFound { .. }) => {
-            api.create(&TokenRevocation::new(meta(name), spec.clone()))
-                .await?;
-        }
-        Err(e) => return Err(e),
-    }
-    apply(identity, &spec);
-    Ok(())
+    write_cutoff(store, identity, format!("user-{user_uid}"), cutoff).await
 }
 
 /// Revokes every token scoped to `project` issued up to now, everywhere (the project was
@@ -104,15 +87,32 @@ pub async fn revoke_project(
     identity: &Identity,
     project: &str,
 ) -> Result<(), ObjectError> {
-    let now = Utc::now();
-    let spec = TokenRevocationSpec {
+    let cutoff = TokenRevocationSpec {
         project: Some(project.to_string()),
+        ..cutoff_now(identity)
+    };
+    write_cutoff(store, identity, format!("project-{project}"), cutoff).await
+}
+
+/// A cut-off at this instant, kept as long as a token issued now could live.
+fn cutoff_now(identity: &Identity) -> TokenRevocationSpec {
+    let now = Utc::now();
+    TokenRevocationSpec {
         issued_before: Some(now),
         expires_at: now + identity.token_ttl,
         ..Default::default()
-    };
+    }
+}
+
+/// Creates or moves forward the cut-off object `name` (one per user or project), then
+/// applies it locally.
+async fn write_cutoff(
+    store: &ObjectStore,
+    identity: &Identity,
+    name: String,
+    spec: TokenRevocationSpec,
+) -> Result<(), ObjectError> {
     let api = Api::<TokenRevocation>::all(store.clone());
-    let name = format!("project-{project}");
     match api.get(&name).await {
         Ok(mut existing) => {
             existing.spec = spec.clone();

@@ -6,18 +6,125 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
+use cirrus_auth::Action;
 use cirrus_crds::KindInfo;
 use serde_json::{Value, json};
 
-use super::{Ctx, DIALECT, find, metadata_field, modify, project_of};
+use super::{Ctx, DIALECT, find, metadata_field, modify, project_of, snapshot_kind, volume_kind};
 use crate::ApiState;
+use crate::auth::Caller;
 use crate::openstack::common;
 use crate::openstack::fault::Fault;
 
+/// A kind whose objects carry Cinder metadata: the routes of volumes and snapshots are the
+/// same handlers, told apart by this type parameter.
+pub(crate) trait Owner: 'static {
+    /// The word naming an object in messages (`Volume`, `Snapshot`).
+    const WHAT: &'static str;
+    /// The kind the objects are stored as.
+    fn kind() -> &'static KindInfo;
+}
+
+/// The metadata of `Volume` objects (`…/volumes/{id}/metadata`).
+pub(crate) struct OfVolume;
+
+impl Owner for OfVolume {
+    const WHAT: &'static str = "Volume";
+    fn kind() -> &'static KindInfo {
+        volume_kind()
+    }
+}
+
+/// The metadata of `VolumeSnapshot` objects (`…/snapshots/{id}/metadata`).
+pub(crate) struct OfSnapshot;
+
+impl Owner for OfSnapshot {
+    const WHAT: &'static str = "Snapshot";
+    fn kind() -> &'static KindInfo {
+        snapshot_kind()
+    }
+}
+
+/// `GET …/{id}/metadata`.
+pub(crate) async fn show_all<O: Owner>(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((project_id, id)): Path<(String, String)>,
+) -> Result<Response, Fault> {
+    let ctx = Ctx::new(&caller, &project_id, Action::Read)?;
+    get_all(&state, &ctx, O::kind(), O::WHAT, &id).await
+}
+
+/// `POST …/{id}/metadata`: merge.
+pub(crate) async fn merge_all<O: Owner>(
+    state: State<ApiState>,
+    caller: Caller,
+    path: Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, Fault> {
+    write_all_handler::<O>(state, caller, path, body, Mode::Merge).await
+}
+
+/// `PUT …/{id}/metadata`: replace.
+pub(crate) async fn replace_all<O: Owner>(
+    state: State<ApiState>,
+    caller: Caller,
+    path: Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, Fault> {
+    write_all_handler::<O>(state, caller, path, body, Mode::Replace).await
+}
+
+async fn write_all_handler<O: Owner>(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((project_id, id)): Path<(String, String)>,
+    body: Bytes,
+    mode: Mode,
+) -> Result<Response, Fault> {
+    let ctx = Ctx::new(&caller, &project_id, Action::Write)?;
+    let body = common::json_body(DIALECT, &body)?;
+    write_all(&state, &ctx, O::kind(), O::WHAT, &id, &body, mode).await
+}
+
+/// `GET …/{id}/metadata/{key}`.
+pub(crate) async fn show_item<O: Owner>(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((project_id, id, key)): Path<(String, String, String)>,
+) -> Result<Response, Fault> {
+    let ctx = Ctx::new(&caller, &project_id, Action::Read)?;
+    get_item(&state, &ctx, O::kind(), O::WHAT, &id, &key).await
+}
+
+/// `PUT …/{id}/metadata/{key}`.
+pub(crate) async fn set_item<O: Owner>(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((project_id, id, key)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<Response, Fault> {
+    let ctx = Ctx::new(&caller, &project_id, Action::Write)?;
+    let body = common::json_body(DIALECT, &body)?;
+    put_item(&state, &ctx, O::kind(), O::WHAT, &id, &key, &body).await
+}
+
+/// `DELETE …/{id}/metadata/{key}`.
+pub(crate) async fn remove_item<O: Owner>(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((project_id, id, key)): Path<(String, String, String)>,
+) -> Result<Response, Fault> {
+    let ctx = Ctx::new(&caller, &project_id, Action::Write)?;
+    delete_item(&state, &ctx, O::kind(), O::WHAT, &id, &key).await
+}
+
 /// How a whole-map write combines with what is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Mode {
+enum Mode {
     /// `POST`: add and overwrite the given keys, keep the others.
     Merge,
     /// `PUT`: the given map becomes the metadata.
@@ -73,7 +180,7 @@ async fn store_metadata(
 }
 
 /// `GET …/metadata`.
-pub(crate) async fn get_all(
+async fn get_all(
     state: &ApiState,
     ctx: &Ctx,
     kind: &'static KindInfo,
@@ -85,7 +192,7 @@ pub(crate) async fn get_all(
 }
 
 /// `POST`/`PUT …/metadata` with `{"metadata": {...}}`.
-pub(crate) async fn write_all(
+async fn write_all(
     state: &ApiState,
     ctx: &Ctx,
     kind: &'static KindInfo,
@@ -113,7 +220,7 @@ pub(crate) async fn write_all(
 }
 
 /// `GET …/metadata/{key}`.
-pub(crate) async fn get_item(
+async fn get_item(
     state: &ApiState,
     ctx: &Ctx,
     kind: &'static KindInfo,
@@ -133,7 +240,7 @@ pub(crate) async fn get_item(
 }
 
 /// `PUT …/metadata/{key}` with `{"meta": {key: value}}`.
-pub(crate) async fn put_item(
+async fn put_item(
     state: &ApiState,
     ctx: &Ctx,
     kind: &'static KindInfo,
@@ -167,7 +274,7 @@ pub(crate) async fn put_item(
 }
 
 /// `DELETE …/metadata/{key}`: `404` when the key is not set.
-pub(crate) async fn delete_item(
+async fn delete_item(
     state: &ApiState,
     ctx: &Ctx,
     kind: &'static KindInfo,

@@ -82,15 +82,15 @@ pub fn router() -> Router<ApiState> {
         .route(&r("/volumes/{volume_id}/action"), post(actions::action))
         .route(
             &r("/volumes/{volume_id}/metadata"),
-            get(volumes::metadata_get)
-                .post(volumes::metadata_merge)
-                .put(volumes::metadata_replace),
+            get(metadata::show_all::<metadata::OfVolume>)
+                .post(metadata::merge_all::<metadata::OfVolume>)
+                .put(metadata::replace_all::<metadata::OfVolume>),
         )
         .route(
             &r("/volumes/{volume_id}/metadata/{key}"),
-            get(volumes::metadata_item_get)
-                .put(volumes::metadata_item_put)
-                .delete(volumes::metadata_item_delete),
+            get(metadata::show_item::<metadata::OfVolume>)
+                .put(metadata::set_item::<metadata::OfVolume>)
+                .delete(metadata::remove_item::<metadata::OfVolume>),
         )
         .route(
             &r("/snapshots"),
@@ -105,15 +105,15 @@ pub fn router() -> Router<ApiState> {
         )
         .route(
             &r("/snapshots/{snapshot_id}/metadata"),
-            get(snapshots::metadata_get)
-                .post(snapshots::metadata_merge)
-                .put(snapshots::metadata_replace),
+            get(metadata::show_all::<metadata::OfSnapshot>)
+                .post(metadata::merge_all::<metadata::OfSnapshot>)
+                .put(metadata::replace_all::<metadata::OfSnapshot>),
         )
         .route(
             &r("/snapshots/{snapshot_id}/metadata/{key}"),
-            get(snapshots::metadata_item_get)
-                .put(snapshots::metadata_item_put)
-                .delete(snapshots::metadata_item_delete),
+            get(metadata::show_item::<metadata::OfSnapshot>)
+                .put(metadata::set_item::<metadata::OfSnapshot>)
+                .delete(metadata::remove_item::<metadata::OfSnapshot>),
         )
         .route(&r("/types"), get(types::list))
         .route(&r("/types/{type_id}"), get(types::show))

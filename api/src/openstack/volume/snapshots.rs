@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use cirrus_auth::Action;
 use serde_json::{Map, Value, json};
 
-use super::metadata::{self, Mode};
 use super::render::{self, Index};
 use super::volumes::{apply_common_update, next_link, paginate};
 use super::{
@@ -301,88 +300,4 @@ pub async fn delete(
         }
     }
     Ok(StatusCode::ACCEPTED.into_response())
-}
-
-/// `GET …/snapshots/{id}/metadata`.
-pub async fn metadata_get(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path((project_id, id)): Path<(String, String)>,
-) -> Result<Response, Fault> {
-    let ctx = Ctx::new(&caller, &project_id, Action::Read)?;
-    metadata::get_all(&state, &ctx, snapshot_kind(), "Snapshot", &id).await
-}
-
-/// `POST …/snapshots/{id}/metadata`: merge.
-pub async fn metadata_merge(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path((project_id, id)): Path<(String, String)>,
-    body: Bytes,
-) -> Result<Response, Fault> {
-    let ctx = Ctx::new(&caller, &project_id, Action::Write)?;
-    let body = common::json_body(DIALECT, &body)?;
-    metadata::write_all(
-        &state,
-        &ctx,
-        snapshot_kind(),
-        "Snapshot",
-        &id,
-        &body,
-        Mode::Merge,
-    )
-    .await
-}
-
-/// `PUT …/snapshots/{id}/metadata`: replace.
-pub async fn metadata_replace(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path((project_id, id)): Path<(String, String)>,
-    body: Bytes,
-) -> Result<Response, Fault> {
-    let ctx = Ctx::new(&caller, &project_id, Action::Write)?;
-    let body = common::json_body(DIALECT, &body)?;
-    metadata::write_all(
-        &state,
-        &ctx,
-        snapshot_kind(),
-        "Snapshot",
-        &id,
-        &body,
-        Mode::Replace,
-    )
-    .await
-}
-
-/// `GET …/snapshots/{id}/metadata/{key}`.
-pub async fn metadata_item_get(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path((project_id, id, key)): Path<(String, String, String)>,
-) -> Result<Response, Fault> {
-    let ctx = Ctx::new(&caller, &project_id, Action::Read)?;
-    metadata::get_item(&state, &ctx, snapshot_kind(), "Snapshot", &id, &key).await
-}
-
-/// `PUT …/snapshots/{id}/metadata/{key}`.
-pub async fn metadata_item_put(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path((project_id, id, key)): Path<(String, String, String)>,
-    body: Bytes,
-) -> Result<Response, Fault> {
-    let ctx = Ctx::new(&caller, &project_id, Action::Write)?;
-    let body = common::json_body(DIALECT, &body)?;
-    metadata::put_item(&state, &ctx, snapshot_kind(), "Snapshot", &id, &key, &body).await
-}
-
-/// `DELETE …/snapshots/{id}/metadata/{key}`.
-pub async fn metadata_item_delete(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path((project_id, id, key)): Path<(String, String, String)>,
-) -> Result<Response, Fault> {
-    let ctx = Ctx::new(&caller, &project_id, Action::Write)?;
-    metadata::delete_item(&state, &ctx, snapshot_kind(), "Snapshot", &id, &key).await
 }

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use cirrus_auth::Action;
 use serde_json::{Map, Value, json};
 
-use super::metadata::{self, Mode};
 use super::render::{self, Index};
 use super::{
     Ctx, DIALECT, USER_ANNOTATION, api_fault, envelope, field, find, metadata_field, modify,
@@ -805,90 +804,6 @@ pub(crate) async fn remove(state: &ApiState, volume: &Value, cascade: bool) -> R
     }
     tracing::info!(%project, volume = %name, cascade, "volume deleted through Cinder");
     Ok(())
-}
-
-/// `GET …/volumes/{id}/metadata`.
-pub async fn metadata_get(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path((project_id, id)): Path<(String, String)>,
-) -> Result<Response, Fault> {
-    let ctx = Ctx::new(&caller, &project_id, Action::Read)?;
-    metadata::get_all(&state, &ctx, volume_kind(), "Volume", &id).await
-}
-
-/// `POST …/volumes/{id}/metadata`: merge.
-pub async fn metadata_merge(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path((project_id, id)): Path<(String, String)>,
-    body: Bytes,
-) -> Result<Response, Fault> {
-    let ctx = Ctx::new(&caller, &project_id, Action::Write)?;
-    let body = common::json_body(DIALECT, &body)?;
-    metadata::write_all(
-        &state,
-        &ctx,
-        volume_kind(),
-        "Volume",
-        &id,
-        &body,
-        Mode::Merge,
-    )
-    .await
-}
-
-/// `PUT …/volumes/{id}/metadata`: replace.
-pub async fn metadata_replace(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path((project_id, id)): Path<(String, String)>,
-    body: Bytes,
-) -> Result<Response, Fault> {
-    let ctx = Ctx::new(&caller, &project_id, Action::Write)?;
-    let body = common::json_body(DIALECT, &body)?;
-    metadata::write_all(
-        &state,
-        &ctx,
-        volume_kind(),
-        "Volume",
-        &id,
-        &body,
-        Mode::Replace,
-    )
-    .await
-}
-
-/// `GET …/volumes/{id}/metadata/{key}`.
-pub async fn metadata_item_get(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path((project_id, id, key)): Path<(String, String, String)>,
-) -> Result<Response, Fault> {
-    let ctx = Ctx::new(&caller, &project_id, Action::Read)?;
-    metadata::get_item(&state, &ctx, volume_kind(), "Volume", &id, &key).await
-}
-
-/// `PUT …/volumes/{id}/metadata/{key}`.
-pub async fn metadata_item_put(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path((project_id, id, key)): Path<(String, String, String)>,
-    body: Bytes,
-) -> Result<Response, Fault> {
-    let ctx = Ctx::new(&caller, &project_id, Action::Write)?;
-    let body = common::json_body(DIALECT, &body)?;
-    metadata::put_item(&state, &ctx, volume_kind(), "Volume", &id, &key, &body).await
-}
-
-/// `DELETE …/volumes/{id}/metadata/{key}`.
-pub async fn metadata_item_delete(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path((project_id, id, key)): Path<(String, String, String)>,
-) -> Result<Response, Fault> {
-    let ctx = Ctx::new(&caller, &project_id, Action::Write)?;
-    metadata::delete_item(&state, &ctx, volume_kind(), "Volume", &id, &key).await
 }
 
 #[cfg(test)]

@@ -71,8 +71,11 @@ pub fn router() -> Router<ApiState> {
         .route("/volume/v3/", get(discovery::v3))
         .route(P, get(discovery::v3))
         .route(&r("/"), get(discovery::v3))
-        .route(&r("/volumes"), get(volumes::list).post(volumes::create))
-        .route(&r("/volumes/detail"), get(volumes::list_detail))
+        .route(
+            &r("/volumes"),
+            get(volumes::list::<false>).post(volumes::create),
+        )
+        .route(&r("/volumes/detail"), get(volumes::list::<true>))
         .route(
             &r("/volumes/{volume_id}"),
             get(volumes::show)
@@ -94,9 +97,9 @@ pub fn router() -> Router<ApiState> {
         )
         .route(
             &r("/snapshots"),
-            get(snapshots::list).post(snapshots::create),
+            get(snapshots::list::<false>).post(snapshots::create),
         )
-        .route(&r("/snapshots/detail"), get(snapshots::list_detail))
+        .route(&r("/snapshots/detail"), get(snapshots::list::<true>))
         .route(
             &r("/snapshots/{snapshot_id}"),
             get(snapshots::show)

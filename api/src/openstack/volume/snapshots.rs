@@ -13,7 +13,7 @@ use cirrus_auth::Action;
 use serde_json::{Map, Value, json};
 
 use super::render::{self, Index};
-use super::volumes::{apply_common_update, next_link, paginate};
+use super::volumes::{apply_common_update, name_and_description, next_link, paginate};
 use super::{
     Ctx, DIALECT, USER_ANNOTATION, api_fault, envelope, field, find, metadata_field, modify,
     parse_bool, project_of, query_flag, snapshot_kind, string_field, volume_kind,
@@ -137,14 +137,16 @@ pub async fn create(
         .into_response())
 }
 
-async fn list_impl(
-    state: ApiState,
+/// `GET …/snapshots` and, with `DETAIL`, `GET …/snapshots/detail` (with the extended
+/// attributes): one handler, the two routes differ only in the body of each item.
+pub async fn list<const DETAIL: bool>(
+    State(state): State<ApiState>,
     caller: Caller,
-    project_id: String,
-    query: HashMap<String, String>,
+    Path(project_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    detail: bool,
 ) -> Result<Response, Fault> {
+    let detail = DETAIL;
     let ctx = Ctx::new(&caller, &project_id, Action::Read)?;
     let all = query_flag(&query, "all_tenants") || query_flag(&query, "all_projects");
     let index = Index::load(&state, render::list_scope(&ctx, all)).await?;
@@ -199,28 +201,6 @@ async fn list_impl(
     Ok(Json(body).into_response())
 }
 
-/// `GET …/snapshots`.
-pub async fn list(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(project_id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Result<Response, Fault> {
-    list_impl(state, caller, project_id, query, headers, false).await
-}
-
-/// `GET …/snapshots/detail`.
-pub async fn list_detail(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(project_id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Result<Response, Fault> {
-    list_impl(state, caller, project_id, query, headers, true).await
-}
-
 /// `GET …/snapshots/{id}`.
 pub async fn show(
     State(state): State<ApiState>,
@@ -242,21 +222,7 @@ pub async fn update(
     let ctx = Ctx::new(&caller, &project_id, Action::Write)?;
     let body = common::json_body(DIALECT, &body)?;
     let req = envelope(&body, "snapshot")?;
-    let name = match req.get("name").or_else(|| req.get("display_name")) {
-        None => None,
-        Some(Value::Null) => Some(String::new()),
-        Some(_) => string_field(req, "name")?.or(string_field(req, "display_name")?),
-    };
-    let description = match req
-        .get("description")
-        .or_else(|| req.get("display_description"))
-    {
-        None => None,
-        Some(Value::Null) => Some(None),
-        Some(_) => {
-            Some(string_field(req, "description")?.or(string_field(req, "display_description")?))
-        }
-    };
+    let (name, description) = name_and_description(req)?;
     let snapshot = snapshot_or_404(&state, &ctx, &id).await?;
     let updated = modify(
         &state,

@@ -523,14 +523,16 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-async fn list_impl(
-    state: ApiState,
+/// `GET …/volumes` (ids, names, links) and, with `DETAIL`, `GET …/volumes/detail` (full
+/// bodies): one handler, the two routes differ only in the body of each item.
+pub async fn list<const DETAIL: bool>(
+    State(state): State<ApiState>,
     caller: Caller,
-    project_id: String,
-    query: HashMap<String, String>,
+    Path(project_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    detail: bool,
 ) -> Result<Response, Fault> {
+    let detail = DETAIL;
     let ctx = Ctx::new(&caller, &project_id, Action::Read)?;
     let all = query_flag(&query, "all_tenants") || query_flag(&query, "all_projects");
     let index = Index::load(&state, render::list_scope(&ctx, all)).await?;
@@ -593,28 +595,6 @@ async fn list_impl(
     Ok(Json(body).into_response())
 }
 
-/// `GET …/volumes`: ids, names, links.
-pub async fn list(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(project_id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Result<Response, Fault> {
-    list_impl(state, caller, project_id, query, headers, false).await
-}
-
-/// `GET …/volumes/detail`: full bodies.
-pub async fn list_detail(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(project_id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Result<Response, Fault> {
-    list_impl(state, caller, project_id, query, headers, true).await
-}
-
 /// The full body of `volume`, read with its project's index.
 pub(crate) async fn answer(
     state: &ApiState,
@@ -654,21 +634,7 @@ pub async fn update(
     let ctx = Ctx::new(&caller, &project_id, Action::Write)?;
     let body = common::json_body(DIALECT, &body)?;
     let req = envelope(&body, "volume")?;
-    let new_name = match req.get("name").or_else(|| req.get("display_name")) {
-        None => None,
-        Some(Value::Null) => Some(String::new()),
-        Some(_) => string_field(req, "name")?.or(string_field(req, "display_name")?),
-    };
-    let description = match req
-        .get("description")
-        .or_else(|| req.get("display_description"))
-    {
-        None => None,
-        Some(Value::Null) => Some(None),
-        Some(_) => {
-            Some(string_field(req, "description")?.or(string_field(req, "display_description")?))
-        }
-    };
+    let (new_name, description) = name_and_description(req)?;
     let new_metadata = metadata_field(req, "metadata")?;
     let volume = volume_or_404(&state, &ctx, &id).await?;
     let updated = modify(
@@ -689,6 +655,31 @@ pub async fn update(
     .await?;
     let body = render::basic_volume(answer(&state, &ctx, &updated, &headers).await?);
     Ok(Json(json!({ "volume": body })).into_response())
+}
+
+/// The `name` and `description` an update body sets (`display_name`, `display_description`
+/// are the v1 spellings of the same): `None` when absent, a `null` name becomes `""` and a
+/// `null` description (`Some(None)`) removes it. Volumes and snapshots read them alike; the
+/// result is what [`apply_common_update`] takes.
+pub(crate) fn name_and_description(
+    req: &Value,
+) -> Result<(Option<String>, Option<Option<String>>), Fault> {
+    let name = match req.get("name").or_else(|| req.get("display_name")) {
+        None => None,
+        Some(Value::Null) => Some(String::new()),
+        Some(_) => string_field(req, "name")?.or(string_field(req, "display_name")?),
+    };
+    let description = match req
+        .get("description")
+        .or_else(|| req.get("display_description"))
+    {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(_) => {
+            Some(string_field(req, "description")?.or(string_field(req, "display_description")?))
+        }
+    };
+    Ok((name, description))
 }
 
 /// Sets the OpenStack name annotation, `spec.description` and `spec.metadata` of an object

@@ -486,6 +486,44 @@ pub(crate) fn standard_attrs(object: &Value, out: &mut Map<String, Value>) {
     out.insert("tags".into(), json!([]));
 }
 
+/// The OpenStack name an update body sets: `None` when the body has no `name`, else the
+/// checked [`name_attr`].
+pub(crate) fn new_name(body: &Map<String, Value>) -> Result<Option<String>, Fault> {
+    match body.contains_key("name") {
+        true => Some(name_attr(body)).transpose(),
+        false => Ok(None),
+    }
+}
+
+/// [`update_object`] for updates that edit `spec` as a map (`change`) and may rename the
+/// object (`display`): networks, subnets and ports update this way.
+pub(crate) async fn update_spec<F>(
+    state: &ApiState,
+    kind: &'static KindInfo,
+    project: &str,
+    name: &str,
+    display: Option<&str>,
+    mut change: F,
+) -> Result<Value, Fault>
+where
+    F: FnMut(&mut Map<String, Value>) -> Result<(), Fault>,
+{
+    update_object(state, kind, project, name, |object| {
+        let mut spec = object
+            .get("spec")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        change(&mut spec)?;
+        object["spec"] = Value::Object(spec);
+        if let Some(d) = display {
+            set_display_name(object, d);
+        }
+        Ok(())
+    })
+    .await
+}
+
 /// Read-modify-write of one object's main part: `change` edits the stored object, which is
 /// written conditioned on the `resourceVersion` read; a lost race re-reads and re-applies.
 pub(crate) async fn update_object<F>(
@@ -529,6 +567,25 @@ where
 /// `200` with `{key: value}`.
 pub(crate) fn ok(key: &str, value: Value) -> Response {
     (StatusCode::OK, Json(json!({ key: value }))).into_response()
+}
+
+/// `200` with `{key: items}` after the list query of `pairs` filtered, sorted, paged and
+/// projected the rendered `items`: the answer of every list route.
+pub(crate) fn listed(
+    key: &str,
+    pairs: Vec<(String, String)>,
+    items: Vec<Value>,
+) -> Result<Response, Fault> {
+    Ok(ok(
+        key,
+        Value::Array(query::ListQuery::new(pairs).apply(items)?),
+    ))
+}
+
+/// `200` with `{key: item}`, `item` cut to the `fields` the query of `pairs` names: the
+/// answer of every show route.
+pub(crate) fn shown(key: &str, pairs: Vec<(String, String)>, item: Value) -> Response {
+    ok(key, query::ListQuery::new(pairs).select_fields(item))
 }
 
 /// `201` with `{key: value}`.

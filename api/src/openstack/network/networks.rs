@@ -14,12 +14,11 @@ use axum::response::{IntoResponse, Response};
 use cirrus_auth::Action;
 use serde_json::{Map, Value, json};
 
-use super::query::ListQuery;
 use super::{
     NET, Scope, body_object, created, from_api, invalid, kind, name_attr, new_object, not_found,
-    ok, opt_bool, opt_str, opt_u32, project_of, reject_read_only, reject_unknown, set_display_name,
-    standard_attrs, update_object,
+    ok, opt_bool, opt_str, opt_u32, project_of, reject_read_only, reject_unknown, standard_attrs,
 };
+use super::{listed, new_name, shown, update_spec};
 use crate::ApiState;
 use crate::auth::Caller;
 use crate::openstack::common;
@@ -183,10 +182,7 @@ pub async fn list(
         .iter()
         .map(|n| render(n, &subnets, scope.admin))
         .collect();
-    Ok(ok(
-        "networks",
-        Value::Array(ListQuery::new(pairs).apply(rendered)?),
-    ))
+    listed("networks", pairs, rendered)
 }
 
 /// `GET /networks/{id}`.
@@ -204,14 +200,7 @@ pub async fn show(
         .await
         .map_err(from_api)?;
     let body = render(&network, &subnets, scope.admin);
-    let fields = ListQuery::new(pairs);
-    let fields = fields.values("fields");
-    let body = if fields.is_empty() {
-        body
-    } else {
-        super::query::project(body, &fields)
-    };
-    Ok(ok("network", body))
+    Ok(shown("network", pairs, body))
 }
 
 /// 403 in Neutron's policy wording.
@@ -371,28 +360,14 @@ pub async fn update(
         .ok_or_else(|| not_found("NetworkNotFound", "Network", &id))?;
     let project = project_of(&network);
     scope.check(Action::Write, &project, &format!("Network {id}"))?;
-    let display = match body.contains_key("name") {
-        true => Some(name_attr(&body)?),
-        false => None,
-    };
-    let updated = update_object(
+    let display = new_name(&body)?;
+    let updated = update_spec(
         &state,
         kind("networks"),
         &project,
         &common::name(&network),
-        |object| {
-            let mut spec = object
-                .get("spec")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
-            apply_common(&body, &mut spec, &scope, "update")?;
-            object["spec"] = Value::Object(spec);
-            if let Some(d) = &display {
-                set_display_name(object, d);
-            }
-            Ok(())
-        },
+        display.as_deref(),
+        |spec| apply_common(&body, spec, &scope, "update"),
     )
     .await?;
     let subnets = common::list(&state, kind("subnets"), Some(&project))

@@ -19,12 +19,11 @@ use cirrus_auth::Action;
 use serde_json::{Map, Value, json};
 
 use super::networks::{find_network, policy};
-use super::query::ListQuery;
 use super::{
     Scope, body_object, created, from_api, invalid, kind, name_attr, new_object, not_found, ok,
-    opt_bool, opt_str, project_of, reject_read_only, reject_unknown, set_display_name,
-    standard_attrs, update_object, visible,
+    opt_bool, opt_str, project_of, reject_read_only, reject_unknown, standard_attrs, visible,
 };
+use super::{listed, new_name, shown, update_spec};
 use crate::ApiState;
 use crate::auth::Caller;
 use crate::openstack::common;
@@ -253,10 +252,7 @@ pub async fn list(
     let ports = visible(&state, kind("ports"), &scope).await?;
     let refs = refs(&state, &scope).await?;
     let rendered = ports.iter().map(|p| render(p, &refs)).collect();
-    Ok(ok(
-        "ports",
-        Value::Array(ListQuery::new(pairs).apply(rendered)?),
-    ))
+    listed("ports", pairs, rendered)
 }
 
 async fn find_port(state: &ApiState, scope: &Scope, id: &str) -> Result<Value, Fault> {
@@ -276,16 +272,7 @@ pub async fn show(
     let port = find_port(&state, &scope, &id).await?;
     let refs = project_refs(&state, &project_of(&port)).await?;
     let body = render(&port, &refs);
-    let query = ListQuery::new(pairs);
-    let fields = query.values("fields");
-    Ok(ok(
-        "port",
-        if fields.is_empty() {
-            body
-        } else {
-            super::query::project(body, &fields)
-        },
-    ))
+    Ok(shown("port", pairs, body))
 }
 
 fn array<'a>(body: &'a Map<String, Value>, key: &str) -> Result<Option<&'a Vec<Value>>, Fault> {
@@ -517,28 +504,14 @@ pub async fn update(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let display = match body.contains_key("name") {
-        true => Some(name_attr(&body)?),
-        false => None,
-    };
-    let updated = update_object(
+    let display = new_name(&body)?;
+    let updated = update_spec(
         &state,
         kind("ports"),
         &project,
         &common::name(&port),
-        |object| {
-            let mut spec = object
-                .get("spec")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
-            apply(&body, &mut spec, &refs, &project, &network, &scope)?;
-            object["spec"] = Value::Object(spec);
-            if let Some(d) = &display {
-                set_display_name(object, d);
-            }
-            Ok(())
-        },
+        display.as_deref(),
+        |spec| apply(&body, spec, &refs, &project, &network, &scope),
     )
     .await?;
     Ok(ok("port", render(&updated, &refs)))

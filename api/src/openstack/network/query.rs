@@ -152,14 +152,24 @@ impl ListQuery {
                 kept.truncate(usize::try_from(n).unwrap_or(usize::MAX));
             }
         }
-        let fields = self.values("fields");
-        if fields.is_empty() {
+        if self.values("fields").is_empty() {
             return Ok(kept);
         }
         Ok(kept
             .into_iter()
-            .map(|item| project(item, &fields))
+            .map(|item| self.select_fields(item))
             .collect())
+    }
+
+    /// `item` with only the `fields` this query names, or whole when it names none: a
+    /// single resource answers `?fields=` the way a list does.
+    pub fn select_fields(&self, item: Value) -> Value {
+        let fields = self.values("fields");
+        if fields.is_empty() {
+            item
+        } else {
+            project(item, &fields)
+        }
     }
 }
 

@@ -32,12 +32,12 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::ports::DEFAULT_GROUP;
-use super::query::ListQuery;
 use super::{
     NET, Scope, body_object, created, from_api, from_store, invalid, kind, name_attr,
     neutron_field_names, new_object, not_found, ok, opt_bool, opt_str, opt_u32, project_of,
     reject_read_only, reject_unknown, set_display_name, standard_attrs, update_object, visible,
 };
+use super::{listed, new_name, shown};
 use crate::ApiState;
 use crate::auth::Caller;
 use crate::openstack::common;
@@ -266,10 +266,7 @@ pub async fn list(
     scope.check(Action::Read, &scope.project, "Project")?;
     let groups = visible_groups(&state, &scope).await?;
     let rendered = groups.iter().map(|g| render(g, &groups)).collect();
-    Ok(ok(
-        "security_groups",
-        Value::Array(ListQuery::new(pairs).apply(rendered)?),
-    ))
+    listed("security_groups", pairs, rendered)
 }
 
 /// `GET /security-groups/{id}`.
@@ -282,16 +279,7 @@ pub async fn show(
     let scope = Scope::of(caller)?;
     let (group, groups) = find_group(&state, &scope, &id).await?;
     let body = render(&group, &groups);
-    let query = ListQuery::new(pairs);
-    let fields = query.values("fields");
-    Ok(ok(
-        "security_group",
-        if fields.is_empty() {
-            body
-        } else {
-            super::query::project(body, &fields)
-        },
-    ))
+    Ok(shown("security_group", pairs, body))
 }
 
 fn default_exists() -> Fault {
@@ -368,10 +356,7 @@ pub async fn update(
     let (group, groups) = find_group(&state, &scope, &id).await?;
     let project = project_of(&group);
     scope.check(Action::Write, &project, &format!("Security group {id}"))?;
-    let display = match body.contains_key("name") {
-        true => Some(name_attr(&body)?),
-        false => None,
-    };
+    let display = new_name(&body)?;
     let is_default = common::name(&group) == DEFAULT_GROUP;
     if let Some(d) = &display {
         if is_default && d != DEFAULT_GROUP {
@@ -484,10 +469,7 @@ pub async fn list_rules(
                 .collect::<Vec<_>>()
         })
         .collect();
-    Ok(ok(
-        "security_group_rules",
-        Value::Array(ListQuery::new(pairs).apply(rendered)?),
-    ))
+    listed("security_group_rules", pairs, rendered)
 }
 
 /// The group holding rule `id` and the rule, among the groups the scope sees.
@@ -520,16 +502,7 @@ pub async fn show_rule(
     let scope = Scope::of(caller)?;
     let (group, rule, groups) = find_rule(&state, &scope, &id).await?;
     let body = render_rule(&group, &rule, &groups);
-    let query = ListQuery::new(pairs);
-    let fields = query.values("fields");
-    Ok(ok(
-        "security_group_rule",
-        if fields.is_empty() {
-            body
-        } else {
-            super::query::project(body, &fields)
-        },
-    ))
+    Ok(shown("security_group_rule", pairs, body))
 }
 
 /// A remote prefix the Neutron way: a bare address is a host route; host bits are cleared.

@@ -20,12 +20,12 @@ use ipnet::IpNet;
 use serde_json::{Map, Value, json};
 
 use super::networks::find_network;
-use super::query::ListQuery;
 use super::{
     NET, Scope, body_object, created, from_api, invalid, kind, name_attr, new_object, not_found,
-    ok, opt_bool, opt_str, opt_u32, project_of, reject_read_only, reject_unknown, set_display_name,
-    standard_attrs, update_object, visible,
+    ok, opt_bool, opt_str, opt_u32, project_of, reject_read_only, reject_unknown, standard_attrs,
+    visible,
 };
+use super::{listed, new_name, shown, update_spec};
 use crate::ApiState;
 use crate::auth::Caller;
 use crate::openstack::common;
@@ -195,10 +195,7 @@ pub async fn list(
     let subnets = visible(&state, kind("subnets"), &scope).await?;
     let networks = visible(&state, kind("networks"), &scope).await?;
     let rendered = subnets.iter().map(|s| render(s, &networks)).collect();
-    Ok(ok(
-        "subnets",
-        Value::Array(ListQuery::new(pairs).apply(rendered)?),
-    ))
+    listed("subnets", pairs, rendered)
 }
 
 /// `GET /subnets/{id}`.
@@ -216,16 +213,7 @@ pub async fn show(
         .await
         .map_err(from_api)?;
     let body = render(&subnet, &networks);
-    let query = ListQuery::new(pairs);
-    let fields = query.values("fields");
-    Ok(ok(
-        "subnet",
-        if fields.is_empty() {
-            body
-        } else {
-            super::query::project(body, &fields)
-        },
-    ))
+    Ok(shown("subnet", pairs, body))
 }
 
 fn parse_ip(field: &str, value: &Value) -> Result<IpAddr, Fault> {
@@ -490,28 +478,14 @@ pub async fn update(
         .ok_or_else(|| not_found("SubnetNotFound", "Subnet", &id))?;
     let project = project_of(&subnet);
     scope.check(Action::Write, &project, &format!("Subnet {id}"))?;
-    let display = match body.contains_key("name") {
-        true => Some(name_attr(&body)?),
-        false => None,
-    };
-    let updated = update_object(
+    let display = new_name(&body)?;
+    let updated = update_spec(
         &state,
         kind("subnets"),
         &project,
         &common::name(&subnet),
-        |object| {
-            let mut spec = object
-                .get("spec")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
-            apply(&body, &mut spec)?;
-            object["spec"] = Value::Object(spec);
-            if let Some(d) = &display {
-                set_display_name(object, d);
-            }
-            Ok(())
-        },
+        display.as_deref(),
+        |spec| apply(&body, spec),
     )
     .await?;
     let networks = common::list(&state, kind("networks"), Some(&project))

@@ -409,7 +409,7 @@ pub(crate) fn name_attr(body: &Map<String, Value>) -> Result<String, Fault> {
 
 /// A new object of `kind` named for OpenStack name `display`: its metadata (object name,
 /// project, the name annotation when the names differ) and `spec`.
-pub(crate) async fn new_object(
+async fn new_object(
     state: &ApiState,
     kind: &'static KindInfo,
     project: &str,
@@ -430,6 +430,22 @@ pub(crate) async fn new_object(
         "metadata": metadata,
         "spec": spec,
     }))
+}
+
+/// Stores the [`new_object`] of `kind` for OpenStack name `display` through the native
+/// admission (quotas, validation) and returns it as written: every create route ends so.
+pub(crate) async fn create_object(
+    state: &ApiState,
+    kind: &'static KindInfo,
+    project: &str,
+    prefix: &str,
+    display: &str,
+    spec: Value,
+) -> Result<Value, Fault> {
+    let object = new_object(state, kind, project, prefix, display, spec).await?;
+    crate::resources::create(state, kind, Some(project), object, false)
+        .await
+        .map_err(from_api)
 }
 
 /// Sets the OpenStack name of `object` (the annotation; object names never change).

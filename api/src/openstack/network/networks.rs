@@ -15,7 +15,7 @@ use cirrus_auth::Action;
 use serde_json::{Map, Value, json};
 
 use super::{
-    NET, Scope, body_object, created, from_api, invalid, kind, name_attr, new_object, not_found,
+    NET, Scope, body_object, create_object, created, from_api, invalid, kind, name_attr, not_found,
     ok, opt_bool, opt_str, opt_u32, project_of, reject_read_only, reject_unknown, standard_attrs,
 };
 use super::{listed, new_name, shown, update_spec};
@@ -316,7 +316,7 @@ pub async fn create(
     if let Some(seg) = provider(&body, &scope)? {
         spec.insert("segmentation".into(), seg);
     }
-    let object = new_object(
+    let stored = create_object(
         &state,
         kind("networks"),
         &project,
@@ -325,9 +325,6 @@ pub async fn create(
         Value::Object(spec),
     )
     .await?;
-    let stored = crate::resources::create(&state, kind("networks"), Some(&project), object, false)
-        .await
-        .map_err(from_api)?;
     tracing::info!(%project, network = %common::name(&stored), "network created through the network API");
     Ok(created("network", render(&stored, &[], scope.admin)))
 }

@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 
 use super::networks::{find_network, policy};
 use super::{
-    Scope, body_object, created, from_api, invalid, kind, name_attr, new_object, not_found, ok,
+    Scope, body_object, create_object, created, from_api, invalid, kind, name_attr, not_found, ok,
     opt_bool, opt_str, project_of, reject_read_only, reject_unknown, standard_attrs, visible,
 };
 use super::{listed, new_name, shown, update_spec};
@@ -465,7 +465,7 @@ pub async fn create(
     let mut spec = Map::new();
     spec.insert("network".into(), Value::from(network_name.clone()));
     apply(&body, &mut spec, &refs, &project, &network_name, &scope)?;
-    let object = new_object(
+    let stored = create_object(
         &state,
         kind("ports"),
         &project,
@@ -474,9 +474,6 @@ pub async fn create(
         Value::Object(spec),
     )
     .await?;
-    let stored = crate::resources::create(&state, kind("ports"), Some(&project), object, false)
-        .await
-        .map_err(from_api)?;
     tracing::info!(%project, port = %common::name(&stored), "port created through the network API");
     Ok(created("port", render(&stored, &refs)))
 }

@@ -33,8 +33,8 @@ use uuid::Uuid;
 
 use super::ports::DEFAULT_GROUP;
 use super::{
-    NET, Scope, body_object, created, from_api, from_store, invalid, kind, name_attr,
-    neutron_field_names, new_object, not_found, ok, opt_bool, opt_str, opt_u32, project_of,
+    NET, Scope, body_object, create_object, created, from_api, from_store, invalid, kind,
+    name_attr, neutron_field_names, not_found, ok, opt_bool, opt_str, opt_u32, project_of,
     reject_read_only, reject_unknown, set_display_name, standard_attrs, update_object, visible,
 };
 use super::{listed, new_name, shown};
@@ -314,7 +314,7 @@ pub async fn create(
     if let Some(s) = opt_bool(&body, "stateful")? {
         spec["stateful"] = Value::from(s);
     }
-    let object = new_object(
+    let stored = create_object(
         &state,
         kind("securitygroups"),
         &project,
@@ -323,15 +323,6 @@ pub async fn create(
         spec,
     )
     .await?;
-    let stored = crate::resources::create(
-        &state,
-        kind("securitygroups"),
-        Some(&project),
-        object,
-        false,
-    )
-    .await
-    .map_err(from_api)?;
     tracing::info!(%project, group = %common::name(&stored), "security group created through the network API");
     Ok(created(
         "security_group",

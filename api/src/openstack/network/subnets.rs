@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 use super::networks::find_network;
 use super::{
-    NET, Scope, body_object, created, from_api, invalid, kind, name_attr, new_object, not_found,
+    NET, Scope, body_object, create_object, created, from_api, invalid, kind, name_attr, not_found,
     ok, opt_bool, opt_str, opt_u32, project_of, reject_read_only, reject_unknown, standard_attrs,
     visible,
 };
@@ -430,7 +430,7 @@ pub async fn create(
     spec.insert("cidr".into(), Value::from(cidr.to_string()));
     spec.insert("ipVersion".into(), Value::from(version));
     apply(&body, &mut spec)?;
-    let object = new_object(
+    let stored = create_object(
         &state,
         kind("subnets"),
         &project,
@@ -439,9 +439,6 @@ pub async fn create(
         Value::Object(spec),
     )
     .await?;
-    let stored = crate::resources::create(&state, kind("subnets"), Some(&project), object, false)
-        .await
-        .map_err(from_api)?;
     tracing::info!(%project, subnet = %common::name(&stored), "subnet created through the network API");
     Ok(created(
         "subnet",

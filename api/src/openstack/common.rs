@@ -211,3 +211,41 @@ pub async fn write_project_quota(
     tracing::info!(%project, ?changes, "quota limits changed through an OpenStack API");
     Ok(())
 }
+
+/// The first of the new quota `limits` (key → limit, `-1` unlimited) below what `project`
+/// uses now, as `(key, limit, used)`; `None` when all fit. Quota-set updates without
+/// `force` refuse such a limit, each API in its own words.
+pub async fn limit_below_usage(
+    state: &ApiState,
+    project: &str,
+    limits: &std::collections::BTreeMap<String, i64>,
+) -> Result<Option<(String, i64, i64)>, ApiError> {
+    let used = crate::quota::usage(&state.store, project).await?;
+    Ok(limits.iter().find_map(|(key, limit)| {
+        let n = used.get(key).copied().unwrap_or(0);
+        (*limit >= 0 && *limit < n).then(|| (key.clone(), *limit, n))
+    }))
+}
+
+/// Sets the quota `limits` of `project` and answers all its limits as they then are: the
+/// end of every quota-set update (compute, network, volume).
+pub async fn set_project_limits(
+    state: &ApiState,
+    project: &str,
+    limits: &std::collections::BTreeMap<String, i64>,
+) -> Result<std::collections::BTreeMap<String, i64>, ApiError> {
+    let changes = limits.iter().map(|(k, v)| (k.clone(), Some(*v))).collect();
+    write_project_quota(state, project, &changes).await?;
+    crate::quota::limits(&state.store, project).await
+}
+
+/// Clears the quotas `keys` of `project`, which then has the defaults again: what every
+/// quota-set delete does.
+pub async fn reset_project_quota(
+    state: &ApiState,
+    project: &str,
+    keys: &[&str],
+) -> Result<(), ApiError> {
+    let changes = keys.iter().map(|k| ((*k).to_string(), None)).collect();
+    write_project_quota(state, project, &changes).await
+}

@@ -296,32 +296,21 @@ async fn update(
     }
     let update = parse_update(&common::json_body(D, &body)?)?;
     known_project(&state, &project).await?;
-    if !update.force {
-        let usage = crate::quota::usage(&state.store, &project)
-            .await
-            .map_err(api)?;
-        for (key, limit) in &update.limits {
-            let used = usage.get(key).copied().unwrap_or(0);
-            if *limit >= 0 && *limit < used {
-                return Err(Fault::bad_request(
-                    D,
-                    format!(
-                        "Quota limit {limit} for {key} must be greater than or equal to \
-                         already used and reserved {used}."
-                    ),
-                ));
-            }
-        }
+    if !update.force
+        && let Some((key, limit, used)) =
+            common::limit_below_usage(&state, &project, &update.limits)
+                .await
+                .map_err(api)?
+    {
+        return Err(Fault::bad_request(
+            D,
+            format!(
+                "Quota limit {limit} for {key} must be greater than or equal to \
+                 already used and reserved {used}."
+            ),
+        ));
     }
-    let changes = update
-        .limits
-        .iter()
-        .map(|(k, v)| (k.clone(), Some(*v)))
-        .collect();
-    common::write_project_quota(&state, &project, &changes)
-        .await
-        .map_err(api)?;
-    let limits = crate::quota::limits(&state.store, &project)
+    let limits = common::set_project_limits(&state, &project, &update.limits)
         .await
         .map_err(api)?;
     Ok(axum::Json(json!({ "quota_set": limits_body(&limits) })).into_response())
@@ -335,8 +324,7 @@ async fn revert(
 ) -> Result<Response, Fault> {
     may_write(&caller, "delete")?;
     known_project(&state, &project).await?;
-    let changes = ENFORCED.iter().map(|k| ((*k).to_string(), None)).collect();
-    common::write_project_quota(&state, &project, &changes)
+    common::reset_project_quota(&state, &project, ENFORCED)
         .await
         .map_err(api)?;
     Ok(StatusCode::ACCEPTED.into_response())

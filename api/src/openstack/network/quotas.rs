@@ -250,33 +250,21 @@ pub async fn update(
                 .with_kind("ProjectNotFound"),
         );
     }
-    if !update.force {
-        let used = crate::quota::usage(&state.store, &project)
+    if !update.force
+        && let Some((key, limit, n)) = common::limit_below_usage(&state, &project, &update.limits)
             .await
-            .map_err(from_api)?;
-        for (key, limit) in &update.limits {
-            let n = used.get(key).copied().unwrap_or(0);
-            if *limit >= 0 && *limit < n {
-                return Err(Fault::bad_request(
-                    NET,
-                    format!(
-                        "Quota limit {limit} for {key} must be greater than or equal to the \
-                         {n} already in use (force to set it anyway)."
-                    ),
-                )
-                .with_kind("InvalidQuotaValue"));
-            }
-        }
+            .map_err(from_api)?
+    {
+        return Err(Fault::bad_request(
+            NET,
+            format!(
+                "Quota limit {limit} for {key} must be greater than or equal to the \
+                 {n} already in use (force to set it anyway)."
+            ),
+        )
+        .with_kind("InvalidQuotaValue"));
     }
-    let changes = update
-        .limits
-        .iter()
-        .map(|(k, v)| (k.clone(), Some(*v)))
-        .collect();
-    common::write_project_quota(&state, &project, &changes)
-        .await
-        .map_err(from_api)?;
-    let limits = crate::quota::limits(&state.store, &project)
+    let limits = common::set_project_limits(&state, &project, &update.limits)
         .await
         .map_err(from_api)?;
     Ok(ok("quota", Value::Object(limits_body(&limits))))
@@ -293,8 +281,7 @@ pub async fn delete(
         .await
         .map_err(from_api)?
     {
-        let changes = ENFORCED.iter().map(|k| ((*k).to_string(), None)).collect();
-        common::write_project_quota(&state, &project, &changes)
+        common::reset_project_quota(&state, &project, ENFORCED)
             .await
             .map_err(from_api)?;
     }

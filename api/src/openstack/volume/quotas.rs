@@ -269,31 +269,19 @@ pub async fn update(
             format!("Project {target} could not be found."),
         ));
     }
-    if update.validate {
-        let used = crate::quota::usage(&state.store, &target)
+    if update.validate
+        && let Some((key, _, n)) = common::limit_below_usage(&state, &target, &update.limits)
             .await
-            .map_err(api_fault)?;
-        for (key, limit) in &update.limits {
-            let n = used.get(key).copied().unwrap_or(0);
-            if *limit >= 0 && *limit < n {
-                return Err(Fault::bad_request(
-                    DIALECT,
-                    format!(
-                        "Quota {key} limit must be equal or greater than existing resources                          ({n})."
-                    ),
-                ));
-            }
-        }
+            .map_err(api_fault)?
+    {
+        return Err(Fault::bad_request(
+            DIALECT,
+            format!(
+                "Quota {key} limit must be equal or greater than existing resources                          ({n})."
+            ),
+        ));
     }
-    let changes = update
-        .limits
-        .iter()
-        .map(|(k, v)| (k.clone(), Some(*v)))
-        .collect();
-    common::write_project_quota(&state, &target, &changes)
-        .await
-        .map_err(api_fault)?;
-    let limits = crate::quota::limits(&state.store, &target)
+    let limits = common::set_project_limits(&state, &target, &update.limits)
         .await
         .map_err(api_fault)?;
     Ok(answer(limits_body(&limits), None))
@@ -311,8 +299,7 @@ pub async fn delete(
         .await
         .map_err(api_fault)?
     {
-        let changes = ENFORCED.iter().map(|k| ((*k).to_string(), None)).collect();
-        common::write_project_quota(&state, &target, &changes)
+        common::reset_project_quota(&state, &target, ENFORCED)
             .await
             .map_err(api_fault)?;
     }

@@ -787,26 +787,13 @@ async fn action(
                 "metadata": {"resourceVersion": server.metadata.resource_version},
                 "spec": spec,
             });
-            state
-                .store
-                .patch(
-                    servers_kind(),
-                    Some(project_of(&server)),
-                    &server.metadata.name,
-                    &patch,
-                    Part::Main,
-                    false,
-                )
-                .await
-                .map_err(|e| match e {
-                    cirrus_store::objects::ObjectError::Conflict { .. } => Fault::conflict(
-                        D,
-                        format!(
-                            "Instance {id} changed while the action was being applied; retry it."
-                        ),
-                    ),
-                    other => api(other.into()),
-                })?;
+            patch_server(
+                &state,
+                &server,
+                &patch,
+                format!("Instance {id} changed while the action was being applied; retry it."),
+            )
+            .await?;
             let action_name = body
                 .as_object()
                 .and_then(|m| m.keys().next().cloned())
@@ -901,41 +888,65 @@ async fn rebuild(state: &ApiState, server: &Server, args: &Value) -> Result<Serv
     });
     if let Some(meta) = args.get("metadata") {
         let wanted = check_metadata(meta)?;
-        let mut patch = Map::new();
-        for key in server.spec.metadata.keys() {
-            if !wanted.contains_key(key) {
-                patch.insert(key.clone(), Value::Null);
-            }
-        }
-        for (k, v) in wanted {
-            patch.insert(k, Value::from(v));
-        }
-        spec["metadata"] = Value::Object(patch);
+        spec["metadata"] = Value::Object(metadata_patch(&server.spec.metadata, &wanted));
     }
     let patch = json!({
         "metadata": {"resourceVersion": server.metadata.resource_version, "annotations": annotations},
         "spec": spec,
     });
-    let updated = state
+    let updated = patch_server(
+        state,
+        server,
+        &patch,
+        "The server changed while the rebuild was being applied; retry it.",
+    )
+    .await?;
+    tracing::info!(%project, server = %server.metadata.name, image = %image.metadata.name, "server rebuild");
+    parse(updated)
+}
+
+/// Writes the merge `patch` into `server`'s main part. The patch carries the
+/// `resourceVersion` the server was read at, so a change in between fails: that is Nova's
+/// `409` saying `conflict`; the written object is returned.
+async fn patch_server(
+    state: &ApiState,
+    server: &Server,
+    patch: &Value,
+    conflict: impl Into<String>,
+) -> Result<Value, Fault> {
+    state
         .store
         .patch(
             servers_kind(),
-            Some(project),
+            Some(project_of(server)),
             &server.metadata.name,
-            &patch,
+            patch,
             Part::Main,
             false,
         )
         .await
         .map_err(|e| match e {
-            cirrus_store::objects::ObjectError::Conflict { .. } => Fault::conflict(
-                D,
-                "The server changed while the rebuild was being applied; retry it.",
-            ),
+            cirrus_store::objects::ObjectError::Conflict { .. } => Fault::conflict(D, conflict),
             other => api(other.into()),
-        })?;
-    tracing::info!(%project, server = %server.metadata.name, image = %image.metadata.name, "server rebuild");
-    parse(updated)
+        })
+}
+
+/// The merge patch of `spec.metadata` that turns `current` into `wanted`: keys `wanted`
+/// lacks become `null` (removed), the others are set.
+fn metadata_patch(
+    current: &BTreeMap<String, String>,
+    wanted: &BTreeMap<String, String>,
+) -> Map<String, Value> {
+    let mut patch = Map::new();
+    for key in current.keys() {
+        if !wanted.contains_key(key) {
+            patch.insert(key.clone(), Value::Null);
+        }
+    }
+    for (k, v) in wanted {
+        patch.insert(k.clone(), Value::from(v.clone()));
+    }
+    patch
 }
 
 /// The server's console log, through the native console route's handler (which proxies to
@@ -1021,36 +1032,17 @@ async fn write_metadata(
             "Quota exceeded for metadata_items: at most 128 metadata items.",
         ));
     }
-    let mut patch = Map::new();
-    for key in server.spec.metadata.keys() {
-        if !metadata.contains_key(key) {
-            patch.insert(key.clone(), Value::Null);
-        }
-    }
-    for (k, v) in metadata {
-        patch.insert(k.clone(), Value::from(v.clone()));
-    }
-    let updated = state
-        .store
-        .patch(
-            servers_kind(),
-            Some(project_of(server)),
-            &server.metadata.name,
-            &json!({
-                "metadata": {"resourceVersion": server.metadata.resource_version},
-                "spec": {"metadata": patch},
-            }),
-            Part::Main,
-            false,
-        )
-        .await
-        .map_err(|e| match e {
-            cirrus_store::objects::ObjectError::Conflict { .. } => Fault::conflict(
-                D,
-                "The server changed while its metadata was being written; retry.",
-            ),
-            other => api(other.into()),
-        })?;
+    let patch = metadata_patch(&server.spec.metadata, metadata);
+    let updated = patch_server(
+        state,
+        server,
+        &json!({
+            "metadata": {"resourceVersion": server.metadata.resource_version},
+            "spec": {"metadata": patch},
+        }),
+        "The server changed while its metadata was being written; retry.",
+    )
+    .await?;
     Ok(parse(updated)?.spec.metadata)
 }
 

@@ -32,8 +32,8 @@ const MAX_LIMIT: usize = 1000;
 /// The flavor routes under `/compute/v2.1`.
 pub fn router() -> Router<ApiState> {
     Router::new()
-        .route("/compute/v2.1/flavors", get(list).post(create))
-        .route("/compute/v2.1/flavors/detail", get(list_detail))
+        .route("/compute/v2.1/flavors", get(list::<false>).post(create))
+        .route("/compute/v2.1/flavors/detail", get(list::<true>))
         .route("/compute/v2.1/flavors/{id}", get(show).delete(delete))
         .route(
             "/compute/v2.1/flavors/{id}/os-flavor-access",
@@ -289,24 +289,15 @@ async fn list_page(
     Ok(Json(body).into_response())
 }
 
-/// `GET /flavors`: ids, names and links.
-async fn list(
+/// `GET /flavors` (ids, names and links) and, with `DETAIL`, `GET /flavors/detail` (whole
+/// flavors): one handler for both routes.
+async fn list<const DETAIL: bool>(
     State(state): State<ApiState>,
     caller: Caller,
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, Fault> {
-    list_page(&state, &caller, &headers, &query, false).await
-}
-
-/// `GET /flavors/detail`: whole flavors.
-async fn list_detail(
-    State(state): State<ApiState>,
-    caller: Caller,
-    headers: HeaderMap,
-    Query(query): Query<ListQuery>,
-) -> Result<Response, Fault> {
-    list_page(&state, &caller, &headers, &query, true).await
+    list_page(&state, &caller, &headers, &query, DETAIL).await
 }
 
 /// The flavor with id `id` the caller may see (private ones only for admins).

@@ -39,8 +39,8 @@ const MAX_LIMIT: usize = 1000;
 pub fn router() -> Router<ApiState> {
     const S: &str = "/compute/v2.1/servers";
     Router::new()
-        .route(S, get(list).post(create))
-        .route(&format!("{S}/detail"), get(list_detail))
+        .route(S, get(list::<false>).post(create))
+        .route(&format!("{S}/detail"), get(list::<true>))
         .route(&format!("{S}/{{id}}"), get(show).put(update).delete(remove))
         .route(&format!("{S}/{{id}}/action"), post(action))
         .route(&format!("{S}/{{id}}/ips"), get(ips))
@@ -498,33 +498,15 @@ impl Filters {
     }
 }
 
-/// `GET /servers`.
-async fn list(
-    state: State<ApiState>,
-    caller: Caller,
-    headers: HeaderMap,
-    query: RawQuery,
-) -> Result<Response, Fault> {
-    listing(state, caller, headers, query, false).await
-}
-
-/// `GET /servers/detail`.
-async fn list_detail(
-    state: State<ApiState>,
-    caller: Caller,
-    headers: HeaderMap,
-    query: RawQuery,
-) -> Result<Response, Fault> {
-    listing(state, caller, headers, query, true).await
-}
-
-async fn listing(
+/// `GET /servers` and, with `DETAIL`, `GET /servers/detail`: one handler, the two routes
+/// differ only in the body of each server (summary or detail).
+async fn list<const DETAIL: bool>(
     State(state): State<ApiState>,
     caller: Caller,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-    detailed: bool,
 ) -> Result<Response, Fault> {
+    let detailed = DETAIL;
     let project = scope(&caller)?.to_string();
     let admin = caller.is_cloud_admin();
     let pairs = query_pairs(query.as_deref());

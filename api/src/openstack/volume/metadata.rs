@@ -55,30 +55,31 @@ pub(crate) async fn show_all<O: Owner>(
     Path((project_id, id)): Path<(String, String)>,
 ) -> Result<Response, Fault> {
     let ctx = Ctx::new(&caller, &project_id, Action::Read)?;
-    get_all(&state, &ctx, O::kind(), O::WHAT, &id).await
+    let object = target::<O>(&state, &ctx, &id).await?;
+    Ok(Json(json!({ "metadata": metadata_of(&object) })).into_response())
 }
 
-/// `POST …/{id}/metadata`: merge.
+/// `POST …/{id}/metadata` with `{"metadata": {...}}`: merge.
 pub(crate) async fn merge_all<O: Owner>(
     state: State<ApiState>,
     caller: Caller,
     path: Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, Fault> {
-    write_all_handler::<O>(state, caller, path, body, Mode::Merge).await
+    write_all::<O>(state, caller, path, body, Mode::Merge).await
 }
 
-/// `PUT …/{id}/metadata`: replace.
+/// `PUT …/{id}/metadata` with `{"metadata": {...}}`: replace.
 pub(crate) async fn replace_all<O: Owner>(
     state: State<ApiState>,
     caller: Caller,
     path: Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, Fault> {
-    write_all_handler::<O>(state, caller, path, body, Mode::Replace).await
+    write_all::<O>(state, caller, path, body, Mode::Replace).await
 }
 
-async fn write_all_handler<O: Owner>(
+async fn write_all<O: Owner>(
     State(state): State<ApiState>,
     caller: Caller,
     Path((project_id, id)): Path<(String, String)>,
@@ -87,7 +88,22 @@ async fn write_all_handler<O: Owner>(
 ) -> Result<Response, Fault> {
     let ctx = Ctx::new(&caller, &project_id, Action::Write)?;
     let body = common::json_body(DIALECT, &body)?;
-    write_all(&state, &ctx, O::kind(), O::WHAT, &id, &body, mode).await
+    let given = metadata_field(&body, "metadata")?.ok_or_else(|| {
+        Fault::bad_request(
+            DIALECT,
+            "Missing required element 'metadata' in request body.",
+        )
+    })?;
+    let object = target::<O>(&state, &ctx, &id).await?;
+    let result = store_metadata(&state, O::kind(), &object, |map| {
+        if mode == Mode::Replace {
+            map.clear();
+        }
+        map.extend(given.clone());
+        Ok(())
+    })
+    .await?;
+    Ok(Json(json!({ "metadata": result })).into_response())
 }
 
 /// `GET …/{id}/metadata/{key}`.
@@ -97,10 +113,13 @@ pub(crate) async fn show_item<O: Owner>(
     Path((project_id, id, key)): Path<(String, String, String)>,
 ) -> Result<Response, Fault> {
     let ctx = Ctx::new(&caller, &project_id, Action::Read)?;
-    get_item(&state, &ctx, O::kind(), O::WHAT, &id, &key).await
+    let object = target::<O>(&state, &ctx, &id).await?;
+    let map = metadata_of(&object);
+    let value = map.get(&key).ok_or_else(|| no_key::<O>(&id, &key))?;
+    Ok(Json(json!({ "meta": { key: value } })).into_response())
 }
 
-/// `PUT …/{id}/metadata/{key}`.
+/// `PUT …/{id}/metadata/{key}` with `{"meta": {key: value}}`.
 pub(crate) async fn set_item<O: Owner>(
     State(state): State<ApiState>,
     caller: Caller,
@@ -109,17 +128,45 @@ pub(crate) async fn set_item<O: Owner>(
 ) -> Result<Response, Fault> {
     let ctx = Ctx::new(&caller, &project_id, Action::Write)?;
     let body = common::json_body(DIALECT, &body)?;
-    put_item(&state, &ctx, O::kind(), O::WHAT, &id, &key, &body).await
+    let meta = metadata_field(&body, "meta")?.ok_or_else(|| {
+        Fault::bad_request(DIALECT, "Missing required element 'meta' in request body.")
+    })?;
+    if meta.len() != 1 {
+        return Err(Fault::bad_request(
+            DIALECT,
+            "Request body contains too many items: 'meta' takes exactly one key.",
+        ));
+    }
+    let Some(value) = meta.get(&key).cloned() else {
+        return Err(Fault::bad_request(
+            DIALECT,
+            format!("Request body and URI mismatch: the URI names key {key}."),
+        ));
+    };
+    let object = target::<O>(&state, &ctx, &id).await?;
+    store_metadata(&state, O::kind(), &object, |map| {
+        map.insert(key.clone(), value.clone());
+        Ok(())
+    })
+    .await?;
+    Ok(Json(json!({ "meta": { key: value } })).into_response())
 }
 
-/// `DELETE …/{id}/metadata/{key}`.
+/// `DELETE …/{id}/metadata/{key}`: `200`, `404` when the key is not set.
 pub(crate) async fn remove_item<O: Owner>(
     State(state): State<ApiState>,
     caller: Caller,
     Path((project_id, id, key)): Path<(String, String, String)>,
 ) -> Result<Response, Fault> {
     let ctx = Ctx::new(&caller, &project_id, Action::Write)?;
-    delete_item(&state, &ctx, O::kind(), O::WHAT, &id, &key).await
+    let object = target::<O>(&state, &ctx, &id).await?;
+    store_metadata(&state, O::kind(), &object, |map| {
+        map.remove(&key)
+            .map(drop)
+            .ok_or_else(|| no_key::<O>(&id, &key))
+    })
+    .await?;
+    Ok(axum::http::StatusCode::OK.into_response())
 }
 
 /// How a whole-map write combines with what is stored.
@@ -131,17 +178,19 @@ enum Mode {
     Replace,
 }
 
-/// The object `id` of `kind` (`what`: `Volume`, `Snapshot` for messages), or `404`.
-async fn target(
-    state: &ApiState,
-    ctx: &Ctx,
-    kind: &'static KindInfo,
-    what: &str,
-    id: &str,
-) -> Result<Value, Fault> {
-    find(state, kind, &ctx.project, ctx.admin, id)
+/// The object `id` of `O`, or `404`.
+async fn target<O: Owner>(state: &ApiState, ctx: &Ctx, id: &str) -> Result<Value, Fault> {
+    find(state, O::kind(), &ctx.project, ctx.admin, id)
         .await?
-        .ok_or_else(|| Fault::not_found(DIALECT, format!("{what} {id} could not be found.")))
+        .ok_or_else(|| Fault::not_found(DIALECT, format!("{} {id} could not be found.", O::WHAT)))
+}
+
+/// The `404` of a metadata key the object `id` of `O` does not have.
+fn no_key<O: Owner>(id: &str, key: &str) -> Fault {
+    Fault::not_found(
+        DIALECT,
+        format!("{} {id} has no metadata with key {key}.", O::WHAT),
+    )
 }
 
 fn metadata_of(object: &Value) -> BTreeMap<String, String> {
@@ -177,120 +226,4 @@ async fn store_metadata(
     )
     .await?;
     Ok(metadata_of(&written))
-}
-
-/// `GET …/metadata`.
-async fn get_all(
-    state: &ApiState,
-    ctx: &Ctx,
-    kind: &'static KindInfo,
-    what: &str,
-    id: &str,
-) -> Result<Response, Fault> {
-    let object = target(state, ctx, kind, what, id).await?;
-    Ok(Json(json!({ "metadata": metadata_of(&object) })).into_response())
-}
-
-/// `POST`/`PUT …/metadata` with `{"metadata": {...}}`.
-async fn write_all(
-    state: &ApiState,
-    ctx: &Ctx,
-    kind: &'static KindInfo,
-    what: &str,
-    id: &str,
-    body: &Value,
-    mode: Mode,
-) -> Result<Response, Fault> {
-    let given = metadata_field(body, "metadata")?.ok_or_else(|| {
-        Fault::bad_request(
-            DIALECT,
-            "Missing required element 'metadata' in request body.",
-        )
-    })?;
-    let object = target(state, ctx, kind, what, id).await?;
-    let result = store_metadata(state, kind, &object, |map| {
-        if mode == Mode::Replace {
-            map.clear();
-        }
-        map.extend(given.clone());
-        Ok(())
-    })
-    .await?;
-    Ok(Json(json!({ "metadata": result })).into_response())
-}
-
-/// `GET …/metadata/{key}`.
-async fn get_item(
-    state: &ApiState,
-    ctx: &Ctx,
-    kind: &'static KindInfo,
-    what: &str,
-    id: &str,
-    key: &str,
-) -> Result<Response, Fault> {
-    let object = target(state, ctx, kind, what, id).await?;
-    let map = metadata_of(&object);
-    let value = map.get(key).ok_or_else(|| {
-        Fault::not_found(
-            DIALECT,
-            format!("{what} {id} has no metadata with key {key}."),
-        )
-    })?;
-    Ok(Json(json!({ "meta": { key: value } })).into_response())
-}
-
-/// `PUT …/metadata/{key}` with `{"meta": {key: value}}`.
-async fn put_item(
-    state: &ApiState,
-    ctx: &Ctx,
-    kind: &'static KindInfo,
-    what: &str,
-    id: &str,
-    key: &str,
-    body: &Value,
-) -> Result<Response, Fault> {
-    let meta = metadata_field(body, "meta")?.ok_or_else(|| {
-        Fault::bad_request(DIALECT, "Missing required element 'meta' in request body.")
-    })?;
-    if meta.len() != 1 {
-        return Err(Fault::bad_request(
-            DIALECT,
-            "Request body contains too many items: 'meta' takes exactly one key.",
-        ));
-    }
-    let Some(value) = meta.get(key).cloned() else {
-        return Err(Fault::bad_request(
-            DIALECT,
-            format!("Request body and URI mismatch: the URI names key {key}."),
-        ));
-    };
-    let object = target(state, ctx, kind, what, id).await?;
-    store_metadata(state, kind, &object, |map| {
-        map.insert(key.to_string(), value.clone());
-        Ok(())
-    })
-    .await?;
-    Ok(Json(json!({ "meta": { key: value } })).into_response())
-}
-
-/// `DELETE …/metadata/{key}`: `404` when the key is not set.
-async fn delete_item(
-    state: &ApiState,
-    ctx: &Ctx,
-    kind: &'static KindInfo,
-    what: &str,
-    id: &str,
-    key: &str,
-) -> Result<Response, Fault> {
-    let object = target(state, ctx, kind, what, id).await?;
-    store_metadata(state, kind, &object, |map| {
-        map.remove(key).map(drop).ok_or_else(|| {
-            Fault::not_found(
-                DIALECT,
-                format!("{what} {id} has no metadata with key {key}."),
-            )
-        })
-    })
-    .await?;
-    Ok(axum::http::StatusCode::OK.into_response())
 }

@@ -249,3 +249,24 @@ pub async fn reset_project_quota(
     let changes = keys.iter().map(|k| ((*k).to_string(), None)).collect();
     write_project_quota(state, project, &changes).await
 }
+
+/// The start of every quota-set body: each `enforced` quota with its limit from `limits`
+/// (`-1`, unlimited, when unset), then each `fixed` one (not enforced here) with its
+/// constant value. Each API then adds its own extra keys.
+pub fn quota_body(
+    limits: &std::collections::BTreeMap<String, i64>,
+    enforced: &[&str],
+    fixed: &[(&str, i64)],
+) -> serde_json::Map<String, Value> {
+    let mut body = serde_json::Map::new();
+    for key in enforced {
+        body.insert(
+            (*key).into(),
+            serde_json::json!(limits.get(*key).copied().unwrap_or(-1)),
+        );
+    }
+    for (key, limit) in fixed {
+        body.insert((*key).into(), serde_json::json!(limit));
+    }
+    body
+}

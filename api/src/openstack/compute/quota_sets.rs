@@ -115,16 +115,7 @@ async fn known_project(state: &ApiState, project: &str) -> Result<(), Fault> {
 
 /// Every key of a Nova 2.1 quota set with its limit: the enforced ones from `limits`.
 pub fn limits_body(limits: &BTreeMap<String, i64>) -> Map<String, Value> {
-    let mut body = Map::new();
-    for key in ENFORCED {
-        body.insert(
-            (*key).into(),
-            json!(limits.get(*key).copied().unwrap_or(-1)),
-        );
-    }
-    for (key, limit) in FIXED {
-        body.insert((*key).into(), json!(limit));
-    }
+    let mut body = common::quota_body(limits, ENFORCED, FIXED);
     for key in NETWORK_PROXIES {
         body.insert((*key).into(), json!(-1));
     }

@@ -46,17 +46,7 @@ pub const FIXED: &[(&str, i64)] = &[
 
 /// Every key with its limit, the enforced ones from `limits`.
 pub fn limits_body(limits: &BTreeMap<String, i64>) -> Map<String, Value> {
-    let mut body = Map::new();
-    for key in ENFORCED {
-        body.insert(
-            (*key).into(),
-            json!(limits.get(*key).copied().unwrap_or(-1)),
-        );
-    }
-    for (key, limit) in FIXED {
-        body.insert((*key).into(), json!(limit));
-    }
-    body
+    common::quota_body(limits, ENFORCED, FIXED)
 }
 
 fn default_limits() -> BTreeMap<String, i64> {

@@ -50,16 +50,7 @@ fn per_type_keys() -> Vec<String> {
 
 /// Every key with its limit, the enforced ones from `limits`.
 pub fn limits_body(limits: &BTreeMap<String, i64>) -> Map<String, Value> {
-    let mut body = Map::new();
-    for key in ENFORCED {
-        body.insert(
-            (*key).into(),
-            json!(limits.get(*key).copied().unwrap_or(-1)),
-        );
-    }
-    for (key, limit) in FIXED {
-        body.insert((*key).into(), json!(limit));
-    }
+    let mut body = common::quota_body(limits, ENFORCED, FIXED);
     for key in per_type_keys() {
         body.insert(key, json!(-1));
     }

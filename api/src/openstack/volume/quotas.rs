@@ -267,9 +267,7 @@ pub async fn update(
     {
         return Err(Fault::bad_request(
             DIALECT,
-            format!(
-                "Quota {key} limit must be equal or greater than existing resources                          ({n})."
-            ),
+            format!("Quota {key} limit must be equal or greater than existing resources ({n})."),
         ));
     }
     let limits = common::set_project_limits(&state, &target, &update.limits)

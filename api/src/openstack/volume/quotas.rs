@@ -233,7 +233,7 @@ pub fn parse_update(body: &Value) -> Result<Update, Fault> {
         let fixed = FIXED.iter().find(|(f, _)| f == key).map_or(-1, |(_, v)| *v);
         if limit != fixed {
             return Err(bad(format!(
-                "Quota {key} is not enforced by this cloud and stays {fixed}; the settable                  volume quotas are {}.",
+                "Quota {key} is not enforced by this cloud and stays {fixed}; the settable volume quotas are {}.",
                 ENFORCED.join(", ")
             )));
         }

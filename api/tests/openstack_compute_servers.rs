@@ -892,3 +892,88 @@ async fn boot_from_a_new_volume_hints_and_rebuild() {
         .action(id, json!({"rebuild": {"imageRef": cloud.image_id}}), 409)
         .await;
 }
+
+/// The node agent writes server status all the time; an action racing such a write is
+/// re-planned on a fresh read, not refused with a 409 the user did nothing to cause.
+#[tokio::test]
+async fn actions_racing_status_writes_still_land() {
+    let cloud = cloud().await;
+    let id = cloud.boot("busy").await;
+    cloud
+        .set_status(
+            &id,
+            json!({"phase": "ACTIVE", "powerState": "Running", "node": "node-1"}),
+        )
+        .await;
+    let name = cloud.server_object(&id).await["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let store = cloud.api.store.clone();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // A busy node agent: acknowledges reboots and rewrites the status every few milliseconds.
+    let writer = tokio::spawn(async move {
+        let mut i = 0u64;
+        while !*stop_rx.borrow() {
+            i += 1;
+            let current = store
+                .get(kind("servers"), Some(PROJECT), &name)
+                .await
+                .unwrap();
+            let reboots = current["spec"]["rebootCount"].as_u64().unwrap_or(0);
+            store
+                .patch(
+                    kind("servers"),
+                    Some(PROJECT),
+                    &name,
+                    &json!({"status": {"observedRebootCount": reboots, "observedRebuildCount": i}}),
+                    Part::Status,
+                    false,
+                )
+                .await
+                .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    });
+    for i in 1..=20u64 {
+        // Wait for the previous reboot to be acknowledged (Nova refuses a reboot while
+        // one is in progress).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while cloud.server_object(&id).await["status"]["observedRebootCount"]
+            .as_u64()
+            .unwrap_or(0)
+            != i - 1
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "reboot {} never acknowledged",
+                i - 1
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        cloud
+            .action(&id, json!({"reboot": {"type": "SOFT"}}), 202)
+            .await;
+        assert_eq!(cloud.server_object(&id).await["spec"]["rebootCount"], i);
+        // Plain updates race the same writes.
+        let renamed = format!("busy-{i}");
+        let path = format!("/servers/{id}");
+        let body = json!({"server": {"name": renamed}});
+        cloud.send(&cloud.http, "PUT", &path, Some(body), 200).await;
+        let metadata = json!({"metadata": {"round": i.to_string()}});
+        cloud
+            .send(
+                &cloud.http,
+                "PUT",
+                &format!("{path}/metadata"),
+                Some(metadata),
+                200,
+            )
+            .await;
+    }
+    let shown = cloud.get(&format!("/servers/{id}"), 200).await;
+    assert_eq!(shown["server"]["name"], "busy-20");
+    assert_eq!(shown["server"]["metadata"]["round"], "20");
+    stop_tx.send(true).unwrap();
+    writer.await.unwrap();
+}

@@ -746,6 +746,16 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// How often a server action is re-planned after losing a race with another writer.
+const ACTION_RETRIES: u32 = 16;
+
+/// A short random pause (1–16 ms) before a retry, so racing writers fall out of step.
+fn jitter_ms() -> u64 {
+    let mut byte = [0u8; 1];
+    let _ = getrandom::fill(&mut byte);
+    1 + u64::from(byte[0] % 16)
+}
+
 /// `POST /servers/{id}/action`.
 async fn action(
     State(state): State<ApiState>,
@@ -765,17 +775,51 @@ async fn action(
     .await?;
     match actions::plan(&body, &server)? {
         ActionPlan::Patch(spec) => {
-            let patch = json!({
-                "metadata": {"resourceVersion": server.metadata.resource_version},
-                "spec": spec,
-            });
-            patch_server(
-                &state,
-                &server,
-                &patch,
-                format!("Instance {id} changed while the action was being applied; retry it."),
-            )
-            .await?;
+            // The write is conditioned on the version read; the node agent writes the status
+            // all the time, so a lost race is retried on a fresh read (which re-checks that
+            // the action is still allowed) rather than handed to the user as a 409.
+            let (mut server, mut spec) = (server, spec);
+            let mut attempts = 0;
+            loop {
+                let patch = json!({
+                    "metadata": {"resourceVersion": server.metadata.resource_version},
+                    "spec": spec,
+                });
+                match state
+                    .store
+                    .patch(
+                        servers_kind(),
+                        Some(project_of(&server)),
+                        &server.metadata.name,
+                        &patch,
+                        Part::Main,
+                        false,
+                    )
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(cirrus_store::objects::ObjectError::Conflict { .. })
+                        if attempts < ACTION_RETRIES =>
+                    {
+                        attempts += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(jitter_ms())).await;
+                        server = find_server(&state, &caller, &id, Action::Write).await?;
+                        match actions::plan(&body, &server)? {
+                            ActionPlan::Patch(fresh) => spec = fresh,
+                            _ => unreachable!("the same action plans the same way"),
+                        }
+                    }
+                    Err(cirrus_store::objects::ObjectError::Conflict { .. }) => {
+                        return Err(Fault::conflict(
+                            D,
+                            format!(
+                                "Instance {id} changed while the action was being applied; retry it."
+                            ),
+                        ));
+                    }
+                    Err(e) => return Err(api(e.into())),
+                }
+            }
             let action_name = body
                 .as_object()
                 .and_then(|m| m.keys().next().cloned())
@@ -888,29 +932,55 @@ async fn rebuild(state: &ApiState, server: &Server, args: &Value) -> Result<Serv
 }
 
 /// Writes the merge `patch` into `server`'s main part. The patch carries the
-/// `resourceVersion` the server was read at, so a change in between fails: that is Nova's
-/// `409` saying `conflict`; the written object is returned.
+/// `resourceVersion` the server was read at, so a change in between fails — but only a change
+/// of what users write (spec, labels, annotations) is Nova's `409` saying `conflict`: when
+/// just the status moved on (the node agent reporting), the same patch is applied again on
+/// the fresh version. The written object is returned.
 async fn patch_server(
     state: &ApiState,
     server: &Server,
     patch: &Value,
     conflict: impl Into<String>,
 ) -> Result<Value, Fault> {
-    state
-        .store
-        .patch(
-            servers_kind(),
-            Some(project_of(server)),
-            &server.metadata.name,
-            patch,
-            Part::Main,
-            false,
-        )
-        .await
-        .map_err(|e| match e {
-            cirrus_store::objects::ObjectError::Conflict { .. } => Fault::conflict(D, conflict),
-            other => api(other.into()),
-        })
+    let mut patch = patch.clone();
+    for _ in 0..=ACTION_RETRIES {
+        let written = state
+            .store
+            .patch(
+                servers_kind(),
+                Some(project_of(server)),
+                &server.metadata.name,
+                &patch,
+                Part::Main,
+                false,
+            )
+            .await;
+        match written {
+            Err(cirrus_store::objects::ObjectError::Conflict { .. }) => {
+                tokio::time::sleep(std::time::Duration::from_millis(jitter_ms())).await;
+                let fresh = parse(
+                    state
+                        .store
+                        .get(
+                            servers_kind(),
+                            Some(project_of(server)),
+                            &server.metadata.name,
+                        )
+                        .await
+                        .map_err(|e| api(e.into()))?,
+                )?;
+                let same_intent = fresh.spec == server.spec
+                    && fresh.metadata.labels == server.metadata.labels
+                    && fresh.metadata.annotations == server.metadata.annotations;
+                if !same_intent {
+                    break;
+                }
+                patch["metadata"]["resourceVersion"] = json!(fresh.metadata.resource_version);
+            }
+            other => return other.map_err(|e| api(e.into())),
+        }
+    }
+    Err(Fault::conflict(D, conflict))
 }
 
 /// The merge patch of `spec.metadata` that turns `current` into `wanted`: keys `wanted`

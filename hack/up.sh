@@ -52,3 +52,6 @@ for _ in $(seq 60); do
   sleep 1
 done
 "$cirrus" console-log server web-0 -p demo
+# The same cloud through the OpenStack API, with the real python-openstackclient.
+OS_CLIENT_CONFIG_FILE="$data/clouds.yaml" OS_CLOUD=cirrus \
+  target/osc-venv/bin/openstack server list --all-projects

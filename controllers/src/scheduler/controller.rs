@@ -188,9 +188,32 @@ async fn reconcile(
         None => None,
     };
 
+    // The server's volumes as the store has them now: a volume placed a moment ago may not
+    // be in the cache yet, and binding the server elsewhere would split it from its disk.
+    let mut volumes = Vec::new();
+    let names = server
+        .spec
+        .boot_volume
+        .iter()
+        .chain(server.spec.volumes.iter().map(|v| &v.volume));
+    for name in names {
+        if let Some(volume) = in_project_of::<Volume>(&ctx.client, &server)
+            .get_opt(name)
+            .await?
+        {
+            volumes.push(volume);
+        }
+    }
+
     let decision = {
         let _cycle = ctx.cycle.lock().expect("cycle lock");
-        let decision = ctx.decide(&server, &flavor, image_properties.as_ref(), group.as_ref());
+        let decision = ctx.decide(
+            &server,
+            &flavor,
+            image_properties.as_ref(),
+            group.as_ref(),
+            &volumes,
+        );
         if let Ok(placement) = &decision {
             ctx.assume(&key, &server, &placement.node);
         }
@@ -244,14 +267,15 @@ async fn reconcile(
 }
 
 impl SchedulerContext {
-    /// Decides where `server` goes from the caches and the assumed bindings (pure given
-    /// them; the caller holds the scheduling cycle).
+    /// Decides where `server` goes from the caches, the assumed bindings and its `volumes`
+    /// as just read (pure given them; the caller holds the scheduling cycle).
     fn decide(
         &self,
         server: &Server,
         flavor: &Flavor,
         image_properties: Option<&BTreeMap<String, String>>,
         group: Option<&ServerGroup>,
+        volumes: &[Volume],
     ) -> Result<super::Placement, super::NoValidHost> {
         let servers = self.servers_with_assumed();
         let flavors: BTreeMap<String, Arc<Flavor>> = self
@@ -270,7 +294,7 @@ impl SchedulerContext {
         let hints = resolve_hints(server, &servers, group);
         let mut request =
             PlacementRequest::for_server(server, &flavor.spec, image_properties, hints);
-        request.volume_nodes = volume_nodes(server, self.volumes.list().iter().map(|v| v.as_ref()));
+        request.volume_nodes = volume_nodes(server, volumes);
         place(&request, &candidates(&nodes, &usage), &self.config)
     }
 }

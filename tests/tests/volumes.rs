@@ -231,10 +231,16 @@ fn real_volume_attach_detach_and_data_survives() {
         "v1",
         json!({"spec": {"volumes": [{"volume": "data-1"}, {"volume": "data-3"}]}}),
     );
-    let c = eventually("v1 wrote B", Duration::from_secs(120), || {
-        let c = console(&cloud, "v1");
-        c.contains("WROTE-B vdc").then_some(c)
-    });
+    // The guest's hot-plug reporter prints the new disk's first bytes on its own time: wait
+    // for that line as well as for the write of B.
+    let c = eventually(
+        "v1 wrote B and reported vdd",
+        Duration::from_secs(120),
+        || {
+            let c = console(&cloud, "v1");
+            (c.contains("WROTE-B vdc") && c.contains("BLOCKDEV-DATA vdd")).then_some(c)
+        },
+    );
     assert!(
         c.contains("BLOCKDEV-DATA vdd MARKER-BEFORE-SNAP"),
         "the clone of the live snapshot holds A: {c}"

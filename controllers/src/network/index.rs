@@ -60,6 +60,10 @@ pub struct IpamState {
     /// the object's uid (an allocation created again under the same name, for this or
     /// another port, is a different object and is held again).
     released: HashMap<ReleasedKey, Instant>,
+    /// Allocations the cache saw deleted, for [`ASSUME_TTL`]: a create answered after the
+    /// cache already saw that allocation come and go (another controller released it) must
+    /// not be held as this process's own.
+    gone: HashMap<ReleasedKey, Instant>,
     /// Per subnet: the pools last scanned and the address (as an integer) below which
     /// every one of their addresses is taken.
     scan_start: HashMap<SubnetKey, (Pools, u128)>,
@@ -132,6 +136,13 @@ impl IpamState {
     }
 
     fn remove(&mut self, a: &IpAllocation) {
+        let now = Instant::now();
+        self.gone
+            .retain(|_, at| now.duration_since(*at) < ASSUME_TTL);
+        self.gone.insert(released_key(a), now);
+        if let Some(created) = self.created.get_mut(&port_uid(a)) {
+            created.retain(|c| released_key(c) != released_key(a));
+        }
         let key = subnet_key(a);
         self.freed(&key, &a.spec.ip_address);
         if let Some(map) = self.by_subnet.get_mut(&key)
@@ -246,6 +257,10 @@ impl IpamState {
             .get(&name_key(&a))
             .is_some_and(|cached| port_uid(cached) == port_uid(&a))
         {
+            return;
+        }
+        // Already seen deleted: it was released (by another controller) before this answer.
+        if self.gone.contains_key(&released_key(&a)) {
             return;
         }
         self.created.entry(port_uid(&a)).or_default().push(a);

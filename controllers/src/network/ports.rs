@@ -240,6 +240,11 @@ async fn allocate_all(
     wants: &[Want],
 ) -> Result<(Vec<FixedIp>, Option<Failure>), NetError> {
     let mut held = ctx.lock_ipam().held_by(uid);
+    // When a race left the port holding more than it wants, every controller must keep the
+    // same one — the address its status already shows, else the lowest — or two of them
+    // would each release the other's pick.
+    let shown: Vec<IpAddr> = port.status.fixed_ips.iter().map(|f| f.ip_address).collect();
+    held.sort_by_key(|a| (!shown.contains(&a.spec.ip_address), a.spec.ip_address));
     let mut assigned: Vec<Option<IpAllocation>> = vec![None; wants.len()];
     for (slot, want) in assigned.iter_mut().zip(wants) {
         if let Some(pos) = held.iter().position(|a| want.accepts(a)) {

@@ -644,13 +644,29 @@ async fn two_racing_controllers_never_hand_out_an_address_twice_and_reuse_freed_
             .buffer_unordered(32)
             .collect::<Vec<_>>()
     };
+    // Settled: every port allocated, one allocation each, and every status showing exactly
+    // its port's allocations (a race may leave a moment where counts match but not owners).
     let settled = |n: usize| {
         let h = &h;
         async move {
             let ports = h.ports().await;
+            let allocations = h.allocations().await;
             ports.len() == n
                 && ports.iter().all(|p| allocated(p) == Some(true))
-                && h.allocations().await.len() == n
+                && allocations.len() == n
+                && ports.iter().all(|p| {
+                    let uid = p.metadata.uid.as_deref().unwrap_or_default();
+                    let mut held: Vec<IpAddr> = allocations
+                        .iter()
+                        .filter(|a| a.spec.port_uid == uid)
+                        .map(|a| a.spec.ip_address)
+                        .collect();
+                    let mut shown: Vec<IpAddr> =
+                        p.status.fixed_ips.iter().map(|f| f.ip_address).collect();
+                    held.sort();
+                    shown.sort();
+                    held == shown
+                })
         }
     };
     create(0..100).await;

@@ -390,7 +390,8 @@ fn user_json(u: &User, base: &str) -> Value {
     body
 }
 
-/// `GET /v3/users` (filters `name`, `enabled`, `domain_id`): admins only.
+/// `GET /v3/users` (filters `name`, `enabled`, `domain_id`): every user for cloud admins,
+/// else only the caller (node identities are never listed).
 pub async fn list_users(
     State(state): State<ApiState>,
     caller: Caller,

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Installs what building and testing Cirrus needs on Debian 12, idempotently.
-# - protobuf-compiler: etcd-client's build generates the etcd gRPC code with protoc.
+# - gcc, libc6-dev: rustc links through `cc` (build scripts, `cargo install cargo-nextest`);
+#   libc6-dev is only a Recommends of gcc (hack/fresh-check.sh found both missing).
+# - protobuf-compiler, libprotobuf-dev: etcd-client's build generates the etcd gRPC code with
+#   protoc, which needs the well-known .proto files (google/protobuf/descriptor.proto); with
+#   --no-install-recommends only libprotobuf-dev brings them.
 # - etcd-server, etcd-client: a real etcd for the store conformance suite and etcdctl.
 # - qemu-utils: qemu-img checks uploaded images and makes copy-on-write disks.
 # - openvswitch-switch: the integration bridge (userspace datapath where the kernel module is
 #   absent); dnsmasq-base: DHCP per network; genisoimage: config drives; iproute2: namespaces.
 set -euo pipefail
 
-packages=(protobuf-compiler etcd-server etcd-client curl qemu-utils openvswitch-switch dnsmasq-base genisoimage iproute2 lvm2)
+packages=(gcc libc6-dev protobuf-compiler libprotobuf-dev etcd-server etcd-client curl qemu-utils openvswitch-switch dnsmasq-base genisoimage iproute2 lvm2)
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -23,7 +27,7 @@ fi
 
 if ! command -v cargo-nextest >/dev/null 2>&1 && ! cargo nextest --version >/dev/null 2>&1; then
   echo "cargo-nextest not found; installing it with cargo"
-  cargo install --locked cargo-nextest
+  cargo install --locked cargo-nextest --version 0.9.143
 fi
 # QEMU + libvirt (from bookworm-backports), busybox-static and pkg-config: the hypervisor
 # driver, its conformance suite and the test guest.

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${1:-target/osc-venv}"
 pins=(python-openstackclient==10.5.0 openstacksdk==4.22.0 keystoneauth1==5.18.1 osc-lib==4.7.0
-  tempest==47.0.0)
+  tempest==47.0.0 schemathesis==4.32.5)
 
 if [ -x "$venv/bin/openstack" ] && "$venv/bin/python" - "${pins[@]}" <<'PY'
 import sys

@@ -6,6 +6,7 @@
 #   socket), daemonized by this script, with its PID in /run/cirrus-<daemon>.pid and its log in
 #   /run/cirrus-<daemon>.log, then waits (bounded) until virsh answers. The first start takes
 #   ~10 s (libvirt probes QEMU's capabilities once and caches them).
+# - Restores /dev/kvm to group kvm, mode 0660 (see fix_kvm_node) when something changed it.
 # - `hack/start-libvirt.sh stop` stops exactly the daemons this script started (by PID).
 #
 # usage: hack/start-libvirt.sh [start|stop|status]
@@ -34,7 +35,22 @@ start_daemon() { # name binary socket
   echo "started $name (pid $!, log $RUN/cirrus-$name.log)"
 }
 
+# /dev/kvm as Debian's udev rule and qemu-system-common leave it: group kvm, mode 0660. Without
+# udev nothing restores it when something else changed it (a chroot's package script run through a
+# bind-mounted /dev once set the chroot's kvm gid). Then libvirt's QEMU probe (which may open it)
+# and its access check as the qemu user disagree about KVM, and libvirtd throws its capability
+# cache away and re-probes QEMU (~4 s) on every define, start and capabilities call.
+fix_kvm_node() {
+  [ -c /dev/kvm ] && getent group kvm >/dev/null || return 0
+  local want; want=$(getent group kvm | cut -d: -f3)
+  if [ "$(stat -c %g /dev/kvm)" != "$want" ] || [ "$(stat -c %a /dev/kvm)" != 660 ]; then
+    echo "/dev/kvm was $(stat -c '%G(%g) %a' /dev/kvm); restoring group kvm, mode 0660"
+    chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+  fi
+}
+
 start() {
+  fix_kvm_node
   if answers; then echo "libvirtd already answers on $URI"; status; return 0; fi
   start_daemon virtlogd virtlogd /run/libvirt/virtlogd-sock
   # virtlogd must be listening before libvirtd starts guests with file-backed logs.

@@ -25,6 +25,9 @@ if ! timeout 5 ovs-vsctl --timeout=3 show >/dev/null 2>&1; then
 fi
 hack/build-guest.sh
 
+# The habits, enforced: formatting and every clippy warning fail the run.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --bins --locked
 cargo test --workspace --doc --locked --quiet
 cargo nextest run --workspace --locked --profile ci "$@"

@@ -33,7 +33,7 @@ else
 fi
 
 # Every API call needs a token: act as the cloud admin whose credentials (and CIRRUS_URL)
-# cirrus up wrote to $data/openrc (mode 0600; the password is printed once in cirrus.log).
+# cirrus up wrote to $data/openrc (mode 0600; the password is in no log).
 # shellcheck source=/dev/null
 source "$data/openrc"
 echo "credentials: source $data/openrc (or OS_CLOUD=cirrus with $data/clouds.yaml)"

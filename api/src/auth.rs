@@ -10,6 +10,11 @@
 //! Authorization is not decided here: each handler knows the project of what it touches and
 //! asks [`Caller::check`] (which applies [`cirrus_auth::authorize`]), so that another
 //! project's objects answer `404` and read-only roles `403` in every API the same way.
+//!
+//! One thing is decided here: **restricted tokens** ([`Restriction`]) — credentials the API
+//! mints for one narrow job (a node's metadata proxy, one console read; see
+//! [`crate::restricted`]) — are refused with `403` on every route but their own
+//! ([`Restriction::allows`]), before any handler runs, anonymous routes included.
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -29,13 +34,110 @@ pub const AUTH_HEADER: &str = "x-auth-token";
 /// person's login can produce it; only the API issues it, for users bound to a node.
 pub const NODE_USER_PREFIX: &str = "system:node:";
 
+/// Prefix of every user name only the API can put into a token (object names cannot contain
+/// `:`). Names under it other than [`NODE_USER_PREFIX`] are [`Restriction`]s.
+pub const SYSTEM_USER_PREFIX: &str = "system:";
+
+/// User name prefix of a node's metadata proxy token (`system:metadata:<node>`): good for
+/// `GET /metadata/...` only, for the servers bound to that node.
+pub const METADATA_USER_PREFIX: &str = "system:metadata:";
+
+/// User name prefix of a console read token (`system:console:<server uid>`): good for the
+/// node agent's check-back route of that one server only.
+pub const CONSOLE_USER_PREFIX: &str = "system:console:";
+
+/// The one job a restricted token is good for, read from its user name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Restriction {
+    /// A node agent's metadata proxy: `GET`/`HEAD` `/metadata` and `/metadata/...`, for
+    /// servers bound to `node`.
+    Metadata {
+        /// The node whose proxy holds the token.
+        node: String,
+    },
+    /// One console read: `GET .../projects/{p}/servers/{name}/consoleaccess`, which a node
+    /// agent calls to check the token the API sent it; only for the server with `server_uid`.
+    Console {
+        /// The uid of the server whose console may be read.
+        server_uid: String,
+    },
+    /// A `system:` name this API does not know (a newer replica's, or forged by nobody since
+    /// tokens are sealed): good for nothing.
+    Unrecognized,
+}
+
+impl Restriction {
+    /// The restriction a token's user name carries; `None` for ordinary users and node
+    /// agents (`system:node:`).
+    pub fn of_user(user: &str) -> Option<Self> {
+        if user.starts_with(NODE_USER_PREFIX) || !user.starts_with(SYSTEM_USER_PREFIX) {
+            return None;
+        }
+        let named = |prefix: &str| {
+            user.strip_prefix(prefix)
+                .filter(|rest| !rest.is_empty())
+                .map(str::to_string)
+        };
+        Some(if let Some(node) = named(METADATA_USER_PREFIX) {
+            Restriction::Metadata { node }
+        } else if let Some(server_uid) = named(CONSOLE_USER_PREFIX) {
+            Restriction::Console { server_uid }
+        } else {
+            Restriction::Unrecognized
+        })
+    }
+
+    /// The user name a token with this restriction carries.
+    pub fn user_name(&self) -> String {
+        match self {
+            Restriction::Metadata { node } => format!("{METADATA_USER_PREFIX}{node}"),
+            Restriction::Console { server_uid } => format!("{CONSOLE_USER_PREFIX}{server_uid}"),
+            Restriction::Unrecognized => format!("{SYSTEM_USER_PREFIX}unrecognized"),
+        }
+    }
+
+    /// Whether a token with this restriction may be used for `method path` (the raw path,
+    /// as routed: no decoding, so nothing can be smuggled past this check by encoding).
+    pub fn allows(&self, method: &Method, path: &str) -> bool {
+        match self {
+            Restriction::Metadata { .. } => {
+                (method == Method::GET || method == Method::HEAD)
+                    && (path == "/metadata" || path.starts_with("/metadata/"))
+            }
+            Restriction::Console { .. } => {
+                let segments: Vec<&str> = path.split('/').collect();
+                let [
+                    "",
+                    "apis",
+                    "cirrus.dev",
+                    "v1",
+                    "projects",
+                    project,
+                    "servers",
+                    name,
+                    last,
+                ] = segments.as_slice()
+                else {
+                    return false;
+                };
+                method == Method::GET
+                    && *last == "consoleaccess"
+                    && !project.is_empty()
+                    && !name.is_empty()
+            }
+            Restriction::Unrecognized => false,
+        }
+    }
+}
+
 /// Who is making the request: the subject of a validated token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     /// The subject the token names.
     pub subject: Subject,
-    /// The token itself, for calls made on the caller's behalf (the API asks a node agent
-    /// for a console log with it, and the agent checks it back with the API).
+    /// The token itself. It is never sent anywhere: what the API asks of others on the
+    /// caller's behalf carries a restricted token of its own ([`crate::restricted`]), which
+    /// this one is reopened to bound (its expiry, its user's uid).
     pub token: RawToken,
 }
 
@@ -71,6 +173,27 @@ impl Caller {
             subject,
             token: RawToken::default(),
         }
+    }
+
+    /// The job a restricted token is limited to; `None` for ordinary users and node agents.
+    pub fn restriction(&self) -> Option<Restriction> {
+        self.user().and_then(|u| Restriction::of_user(&u.name))
+    }
+
+    /// The payload of the caller's own token, opened again with the API's keys (for the
+    /// user's uid and the expiry, which a restricted token minted from it must not outlive).
+    ///
+    /// # Errors
+    /// When the token no longer validates (expired or revoked since the request began).
+    pub fn token_payload(
+        &self,
+        identity: &crate::identity::Identity,
+    ) -> Result<TokenPayload, token::TokenError> {
+        let revoked = identity
+            .revoked
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        token::validate(&identity.keys, &revoked, &self.token.0, Utc::now())
     }
 
     /// The user behind the token, `None` for a node agent.
@@ -185,10 +308,21 @@ pub async fn authenticate(
             };
             match validated {
                 Ok(payload) => {
-                    request.extensions_mut().insert(Caller {
+                    let caller = Caller {
                         token: RawToken(raw.clone()),
                         ..Caller::from_token(&payload)
-                    });
+                    };
+                    if let Some(restriction) = caller.restriction()
+                        && !restriction.allows(request.method(), &path)
+                    {
+                        tracing::info!(user = %payload.user, method = %request.method(), %path,
+                            "request refused: a restricted token outside its route");
+                        return forbidden(
+                            &path,
+                            "This token is restricted to one purpose and cannot be used here.",
+                        );
+                    }
+                    request.extensions_mut().insert(caller);
                     next.run(request).await
                 }
                 Err(e) if is_anonymous(request.method(), &path) => {
@@ -203,6 +337,22 @@ pub async fn authenticate(
         }
         None if is_anonymous(request.method(), &path) => next.run(request).await,
         None => unauthorized(&path, "The request you have made requires authentication."),
+    }
+}
+
+/// `403` in the error format of the API `path` belongs to.
+pub fn forbidden(path: &str, message: &str) -> Response {
+    let code = StatusCode::FORBIDDEN;
+    if path.starts_with("/apis") || path.starts_with("/metadata") {
+        crate::error::ApiError::new(code, "Forbidden", message).into_response()
+    } else {
+        (
+            code,
+            axum::Json(serde_json::json!({
+                "error": {"code": 403, "title": "Forbidden", "message": message}
+            })),
+        )
+            .into_response()
     }
 }
 

@@ -4,8 +4,15 @@
 //! (`Node.status.agentEndpoint`), the way the Kubernetes API server proxies `kubectl logs` to
 //! the kubelet. Errors say which hop failed: no node yet (409), node agent without an endpoint
 //! or unreachable (503).
+//!
+//! The endpoint is written by the node itself, so it is not trusted with anything: the API
+//! authorizes the caller itself and never forwards the caller's token. The agent gets a
+//! token of the API's own, good only for checking back this one server's console access for
+//! 30 s ([`crate::restricted::console_token`]); redirects are not followed, and the agent URL
+//! is built from path segments and query pairs, never by pasting text.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -73,29 +80,27 @@ pub async fn server_console(
             "node {node_name:?} does not publish an agent endpoint (is its node agent running?)"
         )));
     };
-    // The agent checks the caller's own token back with the API (may it read this server?).
-    let mut url = format!(
-        "{}/servers/{uid}/console?project={project}&name={name}",
-        endpoint.trim_end_matches('/')
-    );
-    if let Some(tail) = query.tail_bytes {
-        url.push_str(&format!("&tailBytes={tail}"));
-    }
-    let client = reqwest::Client::builder()
-        .timeout(AGENT_TIMEOUT)
-        .build()
-        .map_err(|e| unavailable(format!("cannot build an HTTP client: {e}")))?;
-    let response = client
-        .get(&url)
-        .header(crate::auth::AUTH_HEADER, &caller.token.0)
-        .send()
-        .await
-        .map_err(|e| {
-            unavailable(format!(
-                "the node agent of {node_name:?} is unreachable at {endpoint}: {e}"
-            ))
-        })?;
-    let status = response.status();
+    let url = agent_url(&endpoint, &uid, project, name, query.tail_bytes).map_err(|why| {
+        unavailable(format!(
+            "node {node_name:?} publishes an unusable agent endpoint {endpoint:?}: {why}"
+        ))
+    })?;
+    let parent = caller.token_payload(&state.identity).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            format!("the request's token no longer validates: {e}"),
+        )
+    })?;
+    let (console_token, _) =
+        crate::restricted::console_token(&state.identity, &parent, project, &uid)
+            .map_err(|e| ApiError::internal(format!("sealing the console token: {e}")))?;
+    let answer = ask_agent(url, &console_token).await;
+    let (status, body) = answer.map_err(|e| {
+        unavailable(format!(
+            "the node agent of {node_name:?} is unreachable at {endpoint}: {e}"
+        ))
+    })?;
     if status == reqwest::StatusCode::NOT_FOUND {
         return Err(ApiError::not_found(format!(
             "node {node_name:?} has no console log for server {name:?} (not created there yet)"
@@ -106,15 +111,79 @@ pub async fn server_console(
             "the node agent of {node_name:?} answered {status} for the console log"
         )));
     }
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| unavailable(format!("reading the console log from {node_name:?}: {e}")))?;
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(Body::from(body))
         .expect("static headers are valid"))
+}
+
+/// The HTTP client for node agents: a timeout, and redirects never followed (an agent
+/// endpoint is the node's word; a redirect would send the request, token included, wherever
+/// the node likes).
+fn agent_http() -> Result<reqwest::Client, reqwest::Error> {
+    static HTTP: OnceLock<reqwest::Client> = OnceLock::new();
+    if let Some(client) = HTTP.get() {
+        return Ok(client.clone());
+    }
+    let client = reqwest::Client::builder()
+        .timeout(AGENT_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    Ok(HTTP.get_or_init(|| client).clone())
+}
+
+/// Asks the agent at `url` with `token`: its status, and its body when successful.
+async fn ask_agent(
+    url: reqwest::Url,
+    token: &str,
+) -> Result<(reqwest::StatusCode, bytes::Bytes), reqwest::Error> {
+    let response = agent_http()?
+        .get(url)
+        .header(crate::auth::AUTH_HEADER, token)
+        .send()
+        .await?;
+    let status = response.status();
+    if !status.is_success() {
+        return Ok((status, bytes::Bytes::new()));
+    }
+    Ok((status, response.bytes().await?))
+}
+
+/// `<endpoint>/servers/<uid>/console?project=..&name=..[&tailBytes=..]`, built from path
+/// segments and query pairs (each escaped as needed). The endpoint must be a plain
+/// `http(s)` base URL: no credentials, query or fragment.
+fn agent_url(
+    endpoint: &str,
+    uid: &str,
+    project: &str,
+    name: &str,
+    tail_bytes: Option<u64>,
+) -> Result<reqwest::Url, String> {
+    let mut url = reqwest::Url::parse(endpoint).map_err(|e| e.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("scheme {:?} is not http or https", url.scheme()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("it carries credentials".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("it has a query or a fragment".into());
+    }
+    url.path_segments_mut()
+        .map_err(|()| "it cannot be a base URL".to_string())?
+        .pop_if_empty()
+        .extend(["servers", uid, "console"]);
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("project", project)
+            .append_pair("name", name);
+        if let Some(tail) = tail_bytes {
+            query.append_pair("tailBytes", &tail.to_string());
+        }
+    }
+    Ok(url)
 }
 
 fn text(object: &Value, pointer: &str) -> Option<String> {
@@ -130,4 +199,44 @@ fn unavailable(message: String) -> ApiError {
         "ServiceUnavailable",
         message,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agent_url_is_built_from_segments() {
+        let uid = "11112222-3333-4444-5555-666677778888";
+        let url = agent_url("http://10.0.0.7:9000", uid, "demo", "web", Some(100)).unwrap();
+        assert_eq!(
+            url.as_str(),
+            format!(
+                "http://10.0.0.7:9000/servers/{uid}/console?project=demo&name=web&tailBytes=100"
+            )
+        );
+        let url = agent_url("http://h:1/agent/", uid, "demo", "web", None).unwrap();
+        assert_eq!(url.path(), format!("/agent/servers/{uid}/console"));
+        // Whatever the text, it stays inside its segment or its query value.
+        let url = agent_url("http://h:1", "../../x?y#z", "a&b=c", "n/../m", None).unwrap();
+        assert_eq!(url.path(), "/servers/..%2F..%2Fx%3Fy%23z/console");
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("project".to_string(), "a&b=c".to_string()),
+                ("name".to_string(), "n/../m".to_string())
+            ]
+        );
+        for bad in [
+            "file:///etc",
+            "http://user:pw@h:1",
+            "http://h:1/?a=b",
+            "http://h:1/#f",
+            "mailto:x@y",
+            "not a url",
+        ] {
+            assert!(agent_url(bad, uid, "demo", "web", None).is_err(), "{bad}");
+        }
+    }
 }

@@ -200,6 +200,10 @@ impl From<ObjectError> for ApiError {
                     format!("the object store is unavailable: {source}"),
                 )
             }
+            ObjectError::Refused(refusal) => match refusal.0.downcast::<ApiError>() {
+                Ok(refusal) => *refusal,
+                Err(_) => Self::new(StatusCode::FORBIDDEN, "Forbidden", message),
+            },
             ObjectError::Corrupt {
                 ref key,
                 ref source,

@@ -7,16 +7,23 @@
 //!
 //! Rules:
 //! - `-f` is always passed, so qemu-img never probes the format: a file it cannot open as the
-//!   declared format is refused. `raw` accepts any bytes (raw is raw), so a qcow2 declared
-//!   `raw` is stored as a raw disk — the guest sees the qcow2 bytes, nothing is ever opened
-//!   through them.
+//!   declared format is refused.
+//! - A second detection, ours, runs first on the data's head ([`detect_container`]: the magic
+//!   numbers of qcow2, qcow, qed, vmdk (binary and text descriptor), vdi, vhd, vhdx,
+//!   parallels, luks, bochs, cloop): data that is a container format other than the declared
+//!   one is refused ([`FormatError::Mismatch`]) before qemu-img is run. `raw` would accept any
+//!   bytes, so without it a qcow2 declared `raw` (say one whose backing file is the token key)
+//!   would be stored, and opened as qcow2 by anything that later trusts another format than
+//!   the declared one (a format switch, a lax consumer) — the OSSA-2024-001 class of attack.
+//!   The node agent inspects every image again itself before use.
 //! - A backing file (`backing-filename`) or an external data file (`format-specific.data.data-file`)
 //!   is refused in every format: opening such an image would read a host file of the
 //!   uploader's choosing (the classic image-upload attack).
 //! - `vmdk` is accepted only as a single-file `monolithicSparse` or `streamOptimized` disk
 //!   (the other create types name extent files), as Nova's `vmdk_allowed_types`.
 //! - `iso` is checked with `-f raw` plus the ISO 9660 signature `CD001` at byte 32769.
-//! - `aki`/`ari` (kernel and ramdisk) are stored without inspection.
+//! - `aki`/`ari` (kernel and ramdisk) are not given to qemu-img; only the container check
+//!   above applies to them (a kernel or an initramfs is no disk container).
 //! - A qcow2 whose header says `corrupt: true` is refused as [`FormatError::Corrupt`]: the only
 //!   case that is positive evidence the data itself is damaged.
 
@@ -31,6 +38,8 @@ use serde_json::Value;
 pub const ISO9660_MAGIC_OFFSET: u64 = 32769;
 /// The ISO 9660 standard identifier.
 pub const ISO9660_MAGIC: &[u8; 5] = b"CD001";
+/// How many bytes of the data's head [`detect_container`] is given.
+pub const HEADER_BYTES: usize = 64 * 1024;
 
 /// What inspecting valid image data found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +58,16 @@ pub enum FormatError {
         declared: &'static str,
         /// What qemu-img said.
         detail: String,
+    },
+    /// The data is another container format than the declared one (our own detection).
+    #[error(
+        "the data is a {detected} image, not {declared}: a format mismatch is refused (opened as {detected} it could read other files)"
+    )]
+    Mismatch {
+        /// The declared format.
+        declared: &'static str,
+        /// What the data's header is (qemu-img driver name).
+        detected: &'static str,
     },
     /// The image names a backing file.
     #[error(
@@ -149,6 +168,106 @@ pub fn qemu_format(format: DiskFormat) -> Option<&'static str> {
     }
 }
 
+/// Whether `h` is a vmdk text descriptor as QEMU's vmdk probe reads one: comment lines and
+/// blank lines, then `version=1|2|3`.
+fn is_vmdk_descriptor(h: &[u8]) -> bool {
+    let mut p = 0;
+    while p < h.len() {
+        match h[p] {
+            b'#' => {
+                while p < h.len() && h[p] != b'\n' {
+                    p += 1;
+                }
+                p += 1;
+            }
+            b' ' => {
+                while p < h.len() && h[p] == b' ' {
+                    p += 1;
+                }
+                if p < h.len() && h[p] == b'\r' {
+                    p += 1;
+                }
+                if p == h.len() || h[p] != b'\n' {
+                    return false;
+                }
+                p += 1;
+            }
+            _ => {
+                let rest = &h[p..];
+                return [b'1', b'2', b'3'].iter().any(|v| {
+                    let line = [b"version=".as_slice(), &[*v]].concat();
+                    rest.starts_with(&[line.as_slice(), b"\n"].concat())
+                        || rest.starts_with(&[line.as_slice(), b"\r\n"].concat())
+                });
+            }
+        }
+    }
+    false
+}
+
+/// The container format (qemu-img driver name) the data's head `h` is, by magic number;
+/// `None` for bytes no container format claims (a raw disk, an ISO, a kernel).
+pub fn detect_container(h: &[u8]) -> Option<&'static str> {
+    if h.starts_with(b"QFI\xfb") {
+        return Some(if h.get(4..8) == Some(&[0, 0, 0, 1]) {
+            "qcow"
+        } else {
+            "qcow2"
+        });
+    }
+    const MAGICS: &[(&[u8], &str)] = &[
+        (b"QED\0", "qed"),
+        (b"KDMV", "vmdk"),
+        (b"COWD", "vmdk"),
+        (b"vhdxfile", "vhdx"),
+        (b"conectix", "vpc"),
+        (b"WithoutFreeSpace", "parallels"),
+        (b"WithouFreSpacExt", "parallels"),
+        (b"LUKS\xba\xbe", "luks"),
+        (b"Bochs Virtual HD Image", "bochs"),
+        (b"#!/bin/sh\n#V2.0 Format\nmodprobe cloop", "cloop"),
+    ];
+    if let Some((_, format)) = MAGICS.iter().find(|(m, _)| h.starts_with(m)) {
+        return Some(format);
+    }
+    // vdi: the signature 0xbeda107f (little-endian) at byte 64.
+    if h.get(64..68) == Some(&[0x7f, 0x10, 0xda, 0xbe]) {
+        return Some("vdi");
+    }
+    is_vmdk_descriptor(h).then_some("vmdk")
+}
+
+/// The container a declared format's data must be, if any (`None`: no container, the data
+/// must not be one).
+fn expected_container(declared: DiskFormat) -> Option<&'static str> {
+    match declared {
+        DiskFormat::Qcow2 => Some("qcow2"),
+        DiskFormat::Vmdk => Some("vmdk"),
+        DiskFormat::Vdi => Some("vdi"),
+        DiskFormat::Vhd => Some("vpc"),
+        DiskFormat::Vhdx => Some("vhdx"),
+        DiskFormat::Ploop => Some("parallels"),
+        DiskFormat::Raw | DiskFormat::Iso | DiskFormat::Ami | DiskFormat::Aki | DiskFormat::Ari => {
+            None
+        }
+    }
+}
+
+/// Checks the data's head (up to [`HEADER_BYTES`]) against `declared`: data that is another
+/// container format than the declared one — qcow2 declared `raw`, say — is
+/// [`FormatError::Mismatch`].
+pub fn check_header(declared: DiskFormat, header: &[u8]) -> Result<(), FormatError> {
+    match detect_container(header) {
+        Some(detected) if Some(detected) != expected_container(declared) => {
+            Err(FormatError::Mismatch {
+                declared: format_name(declared),
+                detected,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Checks the JSON printed by `qemu-img info -f <qemu_format(declared)> --output=json`.
 pub fn check_info(declared: DiskFormat, json: &str) -> Result<Inspection, FormatError> {
     let name = format_name(declared);
@@ -243,13 +362,15 @@ impl Inspector {
     }
 
     /// Checks the file at `path` against `declared`; `size` is its length (the virtual size of
-    /// formats stored without inspection).
+    /// formats qemu-img is not asked about). The container check ([`check_header`]) runs
+    /// first, so data that is not what it claims never reaches qemu-img.
     pub async fn inspect(
         &self,
         declared: DiskFormat,
         path: &Path,
         size: u64,
     ) -> Result<Inspection, InspectError> {
+        check_header(declared, &read_head(path, HEADER_BYTES).await?)?;
         let Some(driver) = qemu_format(declared) else {
             return Ok(Inspection { virtual_size: size });
         };
@@ -302,6 +423,15 @@ impl Inspector {
         }
         Ok(inspection)
     }
+}
+
+/// Reads up to `max` bytes from the start of the file.
+async fn read_head(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let file = tokio::fs::File::open(path).await?;
+    let mut head = Vec::with_capacity(max);
+    file.take(max as u64).read_to_end(&mut head).await?;
+    Ok(head)
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`; `false` when the file is shorter.
@@ -461,6 +591,81 @@ mod tests {
         assert_eq!(qemu_format(DiskFormat::Vhd), Some("vpc"));
         assert_eq!(qemu_format(DiskFormat::Aki), None);
         assert_eq!(qemu_format(DiskFormat::Ari), None);
+    }
+
+    /// The head of `qemu-img create -f qcow2 -F raw -b /etc/shadow` (qemu-img 10).
+    fn qcow2_head_with_backing() -> Vec<u8> {
+        let mut h = vec![0u8; 1024];
+        h[0..4].copy_from_slice(b"QFI\xfb");
+        h[4..8].copy_from_slice(&3u32.to_be_bytes());
+        h[8..16].copy_from_slice(&0x210u64.to_be_bytes());
+        h[16..20].copy_from_slice(&11u32.to_be_bytes());
+        h[0x210..0x21b].copy_from_slice(b"/etc/shadow");
+        h
+    }
+
+    #[test]
+    fn qcow2_declared_raw_is_a_mismatch() {
+        // qemu-img -f raw accepts it (raw is any bytes): only our own detection sees it.
+        assert!(check_info(DiskFormat::Raw, RAW).is_ok());
+        let err = check_header(DiskFormat::Raw, &qcow2_head_with_backing()).unwrap_err();
+        assert_eq!(
+            err,
+            FormatError::Mismatch {
+                declared: "raw",
+                detected: "qcow2"
+            }
+        );
+        assert!(err.to_string().contains("qcow2 image, not raw"), "{err}");
+        assert!(!err.is_corruption());
+        for declared in [
+            DiskFormat::Iso,
+            DiskFormat::Ami,
+            DiskFormat::Aki,
+            DiskFormat::Ari,
+            DiskFormat::Vmdk,
+            DiskFormat::Vhdx,
+        ] {
+            assert!(
+                matches!(
+                    check_header(declared, &qcow2_head_with_backing()),
+                    Err(FormatError::Mismatch { .. })
+                ),
+                "{declared:?}"
+            );
+        }
+        assert_eq!(
+            check_header(DiskFormat::Qcow2, &qcow2_head_with_backing()),
+            Ok(()),
+            "declared qcow2: qemu-img then refuses the backing file"
+        );
+    }
+
+    #[test]
+    fn container_magics() {
+        let head = |m: &[u8]| {
+            let mut h = m.to_vec();
+            h.resize(512, 0);
+            detect_container(&h)
+        };
+        assert_eq!(head(b"QFI\xfb\0\0\0\x01"), Some("qcow"));
+        assert_eq!(head(b"QFI\xfb\0\0\0\x03"), Some("qcow2"));
+        assert_eq!(head(b"KDMV"), Some("vmdk"));
+        assert_eq!(head(b"# Disk DescriptorFile\nversion=1\n"), Some("vmdk"));
+        assert_eq!(head(b"vhdxfile"), Some("vhdx"));
+        assert_eq!(head(b"conectix"), Some("vpc"));
+        assert_eq!(head(b"QED\0"), Some("qed"));
+        assert_eq!(head(b"LUKS\xba\xbe"), Some("luks"));
+        let mut vdi = vec![0u8; 128];
+        vdi[64..68].copy_from_slice(&[0x7f, 0x10, 0xda, 0xbe]);
+        assert_eq!(detect_container(&vdi), Some("vdi"));
+        assert_eq!(head(b""), None);
+        assert_eq!(head(b"\x7fELF"), None);
+        let raw: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
+        assert_eq!(detect_container(&raw), None);
+        assert_eq!(check_header(DiskFormat::Raw, &raw), Ok(()));
+        assert_eq!(check_header(DiskFormat::Vhd, b"conectix"), Ok(()));
+        assert_eq!(check_header(DiskFormat::Ploop, b"WithoutFreeSpace"), Ok(()));
     }
 
     #[test]

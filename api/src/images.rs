@@ -3,7 +3,8 @@
 //!
 //! An upload streams the body to `tmp/<uid>.partial` in the [`BlobStore`] while computing
 //! SHA-256, MD5 and the size (never holding the data in memory), syncs it, checks it against
-//! `spec.diskFormat` ([`crate::image_format`]), moves it to its content address and records
+//! `spec.diskFormat` ([`crate::image_format`]: the declared format must be what the bytes are,
+//! with no backing or data file), moves it to its content address and records
 //! it in the Image's status with a compare-and-swap on `resourceVersion`.
 //!
 //! Phases (Glance's): the upload sets `saving` first (a CAS); success makes the image `active`
@@ -46,8 +47,10 @@ const CAS_ATTEMPTS: usize = 10;
 
 /// `PUT .../images/{name}/file`: stores the body as the image's data.
 ///
-/// Answers `200` with the updated Image. `400 Invalid` (cause `spec.diskFormat`) when the data
-/// is not the declared format or is refused, `404` when the image does not exist, `409` when
+/// Answers `200` with the updated Image. `400 Invalid` (cause `spec.diskFormat`, the reason in
+/// the message) when the data is not the declared format — including data that is another
+/// container format than declared, such as qcow2 bytes declared `raw` — or is refused (a
+/// backing or external data file), `404` when the image does not exist, `409` when
 /// it already has data or another upload is in progress, `413` over the size limit, `415`
 /// without `Content-Type: application/octet-stream`, `503` when the server keeps no image data
 /// or `qemu-img` is missing.

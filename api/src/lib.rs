@@ -6,6 +6,7 @@
 //! error becomes a response in one place ([`error::ApiError`]). The native resource API is
 //! described in `docs/api.md` and by the OpenAPI document in [`openapi`].
 
+pub(crate) mod admission;
 pub mod auth;
 pub mod blobs;
 pub mod console;
@@ -19,6 +20,7 @@ pub mod openapi;
 pub mod openstack;
 pub mod quota;
 pub(crate) mod resources;
+pub mod restricted;
 pub mod testing;
 
 use std::sync::Arc;
@@ -47,6 +49,9 @@ pub struct ApiState {
     /// Token keys and revocations: every request but the anonymous ones is authenticated
     /// with them ([`auth::authenticate`]).
     pub identity: Arc<identity::Identity>,
+    /// Limits on password logins (lockout, rate limits, concurrent argon2 runs), shared by
+    /// every clone of this state ([`identity::throttle`]).
+    pub login: Arc<identity::throttle::LoginThrottle>,
 }
 
 impl ApiState {
@@ -64,7 +69,14 @@ impl ApiState {
             identity: Arc::new(identity::Identity::new(
                 cirrus_auth::KeyRing::generate().expect("the random source yields a token key"),
             )),
+            login: Arc::default(),
         }
+    }
+
+    /// The same state with password logins held to `limits`.
+    pub fn with_login_limits(mut self, limits: identity::throttle::LoginLimits) -> Self {
+        self.login = Arc::new(identity::throttle::LoginThrottle::new(limits));
+        self
     }
 
     /// The same state with tokens checked against `identity` (a key ring loaded from disk).
@@ -112,6 +124,14 @@ pub fn router(state: ApiState) -> Router {
             &format!("{V1}/projects/{{project}}/{{plural}}/{{name}}/configdrive"),
             get(metadata::server_configdrive),
         )
+        .route(
+            &format!("{V1}/projects/{{project}}/{{plural}}/{{name}}/consoleaccess"),
+            get(restricted::console_access),
+        )
+        .route(
+            &format!("{V1}/{{plural}}/{{name}}/metadatatoken"),
+            axum::routing::post(restricted::issue_metadata_token),
+        )
         .route("/metadata", get(metadata::serve))
         .route("/metadata/{*path}", get(metadata::serve))
         .route(
@@ -136,7 +156,10 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API on `listener` until `shutdown` resolves, with each connection's peer
+/// address available to handlers (`ConnectInfo`, for the login rate limits); while it
+/// serves, revocations are mirrored from the store and the token keys re-read from their
+/// directory ([`identity::key_reload`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
@@ -146,9 +169,12 @@ pub async fn serve(
         state.store.clone(),
         state.identity.clone(),
     ));
-    let served = axum::serve(listener, router(state))
+    let keys = tokio::spawn(identity::key_reload::run(state.identity.clone()));
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     revocations.abort();
+    keys.abort();
     served
 }

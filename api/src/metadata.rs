@@ -5,7 +5,9 @@
 //! `X-Cirrus-Network: <project>/<network name>` and `X-Cirrus-Source-Ip: <TCP peer>`. The
 //! server is identified from those two only: the `Port` on that network with that fixed IP
 //! whose `deviceOwner` is `compute:*` names the server by uid in `deviceId`. Nothing else a
-//! guest sends is trusted. No match: 404.
+//! guest sends is trusted. No match: 404. A node's proxy (its `system:metadata:<node>` token,
+//! or the node token) is answered only about servers bound to that node (`spec.nodeName` or
+//! `status.node`); another node's server is 404 as if it did not exist.
 //!
 //! Rendering is pure ([`render_openstack`], [`ec2_meta_data`], [`config_drive_files`]) so the
 //! HTTP service and the config drive serve the same bytes.
@@ -472,6 +474,11 @@ pub async fn find_server(
     Ok(servers.into_iter().next())
 }
 
+/// Whether `server` is bound to `node` (`spec.nodeName`, or `status.node` where it runs).
+fn bound_to(server: &Server, node: &str) -> bool {
+    server.spec.node_name.as_deref() == Some(node) || server.status.node.as_deref() == Some(node)
+}
+
 /// A port a server uses (`deviceOwner: compute:*`), not a DHCP or router port.
 fn is_compute_port(port: &Port) -> bool {
     port.spec
@@ -494,11 +501,18 @@ pub async fn serve(
     path: Option<Path<String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if caller.node().is_none() && !caller.is_cloud_admin() {
-        return Err(ApiError::forbidden(
-            "metadata is served to node agents' metadata proxies only",
-        ));
-    }
+    // Whose proxy asks: a node's metadata token or node token is answered only about the
+    // servers bound to that node; a cloud admin (debugging) about any.
+    let node = match (caller.restriction(), caller.node()) {
+        (Some(crate::auth::Restriction::Metadata { node }), _) => Some(node),
+        (None, Some(node)) => Some(node.to_string()),
+        (None, None) if caller.is_cloud_admin() => None,
+        _ => {
+            return Err(ApiError::forbidden(
+                "metadata is served to node agents' metadata proxies only",
+            ));
+        }
+    };
     let (Some(network), Some(source)) = (
         header(&headers, NETWORK_HEADER),
         header(&headers, SOURCE_IP_HEADER),
@@ -518,11 +532,21 @@ pub async fn serve(
             "{SOURCE_IP_HEADER} {source:?} is not an IP address"
         ))
     })?;
-    let Some(server) = find_server(&state.store, project, network, ip).await? else {
-        return Err(ApiError::not_found(format!(
+    let nobody = || {
+        ApiError::not_found(format!(
             "no server has address {ip} on network {project}/{network}"
-        )));
+        ))
     };
+    let Some(server) = find_server(&state.store, project, network, ip).await? else {
+        return Err(nobody());
+    };
+    if let Some(node) = &node
+        && !bound_to(&server, node)
+    {
+        // Another node's guest: that node's proxy serves it, this one learns nothing.
+        tracing::info!(%node, %project, %network, %ip, "metadata refused: server bound elsewhere");
+        return Err(nobody());
+    }
     let data = instance_data(&state.store, server).await?;
     let path = path.map(|Path(p)| p).unwrap_or_default();
     let Some((body, content_type)) = resolve(&data, &path) else {

@@ -25,6 +25,7 @@ pub fn document() -> Value {
         add_paths(kind, &mut paths);
     }
     add_image_file_path(&mut paths);
+    add_restricted_token_paths(&mut paths);
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -246,6 +247,52 @@ fn add_image_file_path(paths: &mut Map<String, Value>) {
                     "200": {"description": "stored: the Image, active, with size, virtualSize, checksum, osHashAlgo, osHashValue",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Image"}}}},
                     "400": error, "404": error, "409": error, "413": error, "415": error, "503": error, "default": error,
+                },
+            },
+        }),
+    );
+}
+
+/// The restricted-token routes (`api/src/restricted.rs`): a node agent's metadata-proxy token
+/// and the console check-back a node agent makes with the API's console token.
+fn add_restricted_token_paths(paths: &mut Map<String, Value>) {
+    let error = json!({"description": "failure", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}});
+    let path_param = |name: &str| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}});
+    let text = json!({"type": "string"});
+    paths.insert(
+        "/apis/cirrus.dev/v1/nodes/{name}/metadatatoken".into(),
+        json!({
+            "post": {
+                "operationId": "node_metadata_token",
+                "summary": "A system:metadata:<node> token for the node's metadata proxies (10 min); only that node's agent, with its node token, may ask",
+                "parameters": [path_param("name")],
+                "responses": {
+                    "201": {"description": "the token", "content": {"application/json": {"schema": {
+                        "type": "object",
+                        "required": ["apiVersion", "kind", "node", "token", "expiresAt"],
+                        "properties": {"apiVersion": text, "kind": {"const": "MetadataToken"}, "node": text,
+                                       "token": text, "expiresAt": {"type": "string", "format": "date-time"}},
+                    }}}},
+                    "401": error, "403": error, "404": error, "default": error,
+                },
+            },
+        }),
+    );
+    paths.insert(
+        "/apis/cirrus.dev/v1/projects/{project}/servers/{name}/consoleaccess".into(),
+        json!({
+            "get": {
+                "operationId": "server_console_access",
+                "summary": "What a node agent checks before serving a console log: only the system:console:<uid> token the API sent, for that server",
+                "parameters": [path_param("project"), path_param("name")],
+                "responses": {
+                    "200": {"description": "the server the token is for", "content": {"application/json": {"schema": {
+                        "type": "object",
+                        "required": ["apiVersion", "kind", "project", "name", "serverUid"],
+                        "properties": {"apiVersion": text, "kind": {"const": "ConsoleAccess"}, "project": text,
+                                       "name": text, "serverUid": text, "node": {"type": ["string", "null"]}},
+                    }}}},
+                    "401": error, "403": error, "404": error, "default": error,
                 },
             },
         }),

@@ -47,12 +47,20 @@ const LIMITED_KINDS: &[&str] = &[
 pub const REASON: &str = "QuotaExceeded";
 
 /// What one object of `kind` consumes: `(quota, amount)` pairs. Needs the flavor for servers.
+/// The non-negative amount at `pointer` of `object` as `i64`: an amount beyond `i64::MAX` (the
+/// native API lets a `u64` in) counts as `i64::MAX`, never as zero.
+fn amount_at(object: &Value, pointer: &str) -> i64 {
+    object
+        .pointer(pointer)
+        .and_then(Value::as_u64)
+        .map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX))
+}
+
 async fn consumption(
     store: &ObjectStore,
     kind: &KindInfo,
     object: &Value,
 ) -> Result<Vec<(&'static str, i64)>, ApiError> {
-    let int = |p: &str| object.pointer(p).and_then(Value::as_i64).unwrap_or(0);
     Ok(match kind.plural {
         "servers" => {
             let flavor = object
@@ -61,12 +69,7 @@ async fn consumption(
                 .unwrap_or_default();
             let flavors = cirrus_crds::kind_by_plural("flavors").expect("flavors is a kind");
             let (cores, ram) = match store.get(flavors, None, flavor).await {
-                Ok(f) => (
-                    f.pointer("/spec/vcpus")
-                        .and_then(Value::as_i64)
-                        .unwrap_or(0),
-                    f.pointer("/spec/ram").and_then(Value::as_i64).unwrap_or(0),
-                ),
+                Ok(f) => (amount_at(&f, "/spec/vcpus"), amount_at(&f, "/spec/ram")),
                 Err(_) => (0, 0),
             };
             vec![("instances", 1), ("cores", cores), ("ram", ram)]
@@ -82,10 +85,13 @@ async fn consumption(
                 object
                     .pointer("/spec/rules")
                     .and_then(Value::as_array)
-                    .map_or(0, |r| r.len() as i64),
+                    .map_or(0, |r| i64::try_from(r.len()).unwrap_or(i64::MAX)),
             ),
         ],
-        "volumes" => vec![("volumes", 1), ("gigabytes", int("/spec/size"))],
+        "volumes" => vec![
+            ("volumes", 1),
+            ("gigabytes", amount_at(object, "/spec/size")),
+        ],
         "volumesnapshots" => vec![("snapshots", 1)],
         _ => vec![],
     })
@@ -104,6 +110,24 @@ fn quotas_of(kind: &KindInfo) -> &'static [&'static str] {
         "volumesnapshots" => &["snapshots"],
         _ => &[],
     }
+}
+
+/// Whether an update of `old` to `new` can change what the object consumes (without any
+/// read): a server's flavor, a volume's size, a security group's rules. Everything else
+/// costs nothing to check.
+pub fn may_grow(kind: &KindInfo, old: &Value, new: &Value) -> bool {
+    let changed = |pointer: &str| old.pointer(pointer) != new.pointer(pointer);
+    match kind.plural {
+        "servers" => changed("/spec/flavor"),
+        "volumes" => changed("/spec/size"),
+        "securitygroups" => changed("/spec/rules"),
+        _ => false,
+    }
+}
+
+/// Whether objects of `kind` count against some quota.
+pub fn limits_kind(kind: &KindInfo) -> bool {
+    !quotas_of(kind).is_empty()
 }
 
 /// Whether every object of `kind` uses exactly one unit of each of its quotas (so usage is
@@ -155,7 +179,8 @@ async fn add_usage(
         .await?;
     for item in &list.items {
         for (quota, amount) in consumption(store, kind, item).await? {
-            *used.entry(quota.to_string()).or_default() += amount;
+            let total = used.entry(quota.to_string()).or_default();
+            *total = total.saturating_add(amount);
         }
     }
     Ok(())
@@ -204,10 +229,39 @@ pub async fn check_more(
     let mut used = BTreeMap::new();
     add_usage(store, kind, project, &mut used).await?;
     let in_use = used.get(quota).copied().unwrap_or(0);
-    if in_use + amount > limit {
+    if in_use.saturating_add(amount) > limit {
         return Err(exceeded(quota, amount, in_use, limit, project));
     }
     Ok(())
+}
+
+/// Refuses an update of `old` to `new` (same kind, in `project`) whose consumption grows past
+/// a limit: a server resized to a bigger flavor, a volume extended, rules added to a group.
+/// Returns whether any quota of the kind is limited (the caller then holds the project's
+/// quota lock around the write).
+pub async fn check_update(
+    store: &ObjectStore,
+    kind: &'static KindInfo,
+    project: Option<&str>,
+    old: &Value,
+    new: &Value,
+) -> Result<Limited, ApiError> {
+    let Some(project) = project else {
+        return Ok(Limited::No);
+    };
+    if !may_grow(kind, old, new) {
+        return Ok(Limited::No);
+    }
+    let before: BTreeMap<&str, i64> = consumption(store, kind, old).await?.into_iter().collect();
+    let mut limited = Limited::No;
+    for (quota, after) in consumption(store, kind, new).await? {
+        let grown = after - before.get(quota).copied().unwrap_or(0);
+        if grown > 0 {
+            limited = Limited::Yes;
+            check_more(store, project, quota, grown).await?;
+        }
+    }
+    Ok(limited)
 }
 
 /// Whether a create was checked against a limit (so it needs the recheck after the write).
@@ -257,9 +311,12 @@ pub async fn check(
         if limit < 0 || amount == 0 {
             continue;
         }
-        let in_use =
-            used.get(quota).copied().unwrap_or(0) - if already_created { amount } else { 0 };
-        if in_use + amount > limit {
+        let in_use = used
+            .get(quota)
+            .copied()
+            .unwrap_or(0)
+            .saturating_sub(if already_created { amount } else { 0 });
+        if in_use.saturating_add(amount) > limit {
             return Err(exceeded(quota, amount, in_use, limit, project));
         }
     }
@@ -279,5 +336,14 @@ mod tests {
                 assert!(names.contains(q), "{plural}: {q}");
             }
         }
+    }
+
+    #[test]
+    fn amounts_beyond_i64_count_as_the_largest_not_as_zero() {
+        let object = serde_json::json!({"spec": {"ram": u64::MAX, "vcpus": 4, "size": -3}});
+        assert_eq!(amount_at(&object, "/spec/ram"), i64::MAX);
+        assert_eq!(amount_at(&object, "/spec/vcpus"), 4);
+        assert_eq!(amount_at(&object, "/spec/size"), 0, "negative is no amount");
+        assert_eq!(amount_at(&object, "/spec/missing"), 0);
     }
 }

@@ -16,15 +16,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::ApiState;
+use crate::admission::{self, Writer};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use authz::Op;
 
-mod admission;
 pub(crate) mod authz;
-mod defaults;
 mod users;
-mod volume_admission;
 
 /// Query parameters the resource paths understand.
 #[derive(Debug, Default, Deserialize)]
@@ -228,6 +226,7 @@ pub async fn collection_post(
     users::hash_password_field(target.kind, &mut object, None).await?;
     let mut created = create(
         &state,
+        Writer::Caller(&caller),
         target.kind,
         target.project.as_deref(),
         object,
@@ -238,22 +237,30 @@ pub async fn collection_post(
     Ok(json_response(StatusCode::CREATED, created))
 }
 
-/// Creates `object` the way every API does (native and OpenStack alike): defaults, quota,
-/// then the store's validation and write. Callers have authorized the request.
+/// Creates `object` the way every API does (native and OpenStack alike): defaults, the
+/// write rules of [`admission`], quota, then the store's validation and write. Callers have
+/// authorized the request.
 pub(crate) async fn create(
     state: &ApiState,
+    writer: Writer<'_>,
     kind: &'static KindInfo,
     project: Option<&str>,
     mut object: Value,
     dry_run: bool,
 ) -> Result<Value, ApiError> {
-    defaults::on_create(kind, &mut object);
+    admission::defaults::on_create(kind, &mut object);
+    admission::admit(writer, kind, None, &object, Part::Main)?;
+    // Counting usage and writing is one step per project in this process.
+    let _quota = match project {
+        Some(p) if crate::quota::limits_kind(kind) => Some(admission::quota_lock::lock(p).await),
+        _ => None,
+    };
     let limited = crate::quota::check(&state.store, kind, project, &object, false).await?;
     let created = state.store.create(kind, project, object, dry_run).await?;
     if dry_run || limited == crate::quota::Limited::No {
         return Ok(created);
     }
-    // Recheck: a concurrent create may have taken the last unit between check and write.
+    // Recheck: another API replica may have taken the last unit between check and write.
     if let Err(over) = crate::quota::check(&state.store, kind, project, &created, true).await {
         let name = created
             .pointer("/metadata/name")
@@ -267,29 +274,100 @@ pub(crate) async fn create(
     Ok(created)
 }
 
-/// What a write to an identity object implies beyond the object: a disabled project's
-/// tokens stop working at once.
-async fn after_write(state: &ApiState, kind: &KindInfo, object: &Value) -> Result<(), ApiError> {
-    let disabled = object.pointer("/spec/enabled") == Some(&Value::Bool(false));
-    if kind.plural != "projects" || !disabled {
-        return Ok(());
-    }
-    let name = object
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    revoke_project_tokens(state, name).await
+/// The change a [`write`] makes to the stored object.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Change<'a> {
+    /// Replace the part with this object's (`PUT`).
+    Replace(&'a Value),
+    /// Apply this JSON merge patch (RFC 7386) to the part (`PATCH`).
+    MergePatch(&'a Value),
 }
 
-/// Revokes every token scoped to `project` (disabled or deleted).
-async fn revoke_project_tokens(state: &ApiState, project: &str) -> Result<(), ApiError> {
-    crate::identity::revocations::revoke_project(&state.store, &state.identity, project)
-        .await
-        .map_err(|e| ApiError::internal(format!("revoking the project's tokens: {e}")))
+/// Updates `part` of `name` the way every API does: [`admission`] judges the object exactly
+/// as it is about to be stored (field policies, status writers, immutability) inside the
+/// store's compare-and-swap loop, so no concurrent write can slip between the judgement and
+/// the write; a change that can grow quota usage is checked first, under the project's quota
+/// lock; identity writes revoke what they take away. A `metadata.resourceVersion` in the body
+/// is the client's precondition (a `409` when stale). Callers have authorized the request.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn write(
+    state: &ApiState,
+    writer: Writer<'_>,
+    kind: &'static KindInfo,
+    project: Option<&str>,
+    name: &str,
+    change: Change<'_>,
+    part: Part,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let _quota = match project {
+        Some(p) if part == Part::Main && crate::quota::limits_kind(kind) => {
+            quota_for_update(state, kind, p, name, change).await?
+        }
+        _ => None,
+    };
+    let judged: std::sync::Mutex<Option<Value>> = std::sync::Mutex::new(None);
+    let guard = |current: &Value, new: &Value| {
+        admission::admit(writer, kind, Some(current), new, part)
+            .map_err(|e| cirrus_store::objects::Refusal(Box::new(e)))?;
+        *judged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(current.clone());
+        Ok(())
+    };
+    let written = match change {
+        Change::Replace(object) => {
+            state
+                .store
+                .update_guarded(kind, project, name, object.clone(), part, dry_run, &guard)
+                .await?
+        }
+        Change::MergePatch(patch) => {
+            state
+                .store
+                .patch_guarded(kind, project, name, patch, part, dry_run, &guard)
+                .await?
+        }
+    };
+    let old = judged
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !dry_run && let Some(old) = &old {
+        admission::revoke::after_write(state, kind, Some(old), Some(&written)).await?;
+    }
+    Ok(written)
+}
+
+/// The quota check of an update that can grow usage (a resize, an extend, added rules):
+/// returns the project's quota lock, held until the write is done, or `None` when the change
+/// grows nothing.
+async fn quota_for_update(
+    state: &ApiState,
+    kind: &'static KindInfo,
+    project: &str,
+    name: &str,
+    change: Change<'_>,
+) -> Result<Option<admission::quota_lock::ProjectQuotaGuard>, ApiError> {
+    let current = state.store.get(kind, Some(project), name).await?;
+    let proposed = match change {
+        Change::Replace(object) => object.clone(),
+        Change::MergePatch(patch) => {
+            let mut merged = current.clone();
+            cirrus_store::objects::merge_patch::apply(&mut merged, patch);
+            merged
+        }
+    };
+    if !crate::quota::may_grow(kind, &current, &proposed) {
+        return Ok(None);
+    }
+    let lock = admission::quota_lock::lock(project).await;
+    crate::quota::check_update(&state.store, kind, Some(project), &current, &proposed).await?;
+    Ok(Some(lock))
 }
 
 /// Deletes `name` the way every API does: the in-use and protection checks, then the
-/// store's delete (finalizers finish it). Callers have authorized the request.
+/// store's delete (finalizers finish it), then the revocations an identity delete implies.
+/// Callers have authorized the request.
 pub(crate) async fn delete(
     state: &ApiState,
     kind: &'static KindInfo,
@@ -297,10 +375,10 @@ pub(crate) async fn delete(
     name: &str,
     dry_run: bool,
 ) -> Result<Value, ApiError> {
-    admission::check_delete(&state.store, kind, project, name).await?;
+    admission::delete::check_delete(&state.store, kind, project, name).await?;
     let last = state.store.delete(kind, project, name, dry_run).await?;
-    if !dry_run && kind.plural == "projects" {
-        revoke_project_tokens(state, name).await?;
+    if !dry_run {
+        admission::revoke::after_write(state, kind, Some(&last), None).await?;
     }
     Ok(last)
 }
@@ -391,18 +469,17 @@ async fn put(
         let stored = users::stored_hash(&state, target.kind, name_of(&params)).await?;
         users::hash_password_field(target.kind, &mut object, stored).await?;
     }
-    let mut updated = state
-        .store
-        .update(
-            target.kind,
-            target.project.as_deref(),
-            name_of(&params),
-            object,
-            part,
-            query.dry_run()?,
-        )
-        .await?;
-    after_write(&state, target.kind, &updated).await?;
+    let mut updated = write(
+        &state,
+        Writer::Caller(&caller),
+        target.kind,
+        target.project.as_deref(),
+        name_of(&params),
+        Change::Replace(&object),
+        part,
+        query.dry_run()?,
+    )
+    .await?;
     authz::redact(target.kind, &mut updated);
     Ok(json_response(StatusCode::OK, updated))
 }
@@ -440,18 +517,17 @@ async fn patch(
     if part == Part::Main {
         users::hash_password_field(target.kind, &mut patch, None).await?;
     }
-    let mut patched = state
-        .store
-        .patch(
-            target.kind,
-            target.project.as_deref(),
-            name_of(&params),
-            &patch,
-            part,
-            query.dry_run()?,
-        )
-        .await?;
-    after_write(&state, target.kind, &patched).await?;
+    let mut patched = write(
+        &state,
+        Writer::Caller(&caller),
+        target.kind,
+        target.project.as_deref(),
+        name_of(&params),
+        Change::MergePatch(&patch),
+        part,
+        query.dry_run()?,
+    )
+    .await?;
     authz::redact(target.kind, &mut patched);
     Ok(json_response(StatusCode::OK, patched))
 }

@@ -220,7 +220,7 @@ async fn qcow2_round_trip_is_byte_identical() {
 }
 
 #[tokio::test]
-async fn raw_and_qcow2_declared_raw_are_accepted() {
+async fn raw_is_accepted_and_qcow2_declared_raw_is_refused() {
     let h = harness().await;
     let raw: Vec<u8> = (0..1024 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
     h.create_image("raw", "raw").await;
@@ -229,18 +229,21 @@ async fn raw_and_qcow2_declared_raw_are_accepted() {
     assert_eq!(image["status"]["virtualSize"], raw.len());
     assert_eq!(h.download("raw").await.2, raw);
 
-    // raw is raw: qcow2 bytes declared raw are a raw disk holding those bytes.
+    // qcow2 bytes declared raw are a format mismatch (issue 11), not a raw disk.
     let file = h.path("q.qcow2");
     qemu_img(&["create", "-q", "-f", "qcow2", file.to_str().unwrap(), "1M"]);
     h.create_image("qraw", "raw").await;
-    let (code, image) = h.upload_file("qraw", &file).await;
-    assert_eq!(code, 200, "{image}");
-    let size = std::fs::metadata(&file).unwrap().len();
-    assert_eq!(
-        image["status"]["virtualSize"],
-        size.div_ceil(512) * 512,
-        "qemu rounds a raw disk up to whole sectors"
+    let (code, status) = h.upload_file("qraw", &file).await;
+    assert_eq!(code, 400, "{status}");
+    assert_eq!(causes(&status), ["spec.diskFormat"]);
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("qcow2 image, not raw"),
+        "{status}"
     );
+    assert_eq!(h.image("qraw").await["status"]["phase"], "queued");
 }
 
 #[tokio::test]

@@ -64,6 +64,43 @@ impl Cloud {
             .len()
     }
 
+    /// What a Nova boot needs: flavor `flavor` (`vcpus`, `ram` MiB, 1 GiB disk), the active
+    /// public image `cirros` and network `net1` in `demo`; returns their uids in that order.
+    async fn boot_fixtures(&self, flavor: &str, vcpus: u64, ram: u64) -> Vec<String> {
+        let mut ids = Vec::new();
+        for (path, body) in [
+            (
+                "/flavors".to_string(),
+                json!({"metadata": {"name": flavor}, "spec": {"vcpus": vcpus, "ram": ram, "disk": 1}}),
+            ),
+            (
+                "/projects/admin/images".to_string(),
+                json!({"metadata": {"name": "cirros"}, "spec": {"visibility": "public",
+                    "diskFormat": "qcow2", "containerFormat": "bare"}}),
+            ),
+            (
+                format!("/projects/{PROJECT}/networks"),
+                json!({"metadata": {"name": "net1"}, "spec": {}}),
+            ),
+        ] {
+            let created = call(self.admin.post(self.native(&path)).json(&body), 201).await;
+            ids.push(created["metadata"]["uid"].as_str().unwrap().to_string());
+        }
+        self.api
+            .store
+            .patch(
+                kind("images"),
+                Some("admin"),
+                "cirros",
+                &json!({"status": {"phase": "active"}}),
+                Part::Status,
+                false,
+            )
+            .await
+            .unwrap();
+        ids
+    }
+
     /// `Project.spec.quota` of `demo` as the native API shows it.
     async fn stored_quota(&self) -> Value {
         let project = call(self.admin.get(self.native("/projects/demo")), 200).await;
@@ -327,37 +364,7 @@ async fn only_admins_change_quotas_members_read_only_their_own_and_bad_input_is_
 #[tokio::test]
 async fn nova_refuses_servers_and_key_pairs_over_quota_with_403() {
     let c = Cloud::start().await;
-    let mut ids = Vec::new();
-    for (path, body) in [
-        (
-            "/flavors".to_string(),
-            json!({"metadata": {"name": "m1.small"}, "spec": {"vcpus": 2, "ram": 512, "disk": 1}}),
-        ),
-        (
-            "/projects/admin/images".to_string(),
-            json!({"metadata": {"name": "cirros"}, "spec": {"visibility": "public",
-                "diskFormat": "qcow2", "containerFormat": "bare"}}),
-        ),
-        (
-            format!("/projects/{PROJECT}/networks"),
-            json!({"metadata": {"name": "net1"}, "spec": {}}),
-        ),
-    ] {
-        let created = call(c.admin.post(c.native(&path)).json(&body), 201).await;
-        ids.push(created["metadata"]["uid"].as_str().unwrap().to_string());
-    }
-    c.api
-        .store
-        .patch(
-            kind("images"),
-            Some("admin"),
-            "cirros",
-            &json!({"status": {"phase": "active"}}),
-            Part::Status,
-            false,
-        )
-        .await
-        .unwrap();
+    let ids = c.boot_fixtures("m1.small", 2, 512).await;
     call(
         c.admin
             .put(c.nova("/os-quota-sets/demo"))
@@ -622,4 +629,31 @@ async fn neutron_counts_security_group_rules_against_their_quota() {
         201,
     )
     .await;
+}
+
+/// Sixteen members boot at once into a project whose `instances` quota is 10: the per-project
+/// quota lock lets exactly ten through (each of the other six gets Nova's 403), and exactly ten
+/// servers are stored — a race between the count and the write would let more in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_boots_never_exceed_the_instances_quota() {
+    let c = Cloud::start().await;
+    let ids = c.boot_fixtures("m1.tiny", 1, 64).await;
+    call(
+        c.admin
+            .put(c.nova("/os-quota-sets/demo"))
+            .json(&json!({"quota_set": {"instances": 10, "cores": -1, "ram": -1}})),
+        200,
+    )
+    .await;
+    let boots = (0..16).map(|i| {
+        let request = c.member.post(c.nova("/servers")).json(&json!({"server": {
+            "name": format!("s{i}"), "imageRef": ids[1], "flavorRef": "m1.tiny",
+            "networks": [{"uuid": ids[2]}]}}));
+        async move { request.send().await.unwrap().status().as_u16() }
+    });
+    let codes = futures::future::join_all(boots).await;
+    let accepted = codes.iter().filter(|c| **c == 202).count();
+    let refused = codes.iter().filter(|c| **c == 403).count();
+    assert_eq!((accepted, refused), (10, 6), "answers: {codes:?}");
+    assert_eq!(c.count("servers").await, 10, "servers stored");
 }

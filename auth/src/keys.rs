@@ -7,13 +7,20 @@
 //! longer validates. With `keep >= 2` and rotations no more often than the token lifetime
 //! (1 h by default), no live token is ever lost to a rotation (Keystone's Fernet rule).
 //!
-//! On disk (`cirrus up` keeps the ring in `<data dir>/token-keys/`): one file per key named by
+//! On disk (`cirrus up` keeps the ring in `<data dir>/keys/`): one file per key named by
 //! its decimal index, holding the key as 43 base64url characters and a newline, mode 0600,
 //! in a directory of mode 0700. [`KeyRing::load`] refuses key files readable by group or
 //! others (like ssh does with private keys). [`KeyRing::save`] writes each file to a
 //! temporary name and renames it into place, then removes the index files of keys that
 //! left the ring, so a crash leaves either the old or the new key, never half of one.
 //! Several API replicas share the directory (or a copy of it distributed by the operator).
+//!
+//! # Rotation on a running cloud
+//! `cirrus admin rotate-keys` loads the ring from disk, [`KeyRing::rotate`]s it and
+//! [`KeyRing::save`]s it ([`KeyRing::rotate_in`]). A running API server holds its ring behind
+//! a lock and re-reads the directory periodically ([`KeyRing::reload`], which swaps the keys
+//! in place for every holder of the ring), so it seals new tokens with the new primary within
+//! one reload period and keeps opening the tokens sealed with the keys still in the ring.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,6 +28,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -83,9 +91,20 @@ impl TokenKey {
 }
 
 /// The keys that seal and open tokens; the highest index is the primary.
-#[derive(Clone)]
+///
+/// The keys sit behind a lock so that a ring shared by many tasks can be replaced in place
+/// ([`KeyRing::reload`], [`KeyRing::replace`]): every holder sees the new keys at once. A
+/// clone is a snapshot: replacing the keys of one does not change the other.
 pub struct KeyRing {
-    keys: BTreeMap<u32, TokenKey>,
+    keys: RwLock<Arc<Keys>>,
+}
+
+type Keys = BTreeMap<u32, Arc<TokenKey>>;
+
+impl Clone for KeyRing {
+    fn clone(&self) -> Self {
+        Self::with(self.snapshot())
+    }
 }
 
 impl fmt::Debug for KeyRing {
@@ -98,11 +117,29 @@ impl fmt::Debug for KeyRing {
 }
 
 impl KeyRing {
+    fn with(keys: Arc<Keys>) -> Self {
+        Self {
+            keys: RwLock::new(keys),
+        }
+    }
+
+    fn from_map(keys: BTreeMap<u32, TokenKey>) -> Self {
+        Self::with(Arc::new(
+            keys.into_iter().map(|(id, k)| (id, Arc::new(k))).collect(),
+        ))
+    }
+
+    /// The current keys (a cheap reference-counted snapshot).
+    fn snapshot(&self) -> Arc<Keys> {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// A ring with one fresh random key, index 0.
     pub fn generate() -> Result<Self, KeyError> {
-        Ok(Self {
-            keys: BTreeMap::from([(0, TokenKey::generate()?)]),
-        })
+        Ok(Self::from_map(BTreeMap::from([(0, TokenKey::generate()?)])))
     }
 
     /// A ring from known key bytes (tests, or keys handed over by an operator). `None` when
@@ -112,34 +149,71 @@ impl KeyRing {
             .into_iter()
             .map(|(id, bytes)| (id, TokenKey::new(bytes)))
             .collect();
-        (!keys.is_empty()).then_some(Self { keys })
+        (!keys.is_empty()).then(|| Self::from_map(keys))
     }
 
     /// Index of the primary key (the one new tokens are sealed with).
     pub fn primary_id(&self) -> u32 {
-        *self
-            .keys
-            .keys()
-            .next_back()
-            .expect("a key ring is never empty")
+        self.primary().0
     }
 
     /// Indexes of all keys, oldest first.
     pub fn key_ids(&self) -> Vec<u32> {
-        self.keys.keys().copied().collect()
+        self.snapshot().keys().copied().collect()
     }
 
-    pub(crate) fn primary(&self) -> (u32, &TokenKey) {
-        let (id, key) = self
-            .keys
-            .iter()
-            .next_back()
-            .expect("a key ring is never empty");
-        (*id, key)
+    pub(crate) fn primary(&self) -> (u32, Arc<TokenKey>) {
+        let keys = self.snapshot();
+        let (id, key) = keys.iter().next_back().expect("a key ring is never empty");
+        (*id, key.clone())
     }
 
-    pub(crate) fn get(&self, id: u32) -> Option<&TokenKey> {
-        self.keys.get(&id)
+    pub(crate) fn get(&self, id: u32) -> Option<Arc<TokenKey>> {
+        self.snapshot().get(&id).cloned()
+    }
+
+    /// Whether `self` and `other` hold the same keys under the same indexes.
+    pub fn same_keys(&self, other: &KeyRing) -> bool {
+        let (a, b) = (self.snapshot(), other.snapshot());
+        a.len() == b.len()
+            && a.iter()
+                .zip(b.iter())
+                .all(|((ia, ka), (ib, kb))| ia == ib && ka.bytes == kb.bytes)
+    }
+
+    /// Replaces the keys of this ring, for every holder of it, with those of `other`.
+    pub fn replace(&self, other: &KeyRing) {
+        let keys = other.snapshot();
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
+    }
+
+    /// Re-reads the ring from `dir` ([`KeyRing::load`]) and, when the keys there differ from
+    /// these, swaps them in place ([`KeyRing::replace`]). Returns whether anything changed;
+    /// on an error the ring is left as it was.
+    pub fn reload(&self, dir: &Path) -> Result<bool, KeyError> {
+        let loaded = Self::load(dir)?;
+        if self.same_keys(&loaded) {
+            return Ok(false);
+        }
+        self.replace(&loaded);
+        tracing::info!(
+            dir = %dir.display(),
+            primary = loaded.primary_id(),
+            keys = ?loaded.key_ids(),
+            "reloaded token keys"
+        );
+        Ok(true)
+    }
+
+    /// Rotates the ring kept in `dir` on disk: loads it, adds a new primary keeping at most
+    /// `keep` keys ([`KeyRing::rotate`]) and saves it. Returns the ring as saved. The
+    /// directory must already hold a ring (a missing one is an error, not a fresh ring:
+    /// rotating a ring that nobody uses would be a mistake worth hearing about).
+    pub fn rotate_in(dir: &Path, keep: usize) -> Result<Self, KeyError> {
+        let mut ring = Self::load(dir)?;
+        ring.rotate(keep)?;
+        ring.save(dir)?;
+        Ok(ring)
     }
 
     /// Adds a fresh primary key and drops the oldest keys so that at most `keep` remain.
@@ -149,9 +223,11 @@ impl KeyRing {
             return Err(KeyError::KeepZero);
         }
         let id = self.primary_id().checked_add(1).expect("2^32 rotations");
-        self.keys.insert(id, TokenKey::generate()?);
-        while self.keys.len() > keep {
-            self.keys.pop_first();
+        let fresh = Arc::new(TokenKey::generate()?);
+        let keys = Arc::make_mut(self.keys.get_mut().unwrap_or_else(PoisonError::into_inner));
+        keys.insert(id, fresh);
+        while keys.len() > keep {
+            keys.pop_first();
         }
         tracing::info!(primary = id, keys = ?self.key_ids(), "rotated token keys");
         Ok(id)
@@ -189,7 +265,7 @@ impl KeyRing {
         if keys.is_empty() {
             return Err(KeyError::Empty(dir.to_path_buf()));
         }
-        Ok(Self { keys })
+        Ok(Self::from_map(keys))
     }
 
     /// Loads the ring from `dir`, or creates `dir` (mode 0700) with one fresh key when it
@@ -224,7 +300,8 @@ impl KeyRing {
             .mode(0o700)
             .create(dir)
             .map_err(io(dir))?;
-        for (id, key) in &self.keys {
+        let keys = self.snapshot();
+        for (id, key) in keys.iter() {
             let path = dir.join(id.to_string());
             let tmp = dir.join(format!(".{id}.tmp"));
             let _ = fs::remove_file(&tmp);
@@ -247,7 +324,7 @@ impl KeyRing {
                 .file_name()
                 .to_str()
                 .and_then(|n| n.parse::<u32>().ok())
-                .is_some_and(|id| !self.keys.contains_key(&id));
+                .is_some_and(|id| !keys.contains_key(&id));
             if stale {
                 fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
             }
@@ -329,6 +406,37 @@ mod tests {
         assert!(dir.join("1").exists());
         assert!(dir.join("README").exists());
         assert_eq!(KeyRing::load(dir).unwrap().key_ids(), [1]);
+    }
+
+    #[test]
+    fn rotate_in_keeps_the_old_keys_and_reload_swaps_them_in_for_every_holder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("keys");
+        let shared = std::sync::Arc::new(KeyRing::load_or_create(&dir).unwrap());
+        let holder = shared.clone();
+        let snapshot = (*shared).clone();
+        assert!(!shared.reload(&dir).unwrap(), "nothing changed on disk yet");
+
+        let rotated = KeyRing::rotate_in(&dir, DEFAULT_KEEP).unwrap();
+        assert_eq!(rotated.key_ids(), [0, 1]);
+        assert_eq!(KeyRing::load(&dir).unwrap().key_ids(), [0, 1]);
+        assert!(shared.reload(&dir).unwrap(), "the rotation is picked up");
+        assert_eq!(holder.primary_id(), 1, "every holder of the ring sees it");
+        assert!(holder.same_keys(&rotated));
+        assert!(
+            holder.get(0).unwrap().bytes == snapshot.get(0).unwrap().bytes,
+            "the previous key is kept"
+        );
+        assert_eq!(snapshot.key_ids(), [0], "a clone is a snapshot");
+        assert!(!shared.reload(&dir).unwrap());
+
+        // A directory that cannot be read leaves the ring as it was.
+        assert!(shared.reload(&tmp.path().join("missing")).is_err());
+        assert_eq!(holder.key_ids(), [0, 1]);
+        assert!(matches!(
+            KeyRing::rotate_in(&tmp.path().join("missing"), 3),
+            Err(KeyError::Io { .. })
+        ));
     }
 
     #[test]

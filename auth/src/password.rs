@@ -5,6 +5,10 @@
 //! parameters are OWASP's recommended argon2id minimum: 19 MiB of memory ([`M_COST_KIB`]),
 //! 2 passes ([`T_COST`]), 1 lane ([`P_COST`]), 32-byte output — tens of milliseconds per
 //! hash, so a login costs the server little while an offline guesser pays the same per try.
+//! "Little" is per login: each hash or verification holds [`M_COST_KIB`] of memory and a core
+//! while it runs, so a server must bound how many run at once and how often a caller may ask
+//! (the API caps them at the number of cores and rate-limits logins; see
+//! `cirrus_api::identity::throttle`).
 //! Verification reads the parameters from the stored hash, so raising them later keeps old
 //! hashes valid; the final comparison of hash outputs is constant-time (the `phc` crate's
 //! `Output` compares with `ctutils::CtEq`).
@@ -63,6 +67,23 @@ pub fn hash_password(password: &str) -> Result<String, PasswordError> {
         .hash_password(password.as_bytes())
         .map_err(|e| PasswordError::Hashing(e.to_string()))?;
     Ok(hash.to_string())
+}
+
+/// A hash of a random password nobody knows, made once per process: a login for an unknown,
+/// disabled or password-less user verifies against it, so that it costs one verification
+/// like any other login and its timing tells nothing. Call it where blocking is fine (the
+/// first call hashes).
+///
+/// # Panics
+/// When the first hash fails (no random source: nothing about passwords can work then).
+pub fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| {
+        let mut secret = [0u8; 24];
+        getrandom::fill(&mut secret).expect("the random source works");
+        let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        hash_password(&secret).expect("hashing a short password works")
+    })
 }
 
 /// Checks `password` against a stored PHC string: `Ok(true)` on a match, `Ok(false)` for a
@@ -168,6 +189,15 @@ mod tests {
         chars[last] = if chars[last] == 'A' { 'B' } else { 'A' };
         let tampered: String = chars.into_iter().collect();
         assert!(!verify_password("pw", &tampered).unwrap_or(false));
+    }
+
+    #[test]
+    fn the_decoy_hash_is_stable_and_matches_no_ordinary_password() {
+        let decoy = decoy_hash();
+        assert_eq!(decoy, decoy_hash(), "made once");
+        assert!(decoy.starts_with("$argon2id$"), "{decoy}");
+        assert!(!verify_password("", decoy).unwrap());
+        assert!(!verify_password("cirrus: no such user", decoy).unwrap());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! Exit codes: `0` success, `1` failure (`diff`: `1` means "differences found" and `2` a
 //! failure, like `kubectl diff`).
 
+mod admin;
 mod apply;
 mod bench;
 mod bench_ipam;
@@ -97,6 +98,8 @@ enum Command {
     UploadImage(upload::UploadArgs),
     /// Print a server's serial console log.
     ConsoleLog(console::ConsoleArgs),
+    /// Operator commands on a data directory (`rotate-keys`).
+    Admin(admin::AdminArgs),
 }
 
 /// What every client command needs: the API client and the default project.
@@ -146,6 +149,7 @@ async fn run(cli: Cli) -> ExitCode {
     let result: anyhow::Result<ExitCode> = async {
         match cli.command {
             Command::Up(args) => up::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Admin(args) => admin::run(args).map(|()| ExitCode::SUCCESS),
             Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::NodeAgent(args) => node_agent::run(&cli.server, &cli.credentials, args)
                 .await
@@ -182,6 +186,7 @@ async fn run(cli: Cli) -> ExitCode {
                         watch::run(&ctx, args).await.map(|()| ExitCode::SUCCESS)
                     }
                     Command::Up(_)
+                    | Command::Admin(_)
                     | Command::Bench(_)
                     | Command::Controllers(_)
                     | Command::NodeAgent(_) => {

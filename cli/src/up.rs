@@ -3,12 +3,13 @@
 //! lifecycle), which talk to the API over loopback like any other client.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use cirrus_store::embedded::{self, EmbeddedConfig, Listen};
 use cirrus_store::objects::ObjectStore;
+use cirrus_store::perms;
 use tokio::sync::watch;
 
 /// Arguments of `cirrus up`.
@@ -23,10 +24,19 @@ pub struct UpArgs {
     /// Use these etcd endpoints (comma-separated URLs) instead of the embedded store.
     #[arg(long, env = "CIRRUS_ETCD_ENDPOINTS", value_delimiter = ',')]
     pub etcd_endpoints: Vec<String>,
-    /// Where the embedded store serves the etcd v3 API (for etcdctl and other processes);
-    /// port 0 picks a free one. The endpoint is also written to DATA_DIR/etcd-endpoint.
-    #[arg(long, env = "CIRRUS_STORE_LISTEN", default_value = "127.0.0.1:2379")]
-    pub store_listen: SocketAddr,
+    /// Also serve the embedded store's etcd v3 API on this TCP address (port 0 picks a free
+    /// one), for controllers in other processes or `etcdctl endpoint status`. Off by default:
+    /// the store has no authentication, so anyone who can reach the port reads every object.
+    /// The store is always served on DATA_DIR/store/etcd.sock (mode 0600, in a 0700
+    /// directory); DATA_DIR/etcd-endpoint records this TCP endpoint when given, else the
+    /// socket's `unix://` URL.
+    #[arg(long, env = "CIRRUS_STORE_LISTEN")]
+    pub store_listen: Option<SocketAddr>,
+    /// Seconds between compactions of the embedded store's history; each keeps the
+    /// revisions of the last one to two intervals (the Kubernetes API server's policy and
+    /// default). 0 never compacts.
+    #[arg(long, env = "CIRRUS_STORE_COMPACTION_INTERVAL", default_value_t = 300)]
+    pub store_compaction_interval_secs: u64,
     /// Seconds between BOOKMARK events on API watches.
     #[arg(long, default_value_t = 10)]
     pub bookmark_interval_secs: u64,
@@ -61,20 +71,27 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding the API to {}", args.listen))?;
+    prepare_data_dir(&args.data_dir)?;
     let (endpoints, embedded) = if args.etcd_endpoints.is_empty() {
-        std::fs::create_dir_all(&args.data_dir)
-            .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
         let server = embedded::start(EmbeddedConfig {
-            data_dir: Some(args.data_dir.join("store")),
-            listen: Listen::Tcp(args.store_listen),
+            extra_listen: args.store_listen.map(Listen::Tcp).into_iter().collect(),
             progress_notify_interval: Duration::from_secs(10),
+            compaction_interval: (args.store_compaction_interval_secs > 0)
+                .then(|| Duration::from_secs(args.store_compaction_interval_secs)),
+            ..EmbeddedConfig::private(args.data_dir.join("store"))
         })
         .await
         .context("starting the embedded store")?;
-        let endpoint = server.endpoint();
-        std::fs::write(args.data_dir.join("etcd-endpoint"), format!("{endpoint}\n"))
-            .context("recording the store endpoint")?;
-        (vec![endpoint], Some(server))
+        // In-process clients use the socket; the file tells other processes where to go:
+        // the opt-in TCP endpoint (listed after the socket) when there is one.
+        let all = server.endpoints();
+        let advertised = all.last().cloned().unwrap_or_else(|| server.endpoint());
+        perms::write_private_file(
+            &args.data_dir.join(ENDPOINT_FILE),
+            format!("{advertised}\n").as_bytes(),
+        )
+        .context("recording the store endpoint")?;
+        (vec![server.endpoint()], Some((server, all)))
     } else {
         (args.etcd_endpoints.clone(), None)
     };
@@ -158,11 +175,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             }
         }
     };
-    tracing::info!(api = %api_url, store = %endpoints.join(","), "cirrus up");
-    println!(
-        "cirrus up: API on {api_url}, store at {}",
-        endpoints.join(",")
-    );
+    let served = match &embedded {
+        Some((_, all)) => all.join(","),
+        None => endpoints.join(","),
+    };
+    tracing::info!(api = %api_url, store = %served, "cirrus up");
+    println!("cirrus up: API on {api_url}, store at {served}");
 
     tokio::select! {
         _ = shutdown_signal() => {}
@@ -181,8 +199,31 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if !api.is_finished() {
         let _ = tokio::time::timeout(Duration::from_secs(5), api).await;
     }
-    if let Some(server) = embedded {
+    if let Some((server, _)) = embedded {
         server.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Where `cirrus up` records the store endpoint for other processes, inside the data dir.
+pub const ENDPOINT_FILE: &str = "etcd-endpoint";
+
+/// Mode of the data directory: others may traverse it (QEMU, running as `libvirt-qemu`, must
+/// reach the node agent's disks under `node/`) but not list it; everything secret in it is
+/// private on its own (`store/`, `keys/`, `images/` 0700; `etcd-endpoint`, `openrc`,
+/// `clouds.yaml` 0600).
+pub const DATA_DIR_MODE: u32 = 0o711;
+
+/// Creates the data directory and its private subdirectories with their modes whatever the
+/// umask, and fixes them when an earlier start left them looser. (`store/` is made 0700 by
+/// the embedded store itself.)
+fn prepare_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+    perms::ensure_dir(data_dir, DATA_DIR_MODE)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    for private in ["keys", "images"] {
+        let dir = data_dir.join(private);
+        perms::ensure_dir(&dir, perms::PRIVATE_DIR)
+            .with_context(|| format!("creating {}", dir.display()))?;
     }
     Ok(())
 }
@@ -201,4 +242,34 @@ pub async fn shutdown_signal() {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn data_dir_modes_are_set_and_fixed() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        prepare_data_dir(&data).unwrap();
+        assert_eq!(mode(&data), 0o711);
+        assert_eq!(mode(&data.join("keys")), 0o700);
+        assert_eq!(mode(&data.join("images")), 0o700);
+        // Left loose by an older version: fixed on the next start, contents kept.
+        for (dir, loose) in [(data.clone(), 0o777), (data.join("keys"), 0o755)] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(loose)).unwrap();
+        }
+        std::fs::write(data.join("images/keep"), b"x").unwrap();
+        prepare_data_dir(&data).unwrap();
+        assert_eq!(mode(&data), 0o711);
+        assert_eq!(mode(&data.join("keys")), 0o700);
+        assert_eq!(std::fs::read(data.join("images/keep")).unwrap(), b"x");
+    }
 }

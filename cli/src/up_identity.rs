@@ -1,11 +1,13 @@
 //! The identities an all-in-one cloud starts with, and the files that let people use it.
 //!
 //! On every start `cirrus up`:
-//! - loads (or creates) the token key ring in `<data-dir>/keys`, so tokens survive restarts;
+//! - loads (or creates) the token key ring in `<data-dir>/keys`, so tokens survive restarts,
+//!   and has the API re-read it periodically (`cirrus admin rotate-keys` rotates it);
 //! - makes sure the `admin` project and the `admin` user (admin there: a cloud admin) exist.
-//!   The first time, it generates the password, prints it once and writes it into
-//!   `<data-dir>/clouds.yaml` and `<data-dir>/openrc` (mode 0600); later starts reuse the
-//!   password from `openrc` and rewrite both files with the current API address;
+//!   The first time, it generates the password and writes it only into
+//!   `<data-dir>/clouds.yaml` and `<data-dir>/openrc` (mode 0600) — never to the output or
+//!   the log, which are often readable by more people; later starts reuse the password from
+//!   `openrc` and rewrite both files with the current API address;
 //! - gives its in-process controllers and node agent their own users (`cirrus-controllers`,
 //!   a cloud admin; `node-<name>`, bound to the node) without passwords: their tokens are
 //!   minted from the key ring ([`MintedTokens`]) and renewed before they expire.
@@ -31,12 +33,13 @@ pub const ADMIN: &str = "admin";
 /// The in-process controllers' user.
 pub const CONTROLLERS_USER: &str = "cirrus-controllers";
 
-/// Loads or creates the key ring under `data_dir/keys`.
+/// Loads or creates the key ring under `data_dir/keys`, re-read from there while the API
+/// serves.
 pub fn identity(data_dir: &Path) -> anyhow::Result<Arc<Identity>> {
     let dir = data_dir.join("keys");
     let keys = KeyRing::load_or_create(&dir)
         .with_context(|| format!("loading the token keys in {}", dir.display()))?;
-    Ok(Arc::new(Identity::new(keys)))
+    Ok(Arc::new(Identity::new(keys).with_key_dir(dir)))
 }
 
 /// Ensures the admin project and user; writes `clouds.yaml` and `openrc` for `api_url`.
@@ -61,8 +64,8 @@ pub async fn bootstrap_admin(
             let password = generate_password()?;
             bootstrap::ensure_user(store, ADMIN, &password, None).await?;
             println!(
-                "cirrus up: created user {ADMIN:?} (cloud admin) with password {password}\n\
-                 cirrus up: credentials are in {} and {} (mode 0600); `source {}` to use them",
+                "cirrus up: created user {ADMIN:?} (cloud admin); its password is only in {} \
+                 and {} (mode 0600); `source {}` to use them",
                 openrc.display(),
                 data_dir.join("clouds.yaml").display(),
                 openrc.display()

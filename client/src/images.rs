@@ -2,14 +2,14 @@
 //! then one another project made visible to it.
 
 use cirrus_crds::Image;
-use cirrus_crds::kinds::image::Visibility;
 
 use crate::{Api, Client, ClientError, ListParams};
 
-/// The image `name` (or uid, as OpenStack clients give it) as `project` sees it: the project's own image, else a public or community
-/// image (or one shared with the project) of another project. `Ok(None)` is positive evidence
-/// that no such image is visible. The scheduler and the node agent both resolve through this,
-/// so they always agree.
+/// The image `name` (or uid, as OpenStack clients give it) as `project` sees it: by name the
+/// project's own image, else a public one ([`Image::findable_by_name_from`]); by uid any image
+/// the project may use ([`Image::usable_by`]: also community images and those shared with
+/// it). `Ok(None)` is positive evidence that no such image is visible. The scheduler and the
+/// node agent both resolve by these rules, so they always agree.
 ///
 /// # Errors
 /// API failures.
@@ -30,7 +30,7 @@ pub async fn find_image(
         .await?
         .items
         .into_iter()
-        .find(|i| visible_from_elsewhere(i, project))
+        .find(|i| i.findable_by_name_from(project))
     {
         return Ok(Some(found));
     }
@@ -44,9 +44,7 @@ pub async fn find_image(
         .await?
         .items
         .into_iter()
-        .find(|i| {
-            i.metadata.project.as_deref() == Some(project) || visible_from_elsewhere(i, project)
-        }))
+        .find(|i| i.usable_by(project)))
 }
 
 /// Whether `text` has the shape of an object uid (a UUID), so a lookup by uid may find it.
@@ -56,16 +54,6 @@ fn looks_like_uid(text: &str) -> bool {
             8 | 13 | 18 | 23 => c == '-',
             _ => c.is_ascii_hexdigit(),
         })
-}
-
-/// Whether `image`, owned by another project, may be used by `project`: public and community
-/// images by anyone, shared ones by their members.
-pub fn visible_from_elsewhere(image: &Image, project: &str) -> bool {
-    matches!(
-        image.spec.visibility,
-        Visibility::Public | Visibility::Community
-    ) || (image.spec.visibility == Visibility::Shared
-        && image.spec.members.iter().any(|m| m == project))
 }
 
 #[cfg(test)]

@@ -100,6 +100,27 @@ impl Client {
         }
     }
 
+    /// `base_url` followed by `segments`, each one percent-encoded as a single path segment
+    /// (so a `/`, `?`, `#` or `%` inside a name can never change which route the URL
+    /// reaches). The one way to build a native-API URL from names.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidObject`] for an empty, `.` or `..` segment: URL parsers resolve
+    /// dot segments (encoded ones too), so they are refused rather than sent.
+    pub fn url(&self, segments: &[&str]) -> Result<String> {
+        let mut url = self.base_url.clone();
+        for segment in segments {
+            if matches!(*segment, "" | "." | "..") {
+                return Err(ClientError::InvalidObject(format!(
+                    "{segment:?} cannot be a URL path segment (empty or a dot segment)"
+                )));
+            }
+            url.push('/');
+            url.push_str(&encode(segment));
+        }
+        Ok(url)
+    }
+
     /// A request builder carrying the current token.
     pub async fn request(
         &self,
@@ -652,6 +673,11 @@ fn to_json<K: Resource>(obj: &K) -> Result<Vec<u8>> {
     serde_json::to_vec(obj).map_err(|e| ClientError::InvalidObject(e.to_string()))
 }
 
+/// `value` percent-encoded for a query string value (unreserved characters stay).
+pub fn encode_query_value(value: &str) -> String {
+    encode(value)
+}
+
 /// Percent-encodes a path segment or query value.
 fn encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
@@ -720,5 +746,38 @@ mod tests {
     #[test]
     fn encodes_queries() {
         assert_eq!(encode("a in (x,y)"), "a%20in%20%28x%2Cy%29");
+    }
+
+    #[test]
+    fn urls_are_built_from_whole_segments() {
+        let client = Client::new("http://127.0.0.1:6443/");
+        assert_eq!(
+            client
+                .url(&[
+                    "apis",
+                    "cirrus.dev",
+                    "v1",
+                    "projects",
+                    "demo",
+                    "images",
+                    "web"
+                ])
+                .unwrap(),
+            "http://127.0.0.1:6443/apis/cirrus.dev/v1/projects/demo/images/web"
+        );
+        // Nothing inside a segment can reach another route.
+        let url = client
+            .url(&["projects", "../admin", "x?y#z", "%2e%2e", "a%2Fb"])
+            .unwrap();
+        assert_eq!(
+            url,
+            "http://127.0.0.1:6443/projects/..%2Fadmin/x%3Fy%23z/%252e%252e/a%252Fb"
+        );
+        let parsed = reqwest::Url::parse(&url).unwrap();
+        assert_eq!(parsed.path_segments().unwrap().count(), 5);
+        // Dot and empty segments, which URL parsers resolve or collapse, are refused.
+        for bad in ["..", ".", ""] {
+            assert!(client.url(&["a", bad, "b"]).is_err(), "{bad:?}");
+        }
     }
 }

@@ -18,6 +18,7 @@
 //! Transient failures (connection refused, 5xx) are yielded as `Err` and retried after a
 //! backoff that grows from 500 ms to 30 s; the stream never ends on its own.
 
+use cirrus_client::encode_query_value as encode_query;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -243,8 +244,10 @@ fn parse_line(url: &str, line: &str) -> Result<Parsed, WatcherError> {
 
 fn watch_url(config: &Config, rv: &str) -> String {
     let mut url = format!(
-        "{}{}?watch=true&resourceVersion={rv}",
-        config.base_url, config.path
+        "{}{}?watch=true&resourceVersion={}",
+        config.base_url,
+        config.path,
+        encode_query(rv)
     );
     if let Some(selector) = &config.label_selector {
         url.push_str("&labelSelector=");
@@ -267,7 +270,7 @@ async fn list(
         }
         if let Some(token) = &continue_token {
             url.push_str("&continue=");
-            url.push_str(token);
+            url.push_str(&encode_query(token));
         }
         let response = request(client, config, &url).await?;
         let page: Value = response.json().await.map_err(|source| WatcherError::Http {
@@ -319,19 +322,6 @@ async fn request(
             .unwrap_or_default()
             .to_string(),
     })
-}
-
-/// Percent-encodes a query value (label selectors contain `=`, `,`, `!`, spaces, parens).
-fn encode_query(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Exponential backoff, 500 ms doubling to 30 s, reset after a success.

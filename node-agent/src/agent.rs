@@ -185,8 +185,11 @@ pub async fn run_with_handle(
             let local = listener
                 .local_addr()
                 .map_err(|source| AgentError::Endpoint { addr, source })?;
-            let router =
-                crate::console_server::router(config.state_dir.clone(), config.api_url.clone());
+            let router = crate::console_server::router(
+                config.state_dir.clone(),
+                config.api_url.clone(),
+                config.node_name.clone(),
+            );
             let rx = stop_rx.clone();
             tokio::spawn(async move {
                 let serve = axum::serve(listener, router).with_graceful_shutdown(stopped(rx));
@@ -238,6 +241,15 @@ pub async fn run_with_handle(
     if let Some(net) = &config.network {
         let host = Arc::new(HostNetwork::new(net.bridge.clone(), &config.state_dir)?);
         ctx = ctx.with_network(host.clone());
+        // The metadata proxies forward guests' requests with the node's restricted metadata
+        // token, never with its node token.
+        let proxy_client = crate::net::metadata_proxy::metadata_client(
+            &Client {
+                auth: config.auth.clone(),
+                ..Client::new(config.api_url.clone())
+            },
+            &config.node_name,
+        );
         let agent = Arc::new(NetworkAgent::new(
             client,
             config.node_name.clone(),
@@ -247,6 +259,7 @@ pub async fn run_with_handle(
             config.api_url.clone(),
             net.ports.clone(),
         ));
+        agent.proxies().use_api(proxy_client);
         network_task = Some(tokio::spawn(
             ports::run(agent, stopped(stop_rx.clone())).instrument(span.clone()),
         ));

@@ -143,10 +143,20 @@ pub async fn fetch_files(
     project: &str,
     name: &str,
 ) -> Result<BTreeMap<String, Vec<u8>>> {
-    let url = format!(
-        "{}/apis/cirrus.dev/v1/projects/{project}/servers/{name}/configdrive",
-        client.base_url.trim_end_matches('/')
-    );
+    let segments = [
+        "apis",
+        "cirrus.dev",
+        "v1",
+        "projects",
+        project,
+        "servers",
+        name,
+        "configdrive",
+    ];
+    let url = client.url(&segments).map_err(|e| ConfigDriveError::Fetch {
+        url: segments.join("/"),
+        detail: e.to_string(),
+    })?;
     let fail = |detail: String| ConfigDriveError::Fetch {
         url: url.clone(),
         detail,

@@ -3,9 +3,14 @@
 //!
 //! It reads files named from the server uid only (the path segment must parse as a uuid), so
 //! a request can never reach outside the instances directory. It serves nobody on their word:
-//! a request carries the token of whoever asked the API (`X-Auth-Token`) and the server's
-//! project and name, and the agent asks the API with that token whether the caller may read
-//! that server and whether its uid is the one asked for — the API's own authorization decides.
+//! a request carries a console token the API minted for this one read (`X-Auth-Token`,
+//! `system:console:<server uid>`, good for nothing but the check below, see
+//! `cirrus_api::restricted`) and the server's project and name (valid object names, else
+//! `400`). The agent asks the API with that token
+//! (`GET .../projects/{project}/servers/{name}/consoleaccess`, URL built from segments, no
+//! redirects followed) and serves the log only if the API says the token is for the server
+//! with this uid and that server is on this node. A person's or a node's own token is refused
+//! there, so nothing but the API's console request opens a log.
 
 use std::path::PathBuf;
 
@@ -14,6 +19,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use reqwest::Url;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -32,22 +38,34 @@ struct ConsoleQuery {
     name: Option<String>,
 }
 
-/// What the endpoint needs: where logs are, and the API that authorizes readers.
+/// What the API answers about a console token.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConsoleAccess {
+    server_uid: String,
+    node: Option<String>,
+}
+
+/// What the endpoint needs: where logs are, the API that authorizes readers, which node
+/// this is.
 #[derive(Clone, Debug)]
 struct Endpoint {
     state_dir: PathBuf,
     api_url: String,
+    node: String,
     http: reqwest::Client,
 }
 
-/// The router serving the console logs under `state_dir` to callers the API at `api_url`
-/// lets read the server.
-pub fn router(state_dir: PathBuf, api_url: String) -> Router {
+/// The router serving the console logs under `state_dir` of node `node`'s servers, to
+/// requests carrying a console token the API at `api_url` confirms.
+pub fn router(state_dir: PathBuf, api_url: String, node: String) -> Router {
     let endpoint = Endpoint {
         state_dir,
-        api_url: api_url.trim_end_matches('/').to_string(),
+        api_url,
+        node,
         http: reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default(),
     };
@@ -57,8 +75,26 @@ pub fn router(state_dir: PathBuf, api_url: String) -> Router {
         .with_state(endpoint)
 }
 
-/// Asks the API, with the caller's token, for server `project/name`: `Ok` when the caller may
-/// read it and it is the server with `uid`.
+/// `<api>/apis/cirrus.dev/v1/projects/<project>/servers/<name>/consoleaccess`, from segments.
+fn access_url(api_url: &str, project: &str, name: &str) -> Option<Url> {
+    let mut url = Url::parse(api_url).ok()?;
+    url.set_query(None);
+    url.set_fragment(None);
+    url.path_segments_mut().ok()?.pop_if_empty().extend([
+        "apis",
+        "cirrus.dev",
+        "v1",
+        "projects",
+        project,
+        "servers",
+        name,
+        "consoleaccess",
+    ]);
+    Some(url)
+}
+
+/// Asks the API, with the request's console token, about server `project/name`: `Ok` when
+/// the token is for the server with `uid` and that server is on this node.
 async fn authorized(
     endpoint: &Endpoint,
     headers: &HeaderMap,
@@ -75,13 +111,23 @@ async fn authorized(
             "project and name are required",
         ));
     };
-    let url = format!(
-        "{}/apis/cirrus.dev/v1/projects/{project}/servers/{name}",
-        endpoint.api_url
-    );
+    for (what, value) in [("project", project), ("name", name)] {
+        if let Some(problem) = cirrus_crds::validation::name_problem(value) {
+            return Err(refused(
+                StatusCode::BAD_REQUEST,
+                &format!("{what} is not an object name: {problem}"),
+            ));
+        }
+    }
+    let Some(url) = access_url(&endpoint.api_url, project, name) else {
+        return Err(refused(
+            StatusCode::BAD_GATEWAY,
+            "the agent's API URL is unusable",
+        ));
+    };
     let answer = endpoint
         .http
-        .get(&url)
+        .get(url)
         .header("x-auth-token", token)
         .send()
         .await
@@ -94,17 +140,23 @@ async fn authorized(
     if !answer.status().is_success() {
         return Err(refused(
             StatusCode::FORBIDDEN,
-            &format!("the API refused the caller ({})", answer.status()),
+            &format!("the API refused the token ({})", answer.status()),
         ));
     }
-    let server: serde_json::Value = answer
+    let access: ConsoleAccess = answer
         .json()
         .await
         .map_err(|e| refused(StatusCode::BAD_GATEWAY, &format!("the API's answer: {e}")))?;
-    if server.pointer("/metadata/uid").and_then(|u| u.as_str()) != Some(uid.to_string().as_str()) {
+    if access.server_uid != uid.to_string() {
         return Err(refused(
             StatusCode::FORBIDDEN,
-            "that server has another uid",
+            "the token is for another server",
+        ));
+    }
+    if access.node.as_deref() != Some(endpoint.node.as_str()) {
+        return Err(refused(
+            StatusCode::FORBIDDEN,
+            "that server is not on this node",
         ));
     }
     Ok(())
@@ -150,16 +202,32 @@ mod tests {
     use cirrus_auth::Role;
     use serde_json::json;
 
+    #[test]
+    fn the_api_url_is_built_from_segments() {
+        let url = access_url("http://127.0.0.1:8080", "demo", "web").unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:8080/apis/cirrus.dev/v1/projects/demo/servers/web/consoleaccess"
+        );
+        let url = access_url("http://h:1/base/", "a?b", "../x").unwrap();
+        assert_eq!(
+            url.path(),
+            "/base/apis/cirrus.dev/v1/projects/a%3Fb/servers/..%2Fx/consoleaccess"
+        );
+        assert!(access_url("not a url", "demo", "web").is_none());
+    }
+
     #[tokio::test]
-    async fn serves_the_tail_of_a_console_log_to_whom_the_api_lets_read_the_server() {
+    async fn serves_a_console_log_only_for_the_apis_console_token_of_that_server_on_this_node() {
         let api = cirrus_api::testing::TestApi::start().await;
-        let servers = format!("{}/apis/cirrus.dev/v1/projects/demo/servers", api.base_url);
+        let v1 = format!("{}/apis/cirrus.dev/v1", api.base_url);
+        let admin = api.client();
         let mut uids = Vec::new();
-        for name in ["web", "quiet"] {
-            let created: serde_json::Value = api
-                .client()
-                .post(&servers)
-                .json(&json!({"metadata": {"name": name}, "spec": {"flavor": "m1", "image": "g"}}))
+        for (name, node) in [("web", "n1"), ("quiet", "n1"), ("far", "n2")] {
+            let created: serde_json::Value = admin
+                .post(format!("{v1}/projects/demo/servers"))
+                .json(&json!({"metadata": {"name": name},
+                    "spec": {"flavor": "m1", "image": "g", "nodeName": node}}))
                 .send()
                 .await
                 .unwrap()
@@ -168,57 +236,117 @@ mod tests {
                 .unwrap();
             uids.push(Uuid::parse_str(created["metadata"]["uid"].as_str().unwrap()).unwrap());
         }
-        let (uid, quiet) = (uids[0], uids[1]);
+        let (uid, quiet, far) = (uids[0], uids[1], uids[2]);
         let state = tempfile::tempdir().unwrap();
-        let paths = InstancePaths::new(state.path(), uid);
-        std::fs::create_dir_all(&paths.dir).unwrap();
-        std::fs::write(&paths.console_log, "first line\nCIRRUS-BOOT web\n").unwrap();
+        for server in [uid, far] {
+            let paths = InstancePaths::new(state.path(), server);
+            std::fs::create_dir_all(&paths.dir).unwrap();
+            std::fs::write(&paths.console_log, "first line\nCIRRUS-BOOT web\n").unwrap();
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = router(state.path().to_path_buf(), api.base_url.clone());
+        let app = router(
+            state.path().to_path_buf(),
+            api.base_url.clone(),
+            "n1".into(),
+        );
         let server = tokio::spawn(axum::serve(listener, app).into_future());
         let member = api.user_token("alice", "demo", Role::Reader).await;
-        let stranger = api.user_token("bob", "other", Role::Admin).await;
+        let parent = cirrus_auth::token::open(&api.identity.keys, &member).unwrap();
+        let console_token = |server: Uuid| {
+            cirrus_api::restricted::console_token(
+                &api.identity,
+                &parent,
+                "demo",
+                &server.to_string(),
+            )
+            .unwrap()
+            .0
+        };
         let http = reqwest::Client::new();
-        let get = |path: String, token: &str| {
+        let get = |path: String, token: String| {
             let request = http.get(format!("{base}{path}"));
             let request = if token.is_empty() {
                 request
             } else {
                 request.header("x-auth-token", token)
             };
-            request.send()
+            async move {
+                let response = request.send().await.unwrap();
+                (response.status().as_u16(), response.text().await.unwrap())
+            }
         };
         let web = |extra: &str| format!("/servers/{uid}/console?project=demo&name=web{extra}");
 
-        let all = get(web(""), &member).await.unwrap();
-        assert_eq!(all.status().as_u16(), 200);
-        assert_eq!(all.text().await.unwrap(), "first line\nCIRRUS-BOOT web\n");
-        let tail = get(web("&tailBytes=17"), &member).await.unwrap();
-        assert_eq!(tail.text().await.unwrap(), "CIRRUS-BOOT web\n");
-        // Nobody on their word: no token, another project's token, a mismatched uid.
-        assert_eq!(get(web(""), "").await.unwrap().status().as_u16(), 401);
+        let (code, body) = get(web(""), console_token(uid)).await;
         assert_eq!(
-            get(web(""), &stranger).await.unwrap().status().as_u16(),
-            403
+            (code, body.as_str()),
+            (200, "first line\nCIRRUS-BOOT web\n")
         );
-        let other_uid = format!("/servers/{quiet}/console?project=demo&name=web");
-        assert_eq!(
-            get(other_uid, &member).await.unwrap().status().as_u16(),
-            403
-        );
+        let (_, tail) = get(web("&tailBytes=17"), console_token(uid)).await;
+        assert_eq!(tail, "CIRRUS-BOOT web\n");
+        // Nobody on their word: no token; a person's own token (even a cloud admin's); the
+        // token of another server, for this one's path or its name; a server of another
+        // node, with its own token.
+        assert_eq!(get(web(""), String::new()).await.0, 401);
+        assert_eq!(get(web(""), member.clone()).await.0, 403);
+        assert_eq!(get(web(""), api.admin_token.clone()).await.0, 403);
+        assert_eq!(get(web(""), console_token(quiet)).await.0, 403);
+        let quiet_path = format!("/servers/{quiet}/console?project=demo&name=web");
+        assert_eq!(get(quiet_path, console_token(uid)).await.0, 403);
+        let by_name = format!("/servers/{uid}/console?project=demo&name=quiet");
+        assert_eq!(get(by_name, console_token(uid)).await.0, 403);
+        let far_path = format!("/servers/{far}/console?project=demo&name=far");
+        let (code, body) = get(far_path, console_token(far)).await;
+        assert_eq!(code, 403, "{body}");
+        assert!(body.contains("not on this node"), "{body}");
+        // Names are object names, so nothing is pasted into the API URL.
+        for query in [
+            "project=..&name=web",
+            "project=demo&name=..%2Fnodes",
+            "project=demo&name=web%3FfieldSelector%3Dx",
+            "project=demo&name=",
+            "project=Demo&name=web",
+            "name=web",
+        ] {
+            let (code, body) = get(
+                format!("/servers/{uid}/console?{query}"),
+                console_token(uid),
+            )
+            .await;
+            assert_eq!(code, 400, "{query}: {body}");
+        }
         // A readable server with no log here yet.
-        let missing = get(
-            format!("/servers/{quiet}/console?project=demo&name=quiet"),
-            &member,
-        )
-        .await
-        .unwrap();
-        assert_eq!(missing.status().as_u16(), 404);
-        let escape = get("/servers/..%2F..%2Fetc/console".to_string(), &member)
+        let missing = format!("/servers/{quiet}/console?project=demo&name=quiet");
+        assert_eq!(get(missing, console_token(quiet)).await.0, 404);
+        let escape = get("/servers/..%2F..%2Fetc/console".to_string(), member.clone()).await;
+        assert_eq!(escape.0, 400);
+
+        // The whole way: the API authorizes the reader, then asks this endpoint with a token
+        // of its own; the reader's token never reaches it.
+        admin
+            .post(format!("{v1}/nodes"))
+            .json(&json!({"metadata": {"name": "n1"}}))
+            .send()
             .await
             .unwrap();
-        assert_eq!(escape.status().as_u16(), 400);
+        let patched = admin
+            .patch(format!("{v1}/nodes/n1/status"))
+            .header("Content-Type", "application/merge-patch+json")
+            .body(json!({"status": {"agentEndpoint": base}}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(patched.status().is_success());
+        let through_api = cirrus_api::testing::client_with_token(&member)
+            .get(format!(
+                "{v1}/projects/demo/servers/web/console?tailBytes=17"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(through_api.status().as_u16(), 200);
+        assert_eq!(through_api.text().await.unwrap(), "CIRRUS-BOOT web\n");
         server.abort();
     }
 }

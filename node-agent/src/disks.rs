@@ -10,11 +10,17 @@
 //!   half-created `disk.qcow2`; a stale `.part` is simply overwritten.
 //! - `qemu-img` is always called with explicit formats (`-f qcow2 -F <base format>`), never
 //!   probing.
+//! - The base image is inspected by the node itself before any disk is made or kept on it
+//!   ([`crate::image_inspect`]): the declared `spec.diskFormat` must be what the bytes are,
+//!   with no backing or data file ([`DiskError::ImageRefused`], the server becomes ERROR
+//!   and no disk is created).
 
 use std::path::{Path, PathBuf};
 
 use cirrus_crds::kinds::image::DiskFormat;
 use uuid::Uuid;
+
+use crate::image_inspect::{self, InspectError, Refusal};
 
 /// Where one server's files are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +82,15 @@ pub enum DiskError {
     /// The image's disk format cannot back a root disk (positive evidence).
     #[error("image disk format {0} cannot back a root disk")]
     UnsupportedFormat(String),
+    /// The node's own inspection of the base refused it (positive evidence): a backing or
+    /// data file, a format mismatch with the declared `spec.diskFormat`, an unknown format.
+    #[error("image {base} is refused: {reason}")]
+    ImageRefused {
+        /// The cached base.
+        base: PathBuf,
+        /// Why.
+        reason: Refusal,
+    },
     /// The flavor's disk is smaller than the image (positive evidence).
     #[error(
         "flavor disk {flavor_gib} GiB is smaller than the image's virtual size {virtual_size} bytes"
@@ -95,6 +110,7 @@ impl DiskError {
             self,
             DiskError::BaseCorrupt { .. }
                 | DiskError::UnsupportedFormat(_)
+                | DiskError::ImageRefused { .. }
                 | DiskError::TooSmall { .. }
         )
     }
@@ -182,17 +198,49 @@ fn is_corrupt(info: &serde_json::Value) -> bool {
         .unwrap_or(false)
 }
 
-/// Ensures the root disk at `paths.disk` is a qcow2 overlay on `root.base`.
+/// Inspects the base as its declared format ([`image_inspect::inspect`]); returns its
+/// virtual size.
+async fn inspect_base(root: &RootDisk, base_fmt: &str) -> Result<u64, DiskError> {
+    match image_inspect::inspect_async(root.base.clone(), base_fmt.to_string()).await {
+        Ok(inspection) => Ok(inspection.virtual_size),
+        Err(InspectError::Refused(Refusal::Corrupt { .. })) => Err(DiskError::BaseCorrupt {
+            base: root.base.clone(),
+            detail: "qcow2 header marked corrupt".into(),
+        }),
+        Err(InspectError::Refused(Refusal::NotOpenable { detail, .. }))
+            if detail.to_lowercase().contains("corrupt") =>
+        {
+            Err(DiskError::BaseCorrupt {
+                base: root.base.clone(),
+                detail,
+            })
+        }
+        Err(InspectError::Refused(reason)) => Err(DiskError::ImageRefused {
+            base: root.base.clone(),
+            reason,
+        }),
+        Err(InspectError::Tool { detail, .. }) => Err(DiskError::QemuImg {
+            action: "info".into(),
+            stderr: detail,
+        }),
+        Err(InspectError::Io { path, source }) => Err(DiskError::Io { path, source }),
+    }
+}
+
+/// Ensures the root disk at `paths.disk` is a qcow2 overlay on `root.base`, after the node's
+/// own inspection of the base (a refused base never gets a disk, new or kept).
 ///
 /// # Errors
-/// [`DiskError::is_permanent`] errors are positive evidence (corrupt base, unusable format,
-/// flavor too small); the rest are retryable.
+/// [`DiskError::is_permanent`] errors are positive evidence (refused or corrupt base, unusable
+/// format, flavor too small); the rest are retryable.
 pub async fn root_disk_ensure(
     paths: &InstancePaths,
     root: &RootDisk,
 ) -> Result<DiskOutcome, DiskError> {
     let base_fmt = qemu_format(root.base_format)
         .ok_or_else(|| DiskError::UnsupportedFormat(format!("{:?}", root.base_format)))?;
+    // First of all: the base is what it is declared to be and reads no other file.
+    let inspected_size = inspect_base(root, base_fmt).await?;
     let io = |p: &Path| {
         let p = p.to_path_buf();
         move |source| DiskError::Io { path: p, source }
@@ -220,32 +268,9 @@ pub async fn root_disk_ensure(
         }
         outcome = DiskOutcome::Replaced;
     }
-    // The base: positive evidence of corruption makes the server ERROR.
-    let base_info = match info(&root.base, base_fmt).await {
-        Ok(i) => i,
-        Err(DiskError::QemuImg { stderr, .. }) if stderr.to_lowercase().contains("corrupt") => {
-            return Err(DiskError::BaseCorrupt {
-                base: root.base.clone(),
-                detail: stderr,
-            });
-        }
-        Err(e) => return Err(e),
-    };
-    if is_corrupt(&base_info) {
-        return Err(DiskError::BaseCorrupt {
-            base: root.base.clone(),
-            detail: "qcow2 header marked corrupt".into(),
-        });
-    }
-    let virtual_size = root.virtual_size.or_else(|| {
-        base_info
-            .get("virtual-size")
-            .and_then(serde_json::Value::as_u64)
-    });
-    if root.size_gib > 0
-        && let Some(vs) = virtual_size
-        && root.size_gib.saturating_mul(1 << 30) < vs
-    {
+    // The larger of what the API recorded and what the node measured on these very bytes.
+    let vs = root.virtual_size.unwrap_or(0).max(inspected_size);
+    if root.size_gib > 0 && root.size_gib.saturating_mul(1 << 30) < vs {
         return Err(DiskError::TooSmall {
             flavor_gib: root.size_gib,
             virtual_size: vs,

@@ -10,6 +10,10 @@
 //!   per-digest async mutex); different digests download in parallel.
 //! - Files are content-addressed, so images with identical bytes share one file and a renamed
 //!   or re-created Image with the same data is not downloaded again.
+//! - A cached file is verified bytes, not a verified format: the cache is content-addressed,
+//!   so one file may serve images declaring different `spec.diskFormat`s. Every consumer
+//!   inspects it against the format it declares before making a disk or volume of it
+//!   ([`crate::image_inspect`]).
 //!
 //! # Caveats
 //! Nothing is evicted yet: the cache grows with every distinct image used on the node.
@@ -213,14 +217,23 @@ impl ImageCache {
             .await
             .map_err(io(&self.dir))?;
         let project = image.metadata.project.as_deref().unwrap_or_default();
-        let url = format!(
-            "{}/apis/cirrus.dev/v1/projects/{}/images/{}/file",
-            self.client.base_url, project, image.metadata.name
-        );
         let failed = |reason: String| ImageError::Download {
             image: label.to_string(),
             reason,
         };
+        let url = self
+            .client
+            .url(&[
+                "apis",
+                "cirrus.dev",
+                "v1",
+                "projects",
+                project,
+                "images",
+                &image.metadata.name,
+                "file",
+            ])
+            .map_err(|e| failed(e.to_string()))?;
         let (request, _) = self
             .client
             .request(reqwest::Method::GET, &url)

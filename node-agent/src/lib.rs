@@ -18,6 +18,7 @@ pub mod configdrive;
 pub mod console_server;
 pub mod disks;
 pub mod hypervisor;
+pub mod image_inspect;
 pub mod images;
 pub mod net;
 pub mod registration;

@@ -514,6 +514,33 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The node's own inspection of a volume before a domain is given it
+/// ([`crate::volumes::VolumeBackend::volume_verify`]): a refusal is permanent (`refused`), any
+/// other failure waits (`waiting`).
+async fn verify_volume(
+    pool: Arc<dyn crate::volumes::VolumeBackend>,
+    vuid: Uuid,
+    label: String,
+    refused: &'static str,
+    waiting: &'static str,
+) -> Result<(), PrepFailure> {
+    let (reason, permanent, message) =
+        match tokio::task::spawn_blocking(move || pool.volume_verify(vuid)).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e @ crate::volumes::VolumeError::SourceRefused { .. })) => {
+                (refused, true, format!("{label}: {e}"))
+            }
+            Ok(Err(e)) => (waiting, false, format!("{label}: {e}")),
+            Err(e) => (waiting, false, format!("volume task: {e}")),
+        };
+    Err(PrepFailure::new(
+        PrepStep::Volumes,
+        reason,
+        permanent,
+        ServerError::Prepare(message),
+    ))
+}
+
 fn server_uid(server: &Server) -> Result<Uuid, ServerError> {
     server
         .metadata
@@ -818,6 +845,7 @@ impl ServerContext {
                     let reason = match &e {
                         DiskError::BaseCorrupt { .. } => "BaseImageCorrupt",
                         DiskError::UnsupportedFormat(_) => "UnsupportedDiskFormat",
+                        DiskError::ImageRefused { .. } => "ImageRefused",
                         DiskError::TooSmall { .. } => "FlavorDiskTooSmall",
                         _ => "DiskCreateFailed",
                     };
@@ -1009,11 +1037,21 @@ impl ServerContext {
             .get(&pool_name)
             .cloned()
             .ok_or_else(|| waiting(format!("this node has no pool {pool_name:?}")))?;
+        let verify = pool.clone();
         let info = tokio::task::spawn_blocking(move || pool.volume_info(vuid))
             .await
             .map_err(|e| waiting(format!("volume task: {e}")))?
             .map_err(|e| waiting(format!("boot volume {name:?}: {e}")))?
             .ok_or_else(|| waiting(format!("boot volume {name:?} is not made yet")))?;
+        let label = format!("boot volume {name:?}");
+        verify_volume(
+            verify,
+            vuid,
+            label,
+            "BootVolumeRefused",
+            "BootVolumeNotReady",
+        )
+        .await?;
         match (info.path, info.format) {
             (Some(path), crate::volumes::VolumeFormat::Qcow2) => {
                 let source_image = volume
@@ -1118,11 +1156,14 @@ impl ServerContext {
                     entry.volume
                 ))
             })?;
+            let verify = pool.clone();
             let info = tokio::task::spawn_blocking(move || pool.volume_info(vuid))
                 .await
                 .map_err(|e| waiting(format!("volume task: {e}")))?
                 .map_err(|e| waiting(format!("volume {:?}: {e}", entry.volume)))?
                 .ok_or_else(|| waiting(format!("volume {:?} is not made yet", entry.volume)))?;
+            let label = format!("volume {:?}", entry.volume);
+            verify_volume(verify, vuid, label, "VolumeRefused", "VolumesNotReady").await?;
             let Some(path) = info.path else {
                 return Err(PrepFailure::new(
                     PrepStep::Volumes,

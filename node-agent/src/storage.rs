@@ -9,7 +9,10 @@
 //!    at `spec.size` GiB; a bigger `spec.size` later extends it (`extending`).
 //! 3. Status: `phase` `available` (or left as the server reconciler set it while attached:
 //!    `in-use`/`detaching`), `size`, condition `Ready`; positive evidence of failure (no such
-//!    pool, image missing, not enough space) is `error` with the reason.
+//!    pool, image missing, not enough space) is `error` with the reason — a source the node's
+//!    own image inspection refuses ([`crate::image_inspect`]: a backing or data file, a
+//!    format that is not what `spec.diskFormat` says) is `error` with reason `SourceRefused`
+//!    and no backend volume is made.
 //! 4. Deletion waits until no domain holds the volume (`status.attachments` empty), then
 //!    deletes the backend volume (refused while it has snapshots: Cinder's rule) and releases
 //!    the finalizer.
@@ -371,8 +374,9 @@ async fn apply_volume(volume: &Volume, ctx: &StorageContext) -> Result<Action, S
     Ok(Action::await_change())
 }
 
-/// Records a backend failure: permanent ones (not enough space, unsupported) as `phase`
-/// with the reason, others are retried.
+/// Records a backend failure: permanent ones (unsupported, invalid spec, a source refused by
+/// the node's image inspection: reason `SourceRefused`) as `phase` with the reason, others
+/// are retried.
 async fn fail(
     ctx: &StorageContext,
     volume: &Volume,
@@ -380,12 +384,16 @@ async fn fail(
     phase: VolumePhase,
 ) -> Result<Action, StorageError> {
     if e.is_permanent() {
+        let reason = match &e {
+            VolumeError::SourceRefused { .. } => "SourceRefused",
+            _ => "BackendRefused",
+        };
         volume_status(
             ctx,
             volume,
             Some(phase),
             None,
-            ready(ConditionStatus::False, "BackendRefused", e.to_string()),
+            ready(ConditionStatus::False, reason, e.to_string()),
         )
         .await?;
         return Ok(Action::await_change());
@@ -560,12 +568,16 @@ async fn apply_snapshot(
             Ok(Action::await_change())
         }
         Err(e) if e.is_permanent() => {
+            let reason = match &e {
+                VolumeError::SourceRefused { .. } => "SourceRefused",
+                _ => "BackendRefused",
+            };
             snapshot_status(
                 ctx,
                 snapshot,
                 VolumeSnapshotPhase::Error,
                 None,
-                ready(ConditionStatus::False, "BackendRefused", e.to_string()),
+                ready(ConditionStatus::False, reason, e.to_string()),
             )
             .await?;
             Ok(Action::await_change())

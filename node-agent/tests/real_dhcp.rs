@@ -665,3 +665,289 @@ async fn real_metadata_end_to_end_through_the_api() {
     proxies.stop(&net.network_uid);
     tokio::task::block_in_place(|| drop(lab));
 }
+
+/// Sends `request` byte for byte over TCP from inside namespace `ns` (a guest) to
+/// 169.254.169.254:80 and reads until the proxy closes: the status code and the whole
+/// answer. The socket is made by a thread that entered the namespace, so it lives there.
+fn raw_http(ns: &str, request: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    let stream = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let handle = std::fs::File::open(netns::path(ns)).unwrap();
+                rustix::thread::move_into_link_name_space(
+                    handle.as_fd(),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )
+                .unwrap();
+                std::net::TcpStream::connect(("169.254.169.254", 80))
+            })
+            .join()
+            .unwrap()
+    })
+    .expect("the guest reaches the proxy");
+    // A safety net against a hung proxy, not a measurement.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut stream = stream;
+    // The proxy may answer and close before reading everything (an oversized request).
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !answer.is_empty() => {
+                break;
+            }
+            Err(e) => panic!("reading the proxy's answer: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let code = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+    (code, text)
+}
+
+/// A stand-in metadata service that records every path it is asked for.
+async fn recording_server() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let log = log.clone();
+        async move {
+            log.lock().unwrap().push(uri.to_string());
+            "recorded\n"
+        }
+    });
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, seen, task)
+}
+
+/// Raw requests a guest could send to get past the metadata tree: each must be refused
+/// (`4xx`) by the proxy itself.
+fn traversal_attempts(api_port: u16) -> Vec<(&'static str, Vec<u8>)> {
+    let get = |target: &str| {
+        format!("GET {target} HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n")
+            .into_bytes()
+    };
+    let long_path = format!("/openstack/{}", "a".repeat(4000));
+    let long_query = format!("/openstack?{}", "q".repeat(4000));
+    let mut attempts = vec![
+        ("dot-dot", get("/../apis/cirrus.dev/v1/nodes")),
+        ("dot-dot inside", get("/openstack/../../apis/cirrus.dev/v1/nodes")),
+        ("dot-dot under latest", get("/latest/meta-data/../../../apis/cirrus.dev/v1/nodes")),
+        ("%2e%2e", get("/%2e%2e/apis/cirrus.dev/v1/nodes")),
+        ("%2E%2e", get("/%2E%2e/apis/cirrus.dev/v1/projects/demo/servers")),
+        ("mixed dots", get("/openstack/.%2e/%2e./apis/cirrus.dev/v1/nodes")),
+        ("dot segment", get("/openstack/./latest/meta_data.json")),
+        ("%2f", get("/openstack%2f..%2f..%2fapis%2fcirrus.dev%2fv1%2fnodes")),
+        ("%5c", get("/openstack%5c..%5c..%5capis%5ccirrus.dev%5cv1%5cnodes")),
+        ("backslash", get("/openstack\\..\\..\\apis/cirrus.dev/v1/nodes")),
+        ("double slash", get("//apis/cirrus.dev/v1/nodes")),
+        ("double-encoded", get("/openstack/%252e%252e/%252e%252e/apis/cirrus.dev/v1/nodes")),
+        (
+            "absolute-form to the API",
+            get(&format!("http://127.0.0.1:{api_port}/apis/cirrus.dev/v1/nodes")),
+        ),
+        (
+            "absolute-form to metadata",
+            get("http://169.254.169.254/openstack/latest/meta_data.json"),
+        ),
+        (
+            "authority-form",
+            b"CONNECT 127.0.0.1:80 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+        ),
+        ("not metadata", get("/apis/cirrus.dev/v1/nodes")),
+        ("metadata prefix", get("/metadata/openstack/latest/meta_data.json")),
+        ("identity", get("/identity/v3/auth/tokens")),
+        ("encoded CRLF", get("/openstack%0d%0aX-Cirrus-Source-Ip:%2010.77.0.6/latest")),
+        ("encoded NUL", get("/openstack%00/latest/meta_data.json")),
+        ("NUL", get("/openstack\0/latest/meta_data.json")),
+        (
+            "CRLF in the path",
+            b"GET /openstack\r\nX-Cirrus-Source-Ip: 10.77.0.6\r\n HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                .to_vec(),
+        ),
+        (
+            "LF in the path",
+            b"GET /openstack/latest\nHost: x HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(),
+        ),
+        ("oversized path", get(&long_path)),
+        ("oversized query", get(&long_query)),
+        (
+            "POST",
+            b"POST /openstack/latest/meta_data.json HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                .to_vec(),
+        ),
+    ];
+    let pad = "p".repeat(16 * 1024);
+    attempts.push((
+        "oversized header",
+        format!(
+            "GET /openstack/latest/meta_data.json HTTP/1.1\r\nHost: x\r\nX-Pad: {pad}\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes(),
+    ));
+    attempts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_metadata_proxy_refuses_what_is_not_the_guests_own_metadata() {
+    use cirrus_node_agent::net::metadata_proxy::metadata_client;
+    if !ovs_available() {
+        return;
+    }
+    let api = cirrus_api::testing::TestApi::start().await;
+    let api_port: u16 = api.base_url.rsplit(':').next().unwrap().parse().unwrap();
+    let v1 = format!("{}/apis/cirrus.dev/v1", api.base_url);
+    let base = format!("{v1}/projects/demo");
+    let http = api.client();
+    let post = |url: String, body: serde_json::Value| {
+        let req = http.post(url).json(&body);
+        async move {
+            let resp = req.send().await.unwrap();
+            assert!(resp.status().is_success(), "{}", resp.status());
+            resp.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    for node in ["h3n", "h3-other-node"] {
+        post(
+            format!("{v1}/nodes"),
+            serde_json::json!({"metadata": {"name": node}}),
+        )
+        .await;
+    }
+    post(
+        format!("{base}/networks"),
+        serde_json::json!({"metadata": {"name": "net1"}, "spec": {}}),
+    )
+    .await;
+    post(
+        format!("{base}/subnets"),
+        serde_json::json!({"metadata": {"name": "sub1"},
+            "spec": {"network": "net1", "cidr": "10.77.0.0/24"}}),
+    )
+    .await;
+    let mut uids = Vec::new();
+    for (name, node, ip, mac) in [
+        ("vm-a", "h3n", "10.77.0.5", "fa:16:3e:77:00:05"),
+        ("vm-b", "h3-other-node", "10.77.0.6", "fa:16:3e:77:00:06"),
+    ] {
+        let server = post(
+            format!("{base}/servers"),
+            serde_json::json!({"metadata": {"name": name}, "spec": {
+                "flavor": "m1", "image": "guest", "nodeName": node,
+                "networks": [{"network": "net1"}]}}),
+        )
+        .await;
+        let uid = server["metadata"]["uid"].as_str().unwrap().to_string();
+        let port = format!("{name}-port");
+        post(
+            format!("{base}/ports"),
+            serde_json::json!({"metadata": {"name": port}, "spec": {
+                "network": "net1", "deviceOwner": "compute:nova", "deviceId": uid}}),
+        )
+        .await;
+        let resp = http
+            .patch(format!("{base}/ports/{port}/status"))
+            .header("Content-Type", "application/merge-patch+json")
+            .body(
+                serde_json::json!({"status": {
+                    "fixedIps": [{"subnet": "sub1", "ipAddress": ip}], "macAddress": mac}})
+                .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success());
+        uids.push(uid);
+    }
+    let (mine, theirs) = (uids[0].clone(), uids[1].clone());
+    // Nothing of these may ever reach the guest.
+    let secrets = [
+        theirs.as_str(),
+        "h3-other-node",
+        "\"items\"",
+        "NodeList",
+        "vm-b",
+    ];
+
+    // The node agent's credentials: its node token, and the restricted metadata token the
+    // proxies get with it.
+    let node_user =
+        cirrus_api::identity::bootstrap::ensure_user(&api.store, "node-h3n", "pw", Some("h3n"))
+            .await
+            .unwrap();
+    let node_client = cirrus_client::Client::new(api.base_url.clone())
+        .with_token(api.identity.mint(&node_user, None, None).unwrap());
+    let proxies = MetadataProxies::new(metadata_client(&node_client, "h3n"));
+
+    let mut lab = Lab::new();
+    let net = lab.network(vec![host("fa:16:3e:77:00:05", "10.77.0.5")]);
+    let ns = namespace_name(&net.network_uid);
+    let guest = tokio::task::block_in_place(|| {
+        lab.manager.ensure(&net).unwrap();
+        dhcp_configured_guest(&mut lab, "fa:16:3e:77:00:05")
+    });
+    proxies.ensure(&net.network_uid, &ns, "demo/net1").unwrap();
+    let raw = |request: Vec<u8>| {
+        let guest = guest.clone();
+        tokio::task::spawn_blocking(move || raw_http(&guest, &request))
+    };
+
+    // The raw client works: the guest's own metadata, even when it claims another address.
+    let own = b"GET /openstack/latest/meta_data.json HTTP/1.1\r\nHost: evil.example\r\n\
+        X-Cirrus-Source-Ip: 10.77.0.6\r\nX-Cirrus-Network: demo/net1\r\nConnection: close\r\n\r\n";
+    let (code, answer) = raw(own.to_vec()).await.unwrap();
+    assert_eq!(code, 200, "{answer}");
+    assert!(answer.contains(&mine), "{answer}");
+    for secret in secrets {
+        assert!(!answer.contains(secret), "{secret} in {answer}");
+    }
+
+    for (what, request) in traversal_attempts(api_port) {
+        let (code, answer) = raw(request).await.unwrap();
+        assert!((400..500).contains(&code), "{what}: {answer}");
+        for secret in secrets.iter().chain([&mine.as_str()]) {
+            assert!(!answer.contains(secret), "{what}: {secret} in {answer}");
+        }
+    }
+
+    // The same attempts against a proxy whose upstream records what it is asked: nothing of
+    // them is forwarded at all, only the guest's own metadata path.
+    let (recorder, seen, recorder_task) = recording_server().await;
+    proxies.use_api(cirrus_client::Client::new(recorder));
+    assert!(
+        !proxies.ensure(&net.network_uid, &ns, "demo/net1").unwrap(),
+        "the running proxy forwards with the new client"
+    );
+    for (what, request) in traversal_attempts(api_port) {
+        let (code, answer) = raw(request).await.unwrap();
+        assert!((400..500).contains(&code), "{what}: {answer}");
+    }
+    assert_eq!(seen.lock().unwrap().clone(), Vec::<String>::new());
+    let (code, _) = raw(own.to_vec()).await.unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        vec!["/metadata/openstack/latest/meta_data.json".to_string()]
+    );
+    recorder_task.abort();
+    proxies.stop(&net.network_uid);
+    tokio::task::block_in_place(|| drop(lab));
+}

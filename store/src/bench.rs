@@ -121,7 +121,7 @@ pub enum BenchError {
 }
 
 async fn connect(endpoint: &str) -> Result<Client, BenchError> {
-    Client::connect([endpoint], None)
+    crate::connect::connect(&[endpoint], None)
         .await
         .map_err(|source| BenchError::Connect {
             endpoint: endpoint.to_string(),

@@ -71,10 +71,18 @@ async fn compare_and_swap_loses_no_update(store: ObjectStore) {
     println!("{conflicts} conflicts retried");
 }
 
-async fn embedded() -> (embedded::EmbeddedEtcd, ObjectStore) {
-    let server = embedded::start(EmbeddedConfig::in_memory()).await.unwrap();
+/// An in-memory embedded server on a Unix socket (as `cirrus up` reaches it); the directory
+/// lives as long as the server.
+async fn embedded() -> ((embedded::EmbeddedEtcd, tempfile::TempDir), ObjectStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EmbeddedConfig {
+        listen: embedded::Listen::Unix(dir.path().join(embedded::SOCKET_FILE)),
+        ..EmbeddedConfig::in_memory()
+    };
+    let server = embedded::start(config).await.unwrap();
     let store = ObjectStore::connect(&[server.endpoint()]).await.unwrap();
-    (server, store)
+    assert!(server.endpoint().starts_with("unix://"));
+    ((server, dir), store)
 }
 
 async fn real() -> (RealEtcd, ObjectStore) {

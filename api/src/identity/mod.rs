@@ -9,7 +9,10 @@
 //!   names). The one domain is `{"id": "default", "name": "Default"}`.
 //! - **Key ring.** [`ApiState::identity`] holds it: generated in memory by
 //!   [`ApiState::new`], loaded from the data directory by `cirrus up`
-//!   ([`KeyRing::load_or_create`]) so tokens survive a restart.
+//!   ([`KeyRing::load_or_create`]) so tokens survive a restart, and re-read from there
+//!   periodically so that a rotation on disk is picked up ([`key_reload`]).
+//! - **Login limits.** Password logins pass a lockout, per-address and per-user rate limits
+//!   and a cap on concurrent argon2 runs ([`throttle`], [`ApiState::login`]).
 //! - **Revocation.** Revoking writes a `TokenRevocation` object and updates this process's
 //!   [`RevocationList`] at once; [`revocations::sync`] mirrors the objects into every API
 //!   process (and after a restart).
@@ -21,8 +24,10 @@ pub mod bootstrap;
 pub mod catalog;
 mod discovery;
 mod error;
+pub mod key_reload;
 mod request;
 pub mod revocations;
+pub mod throttle;
 mod tokens;
 
 use std::sync::RwLock;
@@ -49,6 +54,11 @@ pub struct Identity {
     pub revoked: RwLock<RevocationList>,
     /// Lifetime of issued tokens.
     pub token_ttl: chrono::Duration,
+    /// The directory the keys were loaded from, re-read every `key_reload_interval` while
+    /// the API serves ([`key_reload`]); `None`: keys only in memory.
+    pub key_dir: Option<std::path::PathBuf>,
+    /// Time between two reads of `key_dir`.
+    pub key_reload_interval: std::time::Duration,
 }
 
 impl Identity {
@@ -58,7 +68,15 @@ impl Identity {
             keys,
             revoked: RwLock::new(RevocationList::new()),
             token_ttl: cirrus_auth::DEFAULT_TOKEN_TTL,
+            key_dir: None,
+            key_reload_interval: key_reload::DEFAULT_INTERVAL,
         }
+    }
+
+    /// The same identity with its keys re-read from `dir` while the API serves.
+    pub fn with_key_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.key_dir = Some(dir.into());
+        self
     }
 
     /// Issues a token for `user` (scoped to `project` with `role`) without a password: for

@@ -1,20 +1,21 @@
 //! `/identity/v3/auth/tokens`: issue (password login), validate, check and revoke tokens.
 
-use std::sync::OnceLock;
+use std::net::SocketAddr;
 
-use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use cirrus_auth::token::{self, TokenPayload};
-use cirrus_auth::{ADMIN_PROJECT, Role, RoleExt, effective_role, hash_password, verify_password};
+use cirrus_auth::{ADMIN_PROJECT, Role, RoleExt, effective_role, verify_password};
 use cirrus_crds::{Project, RoleBinding, User};
 use cirrus_store::objects::{Api, ObjectError};
 use serde_json::{Value, json};
 
 use super::request::PasswordAuth;
+use super::throttle::{LoginThrottle, Refusal};
 use super::{Identity, KeystoneError};
 use crate::ApiState;
 
@@ -27,19 +28,36 @@ pub const SUBJECT_HEADER: &str = "x-subject-token";
 const REFUSED: &str = "The request you have made requires authentication.";
 
 /// `POST`: a password login → `201` with the token in `X-Subject-Token` and Keystone's body.
+///
+/// Before the password is checked the login passes [`ApiState::login`]
+/// ([`super::throttle`]): a locked user name answers `401` (saying so), an empty rate-limit
+/// bucket or no free verification permit `429` with `Retry-After`. A wrong password counts
+/// towards the name's lockout; a right one clears the count.
 #[tracing::instrument(skip_all)]
 pub async fn issue(
     State(state): State<ApiState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, KeystoneError> {
     let identity = state.identity.clone();
     let login = PasswordAuth::parse(&body)?;
+    let throttle = state.login.clone();
+    let source = throttle.source(peer.map(|Extension(ConnectInfo(addr))| addr), &headers);
+    if let Err(refusal) = throttle.admit(&login.user, source) {
+        return Ok(refused(&login.user, refusal));
+    }
     let user = find::<User>(&state, &login.user).await?;
-    if !password_matches(user.as_ref(), &login.password).await? {
+    let permit = match throttle.hash_permit(&login.user).await {
+        Ok(permit) => permit,
+        Err(refusal) => return Ok(refused(&login.user, refusal)),
+    };
+    if !password_matches(&throttle, permit, user.as_ref(), &login.password).await? {
+        throttle.record_failure(&login.user);
         tracing::info!(user = %login.user, "login refused: unknown or disabled user or wrong password");
         return Err(KeystoneError::unauthorized(REFUSED));
     }
+    throttle.record_success(&login.user);
     let user = user.expect("a password only matches an existing user");
     let project = login
         .scope
@@ -63,6 +81,13 @@ pub async fn issue(
         &sealed,
         Some(render(&payload, &super::discovery::base_url(&headers))),
     ))
+}
+
+/// The answer to a login the throttle refused (logged at debug level: a flood would
+/// otherwise flood the log too; lockouts themselves are logged when they start).
+fn refused(user: &str, refusal: Refusal) -> Response {
+    tracing::debug!(%user, ?refusal, "login throttled");
+    refusal.into_response()
 }
 
 /// Tokens carry whole seconds and a user's or project's revocation cut-off revokes
@@ -195,21 +220,27 @@ async fn find<K: cirrus_crds::Resource>(
 }
 
 /// Whether `password` is `user`'s, for an enabled user with a password. Unknown, disabled
-/// and password-less users cost one hash verification too, so timing does not tell them apart.
-async fn password_matches(user: Option<&User>, password: &str) -> Result<bool, KeystoneError> {
-    static DUMMY: OnceLock<String> = OnceLock::new();
+/// and password-less users cost one hash verification too (against a decoy hash), so timing
+/// does not tell them apart. The verification runs on the blocking pool holding `permit`.
+async fn password_matches(
+    throttle: &LoginThrottle,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    user: Option<&User>,
+    password: &str,
+) -> Result<bool, KeystoneError> {
     let usable = user
         .filter(|u| u.spec.enabled)
         .and_then(|u| u.spec.password_hash.clone());
     let real = usable.is_some();
-    let hash = match usable {
-        Some(hash) => hash,
-        None => DUMMY
-            .get_or_init(|| hash_password("cirrus: no such user").expect("hashing works"))
-            .clone(),
-    };
     let password = password.to_string();
-    let verdict = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+    let verdict = throttle
+        .verify(permit, move || {
+            let hash = match &usable {
+                Some(hash) => hash.as_str(),
+                None => cirrus_auth::password::decoy_hash(),
+            };
+            verify_password(&password, hash)
+        })
         .await
         .map_err(|e| KeystoneError::internal(format!("password check failed: {e}")))?;
     match verdict {

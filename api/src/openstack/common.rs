@@ -21,6 +21,12 @@ use crate::error::ApiError;
 /// Annotation holding the name a resource was given through an OpenStack API.
 pub const NAME_ANNOTATION: &str = "openstack.org/name";
 
+/// The largest size or amount OpenStack's APIs accept (their databases' `MAX_INT`,
+/// 2³¹ − 1): Nova's flavor `ram`/`vcpus`/`disk`/`swap`/ephemeral and `volume_size`, Cinder's
+/// volume `size`/`new_size`. Larger ones are refused with a `400` naming the field, so no
+/// sum of them (quota usage) can overflow.
+pub const MAX_INT: u64 = 0x7fff_ffff;
+
 /// The OpenStack name of `object`: [`NAME_ANNOTATION`] when set, else `metadata.name`.
 pub fn display_name(object: &Value) -> String {
     object
@@ -185,6 +191,7 @@ pub fn quota_limit(value: &Value) -> Result<i64, String> {
 /// writes the limits the admission enforces ([`crate::quota`]).
 pub async fn write_project_quota(
     state: &ApiState,
+    caller: &crate::auth::Caller,
     project: &str,
     changes: &std::collections::BTreeMap<String, Option<i64>>,
 ) -> Result<(), ApiError> {
@@ -197,17 +204,17 @@ pub async fn write_project_quota(
         .map(|(k, v)| (k.clone(), v.map_or(Value::Null, Value::from)))
         .collect();
     let patch = serde_json::json!({"spec": {"quota": quota}});
-    state
-        .store
-        .patch(
-            projects,
-            None,
-            project,
-            &patch,
-            cirrus_store::objects::Part::Main,
-            false,
-        )
-        .await?;
+    crate::resources::write(
+        state,
+        crate::admission::Writer::Caller(caller),
+        projects,
+        None,
+        project,
+        crate::resources::Change::MergePatch(&patch),
+        cirrus_store::objects::Part::Main,
+        false,
+    )
+    .await?;
     tracing::info!(%project, ?changes, "quota limits changed through an OpenStack API");
     Ok(())
 }
@@ -231,11 +238,12 @@ pub async fn limit_below_usage(
 /// end of every quota-set update (compute, network, volume).
 pub async fn set_project_limits(
     state: &ApiState,
+    caller: &crate::auth::Caller,
     project: &str,
     limits: &std::collections::BTreeMap<String, i64>,
 ) -> Result<std::collections::BTreeMap<String, i64>, ApiError> {
     let changes = limits.iter().map(|(k, v)| (k.clone(), Some(*v))).collect();
-    write_project_quota(state, project, &changes).await?;
+    write_project_quota(state, caller, project, &changes).await?;
     crate::quota::limits(&state.store, project).await
 }
 
@@ -243,11 +251,12 @@ pub async fn set_project_limits(
 /// quota-set delete does.
 pub async fn reset_project_quota(
     state: &ApiState,
+    caller: &crate::auth::Caller,
     project: &str,
     keys: &[&str],
 ) -> Result<(), ApiError> {
     let changes = keys.iter().map(|k| ((*k).to_string(), None)).collect();
-    write_project_quota(state, project, &changes).await
+    write_project_quota(state, caller, project, &changes).await
 }
 
 /// The start of every quota-set body: each `enforced` quota with its limit from `limits`

@@ -823,9 +823,16 @@ async fn create(
         "metadata": metadata,
         "spec": Value::Object(new.spec),
     });
-    let created = crate::resources::create(&state, kind(), Some(&project), object, false)
-        .await
-        .map_err(api_error)?;
+    let created = crate::resources::create(
+        &state,
+        crate::admission::Writer::Caller(&caller),
+        kind(),
+        Some(&project),
+        object,
+        false,
+    )
+    .await
+    .map_err(api_error)?;
     tracing::info!(%project, image = %object_name, id = %common::uid(&created), "image created");
     let id = common::uid(&created);
     let mut response = (StatusCode::CREATED, Json(render(&created))).into_response();
@@ -1033,18 +1040,18 @@ async fn update(
         apply_op(&mut after, op)?;
     }
     let patch = diff_to_patch(&image, &before, &after, caller.is_cloud_admin())?;
-    let updated = state
-        .store
-        .patch(
-            kind(),
-            Some(owner(&image)),
-            &common::name(&image),
-            &patch,
-            cirrus_store::objects::Part::Main,
-            false,
-        )
-        .await
-        .map_err(|e| api_error(e.into()))?;
+    let updated = crate::resources::write(
+        &state,
+        crate::admission::Writer::Caller(&caller),
+        kind(),
+        Some(owner(&image)),
+        &common::name(&image),
+        crate::resources::Change::MergePatch(&patch),
+        cirrus_store::objects::Part::Main,
+        false,
+    )
+    .await
+    .map_err(api_error)?;
     tracing::info!(image = %id, "image updated");
     Ok(Json(render(&updated)).into_response())
 }

@@ -8,15 +8,17 @@
 //!   nodes, leases and everything else cluster-scoped only by cloud admins.
 //! - a project-scoped list or watch across projects by a non-admin is narrowed to the
 //!   token's project (what `cirrus get -A` shows a member is what it may see).
-//! - public images of other projects are readable by everyone (Glance's visibility).
+//! - images of other projects are readable when the caller's project may use them: public
+//!   and community ones, and those shared with it (`Image::usable_by`, Glance's visibility).
 //!
 //! Node agents ([`Subject::Node`]) may read every kind but users and role bindings (they
 //! serve every project's servers placed on them, and plug networks and volumes for them);
 //! single objects bound to another node (servers by `spec.nodeName`, volumes and snapshots
-//! by `status.node`, ports by `spec.bindingHost`) answer 404. They may write only: their own
-//! `Node` and heartbeat `Lease` (`node-<name>`), the status of objects bound to them, and on
-//! those objects metadata such as finalizers — never a spec, never a create or delete of
-//! anything else.
+//! by `status.node`, ports by `spec.bindingHost`) answer 404, and so do private images
+//! nothing bound to them boots from. They may write only: their own `Node` (status and
+//! metadata; its spec is the operator's, see [`crate::admission::policy`]) and heartbeat
+//! `Lease` (`node-<name>`), the status of objects bound to them, and on those objects
+//! metadata such as finalizers — never a spec, never a create or delete of anything else.
 
 use axum::http::StatusCode;
 use cirrus_auth::{Action, Subject};
@@ -104,7 +106,7 @@ async fn authorize_user(
             if kind.plural == "images"
                 && matches!(op, Op::Get)
                 && let Some(name) = name
-                && is_public_image(state, project, name).await?
+                && is_usable_image(state, caller, project, name).await?
             {
                 return Ok(None);
             }
@@ -179,6 +181,9 @@ async fn authorize_node(
     let Some(name) = name else {
         return Err(node_forbidden(node, kind));
     };
+    if kind.plural == "images" && matches!(op, Op::Get) {
+        return node_may_read_image(state, node, project, name).await;
+    }
     if matches!(op, Op::Get) && binding_pointer.is_none() {
         return Ok(());
     }
@@ -226,12 +231,126 @@ fn node_list(node: &str, kind: &KindInfo, fields: Option<&str>) -> Result<(), Ap
     }
 }
 
-async fn is_public_image(state: &ApiState, project: &str, name: &str) -> Result<bool, ApiError> {
+/// A node reads an image (its object or its data) only when it is public or community, or
+/// when something bound to the node boots from it: a server placed there (in the image's own
+/// project, or in a project it is shared with) naming it in `spec.image`, or a volume placed
+/// there made from it. Other projects' private images answer 404, like to their users.
+async fn node_may_read_image(
+    state: &ApiState,
+    node: &str,
+    project: Option<&str>,
+    name: &str,
+) -> Result<(), ApiError> {
     let images = cirrus_crds::kind_by_plural("images").expect("images is a kind");
-    match state.store.get(images, Some(project), name).await {
-        Ok(image) => {
-            Ok(image.pointer("/spec/visibility").and_then(Value::as_str) == Some("public"))
+    let image = state.store.get(images, project, name).await?;
+    let visibility = image
+        .pointer("/spec/visibility")
+        .and_then(Value::as_str)
+        .unwrap_or("private");
+    if matches!(visibility, "public" | "community") {
+        return Ok(());
+    }
+    let owner = project.unwrap_or_default();
+    let members: Vec<&str> = image
+        .pointer("/spec/members")
+        .and_then(Value::as_array)
+        .map(|m| m.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let may_use = |server_project: &str| {
+        server_project == owner || (visibility == "shared" && members.contains(&server_project))
+    };
+    let bound = |binding: &str| {
+        cirrus_store::fields::FieldSelector::parse(&format!("{binding}={node}"))
+            .map(|fields| cirrus_store::objects::ListOptions {
+                fields,
+                ..Default::default()
+            })
+            .map_err(|e| ApiError::internal(e.to_string()))
+    };
+    let servers = cirrus_crds::kind_by_plural("servers").expect("servers is a kind");
+    let placed = state
+        .store
+        .list(servers, None, &bound("spec.nodeName")?)
+        .await?;
+    let uid = image.pointer("/metadata/uid").and_then(Value::as_str);
+    let names_it = |reference: Option<&str>| {
+        reference.is_some() && (reference == Some(name) || reference == uid)
+    };
+    let boots_here = placed.items.iter().any(|s| {
+        names_it(s.pointer("/spec/image").and_then(Value::as_str))
+            && may_use(
+                s.pointer("/metadata/project")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+            )
+    });
+    if boots_here {
+        return Ok(());
+    }
+    // The kernel and ramdisk of an AMI-style image a server placed here boots: its
+    // `kernel_id` / `ramdisk_id` properties name them in the image's own project.
+    for server in &placed.items {
+        let server_project = server
+            .pointer("/metadata/project")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some(boot) = server.pointer("/spec/image").and_then(Value::as_str) else {
+            continue;
+        };
+        let boot_image = match state.store.get(images, Some(server_project), boot).await {
+            Ok(found) => found,
+            Err(cirrus_store::objects::ObjectError::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let boot_project = boot_image
+            .pointer("/metadata/project")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let names_this = ["kernel_id", "ramdisk_id"].iter().any(|key| {
+            names_it(
+                boot_image
+                    .pointer(&format!("/spec/properties/{key}"))
+                    .and_then(Value::as_str),
+            )
+        });
+        if names_this && boot_project == owner {
+            return Ok(());
         }
+    }
+    let volumes = cirrus_crds::kind_by_plural("volumes").expect("volumes is a kind");
+    let placed = state
+        .store
+        .list(volumes, None, &bound("status.node")?)
+        .await?;
+    let copied_here = placed.items.iter().any(|v| {
+        v.pointer("/spec/source/type").and_then(Value::as_str) == Some("image")
+            && names_it(v.pointer("/spec/source/name").and_then(Value::as_str))
+            && may_use(
+                v.pointer("/metadata/project")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+            )
+    });
+    if copied_here {
+        return Ok(());
+    }
+    Err(not_found(images, project, Some(name)))
+}
+
+/// Whether the caller's project may read image `name` of `project`, named exactly: a public
+/// or community one, or one shared with it ([`cirrus_crds::Image::usable_by`]).
+async fn is_usable_image(
+    state: &ApiState,
+    caller: &Caller,
+    project: &str,
+    name: &str,
+) -> Result<bool, ApiError> {
+    let images = cirrus_store::objects::Api::<cirrus_crds::Image>::in_project(
+        state.store.clone(),
+        project.to_string(),
+    );
+    match images.get(name).await {
+        Ok(image) => Ok(image.usable_by(caller.project().unwrap_or_default())),
         Err(cirrus_store::objects::ObjectError::NotFound { .. }) => Ok(false),
         Err(e) => Err(e.into()),
     }

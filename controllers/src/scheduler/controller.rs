@@ -334,23 +334,27 @@ impl SchedulerContext {
         self.assumed.lock().expect("assumed lock").remove(key);
     }
 
-    /// The image `name` as `server`'s project sees it, from the cache: its own image, else
-    /// one another project made visible ([`cirrus_client::images::visible_from_elsewhere`],
-    /// the rule [`cirrus_client::find_image`] applies through the API).
+    /// The image `name` (or uid) as `server`'s project sees it, from the cache, by the rules
+    /// [`cirrus_client::find_image`] applies through the API: by name its own image, else a
+    /// public one ([`Image::findable_by_name_from`]); by uid any it may use
+    /// ([`Image::usable_by`]).
     fn find_image(&self, server: &Server, name: &str) -> Option<Arc<Image>> {
         let project = server.metadata.project.as_deref().unwrap_or_default();
         if let Some(own) = self.images.get(&ObjectRef::in_project(project, name)) {
             return Some(own);
         }
-        let mut others: Vec<Arc<Image>> = self
-            .images
-            .list()
-            .into_iter()
-            .filter(|i| i.metadata.name == name)
-            .filter(|i| cirrus_client::images::visible_from_elsewhere(i, project))
+        let all = self.images.list();
+        let mut others: Vec<&Arc<Image>> = all
+            .iter()
+            .filter(|i| i.metadata.name == name && i.findable_by_name_from(project))
             .collect();
         others.sort_by(|a, b| a.metadata.project.cmp(&b.metadata.project));
-        others.into_iter().next()
+        if let Some(found) = others.first() {
+            return Some(Arc::clone(found));
+        }
+        all.iter()
+            .find(|i| i.metadata.uid.as_deref() == Some(name) && i.usable_by(project))
+            .cloned()
     }
 
     async fn unschedulable(

@@ -204,6 +204,40 @@ pub struct ImageStatus {
     pub conditions: Vec<Condition>,
 }
 
+/// Who may use an image, written once for every part of Cirrus that resolves one (native
+/// authorization, Nova, Glance, the scheduler, the node agent).
+impl Image {
+    /// Whether `project` may use this image when it names it exactly (by uid, or by its
+    /// owner and name): its own, a public or community one, or one shared with it.
+    pub fn usable_by(&self, project: &str) -> bool {
+        self.metadata.project.as_deref() == Some(project)
+            || match self.spec.visibility {
+                Visibility::Public | Visibility::Community => true,
+                Visibility::Shared => self.spec.members.iter().any(|m| m == project),
+                Visibility::Private => false,
+            }
+    }
+
+    /// Whether a lookup by bare name from `project` may pick this image: its own, else a
+    /// public one. Names are not unique across projects, so a community image or one shared
+    /// into the project could otherwise stand in for the image its user meant (only cloud
+    /// admins make images public); those are used by uid.
+    pub fn findable_by_name_from(&self, project: &str) -> bool {
+        self.metadata.project.as_deref() == Some(project)
+            || self.spec.visibility == Visibility::Public
+    }
+
+    /// How a server or volume of `project` should name this image in its spec so that every
+    /// later lookup finds exactly this one: the name when a by-name lookup finds it, else
+    /// the uid.
+    pub fn reference_from(&self, project: &str) -> String {
+        match (&self.metadata.uid, self.findable_by_name_from(project)) {
+            (Some(uid), false) => uid.clone(),
+            _ => self.metadata.name.clone(),
+        }
+    }
+}
+
 impl Validate for Image {
     fn validate(&self, errors: &mut FieldErrors) {
         let spec = &self.spec;
@@ -239,6 +273,63 @@ impl Validate for Image {
             if !seen.insert(tag) {
                 errors.add(format!("spec.tags[{i}]"), format!("duplicate tag {tag:?}"));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod visibility_tests {
+    use super::*;
+    use crate::meta::ObjectMeta;
+
+    /// The visibility × project table every resolver follows.
+    #[test]
+    fn usable_and_findable_by_name() {
+        let image = |visibility: Visibility, members: &[&str]| {
+            Image::new(
+                ObjectMeta {
+                    name: "img".into(),
+                    project: Some("owner".into()),
+                    uid: Some("0b6c1c9e-3f43-4c1e-9a4e-5d1f0c2b7a10".into()),
+                    ..Default::default()
+                },
+                ImageSpec {
+                    visibility,
+                    members: members.iter().map(|m| m.to_string()).collect(),
+                    ..Default::default()
+                },
+            )
+        };
+        use Visibility::*;
+        #[rustfmt::skip]
+        let table = [
+            // visibility, members, project, usable (exact), findable by name
+            (Private,   &[][..],        "owner",  true,  true),
+            (Private,   &[][..],        "other",  false, false),
+            (Public,    &[][..],        "other",  true,  true),
+            (Community, &[][..],        "other",  true,  false),
+            (Shared,    &["member"][..], "member", true,  false),
+            (Shared,    &["member"][..], "other",  false, false),
+            (Shared,    &["member"][..], "owner",  true,  true),
+        ];
+        for (visibility, members, project, usable, findable) in table {
+            let i = image(visibility, members);
+            assert_eq!(
+                i.usable_by(project),
+                usable,
+                "{visibility:?} from {project}"
+            );
+            assert_eq!(
+                i.findable_by_name_from(project),
+                findable,
+                "{visibility:?} from {project}"
+            );
+            let reference = i.reference_from(project);
+            assert_eq!(
+                reference == "img",
+                findable,
+                "{visibility:?} from {project}: {reference}"
+            );
         }
     }
 }

@@ -192,6 +192,13 @@ impl Validate for Port {
                 errors.add(format!("{path}.macAddress"), p);
             }
         }
+        // Status is validated like spec: the node agent writes `status.macAddress` into
+        // dnsmasq's hosts file and the flows, so a bad value must never be stored.
+        if let Some(mac) = &self.status.mac_address
+            && let Some(p) = mac_problem(mac)
+        {
+            errors.add("status.macAddress", p);
+        }
         crate::kinds::check_len(errors, "spec.deviceOwner", &spec.device_owner, 255);
         crate::kinds::check_len(errors, "spec.deviceId", &spec.device_id, 255);
         crate::kinds::check_len(errors, "spec.description", &spec.description, 255);

@@ -171,14 +171,18 @@ async fn reconcile(
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default();
+    // From segments: a name from the watch never reaches another route.
     let url = match object.pointer("/metadata/project").and_then(Value::as_str) {
-        Some(project) => {
-            format!(
-                "{}/apis/cirrus.dev/v1/projects/{project}/{plural}/{name}",
-                args.server
-            )
-        }
-        None => format!("{}/apis/cirrus.dev/v1/{plural}/{name}", args.server),
+        Some(project) => client.url(&[
+            "apis",
+            "cirrus.dev",
+            "v1",
+            "projects",
+            project,
+            plural,
+            name,
+        ])?,
+        None => client.url(&["apis", "cirrus.dev", "v1", plural, name])?,
     };
     let patch = json!({ "metadata": { "labels": { args.label.as_str(): "true" } } });
     let mut retried = false;

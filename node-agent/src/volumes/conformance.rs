@@ -4,7 +4,10 @@
 //! writes recognizable first sectors into images and volumes and reads them back through
 //! [`VolumeInfo::path`] (`qemu-io` / `qemu-img dd` for qcow2, plain reads for block devices).
 //! Snapshot cases run where [`Capabilities::snapshots`](super::Capabilities) says they work,
-//! and otherwise assert [`VolumeError::Unsupported`] leaving nothing behind.
+//! and otherwise assert [`VolumeError::Unsupported`] leaving nothing behind. Image sources
+//! that lie about their format or name host files (a qcow2 backed by a host file declared
+//! `raw` or `qcow2`, an external data file) must be [`VolumeError::SourceRefused`] with
+//! nothing made, and [`VolumeBackend::volume_verify`] must pass on the volumes the suite made.
 //!
 //! The pool must be exclusive to the suite (it asserts [`VolumeBackend::volumes`] lists
 //! exactly the volumes it made); put foreign LVs/files in it beforehand to prove they are
@@ -161,6 +164,65 @@ fn make_image(dir: &Path, format: &str, pattern: u8) -> PathBuf {
             .arg(&out),
     );
     out
+}
+
+/// A qcow2 image (made with `qemu-img`) whose backing file is `secret`, a host file.
+fn qcow2_backed_by(dir: &Path, secret: &Path) -> PathBuf {
+    let out = dir.join("backed-by-secret.qcow2");
+    run_ok(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(secret)
+            .arg(&out)
+            .arg(SIZE.to_string()),
+    );
+    out
+}
+
+/// Images that lie about their format or name host files: every declaration of them is
+/// [`VolumeError::SourceRefused`] (permanent) and nothing is made.
+fn refused_sources(backend: &dyn VolumeBackend, scratch: &Path, made: &mut Cleanup<'_>) {
+    let before = backend.volumes().unwrap();
+    let secret = scratch.join("host-secret");
+    std::fs::write(&secret, [b'S'; SECTOR]).unwrap();
+    let backed = qcow2_backed_by(scratch, &secret);
+    let with_data_file = scratch.join("data-file.qcow2");
+    run_ok(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-o"])
+            .arg(format!(
+                "data_file={}",
+                scratch.join("data-file.raw").display()
+            ))
+            .arg(&with_data_file)
+            .arg(SIZE.to_string()),
+    );
+    let plain_qcow2 = make_image(scratch, "qcow2", 0xd1);
+    for (path, format) in [
+        (&backed, "raw"),
+        (&backed, "qcow2"),
+        (&backed, "vmdk"),
+        (&with_data_file, "qcow2"),
+        (&with_data_file, "raw"),
+        (&plain_qcow2, "raw"),
+    ] {
+        let uid = Uuid::new_v4();
+        made.volumes.push(uid);
+        let source = VolumeSource::Image {
+            path: path.clone(),
+            format: format.into(),
+        };
+        let e = backend
+            .volume_ensure(&spec(uid, SIZE, source))
+            .expect_err("a lying image source must be refused");
+        assert!(
+            matches!(e, VolumeError::SourceRefused { .. }) && e.is_permanent(),
+            "{} declared {format}: {e:?}",
+            path.display()
+        );
+        assert_eq!(backend.volume_info(uid).unwrap(), None, "nothing is made");
+    }
+    assert_eq!(backend.volumes().unwrap(), before, "nothing is left behind");
 }
 
 fn spec(uid: Uuid, size_bytes: u64, source: VolumeSource) -> VolumeSpec {
@@ -353,6 +415,14 @@ pub fn run(backend: &dyn VolumeBackend, cfg: &SuiteConfig<'_>) {
         ))
         .unwrap_err();
     assert!(matches!(e, VolumeError::InvalidSpec { .. }), "{e:?}");
+
+    step("an image that is not what it is declared, or reads another file, is refused");
+    refused_sources(backend, cfg.scratch, &mut made);
+    for v in [a, from_raw, from_qcow2] {
+        backend
+            .volume_verify(v)
+            .unwrap_or_else(|e| panic!("volume_verify {v}: {e}"));
+    }
 
     step("a volume cloned from a volume holds its data");
     let copy = Uuid::new_v4();

@@ -6,7 +6,9 @@
 //! [`VolumeError::HasDependents`] (snapshots of a volume; volumes cloned from a snapshot, as
 //! the file backend's copy-on-write overlays), [`VolumeError::Unsupported`] for snapshots when
 //! built [`FakeVolumeBackend::without_snapshots`] (like LVM without device-mapper). It has no
-//! data path (its paths are not real files): [`Capabilities::data_path`] is false.
+//! data path (its paths are not real files): [`Capabilities::data_path`] is false. Image
+//! sources are real files and are inspected like the real backends do
+//! ([`crate::image_inspect`], [`VolumeError::SourceRefused`]).
 //!
 //! Faults can be injected per operation ([`FakeVolumeBackend::fail_next`]), and a crash in
 //! the middle of a creation simulated with [`FakeVolumeBackend::insert_partial`].
@@ -165,22 +167,8 @@ impl VolumeBackend for FakeVolumeBackend {
             match &spec.source {
                 VolumeSource::Empty => (None, None),
                 VolumeSource::Image { path, format } => {
-                    if !qemu_img::IMAGE_FORMATS.contains(&format.as_str()) {
-                        return Err(VolumeError::InvalidSpec {
-                            uid: spec.uid,
-                            reason: format!("image format {format:?} is not supported"),
-                        });
-                    }
-                    let md = std::fs::metadata(path).map_err(|source| VolumeError::Io {
-                        path: path.clone(),
-                        source,
-                    })?;
-                    if format == "raw" && md.len() > spec.size_bytes {
-                        return Err(VolumeError::InvalidSpec {
-                            uid: spec.uid,
-                            reason: format!("smaller than the image ({} bytes)", md.len()),
-                        });
-                    }
+                    // The image is a real file: inspected exactly as the real backends do.
+                    qemu_img::check_image(spec.uid, path, format, spec.size_bytes)?;
                     (Some(path.clone()), None)
                 }
                 VolumeSource::Snapshot { uid } => {
@@ -232,6 +220,11 @@ impl VolumeBackend for FakeVolumeBackend {
             },
         );
         Ok(outcome)
+    }
+
+    /// Fake volumes are not files: nothing to check.
+    fn volume_verify(&self, _uid: Uuid) -> Result<()> {
+        Ok(())
     }
 
     fn volume_info(&self, uid: Uuid) -> Result<Option<VolumeInfo>> {

@@ -10,6 +10,10 @@
 //! - Anything else in the directory is not ours and is never listed or touched.
 //!
 //! # Contents
+//! Every source file is inspected by the node first ([`crate::image_inspect`]): an image as
+//! its declared format, a snapshot as a standalone qcow2, a volume as our qcow2 whose only
+//! backing file passes the same inspection; a refusal is [`VolumeError::SourceRefused`] and
+//! no file is made.
 //! - Empty: `qemu-img create -f qcow2`.
 //! - From an image: a copy-on-write overlay, `qemu-img create -f qcow2 -F <fmt> -b <image>`
 //!   at the volume's size. The image file must outlive the volume ([`VolumeInfo::backing`]).
@@ -239,7 +243,7 @@ impl FileBackend {
                     kind: "snapshot",
                     uid: *uid,
                 })?;
-                let vs = read_header(&snap).map_err(self.io(&snap))?.virtual_size;
+                let vs = qemu_img::check_snapshot(&snap)?;
                 if vs > spec.size_bytes {
                     return Err(VolumeError::InvalidSpec {
                         uid: spec.uid,
@@ -266,6 +270,7 @@ impl FileBackend {
                         reason: format!("smaller than volume {uid} ({} bytes)", h.virtual_size),
                     });
                 }
+                qemu_img::check_volume_file(&src)?;
                 self.full_copy(&src, part)?;
                 if h.virtual_size < spec.size_bytes {
                     resize(part, spec.size_bytes)?;
@@ -508,6 +513,17 @@ impl VolumeBackend for FileBackend {
         resize(&self.volume_path(uid), new_size_bytes)
     }
 
+    fn volume_verify(&self, uid: Uuid) -> Result<()> {
+        let path = self.volume_path(uid);
+        if !path.exists() {
+            return Err(VolumeError::NotFound {
+                kind: "volume",
+                uid,
+            });
+        }
+        qemu_img::check_volume_file(&path)
+    }
+
     #[tracing::instrument(level = "info", skip(self))]
     fn volume_delete(&self, uid: Uuid) -> Result<bool> {
         let _g = self.guard();
@@ -544,6 +560,7 @@ impl VolumeBackend for FileBackend {
     #[tracing::instrument(level = "info", skip(self))]
     fn snapshot_ensure(&self, volume_uid: Uuid, snapshot_uid: Uuid) -> Result<EnsureOutcome> {
         self.snapshot_build(volume_uid, snapshot_uid, &mut |src, part| {
+            qemu_img::check_volume_file(src)?;
             self.full_copy(src, part)
         })
     }

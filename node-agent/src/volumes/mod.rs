@@ -22,6 +22,11 @@
 //! - **No silent data loss.** Extending never shrinks ([`VolumeError::ShrinkRefused`]);
 //!   deleting a volume that still has snapshots, or a snapshot a volume was cloned from
 //!   (copy-on-write), is refused ([`VolumeError::HasDependents`]), as Cinder does.
+//! - **Inspected sources.** Before anything is created from an image, a snapshot or another
+//!   volume, the source file is inspected by the node itself ([`crate::image_inspect`]:
+//!   declared format against the bytes, no backing or data file); a refusal is
+//!   [`VolumeError::SourceRefused`] and leaves nothing behind. [`VolumeBackend::volume_verify`]
+//!   repeats the check before a domain is given a volume.
 //! - **Typed failures** ([`VolumeError`]): not enough space is
 //!   [`VolumeError::InsufficientSpace`] and leaves nothing behind; a feature the host cannot
 //!   provide is [`VolumeError::Unsupported`] with the reason.
@@ -126,7 +131,8 @@ pub enum VolumeSource {
     Image {
         /// The image file.
         path: PathBuf,
-        /// Its `qemu-img` format name (`raw`, `qcow2`, `vmdk`, ...), never probed.
+        /// Its declared `qemu-img` format name (`raw`, `qcow2`, `vmdk`, ...): never probed,
+        /// and checked against the bytes before use ([`crate::image_inspect::inspect`]).
         format: String,
     },
     /// A snapshot made by [`VolumeBackend::snapshot_ensure`] on this backend.
@@ -307,6 +313,16 @@ pub enum VolumeError {
         /// What `qemu-img` said.
         detail: String,
     },
+    /// The image source, or a file a volume reads from, was refused by the node's format
+    /// inspection ([`crate::image_inspect`]): a backing or data file, a format mismatch, an
+    /// unknown format. Nothing was created.
+    #[error("{what} is refused: {reason}")]
+    SourceRefused {
+        /// The file that was inspected (an image, a snapshot, a volume).
+        what: String,
+        /// Why.
+        reason: crate::image_inspect::Refusal,
+    },
     /// An external command failed.
     #[error("`{cmd}` failed: {stderr}")]
     Command {
@@ -335,7 +351,25 @@ impl VolumeError {
             VolumeError::Unsupported { .. }
                 | VolumeError::ShrinkRefused { .. }
                 | VolumeError::InvalidSpec { .. }
+                | VolumeError::SourceRefused { .. }
         )
+    }
+
+    /// The error of an inspection of `path` ([`crate::image_inspect`]): a refusal is
+    /// [`VolumeError::SourceRefused`] (permanent), the rest retryable.
+    pub fn from_inspection(path: &std::path::Path, e: crate::image_inspect::InspectError) -> Self {
+        use crate::image_inspect::InspectError;
+        match e {
+            InspectError::Refused(reason) => VolumeError::SourceRefused {
+                what: path.display().to_string(),
+                reason,
+            },
+            InspectError::Tool { path, detail } => VolumeError::Command {
+                cmd: format!("qemu-img info {}", path.display()),
+                stderr: detail,
+            },
+            InspectError::Io { path, source } => VolumeError::Io { path, source },
+        }
     }
 }
 
@@ -367,6 +401,14 @@ pub trait VolumeBackend: Send + Sync + fmt::Debug {
     /// [`VolumeError::ShrinkRefused`]. A running guest sees the new size only after the
     /// hypervisor is told (libvirt `blockresize`) or the volume is re-attached.
     fn volume_extend(&self, uid: Uuid, new_size_bytes: u64) -> Result<()>;
+
+    /// Checks, before a domain is given the volume, that its data reads no file but its own
+    /// and files that pass the node's image inspection ([`crate::image_inspect`]): for a qcow2
+    /// file, no data file and at most one backing file (a cached image or a snapshot) that is
+    /// itself inspected as its recorded format. A refusal is [`VolumeError::SourceRefused`].
+    /// Backends whose volumes are raw block devices (LVM) or not files (the fake) have nothing
+    /// to check.
+    fn volume_verify(&self, uid: Uuid) -> Result<()>;
 
     /// Deletes the volume (complete or half-created) and its data path; `Ok(false)` when there
     /// was nothing to delete. Refused while snapshots of it exist.

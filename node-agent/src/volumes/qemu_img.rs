@@ -1,6 +1,7 @@
 //! `qemu-img` calls shared by the backends. Formats are always explicit (`-f`, `-F`, `-O`),
 //! never probed: probing a raw image a guest wrote a qcow2 header into would hand the guest
-//! the host's files.
+//! the host's files. Every source is inspected first ([`crate::image_inspect`]): a declared
+//! format is not trusted either.
 
 use std::path::Path;
 
@@ -8,7 +9,7 @@ use super::VolumeError;
 use super::cmd::{self, command};
 
 /// The formats an image source may have (`qemu-img` names).
-pub(crate) const IMAGE_FORMATS: &[&str] = &["raw", "qcow2", "vmdk", "vdi", "vpc", "vhdx"];
+pub(crate) const IMAGE_FORMATS: &[&str] = crate::image_inspect::FORMATS;
 
 /// Runs `qemu-img` with `args`; QEMU's image-lock refusals become [`VolumeError::InUse`].
 pub(crate) fn run(args: &[&std::ffi::OsStr], what: &Path) -> Result<Vec<u8>, VolumeError> {
@@ -26,47 +27,9 @@ pub(crate) fn run(args: &[&std::ffi::OsStr], what: &Path) -> Result<Vec<u8>, Vol
     }
 }
 
-/// The facts `qemu-img info` gives about one image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ImageInfo {
-    /// The virtual size in bytes.
-    pub virtual_size: u64,
-    /// The backing file, as recorded in the image.
-    pub backing: Option<String>,
-}
-
-/// `qemu-img info -f <format>` of `path` (with `-U`: reading metadata while a guest runs is
-/// fine).
-pub(crate) fn info(path: &Path, format: &str) -> Result<ImageInfo, VolumeError> {
-    let out = run(
-        &[
-            "info".as_ref(),
-            "-U".as_ref(),
-            "-f".as_ref(),
-            format.as_ref(),
-            "--output=json".as_ref(),
-            path.as_os_str(),
-        ],
-        path,
-    )?;
-    let v: serde_json::Value = serde_json::from_slice(&out).map_err(|e| VolumeError::Command {
-        cmd: format!("qemu-img info {}", path.display()),
-        stderr: format!("unreadable output: {e}"),
-    })?;
-    Ok(ImageInfo {
-        virtual_size: v
-            .get("virtual-size")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0),
-        backing: v
-            .get("backing-filename")
-            .and_then(|b| b.as_str())
-            .map(str::to_owned),
-    })
-}
-
-/// Checks a source image's format name and that it fits in `size_bytes`; returns its
-/// virtual size.
+/// Checks a source image before a volume is made from it: its declared format name, the
+/// node's own inspection of the bytes ([`crate::image_inspect::inspect`]: no backing or data
+/// file, no format mismatch), and that it fits in `size_bytes`; returns its virtual size.
 pub(crate) fn check_image(
     uid: uuid::Uuid,
     path: &Path,
@@ -79,7 +42,9 @@ pub(crate) fn check_image(
             reason: format!("image format {format:?} is not one of {IMAGE_FORMATS:?}"),
         });
     }
-    let vs = info(path, format)?.virtual_size;
+    let vs = crate::image_inspect::inspect(path, format)
+        .map_err(|e| VolumeError::from_inspection(path, e))?
+        .virtual_size;
     if vs > size_bytes {
         return Err(VolumeError::InvalidSpec {
             uid,
@@ -89,4 +54,20 @@ pub(crate) fn check_image(
         });
     }
     Ok(vs)
+}
+
+/// Checks a snapshot file before a volume reads from it: a standalone qcow2 (snapshots are
+/// flattened copies), inspected like an image.
+pub(crate) fn check_snapshot(path: &Path) -> Result<u64, VolumeError> {
+    crate::image_inspect::inspect(path, "qcow2")
+        .map(|i| i.virtual_size)
+        .map_err(|e| VolumeError::from_inspection(path, e))
+}
+
+/// Checks a volume file (ours, maybe an overlay) before it is copied or handed to a domain
+/// ([`crate::image_inspect::inspect_volume_file`]).
+pub(crate) fn check_volume_file(path: &Path) -> Result<(), VolumeError> {
+    crate::image_inspect::inspect_volume_file(path)
+        .map(|_| ())
+        .map_err(|e| VolumeError::from_inspection(path, e))
 }

@@ -2,9 +2,13 @@
 //!
 //! ```text
 //! cirrus-etcd [--data-dir DIR] [--listen 127.0.0.1:2379 | --listen unix:/path]
-//!             [--progress-notify-interval-ms N]
+//!             [--also-listen ADDR|unix:PATH]... [--progress-notify-interval-ms N]
+//!             [--compaction-interval-secs N] [--compaction-step N]
 //! ```
-//! Without `--data-dir` the store is in memory. Once the listener is bound it prints
+//! Without `--data-dir` the store is in memory (the directory is made 0700 and its files
+//! 0600). A `unix:` socket is created 0600; a TCP address is open to everyone who can reach
+//! it. History is compacted every `--compaction-interval-secs` (default 300, 0 = never) in
+//! steps of `--compaction-step` rows. Once the listeners are bound it prints
 //! `listening on <endpoint>` on stdout (tests wait for that line), then serves until
 //! SIGINT/SIGTERM.
 
@@ -31,25 +35,24 @@ fn parse_args() -> anyhow::Result<EmbeddedConfig> {
         };
         match flag.as_str() {
             "--data-dir" => config.data_dir = Some(PathBuf::from(value()?)),
-            "--listen" => {
-                let v = value()?;
-                config.listen = match v.strip_prefix("unix:") {
-                    Some(path) => Listen::Unix(PathBuf::from(path.trim_start_matches("//"))),
-                    None => Listen::Tcp(
-                        v.trim_start_matches("http://")
-                            .parse()
-                            .with_context(|| format!("bad --listen address {v}"))?,
-                    ),
-                };
-            }
+            "--listen" => config.listen = parse_listen(&value()?)?,
+            "--also-listen" => config.extra_listen.push(parse_listen(&value()?)?),
             "--progress-notify-interval-ms" => {
                 config.progress_notify_interval =
                     Duration::from_millis(value()?.parse().context("bad interval")?);
             }
+            "--compaction-interval-secs" => {
+                let secs: u64 = value()?.parse().context("bad compaction interval")?;
+                config.compaction_interval = (secs > 0).then(|| Duration::from_secs(secs));
+            }
+            "--compaction-step" => {
+                config.compaction_step = value()?.parse().context("bad compaction step")?;
+            }
             "-h" | "--help" => {
                 println!(
                     "usage: cirrus-etcd [--data-dir DIR] [--listen ADDR|unix:PATH] \
-                     [--progress-notify-interval-ms N]"
+                     [--also-listen ADDR|unix:PATH]... [--progress-notify-interval-ms N] \
+                     [--compaction-interval-secs N] [--compaction-step N]"
                 );
                 std::process::exit(0);
             }
@@ -57,6 +60,18 @@ fn parse_args() -> anyhow::Result<EmbeddedConfig> {
         }
     }
     Ok(config)
+}
+
+/// `unix:PATH` / `unix://PATH` or a TCP address (`http://` optional).
+fn parse_listen(v: &str) -> anyhow::Result<Listen> {
+    Ok(match cirrus_store::connect::unix_socket_path(v) {
+        Some(path) => Listen::Unix(path),
+        None => Listen::Tcp(
+            v.trim_start_matches("http://")
+                .parse()
+                .with_context(|| format!("bad listen address {v}"))?,
+        ),
+    })
 }
 
 #[tokio::main]

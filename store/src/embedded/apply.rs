@@ -12,7 +12,7 @@
 //! Errors leave the transaction half-applied; the writer aborts it and replays the batch
 //! without the failing request (see [`super::writer`]).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 use etcd_client::proto::{
     PbCompare, PbDeleteRequest, PbDeleteResponse, PbEvent, PbKeyValue, PbPutRequest, PbPutResponse,
@@ -45,6 +45,24 @@ pub(crate) const EVENT_DELETE: i32 = 1;
 pub(crate) struct RevEvents {
     pub rev: i64,
     pub events: Vec<PbEvent>,
+}
+
+/// What one [`Tx::compact_step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CompactProgress {
+    /// Rows removed (`history` entries and `events` rows).
+    pub removed: usize,
+    /// True when nothing below the compact revision is left to remove.
+    pub done: bool,
+}
+
+impl CompactProgress {
+    fn finished(removed: usize) -> Self {
+        CompactProgress {
+            removed,
+            done: true,
+        }
+    }
 }
 
 /// A lease change to mirror into the in-memory deadline table after commit.
@@ -344,7 +362,10 @@ impl<'t> Tx<'t> {
         Ok(recs.iter().all(|r| compare_one(c, r)))
     }
 
-    /// etcd `Compact`: physically drop history superseded at `rev` and the event log below it.
+    /// etcd `Compact`, the logical half: from now on revisions below `rev` are unreadable
+    /// (`Compacted`) and watches starting below it are cancelled with `compact_revision`.
+    /// The superseded history and the event log below `rev` are removed afterwards by
+    /// [`Tx::compact_step`], in bounded steps, so the writer is never held for long.
     pub fn compact(&mut self, rev: i64) -> Result<(), EtcdError> {
         if rev <= self.compact {
             return Err(EtcdError::Compacted);
@@ -352,37 +373,81 @@ impl<'t> Tx<'t> {
         if rev > self.rev {
             return Err(EtcdError::FutureRev);
         }
-        let lo = (self.compact.max(0) as u64, 0u32);
-        let hi = (rev as u64, 0u32);
-        let mut keys = BTreeSet::new();
-        for item in self.events.range(lo..hi)? {
-            keys.insert(item?.1.value().to_vec());
-        }
-        for key in &keys {
-            let mut entries: Vec<(u64, bool)> = Vec::new();
-            for item in self
-                .hist
-                .range::<(&[u8], u64)>((key.as_slice(), 0u64)..=(key.as_slice(), rev as u64))?
-            {
-                let (k, v) = item?;
-                entries.push((k.value().1, Record::decode_header(v.value()).is_tombstone()));
-            }
-            let Some(&(last_rev, last_tomb)) = entries.last() else {
-                continue;
-            };
-            let keep_last = !(last_tomb && (last_rev as i64) < rev);
-            let drop_n = if keep_last {
-                entries.len() - 1
-            } else {
-                entries.len()
-            };
-            for &(r, _) in &entries[..drop_n] {
-                self.hist.remove((key.as_slice(), r))?;
-            }
-        }
-        self.events.retain_in(lo..hi, |_, _| false)?;
         self.compact = rev;
         Ok(())
+    }
+
+    /// One bounded step of physical compaction up to the compact revision `C`: at most
+    /// `budget` rows removed (at least one when any work is left).
+    ///
+    /// The event log doubles as the cursor: its rows below `C` are exactly the work left.
+    /// Rows are taken in revision order; for each one's key, every `history` entry older
+    /// than the key's last entry `<= C` is removed (oldest first), then that last entry too
+    /// when it is a tombstone below `C` (only once nothing older is left, so a read at `C` or
+    /// later never sees an older value resurface), then the event row. A later row of an
+    /// already-compacted key costs one lookup. Reads at revisions `>= C` see the same result
+    /// before, during and after the steps, and every step is idempotent (the writer may
+    /// replay it), so restarts simply continue.
+    pub fn compact_step(&mut self, budget: usize) -> Result<CompactProgress, EtcdError> {
+        let budget = budget.max(1);
+        let c = self.compact.max(0) as u64;
+        let mut removed = 0usize;
+        loop {
+            let first = match self.events.first()? {
+                Some((k, key)) => (k.value(), key.value().to_vec()),
+                None => return Ok(CompactProgress::finished(removed)),
+            };
+            let ((rev, sub), key) = first;
+            if rev >= c {
+                return Ok(CompactProgress::finished(removed));
+            }
+            if removed >= budget {
+                return Ok(CompactProgress {
+                    removed,
+                    done: false,
+                });
+            }
+            let last = match self
+                .hist
+                .range::<(&[u8], u64)>((key.as_slice(), 0u64)..=(key.as_slice(), c))?
+                .next_back()
+            {
+                Some(item) => {
+                    let (k, v) = item?;
+                    Some((k.value().1, Record::decode_header(v.value()).is_tombstone()))
+                }
+                None => None,
+            };
+            // This row's work, in order: older entries (oldest first), the tombstone, the row.
+            let left = budget - removed;
+            let mut doomed = Vec::new();
+            if let Some((last_rev, last_tomb)) = last {
+                for item in self
+                    .hist
+                    .range::<(&[u8], u64)>((key.as_slice(), 0u64)..(key.as_slice(), last_rev))?
+                    .take(left)
+                {
+                    doomed.push(item?.0.value().1);
+                }
+                if last_tomb && last_rev < c {
+                    doomed.push(last_rev);
+                }
+            }
+            let finishes = doomed.len() < left;
+            for &r in doomed.iter().take(left) {
+                self.hist.remove((key.as_slice(), r))?;
+                removed += 1;
+            }
+            if !finishes {
+                // Budget spent inside this key; the next step resumes at the same row.
+                return Ok(CompactProgress {
+                    removed,
+                    done: false,
+                });
+            }
+            self.events.remove((rev, sub))?;
+            removed += 1;
+        }
     }
 
     /// etcd `LeaseGrant`; `id == 0` picks a free random ID. Returns `(id, granted ttl)`.

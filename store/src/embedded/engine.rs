@@ -8,6 +8,7 @@ use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable};
 
 use super::error::{EmbeddedError, EtcdError};
 use super::schema::{EVENTS, HISTORY, KV, LEASE_KEYS, LEASES, META, META_COMPACT, META_REV};
+use crate::perms;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "cirrus-etcd.redb";
@@ -35,18 +36,27 @@ pub(crate) struct Snapshot {
 
 impl Engine {
     /// Open (or create) the store in `data_dir`, or in memory when `None`, and make sure every
-    /// table exists so read transactions never see a missing table.
+    /// table exists so read transactions never see a missing table. `data_dir` is made mode
+    /// 0700 and the database file 0600 whatever the umask (existing ones are fixed).
     ///
     /// # Errors
     /// Directory creation or database open failures.
     pub fn open(data_dir: Option<&Path>) -> Result<Engine, EmbeddedError> {
         let (db, path) = match data_dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|source| EmbeddedError::DataDir {
-                    path: dir.to_path_buf(),
-                    source,
+                perms::ensure_dir(dir, perms::PRIVATE_DIR).map_err(|source| {
+                    EmbeddedError::DataDir {
+                        path: dir.to_path_buf(),
+                        source,
+                    }
                 })?;
                 let path = dir.join(DB_FILE);
+                // redb would create the file with the umask's mode: create it 0600 first (an
+                // empty file is initialised as a new database).
+                perms::ensure_private_file(&path).map_err(|source| EmbeddedError::Private {
+                    path: path.clone(),
+                    source,
+                })?;
                 let db =
                     Database::builder()
                         .create(&path)

@@ -21,6 +21,18 @@ pub enum EmbeddedError {
         #[source]
         source: std::io::Error,
     },
+    /// A store file or socket could not be created with, or set to, its private mode.
+    #[error("cannot make {path} private to this user")]
+    Private {
+        /// The file or socket.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Unix socket path is already served by another live process.
+    #[error("{0} is in use by another running server")]
+    SocketInUse(PathBuf),
     /// The redb database could not be opened or created.
     #[error("cannot open database {path}")]
     Open {

@@ -12,6 +12,7 @@ use etcd_client::proto::{
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
+use super::compactor;
 use super::read;
 use super::server::Core;
 use super::writer::{WriteOp, WriteOutcome};
@@ -112,16 +113,24 @@ impl PbKvService for KvService {
         Ok(Response::new(resp))
     }
 
+    /// Logical compaction at once; the physical steps run in the background, or before the
+    /// reply when the request asks for `physical` (as etcd does).
     #[tracing::instrument(skip_all, fields(revision = req.get_ref().revision))]
     async fn compact(
         &self,
         req: Request<PbCompactionRequest>,
     ) -> Result<Response<PbCompactionResponse>, Status> {
+        let req = req.into_inner();
         let reply = self
             .core
             .writer
-            .submit(WriteOp::Compact(req.into_inner().revision))
+            .submit(WriteOp::Compact(req.revision))
             .await?;
+        if req.physical {
+            compactor::drain(&self.core.writer, self.core.compaction_step).await?;
+        } else {
+            self.core.compact_wake.notify_one();
+        }
         Ok(Response::new(PbCompactionResponse {
             header: Some(self.core.header(reply.rev)),
         }))

@@ -127,7 +127,7 @@ impl ClusterService {
             id: MEMBER_ID,
             name: "cirrus-etcd".to_string(),
             peer_ur_ls: Vec::new(),
-            client_ur_ls: vec![self.core.endpoint.clone()],
+            client_ur_ls: self.core.endpoints.clone(),
             is_learner: false,
         }
     }

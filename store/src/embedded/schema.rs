@@ -15,8 +15,12 @@
 //! - Every revision bump writes at least one `events` row; all rows of a revision were written
 //!   by one request (one etcd transaction), in sub-revision order.
 //! - `kv[key]` equals the last `history` entry of `key` whenever that entry is not a tombstone.
-//! - After a compaction at `C`, `history` keeps, for each key, only the last entry `<= C`
-//!   (and none if that entry is a tombstone below `C`), and `events` keeps revisions `>= C`.
+//! - A compaction at `C` is logical first (`compact_rev = C`: reads below `C` fail, watches
+//!   from below `C` are cancelled); physical compaction then removes, in bounded steps, every
+//!   `history` entry older than each key's last entry `<= C` (that one too if it is a
+//!   tombstone below `C`) and the `events` rows below `C`. The `events` rows below
+//!   `compact_rev` are exactly the work left, so a restart resumes it. Reads at `>= C` give
+//!   the same answer whether or not the steps have run.
 
 use etcd_client::proto::PbKeyValue;
 use redb::TableDefinition;

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tracing::{debug, error};
 
-use super::apply::{LeaseChange, RevEvents, Tx};
+use super::apply::{CompactProgress, LeaseChange, RevEvents, Tx};
 use super::engine::Engine;
 use super::error::{EmbeddedError, EtcdError};
 use super::lease::LeaseClock;
@@ -46,7 +46,10 @@ pub(crate) enum WriteOp {
     Put(PbPutRequest),
     Delete(PbDeleteRequest),
     Txn(PbTxnRequest),
+    /// Logical compaction (the etcd `Compact` RPC).
     Compact(i64),
+    /// One bounded step of physical compaction: at most this many rows removed.
+    CompactStep(usize),
     LeaseGrant {
         id: i64,
         ttl: i64,
@@ -63,6 +66,7 @@ pub(crate) enum WriteOutcome {
     Delete(PbDeleteResponse),
     Txn(PbTxnResponse),
     Compact,
+    CompactStep(CompactProgress),
     LeaseGrant { id: i64, ttl: i64 },
     LeaseRevoke,
     Stopped,
@@ -202,6 +206,9 @@ fn try_commit(engine: &Engine, batch: &[WriteReq]) -> Result<Committed, Failure>
                 WriteOp::Delete(r) => tx.delete_range(r).map(WriteOutcome::Delete),
                 WriteOp::Txn(r) => tx.txn(r).map(WriteOutcome::Txn),
                 WriteOp::Compact(rev) => tx.compact(*rev).map(|()| WriteOutcome::Compact),
+                WriteOp::CompactStep(budget) => {
+                    tx.compact_step(*budget).map(WriteOutcome::CompactStep)
+                }
                 WriteOp::LeaseGrant { id, ttl } => tx
                     .lease_grant(*id, *ttl)
                     .map(|(id, ttl)| WriteOutcome::LeaseGrant { id, ttl }),

@@ -54,6 +54,10 @@ pub enum ObjectError {
     /// The store could not be reached or failed; retrying later may succeed.
     #[error("store unavailable")]
     Unavailable(#[source] etcd_client::Error),
+    /// The caller's write guard ([`crate::objects::WriteGuard`]) refused the write; the
+    /// payload is the caller's own error, handed back untouched.
+    #[error("the write was refused by admission")]
+    Refused(Refusal),
     /// A stored value could not be decoded: the data was written by something else.
     #[error("stored object at {key:?} is unreadable")]
     Corrupt {
@@ -63,6 +67,16 @@ pub enum ObjectError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+/// A guard's refusal: any error value of the caller's, boxed so the store need not know its
+/// type (the API puts its own HTTP error in and takes it out again).
+pub struct Refusal(pub Box<dyn std::any::Any + Send + Sync>);
+
+impl std::fmt::Debug for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Refusal(..)")
+    }
 }
 
 impl ObjectError {

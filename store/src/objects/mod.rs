@@ -32,7 +32,7 @@ use cirrus_crds::{KindInfo, Scope};
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use serde_json::{Map, Value};
 
-pub use error::ObjectError;
+pub use error::{ObjectError, Refusal};
 pub use list::{ListOptions, ObjectList};
 pub use typed::Api;
 pub use watch::{WatchEvent, WatchOptions};
@@ -44,6 +44,17 @@ pub enum Part {
     Main,
     /// Only `status` (the status subresource).
     Status,
+}
+
+/// A check run inside a write's compare-and-swap loop with the stored object and the
+/// object as it would be stored (before validation): an `Err` stops the write, which fails
+/// with [`ObjectError::Refused`]. Because it runs on exactly what is about to be written, a
+/// rule it enforces cannot be raced by a concurrent writer.
+pub type WriteGuard<'a> = &'a (dyn Fn(&Value, &Value) -> Result<(), Refusal> + Send + Sync);
+
+/// The guard that lets every write through.
+fn no_guard(_: &Value, _: &Value) -> Result<(), Refusal> {
+    Ok(())
 }
 
 /// Objects of every kind in one etcd key space.
@@ -74,9 +85,10 @@ impl ObjectStore {
         Self { client, prefix }
     }
 
-    /// Connects to `endpoints` and uses prefix `/cirrus`.
+    /// Connects to `endpoints` (etcd URLs, or the embedded server's `unix:///…` socket; see
+    /// [`crate::connect::connect`]) and uses prefix `/cirrus`.
     pub async fn connect(endpoints: &[String]) -> Result<Self, ObjectError> {
-        let client = etcd_client::Client::connect(endpoints, None)
+        let client = crate::connect::connect(endpoints, None)
             .await
             .map_err(ObjectError::Unavailable)?;
         Ok(Self::new(client, "/cirrus"))
@@ -198,13 +210,32 @@ impl ObjectStore {
         part: Part,
         dry_run: bool,
     ) -> Result<Value, ObjectError> {
+        self.update_guarded(kind, project, name, object, part, dry_run, &no_guard)
+            .await
+    }
+
+    /// [`ObjectStore::update`] with `guard` judging the write inside the compare-and-swap
+    /// loop.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_guarded(
+        &self,
+        kind: &'static KindInfo,
+        project: Option<&str>,
+        name: &str,
+        object: Value,
+        part: Part,
+        dry_run: bool,
+        guard: WriteGuard<'_>,
+    ) -> Result<Value, ObjectError> {
         let key = keys::object_key(&self.prefix, kind, project, name)?;
         let mut object = object;
         let meta = metadata_mut(kind, name, &mut object)?;
         check_identity(kind, name, project, meta)?;
         let expected = resource_version_of(meta)?;
         self.rewrite(kind, &key, name, expected, dry_run, |current| {
-            Ok(merge_part(current, &object, part))
+            let merged = merge_part(current, &object, part);
+            guard(current, &merged).map_err(ObjectError::Refused)?;
+            Ok(merged)
         })
         .await
     }
@@ -220,6 +251,23 @@ impl ObjectStore {
         patch: &Value,
         part: Part,
         dry_run: bool,
+    ) -> Result<Value, ObjectError> {
+        self.patch_guarded(kind, project, name, patch, part, dry_run, &no_guard)
+            .await
+    }
+
+    /// [`ObjectStore::patch`] with `guard` judging the write inside the compare-and-swap
+    /// loop.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch_guarded(
+        &self,
+        kind: &'static KindInfo,
+        project: Option<&str>,
+        name: &str,
+        patch: &Value,
+        part: Part,
+        dry_run: bool,
+        guard: WriteGuard<'_>,
     ) -> Result<Value, ObjectError> {
         let key = keys::object_key(&self.prefix, kind, project, name)?;
         if !patch.is_object() {
@@ -242,7 +290,9 @@ impl ObjectStore {
             if let Some(meta) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
                 check_identity(kind, name, project, meta)?;
             }
-            Ok(merge_part(current, &patched, part))
+            let merged = merge_part(current, &patched, part);
+            guard(current, &merged).map_err(ObjectError::Refused)?;
+            Ok(merged)
         })
         .await
     }

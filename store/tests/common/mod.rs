@@ -1,5 +1,5 @@
-//! Harness of the conformance suite: one server per test, embedded (in memory) or a real
-//! etcd process, plus killable on-disk servers for the durability test.
+//! Harness of the conformance suite: one server per test, embedded (in memory, on a Unix
+//! socket) or a real etcd process, plus killable on-disk servers for the durability test.
 
 #![allow(dead_code)]
 
@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use cirrus_store::embedded::{self, EmbeddedConfig, EmbeddedEtcd, RealEtcd};
+use cirrus_store::embedded::{self, EmbeddedConfig, EmbeddedEtcd, Listen, RealEtcd};
 use etcd_client::{Client, ConnectOptions};
 
 /// Progress-notify period given to both backends, so the suite stays fast.
@@ -30,6 +30,7 @@ pub struct Server {
     endpoint: String,
     embedded: Option<EmbeddedEtcd>,
     _real: Option<RealEtcd>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 /// Whether the real-etcd half is switched off (`CIRRUS_SKIP_REAL_ETCD=1`).
@@ -53,9 +54,12 @@ pub fn require_real() -> bool {
 }
 
 impl Server {
-    /// An in-memory embedded server on a free loopback port.
+    /// An in-memory embedded server on a Unix socket in a temporary directory (how `cirrus
+    /// up` serves it), reached through `cirrus_store::connect`.
     pub async fn embedded() -> Server {
+        let dir = tempfile::tempdir().expect("temporary directory");
         let config = EmbeddedConfig {
+            listen: Listen::Unix(dir.path().join(embedded::SOCKET_FILE)),
             progress_notify_interval: Duration::from_millis(PROGRESS_MS),
             ..EmbeddedConfig::in_memory()
         };
@@ -65,6 +69,7 @@ impl Server {
             endpoint: e.endpoint(),
             embedded: Some(e),
             _real: None,
+            _dir: Some(dir),
         }
     }
 
@@ -82,6 +87,7 @@ impl Server {
             endpoint: e.endpoint(),
             embedded: None,
             _real: Some(e),
+            _dir: None,
         })
     }
 
@@ -103,12 +109,12 @@ impl Server {
     }
 }
 
-/// Connect with short timeouts.
+/// Connect with short timeouts (TCP) or over the Unix socket (`unix://…`).
 pub async fn connect(endpoint: &str) -> Result<Client> {
     let opts = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
         .with_timeout(Duration::from_secs(5));
-    Ok(Client::connect([endpoint], Some(opts)).await?)
+    Ok(cirrus_store::connect::connect(&[endpoint], Some(opts)).await?)
 }
 
 /// An on-disk server in its own process that can be SIGKILLed and restarted.
@@ -132,7 +138,13 @@ impl Proc {
                 let mut child = Command::new(env!("CARGO_BIN_EXE_cirrus-etcd"))
                     .arg("--data-dir")
                     .arg(dir)
-                    .args(["--listen", "127.0.0.1:0"])
+                    // On its Unix socket, like `cirrus up`: a SIGKILL leaves the socket file
+                    // behind, which the restart must replace.
+                    .arg("--listen")
+                    .arg(format!(
+                        "unix:{}",
+                        dir.join(embedded::SOCKET_FILE).display()
+                    ))
                     .stdout(Stdio::piped())
                     .stderr(Stdio::inherit())
                     .spawn()

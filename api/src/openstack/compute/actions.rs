@@ -150,8 +150,15 @@ pub fn plan(body: &Value, server: &Server) -> Result<ActionPlan, Fault> {
                     }
                 }
             }
+            let reboots = next_count(
+                "reboot",
+                server,
+                "rebootCount",
+                server.spec.reboot_count,
+                server.status.observed_reboot_count,
+            )?;
             Ok(ActionPlan::Patch(json!({
-                "rebootCount": server.spec.reboot_count.max(server.status.observed_reboot_count) + 1,
+                "rebootCount": reboots,
                 "rebootType": reboot_type,
                 "powerState": PowerState::Running,
             })))
@@ -181,6 +188,30 @@ pub fn plan(body: &Value, server: &Server) -> Result<ActionPlan, Fault> {
             format!("There is no such action: {other}"),
         )),
     }
+}
+
+/// The counter a reboot or rebuild request writes: one more than the larger of the spec's
+/// and the status' (`field` names the spec's). A counter already at its end (`u64::MAX`,
+/// written through the native API) is Nova's `409` naming the action and the field, not an
+/// overflow.
+pub fn next_count(
+    action: &str,
+    server: &Server,
+    field: &str,
+    wanted: u64,
+    observed: u64,
+) -> Result<u64, Fault> {
+    wanted.max(observed).checked_add(1).ok_or_else(|| {
+        Fault::conflict(
+            Dialect::Compute,
+            format!(
+                "Cannot '{action}' instance {}: its spec.{field} is at its maximum ({}); \
+                 reset it through the native API first.",
+                id_of(server),
+                u64::MAX
+            ),
+        )
+    })
 }
 
 /// The last `lines` lines of `log` (all of it when `None`).

@@ -356,6 +356,10 @@ fn integer(body: &Map<String, Value>, field: &str, min: u64) -> Result<Option<u6
         _ => None,
     };
     match parsed {
+        Some(n) if n > common::MAX_INT => Err(bad(&format!(
+            "Value {n} is greater than the maximum of {}.",
+            common::MAX_INT
+        ))),
         Some(n) if n >= min => Ok(Some(n)),
         Some(n) => Err(bad(&format!("Value {n} is less than the minimum {min}."))),
         None => Err(bad(&format!(
@@ -552,15 +556,22 @@ async fn create(
         "metadata": metadata,
         "spec": spec,
     });
-    let created = crate::resources::create(&state, kind(), None, object, false)
-        .await
-        .map_err(|e| {
-            if e.code() == StatusCode::CONFLICT {
-                Fault::conflict(D, format!("Flavor with ID {object_name} already exists."))
-            } else {
-                api_error(e)
-            }
-        })?;
+    let created = crate::resources::create(
+        &state,
+        crate::admission::Writer::Caller(&caller),
+        kind(),
+        None,
+        object,
+        false,
+    )
+    .await
+    .map_err(|e| {
+        if e.code() == StatusCode::CONFLICT {
+            Fault::conflict(D, format!("Flavor with ID {object_name} already exists."))
+        } else {
+            api_error(e)
+        }
+    })?;
     tracing::info!(flavor = %object_name, name = %new.name, "flavor created");
     let base = common::base_url(&headers);
     Ok(Json(json!({ "flavor": render(&created, &base) })).into_response())
@@ -639,6 +650,7 @@ fn spec_value(key: &str, value: &Value) -> Result<String, Fault> {
 /// the version read.
 async fn write_specs(
     state: &ApiState,
+    caller: &Caller,
     flavor: &Value,
     change: &BTreeMap<String, Option<String>>,
 ) -> Result<Value, Fault> {
@@ -651,18 +663,18 @@ async fn write_specs(
         "spec": {"extraSpecs": specs},
     });
     let id = common::name(flavor);
-    state
-        .store
-        .patch(
-            kind(),
-            None,
-            &id,
-            &patch,
-            cirrus_store::objects::Part::Main,
-            false,
-        )
-        .await
-        .map_err(|e| api_error(e.into()))
+    crate::resources::write(
+        state,
+        crate::admission::Writer::Caller(caller),
+        kind(),
+        None,
+        &id,
+        crate::resources::Change::MergePatch(&patch),
+        cirrus_store::objects::Part::Main,
+        false,
+    )
+    .await
+    .map_err(api_error)
 }
 
 /// `GET /flavors/{id}/os-extra_specs`.
@@ -698,7 +710,7 @@ async fn extra_specs_create(
         change.insert(key.clone(), Some(spec_value(key, value)?));
     }
     let flavor = find(&state, &caller, &id).await?;
-    write_specs(&state, &flavor, &change).await?;
+    write_specs(&state, &caller, &flavor, &change).await?;
     let echoed: BTreeMap<_, _> = change
         .into_iter()
         .map(|(k, v)| (k, v.unwrap_or_default()))
@@ -740,6 +752,7 @@ async fn extra_spec_update(
     let flavor = find(&state, &caller, &id).await?;
     write_specs(
         &state,
+        &caller,
         &flavor,
         &BTreeMap::from([(key.clone(), Some(value.clone()))]),
     )
@@ -761,7 +774,7 @@ async fn extra_spec_delete(
             format!("Flavor {id} has no extra specs with key {key}."),
         ));
     }
-    write_specs(&state, &flavor, &BTreeMap::from([(key, None)])).await?;
+    write_specs(&state, &caller, &flavor, &BTreeMap::from([(key, None)])).await?;
     Ok(StatusCode::OK.into_response())
 }
 

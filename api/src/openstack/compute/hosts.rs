@@ -142,7 +142,8 @@ fn host_ip(node: &Value) -> String {
         .to_string()
 }
 
-/// Nova's integer hypervisor version: `8.2.2` → 8002002.
+/// Nova's integer hypervisor version: `8.2.2` → 8002002 (saturating: a node may report
+/// any digits).
 fn version_number(version: Option<&str>) -> u64 {
     let mut parts = version
         .unwrap_or_default()
@@ -154,7 +155,9 @@ fn version_number(version: Option<&str>) -> u64 {
         parts.next().unwrap_or(0),
         parts.next().unwrap_or(0),
     );
-    a * 1_000_000 + b * 1_000 + c
+    a.saturating_mul(1_000_000)
+        .saturating_add(b.saturating_mul(1_000))
+        .saturating_add(c)
 }
 
 /// What the servers bound to one node use.
@@ -182,19 +185,29 @@ pub fn usage_by_node(servers: &[Value], flavors: &[Value]) -> HashMap<String, Us
             continue;
         };
         let entry = usage.entry(node.to_string()).or_default();
-        entry.servers += 1;
+        entry.servers = entry.servers.saturating_add(1);
         if let Some(flavor) = server["spec"]["flavor"]
             .as_str()
             .and_then(|f| flavors.get(f))
         {
+            // Saturating: the native API lets flavors as big as `u64` in (no overflow panic).
             let spec = &flavor["spec"];
-            entry.vcpus += spec["vcpus"].as_u64().unwrap_or(0);
-            entry.ram_mib += spec["ram"].as_u64().unwrap_or(0);
-            entry.disk_gib +=
-                spec["disk"].as_u64().unwrap_or(0) + spec["ephemeral"].as_u64().unwrap_or(0);
+            let amount = |field: &str| spec[field].as_u64().unwrap_or(0);
+            entry.vcpus = entry.vcpus.saturating_add(amount("vcpus"));
+            entry.ram_mib = entry.ram_mib.saturating_add(amount("ram"));
+            entry.disk_gib = entry
+                .disk_gib
+                .saturating_add(amount("disk").saturating_add(amount("ephemeral")));
         }
     }
     usage
+}
+
+/// `total − used` as Nova shows free memory and disk (negative when overcommitted), held
+/// to `i64`'s range whatever a node or its flavors claim.
+fn free(total: u64, used: u64) -> i64 {
+    let free = i128::from(total) - i128::from(used);
+    i64::try_from(free).unwrap_or(if free < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// The 2.1 hypervisor detail body of `node`.
@@ -223,11 +236,11 @@ pub fn hypervisor_detail(node: &Value, usage: Usage) -> Value {
         "vcpus_used": usage.vcpus,
         "memory_mb": memory,
         "memory_mb_used": usage.ram_mib,
-        "free_ram_mb": memory as i64 - usage.ram_mib as i64,
+        "free_ram_mb": free(memory, usage.ram_mib),
         "local_gb": disk,
         "local_gb_used": usage.disk_gib,
-        "free_disk_gb": disk as i64 - usage.disk_gib as i64,
-        "disk_available_least": disk as i64 - usage.disk_gib as i64,
+        "free_disk_gb": free(disk, usage.disk_gib),
+        "disk_available_least": free(disk, usage.disk_gib),
         "current_workload": 0,
         "running_vms": usage.servers,
         "service": {
@@ -370,7 +383,8 @@ async fn hypervisor_statistics(
             "vcpus",
             "vcpus_used",
         ] {
-            *totals.entry(key).or_default() += detail[key].as_i64().unwrap_or(0);
+            let total = totals.entry(key).or_default();
+            *total = total.saturating_add(detail[key].as_i64().unwrap_or(0));
         }
     }
     let mut body = json!(totals);
@@ -439,6 +453,7 @@ async fn services(
 /// conditional on the version read; returns the node as written.
 async fn set_cordon(
     state: &ApiState,
+    caller: &Caller,
     node: &Value,
     disable: Option<Option<String>>,
 ) -> Result<Value, Fault> {
@@ -450,18 +465,18 @@ async fn set_cordon(
         "metadata": {"resourceVersion": node["metadata"]["resourceVersion"]},
         "spec": spec,
     });
-    state
-        .store
-        .patch(
-            kind("nodes"),
-            None,
-            &common::name(node),
-            &patch,
-            cirrus_store::objects::Part::Main,
-            false,
-        )
-        .await
-        .map_err(|e| api_error(e.into()))
+    crate::resources::write(
+        state,
+        crate::admission::Writer::Caller(caller),
+        kind("nodes"),
+        None,
+        &common::name(node),
+        crate::resources::Change::MergePatch(&patch),
+        cirrus_store::objects::Part::Main,
+        false,
+    )
+    .await
+    .map_err(api_error)
 }
 
 fn string_field(body: &Value, field: &str) -> Result<Option<String>, Fault> {
@@ -524,7 +539,7 @@ async fn service_update(
                 ));
             }
             let change = (action != "enable").then_some(reason.clone());
-            set_cordon(&state, node, change).await?;
+            set_cordon(&state, &caller, node, change).await?;
             tracing::info!(node = %host, %action, "compute service updated");
             let mut service = json!({
                 "host": host,
@@ -566,7 +581,7 @@ async fn service_update(
                     ));
                 }
             };
-            let written = set_cordon(&state, node, change).await?;
+            let written = set_cordon(&state, &caller, node, change).await?;
             tracing::info!(node = %common::name(node), "compute service updated");
             Ok(Json(json!({ "service": service(&written) })).into_response())
         }

@@ -393,30 +393,37 @@ async fn create(
         "metadata": {"name": object_name, "annotations": annotations},
         "spec": {"publicKey": public_key, "type": "ssh"},
     });
-    let created = crate::resources::create(&state, kind(), Some(&project), object, false)
-        .await
-        .map_err(|e| {
-            if e.code() == StatusCode::CONFLICT {
-                Fault::conflict(D, format!("Key pair '{}' already exists.", new.name))
-            } else {
-                api_error(e)
-            }
-        })?;
+    let created = crate::resources::create(
+        &state,
+        crate::admission::Writer::Caller(&caller),
+        kind(),
+        Some(&project),
+        object,
+        false,
+    )
+    .await
+    .map_err(|e| {
+        if e.code() == StatusCode::CONFLICT {
+            Fault::conflict(D, format!("Key pair '{}' already exists.", new.name))
+        } else {
+            api_error(e)
+        }
+    })?;
     // Record the fingerprint for the native API's readers too (best effort: it is derived).
     let patch = json!({"status": {"fingerprint": fingerprint}});
-    if let Err(e) = state
-        .store
-        .patch(
-            kind(),
-            Some(&project),
-            &object_name,
-            &patch,
-            cirrus_store::objects::Part::Status,
-            false,
-        )
-        .await
+    if let Err(e) = crate::resources::write(
+        &state,
+        crate::admission::Writer::Api,
+        kind(),
+        Some(&project),
+        &object_name,
+        crate::resources::Change::MergePatch(&patch),
+        cirrus_store::objects::Part::Status,
+        false,
+    )
+    .await
     {
-        tracing::warn!(keypair = %object_name, error = %e, "cannot record the key pair's fingerprint");
+        tracing::warn!(keypair = %object_name, error = %e.message(), "cannot record the key pair's fingerprint");
     }
     tracing::info!(%project, keypair = %object_name, generated = private_key.is_some(), "key pair created");
     let mut body = json!({

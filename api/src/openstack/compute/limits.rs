@@ -71,13 +71,19 @@ pub fn server_usage(servers: &[Value], flavors: &[Value]) -> Used {
         .iter()
         .filter(|s| s.pointer("/metadata/deletionTimestamp").is_none())
     {
-        used.instances += 1;
+        used.instances = used.instances.saturating_add(1);
         if let Some(flavor) = server["spec"]["flavor"]
             .as_str()
             .and_then(|f| flavors.get(f))
         {
-            used.cores += flavor["spec"]["vcpus"].as_i64().unwrap_or(0);
-            used.ram_mib += flavor["spec"]["ram"].as_i64().unwrap_or(0);
+            // Saturating: the native API lets flavors as big as `u64` in (no overflow panic).
+            let amount = |field: &str| {
+                flavor["spec"][field]
+                    .as_u64()
+                    .map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX))
+            };
+            used.cores = used.cores.saturating_add(amount("vcpus"));
+            used.ram_mib = used.ram_mib.saturating_add(amount("ram"));
         }
     }
     used

@@ -301,7 +301,7 @@ async fn update(
             ),
         ));
     }
-    let limits = common::set_project_limits(&state, &project, &update.limits)
+    let limits = common::set_project_limits(&state, &caller, &project, &update.limits)
         .await
         .map_err(api)?;
     Ok(axum::Json(json!({ "quota_set": limits_body(&limits) })).into_response())
@@ -315,7 +315,7 @@ async fn revert(
 ) -> Result<Response, Fault> {
     may_write(&caller, "delete")?;
     known_project(&state, &project).await?;
-    common::reset_project_quota(&state, &project, ENFORCED)
+    common::reset_project_quota(&state, &caller, &project, ENFORCED)
         .await
         .map_err(api)?;
     Ok(StatusCode::ACCEPTED.into_response())

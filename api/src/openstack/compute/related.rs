@@ -2,7 +2,6 @@
 //! security groups, key pairs), read once per request so that translating ids to names and
 //! back is a pure lookup ([`Related`]).
 
-use cirrus_crds::kinds::image::Visibility;
 use cirrus_crds::meta::ObjectMeta;
 use cirrus_crds::{Flavor, Image, Keypair, Network, Port, SecurityGroup, Volume};
 use serde::de::DeserializeOwned;
@@ -80,8 +79,8 @@ impl Related {
     }
 
     /// The image a server of `project` boots when its spec names `name`: the project's own
-    /// image, else one another project made visible to it (the scheduler's and node agent's
-    /// rule).
+    /// image, else a public one ([`Image::findable_by_name_from`], the scheduler's and node
+    /// agent's rule).
     pub fn image_for(&self, project: &str, name: &str) -> Option<&Image> {
         if let Some(own) = self
             .images
@@ -93,24 +92,24 @@ impl Related {
         let mut others: Vec<&Image> = self
             .images
             .iter()
-            .filter(|i| i.metadata.name == name && visible_from_elsewhere(i, project))
+            .filter(|i| i.metadata.name == name && i.findable_by_name_from(project))
             .collect();
         others.sort_by(|a, b| a.metadata.project.cmp(&b.metadata.project));
         others.into_iter().next()
     }
 
-    /// The image `id` (uid, else object or display name) as `project` may use it.
+    /// The image `id` as `project` may use it: by uid any it may use ([`Image::usable_by`]:
+    /// its own, public, community, shared with it), by object or display name only its own
+    /// and public ones ([`Image::findable_by_name_from`]).
     pub fn image_by_id(&self, project: &str, id: &str) -> Option<&Image> {
-        let usable =
-            |i: &&Image| in_project(&i.metadata, project) || visible_from_elsewhere(i, project);
         self.images
             .iter()
-            .filter(usable)
+            .filter(|i| i.usable_by(project))
             .find(|i| uid(&i.metadata) == id)
             .or_else(|| {
                 self.images
                     .iter()
-                    .filter(usable)
+                    .filter(|i| i.findable_by_name_from(project))
                     .find(|i| i.metadata.name == id || display(&i.metadata) == id)
             })
     }
@@ -209,21 +208,11 @@ fn find<'a, T>(
         .or_else(|| mine().find(|i| display(meta(i)) == id))
 }
 
-/// Whether `image`, owned by another project, may be used by `project`: public and
-/// community images by anyone, shared ones by their members (the rule of
-/// `cirrus_client::images::visible_from_elsewhere`).
-pub fn visible_from_elsewhere(image: &Image, project: &str) -> bool {
-    match image.spec.visibility {
-        Visibility::Public | Visibility::Community => true,
-        Visibility::Shared => image.spec.members.iter().any(|m| m == project),
-        Visibility::Private => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use cirrus_crds::ImageSpec;
+    use cirrus_crds::kinds::image::Visibility;
 
     fn image(project: &str, name: &str, uid: &str, visibility: Visibility) -> Image {
         Image::new(
@@ -279,5 +268,30 @@ mod tests {
                 .as_deref(),
             Some("admin")
         );
+    }
+
+    /// A community or shared image of another project never stands in for a name; it is
+    /// used by uid, and the server then names it by uid.
+    #[test]
+    fn names_find_own_and_public_images_only() {
+        let mut shared = image("evil", "ubuntu", "u-shared", Visibility::Shared);
+        shared.spec.members = vec!["demo".into()];
+        let related = Related {
+            images: vec![
+                image("evil", "ubuntu", "u-comm", Visibility::Community),
+                shared,
+                image("admin", "debian", "u-pub", Visibility::Public),
+            ],
+            ..Default::default()
+        };
+        assert!(related.image_for("demo", "ubuntu").is_none());
+        assert!(related.image_by_id("demo", "ubuntu").is_none());
+        let by_uid = related.image_by_id("demo", "u-comm").unwrap();
+        assert_eq!(by_uid.reference_from("demo"), "u-comm");
+        let shared = related.image_by_id("demo", "u-shared").unwrap();
+        assert_eq!(shared.reference_from("demo"), "u-shared");
+        assert!(related.image_by_id("other", "u-shared").is_none());
+        let public = related.image_for("demo", "debian").unwrap();
+        assert_eq!(public.reference_from("demo"), "debian");
     }
 }

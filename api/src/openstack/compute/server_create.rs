@@ -255,7 +255,8 @@ fn resolve_image<'a>(
     }
     let image_name = &image.metadata.name;
     let image_project = image.metadata.project.as_deref().unwrap_or_default();
-    if image_project != project {
+    if image_project != project && image.findable_by_name_from(project) {
+        // Named in the spec by name: that name must find this image, not the project's own.
         let shadow = related.image_for(project, image_name);
         if shadow.map(|i| &i.metadata.uid) != Some(&image.metadata.uid) {
             return Err(bad(format!(
@@ -426,14 +427,18 @@ pub fn plan(
                         Some(Value::String(s)) => s.trim().parse().ok(),
                         _ => None,
                     }
-                    .filter(|n| *n >= 1)
+                    .filter(|n| (1..=crate::openstack::common::MAX_INT).contains(n))
                     .ok_or_else(|| {
-                        bad("Block device mapping is invalid: booting from a new volume needs volume_size (GiB, at least 1).")
+                        bad(format!(
+                            "Block device mapping is invalid: booting from a new volume needs \
+                             volume_size (GiB, 1 to {}).",
+                            crate::openstack::common::MAX_INT
+                        ))
                     })?;
                     let image = resolve_image(uuid, project, flavor, related)?;
                     new_boot_volume = Some(NewVolume {
                         size,
-                        image: image.metadata.name.clone(),
+                        image: image.reference_from(project),
                         delete_on_termination: delete,
                     });
                 }
@@ -465,7 +470,7 @@ pub fn plan(
         }
         (None, Some(reference)) => {
             let image = resolve_image(reference, project, flavor, related)?;
-            spec.insert("image".into(), Value::from(image.metadata.name.clone()));
+            spec.insert("image".into(), Value::from(image.reference_from(project)));
             if let Some(uid) = &image.metadata.uid {
                 annotations.insert(IMAGE_ANNOTATION.to_string(), uid.clone());
             }

@@ -26,9 +26,11 @@ use super::server_view::{
     summary,
 };
 use crate::ApiState;
+use crate::admission::Writer;
 use crate::auth::Caller;
 use crate::openstack::common::{self, NAME_ANNOTATION, base_url, json_body};
 use crate::openstack::fault::{Dialect, Fault};
+use crate::resources::Change;
 
 const D: Dialect = Dialect::Compute;
 
@@ -150,7 +152,7 @@ async fn create(
     let new_volume = match &plan.new_boot_volume {
         None => None,
         Some(v) => {
-            let volume = create_boot_volume(&state, &project, v).await?;
+            let volume = create_boot_volume(&state, &caller, &project, v).await?;
             spec["bootVolume"] = Value::from(volume.clone());
             if v.delete_on_termination {
                 let mut volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
@@ -166,7 +168,15 @@ async fn create(
         "metadata": {"name": name, "project": project, "annotations": annotations},
         "spec": spec,
     });
-    let created = match crate::resources::create(&state, kind, Some(&project), object, false).await
+    let created = match crate::resources::create(
+        &state,
+        crate::admission::Writer::Caller(&caller),
+        kind,
+        Some(&project),
+        object,
+        false,
+    )
+    .await
     {
         Ok(created) => created,
         Err(e) => {
@@ -209,6 +219,7 @@ async fn create(
 /// Creates the boot volume `wanted` asks for (a copy of an image) and returns its name.
 async fn create_boot_volume(
     state: &ApiState,
+    caller: &Caller,
     project: &str,
     wanted: &server_create::NewVolume,
 ) -> Result<String, Fault> {
@@ -226,9 +237,16 @@ async fn create_boot_volume(
             "source": {"type": "image", "name": wanted.image},
         },
     });
-    crate::resources::create(state, volumes, Some(project), object, false)
-        .await
-        .map_err(api)?;
+    crate::resources::create(
+        state,
+        crate::admission::Writer::Caller(caller),
+        volumes,
+        Some(project),
+        object,
+        false,
+    )
+    .await
+    .map_err(api)?;
     Ok(name)
 }
 
@@ -704,18 +722,18 @@ async fn update(
     let server = if patch.as_object().is_some_and(|m| m.is_empty()) {
         server
     } else {
-        let updated = state
-            .store
-            .patch(
-                servers_kind(),
-                Some(project_of(&server)),
-                &server.metadata.name,
-                &patch,
-                Part::Main,
-                false,
-            )
-            .await
-            .map_err(|e| api(e.into()))?;
+        let updated = crate::resources::write(
+            &state,
+            Writer::Caller(&caller),
+            servers_kind(),
+            Some(project_of(&server)),
+            &server.metadata.name,
+            Change::MergePatch(&patch),
+            Part::Main,
+            false,
+        )
+        .await
+        .map_err(api)?;
         parse(updated)?
     };
     let body = render(&state, &caller, &headers, &server).await?;
@@ -785,22 +803,20 @@ async fn action(
                     "metadata": {"resourceVersion": server.metadata.resource_version},
                     "spec": spec,
                 });
-                match state
-                    .store
-                    .patch(
-                        servers_kind(),
-                        Some(project_of(&server)),
-                        &server.metadata.name,
-                        &patch,
-                        Part::Main,
-                        false,
-                    )
-                    .await
+                match crate::resources::write(
+                    &state,
+                    Writer::Caller(&caller),
+                    servers_kind(),
+                    Some(project_of(&server)),
+                    &server.metadata.name,
+                    Change::MergePatch(&patch),
+                    Part::Main,
+                    false,
+                )
+                .await
                 {
                     Ok(_) => break,
-                    Err(cirrus_store::objects::ObjectError::Conflict { .. })
-                        if attempts < ACTION_RETRIES =>
-                    {
+                    Err(e) if e.code() == StatusCode::CONFLICT && attempts < ACTION_RETRIES => {
                         attempts += 1;
                         tokio::time::sleep(std::time::Duration::from_millis(jitter_ms())).await;
                         server = find_server(&state, &caller, &id, Action::Write).await?;
@@ -809,7 +825,7 @@ async fn action(
                             _ => unreachable!("the same action plans the same way"),
                         }
                     }
-                    Err(cirrus_store::objects::ObjectError::Conflict { .. }) => {
+                    Err(e) if e.code() == StatusCode::CONFLICT => {
                         return Err(Fault::conflict(
                             D,
                             format!(
@@ -817,7 +833,7 @@ async fn action(
                             ),
                         ));
                     }
-                    Err(e) => return Err(api(e.into())),
+                    Err(e) => return Err(api(e)),
                 }
             }
             let action_name = body
@@ -832,7 +848,7 @@ async fn action(
                 || server_create::admin_pass(&Map::new()),
                 server_create::admin_pass,
             )?;
-            let server = rebuild(&state, &server, &args).await?;
+            let server = rebuild(&state, &caller, &server, &args).await?;
             let body = render(&state, &caller, &headers, &server).await?;
             let mut basic = server_view::basic(&body);
             // Nova answers the (given or generated) password, as on create.
@@ -852,7 +868,12 @@ async fn action(
 /// Rebuilds `server` from the image `args.imageRef` (with a new name and metadata when
 /// given): the image changes and `rebuildCount` goes up, with a compare-and-swap on the
 /// version read.
-async fn rebuild(state: &ApiState, server: &Server, args: &Value) -> Result<Server, Fault> {
+async fn rebuild(
+    state: &ApiState,
+    caller: &Caller,
+    server: &Server,
+    args: &Value,
+) -> Result<Server, Fault> {
     let project = project_of(server);
     let Some(reference) = args
         .get("imageRef")
@@ -908,9 +929,16 @@ async fn rebuild(state: &ApiState, server: &Server, args: &Value) -> Result<Serv
             annotations.insert(annotation.into(), Value::from(ip));
         }
     }
+    let rebuilds = actions::next_count(
+        "rebuild",
+        server,
+        "rebuildCount",
+        server.spec.rebuild_count,
+        server.status.observed_rebuild_count,
+    )?;
     let mut spec = json!({
         "image": image.metadata.name,
-        "rebuildCount": server.spec.rebuild_count.max(server.status.observed_rebuild_count) + 1,
+        "rebuildCount": rebuilds,
     });
     if let Some(meta) = args.get("metadata") {
         let wanted = check_metadata(meta)?;
@@ -922,6 +950,7 @@ async fn rebuild(state: &ApiState, server: &Server, args: &Value) -> Result<Serv
     });
     let updated = patch_server(
         state,
+        caller,
         server,
         &patch,
         "The server changed while the rebuild was being applied; retry it.",
@@ -938,25 +967,26 @@ async fn rebuild(state: &ApiState, server: &Server, args: &Value) -> Result<Serv
 /// the fresh version. The written object is returned.
 async fn patch_server(
     state: &ApiState,
+    caller: &Caller,
     server: &Server,
     patch: &Value,
     conflict: impl Into<String>,
 ) -> Result<Value, Fault> {
     let mut patch = patch.clone();
     for _ in 0..=ACTION_RETRIES {
-        let written = state
-            .store
-            .patch(
-                servers_kind(),
-                Some(project_of(server)),
-                &server.metadata.name,
-                &patch,
-                Part::Main,
-                false,
-            )
-            .await;
+        let written = crate::resources::write(
+            state,
+            Writer::Caller(caller),
+            servers_kind(),
+            Some(project_of(server)),
+            &server.metadata.name,
+            Change::MergePatch(&patch),
+            Part::Main,
+            false,
+        )
+        .await;
         match written {
-            Err(cirrus_store::objects::ObjectError::Conflict { .. }) => {
+            Err(e) if e.code() == StatusCode::CONFLICT => {
                 tokio::time::sleep(std::time::Duration::from_millis(jitter_ms())).await;
                 let fresh = parse(
                     state
@@ -977,7 +1007,7 @@ async fn patch_server(
                 }
                 patch["metadata"]["resourceVersion"] = json!(fresh.metadata.resource_version);
             }
-            other => return other.map_err(|e| api(e.into())),
+            other => return other.map_err(api),
         }
     }
     Err(Fault::conflict(D, conflict))
@@ -1075,6 +1105,7 @@ async fn ips_of_network(
 /// Writes `metadata` as the server's whole metadata (keys not in it are removed).
 async fn write_metadata(
     state: &ApiState,
+    caller: &Caller,
     server: &Server,
     metadata: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, Fault> {
@@ -1087,6 +1118,7 @@ async fn write_metadata(
     let patch = metadata_patch(&server.spec.metadata, metadata);
     let updated = patch_server(
         state,
+        caller,
         server,
         &json!({
             "metadata": {"resourceVersion": server.metadata.resource_version},
@@ -1131,7 +1163,7 @@ async fn metadata_replace(
 ) -> Result<Response, Fault> {
     let server = find_server(&state, &caller, &id, Action::Write).await?;
     let wanted = metadata_body(&body, "metadata")?;
-    let written = write_metadata(&state, &server, &wanted).await?;
+    let written = write_metadata(&state, &caller, &server, &wanted).await?;
     Ok(ok(StatusCode::OK, json!({ "metadata": written })))
 }
 
@@ -1145,7 +1177,7 @@ async fn metadata_merge(
     let server = find_server(&state, &caller, &id, Action::Write).await?;
     let mut wanted = server.spec.metadata.clone();
     wanted.extend(metadata_body(&body, "metadata")?);
-    let written = write_metadata(&state, &server, &wanted).await?;
+    let written = write_metadata(&state, &caller, &server, &wanted).await?;
     Ok(ok(StatusCode::OK, json!({ "metadata": written })))
 }
 
@@ -1182,7 +1214,7 @@ async fn metadata_item_put(
     };
     let mut wanted = server.spec.metadata.clone();
     wanted.insert(key.clone(), value.clone());
-    write_metadata(&state, &server, &wanted).await?;
+    write_metadata(&state, &caller, &server, &wanted).await?;
     Ok(ok(StatusCode::OK, json!({ "meta": { key: value } })))
 }
 
@@ -1198,7 +1230,7 @@ async fn metadata_item_delete(
     }
     let mut wanted = server.spec.metadata.clone();
     wanted.remove(&key);
-    write_metadata(&state, &server, &wanted).await?;
+    write_metadata(&state, &caller, &server, &wanted).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

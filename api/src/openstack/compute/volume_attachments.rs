@@ -201,6 +201,7 @@ async fn create(
     .ok_or_else(|| Fault::not_found(D, format!("Volume {volume_id} could not be found.")))?;
     attach::attach(
         &state,
+        &caller,
         &server,
         &vol,
         device.as_deref(),
@@ -255,7 +256,7 @@ async fn remove(
     )
     .await?
     .ok_or_else(|| Fault::not_found(D, format!("Volume {volume_id} could not be found.")))?;
-    attach::detach(&state, &server, &vol).await?;
+    attach::detach(&state, &caller, &server, &vol).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 

@@ -436,6 +436,7 @@ async fn new_object(
 /// admission (quotas, validation) and returns it as written: every create route ends so.
 pub(crate) async fn create_object(
     state: &ApiState,
+    caller: &Caller,
     kind: &'static KindInfo,
     project: &str,
     prefix: &str,
@@ -443,7 +444,8 @@ pub(crate) async fn create_object(
     spec: Value,
 ) -> Result<Value, Fault> {
     let object = new_object(state, kind, project, prefix, display, spec).await?;
-    crate::resources::create(state, kind, Some(project), object, false)
+    let writer = crate::admission::Writer::Caller(caller);
+    crate::resources::create(state, writer, kind, Some(project), object, false)
         .await
         .map_err(from_api)
 }
@@ -515,6 +517,7 @@ pub(crate) fn new_name(body: &Map<String, Value>) -> Result<Option<String>, Faul
 /// object (`display`): networks, subnets and ports update this way.
 pub(crate) async fn update_spec<F>(
     state: &ApiState,
+    caller: &Caller,
     kind: &'static KindInfo,
     project: &str,
     name: &str,
@@ -524,7 +527,7 @@ pub(crate) async fn update_spec<F>(
 where
     F: FnMut(&mut Map<String, Value>) -> Result<(), Fault>,
 {
-    update_object(state, kind, project, name, |object| {
+    update_object(state, caller, kind, project, name, |object| {
         let mut spec = object
             .get("spec")
             .and_then(Value::as_object)
@@ -544,6 +547,7 @@ where
 /// written conditioned on the `resourceVersion` read; a lost race re-reads and re-applies.
 pub(crate) async fn update_object<F>(
     state: &ApiState,
+    caller: &Caller,
     kind: &'static KindInfo,
     project: &str,
     name: &str,
@@ -561,13 +565,22 @@ where
             .await
             .map_err(from_store)?;
         change(&mut object)?;
-        match state
-            .store
-            .update(kind, Some(project), name, object, Part::Main, false)
-            .await
+        let writer = crate::admission::Writer::Caller(caller);
+        let change = crate::resources::Change::Replace(&object);
+        match crate::resources::write(
+            state,
+            writer,
+            kind,
+            Some(project),
+            name,
+            change,
+            Part::Main,
+            false,
+        )
+        .await
         {
             Ok(written) => return Ok(written),
-            Err(ObjectError::Conflict { .. }) if attempt < UPDATE_ATTEMPTS => {
+            Err(e) if e.code() == StatusCode::CONFLICT && attempt < UPDATE_ATTEMPTS => {
                 tracing::debug!(kind = kind.kind, %project, %name, attempt, "update raced, retrying");
                 // A little random backoff so the losers of a round do not collide again.
                 let mut byte = [0u8; 1];
@@ -575,7 +588,7 @@ where
                 let millis = u64::from(byte[0] % 8) * (attempt.min(8) as u64);
                 tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
             }
-            Err(e) => return Err(from_store(e)),
+            Err(e) => return Err(from_api(e)),
         }
     }
 }

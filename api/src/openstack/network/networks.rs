@@ -318,6 +318,7 @@ pub async fn create(
     }
     let stored = create_object(
         &state,
+        &scope.caller,
         kind("networks"),
         &project,
         "net",
@@ -360,6 +361,7 @@ pub async fn update(
     let display = new_name(&body)?;
     let updated = update_spec(
         &state,
+        &scope.caller,
         kind("networks"),
         &project,
         &common::name(&network),

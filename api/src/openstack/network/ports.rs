@@ -467,6 +467,7 @@ pub async fn create(
     apply(&body, &mut spec, &refs, &project, &network_name, &scope)?;
     let stored = create_object(
         &state,
+        &scope.caller,
         kind("ports"),
         &project,
         "port",
@@ -504,6 +505,7 @@ pub async fn update(
     let display = new_name(&body)?;
     let updated = update_spec(
         &state,
+        &scope.caller,
         kind("ports"),
         &project,
         &common::name(&port),

@@ -229,7 +229,7 @@ pub async fn update(
     Path(project): Path<String>,
     body: Bytes,
 ) -> Result<Response, Fault> {
-    may_write(caller, "update")?;
+    let scope = may_write(caller, "update")?;
     let update = parse_update(&common::json_body(NET, &body)?)?;
     if !common::project_exists(&state, &project)
         .await
@@ -254,7 +254,7 @@ pub async fn update(
         )
         .with_kind("InvalidQuotaValue"));
     }
-    let limits = common::set_project_limits(&state, &project, &update.limits)
+    let limits = common::set_project_limits(&state, &scope.caller, &project, &update.limits)
         .await
         .map_err(from_api)?;
     Ok(ok("quota", Value::Object(limits_body(&limits))))
@@ -266,12 +266,12 @@ pub async fn delete(
     caller: Caller,
     Path(project): Path<String>,
 ) -> Result<Response, Fault> {
-    may_write(caller, "delete")?;
+    let scope = may_write(caller, "delete")?;
     if common::project_exists(&state, &project)
         .await
         .map_err(from_api)?
     {
-        common::reset_project_quota(&state, &project, ENFORCED)
+        common::reset_project_quota(&state, &scope.caller, &project, ENFORCED)
             .await
             .map_err(from_api)?;
     }

@@ -92,7 +92,16 @@ pub(crate) async fn ensure_default(state: &ApiState, project: &str) -> Result<()
         "metadata": {"name": DEFAULT_GROUP, "project": project},
         "spec": default_group_spec(),
     });
-    match crate::resources::create(state, groups, Some(project), object, false).await {
+    match crate::resources::create(
+        state,
+        crate::admission::Writer::Api,
+        groups,
+        Some(project),
+        object,
+        false,
+    )
+    .await
+    {
         Ok(_) => {
             tracing::info!(%project, "created the default security group on first use");
             Ok(())
@@ -316,6 +325,7 @@ pub async fn create(
     }
     let stored = create_object(
         &state,
+        &scope.caller,
         kind("securitygroups"),
         &project,
         "sg",
@@ -362,6 +372,7 @@ pub async fn update(
     }
     let updated = update_object(
         &state,
+        &scope.caller,
         kind("securitygroups"),
         &project,
         &common::name(&group),
@@ -668,6 +679,7 @@ pub async fn create_rule(
     let id = rule_id(&uid, &rule);
     let updated = update_object(
         &state,
+        &scope.caller,
         kind("securitygroups"),
         &project,
         &common::name(&group),
@@ -717,6 +729,7 @@ pub async fn delete_rule(
     let uid = common::uid(&group);
     update_object(
         &state,
+        &scope.caller,
         kind("securitygroups"),
         &project,
         &common::name(&group),

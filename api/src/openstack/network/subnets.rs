@@ -432,6 +432,7 @@ pub async fn create(
     apply(&body, &mut spec)?;
     let stored = create_object(
         &state,
+        &scope.caller,
         kind("subnets"),
         &project,
         "subnet",
@@ -478,6 +479,7 @@ pub async fn update(
     let display = new_name(&body)?;
     let updated = update_spec(
         &state,
+        &scope.caller,
         kind("subnets"),
         &project,
         &common::name(&subnet),

@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 use super::render::{self, Index};
 use super::volumes::{remove, volume_or_404};
 use super::{
-    Ctx, DIALECT, api_fault, attach, field, find, modify, parse_bool, project_of, server_kind,
-    string_field, volume_kind,
+    Ctx, DIALECT, attach, field, find, modify, parse_bool, project_of, server_kind, string_field,
+    volume_kind,
 };
 use crate::ApiState;
 use crate::auth::Caller;
@@ -67,10 +67,10 @@ pub async fn action(
     let volume = volume_or_404(&state, &ctx, &id).await?;
     tracing::debug!(action = %name, volume = %common::name(&volume), "Cinder volume action");
     match name.as_str() {
-        "os-extend" => extend(&state, &volume, args).await,
+        "os-extend" => extend(&state, &ctx.caller, &volume, args).await,
         "os-attach" => os_attach(&state, &ctx, &volume, args).await,
-        "os-detach" => os_detach(&state, &volume, args).await,
-        "os-set_bootable" => set_bootable(&state, &volume, args).await,
+        "os-detach" => os_detach(&state, &ctx.caller, &volume, args).await,
+        "os-set_bootable" => set_bootable(&state, &ctx.caller, &volume, args).await,
         "os-reset_status" => reset_status(&state, &ctx, &volume, args).await,
         "os-force_delete" => {
             admin_only(&ctx, name)?;
@@ -106,7 +106,12 @@ fn admin_only(ctx: &Ctx, action: &str) -> Result<(), Fault> {
 
 /// `os-extend {new_size}`: only growing, only an `available` volume (Cinder 3.0; growing an
 /// attached volume needs the guest's `blockresize`, not done yet). `202`.
-async fn extend(state: &ApiState, volume: &Value, args: &Value) -> Result<Response, Fault> {
+async fn extend(
+    state: &ApiState,
+    caller: &Caller,
+    volume: &Value,
+    args: &Value,
+) -> Result<Response, Fault> {
     let id = common::uid(volume);
     let new_size = field(args, "new_size")
         .ok_or_else(|| {
@@ -128,20 +133,27 @@ async fn extend(state: &ApiState, volume: &Value, args: &Value) -> Result<Respon
         ));
     }
     let mut current = 0;
-    modify(state, volume_kind(), &project, &common::name(volume), |o| {
-        current = o.pointer("/spec/size").and_then(Value::as_u64).unwrap_or(0);
-        if new_size <= current {
-            return Err(Fault::bad_request(
-                DIALECT,
-                format!(
-                    "Invalid input received: New size for extend must be greater than current \
+    modify(
+        state,
+        caller,
+        volume_kind(),
+        &project,
+        &common::name(volume),
+        |o| {
+            current = o.pointer("/spec/size").and_then(Value::as_u64).unwrap_or(0);
+            if new_size <= current {
+                return Err(Fault::bad_request(
+                    DIALECT,
+                    format!(
+                        "Invalid input received: New size for extend must be greater than current \
                      size. (current: {current}, extended: {new_size})."
-                ),
-            ));
-        }
-        o["spec"]["size"] = Value::from(new_size);
-        Ok(())
-    })
+                    ),
+                ));
+            }
+            o["spec"]["size"] = Value::from(new_size);
+            Ok(())
+        },
+    )
     .await?;
     tracing::info!(%project, volume = %common::name(volume), from = current, to = new_size, "volume extend requested");
     Ok(StatusCode::ACCEPTED.into_response())
@@ -173,13 +185,26 @@ async fn os_attach(
     .ok_or_else(|| {
         Fault::not_found(DIALECT, format!("Instance {server_id} could not be found."))
     })?;
-    attach::attach(state, &server, volume, mountpoint.as_deref(), false).await?;
+    attach::attach(
+        state,
+        &ctx.caller,
+        &server,
+        volume,
+        mountpoint.as_deref(),
+        false,
+    )
+    .await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
 /// `os-detach {attachment_id?}`: from the server of that attachment, or the only server
 /// using the volume when no id is given. `202`.
-async fn os_detach(state: &ApiState, volume: &Value, args: &Value) -> Result<Response, Fault> {
+async fn os_detach(
+    state: &ApiState,
+    caller: &Caller,
+    volume: &Value,
+    args: &Value,
+) -> Result<Response, Fault> {
     let id = common::uid(volume);
     let project = project_of(volume);
     let index = Index::load(state, Some(&project)).await?;
@@ -214,12 +239,17 @@ async fn os_detach(state: &ApiState, volume: &Value, args: &Value) -> Result<Res
             }
         },
     };
-    attach::detach(state, server, volume).await?;
+    attach::detach(state, caller, server, volume).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
 /// `os-set_bootable {bootable}`. `200`.
-async fn set_bootable(state: &ApiState, volume: &Value, args: &Value) -> Result<Response, Fault> {
+async fn set_bootable(
+    state: &ApiState,
+    caller: &Caller,
+    volume: &Value,
+    args: &Value,
+) -> Result<Response, Fault> {
     let bootable = field(args, "bootable")
         .and_then(parse_bool)
         .ok_or_else(|| {
@@ -230,6 +260,7 @@ async fn set_bootable(state: &ApiState, volume: &Value, args: &Value) -> Result<
         })?;
     modify(
         state,
+        caller,
         volume_kind(),
         &project_of(volume),
         &common::name(volume),
@@ -264,17 +295,18 @@ async fn reset_status(
             ),
         ));
     }
-    state
-        .store
-        .patch(
-            volume_kind(),
-            Some(&project_of(volume)),
-            &common::name(volume),
-            &json!({"status": {"phase": status}}),
-            Part::Status,
-            false,
-        )
-        .await
-        .map_err(api_fault)?;
+    let patch = json!({"status": {"phase": status}});
+    crate::resources::write(
+        state,
+        crate::admission::Writer::Caller(&ctx.caller),
+        volume_kind(),
+        Some(&project_of(volume)),
+        &common::name(volume),
+        crate::resources::Change::MergePatch(&patch),
+        Part::Status,
+        false,
+    )
+    .await
+    .map_err(|e| Fault::from_api(DIALECT, e))?;
     Ok(StatusCode::ACCEPTED.into_response())
 }

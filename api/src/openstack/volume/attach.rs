@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::render::{self, Index};
 use super::{DIALECT, modify, project_of, server_kind};
 use crate::ApiState;
+use crate::auth::Caller;
 use crate::openstack::common;
 use crate::openstack::fault::Fault;
 
@@ -103,6 +104,7 @@ pub(crate) fn check_attach(server: &Value, volume: &Value, index: &Index) -> Res
 /// `spec.volumes`.
 pub(crate) async fn attach(
     state: &ApiState,
+    caller: &Caller,
     server: &Value,
     volume: &Value,
     device: Option<&str>,
@@ -117,6 +119,7 @@ pub(crate) async fn attach(
     let server_id = common::uid(server);
     modify(
         state,
+        caller,
         server_kind(),
         &project,
         &common::name(server),
@@ -174,7 +177,7 @@ pub(crate) async fn attach(
             .find(|s| common::name(s) != common::name(server))
             .map(common::uid);
         if let Some(rival) = rival {
-            detach(state, server, volume).await?;
+            detach(state, caller, server, volume).await?;
             return Err(Fault::conflict(
                 DIALECT,
                 format!(
@@ -190,13 +193,19 @@ pub(crate) async fn attach(
 
 /// Detaches `volume` from `server`: removes its `spec.volumes` entry. `404` when the server
 /// does not have it; `400` for the boot volume (the root disk can't be detached).
-pub(crate) async fn detach(state: &ApiState, server: &Value, volume: &Value) -> Result<(), Fault> {
+pub(crate) async fn detach(
+    state: &ApiState,
+    caller: &Caller,
+    server: &Value,
+    volume: &Value,
+) -> Result<(), Fault> {
     let project = project_of(server);
     let volume_name = common::name(volume);
     let volume_id = common::uid(volume);
     let server_id = common::uid(server);
     modify(
         state,
+        caller,
         server_kind(),
         &project,
         &common::name(server),

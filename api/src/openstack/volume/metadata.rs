@@ -95,7 +95,7 @@ async fn write_all<O: Owner>(
         )
     })?;
     let object = target::<O>(&state, &ctx, &id).await?;
-    let result = store_metadata(&state, O::kind(), &object, |map| {
+    let result = store_metadata(&state, &ctx.caller, O::kind(), &object, |map| {
         if mode == Mode::Replace {
             map.clear();
         }
@@ -144,7 +144,7 @@ pub(crate) async fn set_item<O: Owner>(
         ));
     };
     let object = target::<O>(&state, &ctx, &id).await?;
-    store_metadata(&state, O::kind(), &object, |map| {
+    store_metadata(&state, &ctx.caller, O::kind(), &object, |map| {
         map.insert(key.clone(), value.clone());
         Ok(())
     })
@@ -160,7 +160,7 @@ pub(crate) async fn remove_item<O: Owner>(
 ) -> Result<Response, Fault> {
     let ctx = Ctx::new(&caller, &project_id, Action::Write)?;
     let object = target::<O>(&state, &ctx, &id).await?;
-    store_metadata(&state, O::kind(), &object, |map| {
+    store_metadata(&state, &ctx.caller, O::kind(), &object, |map| {
         map.remove(&key)
             .map(drop)
             .ok_or_else(|| no_key::<O>(&id, &key))
@@ -208,12 +208,14 @@ fn metadata_of(object: &Value) -> BTreeMap<String, String> {
 /// Writes `metadata` into the object's `spec.metadata` (read-modify-write).
 async fn store_metadata(
     state: &ApiState,
+    caller: &Caller,
     kind: &'static KindInfo,
     object: &Value,
     change: impl Fn(&mut BTreeMap<String, String>) -> Result<(), Fault>,
 ) -> Result<BTreeMap<String, String>, Fault> {
     let written = modify(
         state,
+        caller,
         kind,
         &project_of(object),
         &common::name(object),

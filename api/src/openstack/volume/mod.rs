@@ -38,7 +38,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use cirrus_auth::Action;
 use cirrus_crds::KindInfo;
-use cirrus_store::objects::{ObjectError, Part};
+use cirrus_store::objects::Part;
 use serde_json::Value;
 
 use crate::ApiState;
@@ -206,6 +206,8 @@ pub(crate) struct Ctx {
     pub admin: bool,
     /// The user's name (`user_id`).
     pub user: String,
+    /// The caller, for the writes admission judges.
+    pub caller: Caller,
 }
 
 impl Ctx {
@@ -225,6 +227,7 @@ impl Ctx {
             project: project_id.to_string(),
             admin: caller.is_cloud_admin(),
             user: user.name.clone(),
+            caller: caller.clone(),
         })
     }
 }
@@ -284,6 +287,7 @@ pub(crate) async fn find(
 /// conditionally on its resourceVersion; a lost race reads again and retries.
 pub(crate) async fn modify(
     state: &ApiState,
+    caller: &Caller,
     kind: &'static KindInfo,
     project: &str,
     name: &str,
@@ -296,14 +300,23 @@ pub(crate) async fn modify(
             .await
             .map_err(api_fault)?;
         change(&mut object)?;
-        match state
-            .store
-            .update(kind, Some(project), name, object, Part::Main, false)
-            .await
+        let writer = crate::admission::Writer::Caller(caller);
+        let change = crate::resources::Change::Replace(&object);
+        match crate::resources::write(
+            state,
+            writer,
+            kind,
+            Some(project),
+            name,
+            change,
+            Part::Main,
+            false,
+        )
+        .await
         {
             Ok(written) => return Ok(written),
-            Err(ObjectError::Conflict { .. }) => continue,
-            Err(e) => return Err(api_fault(e)),
+            Err(e) if e.code() == axum::http::StatusCode::CONFLICT => continue,
+            Err(e) => return Err(Fault::from_api(DIALECT, e)),
         }
     }
     Err(Fault::conflict(

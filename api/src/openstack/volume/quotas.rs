@@ -270,7 +270,7 @@ pub async fn update(
             format!("Quota {key} limit must be equal or greater than existing resources ({n})."),
         ));
     }
-    let limits = common::set_project_limits(&state, &target, &update.limits)
+    let limits = common::set_project_limits(&state, &caller, &target, &update.limits)
         .await
         .map_err(api_fault)?;
     Ok(answer(limits_body(&limits), None))
@@ -288,7 +288,7 @@ pub async fn delete(
         .await
         .map_err(api_fault)?
     {
-        common::reset_project_quota(&state, &target, ENFORCED)
+        common::reset_project_quota(&state, &caller, &target, ENFORCED)
             .await
             .map_err(api_fault)?;
     }

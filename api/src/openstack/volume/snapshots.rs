@@ -125,10 +125,16 @@ pub async fn create(
         "metadata": {"name": object_name, "annotations": annotations},
         "spec": spec,
     });
-    let created =
-        crate::resources::create(&state, snapshot_kind(), Some(&ctx.project), object, false)
-            .await
-            .map_err(api_fault)?;
+    let created = crate::resources::create(
+        &state,
+        crate::admission::Writer::Caller(&caller),
+        snapshot_kind(),
+        Some(&ctx.project),
+        object,
+        false,
+    )
+    .await
+    .map_err(api_fault)?;
     tracing::info!(project = %ctx.project, snapshot = %common::name(&created), volume = %common::name(&volume), "snapshot created through Cinder");
     Ok((
         StatusCode::ACCEPTED,
@@ -226,6 +232,7 @@ pub async fn update(
     let snapshot = snapshot_or_404(&state, &ctx, &id).await?;
     let updated = modify(
         &state,
+        &ctx.caller,
         snapshot_kind(),
         &project_of(&snapshot),
         &common::name(&snapshot),

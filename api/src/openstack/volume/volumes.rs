@@ -36,7 +36,8 @@ pub(crate) async fn volume_or_404(state: &ApiState, ctx: &Ctx, id: &str) -> Resu
         .ok_or_else(|| not_found(id))
 }
 
-/// A size in GiB: an integer ≥ 1, also as a string (`"10"`), `400` naming `key` otherwise.
+/// A size in GiB: an integer from 1 to [`common::MAX_INT`] (Cinder's limit), also as a
+/// string (`"10"`), `400` naming `key` otherwise.
 pub fn parse_size(value: &Value, key: &str) -> Result<u64, Fault> {
     let parsed = match value {
         Value::Number(n) => n.as_u64(),
@@ -44,7 +45,15 @@ pub fn parse_size(value: &Value, key: &str) -> Result<u64, Fault> {
         _ => None,
     };
     match parsed {
-        Some(n) if n >= 1 => Ok(n),
+        Some(n) if (1..=common::MAX_INT).contains(&n) => Ok(n),
+        Some(n) if n > common::MAX_INT => Err(Fault::bad_request(
+            DIALECT,
+            format!(
+                "Invalid input for field/attribute {key}. Value: {value}. {n} is greater than \
+                 the maximum of {} (GiB).",
+                common::MAX_INT
+            ),
+        )),
         _ => Err(Fault::bad_request(
             DIALECT,
             format!(
@@ -411,10 +420,16 @@ pub async fn create(
         "metadata": {"name": object_name, "annotations": annotations},
         "spec": spec,
     });
-    let created =
-        crate::resources::create(&state, volume_kind(), Some(&ctx.project), object, false)
-            .await
-            .map_err(api_fault)?;
+    let created = crate::resources::create(
+        &state,
+        crate::admission::Writer::Caller(&caller),
+        volume_kind(),
+        Some(&ctx.project),
+        object,
+        false,
+    )
+    .await
+    .map_err(api_fault)?;
     tracing::info!(project = %ctx.project, volume = %common::name(&created), size = plan.size, "volume created through Cinder");
     let index = Index::load(&state, Some(&ctx.project)).await?;
     let base = common::base_url(&headers);
@@ -639,6 +654,7 @@ pub async fn update(
     let volume = volume_or_404(&state, &ctx, &id).await?;
     let updated = modify(
         &state,
+        &ctx.caller,
         volume_kind(),
         &project_of(&volume),
         &common::name(&volume),

@@ -25,7 +25,7 @@ fn uses(s: &Value, volume: &str) -> bool {
 }
 
 /// Refuses deleting `volume` of `project` while a live server uses it.
-pub(super) async fn volume_in_use(
+pub(crate) async fn volume_in_use(
     store: &ObjectStore,
     project: &str,
     volume: &str,

@@ -22,7 +22,7 @@ const DEVICE_OWNER_DHCP: &str = "network:dhcp";
 const NAMED: usize = 10;
 
 /// Refuses the deletion of `name` when a rule above forbids it.
-pub(super) async fn check_delete(
+pub(crate) async fn check_delete(
     store: &ObjectStore,
     kind: &'static KindInfo,
     project: Option<&str>,
@@ -33,7 +33,7 @@ pub(super) async fn check_delete(
             default_group(store, project).await
         }
         ("Network", Some(project)) => network_in_use(store, project, name).await,
-        ("Volume", Some(p)) => super::volume_admission::volume_in_use(store, p, name).await,
+        ("Volume", Some(p)) => super::volume_in_use::volume_in_use(store, p, name).await,
         _ => Ok(()),
     }
 }

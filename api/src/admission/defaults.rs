@@ -24,7 +24,7 @@ pub(super) const NETWORK_FINALIZER: &str = "cirrus.dev/network";
 
 /// Fills in defaults of a `kind` object about to be created. Leaves anything that is not a
 /// JSON object (the store's validation answers that) and every other kind alone.
-pub(super) fn on_create(kind: &'static KindInfo, object: &mut Value) {
+pub(crate) fn on_create(kind: &'static KindInfo, object: &mut Value) {
     if kind.kind == "Port" {
         ensure_finalizer(object, NETWORK_FINALIZER);
     }

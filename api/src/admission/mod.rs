@@ -1,0 +1,24 @@
+//! Admission: the one layer every write goes through, whichever front end it came from.
+//!
+//! The native handlers (`crate::resources`) and the OpenStack translations
+//! (`crate::openstack`) authorize a request each in their own dialect, then write through
+//! [`crate::resources::create`], [`crate::resources::write`] and [`crate::resources::delete`],
+//! which call this module. A rule about *what* may be written therefore lives here once:
+//!
+//! - [`policy`]: who may set which field, who writes status, what is immutable (pure);
+//! - [`defaults`]: fields the API fills in on create (mutating admission);
+//! - [`delete`] and [`volume_in_use`]: deletions refused while something depends on the
+//!   object;
+//! - [`revoke`]: identity writes whose effect must reach tokens at once (a deleted user or
+//!   role binding, a disabled user or project), on every path;
+//! - quotas ([`crate::quota`]) on create and on updates that grow usage, serialized per
+//!   project ([`quota_lock`]).
+
+pub(crate) mod defaults;
+pub(crate) mod delete;
+pub(crate) mod policy;
+pub(crate) mod quota_lock;
+pub(crate) mod revoke;
+pub(crate) mod volume_in_use;
+
+pub(crate) use policy::{Writer, admit};

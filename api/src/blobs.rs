@@ -10,11 +10,19 @@
 //!   directory), and what tells a `saving` left behind by a crashed upload (lock free) from a
 //!   live one (lock held).
 //!
-//! Blobs are never deleted by the API: deleting an `Image` leaves its blob. Garbage collection
-//! of unreferenced blobs (a later controller) lists every `Image` of every project, collects
-//! the referenced `osHashValue`s, and removes the blobs under `sha256/` that none references
-//! and that are older than a grace period (so an upload that has just committed its blob but
-//! not yet recorded it in the image's status is never collected).
+//! - `sha256.lock`: held (exclusive `flock`, briefly) by a commit deciding whether to share an
+//!   existing blob and by the collector deciding whether to remove one, so the two never
+//!   interleave.
+//!
+//! Deleting an `Image` leaves its blob; [`BlobStore::collect`] (run periodically by
+//! [`crate::blob_gc`]) removes the blobs under `sha256/` that no image references and that
+//! are older than a grace period. A commit refreshes a shared blob's modification time, so an
+//! upload that has just committed (or shared) its blob but not yet recorded it in the image's
+//! status is never collected.
+//!
+//! Uploads keep [`BlobStore::reserved_bytes`] of the file system free (`507` otherwise): the
+//! blob directory shares its disk with the object store, and a full disk must not stop the
+//! control plane.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
@@ -26,6 +34,20 @@ use crate::image_format::Inspector;
 /// Default largest upload: 64 GiB.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 64 << 30;
 
+/// Default space uploads leave free on the blob directory's file system: 1 GiB.
+pub const DEFAULT_RESERVED_BYTES: u64 = 1 << 30;
+
+/// What one [`BlobStore::collect`] pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// Blobs removed (unreferenced and older than the grace period).
+    pub removed: usize,
+    /// Bytes those blobs held.
+    pub freed_bytes: u64,
+    /// Blobs kept: referenced, or too young to judge.
+    pub kept: usize,
+}
+
 /// The blob directory and the limits of uploads into it.
 #[derive(Debug)]
 pub struct BlobStore {
@@ -34,6 +56,8 @@ pub struct BlobStore {
     pub max_upload_bytes: u64,
     /// How uploaded data is checked against its declared format.
     pub inspector: Inspector,
+    /// Space an upload leaves free on the file system (`507` when it would take it).
+    pub reserved_bytes: u64,
 }
 
 impl BlobStore {
@@ -47,6 +71,7 @@ impl BlobStore {
             root,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             inspector: Inspector::default(),
+            reserved_bytes: DEFAULT_RESERVED_BYTES,
         };
         store.sweep()?;
         Ok(store)
@@ -91,7 +116,10 @@ impl BlobStore {
         let dest = self.blob_path(hex).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "not a sha256 hex digest")
         })?;
+        let _collector_out = self.lock_blobs()?;
         if std::fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == size) {
+            // Shared: young again, so the collector keeps it until the status names it.
+            File::open(&dest)?.set_modified(std::time::SystemTime::now())?;
             std::fs::remove_file(partial)?;
             return Ok(dest);
         }
@@ -99,6 +127,76 @@ impl BlobStore {
         std::fs::rename(partial, &dest)?;
         File::open(self.root.join("sha256"))?.sync_all()?;
         Ok(dest)
+    }
+
+    /// Space left on the blob directory's file system for unprivileged writers, in bytes.
+    pub fn available_bytes(&self) -> io::Result<u64> {
+        let stat = rustix::fs::statvfs(&self.root).map_err(io::Error::from)?;
+        Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+
+    /// Refuses writing `more` bytes when that would leave less than
+    /// [`Self::reserved_bytes`] free: `Err` with the free and reserved amounts.
+    pub fn check_room(&self, more: u64) -> io::Result<Result<(), (u64, u64)>> {
+        let free = self.available_bytes()?;
+        Ok(if free.saturating_sub(more) < self.reserved_bytes {
+            Err((free, self.reserved_bytes))
+        } else {
+            Ok(())
+        })
+    }
+
+    /// Removes the blobs whose digest is not in `referenced` and that were last modified
+    /// more than `grace` ago. Blocking: run it off the async threads. The caller lists the
+    /// references *after* this store was opened and before calling; a blob committed since
+    /// is younger than `grace` and kept.
+    pub fn collect(
+        &self,
+        referenced: &std::collections::HashSet<String>,
+        grace: std::time::Duration,
+    ) -> io::Result<Collected> {
+        let mut done = Collected::default();
+        for entry in std::fs::read_dir(self.root.join("sha256"))? {
+            let entry = entry?;
+            let Some(hex) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if !is_sha256_hex(&hex) || referenced.contains(&hex) {
+                done.kept += 1;
+                continue;
+            }
+            let _committer_out = self.lock_blobs()?;
+            let meta = match std::fs::metadata(entry.path()) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let age = meta
+                .modified()?
+                .elapsed()
+                .unwrap_or(std::time::Duration::ZERO);
+            if age < grace {
+                done.kept += 1;
+                continue;
+            }
+            std::fs::remove_file(entry.path())?;
+            tracing::info!(blob = %hex, bytes = meta.len(), "removed an image blob no image references");
+            done.removed += 1;
+            done.freed_bytes += meta.len();
+        }
+        Ok(done)
+    }
+
+    /// The lock that keeps a commit's share-or-rename and the collector's check-and-remove
+    /// apart (held until the guard drops).
+    fn lock_blobs(&self) -> io::Result<File> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join("sha256.lock"))?;
+        file.lock()?;
+        Ok(file)
     }
 
     /// Removes `tmp/` leftovers of uploads whose process is gone.
@@ -239,6 +337,60 @@ mod tests {
         assert!(store.blob_path(&"a".repeat(64)).is_some());
         assert!(store.blob_path(&"A".repeat(64)).is_none());
         assert!(store.blob_path("../../etc/passwd").is_none());
+    }
+
+    #[test]
+    fn collect_removes_only_old_unreferenced_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let commit = |hex: &str, data: &[u8]| {
+            let partial = dir.path().join(format!("tmp/{hex}.partial"));
+            std::fs::write(&partial, data).unwrap();
+            store.commit(&partial, hex, data.len() as u64).unwrap()
+        };
+        let (kept, gone, young) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for hex in [&kept, &gone] {
+            let blob = commit(hex, hex.as_bytes());
+            File::open(blob).unwrap().set_modified(old).unwrap();
+        }
+        commit(&young, b"young");
+        let referenced = [kept.clone()].into_iter().collect();
+        let grace = std::time::Duration::from_secs(600);
+        let done = store.collect(&referenced, grace).unwrap();
+        assert_eq!(
+            done,
+            Collected {
+                removed: 1,
+                freed_bytes: 64,
+                kept: 2
+            }
+        );
+        assert!(store.blob_path(&kept).unwrap().exists());
+        assert!(!store.blob_path(&gone).unwrap().exists());
+        assert!(store.blob_path(&young).unwrap().exists());
+        // Sharing an old blob makes it young again: a new image is about to name it.
+        let blob = store.blob_path(&kept).unwrap();
+        File::open(&blob).unwrap().set_modified(old).unwrap();
+        commit(&kept, kept.as_bytes());
+        let none = std::collections::HashSet::new();
+        assert_eq!(store.collect(&none, grace).unwrap().removed, 0, "all young");
+        assert!(blob.exists(), "the shared blob is kept");
+    }
+
+    #[test]
+    fn room_keeps_the_reserve_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = BlobStore::open(dir.path()).unwrap();
+        let free = store.available_bytes().unwrap();
+        assert!(free > 0);
+        store.reserved_bytes = 0;
+        assert!(store.check_room(0).unwrap().is_ok());
+        store.reserved_bytes = free + (1 << 30);
+        assert_eq!(
+            store.check_room(0).unwrap().unwrap_err().1,
+            store.reserved_bytes
+        );
     }
 
     #[test]

@@ -165,6 +165,16 @@ impl From<ObjectError> for ApiError {
                     causes: vec![],
                 }),
             },
+            ObjectError::PreconditionFailed { kind, name, .. } => Self {
+                code: StatusCode::CONFLICT,
+                reason: "Conflict",
+                message,
+                details: Some(Details {
+                    name: Some(name),
+                    kind: Some(kind.into()),
+                    causes: vec![],
+                }),
+            },
             ObjectError::Invalid { kind, name, errors } => {
                 let causes = errors
                     .0

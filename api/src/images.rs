@@ -85,14 +85,22 @@ pub async fn upload(
     }
     let expected = ExpectedSums::from_headers(&headers)?;
     let max = blobs.max_upload_bytes;
-    if let Some(length) = headers
+    let length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(length) = length
         && length > max
     {
         return Err(too_large(max));
     }
+    let quota_left = crate::quota::image_bytes_left(&state.store, &project).await?;
+    if let (Some(length), Some(left)) = (length, quota_left)
+        && length > left
+    {
+        return Err(over_quota(&project, left));
+    }
+    check_room(&blobs, length.unwrap_or(0))?;
     let api = Api::<Image>::in_project(state.store.clone(), project.clone());
     let image = api.get(&name).await?;
     check_uploadable(&image)?;
@@ -116,7 +124,16 @@ pub async fn upload(
     };
     upload.mark_saving().await?;
 
-    let received = match receive(&mut upload, body, max).await {
+    let upload_project = upload.project.clone();
+    let limit = Limit {
+        bytes: quota_left.map_or(max, |left| left.min(max)),
+        over: &|| match quota_left {
+            Some(left) if left < max => over_quota(&upload_project, left),
+            _ => too_large(max),
+        },
+        blobs: &blobs,
+    };
+    let received = match receive(&mut upload, body, &limit).await {
         Ok(received) => received,
         Err(failure) => return Err(upload.fail(failure).await),
     };
@@ -163,6 +180,17 @@ pub async fn upload(
             ));
             return Err(upload.fail(failure).await);
         }
+    }
+    // The recheck: a concurrent upload of the project may have taken the quota meanwhile.
+    // Counting and recording the size are one step per project in this process.
+    let _quota = crate::admission::quota_lock::lock(&upload.project).await;
+    match crate::quota::image_bytes_left(&state.store, &upload.project).await {
+        Ok(Some(left)) if received.size > left => {
+            let failure = Failure::requeue(over_quota(&upload.project, left));
+            return Err(upload.fail(failure).await);
+        }
+        Ok(_) => {}
+        Err(e) => return Err(upload.fail(Failure::requeue(e)).await),
     }
     let active = upload
         .mark_active(&received, inspection.virtual_size)
@@ -477,8 +505,49 @@ impl Failure {
     }
 }
 
+/// How much one upload may write, and the refusal beyond it.
+struct Limit<'a> {
+    /// Most bytes accepted (the size limit or what the quota leaves, the smaller).
+    bytes: u64,
+    /// The answer to an upload over [`Limit::bytes`].
+    over: &'a (dyn Fn() -> ApiError + Send + Sync),
+    /// Where the data goes (its file system's reserve is checked as the data comes).
+    blobs: &'a BlobStore,
+}
+
+/// How often (in bytes received) an upload checks that the file system keeps its reserve.
+const ROOM_CHECK_BYTES: u64 = 64 << 20;
+
+/// `507` when writing `more` bytes would eat into the blob file system's reserve.
+fn check_room(blobs: &BlobStore, more: u64) -> Result<(), ApiError> {
+    match blobs.check_room(more) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err((free, reserved))) => Err(ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "InsufficientStorage",
+            format!(
+                "the image store has {free} bytes free and keeps {reserved} free for the                  control plane: {more} more bytes do not fit; delete unused images or ask                  the operator for space"
+            ),
+        )),
+        Err(e) => Err(io_error("checking the free space", e)),
+    }
+}
+
+/// The refusal of an upload that would exceed `image_size_total` (`left` bytes left), as
+/// Glance answers it (`413`).
+fn over_quota(project: &str, left: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        crate::quota::REASON,
+        format!(
+            "Quota exceeded for image_size_total: the image data is larger than the {left}              bytes ({} MiB) left in project {project:?}",
+            left >> 20
+        ),
+    )
+}
+
 /// Streams `body` into the upload's partial file, hashing as it goes.
-async fn receive(upload: &mut Upload, body: Body, max: u64) -> Result<Received, Failure> {
+async fn receive(upload: &mut Upload, body: Body, limit: &Limit<'_>) -> Result<Received, Failure> {
     let write_error = |e| Failure::requeue(io_error("writing the image data", e));
     let file = tokio::fs::OpenOptions::new()
         .create(true)
@@ -498,9 +567,13 @@ async fn receive(upload: &mut Upload, body: Body, max: u64) -> Result<Received, 
                 "the upload was interrupted after {size} bytes: {e}"
             )))
         })?;
+        let before = size;
         size += chunk.len() as u64;
-        if size > max {
-            return Err(Failure::requeue(too_large(max)));
+        if size > limit.bytes {
+            return Err(Failure::requeue((limit.over)()));
+        }
+        if before / ROOM_CHECK_BYTES != size / ROOM_CHECK_BYTES {
+            check_room(limit.blobs, 0).map_err(Failure::requeue)?;
         }
         sha256.update(&chunk);
         md5.update(&chunk);

@@ -8,6 +8,7 @@
 
 pub(crate) mod admission;
 pub mod auth;
+pub mod blob_gc;
 pub mod blobs;
 pub mod console;
 pub mod discovery;
@@ -158,8 +159,9 @@ pub fn router(state: ApiState) -> Router {
 
 /// Serves the API on `listener` until `shutdown` resolves, with each connection's peer
 /// address available to handlers (`ConnectInfo`, for the login rate limits); while it
-/// serves, revocations are mirrored from the store and the token keys re-read from their
-/// directory ([`identity::key_reload`]).
+/// serves, revocations are mirrored from the store, the token keys re-read from their
+/// directory ([`identity::key_reload`]) and unreferenced image blobs collected
+/// ([`blob_gc`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
@@ -170,11 +172,22 @@ pub async fn serve(
         state.identity.clone(),
     ));
     let keys = tokio::spawn(identity::key_reload::run(state.identity.clone()));
+    let blob_gc = state.blobs.clone().map(|blobs| {
+        tokio::spawn(blob_gc::run(
+            state.store.clone(),
+            blobs,
+            blob_gc::INTERVAL,
+            blob_gc::GRACE,
+        ))
+    });
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     revocations.abort();
     keys.abort();
+    if let Some(gc) = blob_gc {
+        gc.abort();
+    }
     served
 }

@@ -16,6 +16,7 @@ pub async fn serve() -> Response {
 pub fn document() -> Value {
     let mut schemas = Map::new();
     schemas.insert("Status".into(), status_schema());
+    schemas.insert("DeleteOptions".into(), delete_options_schema());
     let mut paths = Map::new();
     for kind in cirrus_crds::all_kinds() {
         let mut schema = serde_json::to_value((kind.schema)()).expect("schemas serialize");
@@ -70,6 +71,27 @@ fn rewrite_refs(value: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(rewrite_refs),
         _ => {}
     }
+}
+
+/// The optional body of a `DELETE` (Kubernetes' `DeleteOptions`, preconditions only).
+fn delete_options_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "Delete only while the object still matches the preconditions (409 otherwise).",
+        "additionalProperties": false,
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "preconditions": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "uid": {"type": "string", "description": "the object's metadata.uid"},
+                    "resourceVersion": {"type": "string", "description": "the object's metadata.resourceVersion"},
+                },
+            },
+        },
+    })
 }
 
 fn status_schema() -> Value {
@@ -182,6 +204,7 @@ fn add_paths(kind: &KindInfo, paths: &mut Map<String, Value>) {
             "patch": {"operationId": format!("{}_patch", kind.singular), "parameters": with_dry_run, "requestBody": patch_body,
                       "responses": {"200": ok(&object_ref, "patched"), "409": error, "default": error}},
             "delete": {"operationId": format!("{}_delete", kind.singular), "parameters": with_dry_run,
+                       "requestBody": {"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DeleteOptions"}}}},
                        "responses": {"200": ok(&object_ref, "deleted, or marked for deletion while finalizers remain"), "default": error}},
         }),
     );

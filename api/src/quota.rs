@@ -15,21 +15,11 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 
-/// Quota names (OpenStack's) with their default limits.
-pub const DEFAULTS: &[(&str, i64)] = &[
-    ("instances", 10),
-    ("cores", 20),
-    ("ram", 51200),
-    ("key_pairs", 100),
-    ("network", 100),
-    ("subnet", 100),
-    ("port", 500),
-    ("security_group", 10),
-    ("security_group_rule", 100),
-    ("volumes", 10),
-    ("gigabytes", 1000),
-    ("snapshots", 10),
-];
+/// Quota names with their default limits (the one list, in the crds crate).
+pub use cirrus_crds::kinds::project::DEFAULT_QUOTAS as DEFAULTS;
+
+/// Bytes per MiB: `image_size_total` counts uploaded data in MiB, rounded up per image.
+const MIB: i64 = 1 << 20;
 
 /// The kinds (plurals) whose objects count against some quota.
 const LIMITED_KINDS: &[&str] = &[
@@ -41,6 +31,7 @@ const LIMITED_KINDS: &[&str] = &[
     "securitygroups",
     "volumes",
     "volumesnapshots",
+    "images",
 ];
 
 /// The `reason` of a quota refusal (all APIs map it to their own fault).
@@ -93,6 +84,13 @@ async fn consumption(
             ("gigabytes", amount_at(object, "/spec/size")),
         ],
         "volumesnapshots" => vec![("snapshots", 1)],
+        "images" => vec![
+            ("image_count_total", 1),
+            (
+                "image_size_total",
+                image_mib(amount_at(object, "/status/size")),
+            ),
+        ],
         _ => vec![],
     })
 }
@@ -108,8 +106,33 @@ fn quotas_of(kind: &KindInfo) -> &'static [&'static str] {
         "securitygroups" => &["security_group", "security_group_rule"],
         "volumes" => &["volumes", "gigabytes"],
         "volumesnapshots" => &["snapshots"],
+        "images" => &["image_count_total", "image_size_total"],
         _ => &[],
     }
+}
+
+/// The MiB `bytes` of image data count as (rounded up).
+pub fn image_mib(bytes: i64) -> i64 {
+    bytes.saturating_add(MIB - 1) / MIB
+}
+
+/// How many bytes of image data `project` may still upload under `image_size_total`, or
+/// `None` when unlimited. Counted from the images' `status.size` (only uploaded data).
+pub async fn image_bytes_left(store: &ObjectStore, project: &str) -> Result<Option<u64>, ApiError> {
+    let limit = limits(store, project)
+        .await?
+        .get("image_size_total")
+        .copied()
+        .unwrap_or(-1);
+    if limit < 0 {
+        return Ok(None);
+    }
+    let images = cirrus_crds::kind_by_plural("images").expect("images is a kind");
+    let mut used = BTreeMap::new();
+    add_usage(store, images, project, &mut used).await?;
+    let in_use = used.get("image_size_total").copied().unwrap_or(0);
+    let left = limit.saturating_sub(in_use).max(0).saturating_mul(MIB);
+    Ok(Some(u64::try_from(left).unwrap_or(0)))
 }
 
 /// Whether an update of `old` to `new` can change what the object consumes (without any
@@ -218,6 +241,7 @@ pub async fn check_more(
         "security_group_rule" | "security_group" => "securitygroups",
         "instances" | "cores" | "ram" => "servers",
         "volumes" | "gigabytes" => "volumes",
+        "image_count_total" | "image_size_total" => "images",
         "key_pairs" => "keypairs",
         "network" => "networks",
         "subnet" => "subnets",

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cirrus_crds::{KindInfo, Scope};
 use cirrus_store::fields::FieldSelector;
-use cirrus_store::objects::{ListOptions, Part, WatchEvent, WatchOptions};
+use cirrus_store::objects::{ListOptions, Part, Preconditions, WatchEvent, WatchOptions};
 use cirrus_store::selector::LabelSelector;
 use futures::StreamExt;
 use serde::Deserialize;
@@ -266,7 +266,18 @@ pub(crate) async fn create(
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        if let Err(e) = state.store.delete(kind, project, name, false).await {
+        // Only the object this call made: a client may have deleted it and made another.
+        let made = Preconditions::uid(
+            created
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        );
+        if let Err(e) = state
+            .store
+            .delete_with(kind, project, name, &made, false)
+            .await
+        {
             tracing::warn!(error = %e, %name, "could not undo a create over quota");
         }
         return Err(over);
@@ -375,8 +386,31 @@ pub(crate) async fn delete(
     name: &str,
     dry_run: bool,
 ) -> Result<Value, ApiError> {
+    delete_with(
+        state,
+        kind,
+        project,
+        name,
+        &Preconditions::default(),
+        dry_run,
+    )
+    .await
+}
+
+/// [`delete`] of the object only while it matches `preconditions` (a `409` otherwise).
+pub(crate) async fn delete_with(
+    state: &ApiState,
+    kind: &'static KindInfo,
+    project: Option<&str>,
+    name: &str,
+    preconditions: &Preconditions,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
     admission::delete::check_delete(&state.store, kind, project, name).await?;
-    let last = state.store.delete(kind, project, name, dry_run).await?;
+    let last = state
+        .store
+        .delete_with(kind, project, name, preconditions, dry_run)
+        .await?;
     if !dry_run {
         admission::revoke::after_write(state, kind, Some(&last), None).await?;
     }
@@ -538,21 +572,74 @@ pub async fn item_delete(
     caller: Caller,
     Path(params): Path<HashMap<String, String>>,
     Query(query): Query<ResourceQuery>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let target = resolve(&params, false)?;
     target
         .authorize(&state, &caller, Some(name_of(&params)), Op::Delete)
         .await?;
-    let mut last = delete(
+    let preconditions = delete_options(&read_body(body, state.body_limit).await?)?;
+    let mut last = delete_with(
         &state,
         target.kind,
         target.project.as_deref(),
         name_of(&params),
+        &preconditions,
         query.dry_run()?,
     )
     .await?;
     authz::redact(target.kind, &mut last);
     Ok(json_response(StatusCode::OK, last))
+}
+
+/// A `DELETE` body as Kubernetes' `DeleteOptions`: optional, and of its fields only
+/// `preconditions` (`uid`, `resourceVersion`) means anything here.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DeleteOptions {
+    #[serde(default)]
+    #[allow(dead_code)]
+    kind: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    api_version: Option<String>,
+    #[serde(default)]
+    preconditions: Option<DeletePreconditions>,
+}
+
+/// `DeleteOptions.preconditions`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DeletePreconditions {
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    resource_version: Option<String>,
+}
+
+/// The preconditions of a `DELETE` body (none when the body is empty).
+fn delete_options(body: &[u8]) -> Result<Preconditions, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Preconditions::default());
+    }
+    let options: DeleteOptions = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!("request body is not valid DeleteOptions: {e}"))
+    })?;
+    let Some(wanted) = options.preconditions else {
+        return Ok(Preconditions::default());
+    };
+    let resource_version = match wanted.resource_version.as_deref() {
+        None => None,
+        Some(rv) => Some(rv.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "preconditions.resourceVersion: {rv:?} is not a resourceVersion (a positive integer)"
+            ))
+        })?),
+    };
+    Ok(Preconditions {
+        uid: wanted.uid,
+        resource_version,
+    })
 }
 
 /// Streams watch events as JSON lines until the client leaves, the timeout passes or the

@@ -84,9 +84,9 @@ impl TestApi {
     /// When the store refuses (a broken test).
     pub async fn unlimited_project(&self, name: &str) {
         let quota: std::collections::BTreeMap<String, i64> =
-            cirrus_crds::kinds::project::QUOTA_NAMES
+            cirrus_crds::kinds::project::DEFAULT_QUOTAS
                 .iter()
-                .map(|q| (q.to_string(), -1))
+                .map(|(q, _)| (q.to_string(), -1))
                 .collect();
         let project = cirrus_crds::Project::new(
             cirrus_crds::meta::ObjectMeta {

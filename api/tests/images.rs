@@ -22,7 +22,7 @@ struct Harness {
     http: reqwest::Client,
     blob_dir: tempfile::TempDir,
     work: tempfile::TempDir,
-    _api: TestApi,
+    api: TestApi,
 }
 
 async fn harness() -> Harness {
@@ -41,7 +41,7 @@ async fn harness_with(configure: impl FnOnce(&mut BlobStore)) -> Harness {
         http: api.client(),
         blob_dir,
         work: tempfile::tempdir().unwrap(),
-        _api: api,
+        api,
     }
 }
 
@@ -448,6 +448,146 @@ async fn over_the_size_limit_is_413_and_requeued() {
     h.wait_phase("big", "queued").await;
     assert!(h.tmp_entries().is_empty());
     assert_eq!(h.upload("big", vec![1u8; 1000]).await.0, 200);
+}
+
+/// Sets `quota` of the test project to `limit` (creating the project if needed).
+async fn set_quota(h: &Harness, quota: &str, limit: i64) {
+    let projects = cirrus_crds::kind_by_plural("projects").unwrap();
+    let project = json!({
+        "apiVersion": "cirrus.dev/v1", "kind": "Project",
+        "metadata": {"name": PROJECT}, "spec": {"quota": {quota: limit}},
+    });
+    if h.api.store.get(projects, None, PROJECT).await.is_ok() {
+        let patch = json!({"spec": {"quota": {quota: limit}}});
+        h.api
+            .store
+            .patch(
+                projects,
+                None,
+                PROJECT,
+                &patch,
+                cirrus_store::objects::Part::Main,
+                false,
+            )
+            .await
+            .unwrap();
+    } else {
+        h.api
+            .store
+            .create(projects, None, project, false)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn image_size_quota_counts_uploaded_mib() {
+    let h = harness().await;
+    set_quota(&h, "image_size_total", 1).await;
+    h.create_image("one", "raw").await;
+    // Over the quota with Content-Length: refused before anything is read.
+    let (code, status) = h.upload("one", vec![1u8; (1 << 20) + 1]).await;
+    assert_eq!(code, 413, "{status}");
+    assert_eq!(status["reason"], "QuotaExceeded");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("image_size_total"),
+        "{status}"
+    );
+    // And streamed, without Content-Length: refused while reading.
+    let stream = futures::stream::iter(
+        (0..3).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![1u8; 512 * 1024]))),
+    );
+    let (code, status) = h.upload("one", reqwest::Body::wrap_stream(stream)).await;
+    assert_eq!(code, 413, "{status}");
+    h.wait_phase("one", "queued").await;
+    assert!(h.tmp_entries().is_empty(), "nothing half-written");
+    // Within it: accepted; then the MiB is used (rounded up) and a second image's data is not.
+    assert_eq!(h.upload("one", vec![1u8; 1000]).await.0, 200);
+    h.create_image("two", "raw").await;
+    let (code, status) = h.upload("two", vec![2u8; 1000]).await;
+    assert_eq!(code, 413, "{status}");
+    set_quota(&h, "image_size_total", -1).await;
+    assert_eq!(h.upload("two", vec![2u8; 1000]).await.0, 200);
+}
+
+#[tokio::test]
+async fn image_count_quota_refuses_the_next_image() {
+    let h = harness().await;
+    set_quota(&h, "image_count_total", 1).await;
+    h.create_image("first", "raw").await;
+    let resp = h
+        .http
+        .post(h.url("/images"))
+        .json(&json!({
+            "apiVersion": "cirrus.dev/v1", "kind": "Image",
+            "metadata": {"name": "second"},
+            "spec": {"diskFormat": "raw", "containerFormat": "bare"}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let status: Value = resp.json().await.unwrap();
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("image_count_total"),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn uploads_keep_the_reserved_space_free() {
+    let h = harness_with(|b| b.reserved_bytes = u64::MAX / 2).await;
+    h.create_image("full", "raw").await;
+    let (code, status) = h.upload("full", vec![1u8; 1000]).await;
+    assert_eq!(code, 507, "{status}");
+    assert_eq!(status["reason"], "InsufficientStorage");
+    assert!(h.image("full").await["status"]["phase"] != "active");
+    assert!(h.tmp_entries().is_empty());
+    assert_eq!(h.blobs(), 0);
+}
+
+#[tokio::test]
+async fn deleted_images_blobs_are_collected_shared_and_live_ones_stay() {
+    let h = harness().await;
+    for (name, data) in [("gone", 1u8), ("live", 2u8), ("twin", 2u8)] {
+        h.create_image(name, "raw").await;
+        assert_eq!(h.upload(name, vec![data; 1000]).await.0, 200);
+    }
+    assert_eq!(h.blobs(), 2, "live and twin share one blob");
+    for name in ["gone", "twin"] {
+        let resp = h
+            .http
+            .delete(h.url(&format!("/images/{name}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let blobs = Arc::new(BlobStore::open(h.blob_dir.path()).unwrap());
+    let store = h.api.store.clone();
+    // Young blobs are kept whatever references them.
+    let done = cirrus_api::blob_gc::collect_once(&store, &blobs, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!((done.removed, h.blobs()), (0, 2));
+    let done = cirrus_api::blob_gc::collect_once(&store, &blobs, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(done.removed, 1, "{done:?}");
+    assert_eq!(done.freed_bytes, 1000);
+    assert_eq!(h.blobs(), 1);
+    let (code, _, data) = h.download("live").await;
+    assert_eq!(
+        (code, data),
+        (200, vec![2u8; 1000]),
+        "the shared blob stays"
+    );
 }
 
 #[tokio::test]

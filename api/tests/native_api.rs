@@ -304,6 +304,47 @@ async fn delete_waits_for_finalizers() {
 }
 
 #[tokio::test]
+async fn delete_preconditions_name_the_very_object() {
+    let h = harness().await;
+    let (_, old) = h.post("/flavors", flavor("m1.p", 512)).await;
+    h.delete("/flavors/m1.p").await;
+    let (_, new) = h.post("/flavors", flavor("m1.p", 512)).await;
+    let delete_with = |body: Value| h.send(h.http.delete(h.url("/flavors/m1.p")).json(&body));
+    let (code, status) =
+        delete_with(json!({"preconditions": {"uid": old["metadata"]["uid"]}})).await;
+    assert_eq!(code, 409, "{status}");
+    assert_eq!(status["reason"], "Conflict");
+    assert!(
+        status["message"].as_str().unwrap().contains("metadata.uid"),
+        "{status}"
+    );
+    let (code, status) = delete_with(json!({"preconditions": {"resourceVersion": "x"}})).await;
+    assert_eq!(code, 400, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("preconditions.resourceVersion")
+    );
+    let (code, status) = delete_with(json!({"gracePeriod": 3})).await;
+    assert_eq!(code, 400, "unknown fields are refused: {status}");
+    assert!(
+        status["message"].as_str().unwrap().contains("gracePeriod"),
+        "{status}"
+    );
+    let (code, _) = h.get("/flavors/m1.p").await;
+    assert_eq!(code, 200, "refused deletes delete nothing");
+    let (code, last) = delete_with(json!({
+        "apiVersion": "v1", "kind": "DeleteOptions",
+        "preconditions": {"uid": new["metadata"]["uid"], "resourceVersion": new["metadata"]["resourceVersion"]},
+    }))
+    .await;
+    assert_eq!(code, 200, "{last}");
+    let (code, _) = h.get("/flavors/m1.p").await;
+    assert_eq!(code, 404);
+}
+
+#[tokio::test]
 async fn dry_run_stores_nothing() {
     let h = harness().await;
     let resp = h

@@ -833,6 +833,11 @@ async fn boot_from_a_new_volume_hints_and_rebuild() {
         stored["spec"],
         json!({"size": 2, "bootable": true, "source": {"type": "image", "name": "cirros"}})
     );
+    // Made for the server: the volume controller's orphan sweep adopts or removes it.
+    assert_eq!(
+        stored["metadata"]["annotations"]["cirrus.dev/created-for-server"],
+        object["metadata"]["name"]
+    );
 
     // A refused server leaves no volume behind.
     let volumes_before = cloud

@@ -547,6 +547,20 @@ impl<K: Resource> Api<K> {
             .await
     }
 
+    /// [`Self::delete`] of the object only while it is the one with `uid`: a cleanup that
+    /// names an object must not take a newer one that reuses its name (a `409` then).
+    pub async fn delete_if_uid(&self, name: &str, uid: &str) -> Result<K> {
+        let url = self.object_url(None, name)?;
+        let options = serde_json::json!({"preconditions": {"uid": uid}});
+        self.client
+            .send_json(
+                reqwest::Method::DELETE,
+                &url,
+                Some((JSON, options.to_string().into_bytes())),
+            )
+            .await
+    }
+
     /// Watches the collection for changes after `resource_version` (`"0"` or empty: the
     /// current objects first, as `Added`), optionally filtered by a label selector.
     ///

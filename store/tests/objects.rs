@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use cirrus_crds::{Flavor, FlavorSpec, ObjectMeta, Resource};
 use cirrus_store::embedded::{self, EmbeddedConfig, RealEtcd};
-use cirrus_store::objects::{Api, ObjectError, ObjectStore};
+use cirrus_store::objects::{Api, ObjectError, ObjectStore, Part};
 
 fn flavor(name: &str) -> Flavor {
     Flavor::new(
@@ -115,4 +115,81 @@ async fn real_etcd_unique_names() {
 async fn real_etcd_no_lost_updates() {
     let (_etcd, store) = real().await;
     compare_and_swap_loses_no_update(store).await;
+}
+
+/// A delete with preconditions takes only the object it names: not a newer one of the same
+/// name (uid), not one changed since it was read (resourceVersion).
+async fn delete_preconditions_hold(store: ObjectStore) {
+    use cirrus_store::objects::Preconditions;
+    let kind = cirrus_crds::kind_by_plural("flavors").unwrap();
+    let value = |f: Flavor| serde_json::to_value(f).unwrap();
+    let first = store
+        .create(kind, None, value(flavor("m1")), false)
+        .await
+        .unwrap();
+    let first_uid = first["metadata"]["uid"].as_str().unwrap().to_string();
+    store.delete(kind, None, "m1", false).await.unwrap();
+    let second = store
+        .create(kind, None, value(flavor("m1")), false)
+        .await
+        .unwrap();
+    let second_uid = second["metadata"]["uid"].as_str().unwrap().to_string();
+    assert_ne!(first_uid, second_uid);
+    let stale = store
+        .delete_with(kind, None, "m1", &Preconditions::uid(&first_uid), false)
+        .await;
+    assert!(
+        matches!(&stale, Err(ObjectError::PreconditionFailed { field, .. }) if *field == "metadata.uid"),
+        "{stale:?}"
+    );
+    assert!(stale.unwrap_err().to_string().contains(&first_uid));
+    store
+        .get(kind, None, "m1")
+        .await
+        .expect("the newer flavor stays");
+    let rv: i64 = second["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    store
+        .patch(
+            kind,
+            None,
+            "m1",
+            &serde_json::json!({"spec": {"vcpus": 2}}),
+            Part::Main,
+            false,
+        )
+        .await
+        .unwrap();
+    let changed = Preconditions {
+        uid: Some(second_uid.clone()),
+        resource_version: Some(rv),
+    };
+    let stale = store.delete_with(kind, None, "m1", &changed, false).await;
+    assert!(
+        matches!(&stale, Err(ObjectError::PreconditionFailed { field, .. }) if *field == "metadata.resourceVersion"),
+        "{stale:?}"
+    );
+    store
+        .delete_with(kind, None, "m1", &Preconditions::uid(&second_uid), false)
+        .await
+        .expect("the named object is deleted");
+    assert!(matches!(
+        store.get(kind, None, "m1").await,
+        Err(ObjectError::NotFound { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_delete_preconditions() {
+    let (_server, store) = embedded().await;
+    delete_preconditions_hold(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_etcd_delete_preconditions() {
+    let (_etcd, store) = real().await;
+    delete_preconditions_hold(store).await;
 }

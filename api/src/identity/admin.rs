@@ -31,7 +31,9 @@ const DOMAIN: &str = "default";
 fn store_err(e: ObjectError) -> KeystoneError {
     match e {
         ObjectError::NotFound { .. } => KeystoneError::not_found(e.to_string()),
-        ObjectError::AlreadyExists { .. } | ObjectError::Conflict { .. } => KeystoneError {
+        ObjectError::AlreadyExists { .. }
+        | ObjectError::Conflict { .. }
+        | ObjectError::PreconditionFailed { .. } => KeystoneError {
             code: StatusCode::CONFLICT,
             message: e.to_string(),
         },

@@ -11,6 +11,9 @@
 //!   data is local). When nothing fits: `Scheduled=False` with the node-by-node reason and
 //!   a Warning event, retried every [`RETRY`] and when nodes change. After placement the
 //!   controller never writes the volume again: the node agent owns `phase`.
+//! - [`orphans`]: a volume made for a server not created yet (boot from a new volume) is
+//!   adopted when the server uses it and deleted when none does within
+//!   [`VolumeConfig::orphan_grace`].
 //! - [`snapshots`]: a `VolumeSnapshot` gets its volume's node (`status.node`).
 //! - [`servers`]: a server with `deleteOnTermination` entries holds the finalizer
 //!   [`SERVER_FINALIZER`]; when it is deleted, those volumes are deleted (the node agent's
@@ -26,6 +29,7 @@
 //! - The `deleteOnTermination` intent survives a controller outage: the finalizer holds the
 //!   server until its volumes were deleted.
 
+pub mod orphans;
 pub mod placement;
 pub mod servers;
 pub mod snapshots;
@@ -39,6 +43,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cirrus_client::{Client, ClientError};
+use cirrus_crds::kinds::volume::CREATED_FOR_SERVER_ANNOTATION;
 use cirrus_crds::{Node, Server, Volume, VolumeSnapshot};
 use futures::FutureExt;
 use tokio::sync::watch;
@@ -73,6 +78,9 @@ pub struct VolumeConfig {
     pub concurrency: usize,
     /// Resync period of every kind. Default 30 s.
     pub resync: Option<Duration>,
+    /// How long a volume made for a server may wait for that server before it is deleted as
+    /// an orphan ([`orphans`]). Default 120 s.
+    pub orphan_grace: Duration,
 }
 
 impl Default for VolumeConfig {
@@ -80,6 +88,7 @@ impl Default for VolumeConfig {
         Self {
             concurrency: 16,
             resync: Some(Duration::from_secs(30)),
+            orphan_grace: Duration::from_secs(120),
         }
     }
 }
@@ -105,6 +114,8 @@ pub struct VolumeContext {
     assumed: Mutex<HashMap<ObjectRef, Assumed>>,
     /// Held while one placement is decided and assumed (in memory, no I/O).
     cycle: Mutex<()>,
+    /// [`VolumeConfig::orphan_grace`].
+    orphan_grace: Duration,
 }
 
 impl VolumeContext {
@@ -186,19 +197,38 @@ pub async fn run(
         }
     };
     let same_project = |a: &Volume, project: Option<&str>| a.metadata.project.as_deref() == project;
+    let pending = {
+        let volumes = volumes.clone();
+        move |s: &Server| -> Vec<ObjectRef> {
+            volumes
+                .list()
+                .iter()
+                .filter(|v| v.metadata.project == s.metadata.project)
+                .filter(|v| {
+                    v.metadata
+                        .annotations
+                        .contains_key(CREATED_FOR_SERVER_ANNOTATION)
+                })
+                .filter(|v| uses_volume(s, &v.metadata.name))
+                .map(|v| ObjectRef::from_obj(v.as_ref()))
+                .collect()
+        }
+    };
     let on_server = unplaced.clone();
     let on_node = unplaced.clone();
     let on_snapshot = unplaced.clone();
     let on_volume = unplaced;
     let volume_ctl = volume_ctl
-        // A bound server's volumes follow it.
+        // A bound server's volumes follow it; a new server adopts the volumes made for it.
         .watches_stream(server_for_volumes, move |s: &Server| {
-            if s.spec.node_name.is_none() {
-                return Vec::new();
+            let mut keys = pending(s);
+            if s.spec.node_name.is_some() {
+                keys.extend(on_server(&|v| {
+                    same_project(v, s.metadata.project.as_deref())
+                        && uses_volume(s, &v.metadata.name)
+                }));
             }
-            on_server(&|v| {
-                same_project(v, s.metadata.project.as_deref()) && uses_volume(s, &v.metadata.name)
-            })
+            keys
         })
         // Capacity may appear: retry the volumes that fit nowhere.
         .watches_stream(node_events, move |_: &Node| {
@@ -251,6 +281,7 @@ pub async fn run(
         nodes,
         assumed: Mutex::new(HashMap::new()),
         cycle: Mutex::new(()),
+        orphan_grace: config.orphan_grace,
     });
     tokio::join!(
         volume_ctl.run(volumes::reconcile, error_policy, ctx.clone()),

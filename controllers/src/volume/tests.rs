@@ -7,7 +7,7 @@ use std::time::Duration;
 use cirrus_client::{Api, Client};
 use cirrus_crds::kinds::node::{NodeResources, StorageBackend, StoragePool};
 use cirrus_crds::kinds::server::ServerVolume;
-use cirrus_crds::kinds::volume::VolumePhase;
+use cirrus_crds::kinds::volume::{CREATED_FOR_SERVER_ANNOTATION, VolumePhase};
 use cirrus_crds::{
     Condition, ConditionStatus, Flavor, FlavorSpec, Node, NodeSpec, ObjectMeta, Server, ServerSpec,
     Volume, VolumeSpec,
@@ -53,9 +53,15 @@ type Pools<'a> = &'a [(&'a str, StorageBackend, u64)];
 
 impl Harness {
     fn start_volume_controller(&mut self) {
+        self.start_volume_controller_with_grace(Duration::from_secs(120));
+    }
+
+    /// The volume controller with `orphan_grace` for volumes made for a server.
+    fn start_volume_controller_with_grace(&mut self, orphan_grace: Duration) {
         let config = VolumeConfig {
             concurrency: 16,
             resync: Some(Duration::from_secs(5)),
+            orphan_grace,
         };
         self.tasks.push(tokio::spawn(run(
             self.client.clone(),
@@ -564,4 +570,101 @@ async fn deleting_a_volume_in_use_is_refused_naming_the_servers() {
     h.servers().delete("web").await.unwrap();
     h.volumes().delete("data").await.unwrap();
     assert!(h.volumes().get_opt("data").await.unwrap().is_none());
+}
+
+/// A volume made for `server` (as the compute API makes a new boot volume).
+async fn volume_for(h: &Harness, name: &str, server: &str) -> Volume {
+    let mut m = meta(name);
+    m.annotations
+        .insert(CREATED_FOR_SERVER_ANNOTATION.into(), server.into());
+    h.volumes()
+        .create(&Volume::new(
+            m,
+            VolumeSpec {
+                size: 1,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_volume_made_for_a_server_that_never_came_is_deleted_after_the_grace() {
+    let mut h = harness().await;
+    h.node("node-a", 4096, &[("/var/vols", File, 500)]).await;
+    h.start_volume_controller_with_grace(Duration::from_secs(2));
+    let orphan = volume_for(&h, "orphan", "never-made").await;
+    let adopted = volume_for(&h, "adopted", "web").await;
+    h.volume("plain", 1, None).await;
+    h.server(
+        "web",
+        ServerSpec {
+            flavor: "m1".into(),
+            boot_volume: Some("adopted".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let kept = h
+        .wait_volume("adopted", "the annotation dropped", |v| {
+            !v.metadata
+                .annotations
+                .contains_key(CREATED_FOR_SERVER_ANNOTATION)
+        })
+        .await;
+    assert_eq!(kept.metadata.uid, adopted.metadata.uid);
+    let volumes = h.volumes();
+    eventually("the orphan deleted", async || {
+        volumes
+            .get_opt("orphan")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    // Its event says why.
+    let events = Api::<cirrus_crds::Event>::in_project(h.client.clone(), P)
+        .list_all(None)
+        .await
+        .unwrap();
+    assert!(
+        events.items.iter().any(|e| e.spec.reason == "OrphanDeleted"
+            && e.spec.involved_object.uid == orphan.metadata.uid),
+        "an OrphanDeleted event for the orphan"
+    );
+    // The server's volume and the ordinary one stay (well past the grace).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(volumes.get_opt("adopted").await.unwrap().is_some());
+    assert!(volumes.get_opt("plain").await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_made_within_the_grace_adopts_its_volume() {
+    let mut h = harness().await;
+    h.node("node-a", 4096, &[("/var/vols", File, 500)]).await;
+    h.start_volume_controller_with_grace(Duration::from_secs(3));
+    volume_for(&h, "root", "late").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    h.server(
+        "late",
+        ServerSpec {
+            flavor: "m1".into(),
+            image: Some("img".into()),
+            volumes: attached(&[("root", false)]),
+            ..Default::default()
+        },
+    )
+    .await;
+    h.wait_volume("root", "adopted", |v| {
+        !v.metadata
+            .annotations
+            .contains_key(CREATED_FOR_SERVER_ANNOTATION)
+    })
+    .await;
+    // Deleting the server later does not take the volume (no deleteOnTermination).
+    h.servers().delete("late").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(h.volumes().get_opt("root").await.unwrap().is_some());
 }

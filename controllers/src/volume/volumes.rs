@@ -13,6 +13,9 @@
 //! 5. From then on the volume is never written again here (the node agent owns `phase`).
 //!    A placed volume whose server runs on another node (a race: the server was scheduled
 //!    before the volume was placed) gets a Warning event.
+//!
+//! Before all of that, a volume made for a server not created yet is settled by
+//! [`orphans::settle`] (adopted, deleted, or looked at again later).
 
 use std::sync::Arc;
 
@@ -22,6 +25,7 @@ use cirrus_crds::kinds::volume::{VolumePhase, VolumeSourceType};
 use cirrus_crds::{Condition, Server, Volume};
 use serde_json::json;
 
+use super::orphans::{self, Pending};
 use super::placement::{self, GIB, Pin, PoolChoice, PoolUsage, VolumeRequest, place};
 use super::{Assumed, RETRY, VolumeContext, VolumeControllerError, condition, uses_volume};
 use crate::runtime::{Action, ObjectRef};
@@ -75,6 +79,26 @@ pub async fn reconcile(
         return Ok(Action::await_change());
     }
     ctx.caches_ready().await;
+    let look_again = match orphans::settle(&volume, &ctx).await? {
+        Pending::Deleted => return Ok(Action::await_change()),
+        Pending::Waiting(after) => Some(after),
+        Pending::No | Pending::Adopted => None,
+    };
+    let next = placed(volume, key, &ctx).await?;
+    Ok(match (look_again, next.requeue_after()) {
+        (Some(after), Some(sooner)) if sooner < after => next,
+        (Some(after), _) => Action::requeue(after),
+        (None, _) => next,
+    })
+}
+
+/// Places `volume` unless it is placed already (the rest of [`reconcile`]).
+async fn placed(
+    volume: Arc<Volume>,
+    key: ObjectRef,
+    ctx: &Arc<VolumeContext>,
+) -> Result<Action, VolumeControllerError> {
+    let ctx = ctx.clone();
     if let Some(node) = &volume.status.node {
         ctx.forget(&key);
         check_servers_follow(&volume, node, &ctx).await;

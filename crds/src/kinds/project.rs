@@ -99,10 +99,11 @@ impl Validate for Project {
             }
         }
         for (name, limit) in &self.spec.quota {
-            if !QUOTA_NAMES.contains(&name.as_str()) {
+            if !is_quota(name) {
+                let known: Vec<&str> = DEFAULT_QUOTAS.iter().map(|(q, _)| *q).collect();
                 errors.add(
                     format!("spec.quota.{name}"),
-                    format!("unknown quota; known: {}", QUOTA_NAMES.join(", ")),
+                    format!("unknown quota; known: {}", known.join(", ")),
                 );
             } else if *limit < -1 {
                 errors.add(
@@ -114,18 +115,28 @@ impl Validate for Project {
     }
 }
 
-/// The quota names a project may set (OpenStack's).
-pub const QUOTA_NAMES: &[&str] = &[
-    "instances",
-    "cores",
-    "ram",
-    "key_pairs",
-    "network",
-    "subnet",
-    "port",
-    "security_group",
-    "security_group_rule",
-    "volumes",
-    "gigabytes",
-    "snapshots",
+/// The quotas a project may set (`spec.quota`), with their default limits: OpenStack's
+/// names and defaults (Nova, Neutron, Cinder), and Glance's unified-limit names for images
+/// (`image_size_total` in MiB of uploaded data). `-1` is unlimited. The one list every API
+/// and the quota check read.
+pub const DEFAULT_QUOTAS: &[(&str, i64)] = &[
+    ("instances", 10),
+    ("cores", 20),
+    ("ram", 51200),
+    ("key_pairs", 100),
+    ("network", 100),
+    ("subnet", 100),
+    ("port", 500),
+    ("security_group", 10),
+    ("security_group_rule", 100),
+    ("volumes", 10),
+    ("gigabytes", 1000),
+    ("snapshots", 10),
+    ("image_count_total", 100),
+    ("image_size_total", 1_024_000),
 ];
+
+/// Whether `name` is a quota a project may set.
+pub fn is_quota(name: &str) -> bool {
+    DEFAULT_QUOTAS.iter().any(|(q, _)| *q == name)
+}

@@ -24,6 +24,13 @@ crate::kind! {
     }
 }
 
+/// Annotation on a volume made for a server that does not exist yet (Nova's boot from a new
+/// volume: the volume is created first, then the server naming it). Its value is the server's
+/// name. The volume controller drops it once a server uses the volume and deletes the volume
+/// when none does within its grace period, so a crash or a refusal between the two creates
+/// leaves no orphan behind.
+pub const CREATED_FOR_SERVER_ANNOTATION: &str = "cirrus.dev/created-for-server";
+
 /// What a new volume's content comes from.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

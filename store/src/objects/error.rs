@@ -35,6 +35,23 @@ pub enum ObjectError {
         /// The version stored now.
         current: i64,
     },
+    /// A delete's precondition ([`crate::objects::Preconditions`]) does not hold: the object
+    /// is another one of the same name, or it changed.
+    #[error(
+        "operation on {kind} {name:?} failed: precondition {field} is {expected:?}, but the object's is {actual:?}"
+    )]
+    PreconditionFailed {
+        /// Kind name.
+        kind: &'static str,
+        /// Object name.
+        name: String,
+        /// The field the precondition names (`metadata.uid`, `metadata.resourceVersion`).
+        field: &'static str,
+        /// What the precondition asked for.
+        expected: String,
+        /// What the stored object has.
+        actual: String,
+    },
     /// The object breaks the kind's schema or rules; every problem is listed.
     #[error("{kind} {name:?} is invalid: {errors}")]
     Invalid {

@@ -72,6 +72,63 @@ impl std::fmt::Debug for ObjectStore {
     }
 }
 
+/// What an object must still be for a [`ObjectStore::delete_with`] to go ahead.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Preconditions {
+    /// The object's `metadata.uid`: the very object, not a later one of the same name.
+    pub uid: Option<String>,
+    /// The object's `metadata.resourceVersion`: unchanged since it was read.
+    pub resource_version: Option<i64>,
+}
+
+impl Preconditions {
+    /// The precondition that the object is the one with `uid`.
+    pub fn uid(uid: impl Into<String>) -> Self {
+        Self {
+            uid: Some(uid.into()),
+            resource_version: None,
+        }
+    }
+
+    /// Refuses `current` when it is not what the preconditions name.
+    fn check(
+        &self,
+        kind: &'static KindInfo,
+        name: &str,
+        current: &Stored,
+    ) -> Result<(), ObjectError> {
+        let failed = |field: &'static str, expected: String, actual: String| {
+            Err(ObjectError::PreconditionFailed {
+                kind: kind.kind,
+                name: name.to_string(),
+                field,
+                expected,
+                actual,
+            })
+        };
+        if let Some(uid) = &self.uid {
+            let actual = current
+                .object
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if actual != uid {
+                return failed("metadata.uid", uid.clone(), actual.to_string());
+            }
+        }
+        if let Some(rv) = self.resource_version
+            && rv != current.mod_revision
+        {
+            return failed(
+                "metadata.resourceVersion",
+                rv.to_string(),
+                current.mod_revision.to_string(),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// One stored object as read, with the store's version of it.
 struct Stored {
     object: Value,
@@ -336,9 +393,26 @@ impl ObjectStore {
         name: &str,
         dry_run: bool,
     ) -> Result<Value, ObjectError> {
+        self.delete_with(kind, project, name, &Preconditions::default(), dry_run)
+            .await
+    }
+
+    /// [`Self::delete`] of the object only while it matches `preconditions` (Kubernetes'
+    /// `DeleteOptions.preconditions`): a cleanup that deletes by name must not take a newer
+    /// object that reuses the name. A mismatch is [`ObjectError::PreconditionFailed`]; the
+    /// check and the delete are one compare-and-swap.
+    pub async fn delete_with(
+        &self,
+        kind: &'static KindInfo,
+        project: Option<&str>,
+        name: &str,
+        preconditions: &Preconditions,
+        dry_run: bool,
+    ) -> Result<Value, ObjectError> {
         let key = keys::object_key(&self.prefix, kind, project, name)?;
         loop {
             let current = self.read(kind, &key, name).await?;
+            preconditions.check(kind, name, &current)?;
             let has_finalizers = current
                 .object
                 .pointer("/metadata/finalizers")

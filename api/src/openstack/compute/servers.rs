@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use cirrus_auth::Action;
+use cirrus_crds::kinds::volume::CREATED_FOR_SERVER_ANNOTATION;
 use cirrus_crds::{KindInfo, Server};
 use cirrus_store::objects::Part;
 use serde_json::{Map, Value, json};
@@ -152,16 +153,18 @@ async fn create(
     let new_volume = match &plan.new_boot_volume {
         None => None,
         Some(v) => {
-            let volume = create_boot_volume(&state, &caller, &project, v).await?;
+            let (volume, uid) = create_boot_volume(&state, &caller, &project, &name, v).await?;
             spec["bootVolume"] = Value::from(volume.clone());
             if v.delete_on_termination {
                 let mut volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
                 volumes.insert(0, json!({"volume": volume, "deleteOnTermination": true}));
                 spec["volumes"] = Value::Array(volumes);
             }
-            Some(volume)
+            Some((volume, uid))
         }
     };
+    // A crash from here on leaves the volume to the volume controller's orphan sweep
+    // (CREATED_FOR_SERVER_ANNOTATION); a refusal removes it at once.
     let object = json!({
         "apiVersion": cirrus_crds::API_VERSION,
         "kind": "Server",
@@ -180,10 +183,18 @@ async fn create(
     {
         Ok(created) => created,
         Err(e) => {
-            if let Some(volume) = &new_volume {
+            if let Some((volume, uid)) = &new_volume {
                 let volumes = cirrus_crds::kind_by_plural("volumes").expect("volumes is a kind");
-                if let Err(cleanup) =
-                    crate::resources::delete(&state, volumes, Some(&project), volume, false).await
+                let made = cirrus_store::objects::Preconditions::uid(uid.clone());
+                if let Err(cleanup) = crate::resources::delete_with(
+                    &state,
+                    volumes,
+                    Some(&project),
+                    volume,
+                    &made,
+                    false,
+                )
+                .await
                 {
                     tracing::warn!(%volume, error = %cleanup.message(), "could not delete the boot volume of a refused server");
                 }
@@ -216,13 +227,15 @@ async fn create(
     Ok(response)
 }
 
-/// Creates the boot volume `wanted` asks for (a copy of an image) and returns its name.
+/// Creates the boot volume `wanted` asks for (a copy of an image) for the server `server`
+/// (not created yet) and returns its name and uid.
 async fn create_boot_volume(
     state: &ApiState,
     caller: &Caller,
     project: &str,
+    server: &str,
     wanted: &server_create::NewVolume,
-) -> Result<String, Fault> {
+) -> Result<(String, String), Fault> {
     let volumes = cirrus_crds::kind_by_plural("volumes").expect("volumes is a kind");
     let (name, _) = common::object_name_for(state, volumes, Some(project), "volume", "")
         .await
@@ -230,14 +243,18 @@ async fn create_boot_volume(
     let object = json!({
         "apiVersion": cirrus_crds::API_VERSION,
         "kind": "Volume",
-        "metadata": {"name": name, "project": project},
+        "metadata": {
+            "name": name,
+            "project": project,
+            "annotations": {CREATED_FOR_SERVER_ANNOTATION: server},
+        },
         "spec": {
             "size": wanted.size,
             "bootable": true,
             "source": {"type": "image", "name": wanted.image},
         },
     });
-    crate::resources::create(
+    let created = crate::resources::create(
         state,
         crate::admission::Writer::Caller(caller),
         volumes,
@@ -247,7 +264,7 @@ async fn create_boot_volume(
     )
     .await
     .map_err(api)?;
-    Ok(name)
+    Ok((name, common::uid(&created)))
 }
 
 /// Nova's scheduler hints with ids resolved to object names: `group` (a server group),

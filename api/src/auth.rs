@@ -28,7 +28,7 @@ use cirrus_auth::{Action, Decision, Subject, UserSubject};
 use crate::ApiState;
 
 /// Header carrying the caller's own token (Keystone's).
-pub const AUTH_HEADER: &str = "x-auth-token";
+pub use cirrus_crds::conventions::AUTH_HEADER;
 
 /// User name prefix that marks a node agent's token: object names cannot contain `:`, so no
 /// person's login can produce it; only the API issues it, for users bound to a node.

@@ -31,9 +31,9 @@ use crate::ApiState;
 use crate::error::ApiError;
 
 /// Header naming the network a request came in on (`<project>/<network name>`).
-pub const NETWORK_HEADER: &str = "x-cirrus-network";
+pub use cirrus_crds::conventions::METADATA_NETWORK_HEADER as NETWORK_HEADER;
 /// Header with the guest's source address as the proxy saw it.
-pub const SOURCE_IP_HEADER: &str = "x-cirrus-source-ip";
+pub use cirrus_crds::conventions::METADATA_SOURCE_IP_HEADER as SOURCE_IP_HEADER;
 
 /// OpenStack metadata versions served (all with the same content).
 const OPENSTACK_VERSIONS: &[&str] = &["2012-08-10", "latest"];

@@ -136,7 +136,7 @@ impl TestApi {
 pub fn client_with_token(token: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
-        "x-auth-token",
+        cirrus_crds::conventions::AUTH_HEADER,
         reqwest::header::HeaderValue::from_str(token).expect("tokens are header-safe"),
     );
     reqwest::Client::builder()

@@ -262,7 +262,7 @@ impl Client {
             message: e.to_string(),
             body: Value::Null,
         })?;
-        Ok(request.header("x-auth-token", token))
+        Ok(request.header(cirrus_crds::conventions::AUTH_HEADER, token))
     }
 
     /// The server's base URL.

@@ -130,7 +130,10 @@ impl Client {
         let builder = self.http.request(method, url);
         let token = self.current_token().await?;
         Ok(match &token {
-            Some(t) => (builder.header("x-auth-token", t), token),
+            Some(t) => (
+                builder.header(cirrus_crds::conventions::AUTH_HEADER, t),
+                token,
+            ),
             None => (builder, None),
         })
     }

@@ -10,6 +10,7 @@
 //! drift from the code (`cargo test -p cirrus-crds`, regenerate with
 //! `CIRRUS_UPDATE_SCHEMAS=1`).
 
+pub mod conventions;
 pub mod kinds;
 pub mod meta;
 pub mod resource;

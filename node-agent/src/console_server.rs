@@ -102,7 +102,10 @@ async fn authorized(
     uid: Uuid,
 ) -> Result<(), Response> {
     let refused = |code: StatusCode, why: &str| (code, format!("{why}\n")).into_response();
-    let Some(token) = headers.get("x-auth-token").and_then(|t| t.to_str().ok()) else {
+    let Some(token) = headers
+        .get(cirrus_crds::conventions::AUTH_HEADER)
+        .and_then(|t| t.to_str().ok())
+    else {
         return Err(refused(StatusCode::UNAUTHORIZED, "a token is required"));
     };
     let (Some(project), Some(name)) = (&query.project, &query.name) else {
@@ -128,7 +131,7 @@ async fn authorized(
     let answer = endpoint
         .http
         .get(url)
-        .header("x-auth-token", token)
+        .header(cirrus_crds::conventions::AUTH_HEADER, token)
         .send()
         .await
         .map_err(|e| {

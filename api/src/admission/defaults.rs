@@ -20,7 +20,7 @@ use serde_json::Value;
 
 /// The finalizer the network controller keeps on ports (its `FINALIZER`); the controller's
 /// tests check that a port created through the API carries it.
-pub(super) const NETWORK_FINALIZER: &str = "cirrus.dev/network";
+pub(super) use cirrus_crds::conventions::NETWORK_FINALIZER;
 
 /// Fills in defaults of a `kind` object about to be created. Leaves anything that is not a
 /// JSON object (the store's validation answers that) and every other kind alone.

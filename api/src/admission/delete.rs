@@ -14,10 +14,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 
-/// Name of every project's default security group.
-const DEFAULT_GROUP: &str = "default";
-/// `deviceOwner` of DHCP ports (they go with their network).
-const DEVICE_OWNER_DHCP: &str = "network:dhcp";
+use cirrus_crds::conventions::{DEFAULT_SECURITY_GROUP as DEFAULT_GROUP, DEVICE_OWNER_DHCP};
 /// How many blocking ports a refusal names.
 const NAMED: usize = 10;
 

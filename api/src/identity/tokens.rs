@@ -20,7 +20,7 @@ use super::{Identity, KeystoneError};
 use crate::ApiState;
 
 /// Header carrying the caller's own token.
-pub const AUTH_HEADER: &str = "x-auth-token";
+pub use cirrus_crds::conventions::AUTH_HEADER;
 /// Header carrying the token issued, or the token to validate or revoke.
 pub const SUBJECT_HEADER: &str = "x-subject-token";
 

@@ -57,15 +57,12 @@ use crate::runtime::{Config, Controller, FinalizerError, ObjectRef, Recorder, ow
 use index::IpamState;
 
 /// The finalizer the network controller keeps on ports, servers with networks and networks.
-pub const FINALIZER: &str = "cirrus.dev/network";
+pub use cirrus_crds::conventions::NETWORK_FINALIZER as FINALIZER;
 /// The port condition saying whether its MAC and addresses are assigned.
 pub const ALLOCATED: &str = "Allocated";
-/// `deviceOwner` of ports used by servers.
-pub const DEVICE_OWNER_COMPUTE: &str = "compute:nova";
-/// `deviceOwner` of DHCP ports.
-pub const DEVICE_OWNER_DHCP: &str = "network:dhcp";
-/// Name of every project's default security group.
-pub const DEFAULT_GROUP: &str = "default";
+pub use cirrus_crds::conventions::{
+    DEFAULT_SECURITY_GROUP as DEFAULT_GROUP, DEVICE_OWNER_COMPUTE, DEVICE_OWNER_DHCP,
+};
 /// How often a port, network or server that can't be completed (missing network, pool
 /// exhausted, port in use) is tried again without a change.
 pub const RETRY: Duration = Duration::from_secs(10);

@@ -39,10 +39,7 @@ pub const PLAIN_MTU: u32 = 1500;
 /// Least time between two writes of one subnet's counts.
 const SUBNET_WRITE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The name of the DHCP port of `network` on `node`.
-pub fn dhcp_port_name(network: &str, node: &str) -> String {
-    format!("{network}-dhcp-{node}")
-}
+pub use cirrus_crds::conventions::dhcp_port_name;
 
 /// Reconciles one network (the controller's entry point).
 pub async fn reconcile_network(

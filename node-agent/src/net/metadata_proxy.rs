@@ -47,9 +47,9 @@ use crate::net::dhcp::METADATA_IP;
 use crate::net::netns::{self, NetnsError};
 
 /// Header naming the network a request came in on (`<project>/<network name>`).
-pub const NETWORK_HEADER: &str = "x-cirrus-network";
+pub use cirrus_crds::conventions::METADATA_NETWORK_HEADER as NETWORK_HEADER;
 /// Header with the guest's address, taken from the TCP peer.
-pub const SOURCE_IP_HEADER: &str = "x-cirrus-source-ip";
+pub use cirrus_crds::conventions::METADATA_SOURCE_IP_HEADER as SOURCE_IP_HEADER;
 
 /// The first path segments forwarded: the metadata trees the API's metadata service serves
 /// (`cirrus_api::metadata::resolve`: the OpenStack layout under `openstack/`, the EC2 layout
@@ -472,7 +472,7 @@ async fn forward(
             .request(method.clone(), url.clone())
             .headers(headers.clone());
         if let Some(token) = &token {
-            builder = builder.header("x-auth-token", token);
+            builder = builder.header(cirrus_crds::conventions::AUTH_HEADER, token);
         }
         let upstream = match builder.send().await {
             Ok(r) => r,

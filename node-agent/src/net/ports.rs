@@ -49,7 +49,7 @@ use crate::net::metadata_proxy::MetadataProxies;
 use crate::net::switch::{PluggedPort, PortKind, PortPlug, Switch, SwitchError};
 
 /// `deviceOwner` of DHCP ports.
-pub const DEVICE_OWNER_DHCP: &str = "network:dhcp";
+pub use cirrus_crds::conventions::DEVICE_OWNER_DHCP;
 /// The `external_ids` key marking ports Cirrus plugged, with the network uid.
 pub const EXTERNAL_ID_NETWORK: &str = "cirrus-network";
 /// A local VLAN handed out this recently is never freed (a server may be about to plug it).

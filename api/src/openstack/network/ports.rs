@@ -29,8 +29,7 @@ use crate::auth::Caller;
 use crate::openstack::common;
 use crate::openstack::fault::Fault;
 
-/// Name of every project's default security group.
-pub(crate) const DEFAULT_GROUP: &str = "default";
+pub(crate) use cirrus_crds::conventions::DEFAULT_SECURITY_GROUP as DEFAULT_GROUP;
 
 /// Attributes a create may carry.
 const CREATE_KEYS: &[&str] = &[

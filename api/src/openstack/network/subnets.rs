@@ -31,8 +31,7 @@ use crate::auth::Caller;
 use crate::openstack::common;
 use crate::openstack::fault::Fault;
 
-/// `deviceOwner` of DHCP ports (they go with their subnet).
-const DEVICE_OWNER_DHCP: &str = "network:dhcp";
+use cirrus_crds::conventions::DEVICE_OWNER_DHCP;
 
 /// Attributes a create may carry.
 const CREATE_KEYS: &[&str] = &[

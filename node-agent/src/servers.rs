@@ -42,10 +42,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cirrus_client::{Api, Client, ClientError, ListParams};
-use cirrus_controllers::network::networks::dhcp_port_name;
-use cirrus_controllers::runtime::{
-    Action, Config, Controller, FinalizerError, FinalizerEvent, ObjectRef, finalizer, watcher,
-};
+use cirrus_crds::conventions::dhcp_port_name;
 use cirrus_crds::kinds::network::NetworkPhase;
 use cirrus_crds::kinds::port::server_port_name;
 use cirrus_crds::kinds::server::{
@@ -55,6 +52,9 @@ use cirrus_crds::kinds::server::{
 use cirrus_crds::kinds::volume::{VolumeAttachment, VolumePhase};
 use cirrus_crds::{
     Condition, ConditionStatus, Flavor, Image, Network, Port, Server, Subnet, Volume,
+};
+use cirrus_runtime::{
+    Action, Config, Controller, FinalizerError, FinalizerEvent, ObjectRef, finalizer, watcher,
 };
 use tokio::time::Instant;
 use uuid::Uuid;

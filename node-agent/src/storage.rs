@@ -30,12 +30,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use cirrus_client::{Api, Client, ClientError};
-use cirrus_controllers::runtime::{
-    Action, Config, Controller, FinalizerError, FinalizerEvent, finalizer, watcher,
-};
 use cirrus_crds::kinds::volume::{VolumePhase, VolumeSourceType};
 use cirrus_crds::kinds::volumesnapshot::VolumeSnapshotPhase;
 use cirrus_crds::{Condition, ConditionStatus, Volume, VolumeSnapshot};
+use cirrus_runtime::{
+    Action, Config, Controller, FinalizerError, FinalizerEvent, finalizer, watcher,
+};
 use serde_json::json;
 use uuid::Uuid;
 

@@ -31,10 +31,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cirrus_client::{Api, Client, ClientError};
-use cirrus_controllers::runtime::reflector::{Writer, reflector};
-use cirrus_controllers::runtime::{Store, watcher};
 use cirrus_crds::kinds::network::NetworkPhase;
 use cirrus_crds::{Network, Port, Resource, SecurityGroup, Subnet};
+use cirrus_runtime::reflector::{Writer, reflector};
+use cirrus_runtime::{Store, watcher};
 use futures::StreamExt;
 use ipnet::IpNet;
 use tokio::sync::Notify;

@@ -6,8 +6,8 @@ use cirrus_client::{Api, Client, ClientError};
 use cirrus_crds::Resource;
 use futures::StreamExt;
 
-use crate::runtime::reflector::{Store, Writer};
-use crate::runtime::watcher::{self, Event};
+use crate::reflector::{Store, Writer};
+use crate::watcher::{self, Event};
 
 /// A cache of every `K` plus the stream of its events (to drive triggers).
 pub fn cached<K: Resource>(

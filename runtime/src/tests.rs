@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::*;
-use crate::runtime::watcher::Event;
+use crate::watcher::Event;
 
 type Feed<K> = mpsc::UnboundedSender<Result<Event<K>, ClientError>>;
 

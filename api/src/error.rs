@@ -155,17 +155,8 @@ impl From<ObjectError> for ApiError {
                     causes: vec![],
                 }),
             },
-            ObjectError::Conflict { kind, name, .. } => Self {
-                code: StatusCode::CONFLICT,
-                reason: "Conflict",
-                message,
-                details: Some(Details {
-                    name: Some(name),
-                    kind: Some(kind.into()),
-                    causes: vec![],
-                }),
-            },
-            ObjectError::PreconditionFailed { kind, name, .. } => Self {
+            ObjectError::Conflict { kind, name, .. }
+            | ObjectError::PreconditionFailed { kind, name, .. } => Self {
                 code: StatusCode::CONFLICT,
                 reason: "Conflict",
                 message,

@@ -168,74 +168,10 @@ pub fn qemu_format(format: DiskFormat) -> Option<&'static str> {
     }
 }
 
-/// Whether `h` is a vmdk text descriptor as QEMU's vmdk probe reads one: comment lines and
-/// blank lines, then `version=1|2|3`.
-fn is_vmdk_descriptor(h: &[u8]) -> bool {
-    let mut p = 0;
-    while p < h.len() {
-        match h[p] {
-            b'#' => {
-                while p < h.len() && h[p] != b'\n' {
-                    p += 1;
-                }
-                p += 1;
-            }
-            b' ' => {
-                while p < h.len() && h[p] == b' ' {
-                    p += 1;
-                }
-                if p < h.len() && h[p] == b'\r' {
-                    p += 1;
-                }
-                if p == h.len() || h[p] != b'\n' {
-                    return false;
-                }
-                p += 1;
-            }
-            _ => {
-                let rest = &h[p..];
-                return [b'1', b'2', b'3'].iter().any(|v| {
-                    let line = [b"version=".as_slice(), &[*v]].concat();
-                    rest.starts_with(&[line.as_slice(), b"\n"].concat())
-                        || rest.starts_with(&[line.as_slice(), b"\r\n"].concat())
-                });
-            }
-        }
-    }
-    false
-}
-
 /// The container format (qemu-img driver name) the data's head `h` is, by magic number;
-/// `None` for bytes no container format claims (a raw disk, an ISO, a kernel).
-pub fn detect_container(h: &[u8]) -> Option<&'static str> {
-    if h.starts_with(b"QFI\xfb") {
-        return Some(if h.get(4..8) == Some(&[0, 0, 0, 1]) {
-            "qcow"
-        } else {
-            "qcow2"
-        });
-    }
-    const MAGICS: &[(&[u8], &str)] = &[
-        (b"QED\0", "qed"),
-        (b"KDMV", "vmdk"),
-        (b"COWD", "vmdk"),
-        (b"vhdxfile", "vhdx"),
-        (b"conectix", "vpc"),
-        (b"WithoutFreeSpace", "parallels"),
-        (b"WithouFreSpacExt", "parallels"),
-        (b"LUKS\xba\xbe", "luks"),
-        (b"Bochs Virtual HD Image", "bochs"),
-        (b"#!/bin/sh\n#V2.0 Format\nmodprobe cloop", "cloop"),
-    ];
-    if let Some((_, format)) = MAGICS.iter().find(|(m, _)| h.starts_with(m)) {
-        return Some(format);
-    }
-    // vdi: the signature 0xbeda107f (little-endian) at byte 64.
-    if h.get(64..68) == Some(&[0x7f, 0x10, 0xda, 0xbe]) {
-        return Some("vdi");
-    }
-    is_vmdk_descriptor(h).then_some("vmdk")
-}
+/// `None` for bytes no container format claims (a raw disk, an ISO, a kernel). The one
+/// detector the node agent's inspection uses too ([`cirrus_crds::image_magic`]).
+pub use cirrus_crds::image_magic::container_format as detect_container;
 
 /// The container a declared format's data must be, if any (`None`: no container, the data
 /// must not be one).

@@ -11,6 +11,7 @@
 //! `CIRRUS_UPDATE_SCHEMAS=1`).
 
 pub mod conventions;
+pub mod image_magic;
 pub mod kinds;
 pub mod meta;
 pub mod resource;

@@ -1,7 +1,8 @@
 //! Every shared name and rule is defined once, in `cirrus_crds::conventions` (or, for the
-//! quota list and the image visibility rule, in its kind's module): this walks the
-//! workspace's Rust sources and fails on a second definition — a `const` holding one of the
-//! shared literals, the DHCP port name format, or another quota default list.
+//! quota list and the image visibility rule, in its kind's module, and for the image format
+//! detector in `cirrus_crds::image_magic`): this walks the workspace's Rust sources and
+//! fails on a second definition — a `const` holding one of the shared literals, the DHCP
+//! port name format, another quota default list or another magic-number table.
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,7 @@ const HOMES: &[&str] = &[
     "crds/src/conventions.rs",
     "crds/src/kinds/volume.rs",
     "crds/src/kinds/project.rs",
+    "crds/src/image_magic.rs",
 ];
 
 fn workspace_root() -> PathBuf {
@@ -74,7 +76,9 @@ fn second_definitions() -> Vec<(String, usize, String)> {
                     .any(|lit| line.contains(&format!("\"{lit}\"")));
             let dhcp_name = line.contains("-dhcp-{") && line.contains("format!");
             let quota_list = trimmed.contains("(\"instances\", 10)");
-            if shared_const || dhcp_name || quota_list {
+            // The image magic table (the format detector the API and node agent share).
+            let magic_table = trimmed.contains("(b\"QED\\0\", \"qed\")");
+            if shared_const || dhcp_name || quota_list || magic_table {
                 found.push((relative.clone(), number + 1, line.trim().to_string()));
             }
         }

@@ -45,7 +45,6 @@ pub const FORMATS: &[&str] = &["raw", "qcow2", "vmdk", "vdi", "vpc", "vhdx"];
 /// How many bytes of the file's head the second detection reads.
 pub const HEADER_BYTES: usize = 64 * 1024;
 
-const QCOW_MAGIC: &[u8; 4] = b"QFI\xfb";
 /// qcow2 incompatible feature bit: the guest data lives in an external data file.
 const QCOW2_INCOMPAT_DATA_FILE: u64 = 1 << 2;
 /// qcow2 header extension carrying the external data file's name (`"DATA"`).
@@ -240,85 +239,19 @@ fn qcow_refs(h: &[u8], version: u32) -> (Option<String>, Option<String>) {
     (backing, data_file)
 }
 
-/// Whether `h` is a vmdk text descriptor, as QEMU's vmdk probe reads one: comment lines and
-/// blank lines, then `version=1|2|3`.
-fn is_vmdk_descriptor(h: &[u8]) -> bool {
-    let mut p = 0;
-    while p < h.len() {
-        match h[p] {
-            b'#' => {
-                while p < h.len() && h[p] != b'\n' {
-                    p += 1;
-                }
-                p += 1;
-            }
-            b' ' => {
-                while p < h.len() && h[p] == b' ' {
-                    p += 1;
-                }
-                if p < h.len() && h[p] == b'\r' {
-                    p += 1;
-                }
-                if p == h.len() || h[p] != b'\n' {
-                    return false;
-                }
-                p += 1;
-            }
-            _ => {
-                let rest = &h[p..];
-                return [b'1', b'2', b'3'].iter().any(|v| {
-                    let line = [b"version=".as_slice(), &[*v]].concat();
-                    rest.starts_with(&[line.as_slice(), b"\n"].concat())
-                        || rest.starts_with(&[line.as_slice(), b"\r\n"].concat())
-                });
-            }
-        }
-    }
-    false
-}
-
 /// The second detection: the container format the header bytes `h` are, by magic number;
 /// `None` for bytes no container format claims (a raw disk, an ISO, a partition table).
 pub fn detect(h: &[u8]) -> Option<Detected> {
-    let plain = |format| {
-        Some(Detected {
-            format,
-            backing: None,
-            data_file: None,
-        })
+    let format = cirrus_crds::image_magic::container_format(h)?;
+    let (backing, data_file) = match format {
+        "qcow" | "qcow2" => qcow_refs(h, be32(h, 4).unwrap_or(0)),
+        _ => (None, None),
     };
-    if h.starts_with(QCOW_MAGIC) {
-        let version = be32(h, 4).unwrap_or(0);
-        let (backing, data_file) = qcow_refs(h, version);
-        return Some(Detected {
-            format: if version == 1 { "qcow" } else { "qcow2" },
-            backing,
-            data_file,
-        });
-    }
-    const MAGICS: &[(&[u8], &str)] = &[
-        (b"QED\0", "qed"),
-        (b"KDMV", "vmdk"),
-        (b"COWD", "vmdk"),
-        (b"vhdxfile", "vhdx"),
-        (b"conectix", "vpc"),
-        (b"WithoutFreeSpace", "parallels"),
-        (b"WithouFreSpacExt", "parallels"),
-        (b"LUKS\xba\xbe", "luks"),
-        (b"Bochs Virtual HD Image", "bochs"),
-        (b"#!/bin/sh\n#V2.0 Format\nmodprobe cloop", "cloop"),
-    ];
-    if let Some((_, format)) = MAGICS.iter().find(|(m, _)| h.starts_with(m)) {
-        return plain(format);
-    }
-    // vdi: the signature 0xbeda107f (little-endian) at byte 64.
-    if h.get(64..68) == Some(&[0x7f, 0x10, 0xda, 0xbe]) {
-        return plain("vdi");
-    }
-    if is_vmdk_descriptor(h) {
-        return plain("vmdk");
-    }
-    None
+    Some(Detected {
+        format,
+        backing,
+        data_file,
+    })
 }
 
 /// Rules 1 and 2: the declared format is known and the header bytes `h` are not another
@@ -682,6 +615,7 @@ pub fn inspect_volume_file(path: &Path) -> Result<Option<Backing>, InspectError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cirrus_crds::image_magic::QCOW_MAGIC;
 
     /// `qemu-img info -f qcow2` of a qcow2 overlay on a secret host file (qemu-img 10).
     const QCOW2_BACKING: &str = r#"{

@@ -19,6 +19,7 @@ pub mod images;
 pub mod metadata;
 pub mod openapi;
 pub mod openstack;
+pub mod public_endpoint;
 pub mod quota;
 pub(crate) mod resources;
 pub mod restricted;
@@ -53,6 +54,9 @@ pub struct ApiState {
     /// Limits on password logins (lockout, rate limits, concurrent argon2 runs), shared by
     /// every clone of this state ([`identity::throttle`]).
     pub login: Arc<identity::throttle::LoginThrottle>,
+    /// The endpoint every absolute link and the catalog name; `None`: the request's `Host`
+    /// ([`public_endpoint`]).
+    pub public_url: Option<public_endpoint::PublicEndpoint>,
 }
 
 impl ApiState {
@@ -71,6 +75,7 @@ impl ApiState {
                 cirrus_auth::KeyRing::generate().expect("the random source yields a token key"),
             )),
             login: Arc::default(),
+            public_url: None,
         }
     }
 
@@ -152,6 +157,10 @@ pub fn router(state: ApiState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            public_endpoint::apply,
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -21,6 +21,11 @@ pub struct UpArgs {
     /// Address the API listens on.
     #[arg(long, env = "CIRRUS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// The URL clients reach the API at (`scheme://host[:port]`): every link and the
+    /// Keystone catalog name it, whatever `Host` a request carries. Default: the address the
+    /// API listens on, unless that is a wildcard address (then the request's `Host`).
+    #[arg(long, env = "CIRRUS_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Use these etcd endpoints (comma-separated URLs) instead of the embedded store.
     #[arg(long, env = "CIRRUS_ETCD_ENDPOINTS", value_delimiter = ',')]
     pub etcd_endpoints: Vec<String>,
@@ -114,6 +119,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .context("creating the controllers' user")?;
     let mut state = cirrus_api::ApiState::new(store.clone()).with_identity(identity.clone());
     state.bookmark_interval = Duration::from_secs(args.bookmark_interval_secs.max(1));
+    // Links and the catalog name the configured address, whatever Host a client sends.
+    let public_url = match &args.public_url {
+        Some(url) => Some(url.clone()),
+        None if api_addr.ip().is_unspecified() => None,
+        None => Some(api_url.clone()),
+    };
+    state.public_url = public_url
+        .map(|url| cirrus_api::public_endpoint::PublicEndpoint::parse(&url))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let images = args.data_dir.join("images");
     let blobs = cirrus_api::blobs::BlobStore::open(&images)
         .with_context(|| format!("opening the image blob directory {}", images.display()))?;

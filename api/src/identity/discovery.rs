@@ -9,19 +9,9 @@ use serde_json::{Value, json};
 pub const VERSION_ID: &str = "v3.14";
 const UPDATED: &str = "2020-04-07T00:00:00Z";
 
-/// `http://<Host>` of the request, for absolute links (`localhost` without a Host header).
-pub(super) fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .filter(|p| *p == "https")
-        .unwrap_or("http");
-    format!("{scheme}://{host}")
-}
+/// `scheme://host` for absolute links: the configured public endpoint, else the request's
+/// (the one rule every service's links follow).
+pub(super) use crate::openstack::common::base_url;
 
 fn v3(headers: &HeaderMap) -> Value {
     json!({

@@ -141,8 +141,9 @@ pub fn json_body(
     })
 }
 
-/// `scheme://host` the client used to reach us (`Host`, `X-Forwarded-Proto`), for the
-/// absolute `links` OpenStack bodies carry.
+/// `scheme://host` for the absolute `links` OpenStack bodies carry: from `Host`,
+/// `X-Forwarded-Host` and `X-Forwarded-Proto`, which [`crate::public_endpoint`] has replaced
+/// with the configured endpoint when there is one (so a client cannot choose the links).
 pub fn base_url(headers: &axum::http::HeaderMap) -> String {
     let header = |name: &str| {
         headers

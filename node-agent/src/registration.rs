@@ -180,6 +180,27 @@ pub fn desired_status(
     status
 }
 
+/// The address of this host the API at `base_url` is reached from (Nova's `my_ip`: the
+/// source address of the route towards the control plane), found by connecting a UDP socket
+/// (which sends nothing). `None` when the URL has no resolvable host.
+pub async fn address_towards(base_url: &str) -> Option<std::net::IpAddr> {
+    let url = reqwest::Url::parse(base_url).ok()?;
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = url.port_or_known_default()?;
+    let target = tokio::net::lookup_host((host, port)).await.ok()?.next()?;
+    let local: std::net::SocketAddr = if target.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = tokio::net::UdpSocket::bind(local).await.ok()?;
+    socket.connect(target).await.ok()?;
+    Some(socket.local_addr().ok()?.ip())
+}
+
 impl Registrar {
     /// A registrar of `node_name`, measuring disk at `instances_dir`.
     pub fn new(
@@ -329,6 +350,14 @@ impl Registrar {
         };
         let now = Utc::now();
         let mut desired = desired_status(&node.status, &node.spec, host.as_ref(), disk, now);
+        if host.is_ok()
+            && let Some(ip) = address_towards(&self.client.base_url).await
+        {
+            desired.addresses.push(NodeAddress {
+                type_: NodeAddressType::InternalIP,
+                address: ip.to_string(),
+            });
+        }
         desired.agent_endpoint = self.endpoint.clone();
         desired.storage_pools = self.storage_pools().await;
         let stale = node
@@ -432,6 +461,15 @@ impl Registrar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_internal_address_is_the_one_towards_the_api() {
+        assert_eq!(
+            address_towards("http://127.0.0.1:6443").await,
+            Some("127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(address_towards("not a url").await, None);
+    }
 
     fn host() -> HostInfo {
         HostInfo {

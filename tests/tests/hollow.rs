@@ -135,4 +135,13 @@ fn unschedulable_server_explains_why_and_runs_when_a_node_joins() {
     assert_eq!(scheduled_condition(&server).unwrap()["status"], "True");
     let node = get(&cloud, "/nodes/hollow-1");
     assert_eq!(node["status"]["hypervisorType"], "fake");
+    // The address the agent reaches the API from (loopback here), as Nova's host_ip.
+    let internal: Vec<&Value> = node["status"]["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["type"] == "InternalIP")
+        .collect();
+    assert_eq!(internal.len(), 1, "{}", node["status"]);
+    assert_eq!(internal[0]["address"], "127.0.0.1");
 }

@@ -171,7 +171,20 @@ pub struct Usage {
     pub ram_mib: u64,
     /// Their root + ephemeral disks, GiB.
     pub disk_gib: u64,
+    /// Those with work in progress (building, rebooting, rebuilding, resizing, migrating):
+    /// Nova's `current_workload`.
+    pub busy: u64,
 }
+
+/// Server phases with a task in progress (Nova counts instances with a task state).
+const BUSY_PHASES: &[&str] = &[
+    "BUILD",
+    "REBOOT",
+    "HARD_REBOOT",
+    "REBUILD",
+    "RESIZE",
+    "MIGRATING",
+];
 
 /// Usage per node name, from every server and the flavors they name.
 pub fn usage_by_node(servers: &[Value], flavors: &[Value]) -> HashMap<String, Usage> {
@@ -186,6 +199,10 @@ pub fn usage_by_node(servers: &[Value], flavors: &[Value]) -> HashMap<String, Us
         };
         let entry = usage.entry(node.to_string()).or_default();
         entry.servers = entry.servers.saturating_add(1);
+        let phase = server.pointer("/status/phase").and_then(Value::as_str);
+        if phase.is_none_or(|p| BUSY_PHASES.contains(&p)) {
+            entry.busy = entry.busy.saturating_add(1);
+        }
         if let Some(flavor) = server["spec"]["flavor"]
             .as_str()
             .and_then(|f| flavors.get(f))
@@ -241,7 +258,7 @@ pub fn hypervisor_detail(node: &Value, usage: Usage) -> Value {
         "local_gb_used": usage.disk_gib,
         "free_disk_gb": free(disk, usage.disk_gib),
         "disk_available_least": free(disk, usage.disk_gib),
-        "current_workload": 0,
+        "current_workload": usage.busy,
         "running_vms": usage.servers,
         "service": {
             "host": name,
@@ -667,7 +684,7 @@ mod tests {
         ];
         let servers = vec![
             json!({"spec": {"flavor": "m1", "nodeName": "n1"}}),
-            json!({"spec": {"flavor": "m1", "nodeName": "n1"}}),
+            json!({"spec": {"flavor": "m1", "nodeName": "n1"}, "status": {"phase": "ACTIVE"}}),
             json!({"spec": {"flavor": "m1"}}),
             json!({"spec": {"flavor": "gone", "nodeName": "n2"}}),
         ];
@@ -678,7 +695,8 @@ mod tests {
                 servers: 2,
                 vcpus: 4,
                 ram_mib: 2048,
-                disk_gib: 22
+                disk_gib: 22,
+                busy: 1,
             }
         );
         assert_eq!(usage["n2"].servers, 1);
@@ -688,6 +706,7 @@ mod tests {
         assert_eq!(body["vcpus_used"], 4);
         assert_eq!(body["free_ram_mb"], 16384 - 2048);
         assert_eq!(body["running_vms"], 2);
+        assert_eq!(body["current_workload"], 1, "the one still building");
         assert_eq!(body["hypervisor_version"], 8_002_002);
         assert_eq!(body["host_ip"], "10.0.0.5");
         assert_eq!(body["service"]["host"], "n1");

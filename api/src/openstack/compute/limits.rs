@@ -1,13 +1,14 @@
 //! Nova's `GET /compute/v2.1/limits`: the project's absolute limits and what it uses.
 //!
-//! The limits Cirrus enforces (instances, cores, RAM, key pairs) are the project's quotas
-//! ([`crate::quota::limits`], what `os-quota-sets` sets); the others are Nova's defaults
-//! ([`DEFAULTS`]). Usage is counted from the project's objects: its servers (not being
+//! The limits Cirrus enforces (instances, cores, RAM, key pairs, security groups and their
+//! rules) are the project's quotas ([`crate::quota::limits`], what `os-quota-sets` and
+//! Neutron's quotas set); the others are the fixed values `os-quota-sets` shows
+//! ([`quota_sets::FIXED`]); floating IPs have no quota yet (`-1`). Usage is counted from the project's objects: its servers (not being
 //! deleted) and the flavors they name, its security groups, floating IPs and server groups.
 //! Cloud admins may ask for another project's with `?tenant_id=`. [`limits_for`] is the one
 //! place that reads them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::Router;
@@ -20,26 +21,31 @@ use serde_json::{Map, Value, json};
 use crate::ApiState;
 use crate::auth::Caller;
 use crate::openstack::common;
+use crate::openstack::compute::quota_sets;
 use crate::openstack::fault::{Dialect, Fault};
 
 const D: Dialect = Dialect::Compute;
 
-/// Nova's default absolute limits (`[quota]` options), by the name `/limits` shows.
-pub const DEFAULTS: &[(&str, i64)] = &[
-    ("maxImageMeta", 128),
-    ("maxPersonality", 5),
-    ("maxPersonalitySize", 10240),
-    ("maxSecurityGroupRules", 20),
-    ("maxSecurityGroups", 10),
-    ("maxServerGroupMembers", 10),
-    ("maxServerGroups", 10),
-    ("maxServerMeta", 128),
-    ("maxTotalCores", 20),
-    ("maxTotalFloatingIps", 10),
-    ("maxTotalInstances", 10),
-    ("maxTotalKeypairs", 100),
-    ("maxTotalRAMSize", 51200),
+/// Each limit `/limits` shows and the quota it reports: the project's limits
+/// ([`crate::quota::limits`], what `os-quota-sets` and Neutron's quotas set) or, for what
+/// Cirrus does not enforce, Nova's fixed values ([`quota_sets::FIXED`]).
+const LIMIT_QUOTAS: &[(&str, &str)] = &[
+    ("maxTotalInstances", "instances"),
+    ("maxTotalCores", "cores"),
+    ("maxTotalRAMSize", "ram"),
+    ("maxTotalKeypairs", "key_pairs"),
+    ("maxSecurityGroups", "security_group"),
+    ("maxSecurityGroupRules", "security_group_rule"),
+    ("maxServerMeta", "metadata_items"),
+    ("maxImageMeta", "metadata_items"),
+    ("maxPersonality", "injected_files"),
+    ("maxPersonalitySize", "injected_file_content_bytes"),
+    ("maxServerGroups", "server_groups"),
+    ("maxServerGroupMembers", "server_group_members"),
 ];
+
+/// `maxTotalFloatingIps`: no quota limits floating IPs yet, so nothing does (`-1`).
+const FLOATING_IPS_UNLIMITED: i64 = -1;
 
 /// The limits route under `/compute/v2.1`.
 pub fn router() -> Router<ApiState> {
@@ -89,12 +95,19 @@ pub fn server_usage(servers: &[Value], flavors: &[Value]) -> Used {
     used
 }
 
-/// The `absolute` document for `used` under the limits in force.
-pub fn absolute(used: Used) -> Value {
-    let mut body: Map<String, Value> = DEFAULTS
-        .iter()
-        .map(|(name, value)| ((*name).to_string(), json!(value)))
-        .collect();
+/// The `absolute` document for `used` under `limits` (the project's quota limits).
+pub fn absolute(used: Used, limits: &BTreeMap<String, i64>) -> Value {
+    let fixed: BTreeMap<&str, i64> = quota_sets::FIXED.iter().copied().collect();
+    let mut body = Map::new();
+    for (field, quota) in LIMIT_QUOTAS {
+        let limit = limits
+            .get(*quota)
+            .or_else(|| fixed.get(quota))
+            .copied()
+            .unwrap_or(-1);
+        body.insert((*field).to_string(), json!(limit));
+    }
+    body.insert("maxTotalFloatingIps".into(), json!(FLOATING_IPS_UNLIMITED));
     for (name, value) in [
         ("totalInstancesUsed", used.instances),
         ("totalCoresUsed", used.cores),
@@ -129,22 +142,11 @@ pub async fn limits_for(state: &ApiState, project: &str) -> Result<Value, Fault>
     used.security_groups = count(state, "securitygroups", project).await?.len() as i64;
     used.floating_ips = count(state, "floatingips", project).await?.len() as i64;
     used.server_groups = count(state, "servergroups", project).await?.len() as i64;
-    let mut body = absolute(used);
-    // The enforced limits are the project's quotas (`os-quota-sets` writes them).
+    // The enforced limits are the project's quotas (`os-quota-sets` and Neutron write them).
     let limits = crate::quota::limits(&state.store, project)
         .await
         .map_err(|e| Fault::from_api(D, e))?;
-    for (field, quota) in [
-        ("maxTotalInstances", "instances"),
-        ("maxTotalCores", "cores"),
-        ("maxTotalRAMSize", "ram"),
-        ("maxTotalKeypairs", "key_pairs"),
-    ] {
-        if let Some(limit) = limits.get(quota) {
-            body[field] = json!(limit);
-        }
-    }
-    Ok(body)
+    Ok(absolute(used, &limits))
 }
 
 /// `GET /limits` (`?tenant_id=` for admins).
@@ -200,7 +202,11 @@ mod tests {
                 ..Used::default()
             }
         );
-        let body = absolute(used);
+        let defaults = crate::quota::DEFAULTS
+            .iter()
+            .map(|(q, l)| ((*q).to_string(), *l))
+            .collect();
+        let body = absolute(used, &defaults);
         assert_eq!(body["maxTotalInstances"], 10);
         assert_eq!(body["maxTotalCores"], 20);
         assert_eq!(body["maxTotalRAMSize"], 51200);
@@ -213,5 +219,16 @@ mod tests {
             19,
             "every field of tempest's schema"
         );
+        // What Neutron enforces, not Nova's old defaults.
+        assert_eq!(body["maxSecurityGroups"], 10);
+        assert_eq!(body["maxSecurityGroupRules"], 100);
+        assert_eq!(body["maxServerMeta"], 128);
+        assert_eq!(body["maxTotalFloatingIps"], -1);
+        let mut raised = defaults.clone();
+        raised.insert("security_group_rule".into(), 7);
+        raised.insert("cores".into(), 3);
+        let body = absolute(used, &raised);
+        assert_eq!(body["maxSecurityGroupRules"], 7);
+        assert_eq!(body["maxTotalCores"], 3);
     }
 }

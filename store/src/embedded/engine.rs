@@ -34,6 +34,27 @@ pub(crate) struct Snapshot {
     pub compact: i64,
 }
 
+/// How long an open waits for a predecessor's lock on the database to go (a killed `cirrus
+/// up` being restarted at once: the kernel may release the dead process's file lock a moment
+/// after its parent saw it exit).
+const LOCK_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens (or creates) the database at `path`; while another open holds it, tries again for up
+/// to [`LOCK_RELEASE_WAIT`] before answering `DatabaseAlreadyOpen`.
+fn open_when_released(path: &Path) -> Result<Database, redb::DatabaseError> {
+    let deadline = std::time::Instant::now() + LOCK_RELEASE_WAIT;
+    loop {
+        match Database::builder().create(path) {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Engine {
     /// Open (or create) the store in `data_dir`, or in memory when `None`, and make sure every
     /// table exists so read transactions never see a missing table. `data_dir` is made mode
@@ -57,13 +78,10 @@ impl Engine {
                     path: path.clone(),
                     source,
                 })?;
-                let db =
-                    Database::builder()
-                        .create(&path)
-                        .map_err(|source| EmbeddedError::Open {
-                            path: path.clone(),
-                            source,
-                        })?;
+                let db = open_when_released(&path).map_err(|source| EmbeddedError::Open {
+                    path: path.clone(),
+                    source,
+                })?;
                 (db, Some(path))
             }
             None => {

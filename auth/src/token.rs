@@ -537,9 +537,8 @@ mod tests {
              (1000 revocations listed)",
             token.len()
         );
-        assert!(
-            validate_ns < 1_000_000,
-            "validation must stay far below a millisecond"
-        );
+        // The speed is `cirrus bench api`'s to judge (against a raw store read of the same
+        // run); here: a token still validates with 1000 revocations listed.
+        assert_eq!(validate(&ring, &revoked, &token, t0()).unwrap(), p);
     }
 }

@@ -37,8 +37,33 @@ pub struct DiffArgs {
     pub applyset: Option<String>,
 }
 
+/// `value` with every object's keys in one order (sorted), so two versions of an object
+/// differ only where their content does: the live object and the server's dry-run answer
+/// list the same keys in different orders.
+fn normalized(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, normalized(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(normalized).collect()),
+        other => other,
+    }
+}
+
+/// The object without fields that change on every write, its keys in one order.
+fn comparable(object: Value) -> Value {
+    normalized(without_volatile(object))
+}
+
 /// The object without fields that change on every write.
-fn comparable(mut object: Value) -> Value {
+fn without_volatile(mut object: Value) -> Value {
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
         meta.remove("managedFields");
@@ -161,6 +186,14 @@ mod tests {
         assert!(d.contains("-b: 2\n+b: 3"), "{d}");
         let c = colorize(&d);
         assert!(c.contains("\x1b[32m+b: 3\x1b[0m"));
+    }
+
+    #[test]
+    fn key_order_is_not_a_difference() {
+        let live = json!({"metadata": {"name": "a", "labels": {"x": "1", "a": "2"}}, "spec": {"b": 1, "a": [{"z": 1, "y": 2}]}});
+        let merged = json!({"spec": {"a": [{"y": 2, "z": 1}], "b": 1}, "metadata": {"labels": {"a": "2", "x": "1"}, "name": "a"}});
+        let yaml = |v: Value| output::to_yaml(&comparable(v)).unwrap();
+        assert_eq!(unified("Flavor/a", &yaml(live), &yaml(merged)), "");
     }
 
     #[test]

@@ -67,7 +67,12 @@ pub struct NodeAgentArgs {
 /// libvirt unreachable.
 pub fn driver(args: &NodeAgentArgs) -> anyhow::Result<Arc<dyn Hypervisor>> {
     Ok(match args.driver {
-        Driver::Fake => Arc::new(FakeHypervisor::new()),
+        Driver::Fake => {
+            // Hollow guests release hot-unplugged disks at once, as the real test guest does.
+            let fake = FakeHypervisor::new();
+            fake.set_guest_releases(true);
+            Arc::new(fake)
+        }
         Driver::Libvirt => Arc::new(
             LibvirtHypervisor::connect(args.libvirt_uri.clone()).with_context(|| {
                 format!(
@@ -89,12 +94,21 @@ pub fn config(args: &NodeAgentArgs, api_url: &str, driver: Arc<dyn Hypervisor>) 
     config
 }
 
+/// Size of a hollow node's in-memory volume pool: 1 TiB.
+const HOLLOW_POOL_BYTES: u64 = 1 << 40;
+
 /// The node's storage pools: a `file` pool always (real nodes), plus `--lvm-vg`. A pool that
-/// cannot be opened is left out with a warning. Hollow nodes hold no volumes.
+/// cannot be opened is left out with a warning. Hollow nodes hold their volumes in an
+/// in-memory fake pool (the same conformance suite as the real backends), so volumes on
+/// them go through every phase (available, in-use, snapshots) without disks.
 fn storage(args: &NodeAgentArgs) -> cirrus_node_agent::storage::Pools {
     use cirrus_node_agent::volumes::VolumeBackend;
     let mut pools = cirrus_node_agent::storage::Pools::new();
     if args.driver == Driver::Fake {
+        let fake: Arc<dyn VolumeBackend> = Arc::new(
+            cirrus_node_agent::volumes::fake::FakeVolumeBackend::new(HOLLOW_POOL_BYTES),
+        );
+        pools.insert("fake".to_string(), fake);
         return pools;
     }
     let dir = args

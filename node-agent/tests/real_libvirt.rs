@@ -201,9 +201,9 @@ fn wait_line(log: &Path, line: &str, n: usize, timeout: Duration) -> Duration {
 /// Measures attach → visible in the guest (after the domain reports the disk). What detach
 /// does on this guest (measured): QEMU 10 + the Debian cloud kernel's PCIe native hot-plug
 /// release the disk within libvirt's wait, so the first `disk_detach` of the running guest is
-/// `Done` in ~0.1 s (the platform notes saw a busybox guest that never released; the test
-/// asserts whichever happens consistently). A *paused* guest can't release it: `Pending`, still
-/// listed, until it is resumed.
+/// `Done` in ~0.1 s (the platform notes saw a busybox guest that never released; this guest
+/// must, and the test fails when it does not). A *paused* guest can't release it: `Pending`,
+/// still listed, until it is resumed.
 #[test]
 fn real_libvirt_disk_hotplug() {
     use cirrus_node_agent::hypervisor::{
@@ -305,10 +305,8 @@ fn real_libvirt_disk_hotplug() {
         attach_call.as_secs_f64() * 1e3,
         since_reported.as_secs_f64() * 1e3
     );
-    assert!(
-        since_reported <= Duration::from_secs(5),
-        "attach -> visible took {since_reported:?}"
-    );
+    // How fast is for `cirrus bench volumes` to say (against a baseline of the same run);
+    // here only that the guest saw it (wait_line above) counts.
 
     // Detach from the running guest: record each answer until Done (bounded).
     let t = Instant::now();
@@ -326,72 +324,69 @@ fn real_libvirt_disk_hotplug() {
         "MEASURE detach from the running guest: {state:?} after {:.1} s; answers (state, call time): {answers:?}",
         t.elapsed().as_secs_f64()
     );
-    match state {
-        DetachState::Done => {
-            // Released: gone from the live domain, and the guest saw it go.
-            assert_eq!(hv.disks(&name).unwrap(), vec![]);
-            wait_line(&log, "BLOCKDEV-REMOVED vdb", 1, Duration::from_secs(10));
+    // The running guest releases it (QEMU 10 + the Debian cloud kernel's PCIe hot-plug): a
+    // detach that stays pending is a failure, not a reason to skip what follows.
+    assert_eq!(
+        state,
+        DetachState::Done,
+        "the running guest never released the disk: {answers:?}"
+    );
+    // Released: gone from the live domain, and the guest saw it go.
+    assert_eq!(hv.disks(&name).unwrap(), vec![]);
+    wait_line(&log, "BLOCKDEV-REMOVED vdb", 1, Duration::from_secs(10));
+
+    // Re-attach: the data is still there.
+    hv.disk_attach(&name, &disk).expect("re-attach");
+    wait_line(&log, &added, 2, Duration::from_secs(30));
+    wait_line(
+        &log,
+        &format!("BLOCKDEV-DATA vdb CIRRUS-VOLUME {serial}"),
+        2,
+        Duration::from_secs(10),
+    );
+
+    // A paused guest can't release it: Pending (and still listed) until it runs again.
+    hv.domain_suspend(&name).expect("suspend");
+    let call = Instant::now();
+    let s = hv.disk_detach(&name, "vdb").expect("detach while paused");
+    eprintln!(
+        "MEASURE detach while paused: {s:?} (call {:.1} s)",
+        call.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        s,
+        DetachState::Pending,
+        "a paused guest cannot release a disk"
+    );
+    assert_eq!(hv.disks(&name).unwrap(), vec![disk.clone()]);
+    let call = Instant::now();
+    assert_eq!(hv.disk_detach(&name, "vdb").unwrap(), DetachState::Pending);
+    eprintln!(
+        "MEASURE re-requested detach while paused: call {:.1} s",
+        call.elapsed().as_secs_f64()
+    );
+    hv.domain_resume(&name).expect("resume");
+    let t = Instant::now();
+    loop {
+        if hv.disk_detach(&name, "vdb").expect("detach after resume") == DetachState::Done {
+            break;
         }
-        DetachState::Pending => {
-            // Never released: the live domain must still have it until power-off.
-            assert_eq!(hv.disks(&name).unwrap(), vec![disk.clone()]);
-        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the resumed guest never released the disk"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
+    eprintln!(
+        "MEASURE resumed guest released the disk after {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    wait_line(&log, "BLOCKDEV-REMOVED vdb", 2, Duration::from_secs(10));
+    assert_eq!(hv.disks(&name).unwrap(), vec![]);
 
-    if state == DetachState::Done {
-        // Re-attach: the data is still there.
-        hv.disk_attach(&name, &disk).expect("re-attach");
-        wait_line(&log, &added, 2, Duration::from_secs(30));
-        wait_line(
-            &log,
-            &format!("BLOCKDEV-DATA vdb CIRRUS-VOLUME {serial}"),
-            2,
-            Duration::from_secs(10),
-        );
-
-        // A paused guest can't release it: Pending (and still listed) until it runs again.
-        hv.domain_suspend(&name).expect("suspend");
-        let call = Instant::now();
-        let s = hv.disk_detach(&name, "vdb").expect("detach while paused");
-        eprintln!(
-            "MEASURE detach while paused: {s:?} (call {:.1} s)",
-            call.elapsed().as_secs_f64()
-        );
-        assert_eq!(
-            s,
-            DetachState::Pending,
-            "a paused guest cannot release a disk"
-        );
-        assert_eq!(hv.disks(&name).unwrap(), vec![disk.clone()]);
-        let call = Instant::now();
-        assert_eq!(hv.disk_detach(&name, "vdb").unwrap(), DetachState::Pending);
-        eprintln!(
-            "MEASURE re-requested detach while paused: call {:.1} s",
-            call.elapsed().as_secs_f64()
-        );
-        hv.domain_resume(&name).expect("resume");
-        let t = Instant::now();
-        loop {
-            if hv.disk_detach(&name, "vdb").expect("detach after resume") == DetachState::Done {
-                break;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "the resumed guest never released the disk"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        eprintln!(
-            "MEASURE resumed guest released the disk after {:.1} s",
-            t.elapsed().as_secs_f64()
-        );
-        wait_line(&log, "BLOCKDEV-REMOVED vdb", 2, Duration::from_secs(10));
-        assert_eq!(hv.disks(&name).unwrap(), vec![]);
-
-        // Attached again, then powered off with the disk in: detach is done at once.
-        hv.disk_attach(&name, &disk).expect("attach a third time");
-        wait_line(&log, &added, 3, Duration::from_secs(30));
-    }
+    // Attached again, then powered off with the disk in: detach is done at once.
+    hv.disk_attach(&name, &disk).expect("attach a third time");
+    wait_line(&log, &added, 3, Duration::from_secs(30));
 
     // A block device (how an LVM volume reaches a guest here: a loop device over its
     // extents) is attached as `<disk type='block'>`.

@@ -57,7 +57,7 @@ fn instance_dirs(state: &Path) -> BTreeSet<String> {
 
 #[test]
 fn kill_9_of_agent_and_controllers_during_20_creations_converges_without_leaks() {
-    if std::env::var_os("CIRRUS_SKIP_LIBVIRT").is_some() {
+    if common::skipped_by(&["CIRRUS_SKIP_LIBVIRT"]) {
         return;
     }
     assert!(

@@ -237,8 +237,7 @@ fn real_kill_9_of_agent_during_20_volume_creations_and_10_attachments_converges_
 /// volumes, alternating), kills the agent 5 times meanwhile, then checks convergence and a
 /// clean teardown (with one more kill while the volumes are being deleted).
 fn scenario(per_server: usize) {
-    if std::env::var_os("CIRRUS_SKIP_LIBVIRT").is_some() {
-        println!("SKIP: CIRRUS_SKIP_LIBVIRT is set");
+    if common::skipped_by(&["CIRRUS_SKIP_LIBVIRT"]) {
         return;
     }
     assert!(

@@ -25,8 +25,7 @@ use common::{Cloud, DomainSweeper, NetworkSweeper, eventually, guest_dir, run_ok
 use serde_json::Value;
 
 fn skip() -> bool {
-    std::env::var_os("CIRRUS_SKIP_LIBVIRT").is_some()
-        || std::env::var_os("CIRRUS_SKIP_OVS").is_some()
+    common::skipped_by(&["CIRRUS_SKIP_LIBVIRT", "CIRRUS_SKIP_OVS"])
 }
 
 fn sh(cmd: &str, args: &[&str]) -> String {

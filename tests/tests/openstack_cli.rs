@@ -124,7 +124,7 @@ fn names(list: &Value) -> Vec<String> {
 
 #[test]
 fn real_openstack_cli_and_sdk_workflow() {
-    if std::env::var_os("CIRRUS_SKIP_LIBVIRT").is_some() {
+    if common::skipped_by(&["CIRRUS_SKIP_LIBVIRT"]) {
         return;
     }
     let venv = venv();

@@ -15,7 +15,7 @@ use common::{Cloud, DomainSweeper, eventually, guest_dir, repo_root, run_ok};
 use serde_json::Value;
 
 fn skip() -> bool {
-    std::env::var_os("CIRRUS_SKIP_LIBVIRT").is_some()
+    common::skipped_by(&["CIRRUS_SKIP_LIBVIRT"])
 }
 
 fn virsh(args: &[&str]) -> String {

@@ -77,7 +77,7 @@ fn apply(cloud: &Cloud, dir: &std::path::Path, name: &str, yaml: &str) {
 
 #[test]
 fn real_volume_attach_detach_and_data_survives() {
-    if std::env::var_os("CIRRUS_SKIP_LIBVIRT").is_some() {
+    if common::skipped_by(&["CIRRUS_SKIP_LIBVIRT"]) {
         return;
     }
     let version = Command::new("virsh")

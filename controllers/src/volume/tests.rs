@@ -625,15 +625,19 @@ async fn a_volume_made_for_a_server_that_never_came_is_deleted_after_the_grace()
     })
     .await;
     // Its event says why.
-    let events = Api::<cirrus_crds::Event>::in_project(h.client.clone(), P)
-        .list_all(None)
-        .await
-        .unwrap();
-    assert!(
-        events.items.iter().any(|e| e.spec.reason == "OrphanDeleted"
-            && e.spec.involved_object.uid == orphan.metadata.uid),
-        "an OrphanDeleted event for the orphan"
-    );
+    let events = Api::<cirrus_crds::Event>::in_project(h.client.clone(), P);
+    eventually("an OrphanDeleted event for the orphan", async || {
+        let events = events.list_all(None).await.ok()?;
+        events
+            .items
+            .iter()
+            .any(|e| {
+                e.spec.reason == "OrphanDeleted"
+                    && e.spec.involved_object.uid == orphan.metadata.uid
+            })
+            .then_some(())
+    })
+    .await;
     // The server's volume and the ordinary one stay (well past the grace).
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(volumes.get_opt("adopted").await.unwrap().is_some());

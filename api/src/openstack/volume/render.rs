@@ -130,13 +130,16 @@ pub fn declares(server: &Value, volume: &str) -> bool {
 
 /// Cinder's status of a volume: being deleted → `deleting` (or the agent's
 /// `error_deleting`); never observed → `creating`; `available` but declared by a live
-/// server → `attaching`; `in-use` but declared by none → `detaching`; else the phase.
-pub fn volume_status(deleting: bool, phase: Option<&str>, declared: bool) -> String {
+/// server → `attaching`; `available` while `growing` (its size asked for more than the node
+/// provisioned, as right after `os-extend`) → `extending`; `in-use` but declared by none →
+/// `detaching`; else the phase.
+pub fn volume_status(deleting: bool, phase: Option<&str>, declared: bool, growing: bool) -> String {
     match (deleting, phase) {
         (true, Some("error_deleting")) => "error_deleting",
         (true, _) => "deleting",
         (false, None) => "creating",
         (false, Some("available")) if declared => "attaching",
+        (false, Some("available")) if growing => "extending",
         (false, Some("in-use")) if !declared => "detaching",
         (false, Some(p)) => p,
     }
@@ -148,10 +151,14 @@ pub(crate) fn status_of(volume: &Value, index: &Index) -> String {
     let declared = !index
         .users_of(&project_of(volume), &common::name(volume))
         .is_empty();
+    let wanted = volume.pointer("/spec/size").and_then(Value::as_u64);
+    let provisioned = volume.pointer("/status/size").and_then(Value::as_u64);
+    let growing = matches!((wanted, provisioned), (Some(w), Some(p)) if w > p);
     volume_status(
         !is_live(volume),
         volume.pointer("/status/phase").and_then(Value::as_str),
         declared,
+        growing,
     )
 }
 
@@ -411,16 +418,36 @@ mod tests {
 
     #[test]
     fn status_follows_phase_and_declarations() {
-        assert_eq!(volume_status(false, None, false), "creating");
-        assert_eq!(volume_status(false, Some("available"), false), "available");
-        assert_eq!(volume_status(false, Some("available"), true), "attaching");
-        assert_eq!(volume_status(false, Some("in-use"), true), "in-use");
-        assert_eq!(volume_status(false, Some("in-use"), false), "detaching");
-        assert_eq!(volume_status(false, Some("detaching"), false), "detaching");
-        assert_eq!(volume_status(false, Some("error"), true), "error");
-        assert_eq!(volume_status(true, Some("available"), false), "deleting");
+        assert_eq!(volume_status(false, None, false, false), "creating");
         assert_eq!(
-            volume_status(true, Some("error_deleting"), false),
+            volume_status(false, Some("available"), false, false),
+            "available"
+        );
+        assert_eq!(
+            volume_status(false, Some("available"), true, false),
+            "attaching"
+        );
+        assert_eq!(
+            volume_status(false, Some("available"), false, true),
+            "extending"
+        );
+        assert_eq!(volume_status(false, Some("in-use"), true, true), "in-use");
+        assert_eq!(volume_status(false, Some("in-use"), true, false), "in-use");
+        assert_eq!(
+            volume_status(false, Some("in-use"), false, false),
+            "detaching"
+        );
+        assert_eq!(
+            volume_status(false, Some("detaching"), false, false),
+            "detaching"
+        );
+        assert_eq!(volume_status(false, Some("error"), true, false), "error");
+        assert_eq!(
+            volume_status(true, Some("available"), false, false),
+            "deleting"
+        );
+        assert_eq!(
+            volume_status(true, Some("error_deleting"), false, false),
             "error_deleting"
         );
     }

@@ -526,7 +526,9 @@ fn check_room(blobs: &BlobStore, more: u64) -> Result<(), ApiError> {
             StatusCode::INSUFFICIENT_STORAGE,
             "InsufficientStorage",
             format!(
-                "the image store has {free} bytes free and keeps {reserved} free for the                  control plane: {more} more bytes do not fit; delete unused images or ask                  the operator for space"
+                "the image store has {free} bytes free and keeps {reserved} free for the \
+                 control plane: {more} more bytes do not fit; delete unused images or ask \
+                 the operator for space"
             ),
         )),
         Err(e) => Err(io_error("checking the free space", e)),
@@ -540,7 +542,8 @@ fn over_quota(project: &str, left: u64) -> ApiError {
         StatusCode::PAYLOAD_TOO_LARGE,
         crate::quota::REASON,
         format!(
-            "Quota exceeded for image_size_total: the image data is larger than the {left}              bytes ({} MiB) left in project {project:?}",
+            "Quota exceeded for image_size_total: the image data is larger than the {left} \
+             bytes ({} MiB) left in project {project:?}",
             left >> 20
         ),
     )

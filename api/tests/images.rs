@@ -496,6 +496,10 @@ async fn image_size_quota_counts_uploaded_mib() {
             .contains("image_size_total"),
         "{status}"
     );
+    assert!(
+        !status["message"].as_str().unwrap().contains("  "),
+        "one sentence, no runs of spaces: {status}"
+    );
     // And streamed, without Content-Length: refused while reading.
     let stream = futures::stream::iter(
         (0..3).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![1u8; 512 * 1024]))),
@@ -547,6 +551,10 @@ async fn uploads_keep_the_reserved_space_free() {
     let (code, status) = h.upload("full", vec![1u8; 1000]).await;
     assert_eq!(code, 507, "{status}");
     assert_eq!(status["reason"], "InsufficientStorage");
+    assert!(
+        !status["message"].as_str().unwrap().contains("  "),
+        "one sentence, no runs of spaces: {status}"
+    );
     assert!(h.image("full").await["status"]["phase"] != "active");
     assert!(h.tmp_entries().is_empty());
     assert_eq!(h.blobs(), 0);

@@ -178,7 +178,8 @@ async fn bench_api(args: &BenchArgs) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for w in 0..writers {
         let http = http.clone();
-        let url = format!("{}/apis/cirrus.dev/v1/flavors", up.base);
+        let url =
+            cirrus_client::url_from_segments(&up.base, &["apis", "cirrus.dev", "v1", "flavors"])?;
         let count = args.objects;
         tasks.push(tokio::spawn(async move {
             for i in (w..count).step_by(writers) {
@@ -208,10 +209,11 @@ async fn bench_api(args: &BenchArgs) -> anyhow::Result<()> {
     for i in 0..args.samples {
         let name = format!("bench-{:05}", (i * 7919) % args.objects.max(1));
         let t = Instant::now();
-        let resp = http
-            .get(format!("{}/apis/cirrus.dev/v1/flavors/{name}", up.base))
-            .send()
-            .await?;
+        let url = cirrus_client::url_from_segments(
+            &up.base,
+            &["apis", "cirrus.dev", "v1", "flavors", &name],
+        )?;
+        let resp = http.get(url).send().await?;
         let _: Value = resp.json().await?;
         api_get.push(t.elapsed());
         let t = Instant::now();
@@ -227,7 +229,10 @@ async fn bench_api(args: &BenchArgs) -> anyhow::Result<()> {
     for _ in 0..5 {
         let t = Instant::now();
         let list: Value = http
-            .get(format!("{}/apis/cirrus.dev/v1/flavors", up.base))
+            .get(cirrus_client::url_from_segments(
+                &up.base,
+                &["apis", "cirrus.dev", "v1", "flavors"],
+            )?)
             .send()
             .await?
             .json()
@@ -461,16 +466,28 @@ struct Rest {
 }
 
 impl Rest {
-    /// `<base>/apis/cirrus.dev/v1/<path>`.
-    fn url(&self, path: &str) -> String {
-        format!("{}/apis/cirrus.dev/v1/{path}", self.base)
+    /// `<base>/apis/cirrus.dev/v1/<path>[?query]`, built from `path`'s segments and with
+    /// every query value encoded (the client's rules: no empty or dot segment).
+    fn url(&self, path: &str) -> anyhow::Result<String> {
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let mut segments = vec!["apis", "cirrus.dev", "v1"];
+        segments.extend(path.split('/'));
+        let mut url = cirrus_client::url_from_segments(&self.base, &segments)?;
+        for (i, pair) in query.split('&').filter(|p| !p.is_empty()).enumerate() {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(key);
+            url.push('=');
+            url.push_str(&cirrus_client::encode_query_value(value));
+        }
+        Ok(url)
     }
 
     /// POSTs `body` to the collection at `path` and returns the created object.
     async fn create(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let resp = self
             .http
-            .post(self.url(path))
+            .post(self.url(path)?)
             .json(body)
             .send()
             .await
@@ -485,7 +502,7 @@ impl Rest {
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
         let resp = self
             .http
-            .get(self.url(path))
+            .get(self.url(path)?)
             .send()
             .await
             .with_context(|| format!("GET {path}"))?;
@@ -499,7 +516,7 @@ impl Rest {
     async fn delete(&self, path: &str) -> anyhow::Result<()> {
         let resp = self
             .http
-            .delete(self.url(path))
+            .delete(self.url(path)?)
             .send()
             .await
             .with_context(|| format!("DELETE {path}"))?;
@@ -520,7 +537,7 @@ impl Rest {
         let length = f.metadata().await?.len();
         let resp = self
             .http
-            .put(self.url(path))
+            .put(self.url(path)?)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .header(reqwest::header::CONTENT_LENGTH, length)
             .body(reqwest::Body::wrap_stream(
@@ -681,7 +698,7 @@ impl ServerWatch {
     /// Starts watching `/apis/cirrus.dev/v1/servers` (all projects) after `revision`.
     async fn start(rest: &Rest, revision: &str) -> anyhow::Result<Self> {
         let path = format!("servers?watch=true&resourceVersion={revision}");
-        let mut resp = rest.http.get(rest.url(&path)).send().await?;
+        let mut resp = rest.http.get(rest.url(&path)?).send().await?;
         anyhow::ensure!(
             resp.status().is_success(),
             "watching servers: {}",
@@ -1539,4 +1556,27 @@ fn report_overhead(direct: &Timings, cirrus: &Timings) {
         "targets: create -> running through Cirrus <= 1.5 x direct, p50 ({})",
         verdict(ms(c.p50) <= 1.5 * ms(d.p50))
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_urls_are_built_from_segments() {
+        let rest = Rest {
+            http: reqwest::Client::new(),
+            base: "http://127.0.0.1:8080/".into(),
+        };
+        assert_eq!(
+            rest.url("projects/bench/images/a b/file").unwrap(),
+            "http://127.0.0.1:8080/apis/cirrus.dev/v1/projects/bench/images/a%20b/file"
+        );
+        assert_eq!(
+            rest.url("servers?watch=true&resourceVersion=1&x").unwrap(),
+            "http://127.0.0.1:8080/apis/cirrus.dev/v1/servers?watch=true&resourceVersion=1&x="
+        );
+        assert!(rest.url("projects/../nodes").is_err());
+        assert!(rest.url("flavors//x").is_err());
+    }
 }

@@ -108,17 +108,7 @@ impl Client {
     /// [`ClientError::InvalidObject`] for an empty, `.` or `..` segment: URL parsers resolve
     /// dot segments (encoded ones too), so they are refused rather than sent.
     pub fn url(&self, segments: &[&str]) -> Result<String> {
-        let mut url = self.base_url.clone();
-        for segment in segments {
-            if matches!(*segment, "" | "." | "..") {
-                return Err(ClientError::InvalidObject(format!(
-                    "{segment:?} cannot be a URL path segment (empty or a dot segment)"
-                )));
-            }
-            url.push('/');
-            url.push_str(&encode(segment));
-        }
-        Ok(url)
+        url_from_segments(&self.base_url, segments)
     }
 
     /// A request builder carrying the current token.
@@ -688,6 +678,25 @@ fn parse_watch_line<K: Resource>(url: &str, line: &[u8]) -> Result<WatchEvent<K>
 
 fn to_json<K: Resource>(obj: &K) -> Result<Vec<u8>> {
     serde_json::to_vec(obj).map_err(|e| ClientError::InvalidObject(e.to_string()))
+}
+
+/// `base` followed by `segments`, each one percent-encoded as a single path segment: what
+/// [`Client::url`] builds, for callers holding only a base URL.
+///
+/// # Errors
+/// [`ClientError::InvalidObject`] for an empty, `.` or `..` segment.
+pub fn url_from_segments(base: &str, segments: &[&str]) -> Result<String> {
+    let mut url = base.trim_end_matches('/').to_string();
+    for segment in segments {
+        if matches!(*segment, "" | "." | "..") {
+            return Err(ClientError::InvalidObject(format!(
+                "{segment:?} cannot be a URL path segment (empty or a dot segment)"
+            )));
+        }
+        url.push('/');
+        url.push_str(&encode(segment));
+    }
+    Ok(url)
 }
 
 /// `value` percent-encoded for a query string value (unreserved characters stay).

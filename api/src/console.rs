@@ -126,7 +126,7 @@ fn agent_http() -> Result<reqwest::Client, reqwest::Error> {
     if let Some(client) = HTTP.get() {
         return Ok(client.clone());
     }
-    let client = reqwest::Client::builder()
+    let client = cirrus_tls::http_client()
         .timeout(AGENT_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .build()?;

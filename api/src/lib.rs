@@ -166,13 +166,15 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, with each connection's peer
-/// address available to handlers (`ConnectInfo`, for the login rate limits); while it
+/// Serves the API on `listener` until `shutdown` resolves — over TLS with `tls`, in the clear
+/// without — with each connection's peer address available to handlers (`ConnectInfo`, for
+/// the login rate limits); while it
 /// serves, revocations are mirrored from the store, the token keys re-read from their
 /// directory ([`identity::key_reload`]) and unreferenced image blobs collected
 /// ([`blob_gc`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<cirrus_tls::ServerConfig>,
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -189,10 +191,16 @@ pub async fn serve(
             blob_gc::GRACE,
         ))
     });
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let app = router(state);
+    let served = match tls {
+        Some(tls) => cirrus_tls::serve(listener, tls, app, shutdown).await,
+        None => {
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
     revocations.abort();
     keys.abort();
     if let Some(gc) = blob_gc {

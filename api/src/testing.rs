@@ -63,7 +63,7 @@ impl TestApi {
             .mint(&admin, Some("admin"), Some(Role::Admin))
             .expect("a token can be sealed");
         let task = tokio::spawn(async move {
-            crate::serve(listener, state, std::future::pending())
+            crate::serve(listener, None, state, std::future::pending())
                 .await
                 .expect("the API serves");
         });

@@ -8,6 +8,11 @@
 //! (`cirrus_api::identity::key_reload`), so no restart and no signal is needed. Rotating
 //! more often than `--keep - 1` times per token lifetime (1 h) drops keys that live tokens
 //! were sealed with: those tokens stop validating (their holders log in again).
+//!
+//! `cirrus admin issue-certificate NAME --host H... --data-dir DIR` issues a server
+//! certificate from the cloud's CA in `DIR/tls` (the one `cirrus up --tls` made) for a
+//! process started on its own — a node agent on another host serving its endpoint with
+//! `--tls-cert DIR/tls/NAME.pem --tls-key DIR/tls/NAME-key.pem` (copied there).
 
 use std::path::PathBuf;
 
@@ -27,6 +32,37 @@ enum AdminCommand {
     /// Rotate the token keys in DATA_DIR/keys, keeping the previous ones so outstanding
     /// tokens stay valid; a running `cirrus up` picks the new ring up within 10 s.
     RotateKeys(RotateKeysArgs),
+    /// Issue a server certificate from the cloud's CA in DATA_DIR/tls for the given hosts:
+    /// writes NAME.pem and NAME-key.pem (0600) there, e.g. for `cirrus node-agent --tls-cert`.
+    IssueCertificate(IssueCertificateArgs),
+}
+
+/// Arguments of `cirrus admin issue-certificate`.
+#[derive(clap::Args, Debug)]
+struct IssueCertificateArgs {
+    /// The certificate's name: its common name and the files' base name (letters, digits,
+    /// `-`, `.`, `_`).
+    #[arg(value_parser = parse_cert_name)]
+    name: String,
+    /// A DNS name or IP address the server is reached at (repeatable; at least one).
+    #[arg(long = "host", required = true)]
+    hosts: Vec<String>,
+    /// The data directory of `cirrus up` (the CA is in `tls/` under it; made when missing).
+    #[arg(long, env = "CIRRUS_DATA_DIR", default_value = "/var/lib/cirrus")]
+    data_dir: PathBuf,
+}
+
+fn parse_cert_name(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && !text.starts_with('.')
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err("letters, digits, '-', '.' and '_' only, not starting with '.' (it names files)".into())
+    }
 }
 
 /// Arguments of `cirrus admin rotate-keys`.
@@ -55,7 +91,25 @@ fn parse_keep(text: &str) -> Result<usize, String> {
 pub fn run(args: AdminArgs) -> anyhow::Result<()> {
     match args.command {
         AdminCommand::RotateKeys(args) => rotate_keys(&args),
+        AdminCommand::IssueCertificate(args) => issue_certificate(&args),
     }
+}
+
+fn issue_certificate(args: &IssueCertificateArgs) -> anyhow::Result<()> {
+    let dir = args.data_dir.join(crate::up::TLS_DIR);
+    let authority = cirrus_tls::Authority::open_or_create(&dir)
+        .with_context(|| format!("opening the cloud's CA in {}", dir.display()))?;
+    let (cert, key) = authority
+        .write_server(&args.name, &args.hosts)
+        .with_context(|| format!("issuing a certificate for {:?}", args.hosts))?;
+    println!(
+        "issued {} (key {}) for {:?}, signed by {}",
+        cert.display(),
+        key.display(),
+        args.hosts,
+        authority.cert_path().display()
+    );
+    Ok(())
 }
 
 fn rotate_keys(args: &RotateKeysArgs) -> anyhow::Result<()> {

@@ -38,6 +38,19 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+    /// The server's TLS certificate is not signed by a CA this client trusts.
+    #[error(
+        "cannot verify the TLS certificate of the Cirrus API at {server} ({reason}); point OS_CACERT or CIRRUS_CACERT at the cloud's CA certificate (`cirrus up --tls` keeps it in <data-dir>/tls/ca.pem, and its openrc sets OS_CACERT)"
+    )]
+    Untrusted {
+        /// The server address.
+        server: String,
+        /// The innermost cause, e.g. `invalid peer certificate: UnknownIssuer`.
+        reason: String,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
     /// Any other transport failure.
     #[error("request to {url} failed: {source}")]
     Transport {
@@ -224,14 +237,17 @@ impl Client {
             message,
         };
         let mut base = Url::parse(server).map_err(|e| bad(e.to_string()))?;
-        if base.scheme() != "http" {
-            return Err(bad("only http:// is supported by this build".into()));
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(bad(format!(
+                "the scheme must be http or https, not {}",
+                base.scheme()
+            )));
         }
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let http = reqwest::Client::builder()
+        let http = cirrus_tls::http_client()
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| bad(e.to_string()))?;
@@ -256,13 +272,52 @@ impl Client {
         let Some(auth) = &self.auth else {
             return Ok(request);
         };
-        let token = auth.token().await.map_err(|e| ClientError::Status {
-            code: e.code().unwrap_or(401),
-            reason: "Unauthorized".into(),
-            message: e.to_string(),
-            body: Value::Null,
+        let token = auth.token().await.map_err(|e| match e {
+            // The login got no answer: say why (not "unauthorized").
+            cirrus_client::ClientError::Http { url, source, .. } => {
+                self.transport_error(&url, source)
+            }
+            e => ClientError::Status {
+                code: e.code().unwrap_or(401),
+                reason: "Unauthorized".into(),
+                message: e.to_string(),
+                body: Value::Null,
+            },
         })?;
         Ok(request.header(cirrus_crds::conventions::AUTH_HEADER, token))
+    }
+
+    /// What a request that got no answer from `url` failed with: nothing listening, a
+    /// certificate this client does not trust, or another transport failure.
+    fn transport_error(&self, url: &str, source: reqwest::Error) -> ClientError {
+        if !source.is_connect() {
+            return ClientError::Transport {
+                url: url.to_string(),
+                source,
+            };
+        }
+        let mut reason = source.to_string();
+        let mut chain = reason.clone();
+        let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(&source);
+        while let Some(c) = cause {
+            reason = c.to_string();
+            chain.push_str(": ");
+            chain.push_str(&reason);
+            cause = c.source();
+        }
+        let server = self.base.as_str().trim_end_matches('/').to_string();
+        if chain.to_ascii_lowercase().contains("certificate") {
+            return ClientError::Untrusted {
+                server,
+                reason,
+                source,
+            };
+        }
+        ClientError::Connect {
+            server,
+            reason,
+            source,
+        }
     }
 
     /// The server's base URL.
@@ -319,27 +374,10 @@ impl Client {
                 .header(reqwest::header::CONTENT_TYPE, content_type)
                 .body(serde_json::to_vec(body).expect("JSON values serialize"));
         }
-        let response = request.send().await.map_err(|source| {
-            if source.is_connect() {
-                let mut reason = source.to_string();
-                let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(&source);
-                while let Some(c) = cause {
-                    reason = c.to_string();
-                    cause = c.source();
-                }
-                let server = self.base.as_str().trim_end_matches('/').to_string();
-                ClientError::Connect {
-                    server,
-                    reason,
-                    source,
-                }
-            } else {
-                ClientError::Transport {
-                    url: url_text.clone(),
-                    source,
-                }
-            }
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|source| self.transport_error(&url_text, source))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);

@@ -98,7 +98,7 @@ enum Command {
     UploadImage(upload::UploadArgs),
     /// Print a server's serial console log.
     ConsoleLog(console::ConsoleArgs),
-    /// Operator commands on a data directory (`rotate-keys`).
+    /// Operator commands on a data directory (`rotate-keys`, `issue-certificate`).
     Admin(admin::AdminArgs),
 }
 

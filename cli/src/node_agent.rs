@@ -41,6 +41,13 @@ pub struct NodeAgentArgs {
     /// Where the agent endpoint (console logs for the API to proxy) listens.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub endpoint_listen: SocketAddr,
+    /// Serve the agent endpoint over TLS with this certificate (PEM; with `--tls-key`),
+    /// e.g. one issued by the cloud's CA (`cirrus up --tls` keeps it in `<data-dir>/tls`).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// The Open vSwitch integration bridge guests and DHCP namespaces are plugged into.
     #[arg(long, default_value = "br-int")]
     pub bridge: String,
@@ -198,6 +205,12 @@ pub async fn run(
     let driver = driver(&args)?;
     let mut config = config(&args, server, driver);
     config.auth = Some(source);
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.endpoint_tls = Some(
+            cirrus_tls::server_config_from_files(cert, key)
+                .context("loading the agent endpoint's TLS certificate")?,
+        );
+    }
     cirrus_node_agent::run(config, crate::up::shutdown_signal())
         .await
         .context("running the node agent")

@@ -26,6 +26,13 @@ pub struct UpArgs {
     /// API listens on, unless that is a wildcard address (then the request's `Host`).
     #[arg(long, env = "CIRRUS_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Serve the API and the local node agent's endpoint over TLS, with certificates of the
+    /// cloud's own CA, made once in DATA_DIR/tls: `ca.pem` there is what clients trust
+    /// (`openrc` sets OS_CACERT to it, `clouds.yaml` names it as `cacert`). Every start
+    /// issues a new server certificate for the listen address (localhost, 127.0.0.1, ::1 and
+    /// this host's name when it is a wildcard) and the host of `--public-url`.
+    #[arg(long)]
+    pub tls: bool,
     /// Use these etcd endpoints (comma-separated URLs) instead of the embedded store.
     #[arg(long, env = "CIRRUS_ETCD_ENDPOINTS", value_delimiter = ',')]
     pub etcd_endpoints: Vec<String>,
@@ -77,6 +84,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the API to {}", args.listen))?;
     prepare_data_dir(&args.data_dir)?;
+    let api_addr = listener.local_addr()?;
+    let tls = args
+        .tls
+        .then(|| {
+            TlsSetup::new(
+                &args.data_dir.join(TLS_DIR),
+                api_addr,
+                args.public_url.as_deref(),
+            )
+        })
+        .transpose()?;
     let (endpoints, embedded) = if args.etcd_endpoints.is_empty() {
         let server = embedded::start(EmbeddedConfig {
             extra_listen: args.store_listen.map(Listen::Tcp).into_iter().collect(),
@@ -107,10 +125,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .current_revision()
         .await
         .with_context(|| format!("reading from the store at {}", endpoints.join(",")))?;
-    let api_addr = listener.local_addr()?;
-    let api_url = format!("http://{api_addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let api_url = format!("{scheme}://{api_addr}");
     let identity = crate::up_identity::identity(&args.data_dir)?;
-    crate::up_identity::bootstrap_admin(&store, &args.data_dir, &api_url)
+    let cacert = tls.as_ref().map(|tls| tls.ca_path.clone());
+    crate::up_identity::bootstrap_admin(&store, &args.data_dir, &api_url, cacert.as_deref())
         .await
         .context("bootstrapping the admin user")?;
     let controllers_user =
@@ -137,7 +156,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // Controllers stop first (releasing their lease through the API), then the API.
     let (stop_api_tx, stop_api) = watch::channel(false);
     let (stop_tx, stop) = watch::channel(false);
-    let mut api = tokio::spawn(cirrus_api::serve(listener, state, stopped(stop_api)));
+    let mut api = tokio::spawn(cirrus_api::serve(
+        listener,
+        tls.as_ref().map(|tls| tls.api.clone()),
+        state,
+        stopped(stop_api),
+    ));
     let controllers = (!args.no_controllers).then(|| {
         let client = cirrus_client::Client::new(api_url.clone()).with_token_source(
             crate::up_identity::MintedTokens::new(identity.clone(), controllers_user.clone()),
@@ -157,6 +181,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 libvirt_uri: "qemu:///system".into(),
                 state_dir: args.data_dir.join("node"),
                 endpoint_listen: "127.0.0.1:0".parse().expect("a valid address"),
+                // The in-process agent gets its certificate in memory (TlsSetup).
+                tls_cert: None,
+                tls_key: None,
                 bridge: args.bridge.clone(),
                 ovsdb: "unix:/var/run/openvswitch/db.sock".into(),
                 no_network: false,
@@ -177,6 +204,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                         identity.clone(),
                         node_user,
                     ));
+                    config.endpoint_tls = tls.as_ref().map(|tls| tls.agent.clone());
                     Some(tokio::spawn(cirrus_node_agent::run(
                         config,
                         stopped(stop.clone()),
@@ -218,6 +246,71 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         server.shutdown().await;
     }
     Ok(())
+}
+
+/// The cloud's CA and server certificates, inside the data dir.
+pub const TLS_DIR: &str = "tls";
+
+/// What `--tls` sets up: the CA (trusted by this process's own clients), the API's server
+/// configuration and the local node agent endpoint's.
+struct TlsSetup {
+    ca_path: PathBuf,
+    api: cirrus_tls::ServerConfig,
+    agent: cirrus_tls::ServerConfig,
+}
+
+impl TlsSetup {
+    fn new(dir: &Path, api_addr: SocketAddr, public_url: Option<&str>) -> anyhow::Result<Self> {
+        let authority = cirrus_tls::Authority::open_or_create(dir)
+            .with_context(|| format!("opening the cloud's CA in {}", dir.display()))?;
+        cirrus_tls::trust_pem(authority.cert_pem().as_bytes())?;
+        let hosts = api_hosts(api_addr, public_url)?;
+        let (cert, key) = authority
+            .write_server("api", &hosts)
+            .context("issuing the API's certificate")?;
+        let api = cirrus_tls::server_config_from_files(&cert, &key)?;
+        // The local agent endpoint listens on loopback only.
+        let issued = authority.issue_server("node-agent", &["127.0.0.1".into()])?;
+        let agent = cirrus_tls::server_config(&issued.cert_pem, &issued.key_pem)?;
+        tracing::info!(ca = %authority.cert_path().display(), ?hosts, "serving TLS");
+        Ok(Self {
+            ca_path: authority.cert_path(),
+            api,
+            agent,
+        })
+    }
+}
+
+/// The names and addresses the API's certificate covers: the listen address (for a wildcard
+/// one, loopback and this host's name) and the host of the public URL.
+fn api_hosts(api_addr: SocketAddr, public_url: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let mut hosts = vec!["localhost".to_string()];
+    if api_addr.ip().is_unspecified() {
+        hosts.extend([
+            "127.0.0.1".into(),
+            "::1".into(),
+            crate::node_agent::host_name(),
+        ]);
+    } else {
+        hosts.push(api_addr.ip().to_string());
+    }
+    if let Some(url) = public_url {
+        let parsed = reqwest::Url::parse(url)
+            .with_context(|| format!("--public-url {url:?} is not a URL"))?;
+        let host = parsed
+            .host_str()
+            .filter(|host| !host.is_empty())
+            .with_context(|| format!("--public-url {url:?} names no host"))?;
+        // An IPv6 literal comes back bracketed, as URLs write it.
+        hosts.push(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+        );
+    }
+    hosts.sort();
+    hosts.dedup();
+    Ok(hosts)
 }
 
 /// Where `cirrus up` records the store endpoint for other processes, inside the data dir.
@@ -267,6 +360,30 @@ mod tests {
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_api_certificate_covers_the_listen_address_and_the_public_host() {
+        let hosts = api_hosts(
+            "10.0.0.5:8080".parse().unwrap(),
+            Some("https://cloud.example.org:443"),
+        )
+        .unwrap();
+        assert_eq!(hosts, ["10.0.0.5", "cloud.example.org", "localhost"]);
+        let wildcard = api_hosts(
+            "0.0.0.0:8080".parse().unwrap(),
+            Some("https://[2001:db8::1]/"),
+        )
+        .unwrap();
+        assert!(
+            wildcard.contains(&"127.0.0.1".to_string()) && wildcard.contains(&"::1".to_string())
+        );
+        assert!(
+            wildcard.contains(&"2001:db8::1".to_string()),
+            "{wildcard:?}"
+        );
+        let err = api_hosts("127.0.0.1:1".parse().unwrap(), Some("not a url")).unwrap_err();
+        assert!(err.to_string().contains("--public-url"), "{err}");
     }
 
     #[test]

@@ -42,11 +42,13 @@ pub fn identity(data_dir: &Path) -> anyhow::Result<Arc<Identity>> {
     Ok(Arc::new(Identity::new(keys).with_key_dir(dir)))
 }
 
-/// Ensures the admin project and user; writes `clouds.yaml` and `openrc` for `api_url`.
+/// Ensures the admin project and user; writes `clouds.yaml` and `openrc` for `api_url`
+/// (with `cacert`, the CA certificate clients must trust, when the API speaks TLS).
 pub async fn bootstrap_admin(
     store: &ObjectStore,
     data_dir: &Path,
     api_url: &str,
+    cacert: Option<&Path>,
 ) -> anyhow::Result<()> {
     bootstrap::ensure_project(store, ADMIN).await?;
     let openrc = data_dir.join("openrc");
@@ -74,10 +76,10 @@ pub async fn bootstrap_admin(
         }
     };
     bootstrap::ensure_binding(store, ADMIN, ADMIN, Role::Admin).await?;
-    write_private(&openrc, &openrc_text(api_url, &password))?;
+    write_private(&openrc, &openrc_text(api_url, &password, cacert))?;
     write_private(
         &data_dir.join("clouds.yaml"),
-        &clouds_yaml_text(api_url, &password),
+        &clouds_yaml_text(api_url, &password, cacert),
     )?;
     Ok(())
 }
@@ -217,7 +219,13 @@ fn password_in(openrc: &str) -> Option<String> {
     })
 }
 
-fn openrc_text(api_url: &str, password: &str) -> String {
+fn openrc_text(api_url: &str, password: &str, cacert: Option<&Path>) -> String {
+    // Both CLIs read OS_CACERT (cirrus also CIRRUS_CACERT); without TLS it is unset, so a
+    // stale value from an earlier TLS run does not linger in the shell.
+    let cacert = match cacert {
+        Some(path) => format!("export OS_CACERT='{}'\n", path.display()),
+        None => "unset OS_CACERT\n".to_string(),
+    };
     format!(
         "# Credentials of the cirrus up admin; `source` this file (python-openstackclient and cirrus).\n\
          export OS_AUTH_URL='{api_url}/identity/v3'\n\
@@ -229,11 +237,15 @@ fn openrc_text(api_url: &str, password: &str) -> String {
          export OS_PROJECT_DOMAIN_NAME=Default\n\
          export OS_REGION_NAME={REGION}\n\
          export OS_INTERFACE=public\n\
-         export CIRRUS_URL='{api_url}'\n"
+         export CIRRUS_URL='{api_url}'\n\
+         {cacert}"
     )
 }
 
-fn clouds_yaml_text(api_url: &str, password: &str) -> String {
+fn clouds_yaml_text(api_url: &str, password: &str, cacert: Option<&Path>) -> String {
+    let cacert = cacert
+        .map(|path| format!("\x20   cacert: '{}'\n", path.display()))
+        .unwrap_or_default();
     format!(
         "# Credentials of the cirrus up admin (OS_CLOUD=cirrus).\n\
          clouds:\n\
@@ -247,7 +259,8 @@ fn clouds_yaml_text(api_url: &str, password: &str) -> String {
          \x20     project_domain_name: Default\n\
          \x20   region_name: {REGION}\n\
          \x20   interface: public\n\
-         \x20   identity_api_version: 3\n"
+         \x20   identity_api_version: 3\n\
+         {cacert}"
     )
 }
 
@@ -274,9 +287,27 @@ mod tests {
 
     #[test]
     fn the_password_written_to_openrc_is_read_back() {
-        let text = openrc_text("http://127.0.0.1:1", "s3cr-et_x");
+        let text = openrc_text("http://127.0.0.1:1", "s3cr-et_x", None);
         assert_eq!(password_in(&text).as_deref(), Some("s3cr-et_x"));
         assert!(text.contains("export OS_AUTH_URL='http://127.0.0.1:1/identity/v3'"));
+        assert!(text.contains("unset OS_CACERT"), "{text}");
+    }
+
+    #[test]
+    fn a_tls_cloud_s_credentials_name_its_ca() {
+        let ca = Path::new("/var/lib/cirrus/tls/ca.pem");
+        let openrc = openrc_text("https://127.0.0.1:1", "pw", Some(ca));
+        assert!(
+            openrc.contains("export OS_CACERT='/var/lib/cirrus/tls/ca.pem'\n"),
+            "{openrc}"
+        );
+        assert!(openrc.contains("export CIRRUS_URL='https://127.0.0.1:1'"));
+        let clouds = clouds_yaml_text("https://127.0.0.1:1", "pw", Some(ca));
+        assert!(
+            clouds.contains("\n    cacert: '/var/lib/cirrus/tls/ca.pem'\n"),
+            "{clouds}"
+        );
+        assert!(!clouds_yaml_text("http://x", "pw", None).contains("cacert"));
     }
 
     #[test]

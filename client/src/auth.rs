@@ -79,7 +79,7 @@ impl PasswordLogin {
             user: user.into(),
             password: password.into(),
             project,
-            http: reqwest::Client::new(),
+            http: cirrus_tls::default_client(),
             cached: tokio::sync::Mutex::new(None),
         })
     }

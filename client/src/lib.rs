@@ -64,7 +64,7 @@ impl Client {
         Self {
             base_url,
             auth: None,
-            http: reqwest::Client::new(),
+            http: cirrus_tls::default_client(),
         }
     }
 

@@ -46,6 +46,9 @@ pub struct AgentConfig {
     /// Where to serve the agent endpoint (console logs for the API server to proxy); it is
     /// published in `Node.status.agentEndpoint`. `None`: not served.
     pub endpoint_listen: Option<std::net::SocketAddr>,
+    /// The endpoint's TLS certificate and key: served as `https://` when set (the API then
+    /// needs to trust the CA that signed it), in the clear when not.
+    pub endpoint_tls: Option<cirrus_tls::ServerConfig>,
     /// Host networking (integration bridge, DHCP, metadata, security groups); `None`: the
     /// node has none and servers with networks wait (`NetworkReady` False).
     pub network: Option<NetworkConfig>,
@@ -91,6 +94,7 @@ impl AgentConfig {
             heartbeat: HeartbeatConfig::default(),
             servers: ServerConfig::default(),
             endpoint_listen: None,
+            endpoint_tls: None,
             network: None,
             storage: crate::storage::Pools::new(),
         }
@@ -191,13 +195,26 @@ pub async fn run_with_handle(
                 config.node_name.clone(),
             );
             let rx = stop_rx.clone();
+            let scheme = if config.endpoint_tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let tls = config.endpoint_tls.clone();
             tokio::spawn(async move {
-                let serve = axum::serve(listener, router).with_graceful_shutdown(stopped(rx));
-                if let Err(e) = serve.await {
+                let served = match tls {
+                    Some(tls) => cirrus_tls::serve(listener, tls, router, stopped(rx)).await,
+                    None => {
+                        axum::serve(listener, router)
+                            .with_graceful_shutdown(stopped(rx))
+                            .await
+                    }
+                };
+                if let Err(e) = served {
                     tracing::warn!(error = %e, "agent endpoint stopped");
                 }
             });
-            Some(format!("http://{local}"))
+            Some(format!("{scheme}://{local}"))
         }
         None => None,
     };

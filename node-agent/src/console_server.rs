@@ -63,7 +63,7 @@ pub fn router(state_dir: PathBuf, api_url: String, node: String) -> Router {
         state_dir,
         api_url,
         node,
-        http: reqwest::Client::builder()
+        http: cirrus_tls::http_client()
             .timeout(std::time::Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .build()

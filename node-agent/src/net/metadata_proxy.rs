@@ -518,7 +518,7 @@ async fn serve_shared(
     api: SharedApi,
     network: String,
 ) -> std::io::Result<()> {
-    let http = reqwest::Client::builder()
+    let http = cirrus_tls::http_client()
         .timeout(API_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -27,7 +27,35 @@ const CREDENTIAL_VARS: &[&str] = &[
     "OS_CLOUD",
     "OS_AUTH_URL",
     "OS_TOKEN",
+    "OS_CACERT",
+    "CIRRUS_CACERT",
 ];
+
+/// CA certificates of the TLS clouds (`cirrus up --tls`) this test process started; every
+/// HTTP client the harness builds trusts them (nextest runs each test in its own process).
+static TRUSTED_CAS: Mutex<Vec<reqwest::Certificate>> = Mutex::new(Vec::new());
+
+/// Trusts the PEM CA certificate at `path` in every client built by [`http_builder`].
+pub fn trust_ca(path: &Path) -> bool {
+    let Ok(pem) = std::fs::read(path) else {
+        return false;
+    };
+    let cert = reqwest::Certificate::from_pem(&pem).expect("a PEM CA certificate");
+    TRUSTED_CAS.lock().unwrap().push(cert);
+    true
+}
+
+/// A blocking HTTP client builder trusting the CAs of the TLS clouds started here.
+pub fn http_builder() -> reqwest::blocking::ClientBuilder {
+    TRUSTED_CAS
+        .lock()
+        .unwrap()
+        .iter()
+        .cloned()
+        .fold(reqwest::blocking::Client::builder(), |b, ca| {
+            b.add_root_certificate(ca)
+        })
+}
 
 /// Path of a workspace binary built next to this test (`cargo build --workspace --bins`).
 pub fn bin(name: &str) -> PathBuf {
@@ -106,7 +134,9 @@ pub fn login(
     if let Some(project) = project {
         auth["scope"] = json!({"project": {"name": project, "domain": {"id": "default"}}});
     }
-    let resp = reqwest::blocking::Client::new()
+    let resp = http_builder()
+        .build()
+        .expect("an HTTP client")
         .post(format!("{base}/identity/v3/auth/tokens"))
         .json(&json!({ "auth": auth }))
         .send()
@@ -127,7 +157,7 @@ pub fn client_with_token(token: &str) -> reqwest::blocking::Client {
         "x-auth-token",
         reqwest::header::HeaderValue::from_str(token).expect("tokens are header-safe"),
     );
-    reqwest::blocking::Client::builder()
+    http_builder()
         .default_headers(headers)
         .build()
         .expect("an HTTP client")
@@ -167,7 +197,8 @@ impl Cloud {
 
     fn launch(&mut self) {
         let port = free_port();
-        self.base = format!("http://127.0.0.1:{port}");
+        let scheme = if self.tls() { "https" } else { "http" };
+        self.base = format!("{scheme}://127.0.0.1:{port}");
         *self.session.lock().unwrap() = None;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -203,8 +234,14 @@ impl Cloud {
     pub fn wait_ready(&mut self, timeout: Duration) -> Duration {
         let started = Instant::now();
         let url = format!("{}/readyz", self.base);
+        // A TLS cloud's CA exists once it serves (made before it listens, kept across starts).
+        let mut trusted = !self.tls();
         loop {
-            if let Ok(resp) = reqwest::blocking::get(&url)
+            if !trusted {
+                trusted = trust_ca(&self.ca_path());
+            }
+            if trusted
+                && let Ok(resp) = http_builder().build().unwrap().get(&url).send()
                 && resp.status().is_success()
             {
                 let openrc = std::fs::read_to_string(self.data_dir.join("openrc"))
@@ -229,6 +266,16 @@ impl Cloud {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether it was started with `--tls` (an `https://` API with the cloud's own CA).
+    pub fn tls(&self) -> bool {
+        self.args.iter().any(|a| a == "--tls")
+    }
+
+    /// The cloud's CA certificate (`--tls`): `<data-dir>/tls/ca.pem`.
+    pub fn ca_path(&self) -> PathBuf {
+        self.data_dir.join("tls/ca.pem")
     }
 
     /// The admin's password (from `openrc`).
@@ -376,8 +423,11 @@ impl Cloud {
 
     /// Runs the `cirrus` CLI against this cloud as the admin (the `openrc` credentials).
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        clean_command(&bin("cirrus"))
-            .args(args)
+        let mut cmd = clean_command(&bin("cirrus"));
+        if self.tls() {
+            cmd.env("OS_CACERT", self.ca_path());
+        }
+        cmd.args(args)
             .env("CIRRUS_URL", &self.base)
             .envs(self.admin_env())
             .stdin(Stdio::null())

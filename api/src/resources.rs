@@ -250,6 +250,7 @@ pub(crate) async fn create(
 ) -> Result<Value, ApiError> {
     admission::defaults::on_create(kind, &mut object);
     admission::admit(writer, kind, None, &object, Part::Main)?;
+    admission::image_use::check(state, kind, project, &object).await?;
     // Counting usage and writing is one step per project in this process.
     let _quota = match project {
         Some(p) if crate::quota::limits_kind(kind) => Some(admission::quota_lock::lock(p).await),
@@ -311,6 +312,13 @@ pub(crate) async fn write(
     part: Part,
     dry_run: bool,
 ) -> Result<Value, ApiError> {
+    // A rebuild names its new image in the change: the same acceptance rule as a create.
+    if part == Part::Main {
+        let named = match change {
+            Change::Replace(object) | Change::MergePatch(object) => object,
+        };
+        admission::image_use::check_change(state, kind, project, name, named).await?;
+    }
     let _quota = match project {
         Some(p) if part == Part::Main && crate::quota::limits_kind(kind) => {
             quota_for_update(state, kind, p, name, change).await?

@@ -130,7 +130,13 @@ async fn fixtures(api: &TestApi) -> Value {
         json!({"metadata": {"name": "vol"}, "spec": {"size": 1}, "status": {"node": "hv-1", "phase": "available"}}),
     )
     .await;
-    json!({"image": image, "network": network, "server": server, "volume": volume})
+    let shared = put(
+        "images",
+        Some(ALPHA),
+        json!({"metadata": {"name": "shr"}, "spec": {"visibility": "shared", "members": [BETA], "diskFormat": "raw", "containerFormat": "bare"}}),
+    )
+    .await;
+    json!({"image": image, "shared": shared, "network": network, "server": server, "volume": volume})
 }
 
 async fn tokens(api: &TestApi) -> Vec<Option<String>> {
@@ -218,6 +224,17 @@ fn rows(ids: &Value) -> Vec<Row> {
         Row { what: "neutron show network", req: Get(format!("/network/v2.0/networks/{}", id("network"))), expect: [401, 200, 200, 404, 200, 401, 401] },
         Row { what: "neutron share network", req: Put(format!("/network/v2.0/networks/{}", id("network")), json!({"network": {"shared": true}})), expect: [401, 403, 403, 404, 200, 401, 401] },
         Row { what: "glance show image", req: Get(format!("/image/v2/images/{}", id("image"))), expect: [401, 200, 200, 404, 200, 404, 404] },
+        // Glance members of a shared image (alpha's, offered to beta): the owner side sees
+        // them all, the member its own; only the member answers; only the owner withdraws.
+        Row { what: "glance list members", req: Get(format!("/image/v2/images/{}/members", id("shared"))), expect: [401, 200, 200, 200, 200, 404, 404] },
+        Row { what: "glance show member", req: Get(format!("/image/v2/images/{}/members/{BETA}", id("shared"))), expect: [401, 200, 200, 200, 200, 404, 404] },
+        Row { what: "glance add member to private", req: Post(format!("/image/v2/images/{}/members", id("image")), json!({"member": "gamma"})), expect: [401, 403, 403, 404, 403, 404, 404] },
+        Row { what: "glance remove a non-member", req: Delete(format!("/image/v2/images/{}/members/gamma", id("shared"))), expect: [401, 403, 404, 403, 404, 404, 404] },
+        Row { what: "glance answer for beta", req: Put(format!("/image/v2/images/{}/members/{BETA}", id("shared")), json!({"status": "rejected"})), expect: [401, 403, 403, 200, 403, 404, 404] },
+        Row { what: "list beta's image answers", req: Get(format!("{v1}/projects/{BETA}/imagemembers")), expect: [401, 404, 404, 200, 200, 403, 403] },
+        // (the answer row above made it)
+        Row { what: "get beta's answer", req: Get(format!("{v1}/projects/{BETA}/imagemembers/{}", id("shared"))), expect: [401, 404, 404, 200, 200, 403, 403] },
+        Row { what: "answer for beta natively", req: Post(format!("{v1}/projects/{BETA}/imagemembers{dry}"), json!({"metadata": {"name": id("shared")}, "spec": {"memberStatus": "accepted"}})), expect: [401, 404, 404, 201, 201, 403, 403] },
         Row { what: "cinder show volume", req: Get(format!("/volume/v3/{ALPHA}/volumes/{}", id("volume"))), expect: [401, 200, 200, 404, 200, 403, 403] },
         Row { what: "cinder reset status", req: Post(format!("/volume/v3/{ALPHA}/volumes/{}/action", id("volume")), json!({"os-reset_status": {"status": "available"}})), expect: [401, 403, 403, 404, 202, 403, 403] },
     ];

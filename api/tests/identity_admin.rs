@@ -138,9 +138,25 @@ async fn admins_manage_projects_users_and_role_assignments_like_keystone() {
     );
     assert_eq!(body["role_assignments"][0]["role"]["id"], "member");
 
-    // Alice sees herself and her project, nothing else, and cannot administer.
+    // Alice sees herself and her project, nothing else, and cannot administer: listing all
+    // projects and reading another one are Keystone's 403 (whether or not it exists).
     let alice = client_with_token(alice_token.as_deref().unwrap());
-    let (_, body) = send(alice.get(format!("{v3}/projects"))).await;
+    assert_eq!(
+        send(alice.get(format!("{v3}/projects"))).await.0,
+        StatusCode::FORBIDDEN
+    );
+    for other in ["admin", "no-such-project"] {
+        assert_eq!(
+            send(alice.get(format!("{v3}/projects/{other}"))).await.0,
+            StatusCode::FORBIDDEN,
+            "{other}"
+        );
+    }
+    assert_eq!(
+        send(alice.get(format!("{v3}/projects/demo"))).await.0,
+        StatusCode::OK
+    );
+    let (_, body) = send(alice.get(format!("{v3}/auth/projects"))).await;
     let names: Vec<&str> = body["projects"]
         .as_array()
         .unwrap()

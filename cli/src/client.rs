@@ -734,7 +734,12 @@ mod tests {
             c.object_url(flavor, None, "m1.small").unwrap().as_str(),
             "http://127.0.0.1:9/base/apis/cirrus.dev/v1/flavors/m1.small"
         );
-        assert!(Client::new("https://x").is_err());
+        assert!(
+            Client::new("https://x").is_ok(),
+            "https is served with --tls"
+        );
+        let err = Client::new("ftp://x").unwrap_err().to_string();
+        assert!(err.contains("http or https"), "{err}");
         assert!(Client::new("not a url").is_err());
     }
 

@@ -7,9 +7,11 @@ use crate::{Api, Client, ClientError, ListParams};
 
 /// The image `name` (or uid, as OpenStack clients give it) as `project` sees it: by name the
 /// project's own image, else a public one ([`Image::findable_by_name_from`]); by uid any image
-/// the project may use ([`Image::usable_by`]: also community images and those shared with
-/// it). `Ok(None)` is positive evidence that no such image is visible. The scheduler and the
-/// node agent both resolve by these rules, so they always agree.
+/// visible to the project ([`Image::visible_to`]: also community images and those shared
+/// with it). `Ok(None)` is positive evidence that no such image is visible. The scheduler and
+/// the node agent both resolve by these rules, so they always agree; whether a share was
+/// accepted ([`Image::usable_by`]) was decided when the server or volume was admitted (a
+/// member's later change of mind does not stop what already runs, as in Glance).
 ///
 /// # Errors
 /// API failures.
@@ -44,7 +46,7 @@ pub async fn find_image(
         .await?
         .items
         .into_iter()
-        .find(|i| i.usable_by(project)))
+        .find(|i| i.visible_to(project)))
 }
 
 /// Whether `text` has the shape of an object uid (a UUID), so a lookup by uid may find it.

@@ -22,6 +22,7 @@ pub use kinds::event::{Event, EventSpec, EventStatus};
 pub use kinds::flavor::{Flavor, FlavorSpec, FlavorStatus};
 pub use kinds::floatingip::{FloatingIP, FloatingIPSpec, FloatingIPStatus};
 pub use kinds::image::{Image, ImageSpec, ImageStatus};
+pub use kinds::imagemember::{ImageMember, ImageMemberSpec, ImageMemberStatus, MemberStatus};
 pub use kinds::ipallocation::{IpAllocation, IpAllocationSpec, IpAllocationStatus};
 pub use kinds::keypair::{Keypair, KeypairSpec, KeypairStatus};
 pub use kinds::lease::{Lease, LeaseSpec, LeaseStatus};
@@ -52,6 +53,7 @@ pub fn all_kinds() -> Vec<&'static KindInfo> {
         User::info(),
         RoleBinding::info(),
         Image::info(),
+        ImageMember::info(),
         Server::info(),
         Network::info(),
         Subnet::info(),

@@ -34,7 +34,7 @@ fn scopes() {
         "Lease",
         "TokenRevocation",
     ];
-    assert_eq!(all_kinds().len(), 22);
+    assert_eq!(all_kinds().len(), 23);
     for k in all_kinds() {
         let want = if cluster.contains(&k.kind) {
             Scope::Cluster

@@ -264,6 +264,49 @@ fn real_openstack_cli_and_sdk_workflow() {
         ],
     );
 
+    // A shared image: alice offers it to bob's project; it is in bob's list only once he
+    // accepts, and alice sees his answer (Glance's members, through the real CLI).
+    let shared_file = dir.path().join("shared.raw");
+    std::fs::write(&shared_file, vec![0u8; 1 << 20]).unwrap();
+    let shared = osc.json(
+        "alice",
+        &[
+            "image",
+            "create",
+            "--file",
+            shared_file.to_str().unwrap(),
+            "--disk-format",
+            "raw",
+            "--shared",
+            "alice-shared",
+        ],
+    );
+    let shared_id = shared["id"].as_str().unwrap().to_string();
+    osc.ok("alice", &["image", "add", "project", &shared_id, "osc-two"]);
+    let ids = |list: Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["ID"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(!ids(osc.json("bob", &["image", "list"])).contains(&shared_id));
+    osc.ok("bob", &["image", "set", "--accept", &shared_id]);
+    assert!(ids(osc.json("bob", &["image", "list"])).contains(&shared_id));
+    let members = osc.json("alice", &["image", "member", "list", &shared_id]);
+    assert_eq!(members[0]["Member ID"], "osc-two", "{members}");
+    assert_eq!(members[0]["Status"], "accepted", "{members}");
+    let e = osc.fails("alice", &["image", "set", "--accept", &shared_id]);
+    assert!(
+        e.contains("403") || e.to_lowercase().contains("forbidden") || e.contains("member"),
+        "{e}"
+    );
+    osc.ok(
+        "alice",
+        &["image", "remove", "project", &shared_id, "osc-two"],
+    );
+    assert!(!ids(osc.json("bob", &["image", "list"])).contains(&shared_id));
+
     // Each member: key pair, network, subnet, ICMP in the default group, a server with user
     // data that reaches ACTIVE and runs its script.
     let user_data = dir.path().join("user-data.sh");

@@ -16,6 +16,7 @@
 
 pub(crate) mod defaults;
 pub(crate) mod delete;
+pub(crate) mod image_use;
 pub(crate) mod policy;
 pub(crate) mod quota_lock;
 pub(crate) mod revoke;

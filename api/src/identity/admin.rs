@@ -192,25 +192,26 @@ async fn bindings(state: &ApiState) -> Result<Vec<RoleBinding>, KeystoneError> {
         .map_err(store_err)
 }
 
-/// `GET /v3/projects` (filters `name`, `enabled`, `domain_id`): everything for cloud admins,
-/// else the caller's own projects.
+/// `GET /v3/projects` (filters `name`, `enabled`, `domain_id`): cloud admins only, as
+/// Keystone's `identity:list_projects` policy (a user lists its own projects at
+/// `/v3/auth/projects` or `/v3/users/{user}/projects`). Clients rely on the 403: `openstack
+/// image add project` then takes the name it was given as the project's id.
 pub async fn list_projects(
     State(state): State<ApiState>,
     caller: Caller,
     headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Reply {
+    if !caller.is_cloud_admin() {
+        return Err(KeystoneError::forbidden(
+            "You are not authorized to perform the requested action: identity:list_projects.",
+        ));
+    }
     let base = base_url(&headers);
     let mut projects = Api::<Project>::all(state.store.clone())
         .list()
         .await
         .map_err(store_err)?;
-    if !caller.is_cloud_admin() {
-        let user = caller.user().map(|u| u.name.clone()).unwrap_or_default();
-        let mine =
-            cirrus_auth::roles::projects_of(bindings(&state).await?.iter().map(|b| &b.spec), &user);
-        projects.retain(|p| mine.contains_key(&p.metadata.name));
-    }
     projects.retain(|p| matches_filters(&q, &p.metadata.name, p.spec.enabled));
     let items = projects.iter().map(|p| project_json(p, &base)).collect();
     Ok(list_reply("projects", items, &base, "projects"))
@@ -251,10 +252,13 @@ pub async fn get_project(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Reply {
+    // Keystone's policy: another project answers 403 whether or not it exists (so nothing
+    // leaks), and clients rely on it — `openstack image add project` takes the name as the
+    // id when the lookup is forbidden.
     if !caller.is_cloud_admin() && caller.project() != Some(id.as_str()) {
-        return Err(KeystoneError::not_found(format!(
-            "Could not find project: {id}."
-        )));
+        return Err(KeystoneError::forbidden(
+            "You are not authorized to perform the requested action: identity:get_project.",
+        ));
     }
     let project = Api::<Project>::all(state.store.clone())
         .get(&id)

@@ -16,10 +16,11 @@
 //! - **Updates** are JSON patches (`application/openstack-images-v2.1-json-patch`) applied
 //!   to the image's Glance document; the difference is written back to the object with a
 //!   compare-and-swap on its `resourceVersion`. Read-only attributes answer `403`.
+//! - **Members** of shared images and their answers: [`super::image_members`].
 //! - **Extra properties** (any top-level key Glance does not define) are strings kept in
 //!   `spec.properties`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use axum::Json;
 use axum::Router;
@@ -29,7 +30,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cirrus_auth::Action;
-use cirrus_crds::KindInfo;
+use cirrus_crds::{Image, KindInfo, MemberStatus};
 use serde_json::{Map, Value, json};
 
 use crate::ApiState;
@@ -108,19 +109,20 @@ pub fn router() -> Router<ApiState> {
             get(show).patch(update).delete(delete),
         )
         .route("/image/v2/images/{id}/file", get(download).put(upload))
+        .merge(super::image_members::router())
         .route("/image/v2/schemas/image", get(image_schema))
         .route("/image/v2/schemas/images", get(images_schema))
 }
 
-fn kind() -> &'static KindInfo {
+pub(super) fn kind() -> &'static KindInfo {
     cirrus_crds::kind_by_plural("images").expect("Image is a known kind")
 }
 
-fn api_error(e: crate::error::ApiError) -> Fault {
+pub(super) fn api_error(e: crate::error::ApiError) -> Fault {
     Fault::from_api(D, e)
 }
 
-fn not_found(id: &str) -> Fault {
+pub(super) fn not_found(id: &str) -> Fault {
     Fault::not_found(D, format!("No image found with ID {id}"))
 }
 
@@ -147,7 +149,7 @@ fn scope(caller: &Caller) -> Result<&str, Fault> {
         .ok_or_else(|| Fault::forbidden(D, "Images need a token scoped to a project."))
 }
 
-fn owner(image: &Value) -> &str {
+pub(super) fn owner(image: &Value) -> &str {
     image
         .pointer("/metadata/project")
         .and_then(Value::as_str)
@@ -158,31 +160,41 @@ fn visibility(image: &Value) -> &str {
     image["spec"]["visibility"].as_str().unwrap_or("private")
 }
 
-fn members(image: &Value) -> impl Iterator<Item = &str> {
-    image["spec"]["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
+/// The typed image of a stored document (its metadata and spec), for the visibility rules
+/// that live with the kind; `None` for a document that does not parse (shown to no one).
+pub(crate) fn typed(image: &Value) -> Option<Image> {
+    let meta = serde_json::from_value(image.get("metadata")?.clone()).ok()?;
+    let spec = serde_json::from_value(image.get("spec")?.clone()).ok()?;
+    Some(Image::new(meta, spec))
 }
 
-/// Whether the caller (admin, or acting in `project`) may see `image` at all.
+/// Whether the caller (admin, or acting in `project`) may see `image` at all
+/// ([`Image::visible_to`]: a share whatever the member's answer).
 fn can_see(admin: bool, project: Option<&str>, image: &Value) -> bool {
     if image.pointer("/metadata/deletionTimestamp").is_some() {
         return false;
     }
-    if admin || project == Some(owner(image)) {
-        return true;
-    }
-    match visibility(image) {
-        "public" | "community" => true,
-        "shared" => project.is_some_and(|p| members(image).any(|m| m == p)),
-        _ => false,
+    admin || project.is_some_and(|p| typed(image).is_some_and(|i| i.visible_to(p)))
+}
+
+/// Glance's `member_status` list filter: `accepted` unless asked (`None`: `all`).
+fn member_status_filter(query: &ListQuery) -> Result<Option<MemberStatus>, Fault> {
+    match query.member_status.as_deref() {
+        None => Ok(Some(MemberStatus::Accepted)),
+        Some("all") => Ok(None),
+        Some(word) => MemberStatus::parse(word).map(Some).ok_or_else(|| {
+            Fault::bad_request(
+                D,
+                format!(
+                    "Invalid member_status value: {word} (one of pending, accepted, rejected, all)"
+                ),
+            )
+        }),
     }
 }
 
 /// The image with id `id` the caller may see, else `404`.
-async fn find(state: &ApiState, caller: &Caller, id: &str) -> Result<Value, Fault> {
+pub(super) async fn find(state: &ApiState, caller: &Caller, id: &str) -> Result<Value, Fault> {
     let project = caller.project();
     common::list(state, kind(), None)
         .await
@@ -195,7 +207,7 @@ async fn find(state: &ApiState, caller: &Caller, id: &str) -> Result<Value, Faul
 
 /// `Ok` when the caller may change `image` (a member of its project, or an admin); `403`
 /// for images it only sees.
-fn check_write(caller: &Caller, image: &Value) -> Result<(), Fault> {
+pub(super) fn check_write(caller: &Caller, image: &Value) -> Result<(), Fault> {
     caller
         .check(Action::Write, Some(owner(image)))
         .map_err(|_| {
@@ -301,6 +313,7 @@ struct ListQuery {
     sort_key: Option<String>,
     sort_dir: Option<String>,
     sort: Option<String>,
+    member_status: Option<String>,
 }
 
 /// A value filter with Glance's optional `in:a,b` operator.
@@ -400,9 +413,11 @@ fn select(
     images: Vec<Value>,
     admin: bool,
     project: Option<&str>,
+    answers: &HashMap<String, MemberStatus>,
     query: &ListQuery,
     tags: &[String],
 ) -> Result<(Vec<Value>, bool), Fault> {
+    let member_status = member_status_filter(query)?;
     let limit = match query.limit.as_deref() {
         None => DEFAULT_LIMIT,
         Some(v) => v
@@ -446,6 +461,18 @@ fn select(
     let mut selected: Vec<Value> = images
         .iter()
         .filter(|i| can_see(admin, project, i))
+        // Shares appear by the member's answer (accepted unless asked otherwise).
+        .filter(|i| {
+            admin
+                || project.is_some_and(|p| {
+                    typed(i).is_some_and(|image| {
+                        let uid = image.metadata.uid.as_deref().unwrap_or_default();
+                        let answer = answers.get(uid).copied().unwrap_or_default();
+                        image.visible_to(p)
+                            && (!image.offered_to(p) || image.listed_for(p, answer, member_status))
+                    })
+                })
+        })
         .filter(|i| match wanted_visibility {
             None => {
                 // Community images are listed only for their owner (and admins).
@@ -574,10 +601,14 @@ async fn list(
         .await
         .map_err(api_error)?;
     let tags = tags_of(uri.query());
+    let answers = crate::admission::image_use::answers(&state.store, &project)
+        .await
+        .map_err(api_error)?;
     let (page, more) = select(
         images,
         caller.is_cloud_admin(),
         Some(&project),
+        &answers,
         &query,
         &tags,
     )?;
@@ -1237,10 +1268,19 @@ mod tests {
         assert!(!can_see(false, Some("c"), &shared));
         assert!(can_see(false, Some("b"), &community));
         let all = vec![private, public, shared, community];
+        let answers = std::cell::RefCell::new(HashMap::new());
         let ids = |q: &str, project: &str| -> Vec<String> {
             let uri: axum::http::Uri = format!("/x?{q}").parse().unwrap();
             let query = Query::<ListQuery>::try_from_uri(&uri).unwrap().0;
-            let (page, _) = select(all.clone(), false, Some(project), &query, &[]).unwrap();
+            let (page, _) = select(
+                all.clone(),
+                false,
+                Some(project),
+                &answers.borrow(),
+                &query,
+                &[],
+            )
+            .unwrap();
             let mut ids: Vec<String> = page
                 .iter()
                 .map(|i| i["id"].as_str().unwrap().to_string())
@@ -1250,10 +1290,26 @@ mod tests {
         };
         assert_eq!(
             ids("", "b"),
-            ["q", "s"],
-            "community is not listed for others"
+            ["q"],
+            "community is not listed for others, nor an unanswered share"
         );
-        assert_eq!(ids("", "a"), ["c", "p", "q", "s"]);
+        assert_eq!(ids("member_status=pending", "b"), ["q", "s"]);
+        assert_eq!(ids("member_status=all", "b"), ["q", "s"]);
+        answers
+            .borrow_mut()
+            .insert("s".to_string(), MemberStatus::Accepted);
+        assert_eq!(ids("", "b"), ["q", "s"], "an accepted share is listed");
+        assert_eq!(ids("member_status=rejected", "b"), ["q"]);
+        answers
+            .borrow_mut()
+            .insert("s".to_string(), MemberStatus::Rejected);
+        assert_eq!(ids("", "b"), ["q"]);
+        assert_eq!(ids("member_status=rejected", "b"), ["q", "s"]);
+        assert_eq!(
+            ids("", "a"),
+            ["c", "p", "q", "s"],
+            "the owner lists all its own"
+        );
         assert_eq!(ids("visibility=community", "b"), ["c"]);
         assert_eq!(ids("visibility=public", "a"), ["q"]);
     }
@@ -1270,7 +1326,8 @@ mod tests {
         let page = |q: &str| -> (Vec<String>, bool) {
             let uri: axum::http::Uri = format!("/x?{q}").parse().unwrap();
             let query = Query::<ListQuery>::try_from_uri(&uri).unwrap().0;
-            let (page, more) = select(all.clone(), false, Some("a"), &query, &[]).unwrap();
+            let (page, more) =
+                select(all.clone(), false, Some("a"), &HashMap::new(), &query, &[]).unwrap();
             (
                 page.iter()
                     .map(|i| i["id"].as_str().unwrap().to_string())

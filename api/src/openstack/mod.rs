@@ -18,6 +18,7 @@ pub mod common;
 pub mod compute;
 pub mod fault;
 pub mod image;
+pub mod image_members;
 pub mod network;
 pub mod volume;
 

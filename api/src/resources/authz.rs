@@ -9,9 +9,11 @@
 //! - a project-scoped list or watch across projects by a non-admin is narrowed to the
 //!   token's project (what `cirrus get -A` shows a member is what it may see).
 //! - images of other projects are readable when the caller's project may use them: public
-//!   and community ones, and those shared with it (`Image::usable_by`, Glance's visibility).
+//!   and community ones, and those shared with it (`Image::visible_to`, Glance's visibility;
+//!   using a share needs the member's acceptance, `crate::admission::image_use`).
 //!
-//! Node agents ([`Subject::Node`]) may read every kind but users and role bindings (they
+//! Node agents ([`Subject::Node`]) may read every kind but users, role bindings and image
+//! members (they
 //! serve every project's servers placed on them, and plug networks and volumes for them);
 //! single objects bound to another node (servers by `spec.nodeName`, volumes and snapshots
 //! by `status.node`, ports by `spec.bindingHost`) answer 404, and so do private images
@@ -106,7 +108,7 @@ async fn authorize_user(
             if kind.plural == "images"
                 && matches!(op, Op::Get)
                 && let Some(name) = name
-                && is_usable_image(state, caller, project, name).await?
+                && is_visible_image(state, caller, project, name).await?
             {
                 return Ok(None);
             }
@@ -155,7 +157,8 @@ async fn authorize_node(
     name: Option<&str>,
     op: Op<'_>,
 ) -> Result<(), ApiError> {
-    if matches!(kind.plural, "users" | "rolebindings") {
+    // Image members are projects' answers to shares: admission used them, nodes never do.
+    if matches!(kind.plural, "users" | "rolebindings" | "imagemembers") {
         return Err(ApiError::forbidden(format!(
             "node {node:?} may not access {}",
             kind.plural
@@ -242,23 +245,20 @@ async fn node_may_read_image(
     name: &str,
 ) -> Result<(), ApiError> {
     let images = cirrus_crds::kind_by_plural("images").expect("images is a kind");
-    let image = state.store.get(images, project, name).await?;
-    let visibility = image
-        .pointer("/spec/visibility")
-        .and_then(Value::as_str)
-        .unwrap_or("private");
-    if matches!(visibility, "public" | "community") {
+    let stored = state.store.get(images, project, name).await?;
+    let Some(image) = crate::openstack::image::typed(&stored) else {
+        return Err(not_found(images, project, Some(name)));
+    };
+    if matches!(
+        image.spec.visibility,
+        cirrus_crds::kinds::image::Visibility::Public
+            | cirrus_crds::kinds::image::Visibility::Community
+    ) {
         return Ok(());
     }
     let owner = project.unwrap_or_default();
-    let members: Vec<&str> = image
-        .pointer("/spec/members")
-        .and_then(Value::as_array)
-        .map(|m| m.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let may_use = |server_project: &str| {
-        server_project == owner || (visibility == "shared" && members.contains(&server_project))
-    };
+    // What is bound here was admitted (a share's acceptance included): visibility decides.
+    let may_use = |server_project: &str| image.visible_to(server_project);
     let bound = |binding: &str| {
         cirrus_store::fields::FieldSelector::parse(&format!("{binding}={node}"))
             .map(|fields| cirrus_store::objects::ListOptions {
@@ -272,7 +272,7 @@ async fn node_may_read_image(
         .store
         .list(servers, None, &bound("spec.nodeName")?)
         .await?;
-    let uid = image.pointer("/metadata/uid").and_then(Value::as_str);
+    let uid = image.metadata.uid.as_deref();
     let names_it = |reference: Option<&str>| {
         reference.is_some() && (reference == Some(name) || reference == uid)
     };
@@ -338,8 +338,10 @@ async fn node_may_read_image(
 }
 
 /// Whether the caller's project may read image `name` of `project`, named exactly: a public
-/// or community one, or one shared with it ([`cirrus_crds::Image::usable_by`]).
-async fn is_usable_image(
+/// or community one, or one shared with it, answered or not
+/// ([`cirrus_crds::Image::visible_to`]; using it needs the answer, see
+/// [`crate::admission::image_use`]).
+async fn is_visible_image(
     state: &ApiState,
     caller: &Caller,
     project: &str,
@@ -350,7 +352,7 @@ async fn is_usable_image(
         project.to_string(),
     );
     match images.get(name).await {
-        Ok(image) => Ok(image.usable_by(caller.project().unwrap_or_default())),
+        Ok(image) => Ok(image.visible_to(caller.project().unwrap_or_default())),
         Err(cirrus_store::objects::ObjectError::NotFound { .. }) => Ok(false),
         Err(e) => Err(e.into()),
     }

@@ -336,8 +336,8 @@ impl SchedulerContext {
 
     /// The image `name` (or uid) as `server`'s project sees it, from the cache, by the rules
     /// [`cirrus_client::find_image`] applies through the API: by name its own image, else a
-    /// public one ([`Image::findable_by_name_from`]); by uid any it may use
-    /// ([`Image::usable_by`]).
+    /// public one ([`Image::findable_by_name_from`]); by uid any visible to it
+    /// ([`Image::visible_to`]; the share's acceptance was checked at admission).
     fn find_image(&self, server: &Server, name: &str) -> Option<Arc<Image>> {
         let project = server.metadata.project.as_deref().unwrap_or_default();
         if let Some(own) = self.images.get(&ObjectRef::in_project(project, name)) {
@@ -353,7 +353,7 @@ impl SchedulerContext {
             return Some(Arc::clone(found));
         }
         all.iter()
-            .find(|i| i.metadata.uid.as_deref() == Some(name) && i.usable_by(project))
+            .find(|i| i.metadata.uid.as_deref() == Some(name) && i.visible_to(project))
             .cloned()
     }
 

@@ -4,8 +4,9 @@
 //! cannot have two scopes, so `Image` is **project-scoped** and visibility is a field, as in
 //! Glance: `spec.visibility: public` images are listed and usable in every project (the
 //! owning project — normally `admin` — manages them), `private` ones only in their own
-//! project, `shared` ones also in the projects named in `spec.members`, and `community` ones
-//! by anyone who names them but are not listed elsewhere. Name lookups from another project
+//! project, `shared` ones also in the projects named in `spec.members` that accepted the share
+//! (an [`ImageMember`](crate::ImageMember) in their project; before that they see it by id
+//! only), and `community` ones by anyone who names them but are not listed elsewhere. Name lookups from another project
 //! (`image: cirros` in a Server) resolve to the project's own image first, then to a public
 //! image of that name.
 
@@ -14,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::kinds::imagemember::MemberStatus;
 use crate::meta::Condition;
 use crate::resource::Validate;
 use crate::validation::FieldErrors;
@@ -204,18 +206,59 @@ pub struct ImageStatus {
     pub conditions: Vec<Condition>,
 }
 
-/// Who may use an image, written once for every part of Cirrus that resolves one (native
-/// authorization, Nova, Glance, the scheduler, the node agent).
+/// Who may see and use an image, written once for every part of Cirrus that resolves one
+/// (native authorization, Nova, Glance, Cinder, the scheduler, the node agent).
 impl Image {
-    /// Whether `project` may use this image when it names it exactly (by uid, or by its
-    /// owner and name): its own, a public or community one, or one shared with it.
-    pub fn usable_by(&self, project: &str) -> bool {
+    /// Whether `project` may see this image by id: its own, a public or community one, or
+    /// one shared with it whatever its answer (Glance shows a pending share to the member,
+    /// so it can decide).
+    pub fn visible_to(&self, project: &str) -> bool {
         self.metadata.project.as_deref() == Some(project)
             || match self.spec.visibility {
                 Visibility::Public | Visibility::Community => true,
-                Visibility::Shared => self.spec.members.iter().any(|m| m == project),
+                Visibility::Shared => self.offered_to(project),
                 Visibility::Private => false,
             }
+    }
+
+    /// Whether the owner lists `project` as a member (the share offered, not yet answered).
+    pub fn offered_to(&self, project: &str) -> bool {
+        self.spec.visibility == Visibility::Shared && self.spec.members.iter().any(|m| m == project)
+    }
+
+    /// Whether `project` may use this image when it names it exactly (by uid, or by its
+    /// owner and name): its own, a public or community one, or one shared with it that it
+    /// accepted — `answer` is the project's [`ImageMember`](crate::ImageMember) for this
+    /// image, if it has one.
+    pub fn usable_by(&self, project: &str, answer: Option<MemberStatus>) -> bool {
+        match self.spec.visibility {
+            Visibility::Shared if self.metadata.project.as_deref() != Some(project) => {
+                self.offered_to(project) && answer == Some(MemberStatus::Accepted)
+            }
+            _ => self.visible_to(project),
+        }
+    }
+
+    /// Whether the image appears in `project`'s image list: its own, public ones, and
+    /// shares whose `answer` (pending when the project has no `ImageMember`) matches
+    /// `member_status` — Glance's `member_status` query, `accepted` unless asked otherwise,
+    /// `None` for all answers. Community images are reached by id.
+    pub fn listed_for(
+        &self,
+        project: &str,
+        answer: MemberStatus,
+        member_status: Option<MemberStatus>,
+    ) -> bool {
+        if self.metadata.project.as_deref() == Some(project) {
+            return true;
+        }
+        match self.spec.visibility {
+            Visibility::Public => true,
+            Visibility::Shared if self.offered_to(project) => {
+                member_status.is_none_or(|wanted| wanted == answer)
+            }
+            _ => false,
+        }
     }
 
     /// Whether a lookup by bare name from `project` may pick this image: its own, else a
@@ -314,8 +357,9 @@ mod visibility_tests {
         ];
         for (visibility, members, project, usable, findable) in table {
             let i = image(visibility, members);
+            let accepted = Some(MemberStatus::Accepted);
             assert_eq!(
-                i.usable_by(project),
+                i.usable_by(project, accepted),
                 usable,
                 "{visibility:?} from {project}"
             );
@@ -331,5 +375,44 @@ mod visibility_tests {
                 "{visibility:?} from {project}: {reference}"
             );
         }
+    }
+
+    /// A share is usable and listed only once the member accepted it; it is visible by id
+    /// whatever the answer; the owner's answer-free view is unchanged.
+    #[test]
+    fn shares_need_the_members_acceptance() {
+        let image = Image::new(
+            ObjectMeta {
+                name: "img".into(),
+                project: Some("owner".into()),
+                ..Default::default()
+            },
+            ImageSpec {
+                visibility: Visibility::Shared,
+                members: vec!["member".into()],
+                ..Default::default()
+            },
+        );
+        use MemberStatus::*;
+        for (answer, usable) in [
+            (None, false),
+            (Some(Pending), false),
+            (Some(Rejected), false),
+            (Some(Accepted), true),
+        ] {
+            assert_eq!(image.usable_by("member", answer), usable, "{answer:?}");
+            assert!(image.visible_to("member"), "{answer:?}");
+            assert!(!image.usable_by("stranger", answer), "{answer:?}");
+            assert!(image.usable_by("owner", answer), "{answer:?}");
+        }
+        let answer = |a: MemberStatus| a;
+        assert!(image.listed_for("member", answer(Accepted), Some(Accepted)));
+        assert!(!image.listed_for("member", answer(Pending), Some(Accepted)));
+        assert!(image.listed_for("member", answer(Pending), Some(Pending)));
+        assert!(image.listed_for("member", answer(Rejected), None));
+        assert!(!image.listed_for("stranger", answer(Accepted), None));
+        assert!(image.listed_for("owner", answer(Pending), Some(Accepted)));
+        assert_eq!(MemberStatus::parse("accepted"), Some(Accepted));
+        assert_eq!(MemberStatus::parse("maybe"), None);
     }
 }

@@ -6,6 +6,7 @@ pub mod event;
 pub mod flavor;
 pub mod floatingip;
 pub mod image;
+pub mod imagemember;
 pub mod ipallocation;
 pub mod keypair;
 pub mod lease;

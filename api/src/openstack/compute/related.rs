@@ -98,13 +98,14 @@ impl Related {
         others.into_iter().next()
     }
 
-    /// The image `id` as `project` may use it: by uid any it may use ([`Image::usable_by`]:
-    /// its own, public, community, shared with it), by object or display name only its own
-    /// and public ones ([`Image::findable_by_name_from`]).
+    /// The image `id` as `project` sees it: by uid any visible to it ([`Image::visible_to`]:
+    /// its own, public, community, shared with it — whether the share was accepted is
+    /// admission's question, [`crate::admission::image_use`]), by object or display name only
+    /// its own and public ones ([`Image::findable_by_name_from`]).
     pub fn image_by_id(&self, project: &str, id: &str) -> Option<&Image> {
         self.images
             .iter()
-            .filter(|i| i.usable_by(project))
+            .filter(|i| i.visible_to(project))
             .find(|i| uid(&i.metadata) == id)
             .or_else(|| {
                 self.images

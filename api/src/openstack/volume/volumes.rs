@@ -131,20 +131,11 @@ pub(crate) async fn zones(state: &ApiState) -> Result<Vec<String>, Fault> {
     Ok(zones)
 }
 
-/// Whether image `image` may be used by `project` (own, public, community, or shared
-/// with it).
+/// Whether `project` sees image `image` ([`cirrus_crds::Image::visible_to`]: own, public,
+/// community, or shared with it; using a share needs the project's acceptance, which
+/// admission checks, [`crate::admission::image_use`]).
 fn image_usable(image: &Value, project: &str) -> bool {
-    if project_of(image) == project {
-        return true;
-    }
-    match image.pointer("/spec/visibility").and_then(Value::as_str) {
-        Some("public") | Some("community") => true,
-        Some("shared") => image
-            .pointer("/spec/members")
-            .and_then(Value::as_array)
-            .is_some_and(|m| m.iter().any(|p| p.as_str() == Some(project))),
-        _ => false,
-    }
+    crate::openstack::image::typed(image).is_some_and(|i| i.visible_to(project))
 }
 
 /// Checks a create request and resolves its references; nothing is written.
@@ -324,7 +315,13 @@ async fn plan(state: &ApiState, ctx: &Ctx, req: &Value) -> Result<Plan, Fault> {
                 ));
             }
             plan.bootable = true;
-            plan.source = Some(("image", common::name(image)));
+            // The reference every later lookup resolves to exactly this image: its name when
+            // a by-name lookup from the project finds it, else its uid (a share or community
+            // image named by name could resolve to another image of that name).
+            let reference = crate::openstack::image::typed(image)
+                .map(|i| i.reference_from(&ctx.project))
+                .unwrap_or_else(|| common::uid(image));
+            plan.source = Some(("image", reference));
         }
     }
     plan.size = match size {

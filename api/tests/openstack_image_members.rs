@@ -1,0 +1,358 @@
+//! Glance's image members over HTTP, as `openstack image add project`, `image set --accept`
+//! and `image member list` use them: the owner offers a shared image, only the member answers,
+//! and only an accepted share is listed for the member and usable by its servers and volumes
+//! (through both front ends); withdrawing the offer removes the answer.
+
+use cirrus_api::testing::{TestApi, client_with_token};
+use cirrus_auth::Role;
+use cirrus_store::objects::Part;
+use serde_json::{Value, json};
+
+async fn expect(resp: reqwest::Response, status: u16) -> Value {
+    let code = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    assert_eq!(code, status, "{text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+fn listed(body: &Value) -> Vec<String> {
+    body["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_share_is_used_only_once_the_member_accepts_it() {
+    let api = TestApi::start().await;
+    let base = api.base_url.clone();
+    let image_url = |path: &str| format!("{base}/image/v2{path}");
+    let alice = client_with_token(&api.user_token("alice", "project-a", Role::Member).await);
+    let bob = client_with_token(&api.user_token("bob", "project-b", Role::Member).await);
+    let bob_reader = client_with_token(&api.user_token("bobr", "project-b", Role::Reader).await);
+    let carol = client_with_token(&api.user_token("carol", "project-c", Role::Member).await);
+    let admin = api.client();
+
+    // A private image cannot have members.
+    let private = expect(
+        alice
+            .post(image_url("/images"))
+            .json(&json!({"name": "mine", "disk_format": "raw"}))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    let private_id = private["id"].as_str().unwrap().to_string();
+    let refused = expect(
+        alice
+            .post(image_url(&format!("/images/{private_id}/members")))
+            .json(&json!({"member": "project-b"}))
+            .send()
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    assert!(
+        refused.to_string().contains("Only shared images"),
+        "{refused}"
+    );
+
+    let image = expect(
+        alice
+            .post(image_url("/images"))
+            .json(&json!({"name": "app", "disk_format": "raw", "visibility": "shared"}))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    let id = image["id"].as_str().unwrap().to_string();
+    // The data is there (as after an upload) so a volume may be made from it.
+    api.store
+        .patch(
+            cirrus_crds::kind_by_plural("images").unwrap(),
+            Some("project-a"),
+            &api_name(&api, &id).await,
+            &json!({"status": {"phase": "active", "size": 1024, "virtualSize": 1u64 << 30}}),
+            Part::Status,
+            false,
+        )
+        .await
+        .unwrap();
+    let members = image_url(&format!("/images/{id}/members"));
+
+    // Bad input names the field; a member cannot add itself; the offer starts pending.
+    let bad = expect(
+        alice.post(&members).json(&json!({})).send().await.unwrap(),
+        400,
+    )
+    .await;
+    assert!(bad.to_string().contains("member is required"), "{bad}");
+    expect(
+        bob.post(&members)
+            .json(&json!({"member": "project-b"}))
+            .send()
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+    let offered = expect(
+        alice
+            .post(&members)
+            .json(&json!({"member": "project-b"}))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(offered["status"], "pending");
+    assert_eq!(offered["member_id"], "project-b");
+    assert_eq!(offered["image_id"], id);
+    expect(
+        alice
+            .post(&members)
+            .json(&json!({"member": "project-b"}))
+            .send()
+            .await
+            .unwrap(),
+        409,
+    )
+    .await;
+    expect(
+        alice
+            .post(&members)
+            .json(&json!({"member": "project-c"}))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+
+    // The member sees it by id and its own membership only; it is not in its list yet.
+    expect(
+        bob.get(image_url(&format!("/images/{id}")))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    let seen = expect(bob.get(&members).send().await.unwrap(), 200).await;
+    assert_eq!(seen["members"].as_array().unwrap().len(), 1, "{seen}");
+    assert_eq!(seen["members"][0]["member_id"], "project-b");
+    let owners = expect(alice.get(&members).send().await.unwrap(), 200).await;
+    assert_eq!(owners["members"].as_array().unwrap().len(), 2, "{owners}");
+    expect(
+        bob.get(format!("{members}/project-c"))
+            .send()
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+    let list = expect(bob.get(image_url("/images")).send().await.unwrap(), 200).await;
+    assert!(
+        !listed(&list).contains(&id),
+        "pending shares are not listed"
+    );
+    let pending = expect(
+        bob.get(image_url("/images?member_status=pending"))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert!(listed(&pending).contains(&id));
+    expect(
+        bob.get(image_url("/images?member_status=maybe"))
+            .send()
+            .await
+            .unwrap(),
+        400,
+    )
+    .await;
+
+    // Not usable before the answer: a native server and a Cinder volume both refused.
+    expect(
+        admin
+            .post(format!("{base}/apis/cirrus.dev/v1/flavors"))
+            .json(&json!({"metadata": {"name": "small"}, "spec": {"vcpus": 1, "ram": 256, "disk": 1}}))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    let server = json!({"metadata": {"name": "web"}, "spec": {"flavor": "small", "image": id}});
+    let servers = format!("{base}/apis/cirrus.dev/v1/projects/project-b/servers");
+    let refused = expect(bob.post(&servers).json(&server).send().await.unwrap(), 400).await;
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("spec.image")
+            && message.contains("pending")
+            && message.contains("--accept"),
+        "{refused}"
+    );
+    let volumes = format!("{base}/volume/v3/project-b/volumes");
+    let volume = json!({"volume": {"size": 1, "imageRef": id, "name": "data"}});
+    let refused = expect(bob.post(&volumes).json(&volume).send().await.unwrap(), 400).await;
+    assert!(refused.to_string().contains("accept"), "{refused}");
+
+    // Only the member answers; a reader may not; the owner may not answer for it.
+    let answer = |status: &str| json!({"status": status});
+    expect(
+        alice
+            .put(format!("{members}/project-b"))
+            .json(&answer("accepted"))
+            .send()
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    expect(
+        bob_reader
+            .put(format!("{members}/project-b"))
+            .json(&answer("accepted"))
+            .send()
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    expect(
+        carol
+            .put(format!("{members}/project-b"))
+            .json(&answer("accepted"))
+            .send()
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    let bad = expect(
+        bob.put(format!("{members}/project-b"))
+            .json(&answer("maybe"))
+            .send()
+            .await
+            .unwrap(),
+        400,
+    )
+    .await;
+    assert!(
+        bad.to_string().contains("pending, accepted, rejected"),
+        "{bad}"
+    );
+    let accepted = expect(
+        bob.put(format!("{members}/project-b"))
+            .json(&answer("accepted"))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(accepted["status"], "accepted");
+    let owners = expect(
+        alice
+            .get(format!("{members}/project-b"))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(owners["status"], "accepted", "the owner sees the answer");
+
+    // Accepted: listed, and usable through both front ends.
+    let list = expect(bob.get(image_url("/images")).send().await.unwrap(), 200).await;
+    assert!(listed(&list).contains(&id));
+    expect(bob.post(&servers).json(&server).send().await.unwrap(), 201).await;
+    expect(bob.post(&volumes).json(&volume).send().await.unwrap(), 202).await;
+    // Carol did not answer: still refused for her.
+    let carols = format!("{base}/apis/cirrus.dev/v1/projects/project-c/servers");
+    expect(carol.post(&carols).json(&server).send().await.unwrap(), 400).await;
+
+    // Changing its mind: rejected shares leave the list; what runs keeps running.
+    expect(
+        bob.put(format!("{members}/project-b"))
+            .json(&answer("rejected"))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    let list = expect(bob.get(image_url("/images")).send().await.unwrap(), 200).await;
+    assert!(!listed(&list).contains(&id));
+    let again = json!({"metadata": {"name": "web-2"}, "spec": {"flavor": "small", "image": id}});
+    expect(bob.post(&servers).json(&again).send().await.unwrap(), 400).await;
+    expect(bob.get(format!("{servers}/web")).send().await.unwrap(), 200).await;
+
+    // Only the owner withdraws; withdrawing removes the answer (a new offer is pending).
+    expect(
+        bob.delete(format!("{members}/project-b"))
+            .send()
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    expect(
+        alice
+            .delete(format!("{members}/project-b"))
+            .send()
+            .await
+            .unwrap(),
+        204,
+    )
+    .await;
+    expect(
+        alice
+            .delete(format!("{members}/project-b"))
+            .send()
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+    let answers = format!("{base}/apis/cirrus.dev/v1/projects/project-b/imagemembers/{id}");
+    expect(admin.get(&answers).send().await.unwrap(), 404).await;
+    let reoffered = expect(
+        alice
+            .post(&members)
+            .json(&json!({"member": "project-b"}))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(reoffered["status"], "pending");
+}
+
+/// The object name of the image with uid `id`.
+async fn api_name(api: &TestApi, id: &str) -> String {
+    let images = cirrus_crds::kind_by_plural("images").unwrap();
+    let all = api
+        .store
+        .list(images, None, &Default::default())
+        .await
+        .unwrap();
+    all.items
+        .iter()
+        .find(|i| i["metadata"]["uid"] == id)
+        .and_then(|i| i["metadata"]["name"].as_str())
+        .unwrap()
+        .to_string()
+}

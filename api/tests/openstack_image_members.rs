@@ -8,7 +8,9 @@ use cirrus_auth::Role;
 use cirrus_store::objects::Part;
 use serde_json::{Value, json};
 
-async fn expect(resp: reqwest::Response, status: u16) -> Value {
+/// Sends `request` and expects `status`; the JSON body (or null).
+async fn send(request: reqwest::RequestBuilder, status: u16) -> Value {
+    let resp = request.send().await.unwrap();
     let code = resp.status().as_u16();
     let text = resp.text().await.unwrap();
     assert_eq!(code, status, "{text}");
@@ -36,24 +38,18 @@ async fn a_share_is_used_only_once_the_member_accepts_it() {
     let admin = api.client();
 
     // A private image cannot have members.
-    let private = expect(
+    let private = send(
         alice
             .post(image_url("/images"))
-            .json(&json!({"name": "mine", "disk_format": "raw"}))
-            .send()
-            .await
-            .unwrap(),
+            .json(&json!({"name": "mine", "disk_format": "raw"})),
         201,
     )
     .await;
     let private_id = private["id"].as_str().unwrap().to_string();
-    let refused = expect(
+    let refused = send(
         alice
             .post(image_url(&format!("/images/{private_id}/members")))
-            .json(&json!({"member": "project-b"}))
-            .send()
-            .await
-            .unwrap(),
+            .json(&json!({"member": "project-b"})),
         403,
     )
     .await;
@@ -62,13 +58,10 @@ async fn a_share_is_used_only_once_the_member_accepts_it() {
         "{refused}"
     );
 
-    let image = expect(
+    let image = send(
         alice
             .post(image_url("/images"))
-            .json(&json!({"name": "app", "disk_format": "raw", "visibility": "shared"}))
-            .send()
-            .await
-            .unwrap(),
+            .json(&json!({"name": "app", "disk_format": "raw", "visibility": "shared"})),
         201,
     )
     .await;
@@ -88,114 +81,59 @@ async fn a_share_is_used_only_once_the_member_accepts_it() {
     let members = image_url(&format!("/images/{id}/members"));
 
     // Bad input names the field; a member cannot add itself; the offer starts pending.
-    let bad = expect(
-        alice.post(&members).json(&json!({})).send().await.unwrap(),
-        400,
-    )
-    .await;
+    let bad = send(alice.post(&members).json(&json!({})), 400).await;
     assert!(bad.to_string().contains("member is required"), "{bad}");
-    expect(
-        bob.post(&members)
-            .json(&json!({"member": "project-b"}))
-            .send()
-            .await
-            .unwrap(),
+    send(
+        bob.post(&members).json(&json!({"member": "project-b"})),
         404,
     )
     .await;
-    let offered = expect(
-        alice
-            .post(&members)
-            .json(&json!({"member": "project-b"}))
-            .send()
-            .await
-            .unwrap(),
+    let offered = send(
+        alice.post(&members).json(&json!({"member": "project-b"})),
         200,
     )
     .await;
     assert_eq!(offered["status"], "pending");
     assert_eq!(offered["member_id"], "project-b");
     assert_eq!(offered["image_id"], id);
-    expect(
-        alice
-            .post(&members)
-            .json(&json!({"member": "project-b"}))
-            .send()
-            .await
-            .unwrap(),
+    send(
+        alice.post(&members).json(&json!({"member": "project-b"})),
         409,
     )
     .await;
-    expect(
-        alice
-            .post(&members)
-            .json(&json!({"member": "project-c"}))
-            .send()
-            .await
-            .unwrap(),
+    send(
+        alice.post(&members).json(&json!({"member": "project-c"})),
         200,
     )
     .await;
 
     // The member sees it by id and its own membership only; it is not in its list yet.
-    expect(
-        bob.get(image_url(&format!("/images/{id}")))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
-    let seen = expect(bob.get(&members).send().await.unwrap(), 200).await;
+    send(bob.get(image_url(&format!("/images/{id}"))), 200).await;
+    let seen = send(bob.get(&members), 200).await;
     assert_eq!(seen["members"].as_array().unwrap().len(), 1, "{seen}");
     assert_eq!(seen["members"][0]["member_id"], "project-b");
-    let owners = expect(alice.get(&members).send().await.unwrap(), 200).await;
+    let owners = send(alice.get(&members), 200).await;
     assert_eq!(owners["members"].as_array().unwrap().len(), 2, "{owners}");
-    expect(
-        bob.get(format!("{members}/project-c"))
-            .send()
-            .await
-            .unwrap(),
-        404,
-    )
-    .await;
-    let list = expect(bob.get(image_url("/images")).send().await.unwrap(), 200).await;
+    send(bob.get(format!("{members}/project-c")), 404).await;
+    let list = send(bob.get(image_url("/images")), 200).await;
     assert!(
         !listed(&list).contains(&id),
         "pending shares are not listed"
     );
-    let pending = expect(
-        bob.get(image_url("/images?member_status=pending"))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let pending = send(bob.get(image_url("/images?member_status=pending")), 200).await;
     assert!(listed(&pending).contains(&id));
-    expect(
-        bob.get(image_url("/images?member_status=maybe"))
-            .send()
-            .await
-            .unwrap(),
-        400,
-    )
-    .await;
+    send(bob.get(image_url("/images?member_status=maybe")), 400).await;
 
     // Not usable before the answer: a native server and a Cinder volume both refused.
-    expect(
-        admin
+    send(admin
             .post(format!("{base}/apis/cirrus.dev/v1/flavors"))
-            .json(&json!({"metadata": {"name": "small"}, "spec": {"vcpus": 1, "ram": 256, "disk": 1}}))
-            .send()
-            .await
-            .unwrap(),
+            .json(&json!({"metadata": {"name": "small"}, "spec": {"vcpus": 1, "ram": 256, "disk": 1}})),
         201,
     )
     .await;
     let server = json!({"metadata": {"name": "web"}, "spec": {"flavor": "small", "image": id}});
     let servers = format!("{base}/apis/cirrus.dev/v1/projects/project-b/servers");
-    let refused = expect(bob.post(&servers).json(&server).send().await.unwrap(), 400).await;
+    let refused = send(bob.post(&servers).json(&server), 400).await;
     let message = refused["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("spec.image")
@@ -205,47 +143,35 @@ async fn a_share_is_used_only_once_the_member_accepts_it() {
     );
     let volumes = format!("{base}/volume/v3/project-b/volumes");
     let volume = json!({"volume": {"size": 1, "imageRef": id, "name": "data"}});
-    let refused = expect(bob.post(&volumes).json(&volume).send().await.unwrap(), 400).await;
+    let refused = send(bob.post(&volumes).json(&volume), 400).await;
     assert!(refused.to_string().contains("accept"), "{refused}");
 
     // Only the member answers; a reader may not; the owner may not answer for it.
     let answer = |status: &str| json!({"status": status});
-    expect(
+    send(
         alice
             .put(format!("{members}/project-b"))
-            .json(&answer("accepted"))
-            .send()
-            .await
-            .unwrap(),
+            .json(&answer("accepted")),
         403,
     )
     .await;
-    expect(
+    send(
         bob_reader
             .put(format!("{members}/project-b"))
-            .json(&answer("accepted"))
-            .send()
-            .await
-            .unwrap(),
+            .json(&answer("accepted")),
         403,
     )
     .await;
-    expect(
+    send(
         carol
             .put(format!("{members}/project-b"))
-            .json(&answer("accepted"))
-            .send()
-            .await
-            .unwrap(),
+            .json(&answer("accepted")),
         403,
     )
     .await;
-    let bad = expect(
+    let bad = send(
         bob.put(format!("{members}/project-b"))
-            .json(&answer("maybe"))
-            .send()
-            .await
-            .unwrap(),
+            .json(&answer("maybe")),
         400,
     )
     .await;
@@ -253,88 +179,46 @@ async fn a_share_is_used_only_once_the_member_accepts_it() {
         bad.to_string().contains("pending, accepted, rejected"),
         "{bad}"
     );
-    let accepted = expect(
+    let accepted = send(
         bob.put(format!("{members}/project-b"))
-            .json(&answer("accepted"))
-            .send()
-            .await
-            .unwrap(),
+            .json(&answer("accepted")),
         200,
     )
     .await;
     assert_eq!(accepted["status"], "accepted");
-    let owners = expect(
-        alice
-            .get(format!("{members}/project-b"))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let owners = send(alice.get(format!("{members}/project-b")), 200).await;
     assert_eq!(owners["status"], "accepted", "the owner sees the answer");
 
     // Accepted: listed, and usable through both front ends.
-    let list = expect(bob.get(image_url("/images")).send().await.unwrap(), 200).await;
+    let list = send(bob.get(image_url("/images")), 200).await;
     assert!(listed(&list).contains(&id));
-    expect(bob.post(&servers).json(&server).send().await.unwrap(), 201).await;
-    expect(bob.post(&volumes).json(&volume).send().await.unwrap(), 202).await;
+    send(bob.post(&servers).json(&server), 201).await;
+    send(bob.post(&volumes).json(&volume), 202).await;
     // Carol did not answer: still refused for her.
     let carols = format!("{base}/apis/cirrus.dev/v1/projects/project-c/servers");
-    expect(carol.post(&carols).json(&server).send().await.unwrap(), 400).await;
+    send(carol.post(&carols).json(&server), 400).await;
 
     // Changing its mind: rejected shares leave the list; what runs keeps running.
-    expect(
+    send(
         bob.put(format!("{members}/project-b"))
-            .json(&answer("rejected"))
-            .send()
-            .await
-            .unwrap(),
+            .json(&answer("rejected")),
         200,
     )
     .await;
-    let list = expect(bob.get(image_url("/images")).send().await.unwrap(), 200).await;
+    let list = send(bob.get(image_url("/images")), 200).await;
     assert!(!listed(&list).contains(&id));
     let again = json!({"metadata": {"name": "web-2"}, "spec": {"flavor": "small", "image": id}});
-    expect(bob.post(&servers).json(&again).send().await.unwrap(), 400).await;
-    expect(bob.get(format!("{servers}/web")).send().await.unwrap(), 200).await;
+    send(bob.post(&servers).json(&again), 400).await;
+    send(bob.get(format!("{servers}/web")), 200).await;
 
     // Only the owner withdraws; withdrawing removes the answer (a new offer is pending).
-    expect(
-        bob.delete(format!("{members}/project-b"))
-            .send()
-            .await
-            .unwrap(),
-        403,
-    )
-    .await;
-    expect(
-        alice
-            .delete(format!("{members}/project-b"))
-            .send()
-            .await
-            .unwrap(),
-        204,
-    )
-    .await;
-    expect(
-        alice
-            .delete(format!("{members}/project-b"))
-            .send()
-            .await
-            .unwrap(),
-        404,
-    )
-    .await;
+    send(bob.delete(format!("{members}/project-b")), 403).await;
+    send(alice.delete(format!("{members}/project-b")), 204).await;
+    send(alice.delete(format!("{members}/project-b")), 404).await;
     let answers = format!("{base}/apis/cirrus.dev/v1/projects/project-b/imagemembers/{id}");
-    expect(admin.get(&answers).send().await.unwrap(), 404).await;
-    let reoffered = expect(
-        alice
-            .post(&members)
-            .json(&json!({"member": "project-b"}))
-            .send()
-            .await
-            .unwrap(),
+    send(admin.get(&answers), 404).await;
+    let reoffered = send(
+        alice.post(&members).json(&json!({"member": "project-b"})),
         200,
     )
     .await;

@@ -130,7 +130,7 @@ pub struct MintedTokens {
     identity: Arc<Identity>,
     user: User,
     scope: Option<(String, Role)>,
-    cached: std::sync::Mutex<Option<(String, Instant)>>,
+    cached: cirrus_client::auth::TokenCache,
 }
 
 impl std::fmt::Debug for MintedTokens {
@@ -153,7 +153,7 @@ impl MintedTokens {
             identity,
             user,
             scope,
-            cached: std::sync::Mutex::new(None),
+            cached: cirrus_client::auth::TokenCache::new(),
         })
     }
 
@@ -182,25 +182,11 @@ impl MintedTokens {
 
 impl TokenSource for MintedTokens {
     fn token(&self) -> BoxFuture<'_, Result<String, ClientError>> {
-        Box::pin(async move {
-            let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((token, renew_at)) = cached.as_ref()
-                && Instant::now() < *renew_at
-            {
-                return Ok(token.clone());
-            }
-            let fresh = self.mint()?;
-            let token = fresh.0.clone();
-            *cached = Some(fresh);
-            Ok(token)
-        })
+        Box::pin(self.cached.get_or_renew(|| async { self.mint() }))
     }
 
     fn refused(&self, token: &str) -> bool {
-        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        if cached.as_ref().is_some_and(|(t, _)| t == token) {
-            *cached = None;
-        }
+        self.cached.forget(token);
         true
     }
 }

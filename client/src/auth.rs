@@ -26,6 +26,56 @@ pub trait TokenSource: Send + Sync + fmt::Debug {
     fn refused(&self, token: &str) -> bool;
 }
 
+/// The token of a renewing [`TokenSource`], kept until it is due: every renewing source
+/// (password logins, the node agent's metadata tokens, `cirrus up`'s minted tokens) caches
+/// through this one type, so the rules are the same everywhere — hand out the cached token
+/// while it is fresh, fetch one new token at a time when it is due, forget a refused one.
+#[derive(Default)]
+pub struct TokenCache {
+    cached: tokio::sync::Mutex<Option<(String, Instant)>>,
+}
+
+impl fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenCache(<redacted>)")
+    }
+}
+
+impl TokenCache {
+    /// An empty cache (the first [`TokenCache::get_or_renew`] fetches).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The cached token while it is fresh, else the token `fetch` returns together with
+    /// the instant it is due for renewal (callers waiting meanwhile get that one too).
+    pub async fn get_or_renew<F, Fut>(&self, fetch: F) -> Result<String, ClientError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(String, Instant), ClientError>>,
+    {
+        let mut cached = self.cached.lock().await;
+        if let Some((token, renew_at)) = cached.as_ref()
+            && Instant::now() < *renew_at
+        {
+            return Ok(token.clone());
+        }
+        let (token, renew_at) = fetch().await?;
+        *cached = Some((token.clone(), renew_at));
+        Ok(token)
+    }
+
+    /// Forgets `token` if it is the cached one (the API refused it), so the next
+    /// [`TokenCache::get_or_renew`] fetches. A renewal in progress already replaces it.
+    pub fn forget(&self, token: &str) {
+        if let Ok(mut cached) = self.cached.try_lock()
+            && cached.as_ref().is_some_and(|(t, _)| t == token)
+        {
+            *cached = None;
+        }
+    }
+}
+
 /// One token given by the user; never renewed.
 pub struct StaticToken(pub String);
 
@@ -52,7 +102,7 @@ pub struct PasswordLogin {
     password: String,
     project: Option<String>,
     http: reqwest::Client,
-    cached: tokio::sync::Mutex<Option<(String, Instant)>>,
+    cached: TokenCache,
 }
 
 impl fmt::Debug for PasswordLogin {
@@ -80,7 +130,7 @@ impl PasswordLogin {
             password: password.into(),
             project,
             http: cirrus_tls::default_client(),
-            cached: tokio::sync::Mutex::new(None),
+            cached: TokenCache::new(),
         })
     }
 
@@ -144,26 +194,69 @@ impl PasswordLogin {
 
 impl TokenSource for PasswordLogin {
     fn token(&self) -> BoxFuture<'_, Result<String, ClientError>> {
-        Box::pin(async move {
-            let mut cached = self.cached.lock().await;
-            if let Some((token, renew_at)) = cached.as_ref()
-                && Instant::now() < *renew_at
-            {
-                return Ok(token.clone());
-            }
-            let fresh = self.login().await?;
-            let token = fresh.0.clone();
-            *cached = Some(fresh);
-            Ok(token)
-        })
+        Box::pin(self.cached.get_or_renew(|| self.login()))
     }
 
     fn refused(&self, token: &str) -> bool {
-        if let Ok(mut cached) = self.cached.try_lock()
-            && cached.as_ref().is_some_and(|(t, _)| t == token)
-        {
-            *cached = None;
-        }
+        self.cached.forget(token);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A fetch counting its calls, handing out `t<n>` due `after` from now.
+    async fn counting(
+        calls: &AtomicUsize,
+        after: Duration,
+    ) -> Result<(String, Instant), ClientError> {
+        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok((format!("t{n}"), Instant::now() + after))
+    }
+
+    #[tokio::test]
+    async fn a_fresh_token_is_reused_a_due_or_refused_one_renewed() {
+        let cache = TokenCache::new();
+        let calls = AtomicUsize::new(0);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            cache.get_or_renew(|| counting(&calls, hour)).await.unwrap(),
+            "t1"
+        );
+        assert_eq!(
+            cache.get_or_renew(|| counting(&calls, hour)).await.unwrap(),
+            "t1"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "fresh: no second fetch");
+        cache.forget("not-the-cached-one");
+        assert_eq!(
+            cache.get_or_renew(|| counting(&calls, hour)).await.unwrap(),
+            "t1"
+        );
+        cache.forget("t1");
+        assert_eq!(
+            cache
+                .get_or_renew(|| counting(&calls, Duration::ZERO))
+                .await
+                .unwrap(),
+            "t2"
+        );
+        // Due at once: every call renews.
+        assert_eq!(
+            cache.get_or_renew(|| counting(&calls, hour)).await.unwrap(),
+            "t3"
+        );
+        let failing = cache
+            .get_or_renew(|| async { Err(ClientError::InvalidObject("no".into())) })
+            .await;
+        assert_eq!(
+            cache.get_or_renew(|| counting(&calls, hour)).await.unwrap(),
+            "t3"
+        );
+        assert!(failing.is_ok(), "a fresh token is served without fetching");
     }
 }

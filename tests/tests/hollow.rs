@@ -10,16 +10,6 @@ use std::time::{Duration, Instant};
 use common::{Cloud, Proc};
 use serde_json::{Value, json};
 
-fn get(cloud: &Cloud, path: &str) -> Value {
-    cloud
-        .http()
-        .get(format!("{}/apis/cirrus.dev/v1{path}", cloud.base))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
-}
-
 fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -44,19 +34,7 @@ fn unschedulable_server_explains_why_and_runs_when_a_node_joins() {
     let dir = tempfile::tempdir().unwrap();
     let cloud = Cloud::start(&dir.path().join("data"), &[]);
     let base = cloud.base.clone();
-    let http = cloud.http();
-    let post = |path: &str, body: Value| {
-        let resp = http
-            .post(format!("{base}/apis/cirrus.dev/v1{path}"))
-            .json(&body)
-            .send()
-            .unwrap();
-        assert!(
-            resp.status().is_success(),
-            "{path}: {}",
-            resp.text().unwrap_or_default()
-        );
-    };
+    let post = |path: &str, body: Value| cloud.post_ok(path, body);
     post(
         "/flavors",
         json!({"metadata": {"name": "small"}, "spec": {"vcpus": 1, "ram": 256, "disk": 1}}),
@@ -94,7 +72,7 @@ fn unschedulable_server_explains_why_and_runs_when_a_node_joins() {
 
     // No node at all: the server says so instead of a bare "No valid host".
     let condition = eventually("Scheduled=False", || {
-        let c = scheduled_condition(&get(&cloud, "/projects/demo/servers/waiting"))?;
+        let c = scheduled_condition(&cloud.get_json("/projects/demo/servers/waiting"))?;
         (c["status"] == "False").then_some(c)
     });
     assert_eq!(condition["reason"], "NoValidHost");
@@ -106,7 +84,7 @@ fn unschedulable_server_explains_why_and_runs_when_a_node_joins() {
         "{condition}"
     );
     assert_eq!(
-        get(&cloud, "/projects/demo/servers/waiting")["status"]["phase"],
+        cloud.get_json("/projects/demo/servers/waiting")["status"]["phase"],
         "BUILD"
     );
 
@@ -128,12 +106,12 @@ fn unschedulable_server_explains_why_and_runs_when_a_node_joins() {
         &dir.path().join("agent.log"),
     );
     let server = eventually("ACTIVE on the hollow node", || {
-        let s = get(&cloud, "/projects/demo/servers/waiting");
+        let s = cloud.get_json("/projects/demo/servers/waiting");
         (s["status"]["phase"] == "ACTIVE").then_some(s)
     });
     assert_eq!(server["spec"]["nodeName"], "hollow-1");
     assert_eq!(scheduled_condition(&server).unwrap()["status"], "True");
-    let node = get(&cloud, "/nodes/hollow-1");
+    let node = cloud.get_json("/nodes/hollow-1");
     assert_eq!(node["status"]["hypervisorType"], "fake");
     // The address the agent reaches the API from (loopback here), as Nova's host_ip.
     let internal: Vec<&Value> = node["status"]["addresses"]

@@ -14,31 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Cloud, eventually, http_builder, repo_root, run_ok};
-use serde_json::{Value, json};
-
-fn get(cloud: &Cloud, path: &str) -> Value {
-    cloud
-        .http()
-        .get(format!("{}/apis/cirrus.dev/v1{path}", cloud.base))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
-}
-
-fn post(cloud: &Cloud, path: &str, body: Value) {
-    let resp = cloud
-        .http()
-        .post(format!("{}/apis/cirrus.dev/v1{path}", cloud.base))
-        .json(&body)
-        .send()
-        .unwrap();
-    assert!(
-        resp.status().is_success(),
-        "{path}: {}",
-        resp.text().unwrap_or_default()
-    );
-}
+use serde_json::json;
 
 fn openstack() -> PathBuf {
     let bin = repo_root().join("target/osc-venv/bin/openstack");
@@ -72,8 +48,7 @@ fn osc(clouds: &Path, args: &[&str]) -> Result<String, String> {
 
 /// A tiny qcow2 image uploaded through the `cirrus` CLI (a streamed upload over TLS).
 fn upload_image(cloud: &Cloud, dir: &Path) {
-    post(
-        cloud,
+    cloud.post_ok(
         "/projects/demo/images",
         json!({"metadata": {"name": "disk"}, "spec": {"diskFormat": "qcow2", "containerFormat": "bare"}}),
     );
@@ -165,7 +140,7 @@ fn a_tls_cloud_speaks_only_tls_and_its_clients_trust_its_ca() {
     // The local node agent's endpoint is TLS too, and the API reaches it: a server's
     // console log comes API → agent over TLS.
     let agent = eventually("the node registers", Duration::from_secs(60), || {
-        get(&cloud, &format!("/nodes/{node}"))["status"]["agentEndpoint"]
+        cloud.get_json(&format!("/nodes/{node}"))["status"]["agentEndpoint"]
             .as_str()
             .map(str::to_string)
     });
@@ -188,19 +163,17 @@ fn a_tls_cloud_speaks_only_tls_and_its_clients_trust_its_ca() {
         .unwrap();
     assert_eq!(agent_tls.status(), 200);
 
-    post(
-        &cloud,
+    cloud.post_ok(
         "/flavors",
         json!({"metadata": {"name": "small"}, "spec": {"vcpus": 1, "ram": 256, "disk": 1}}),
     );
     upload_image(&cloud, dir.path());
-    post(
-        &cloud,
+    cloud.post_ok(
         "/projects/demo/servers",
         json!({"metadata": {"name": "web"}, "spec": {"flavor": "small", "image": "disk"}}),
     );
     eventually("the server is ACTIVE", Duration::from_secs(60), || {
-        (get(&cloud, "/projects/demo/servers/web")["status"]["phase"] == "ACTIVE").then_some(())
+        (cloud.get_json("/projects/demo/servers/web")["status"]["phase"] == "ACTIVE").then_some(())
     });
     let log = eventually("the console log", Duration::from_secs(30), || {
         let out = cloud.cli(&["console-log", "server", "web", "-p", "demo"]);
@@ -306,7 +279,7 @@ fn a_node_agent_in_its_own_process_serves_its_endpoint_with_an_issued_certificat
         &dir.path().join("agent.log"),
     );
     let endpoint = eventually("the remote node registers", Duration::from_secs(60), || {
-        get(&cloud, &format!("/nodes/{node}"))["status"]["agentEndpoint"]
+        cloud.get_json(&format!("/nodes/{node}"))["status"]["agentEndpoint"]
             .as_str()
             .map(str::to_string)
     });

@@ -264,7 +264,7 @@ pub fn forward_headers(guest: &HeaderMap, network: &str, peer: IpAddr) -> Header
 pub struct MetadataToken {
     node_client: Client,
     node: String,
-    cached: tokio::sync::Mutex<Option<(String, Instant)>>,
+    cached: cirrus_client::auth::TokenCache,
 }
 
 impl fmt::Debug for MetadataToken {
@@ -289,7 +289,7 @@ impl MetadataToken {
         Arc::new(Self {
             node_client,
             node: node.into(),
-            cached: tokio::sync::Mutex::new(None),
+            cached: cirrus_client::auth::TokenCache::new(),
         })
     }
 
@@ -368,26 +368,11 @@ impl MetadataToken {
 
 impl cirrus_client::auth::TokenSource for MetadataToken {
     fn token(&self) -> BoxFuture<'_, Result<String, ClientError>> {
-        Box::pin(async move {
-            let mut cached = self.cached.lock().await;
-            if let Some((token, renew_at)) = cached.as_ref()
-                && Instant::now() < *renew_at
-            {
-                return Ok(token.clone());
-            }
-            let fresh = self.fetch().await?;
-            let token = fresh.0.clone();
-            *cached = Some(fresh);
-            Ok(token)
-        })
+        Box::pin(self.cached.get_or_renew(|| self.fetch()))
     }
 
     fn refused(&self, token: &str) -> bool {
-        if let Ok(mut cached) = self.cached.try_lock()
-            && cached.as_ref().is_some_and(|(t, _)| t == token)
-        {
-            *cached = None;
-        }
+        self.cached.forget(token);
         true
     }
 }

@@ -324,6 +324,33 @@ impl Cloud {
         self.session().1
     }
 
+    /// GETs `path` of the native API (`/apis/cirrus.dev/v1{path}`) as the admin: the JSON
+    /// body (an error Status for a failed read).
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        self.http()
+            .get(format!("{}/apis/cirrus.dev/v1{path}", self.base))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    /// POSTs `body` to `path` of the native API as the admin, failing the test with the
+    /// answer unless it succeeded.
+    pub fn post_ok(&self, path: &str, body: serde_json::Value) {
+        let resp = self
+            .http()
+            .post(format!("{}/apis/cirrus.dev/v1{path}", self.base))
+            .json(&body)
+            .send()
+            .unwrap();
+        assert!(
+            resp.status().is_success(),
+            "POST {path}: {}",
+            resp.text().unwrap_or_default()
+        );
+    }
+
     /// Creates the node user `node-<node>` (a `User` with `spec.node` set, a random password)
     /// through the API and returns the environment a `cirrus node-agent --node <node>` needs
     /// to act as it.

@@ -82,7 +82,66 @@ pub async fn version() -> Response {
 
 /// Any other path: a Status 404 naming the path.
 pub async fn fallback(uri: Uri) -> Response {
-    let mut err = ApiError::not_found(format!("no such path {}", uri.path())).into_response();
-    *err.status_mut() = StatusCode::NOT_FOUND;
-    err
+    not_found_in_dialect(uri.path())
+}
+
+/// The `404` for an unknown `path` in the error format of the service it falls under — an
+/// OpenStack client parses only its own service's faults (`itemNotFound`, `NeutronError`,
+/// Glance's and Keystone's bodies) — and a Kubernetes `Status` elsewhere.
+fn not_found_in_dialect(path: &str) -> Response {
+    use crate::openstack::fault::{Dialect, Fault};
+    let message = format!("The resource could not be found: no such path {path}");
+    let service = path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let dialect = match service {
+        "compute" => Dialect::Compute,
+        "volume" => Dialect::Volume,
+        "network" => Dialect::Network,
+        "image" => Dialect::Image,
+        "identity" => {
+            return crate::identity::error::KeystoneError::not_found(message).into_response();
+        }
+        _ => {
+            let mut err = ApiError::not_found(format!("no such path {path}")).into_response();
+            *err.status_mut() = StatusCode::NOT_FOUND;
+            return err;
+        }
+    };
+    Fault::not_found(dialect, message).into_response()
+}
+
+#[cfg(test)]
+mod fallback_tests {
+    use super::*;
+
+    async fn body(path: &str) -> (StatusCode, Value) {
+        let response = not_found_in_dialect(path);
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// Each service answers an unknown path in its own fault format.
+    #[tokio::test]
+    async fn unknown_paths_get_their_service_s_fault() {
+        let (code, nova) = body("/compute/v2.1/no-such").await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+        assert_eq!(nova["itemNotFound"]["code"], 404, "{nova}");
+        let (_, cinder) = body("/volume/v3/p/no-such").await;
+        assert_eq!(cinder["itemNotFound"]["code"], 404, "{cinder}");
+        let (_, neutron) = body("/network/v2.0/no-such").await;
+        assert!(neutron["NeutronError"]["message"].is_string(), "{neutron}");
+        let (_, glance) = body("/image/v2/no-such").await;
+        assert_eq!(glance["code"], 404, "{glance}");
+        let (_, keystone) = body("/identity/v3/no-such").await;
+        assert_eq!(keystone["error"]["code"], 404, "{keystone}");
+        let (code, native) = body("/apis/cirrus.dev/v2").await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+        assert_eq!(native["kind"], "Status", "{native}");
+    }
 }

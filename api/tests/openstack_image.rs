@@ -63,13 +63,14 @@ async fn json_of(resp: reqwest::Response, status: u16) -> Value {
 #[tokio::test]
 async fn versions_are_anonymous() {
     let cloud = cloud().await;
-    for path in ["", "/versions"] {
-        let body: Value = reqwest::get(cloud.url(path))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    for (path, status) in [("", 300), ("/", 300), ("/versions", 200)] {
+        let resp = reqwest::get(cloud.url(path)).await.unwrap();
+        assert_eq!(
+            resp.status(),
+            status,
+            "GET /image{path} (Glance's codes, tempest's check)"
+        );
+        let body: Value = resp.json().await.unwrap();
         let versions = body["versions"].as_array().unwrap();
         assert_eq!(versions[0]["status"], "CURRENT");
         assert!(versions[0]["id"].as_str().unwrap().starts_with("v2."));

@@ -23,7 +23,7 @@ mod admin;
 pub mod bootstrap;
 pub mod catalog;
 mod discovery;
-mod error;
+pub(crate) mod error;
 pub mod key_reload;
 mod request;
 pub mod revocations;

@@ -100,8 +100,8 @@ const WRITABLE: &[&str] = &[
 /// The image routes: version documents under `/image`, the v2 API under `/image/v2`.
 pub fn router() -> Router<ApiState> {
     Router::new()
-        .route("/image", get(versions))
-        .route("/image/", get(versions))
+        .route("/image", get(root_versions))
+        .route("/image/", get(root_versions))
         .route("/image/versions", get(versions))
         .route("/image/v2/images", get(list).post(create))
         .route(
@@ -127,6 +127,13 @@ pub(super) fn not_found(id: &str) -> Fault {
 }
 
 /// `GET /image`, `/image/versions`: the v2 versions, newest `CURRENT`.
+/// `GET /image/`: the version list with Glance's `300 Multiple Choices` (tempest checks it;
+/// `/image/versions` answers the same list with `200`).
+async fn root_versions(headers: HeaderMap) -> Response {
+    (StatusCode::MULTIPLE_CHOICES, versions(headers).await).into_response()
+}
+
+/// `GET /image/versions`: the API versions served.
 async fn versions(headers: HeaderMap) -> Json<Value> {
     let href = format!("{}/image/v2/", common::base_url(&headers));
     let versions: Vec<Value> = (0..=9)
@@ -889,15 +896,36 @@ fn pointer_segments(path: &str) -> Result<Vec<String>, Fault> {
 
 /// Applies one RFC 6902 `add`, `remove` or `replace` to `doc`.
 fn apply_op(doc: &mut Value, op: &Value) -> Result<(), Fault> {
-    let name = op["op"].as_str().ok_or_else(|| {
-        Fault::bad_request(
-            D,
-            "Each patch operation needs an 'op' (add, remove or replace).",
-        )
-    })?;
-    let path = op["path"]
-        .as_str()
-        .ok_or_else(|| Fault::bad_request(D, "Each patch operation needs a 'path'."))?;
+    // The v2.0 media type's form names the operation as the key of its path:
+    // `{"replace": "/name", "value": ...}` (Glance's draft-4 patches; tempest sends them).
+    let draft4 = ["add", "remove", "replace"]
+        .into_iter()
+        .find_map(|name| {
+            op.get(name)
+                .and_then(Value::as_str)
+                .map(|path| (name, path))
+        })
+        .filter(|_| op.get("op").is_none());
+    let slashed;
+    let (name, path) = match draft4 {
+        Some((name, path)) if path.starts_with('/') => (name, path),
+        Some((name, path)) => {
+            slashed = format!("/{path}");
+            (name, slashed.as_str())
+        }
+        None => {
+            let name = op["op"].as_str().ok_or_else(|| {
+                Fault::bad_request(
+                    D,
+                    "Each patch operation needs an 'op' (add, remove or replace).",
+                )
+            })?;
+            let path = op["path"]
+                .as_str()
+                .ok_or_else(|| Fault::bad_request(D, "Each patch operation needs a 'path'."))?;
+            (name, path)
+        }
+    };
     if !["add", "remove", "replace"].contains(&name) {
         return Err(Fault::bad_request(
             D,
@@ -1400,6 +1428,18 @@ mod tests {
         ] {
             apply_op(&mut after, &op).unwrap();
         }
+        // The v2.0 form (operation as key), with and without the leading slash: the same.
+        let mut draft4 = before.clone();
+        for op in [
+            json!({"replace": "/name", "value": "new name"}),
+            json!({"add": "tags/-", "value": "b"}),
+            json!({"remove": "/hw_disk_bus"}),
+            json!({"add": "/os~1distro", "value": "debian"}),
+            json!({"replace": "/protected", "value": true}),
+        ] {
+            apply_op(&mut draft4, &op).unwrap();
+        }
+        assert_eq!(draft4, after, "both patch forms make the same document");
         let patch = diff_to_patch(&i, &before, &after, false).unwrap();
         assert_eq!(patch["metadata"]["resourceVersion"], "7");
         assert_eq!(

@@ -118,6 +118,18 @@ struct ListQuery {
     sort_dir: Option<String>,
 }
 
+/// A string Nova's `boolean` parameter type accepts (`True`, `yes`, `on`, `1`, ... and their
+/// negatives, in the cases Nova lists), as a boolean.
+fn nova_boolean(text: &str) -> Option<bool> {
+    match text {
+        "True" | "TRUE" | "true" | "1" | "ON" | "On" | "on" | "YES" | "Yes" | "yes" => Some(true),
+        "False" | "FALSE" | "false" | "0" | "OFF" | "Off" | "off" | "NO" | "No" | "no" => {
+            Some(false)
+        }
+        _ => None,
+    }
+}
+
 /// Which flavors `is_public` selects: `Some(true)` public only, `Some(false)` private only,
 /// `None` all.
 fn parse_is_public(value: Option<&str>) -> Result<Option<bool>, Fault> {
@@ -416,7 +428,12 @@ fn parse_create(body: &Value) -> Result<NewFlavor, Fault> {
             ));
         }
     };
-    let id = match flavor.get("id") {
+    // Nova takes a number as an id too (tempest sends integers) and stores its text.
+    let numeric = flavor
+        .get("id")
+        .and_then(Value::as_u64)
+        .map(|n| Value::String(n.to_string()));
+    let id = match numeric.as_ref().or(flavor.get("id")) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s == "auto" => None,
         Some(Value::String(s)) => {
@@ -469,6 +486,8 @@ fn parse_create(body: &Value) -> Result<NewFlavor, Fault> {
     let public = match flavor.get("os-flavor-access:is_public") {
         None => true,
         Some(Value::Bool(b)) => *b,
+        // Nova's boolean parameter type also takes these strings.
+        Some(Value::String(s)) if nova_boolean(s).is_some() => nova_boolean(s).unwrap_or(true),
         Some(other) => {
             return Err(Fault::bad_request(
                 D,
@@ -887,7 +906,28 @@ mod tests {
         )
         .unwrap();
         assert_eq!((auto.ram, auto.id), (64, None));
+        // What tempest sends: an integer id, a string boolean.
+        let tempest = parse_create(&json!({"flavor": {
+            "name": "t", "ram": 64, "vcpus": 1, "disk": 0, "id": 4242,
+            "os-flavor-access:is_public": "False"
+        }}))
+        .unwrap();
+        assert_eq!(tempest.id.as_deref(), Some("4242"));
+        assert!(!tempest.public);
+        let yes = parse_create(&json!({"flavor": {
+            "name": "t", "ram": 64, "vcpus": 1, "disk": 0, "os-flavor-access:is_public": "True"
+        }}))
+        .unwrap();
+        assert!(yes.public);
         for (body, field) in [
+            (
+                json!({"flavor": {"name": "x", "ram": 1, "vcpus": 1, "disk": 0, "os-flavor-access:is_public": "maybe"}}),
+                "is_public",
+            ),
+            (
+                json!({"flavor": {"name": "x", "ram": 1, "vcpus": 1, "disk": 0, "id": -3}}),
+                "id",
+            ),
             (
                 json!({"flavor": {"name": "x", "ram": 0, "vcpus": 1, "disk": 0}}),
                 "ram",

@@ -353,12 +353,12 @@ pub(crate) fn volume_body(volume: &Value, index: &Index, base: &str, admin: bool
 }
 
 /// Cinder's volume body without the extended attributes (`os-vol-tenant-attr:*`,
-/// `os-vol-mig-status-attr:*`, `os-vol-host-attr:*`): what create and update answer (Cinder
-/// adds the extensions to show and detail only; tempest's `create_volume` and
-/// `update_volume` schemas refuse them).
+/// `os-vol-mig-status-attr:*`, `os-vol-host-attr:*`) and `volume_image_metadata`: what create
+/// and update answer (Cinder adds the extensions to show and detail only; tempest's
+/// `create_volume` and `update_volume` schemas refuse them).
 pub(crate) fn basic_volume(mut body: Value) -> Value {
     if let Some(map) = body.as_object_mut() {
-        map.retain(|k, _| !k.starts_with("os-vol-"));
+        map.retain(|k, _| !k.starts_with("os-vol-") && k != "volume_image_metadata");
     }
     body
 }
@@ -524,6 +524,12 @@ mod tests {
                 .all(|k| !k.starts_with("os-vol-"))
         );
         assert_eq!(basic["user_id"], "alice");
+        let from_image =
+            basic_volume(json!({"id": "v", "volume_image_metadata": {"image_name": "i"}}));
+        assert!(
+            from_image.get("volume_image_metadata").is_none(),
+            "create and update answers carry no image metadata (tempest's schemas)"
+        );
         volume["status"] = json!({"phase": "available", "node": "n1"});
         let index = Index::new(vec![], vec![volume.clone()], vec![]);
         let body = volume_body(&volume, &index, "http://h", true);

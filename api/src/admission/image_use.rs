@@ -17,6 +17,22 @@ use serde_json::Value;
 use crate::ApiState;
 use crate::error::ApiError;
 
+/// `project`'s `ImageMember` for the image with uid `image_uid`, if it answered.
+pub(crate) async fn answer_object(
+    store: &ObjectStore,
+    project: &str,
+    image_uid: &str,
+) -> Result<Option<ImageMember>, ApiError> {
+    match Api::<ImageMember>::in_project(store.clone(), project.to_string())
+        .get(image_uid)
+        .await
+    {
+        Ok(member) => Ok(Some(member)),
+        Err(ObjectError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// `project`'s answer to the share of the image with uid `image_uid`: its `ImageMember`'s
 /// status, or `None` when it has not answered (pending).
 pub(crate) async fn answer(
@@ -24,14 +40,9 @@ pub(crate) async fn answer(
     project: &str,
     image_uid: &str,
 ) -> Result<Option<MemberStatus>, ApiError> {
-    match Api::<ImageMember>::in_project(store.clone(), project.to_string())
-        .get(image_uid)
-        .await
-    {
-        Ok(member) => Ok(Some(member.spec.member_status)),
-        Err(ObjectError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    Ok(answer_object(store, project, image_uid)
+        .await?
+        .map(|member| member.spec.member_status))
 }
 
 /// Every answer of `project`, by image uid (for listings).

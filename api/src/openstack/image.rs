@@ -467,9 +467,12 @@ fn select(
     let size_max = size("size_max", &query.size_max)?;
     let mut selected: Vec<Value> = images
         .iter()
-        .filter(|i| can_see(admin, project, i))
-        // Shares appear by the member's answer (accepted unless asked otherwise).
+        // What the caller sees ([`can_see`]), shares by the member's answer (accepted unless
+        // asked otherwise); each document parsed once.
         .filter(|i| {
+            if i.pointer("/metadata/deletionTimestamp").is_some() {
+                return false;
+            }
             admin
                 || project.is_some_and(|p| {
                     typed(i).is_some_and(|image| {

@@ -19,7 +19,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cirrus_crds::{ImageMember, MemberStatus, Resource};
-use cirrus_store::objects::ObjectError;
 use serde_json::{Value, json};
 
 use super::image::{api_error, check_write, find, kind, owner};
@@ -104,17 +103,9 @@ async fn answer_object(
     member: &str,
     image_uid: &str,
 ) -> Result<Option<ImageMember>, Fault> {
-    match cirrus_store::objects::Api::<ImageMember>::in_project(
-        state.store.clone(),
-        member.to_string(),
-    )
-    .get(image_uid)
-    .await
-    {
-        Ok(found) => Ok(Some(found)),
-        Err(ObjectError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(api_error(e.into())),
-    }
+    image_use::answer_object(&state.store, member, image_uid)
+        .await
+        .map_err(api_error)
 }
 
 /// Whether the caller is the image's owner side (a member of the owner project, or a cloud

@@ -251,6 +251,7 @@ pub(crate) async fn create(
     admission::defaults::on_create(kind, &mut object);
     admission::admit(writer, kind, None, &object, Part::Main)?;
     admission::image_use::check(state, kind, project, &object).await?;
+    let names = admission::identity_names::before_create(&state.store, kind, &object).await?;
     // Counting usage and writing is one step per project in this process.
     let _quota = match project {
         Some(p) if crate::quota::limits_kind(kind) => Some(admission::quota_lock::lock(p).await),
@@ -258,6 +259,9 @@ pub(crate) async fn create(
     };
     let limited = crate::quota::check(&state.store, kind, project, &object, false).await?;
     let created = state.store.create(kind, project, object, dry_run).await?;
+    if names.is_some() && !dry_run {
+        admission::identity_names::after_create(&state.store, kind, &created).await?;
+    }
     if dry_run || limited == crate::quota::Limited::No {
         return Ok(created);
     }
@@ -319,6 +323,15 @@ pub(crate) async fn write(
         };
         admission::image_use::check_change(state, kind, project, name, named).await?;
     }
+    let _names = match part {
+        Part::Main if admission::identity_names::named_kind(kind) => {
+            let current = state.store.get(kind, project, name).await?;
+            let proposed = proposed(&current, change);
+            admission::identity_names::before_rename(&state.store, kind, &current, &proposed)
+                .await?
+        }
+        _ => None,
+    };
     let _quota = match project {
         Some(p) if part == Part::Main && crate::quota::limits_kind(kind) => {
             quota_for_update(state, kind, p, name, change).await?
@@ -368,20 +381,25 @@ async fn quota_for_update(
     change: Change<'_>,
 ) -> Result<Option<admission::quota_lock::ProjectQuotaGuard>, ApiError> {
     let current = state.store.get(kind, Some(project), name).await?;
-    let proposed = match change {
-        Change::Replace(object) => object.clone(),
-        Change::MergePatch(patch) => {
-            let mut merged = current.clone();
-            cirrus_store::objects::merge_patch::apply(&mut merged, patch);
-            merged
-        }
-    };
+    let proposed = proposed(&current, change);
     if !crate::quota::may_grow(kind, &current, &proposed) {
         return Ok(None);
     }
     let lock = admission::quota_lock::lock(project).await;
     crate::quota::check_update(&state.store, kind, Some(project), &current, &proposed).await?;
     Ok(Some(lock))
+}
+
+/// The object `change` would make of `current`.
+fn proposed(current: &Value, change: Change<'_>) -> Value {
+    match change {
+        Change::Replace(object) => object.clone(),
+        Change::MergePatch(patch) => {
+            let mut merged = current.clone();
+            cirrus_store::objects::merge_patch::apply(&mut merged, patch);
+            merged
+        }
+    }
 }
 
 /// Deletes `name` the way every API does: the in-use and protection checks, then the

@@ -50,50 +50,70 @@ async fn admins_manage_projects_users_and_role_assignments_like_keystone() {
     let admin = api.client();
     let v3 = format!("{}/identity/v3", api.base_url);
 
-    let (code, body) =
-        send(admin.post(format!("{v3}/projects")).json(
-            &json!({"project": {"name": "demo", "description": "d", "domain_id": "default"}}),
-        ))
-        .await;
-    assert_eq!(code, StatusCode::CREATED, "{body}");
-    assert_eq!(body["project"]["id"], "demo");
-    assert_eq!(body["project"]["domain_id"], "default");
-    let (code, _) = send(
-        admin
-            .post(format!("{v3}/projects"))
-            .json(&json!({"project": {"name": "demo"}})),
-    )
+    // Keystone's names: free text, a generated id, unique.
+    let (code, body) = send(admin.post(format!("{v3}/projects")).json(
+        &json!({"project": {"name": "Demo Team", "description": "d", "domain_id": "default"}}),
+    ))
     .await;
-    assert_eq!(code, StatusCode::CONFLICT);
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let demo = body["project"]["id"].as_str().unwrap().to_string();
+    assert_eq!(demo.len(), 32, "{body}");
+    assert_eq!(body["project"]["name"], "Demo Team");
+    assert_eq!(body["project"]["domain_id"], "default");
     let (code, body) = send(
         admin
             .post(format!("{v3}/projects"))
-            .json(&json!({"project": {"name": "Bad Name"}})),
+            .json(&json!({"project": {"name": "Demo Team"}})),
     )
     .await;
-    assert_eq!(code, StatusCode::BAD_REQUEST);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("project.name"),
-        "{body}"
-    );
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    for bad in ["", "   ", "a\u{7}b"] {
+        let (code, body) = send(
+            admin
+                .post(format!("{v3}/projects"))
+                .json(&json!({"project": {"name": bad}})),
+        )
+        .await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{bad:?}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("project.name"),
+            "{body}"
+        );
+    }
 
+    let alice_name = "Alice.Smith@example.com";
     let (code, body) = send(admin.post(format!("{v3}/users")).json(
-        &json!({"user": {"name": "alice", "password": "pw-a", "default_project_id": "demo"}}),
+        &json!({"user": {"name": alice_name, "password": "pw-a", "default_project_id": demo}}),
     ))
     .await;
     assert_eq!(code, StatusCode::CREATED, "{body}");
     assert!(body["user"].get("password").is_none());
-    assert_eq!(body["user"]["default_project_id"], "demo");
+    assert_eq!(body["user"]["default_project_id"], demo.as_str());
+    assert_eq!(body["user"]["name"], alice_name);
+    let alice_id = body["user"]["id"].as_str().unwrap().to_string();
+    assert_ne!(alice_id, alice_name);
+    let (code, _) = send(
+        admin
+            .post(format!("{v3}/users"))
+            .json(&json!({"user": {"name": alice_name, "password": "x"}})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    // Found by name, as clients look names up.
+    let (_, body) = send(admin.get(format!("{v3}/users?name=Alice.Smith%40example.com"))).await;
+    assert_eq!(body["users"][0]["id"], alice_id.as_str(), "{body}");
+    let (_, body) = send(admin.get(format!("{v3}/projects?name=Demo%20Team"))).await;
+    assert_eq!(body["projects"][0]["id"], demo.as_str(), "{body}");
 
     // No role yet: a scoped login is refused.
     assert_eq!(
-        token_of(&api, "alice", "pw-a", "demo").await.0,
+        token_of(&api, alice_name, "pw-a", "Demo Team").await.0,
         StatusCode::UNAUTHORIZED
     );
-    let grant = format!("{v3}/projects/demo/users/alice/roles/member");
+    let grant = format!("{v3}/projects/{demo}/users/{alice_id}/roles/member");
     assert_eq!(
         admin.put(&grant).send().await.unwrap().status(),
         StatusCode::NO_CONTENT
@@ -106,8 +126,13 @@ async fn admins_manage_projects_users_and_role_assignments_like_keystone() {
         admin.head(&grant).send().await.unwrap().status(),
         StatusCode::NO_CONTENT
     );
-    let (code, alice_token, body) = token_of(&api, "alice", "pw-a", "demo").await;
+    let (code, alice_token, body) = token_of(&api, alice_name, "pw-a", "Demo Team").await;
     assert_eq!(code, StatusCode::CREATED, "{body}");
+    // The token carries ids and shows the names.
+    assert_eq!(body["token"]["user"]["id"], alice_id.as_str());
+    assert_eq!(body["token"]["user"]["name"], alice_name);
+    assert_eq!(body["token"]["project"]["id"], demo.as_str());
+    assert_eq!(body["token"]["project"]["name"], "Demo Team");
     let roles: Vec<&str> = body["token"]["roles"]
         .as_array()
         .unwrap()
@@ -115,7 +140,7 @@ async fn admins_manage_projects_users_and_role_assignments_like_keystone() {
         .map(|r| r["name"].as_str().unwrap())
         .collect();
     assert_eq!(roles, ["reader", "member"]);
-    // The token carries the catalog with the project in Cinder's URL.
+    // The token carries the catalog with the project's id in Cinder's URL.
     let catalog = body["token"]["catalog"].as_array().unwrap();
     let volume = catalog
         .iter()
@@ -125,18 +150,25 @@ async fn admins_manage_projects_users_and_role_assignments_like_keystone() {
         volume["endpoints"][0]["url"]
             .as_str()
             .unwrap()
-            .ends_with("/volume/v3/demo")
+            .ends_with(&format!("/volume/v3/{demo}"))
     );
 
-    let (code, body) =
-        send(admin.get(format!("{v3}/role_assignments?scope.project.id=demo"))).await;
+    let (code, body) = send(admin.get(format!(
+        "{v3}/role_assignments?scope.project.id={demo}&include_names=1"
+    )))
+    .await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(
         body["role_assignments"].as_array().unwrap().len(),
         1,
         "{body}"
     );
-    assert_eq!(body["role_assignments"][0]["role"]["id"], "member");
+    let assignment = &body["role_assignments"][0];
+    assert_eq!(assignment["role"]["id"], "member");
+    assert_eq!(assignment["user"]["name"], alice_name, "{body}");
+    assert_eq!(assignment["scope"]["project"]["name"], "Demo Team");
+    let (_, body) = send(admin.get(format!("{v3}/role_assignments?scope.project.id={demo}"))).await;
+    assert!(body["role_assignments"][0]["user"].get("name").is_none());
 
     // Alice sees herself and her project, nothing else, and cannot administer: listing all
     // projects and reading another one are Keystone's 403 (whether or not it exists).
@@ -153,23 +185,23 @@ async fn admins_manage_projects_users_and_role_assignments_like_keystone() {
         );
     }
     assert_eq!(
-        send(alice.get(format!("{v3}/projects/demo"))).await.0,
+        send(alice.get(format!("{v3}/projects/{demo}"))).await.0,
         StatusCode::OK
     );
     let (_, body) = send(alice.get(format!("{v3}/auth/projects"))).await;
-    let names: Vec<&str> = body["projects"]
+    let ids: Vec<&str> = body["projects"]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| p["id"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["demo"]);
+    assert_eq!(ids, [demo.as_str()]);
     assert_eq!(
         send(alice.get(format!("{v3}/users/admin"))).await.0,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        send(alice.get(format!("{v3}/users/alice"))).await.0,
+        send(alice.get(format!("{v3}/users/{alice_id}"))).await.0,
         StatusCode::OK
     );
     assert_eq!(
@@ -186,57 +218,106 @@ async fn admins_manage_projects_users_and_role_assignments_like_keystone() {
     assert_eq!(code, StatusCode::OK);
     assert_eq!(body["catalog"].as_array().unwrap().len(), 6);
 
+    // Renames keep the ids: the token stays good, the login takes the new names.
+    let (code, body) = send(
+        admin
+            .patch(format!("{v3}/projects/{demo}"))
+            .json(&json!({"project": {"name": "Marketing"}})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["project"]["id"], demo.as_str());
+    assert_eq!(body["project"]["name"], "Marketing");
+    let (code, _) = send(
+        admin
+            .patch(format!("{v3}/users/{alice_id}"))
+            .json(&json!({"user": {"name": "alice"}})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        send(alice.get(format!("{v3}/users/{alice_id}"))).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        token_of(&api, alice_name, "pw-a", "Marketing").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (code, _, body) = token_of(&api, "alice", "pw-a", "Marketing").await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    assert_eq!(body["token"]["project"]["id"], demo.as_str());
+    // A rename onto a taken name is refused, and so is a native object taking it.
+    let (code, body) = send(
+        admin
+            .patch(format!("{v3}/projects/{demo}"))
+            .json(&json!({"project": {"name": "admin"}})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    let resp = admin
+        .post(format!("{}/apis/cirrus.dev/v1/projects", api.base_url))
+        .json(&json!({"metadata": {"name": "marketing-copy"}, "spec": {"name": "Marketing"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("spec.name"),
+        "{body}"
+    );
+
     // Revoking the role cuts alice's existing token off at once.
     assert_eq!(
         admin.delete(&grant).send().await.unwrap().status(),
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        send(alice.get(format!("{v3}/users/alice"))).await.0,
+        send(alice.get(format!("{v3}/users/{alice_id}"))).await.0,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        token_of(&api, "alice", "pw-a", "demo").await.0,
+        token_of(&api, "alice", "pw-a", "Marketing").await.0,
         StatusCode::UNAUTHORIZED
     );
 
     // Disabling and deleting.
     admin.put(&grant).send().await.unwrap();
-    let (_, new_token, _) = token_of(&api, "alice", "pw-a", "demo").await;
+    let (_, new_token, _) = token_of(&api, "alice", "pw-a", "Marketing").await;
     let alice = client_with_token(new_token.as_deref().unwrap());
     assert_eq!(
-        send(alice.get(format!("{v3}/users/alice"))).await.0,
+        send(alice.get(format!("{v3}/users/{alice_id}"))).await.0,
         StatusCode::OK
     );
     let (code, _) = send(
         admin
-            .patch(format!("{v3}/users/alice"))
+            .patch(format!("{v3}/users/{alice_id}"))
             .json(&json!({"user": {"enabled": false}})),
     )
     .await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(
-        send(alice.get(format!("{v3}/users/alice"))).await.0,
+        send(alice.get(format!("{v3}/users/{alice_id}"))).await.0,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        token_of(&api, "alice", "pw-a", "demo").await.0,
+        token_of(&api, "alice", "pw-a", "Marketing").await.0,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
         admin
-            .delete(format!("{v3}/users/alice"))
+            .delete(format!("{v3}/users/{alice_id}"))
             .send()
             .await
             .unwrap()
             .status(),
         StatusCode::NO_CONTENT
     );
-    let (_, body) = send(admin.get(format!("{v3}/role_assignments?user.id=alice"))).await;
+    let (_, body) = send(admin.get(format!("{v3}/role_assignments?user.id={alice_id}"))).await;
     assert_eq!(body["role_assignments"].as_array().unwrap().len(), 0);
     assert_eq!(
         admin
-            .delete(format!("{v3}/projects/demo"))
+            .delete(format!("{v3}/projects/{demo}"))
             .send()
             .await
             .unwrap()
@@ -244,9 +325,91 @@ async fn admins_manage_projects_users_and_role_assignments_like_keystone() {
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        send(admin.get(format!("{v3}/projects/demo"))).await.0,
+        send(admin.get(format!("{v3}/projects/{demo}"))).await.0,
         StatusCode::NOT_FOUND
     );
+}
+
+/// What a store written before generated ids holds: projects and users named by their ids,
+/// with no `spec.name` (the documents as that release stored them, written raw).
+#[tokio::test]
+async fn identities_stored_by_the_previous_release_keep_working() {
+    let api = TestApi::start().await;
+    let hash = cirrus_auth::hash_password("old-pw").unwrap();
+    let old = [
+        (
+            "projects",
+            json!({"apiVersion": "cirrus.dev/v1", "kind": "Project",
+                   "metadata": {"name": "legacy"},
+                   "spec": {"enabled": true, "domain": "default"}}),
+        ),
+        (
+            "users",
+            json!({"apiVersion": "cirrus.dev/v1", "kind": "User",
+                   "metadata": {"name": "carol"},
+                   "spec": {"enabled": true, "defaultProject": "legacy", "passwordHash": hash}}),
+        ),
+        (
+            "rolebindings",
+            json!({"apiVersion": "cirrus.dev/v1", "kind": "RoleBinding",
+                   "metadata": {"name": "member-5-carol.legacy"},
+                   "spec": {"user": "carol", "project": "legacy", "role": "member"}}),
+        ),
+    ];
+    for (plural, doc) in old {
+        let kind = cirrus_crds::kind_by_plural(plural).unwrap();
+        api.store.create(kind, None, doc, false).await.unwrap();
+    }
+    let v3 = format!("{}/identity/v3", api.base_url);
+    // Logins by name and by id, as before.
+    let (code, token, body) = token_of(&api, "carol", "old-pw", "legacy").await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    assert_eq!(body["token"]["user"]["id"], "carol");
+    assert_eq!(body["token"]["user"]["name"], "carol");
+    assert_eq!(body["token"]["project"]["id"], "legacy");
+    assert_eq!(body["token"]["project"]["name"], "legacy");
+    let by_id = json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {"id": "carol", "password": "old-pw"}}},
+        "scope": {"project": {"id": "legacy"}},
+    }});
+    let resp = reqwest::Client::new()
+        .post(format!("{v3}/auth/tokens"))
+        .json(&by_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    // Keystone shows them with their ids as names; the project's objects stay reachable.
+    let admin = api.client();
+    let (_, body) = send(admin.get(format!("{v3}/projects/legacy"))).await;
+    assert_eq!(body["project"]["name"], "legacy", "{body}");
+    let (_, body) = send(admin.get(format!("{v3}/users?name=carol"))).await;
+    assert_eq!(body["users"][0]["id"], "carol", "{body}");
+    let carol = client_with_token(token.as_deref().unwrap());
+    let servers = format!(
+        "{}/apis/cirrus.dev/v1/projects/legacy/servers",
+        api.base_url
+    );
+    assert_eq!(
+        carol.get(&servers).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    // A rename gives the old project a Keystone name; its id and its token stay.
+    let (code, body) = send(
+        admin
+            .patch(format!("{v3}/projects/legacy"))
+            .json(&json!({"project": {"name": "Legacy Team"}})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["project"]["id"], "legacy");
+    assert_eq!(
+        carol.get(&servers).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let (code, _, body) = token_of(&api, "carol", "old-pw", "Legacy Team").await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    assert_eq!(body["token"]["project"]["id"], "legacy");
 }
 
 #[tokio::test]

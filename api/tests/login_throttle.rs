@@ -243,3 +243,43 @@ async fn a_successful_login_resets_the_failure_count() {
     println!("throttle: {stats:?}");
     assert_eq!(stats.lockouts, 2, "{stats:?}");
 }
+
+#[tokio::test]
+async fn a_lockout_holds_whether_the_user_logs_in_by_name_or_by_id() {
+    let throttle = Arc::new(LoginThrottle::new(limits()));
+    let api = start(&throttle).await;
+    let base = api.base_url.clone();
+    let made: Value = api
+        .client()
+        .post(format!("{base}/identity/v3/users"))
+        .json(&json!({"user": {"name": "Dana Scully", "password": "right-pw"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = made["user"]["id"].as_str().expect("a user id").to_string();
+    let http = client_from(4);
+    for attempt in 0..3 {
+        let (status, _, _) = login(&http, &base, "Dana Scully", &format!("wrong-{attempt}")).await;
+        assert_eq!(status, 401);
+    }
+    // The right password, by id: still locked, the failures were the user's.
+    let by_id = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "id": id, "password": "right-pw"}}}}});
+    let by_id_login = || async {
+        let resp = http
+            .post(format!("{base}/identity/v3/auth/tokens"))
+            .json(&by_id)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    let (status, body) = by_id_login().await;
+    assert!(is_lockout(status, &body), "{status} {body}");
+    throttle.advance(LOCKOUT + Duration::from_secs(1));
+    assert_eq!(by_id_login().await.0, 201);
+}

@@ -334,11 +334,48 @@ impl Client {
     /// URL of the collection of `kind`: in `project` for project-scoped kinds, or across all
     /// projects when `project` is `None`.
     pub fn collection_url(&self, kind: &KindInfo, project: Option<&str>) -> Url {
-        let path = match (kind.scope, project) {
-            (Scope::Project, Some(p)) => format!("apis/{API_VERSION}/projects/{p}/{}", kind.plural),
-            _ => format!("apis/{API_VERSION}/{}", kind.plural),
-        };
-        self.url(&path)
+        let mut url = self.url(&format!("apis/{API_VERSION}"));
+        {
+            // Each name is one encoded segment: a project name can never change the route.
+            let mut segments = url.path_segments_mut().expect("http URLs have paths");
+            if let (Scope::Project, Some(p)) = (kind.scope, project) {
+                segments.push("projects").push(p);
+            }
+            segments.push(kind.plural);
+        }
+        url
+    }
+
+    /// The id of the project `project` names: a project of the caller's with that id or
+    /// Keystone name (`GET /identity/v3/auth/projects`), else — for admins, who may address
+    /// any project — the project of that name (`GET /identity/v3/projects?name=`), else
+    /// `project` itself, taken as an id. So `-p` accepts both, as `openstack` takes a
+    /// project's name or id.
+    pub async fn project_id(&self, project: &str) -> String {
+        if self.auth.is_none() {
+            return project.to_string();
+        }
+        let mine = self.url("identity/v3/auth/projects");
+        let mut named = self.url("identity/v3/projects");
+        named.query_pairs_mut().append_pair("name", project);
+        for url in [mine, named] {
+            // Refused (not an admin) or unreachable: the command's own call will say why.
+            let Ok(answer) = self.json(Method::GET, url, None).await else {
+                continue;
+            };
+            let projects = answer["projects"].as_array().cloned().unwrap_or_default();
+            if projects.iter().any(|p| p["id"] == project) {
+                return project.to_string();
+            }
+            if let Some(id) = projects
+                .iter()
+                .find(|p| p["name"] == project)
+                .and_then(|p| p["id"].as_str())
+            {
+                return id.to_string();
+            }
+        }
+        project.to_string()
     }
 
     /// URL of one object.

@@ -55,15 +55,10 @@ struct Cli {
         default_value = "http://127.0.0.1:8080"
     )]
     server: String,
-    /// Project of project-scoped objects whose manifest or command names none.
-    #[arg(
-        short = 'p',
-        long,
-        global = true,
-        env = "CIRRUS_PROJECT",
-        default_value = "default"
-    )]
-    project: String,
+    /// Project of project-scoped objects whose manifest or command names none: its id, or
+    /// the name of one of the caller's projects (default: the project `default`).
+    #[arg(short = 'p', long, global = true, env = "CIRRUS_PROJECT")]
+    project: Option<String>,
     #[command(flatten)]
     credentials: credentials::CredentialArgs,
     #[command(subcommand)]
@@ -158,11 +153,14 @@ async fn run(cli: Cli) -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             command => {
-                let ctx = Ctx {
-                    client: Client::new(&cli.server)?
-                        .with_auth(cli.credentials.token_source(&cli.server)),
-                    project: cli.project,
+                let client =
+                    Client::new(&cli.server)?.with_auth(cli.credentials.token_source(&cli.server));
+                // A name costs a lookup; the default project is the id `default`.
+                let project = match &cli.project {
+                    Some(project) => client.project_id(project).await,
+                    None => "default".to_string(),
                 };
+                let ctx = Ctx { client, project };
                 match command {
                     Command::Apply(args) => {
                         apply::run(&ctx, args).await.map(|()| ExitCode::SUCCESS)

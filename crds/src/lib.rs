@@ -12,6 +12,7 @@
 
 pub mod conventions;
 pub mod image_magic;
+pub mod keystone;
 pub mod kinds;
 pub mod meta;
 pub mod resource;

@@ -200,19 +200,22 @@ def step(who, what, fn):
 
 def sessions():
     """The admin's keystoneauth session (from clouds.yaml) and a member's session in a new
-    project made through Keystone."""
+    project made through Keystone, and that project's id."""
     region = openstack.config.OpenStackConfig().get_one(cloud=os.environ.get("OS_CLOUD"))
     admin = region.get_session()
     auth_url = region.config["auth"]["auth_url"]
     identity = ks_adapter.Adapter(session=admin, service_type="identity", interface="public")
     project, user, password = f"schemas-{RUN}", f"schemas-{RUN}", f"pw-{RUN}"
-    identity.post("/v3/projects", json={"project": {"name": project, "domain_id": "default"}})
-    identity.post(
+    # Keystone generates the ids; the names are what the logins use.
+    project_id = identity.post(
+        "/v3/projects", json={"project": {"name": project, "domain_id": "default"}}
+    ).json()["project"]["id"]
+    user_id = identity.post(
         "/v3/users",
         json={"user": {"name": user, "password": password, "domain_id": "default",
-                       "default_project_id": project}},
-    )
-    identity.put(f"/v3/projects/{project}/users/{user}/roles/member")
+                       "default_project_id": project_id}},
+    ).json()["user"]["id"]
+    identity.put(f"/v3/projects/{project_id}/users/{user_id}/roles/member")
     auth = ks_v3.Password(
         auth_url=auth_url,
         username=user,
@@ -222,7 +225,7 @@ def sessions():
         project_domain_id="default",
     )
     member = ks_session.Session(auth=auth)
-    return admin, member, project, auth_url
+    return admin, member, project_id, auth_url
 
 
 def make_qcow2():

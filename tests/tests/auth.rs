@@ -95,6 +95,32 @@ fn credentials_files_work_requests_need_a_token_and_both_survive_a_restart() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // `-p` takes a Keystone project's free-text name as well as its generated id.
+    let made: serde_json::Value = cloud
+        .http()
+        .post(format!("{}/identity/v3/projects", cloud.base))
+        .json(&json!({"project": {"name": "Team Blue"}}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let team = made["project"]["id"]
+        .as_str()
+        .expect("a project id")
+        .to_string();
+    cloud.post_ok(
+        &format!("/projects/{team}/networks"),
+        json!({"metadata": {"name": "blue-net"}, "spec": {}}),
+    );
+    for project in ["Team Blue", team.as_str()] {
+        let out = cloud.cli(&["-p", project, "get", "networks"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("blue-net"),
+            "-p {project:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let out = common::clean_command(&common::bin("cirrus"))
         .args(["--server", &cloud.base, "get", "flavors"])
         .stdin(std::process::Stdio::null())

@@ -1,7 +1,8 @@
 //! The real OpenStack clients against `cirrus up`: python-openstackclient (the `openstack`
 //! command) and openstacksdk, installed from PyPI by `hack/install-openstack-clients.sh`,
-//! drive the workflow of issue 5 unchanged with a clouds.yaml: identity administration,
-//! flavors, key pairs, public images with data, networks, a security group rule, servers on
+//! drive the workflow of issue 5 unchanged with a clouds.yaml: identity administration with
+//! Keystone's free-text names (project `Marketing`, user `John.Doe@example.com`, a rename that
+//! keeps the project's server), flavors, key pairs, public images with data, networks, a security group rule, servers on
 //! real libvirt guests (TCG) with user data and their console, power actions, deletion, image
 //! download; a member of a second project cannot see the first project's servers; bad
 //! requests and a quota overrun get OpenStack's errors and leave nothing behind; an
@@ -80,12 +81,13 @@ impl Osc {
     }
 }
 
-/// Appends a member cloud to the clouds.yaml `cirrus up` wrote.
-fn member_cloud(config: &Path, base: &str, user: &str, password: &str, project: &str) {
+/// Appends cloud `cloud` (user `user` in project `project`, both by name) to the
+/// clouds.yaml `cirrus up` wrote.
+fn member_cloud(config: &Path, base: &str, cloud: &str, user: &str, password: &str, project: &str) {
     let mut text = std::fs::read_to_string(config).unwrap();
     text.push_str(&format!(
-        "  {user}:\n    auth:\n      auth_url: {base}/identity/v3\n      username: {user}\n      \
-         password: '{password}'\n      project_name: {project}\n      user_domain_name: Default\n      \
+        "  {cloud}:\n    auth:\n      auth_url: {base}/identity/v3\n      username: '{user}'\n      \
+         password: '{password}'\n      project_name: '{project}'\n      user_domain_name: Default\n      \
          project_domain_name: Default\n    region_name: RegionOne\n    identity_api_version: 3\n"
     ));
     std::fs::write(config, text).unwrap();
@@ -179,20 +181,33 @@ fn real_openstack_cli_and_sdk_workflow() {
     ] {
         assert!(types.contains(&t), "{t} missing from {catalog}");
     }
-    for (user, project) in [("alice", "osc-one"), ("bob", "osc-two")] {
-        osc.ok(admin, &["project", "create", project]);
-        osc.ok(
+    // Keystone's names are free text and its ids generated: cloud "alice" is the user
+    // John.Doe@example.com in project Marketing.
+    let mut project_ids = Vec::new();
+    for (cloud_name, user, project) in [
+        ("alice", "John.Doe@example.com", "Marketing"),
+        ("bob", "bob", "osc-two"),
+    ] {
+        let made = osc.json(admin, &["project", "create", project]);
+        assert_eq!(made["name"], project, "{made}");
+        let id = made["id"].as_str().unwrap().to_string();
+        assert_eq!(id.len(), 32, "{made}");
+        project_ids.push(id);
+        let password = format!("pw-{cloud_name}");
+        let made = osc.json(
             admin,
             &[
                 "user",
                 "create",
                 "--password",
-                &format!("pw-{user}"),
+                &password,
                 "--project",
                 project,
                 user,
             ],
         );
+        assert_eq!(made["name"], user, "{made}");
+        assert_ne!(made["id"], user, "{made}");
         osc.ok(
             admin,
             &[
@@ -205,8 +220,9 @@ fn real_openstack_cli_and_sdk_workflow() {
                 "member",
             ],
         );
-        member_cloud(&config, &cloud.base, user, &format!("pw-{user}"), project);
+        member_cloud(&config, &cloud.base, cloud_name, user, &password, project);
     }
+    let bob_project = project_ids[1].clone();
     let assignments = osc.json(
         admin,
         &[
@@ -214,11 +230,21 @@ fn real_openstack_cli_and_sdk_workflow() {
             "assignment",
             "list",
             "--project",
-            "osc-one",
+            "Marketing",
             "--names",
         ],
     );
     assert_eq!(assignments.as_array().unwrap().len(), 1, "{assignments}");
+    assert_eq!(
+        assignments[0]["User"], "John.Doe@example.com@Default",
+        "{assignments}"
+    );
+    let alice_token = osc.json("alice", &["token", "issue"]);
+    assert_eq!(
+        alice_token["project_id"],
+        project_ids[0].as_str(),
+        "{alice_token}"
+    );
 
     // A flavor and the public test guest (kernel, ramdisk, root disk) with its data.
     osc.ok(
@@ -282,7 +308,12 @@ fn real_openstack_cli_and_sdk_workflow() {
         ],
     );
     let shared_id = shared["id"].as_str().unwrap().to_string();
-    osc.ok("alice", &["image", "add", "project", &shared_id, "osc-two"]);
+    // A member cannot look other projects up by name (Keystone's 403), so the share names
+    // bob's project by its id, as OpenStack users do.
+    osc.ok(
+        "alice",
+        &["image", "add", "project", &shared_id, &bob_project],
+    );
     let ids = |list: Value| -> Vec<String> {
         list.as_array()
             .unwrap()
@@ -294,7 +325,7 @@ fn real_openstack_cli_and_sdk_workflow() {
     osc.ok("bob", &["image", "set", "--accept", &shared_id]);
     assert!(ids(osc.json("bob", &["image", "list"])).contains(&shared_id));
     let members = osc.json("alice", &["image", "member", "list", &shared_id]);
-    assert_eq!(members[0]["Member ID"], "osc-two", "{members}");
+    assert_eq!(members[0]["Member ID"], bob_project.as_str(), "{members}");
     assert_eq!(members[0]["Status"], "accepted", "{members}");
     let e = osc.fails("alice", &["image", "set", "--accept", &shared_id]);
     assert!(
@@ -303,7 +334,7 @@ fn real_openstack_cli_and_sdk_workflow() {
     );
     osc.ok(
         "alice",
-        &["image", "remove", "project", &shared_id, "osc-two"],
+        &["image", "remove", "project", &shared_id, &bob_project],
     );
     assert!(!ids(osc.json("bob", &["image", "list"])).contains(&shared_id));
 
@@ -371,6 +402,28 @@ fn real_openstack_cli_and_sdk_workflow() {
     // The admin sees both.
     let all = osc.json(admin, &["server", "list", "--all-projects"]);
     assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
+
+    // Renaming a project keeps its id, so its server stays: the admin finds it under the
+    // new name and the member logs in with it.
+    osc.ok(admin, &["project", "set", "--name", "Sales", "Marketing"]);
+    assert_eq!(
+        names(&osc.json(admin, &["server", "list", "--project", "Sales"])),
+        ["alice-web"]
+    );
+    member_cloud(
+        &config,
+        &cloud.base,
+        "alice-sales",
+        "John.Doe@example.com",
+        "pw-alice",
+        "Sales",
+    );
+    assert_eq!(
+        names(&osc.json("alice-sales", &["server", "list"])),
+        ["alice-web"]
+    );
+    osc.fails("alice", &["server", "list"]);
+    osc.ok(admin, &["project", "set", "--name", "Marketing", "Sales"]);
 
     // Show: the address from the subnet; the console: the user data ran.
     let shown = osc.json("alice", &["server", "show", "alice-web"]);
@@ -533,7 +586,7 @@ fn real_openstack_cli_and_sdk_workflow() {
         e.contains("400") || e.to_lowercase().contains("user_data"),
         "{e}"
     );
-    osc.ok(admin, &["quota", "set", "--instances", "1", "osc-one"]);
+    osc.ok(admin, &["quota", "set", "--instances", "1", "Marketing"]);
     let e = osc.fails(
         "alice",
         &[
@@ -585,7 +638,7 @@ fn real_openstack_cli_and_sdk_workflow() {
     );
 
     // openstacksdk: the same round trip from a script.
-    osc.ok(admin, &["quota", "set", "--instances", "10", "osc-one"]);
+    osc.ok(admin, &["quota", "set", "--instances", "10", "Marketing"]);
     let script = repo_root().join("tests/openstack/sdk_round_trip.py");
     let out = Command::new(venv.join("bin/python"))
         .arg(&script)

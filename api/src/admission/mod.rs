@@ -9,6 +9,7 @@
 //! - [`defaults`]: fields the API fills in on create (mutating admission);
 //! - [`delete`] and [`volume_in_use`]: deletions refused while something depends on the
 //!   object;
+//! - [`identity_names`]: Keystone names unique among projects and among users;
 //! - [`revoke`]: identity writes whose effect must reach tokens at once (a deleted user or
 //!   role binding, a disabled user or project), on every path;
 //! - quotas ([`crate::quota`]) on create and on updates that grow usage, serialized per
@@ -16,6 +17,7 @@
 
 pub(crate) mod defaults;
 pub(crate) mod delete;
+pub(crate) mod identity_names;
 pub(crate) mod image_use;
 pub(crate) mod policy;
 pub(crate) mod quota_lock;

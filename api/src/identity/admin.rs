@@ -1,34 +1,36 @@
-//! Keystone v3 resources over the identity objects: domains (the one `default`), projects,
-//! users, roles (the fixed `reader` ⊂ `member` ⊂ `admin`), role assignments, and the
-//! catalog, services and endpoints.
+//! What the Keystone v3 resource handlers share (body parsing with errors naming the field,
+//! Keystone's reply shapes, the admin check), the domains (the one `default`), and the
+//! catalog's services, endpoints and regions. Projects, users and role assignments have
+//! modules of their own ([`super::projects`], [`super::users`], [`super::assignments`]).
 //!
-//! Ids are names (module docs of [`super`]). Policy follows Keystone's defaults: cloud admins
-//! manage everything; a user may read itself, its own projects and its own assignments.
-//! Deleting or disabling a user, or changing its password, revokes its tokens at once.
+//! Policy follows Keystone's defaults: cloud admins manage everything; a user may read
+//! itself, its own projects and its own assignments.
 
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cirrus_auth::{Role, RoleExt};
-use cirrus_crds::{Project, RoleBinding, User};
-use cirrus_store::objects::{Api, ObjectError};
+use cirrus_crds::{Resource, RoleBinding, RoleBindingSpec};
+use cirrus_store::objects::{Api, ObjectError, Part};
 use serde_json::{Map, Value, json};
 
 use super::KeystoneError;
-use super::bootstrap::binding_name;
 use super::discovery::base_url;
 use crate::ApiState;
+use crate::admission::Writer;
 use crate::auth::Caller;
+use crate::resources::{self, Change};
 
-type Reply = Result<Response, KeystoneError>;
+/// The answer of a Keystone handler.
+pub(super) type Reply = Result<Response, KeystoneError>;
 
-const DOMAIN: &str = "default";
+/// The one domain's id.
+pub(super) const DOMAIN: &str = "default";
 
-fn store_err(e: ObjectError) -> KeystoneError {
+pub(super) fn store_err(e: ObjectError) -> KeystoneError {
     match e {
         ObjectError::NotFound { .. } => KeystoneError::not_found(e.to_string()),
         ObjectError::AlreadyExists { .. }
@@ -42,7 +44,7 @@ fn store_err(e: ObjectError) -> KeystoneError {
     }
 }
 
-fn require_admin(caller: &Caller) -> Result<(), KeystoneError> {
+pub(super) fn require_admin(caller: &Caller) -> Result<(), KeystoneError> {
     if caller.is_cloud_admin() {
         Ok(())
     } else {
@@ -53,7 +55,7 @@ fn require_admin(caller: &Caller) -> Result<(), KeystoneError> {
     }
 }
 
-fn parse_body(body: &Bytes, key: &str) -> Result<Map<String, Value>, KeystoneError> {
+pub(super) fn parse_body(body: &Bytes, key: &str) -> Result<Map<String, Value>, KeystoneError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| KeystoneError::bad_request(format!("request body is not JSON: {e}")))?;
     match value.get(key) {
@@ -64,7 +66,7 @@ fn parse_body(body: &Bytes, key: &str) -> Result<Map<String, Value>, KeystoneErr
     }
 }
 
-fn opt_str(
+pub(super) fn opt_str(
     map: &Map<String, Value>,
     field: &str,
     what: &str,
@@ -78,7 +80,7 @@ fn opt_str(
     }
 }
 
-fn opt_bool(
+pub(super) fn opt_bool(
     map: &Map<String, Value>,
     field: &str,
     what: &str,
@@ -92,7 +94,7 @@ fn opt_bool(
     }
 }
 
-fn check_domain(map: &Map<String, Value>, what: &str) -> Result<(), KeystoneError> {
+pub(super) fn check_domain(map: &Map<String, Value>, what: &str) -> Result<(), KeystoneError> {
     match opt_str(map, "domain_id", what)? {
         None => Ok(()),
         Some(d) if d == DOMAIN => Ok(()),
@@ -102,31 +104,112 @@ fn check_domain(map: &Map<String, Value>, what: &str) -> Result<(), KeystoneErro
     }
 }
 
-fn valid_name(name: &str, what: &str) -> Result<(), KeystoneError> {
-    match cirrus_crds::validation::name_problem(name) {
-        None => Ok(()),
-        Some(problem) => Err(KeystoneError::bad_request(format!(
-            "Invalid input for field '{what}.name': {problem} (Cirrus {what} names are also their ids)"
-        ))),
+/// `{what}.name` of a create or update body, checked against Keystone's rules for names of
+/// at most `max` characters.
+pub(super) fn valid_name(
+    map: &Map<String, Value>,
+    what: &str,
+    max: usize,
+) -> Result<Option<String>, KeystoneError> {
+    let name = opt_str(map, "name", what)?;
+    if let Some(problem) = name
+        .as_deref()
+        .and_then(|n| cirrus_crds::keystone::name_problem(n, max))
+    {
+        return Err(KeystoneError::bad_request(format!(
+            "Invalid input for field '{what}.name': {problem}"
+        )));
     }
+    Ok(name)
 }
 
-fn meta(name: &str) -> cirrus_crds::meta::ObjectMeta {
+/// Every role binding.
+pub(super) async fn bindings(state: &ApiState) -> Result<Vec<RoleBinding>, KeystoneError> {
+    Api::<RoleBinding>::all(state.store.clone())
+        .list()
+        .await
+        .map_err(store_err)
+}
+
+fn parsed<K: Resource>(object: Value) -> Result<K, KeystoneError> {
+    serde_json::from_value(object).map_err(|e| {
+        KeystoneError::internal(format!(
+            "a stored {} does not parse: {e}",
+            K::info().singular
+        ))
+    })
+}
+
+/// Creates the cluster-scoped `object` through the write layer every front end uses (so
+/// admission's rules apply); the object as stored.
+pub(super) async fn create_object<K: Resource>(
+    state: &ApiState,
+    caller: &Caller,
+    object: &K,
+) -> Result<K, KeystoneError> {
+    let value = serde_json::to_value(object).map_err(|e| KeystoneError::internal(e.to_string()))?;
+    let created =
+        resources::create(state, Writer::Caller(caller), K::info(), None, value, false).await?;
+    parsed(created)
+}
+
+/// Merges `spec` into the spec of the cluster-scoped object `id` through the same write
+/// layer (a `null` removes a field); the object as stored.
+pub(super) async fn patch_spec<K: Resource>(
+    state: &ApiState,
+    caller: &Caller,
+    id: &str,
+    spec: Map<String, Value>,
+) -> Result<K, KeystoneError> {
+    let patch = json!({ "spec": spec });
+    let written = resources::write(
+        state,
+        Writer::Caller(caller),
+        K::info(),
+        None,
+        id,
+        Change::MergePatch(&patch),
+        Part::Main,
+        false,
+    )
+    .await?;
+    parsed(written)
+}
+
+/// Deletes the cluster-scoped object `id` and then the role bindings `bound` picks, through
+/// the same write layer (which revokes what the deletions take away).
+pub(super) async fn delete_with_bindings<K: Resource>(
+    state: &ApiState,
+    id: &str,
+    bound: impl Fn(&RoleBindingSpec) -> bool,
+) -> Result<(), KeystoneError> {
+    resources::delete(state, K::info(), None, id, false).await?;
+    for b in bindings(state).await? {
+        if bound(&b.spec) {
+            resources::delete(state, RoleBinding::info(), None, &b.metadata.name, false)
+                .await
+                .ok();
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn meta(name: &str) -> cirrus_crds::meta::ObjectMeta {
     cirrus_crds::meta::ObjectMeta {
         name: name.to_string(),
         ..Default::default()
     }
 }
 
-fn created(key: &str, value: Value) -> Response {
+pub(super) fn created(key: &str, value: Value) -> Response {
     (StatusCode::CREATED, Json(json!({ key: value }))).into_response()
 }
 
-fn ok(key: &str, value: Value) -> Response {
+pub(super) fn ok(key: &str, value: Value) -> Response {
     Json(json!({ key: value })).into_response()
 }
 
-fn list_reply(key: &str, items: Vec<Value>, base: &str, path: &str) -> Response {
+pub(super) fn list_reply(key: &str, items: Vec<Value>, base: &str, path: &str) -> Response {
     Json(json!({
         key: items,
         "links": {"self": format!("{base}/identity/v3/{path}"), "previous": null, "next": null},
@@ -136,7 +219,7 @@ fn list_reply(key: &str, items: Vec<Value>, base: &str, path: &str) -> Response 
 
 /// Keystone's list filters on projects and users: `name`, `enabled`, `domain_id` (everything
 /// is in the one domain).
-fn matches_filters(q: &BTreeMap<String, String>, name: &str, enabled: bool) -> bool {
+pub(super) fn matches_filters(q: &BTreeMap<String, String>, name: &str, enabled: bool) -> bool {
     q.get("name").is_none_or(|n| n == name)
         && q.get("enabled")
             .is_none_or(|e| (e != "false" && e != "0") == enabled)
@@ -171,609 +254,6 @@ pub async fn get_domain(headers: HeaderMap, Path(id): Path<String>) -> Reply {
         )));
     }
     Ok(ok("domain", domain_json(&base_url(&headers))))
-}
-
-// ---- projects ----
-
-fn project_json(p: &Project, base: &str) -> Value {
-    let name = &p.metadata.name;
-    json!({
-        "id": name, "name": name, "domain_id": DOMAIN, "parent_id": DOMAIN,
-        "description": p.spec.description.clone().unwrap_or_default(),
-        "enabled": p.spec.enabled, "is_domain": false, "tags": p.spec.tags, "options": {},
-        "links": {"self": format!("{base}/identity/v3/projects/{name}")},
-    })
-}
-
-async fn bindings(state: &ApiState) -> Result<Vec<RoleBinding>, KeystoneError> {
-    Api::<RoleBinding>::all(state.store.clone())
-        .list()
-        .await
-        .map_err(store_err)
-}
-
-/// `GET /v3/projects` (filters `name`, `enabled`, `domain_id`): cloud admins only, as
-/// Keystone's `identity:list_projects` policy (a user lists its own projects at
-/// `/v3/auth/projects` or `/v3/users/{user}/projects`). Clients rely on the 403: `openstack
-/// image add project` then takes the name it was given as the project's id.
-pub async fn list_projects(
-    State(state): State<ApiState>,
-    caller: Caller,
-    headers: HeaderMap,
-    Query(q): Query<BTreeMap<String, String>>,
-) -> Reply {
-    if !caller.is_cloud_admin() {
-        return Err(KeystoneError::forbidden(
-            "You are not authorized to perform the requested action: identity:list_projects.",
-        ));
-    }
-    let base = base_url(&headers);
-    let mut projects = Api::<Project>::all(state.store.clone())
-        .list()
-        .await
-        .map_err(store_err)?;
-    projects.retain(|p| matches_filters(&q, &p.metadata.name, p.spec.enabled));
-    let items = projects.iter().map(|p| project_json(p, &base)).collect();
-    Ok(list_reply("projects", items, &base, "projects"))
-}
-
-/// `GET /v3/users/{user}/projects` and `GET /v3/auth/projects`: the projects a user has a
-/// role in (itself, or anyone for admins).
-pub async fn user_projects(
-    State(state): State<ApiState>,
-    caller: Caller,
-    headers: HeaderMap,
-    user: Option<Path<String>>,
-) -> Reply {
-    let me = caller.user().map(|u| u.name.clone()).unwrap_or_default();
-    let user = user.map(|Path(u)| u).unwrap_or_else(|| me.clone());
-    if user != me {
-        require_admin(&caller)?;
-    }
-    let base = base_url(&headers);
-    let mine =
-        cirrus_auth::roles::projects_of(bindings(&state).await?.iter().map(|b| &b.spec), &user);
-    let projects = Api::<Project>::all(state.store.clone())
-        .list()
-        .await
-        .map_err(store_err)?;
-    let items = projects
-        .iter()
-        .filter(|p| mine.contains_key(&p.metadata.name))
-        .map(|p| project_json(p, &base))
-        .collect();
-    Ok(list_reply("projects", items, &base, "auth/projects"))
-}
-
-/// `GET /v3/projects/{id}`: admins, or members of it.
-pub async fn get_project(
-    State(state): State<ApiState>,
-    caller: Caller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Reply {
-    // Keystone's policy: another project answers 403 whether or not it exists (so nothing
-    // leaks), and clients rely on it — `openstack image add project` takes the name as the
-    // id when the lookup is forbidden.
-    if !caller.is_cloud_admin() && caller.project() != Some(id.as_str()) {
-        return Err(KeystoneError::forbidden(
-            "You are not authorized to perform the requested action: identity:get_project.",
-        ));
-    }
-    let project = Api::<Project>::all(state.store.clone())
-        .get(&id)
-        .await
-        .map_err(|_| KeystoneError::not_found(format!("Could not find project: {id}.")))?;
-    Ok(ok("project", project_json(&project, &base_url(&headers))))
-}
-
-/// `POST /v3/projects`.
-pub async fn create_project(
-    State(state): State<ApiState>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Reply {
-    require_admin(&caller)?;
-    let map = parse_body(&body, "project")?;
-    let name = opt_str(&map, "name", "project")?
-        .ok_or_else(|| KeystoneError::bad_request("'name' is a required property of 'project'"))?;
-    valid_name(&name, "project")?;
-    check_domain(&map, "project")?;
-    let mut spec = cirrus_crds::ProjectSpec {
-        description: opt_str(&map, "description", "project")?,
-        enabled: opt_bool(&map, "enabled", "project")?.unwrap_or(true),
-        ..Default::default()
-    };
-    if let Some(Value::Array(tags)) = map.get("tags") {
-        spec.tags = tags
-            .iter()
-            .filter_map(|t| t.as_str().map(str::to_string))
-            .collect();
-    }
-    let project = Api::<Project>::all(state.store.clone())
-        .create(&Project::new(meta(&name), spec))
-        .await
-        .map_err(|e| match e {
-            ObjectError::AlreadyExists { .. } => KeystoneError {
-                code: StatusCode::CONFLICT,
-                message: format!(
-                    "Conflict occurred attempting to store project - it is duplicated: {name:?}."
-                ),
-            },
-            other => store_err(other),
-        })?;
-    tracing::info!(project = %name, by = %caller.name(), "project created");
-    Ok(created(
-        "project",
-        project_json(&project, &base_url(&headers)),
-    ))
-}
-
-/// `PATCH /v3/projects/{id}`: description, enabled, tags.
-pub async fn update_project(
-    State(state): State<ApiState>,
-    caller: Caller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Reply {
-    require_admin(&caller)?;
-    let map = parse_body(&body, "project")?;
-    if let Some(name) = opt_str(&map, "name", "project")?
-        && name != id
-    {
-        return Err(KeystoneError::bad_request(
-            "Invalid input for field 'project.name': Cirrus project names are their ids and cannot change",
-        ));
-    }
-    let api = Api::<Project>::all(state.store.clone());
-    let mut project = api.get(&id).await.map_err(store_err)?;
-    if let Some(d) = opt_str(&map, "description", "project")? {
-        project.spec.description = Some(d);
-    }
-    if let Some(enabled) = opt_bool(&map, "enabled", "project")? {
-        project.spec.enabled = enabled;
-    }
-    if let Some(Value::Array(tags)) = map.get("tags") {
-        project.spec.tags = tags
-            .iter()
-            .filter_map(|t| t.as_str().map(str::to_string))
-            .collect();
-    }
-    let project = api.replace(&project).await.map_err(store_err)?;
-    if !project.spec.enabled {
-        revoke_project_tokens(&state, &id).await?;
-    }
-    Ok(ok("project", project_json(&project, &base_url(&headers))))
-}
-
-/// `DELETE /v3/projects/{id}`: the project and its role assignments (its resources stay
-/// until deleted, as in OpenStack). The `admin` project cannot be deleted.
-pub async fn delete_project(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<StatusCode, KeystoneError> {
-    require_admin(&caller)?;
-    if id == cirrus_auth::ADMIN_PROJECT {
-        return Err(KeystoneError::forbidden(
-            "the admin project cannot be deleted",
-        ));
-    }
-    Api::<Project>::all(state.store.clone())
-        .delete(&id)
-        .await
-        .map_err(store_err)?;
-    revoke_project_tokens(&state, &id).await?;
-    let api = Api::<RoleBinding>::all(state.store.clone());
-    for b in bindings(&state).await? {
-        if b.spec.project == id {
-            api.delete(&b.metadata.name).await.ok();
-        }
-    }
-    Ok(StatusCode::NO_CONTENT)
-}
-
-// ---- users ----
-
-fn user_json(u: &User, base: &str) -> Value {
-    let name = &u.metadata.name;
-    let mut body = json!({
-        "id": name, "name": name, "domain_id": DOMAIN, "enabled": u.spec.enabled,
-        "password_expires_at": null, "options": {},
-        "links": {"self": format!("{base}/identity/v3/users/{name}")},
-    });
-    if let Some(p) = &u.spec.default_project {
-        body["default_project_id"] = json!(p);
-    }
-    if let Some(e) = &u.spec.email {
-        body["email"] = json!(e);
-    }
-    if let Some(d) = &u.spec.description {
-        body["description"] = json!(d);
-    }
-    body
-}
-
-/// `GET /v3/users` (filters `name`, `enabled`, `domain_id`): every user for cloud admins,
-/// else only the caller (node identities are never listed).
-pub async fn list_users(
-    State(state): State<ApiState>,
-    caller: Caller,
-    headers: HeaderMap,
-    Query(q): Query<BTreeMap<String, String>>,
-) -> Reply {
-    let base = base_url(&headers);
-    let mut users = Api::<User>::all(state.store.clone())
-        .list()
-        .await
-        .map_err(store_err)?;
-    if !caller.is_cloud_admin() {
-        let me = caller.user().map(|u| u.name.clone()).unwrap_or_default();
-        users.retain(|u| u.metadata.name == me);
-    }
-    users.retain(|u| u.spec.node.is_none());
-    users.retain(|u| matches_filters(&q, &u.metadata.name, u.spec.enabled));
-    let items = users.iter().map(|u| user_json(u, &base)).collect();
-    Ok(list_reply("users", items, &base, "users"))
-}
-
-/// `GET /v3/users/{id}`: admins, or oneself.
-pub async fn get_user(
-    State(state): State<ApiState>,
-    caller: Caller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Reply {
-    let me = caller.user().map(|u| u.name.as_str()) == Some(id.as_str());
-    if !me && !caller.is_cloud_admin() {
-        return Err(KeystoneError::not_found(format!(
-            "Could not find user: {id}."
-        )));
-    }
-    let user = Api::<User>::all(state.store.clone())
-        .get(&id)
-        .await
-        .map_err(|_| KeystoneError::not_found(format!("Could not find user: {id}.")))?;
-    Ok(ok("user", user_json(&user, &base_url(&headers))))
-}
-
-async fn hash(password: String) -> Result<String, KeystoneError> {
-    if password.is_empty() {
-        return Err(KeystoneError::bad_request(
-            "Invalid input for field 'user.password': must not be empty",
-        ));
-    }
-    tokio::task::spawn_blocking(move || cirrus_auth::hash_password(&password))
-        .await
-        .map_err(|e| KeystoneError::internal(e.to_string()))?
-        .map_err(|e| {
-            KeystoneError::bad_request(format!("Invalid input for field 'user.password': {e}"))
-        })
-}
-
-/// `POST /v3/users`.
-pub async fn create_user(
-    State(state): State<ApiState>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Reply {
-    require_admin(&caller)?;
-    let map = parse_body(&body, "user")?;
-    let name = opt_str(&map, "name", "user")?
-        .ok_or_else(|| KeystoneError::bad_request("'name' is a required property of 'user'"))?;
-    valid_name(&name, "user")?;
-    check_domain(&map, "user")?;
-    let mut spec = cirrus_crds::UserSpec {
-        enabled: opt_bool(&map, "enabled", "user")?.unwrap_or(true),
-        email: opt_str(&map, "email", "user")?,
-        description: opt_str(&map, "description", "user")?,
-        default_project: opt_str(&map, "default_project_id", "user")?,
-        ..Default::default()
-    };
-    if let Some(p) = &spec.default_project
-        && Api::<Project>::all(state.store.clone())
-            .get(p)
-            .await
-            .is_err()
-    {
-        return Err(KeystoneError::bad_request(format!(
-            "Invalid input for field 'user.default_project_id': project {p:?} does not exist"
-        )));
-    }
-    if let Some(password) = opt_str(&map, "password", "user")? {
-        spec.password_hash = Some(hash(password).await?);
-    }
-    let user = Api::<User>::all(state.store.clone())
-        .create(&User::new(meta(&name), spec))
-        .await
-        .map_err(|e| match e {
-            ObjectError::AlreadyExists { .. } => KeystoneError {
-                code: StatusCode::CONFLICT,
-                message: format!("Conflict occurred attempting to store user - Duplicate entry found with name {name}."),
-            },
-            other => store_err(other),
-        })?;
-    tracing::info!(user = %name, by = %caller.name(), "user created");
-    Ok(created("user", user_json(&user, &base_url(&headers))))
-}
-
-async fn revoke_project_tokens(state: &ApiState, project: &str) -> Result<(), KeystoneError> {
-    super::revocations::revoke_project(&state.store, &state.identity, project)
-        .await
-        .map_err(|e| KeystoneError::internal(format!("revoking the project's tokens: {e}")))
-}
-
-async fn revoke_user_tokens(state: &ApiState, user: &User) -> Result<(), KeystoneError> {
-    let uid = user.metadata.uid.as_deref().unwrap_or_default();
-    super::revocations::revoke_user(&state.store, &state.identity, uid)
-        .await
-        .map_err(|e| KeystoneError::internal(format!("revoking the user's tokens: {e}")))
-}
-
-/// `PATCH /v3/users/{id}`: enabled, password, email, description, default project.
-pub async fn update_user(
-    State(state): State<ApiState>,
-    caller: Caller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Reply {
-    require_admin(&caller)?;
-    let map = parse_body(&body, "user")?;
-    let api = Api::<User>::all(state.store.clone());
-    let mut user = api.get(&id).await.map_err(store_err)?;
-    let mut revoke = false;
-    if let Some(enabled) = opt_bool(&map, "enabled", "user")? {
-        revoke |= user.spec.enabled && !enabled;
-        user.spec.enabled = enabled;
-    }
-    if let Some(password) = opt_str(&map, "password", "user")? {
-        user.spec.password_hash = Some(hash(password).await?);
-        revoke = true;
-    }
-    if let Some(e) = opt_str(&map, "email", "user")? {
-        user.spec.email = Some(e);
-    }
-    if let Some(d) = opt_str(&map, "description", "user")? {
-        user.spec.description = Some(d);
-    }
-    if map.contains_key("default_project_id") {
-        user.spec.default_project = opt_str(&map, "default_project_id", "user")?;
-    }
-    let user = api.replace(&user).await.map_err(store_err)?;
-    if revoke {
-        revoke_user_tokens(&state, &user).await?;
-    }
-    Ok(ok("user", user_json(&user, &base_url(&headers))))
-}
-
-/// `DELETE /v3/users/{id}`: the user, its role assignments and its tokens.
-pub async fn delete_user(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<StatusCode, KeystoneError> {
-    require_admin(&caller)?;
-    if caller.user().map(|u| u.name.as_str()) == Some(id.as_str()) {
-        return Err(KeystoneError::forbidden("you cannot delete yourself"));
-    }
-    let user = Api::<User>::all(state.store.clone())
-        .delete(&id)
-        .await
-        .map_err(store_err)?;
-    revoke_user_tokens(&state, &user).await?;
-    let api = Api::<RoleBinding>::all(state.store.clone());
-    for b in bindings(&state).await? {
-        if b.spec.user == id {
-            api.delete(&b.metadata.name).await.ok();
-        }
-    }
-    Ok(StatusCode::NO_CONTENT)
-}
-
-// ---- roles and assignments ----
-
-const ROLES: [Role; 3] = [Role::Reader, Role::Member, Role::Admin];
-
-fn role_json(role: Role, base: &str) -> Value {
-    let name = role.name();
-    json!({
-        "id": name, "name": name, "domain_id": null, "options": {},
-        "description": match role {
-            Role::Reader => "Read the project's resources",
-            Role::Member => "Create, change and delete the project's resources (implies reader)",
-            Role::Admin => "Everything; in the admin project: the whole cloud (implies member)",
-        },
-        "links": {"self": format!("{base}/identity/v3/roles/{name}")},
-    })
-}
-
-fn role_named(id: &str) -> Result<Role, KeystoneError> {
-    Role::from_name(id)
-        .ok_or_else(|| KeystoneError::not_found(format!("Could not find role: {id}.")))
-}
-
-/// `GET /v3/roles` (filter `name`).
-pub async fn list_roles(headers: HeaderMap, Query(q): Query<BTreeMap<String, String>>) -> Reply {
-    let base = base_url(&headers);
-    let items = ROLES
-        .iter()
-        .filter(|r| q.get("name").is_none_or(|n| n == r.name()))
-        .map(|r| role_json(*r, &base))
-        .collect();
-    Ok(list_reply("roles", items, &base, "roles"))
-}
-
-/// `GET /v3/roles/{id}`.
-pub async fn get_role(headers: HeaderMap, Path(id): Path<String>) -> Reply {
-    Ok(ok("role", role_json(role_named(&id)?, &base_url(&headers))))
-}
-
-/// `POST /v3/roles`: the roles are fixed.
-pub async fn create_role(caller: Caller) -> Reply {
-    require_admin(&caller)?;
-    Err(KeystoneError {
-        code: StatusCode::CONFLICT,
-        message: "Cirrus has the fixed roles reader, member and admin; new roles cannot be created"
-            .into(),
-    })
-}
-
-async fn existing<K: cirrus_crds::Resource>(
-    state: &ApiState,
-    name: &str,
-    what: &str,
-) -> Result<K, KeystoneError> {
-    Api::<K>::all(state.store.clone())
-        .get(name)
-        .await
-        .map_err(|_| KeystoneError::not_found(format!("Could not find {what}: {name}.")))
-}
-
-/// `PUT /v3/projects/{p}/users/{u}/roles/{r}`: grant (idempotent) → 204.
-pub async fn grant(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path((project, user, role)): Path<(String, String, String)>,
-) -> Result<StatusCode, KeystoneError> {
-    require_admin(&caller)?;
-    let role = role_named(&role)?;
-    existing::<Project>(&state, &project, "project").await?;
-    existing::<User>(&state, &user, "user").await?;
-    let spec = cirrus_crds::kinds::rolebinding::RoleBindingSpec {
-        user: user.clone(),
-        project: project.clone(),
-        role,
-    };
-    let name = binding_name(&user, &project, role);
-    match Api::<RoleBinding>::all(state.store.clone())
-        .create(&RoleBinding::new(meta(&name), spec))
-        .await
-    {
-        Ok(_) | Err(ObjectError::AlreadyExists { .. }) => Ok(StatusCode::NO_CONTENT),
-        Err(e) => Err(store_err(e)),
-    }
-}
-
-/// `HEAD`/`GET /v3/projects/{p}/users/{u}/roles/{r}`: 204 when granted, else 404.
-pub async fn check_grant(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path((project, user, role)): Path<(String, String, String)>,
-) -> Result<StatusCode, KeystoneError> {
-    if !caller.is_cloud_admin() && caller.user().map(|u| u.name.as_str()) != Some(user.as_str()) {
-        return Err(KeystoneError::forbidden(
-            "you may only check your own role assignments",
-        ));
-    }
-    let role = role_named(&role)?;
-    let granted = bindings(&state)
-        .await?
-        .iter()
-        .any(|b| b.spec.user == user && b.spec.project == project && b.spec.role == role);
-    if granted {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(KeystoneError::not_found(format!(
-            "Could not find role assignment with role: {}, user or group: {user}, project, domain, or system: {project}.",
-            role.name()
-        )))
-    }
-}
-
-/// `DELETE /v3/projects/{p}/users/{u}/roles/{r}`: revoke → 204 (404 when not granted);
-/// the user's tokens are revoked so the lost role takes effect at once.
-pub async fn revoke_grant(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path((project, user, role)): Path<(String, String, String)>,
-) -> Result<StatusCode, KeystoneError> {
-    require_admin(&caller)?;
-    let role = role_named(&role)?;
-    let api = Api::<RoleBinding>::all(state.store.clone());
-    let mut found = false;
-    for b in bindings(&state).await? {
-        if b.spec.user == user && b.spec.project == project && b.spec.role == role {
-            api.delete(&b.metadata.name).await.map_err(store_err)?;
-            found = true;
-        }
-    }
-    if !found {
-        return Err(KeystoneError::not_found(format!(
-            "Could not find role assignment: {} for {user} on {project}.",
-            role.name()
-        )));
-    }
-    if let Ok(u) = existing::<User>(&state, &user, "user").await {
-        revoke_user_tokens(&state, &u).await?;
-    }
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// `GET /v3/projects/{p}/users/{u}/roles`: the roles granted there (implied ones too, as
-/// Keystone's implied roles show up in tokens).
-pub async fn list_grants(
-    State(state): State<ApiState>,
-    caller: Caller,
-    headers: HeaderMap,
-    Path((project, user)): Path<(String, String)>,
-) -> Reply {
-    if !caller.is_cloud_admin() && caller.user().map(|u| u.name.as_str()) != Some(user.as_str()) {
-        return Err(KeystoneError::forbidden(
-            "you may only list your own role assignments",
-        ));
-    }
-    let base = base_url(&headers);
-    let items = bindings(&state)
-        .await?
-        .iter()
-        .filter(|b| b.spec.user == user && b.spec.project == project)
-        .map(|b| role_json(b.spec.role, &base))
-        .collect();
-    Ok(list_reply("roles", items, &base, "roles"))
-}
-
-/// `GET /v3/role_assignments` (filters `user.id`, `scope.project.id`, `role.id`;
-/// `include_names` adds names, which are the ids anyway).
-pub async fn role_assignments(
-    State(state): State<ApiState>,
-    caller: Caller,
-    headers: HeaderMap,
-    Query(q): Query<BTreeMap<String, String>>,
-) -> Reply {
-    let base = base_url(&headers);
-    let me = caller.user().map(|u| u.name.clone()).unwrap_or_default();
-    let user_filter = q.get("user.id").cloned();
-    if !caller.is_cloud_admin() && user_filter.as_deref() != Some(me.as_str()) {
-        return Err(KeystoneError::forbidden(
-            "you may only list your own role assignments (filter user.id)",
-        ));
-    }
-    let items = bindings(&state)
-        .await?
-        .iter()
-        .filter(|b| user_filter.as_ref().is_none_or(|u| &b.spec.user == u))
-        .filter(|b| q.get("scope.project.id").is_none_or(|p| &b.spec.project == p))
-        .filter(|b| q.get("role.id").is_none_or(|r| r == b.spec.role.name()))
-        .map(|b| {
-            let (p, u, r) = (&b.spec.project, &b.spec.user, b.spec.role.name());
-            json!({
-                "role": {"id": r, "name": r},
-                "user": {"id": u, "name": u, "domain": {"id": DOMAIN, "name": "Default"}},
-                "scope": {"project": {"id": p, "name": p, "domain": {"id": DOMAIN, "name": "Default"}}},
-                "links": {"assignment": format!("{base}/identity/v3/projects/{p}/users/{u}/roles/{r}")},
-            })
-        })
-        .collect();
-    Ok(list_reply(
-        "role_assignments",
-        items,
-        &base,
-        "role_assignments",
-    ))
 }
 
 // ---- catalog ----

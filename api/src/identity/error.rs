@@ -67,3 +67,19 @@ impl IntoResponse for KeystoneError {
         (self.code, Json(body)).into_response()
     }
 }
+
+impl From<crate::error::ApiError> for KeystoneError {
+    /// A refusal of the layers every front end shares (admission, the store), in Keystone's
+    /// body: the same status (a store's `422` is Keystone's `400`) and the message that
+    /// names the field.
+    fn from(e: crate::error::ApiError) -> Self {
+        let code = match e.code() {
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            code => code,
+        };
+        Self {
+            code,
+            message: e.message().to_string(),
+        }
+    }
+}

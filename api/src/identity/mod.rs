@@ -4,9 +4,13 @@
 //!
 //! Decisions made here:
 //!
-//! - **Ids are names.** Users, projects and roles are Cirrus objects identified by name, so
-//!   their Keystone `id` is that name (the token, validated without a store round trip, carries
-//!   names). The one domain is `{"id": "default", "name": "Default"}`.
+//! - **Ids and names.** A project's or user's Keystone `id` is its object's name: generated
+//!   (32 hex digits) for what Keystone creates, chosen for what the native API or `cirrus up`
+//!   writes. Its Keystone name is `spec.name` (free text, unique, renameable), else the id
+//!   ([`cirrus_crds::keystone`]). Everything inside Cirrus (objects' projects, role bindings,
+//!   tokens, quotas) refers to ids; logins and lists find names ([`directory`]). Roles are
+//!   the fixed `reader`, `member` and `admin`, ids and names alike; the one domain is
+//!   `{"id": "default", "name": "Default"}`.
 //! - **Key ring.** [`ApiState::identity`] holds it: generated in memory by
 //!   [`ApiState::new`], loaded from the data directory by `cirrus up`
 //!   ([`KeyRing::load_or_create`]) so tokens survive a restart, and re-read from there
@@ -20,15 +24,19 @@
 //! - **Limits:** role bindings are read with a list per login.
 
 mod admin;
+mod assignments;
 pub mod bootstrap;
 pub mod catalog;
+mod directory;
 mod discovery;
 pub(crate) mod error;
 pub mod key_reload;
+mod projects;
 mod request;
 pub mod revocations;
 pub mod throttle;
 mod tokens;
+mod users;
 
 use std::sync::RwLock;
 
@@ -40,7 +48,8 @@ use cirrus_auth::{KeyRing, RevocationList};
 use crate::ApiState;
 
 pub use error::KeystoneError;
-pub use request::{PasswordAuth, ProjectScope};
+pub use request::{PasswordAuth, ProjectScope, Reference};
+pub use tokens::TokenNames;
 
 /// Largest `/identity` request body (Keystone's own default is 112 KiB).
 pub const MAX_BODY_BYTES: usize = 112 * 1024;
@@ -133,52 +142,52 @@ pub fn router() -> Router<ApiState> {
         .route("/identity/v3/", get(discovery::version))
         .route("/identity/v3/auth/tokens", tokens())
         .route("/identity/v3/auth/catalog", get(admin::auth_catalog))
-        .route("/identity/v3/auth/projects", get(admin::user_projects))
+        .route("/identity/v3/auth/projects", get(projects::user_projects))
         .route("/identity/v3/domains", get(admin::list_domains))
         .route("/identity/v3/domains/{id}", get(admin::get_domain))
         .route(
             "/identity/v3/projects",
-            get(admin::list_projects).post(admin::create_project),
+            get(projects::list_projects).post(projects::create_project),
         )
         .route(
             "/identity/v3/projects/{id}",
-            get(admin::get_project)
-                .patch(admin::update_project)
-                .delete(admin::delete_project),
+            get(projects::get_project)
+                .patch(projects::update_project)
+                .delete(projects::delete_project),
         )
         .route(
             "/identity/v3/projects/{project}/users/{user}/roles",
-            get(admin::list_grants),
+            get(assignments::list_grants),
         )
         .route(
             "/identity/v3/projects/{project}/users/{user}/roles/{role}",
-            get(admin::check_grant)
-                .head(admin::check_grant)
-                .put(admin::grant)
-                .delete(admin::revoke_grant),
+            get(assignments::check_grant)
+                .head(assignments::check_grant)
+                .put(assignments::grant)
+                .delete(assignments::revoke_grant),
         )
         .route(
             "/identity/v3/users",
-            get(admin::list_users).post(admin::create_user),
+            get(users::list_users).post(users::create_user),
         )
         .route(
             "/identity/v3/users/{id}",
-            get(admin::get_user)
-                .patch(admin::update_user)
-                .delete(admin::delete_user),
+            get(users::get_user)
+                .patch(users::update_user)
+                .delete(users::delete_user),
         )
         .route(
             "/identity/v3/users/{id}/projects",
-            get(admin::user_projects),
+            get(projects::user_projects),
         )
         .route(
             "/identity/v3/roles",
-            get(admin::list_roles).post(admin::create_role),
+            get(assignments::list_roles).post(assignments::create_role),
         )
-        .route("/identity/v3/roles/{id}", get(admin::get_role))
+        .route("/identity/v3/roles/{id}", get(assignments::get_role))
         .route(
             "/identity/v3/role_assignments",
-            get(admin::role_assignments),
+            get(assignments::role_assignments),
         )
         .route("/identity/v3/services", get(admin::list_services))
         .route("/identity/v3/endpoints", get(admin::list_endpoints))

@@ -4,11 +4,36 @@ use serde_json::Value;
 
 use super::KeystoneError;
 
+/// How a login names a user or a project: Keystone's `id`, or its `name` (in the domain
+/// `default`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference {
+    /// `{"id": …}`: the object's name in the store.
+    Id(String),
+    /// `{"name": …, "domain": …}`: the Keystone name (`spec.name`, else the id).
+    Name(String),
+}
+
+impl Reference {
+    /// The id or name as the client sent it (the key of the login throttle).
+    pub fn text(&self) -> &str {
+        match self {
+            Reference::Id(s) | Reference::Name(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for Reference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
 /// A password login: which user, their password, and the project scope asked for.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PasswordAuth {
-    /// The user's name (a user `id` is the same name in Cirrus).
-    pub user: String,
+    /// The user, by id or by name.
+    pub user: Reference,
     /// The plain password (never logged: `Debug` hides it).
     pub password: String,
     /// The project scope, if any.
@@ -25,11 +50,11 @@ impl std::fmt::Debug for PasswordAuth {
     }
 }
 
-/// `auth.scope.project`: the project (by name, or by id which is the same name).
+/// `auth.scope.project`: the project, by id or by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectScope {
-    /// The project's name.
-    pub project: String,
+    /// The project asked for.
+    pub project: Reference,
 }
 
 impl PasswordAuth {
@@ -107,12 +132,12 @@ fn object<'a>(parent: &'a Value, key: &str, path: &str) -> Result<&'a Value, Key
 }
 
 /// A user or project reference: `id`, or `name` with a `domain` that must be `default`.
-fn reference(value: &Value, path: &str) -> Result<String, KeystoneError> {
+fn reference(value: &Value, path: &str) -> Result<Reference, KeystoneError> {
     if let Some(id) = value.get("id") {
         return id
             .as_str()
             .filter(|s| !s.is_empty())
-            .map(str::to_string)
+            .map(|s| Reference::Id(s.to_string()))
             .ok_or_else(|| KeystoneError::bad_request(format!("{path}.id must be a string")));
     }
     let name = match value.get("name") {
@@ -143,7 +168,7 @@ fn reference(value: &Value, path: &str) -> Result<String, KeystoneError> {
             "{path}.domain: no such domain (Cirrus has only \"default\")"
         )));
     }
-    Ok(name)
+    Ok(Reference::Name(name))
 }
 
 #[cfg(test)]
@@ -167,9 +192,9 @@ mod tests {
             json!({"project": {"name": "demo", "domain": {"id": "default"}}}),
         ))
         .unwrap();
-        assert_eq!(auth.user, "alice");
+        assert_eq!(auth.user, Reference::Name("alice".into()));
         assert_eq!(auth.password, "s3cret");
-        assert_eq!(auth.scope.unwrap().project, "demo");
+        assert_eq!(auth.scope.unwrap().project, Reference::Name("demo".into()));
         assert!(
             !format!(
                 "{:?}",
@@ -180,9 +205,9 @@ mod tests {
     }
 
     #[test]
-    fn ids_stand_for_names_and_scope_is_optional() {
+    fn ids_are_told_from_names_and_scope_is_optional() {
         let auth = parse(login(json!({"id": "alice", "password": "p"}), Value::Null)).unwrap();
-        assert_eq!(auth.user, "alice");
+        assert_eq!(auth.user, Reference::Id("alice".into()));
         assert_eq!(auth.scope, None);
     }
 

@@ -11,10 +11,11 @@ use chrono::{DateTime, Utc};
 use cirrus_auth::token::{self, TokenPayload};
 use cirrus_auth::{ADMIN_PROJECT, Role, RoleExt, effective_role, verify_password};
 use cirrus_crds::{Project, RoleBinding, User};
-use cirrus_store::objects::{Api, ObjectError};
+use cirrus_store::objects::Api;
 use serde_json::{Value, json};
 
-use super::request::PasswordAuth;
+use super::directory;
+use super::request::{PasswordAuth, Reference};
 use super::throttle::{LoginThrottle, Refusal};
 use super::{Identity, KeystoneError};
 use crate::ApiState;
@@ -32,7 +33,8 @@ const REFUSED: &str = "The request you have made requires authentication.";
 /// Before the password is checked the login passes [`ApiState::login`]
 /// ([`super::throttle`]): a locked user name answers `401` (saying so), an empty rate-limit
 /// bucket or no free verification permit `429` with `Retry-After`. A wrong password counts
-/// towards the name's lockout; a right one clears the count.
+/// towards the user's lockout (by its id, so logging in by name or by id shares one count;
+/// an unknown user's by the text given); a right one clears the count.
 #[tracing::instrument(skip_all)]
 pub async fn issue(
     State(state): State<ApiState>,
@@ -44,42 +46,59 @@ pub async fn issue(
     let login = PasswordAuth::parse(&body)?;
     let throttle = state.login.clone();
     let source = throttle.source(peer.map(|Extension(ConnectInfo(addr))| addr), &headers);
-    if let Err(refusal) = throttle.admit(&login.user, source) {
-        return Ok(refused(&login.user, refusal));
+    if let Err(refusal) = throttle.admit(login.user.text(), source) {
+        return Ok(refused(login.user.text(), refusal));
     }
-    let user = find::<User>(&state, &login.user).await?;
-    let permit = match throttle.hash_permit(&login.user).await {
+    let user = directory::user(&state.store, &login.user).await?;
+    // Failures count against the user, whichever of its name or id the login gave (an
+    // unknown user: against what was given).
+    let key = user
+        .as_ref()
+        .map_or(login.user.text(), |u| u.metadata.name.as_str())
+        .to_string();
+    let key = key.as_str();
+    let permit = match throttle.hash_permit(key).await {
         Ok(permit) => permit,
-        Err(refusal) => return Ok(refused(&login.user, refusal)),
+        Err(refusal) => return Ok(refused(key, refusal)),
     };
     if !password_matches(&throttle, permit, user.as_ref(), &login.password).await? {
-        throttle.record_failure(&login.user);
+        throttle.record_failure(key);
         tracing::info!(user = %login.user, "login refused: unknown or disabled user or wrong password");
         return Err(KeystoneError::unauthorized(REFUSED));
     }
-    throttle.record_success(&login.user);
+    throttle.record_success(key);
     let user = user.expect("a password only matches an existing user");
-    let project = login
-        .scope
-        .map(|s| s.project)
-        .or_else(|| user.spec.default_project.clone());
-    let role = match &project {
-        Some(project) if user.spec.node.is_none() => {
-            Some(role_in(&state, &login.user, project).await?)
-        }
-        _ => None,
+    let asked = match login.scope {
+        Some(scope) => Some(scope.project),
+        None => user.spec.default_project.clone().map(Reference::Id),
     };
-    wait_past_cutoff(&identity, &user, project.as_deref()).await;
+    let (project, role) = match &asked {
+        Some(asked) if user.spec.node.is_none() => {
+            let (project, role) = role_in(&state, &user, asked).await?;
+            (Some(project), Some(role))
+        }
+        _ => (None, None),
+    };
+    let project_id = project.as_ref().map(|p| p.metadata.name.as_str());
+    wait_past_cutoff(&identity, &user, project_id).await;
     let payload = identity
-        .payload_for(&user, project.as_deref(), role)
+        .payload_for(&user, project_id, role)
         .map_err(|e| KeystoneError::internal(e.to_string()))?;
     let sealed = token::issue(&identity.keys, &payload)
         .map_err(|e| KeystoneError::internal(e.to_string()))?;
     tracing::info!(user = %payload.user, project = ?payload.project, audit_id = %payload.audit_id, "token issued");
+    let names = TokenNames {
+        user: user.keystone_name().to_string(),
+        project: project.map(|p| p.keystone_name().to_string()),
+    };
     Ok(with_subject(
         StatusCode::CREATED,
         &sealed,
-        Some(render(&payload, &super::discovery::base_url(&headers))),
+        Some(render(
+            &payload,
+            &names,
+            &super::discovery::base_url(&headers),
+        )),
     ))
 }
 
@@ -124,10 +143,11 @@ pub async fn validate(
 ) -> Result<Response, KeystoneError> {
     let (subject, raw) = subject(&state.identity, &headers)?;
     let base = super::discovery::base_url(&headers);
+    let names = TokenNames::of(&state.store, &subject).await?;
     Ok(with_subject(
         StatusCode::OK,
         &raw,
-        Some(render(&subject, &base)),
+        Some(render(&subject, &names, &base)),
     ))
 }
 
@@ -207,18 +227,6 @@ fn valid(
     token::validate(&identity.keys, &revoked, raw, now)
 }
 
-/// Reads the cluster-scoped object `name`, `None` when it does not exist.
-async fn find<K: cirrus_crds::Resource>(
-    state: &ApiState,
-    name: &str,
-) -> Result<Option<K>, KeystoneError> {
-    match Api::<K>::all(state.store.clone()).get(name).await {
-        Ok(object) => Ok(Some(object)),
-        Err(ObjectError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(KeystoneError::internal(e.to_string())),
-    }
-}
-
 /// Whether `password` is `user`'s, for an enabled user with a password. Unknown, disabled
 /// and password-less users cost one hash verification too (against a decoy hash), so timing
 /// does not tell them apart. The verification runs on the blocking pool holding `permit`.
@@ -255,23 +263,67 @@ async fn password_matches(
     }
 }
 
-/// `user`'s effective role in the enabled project `project`; `401` when it has none.
-async fn role_in(state: &ApiState, user: &str, project: &str) -> Result<Role, KeystoneError> {
+/// The enabled project `asked` names and `user`'s effective role in it; `401` when there is
+/// no such enabled project or the user has no role in it.
+async fn role_in(
+    state: &ApiState,
+    user: &User,
+    asked: &Reference,
+) -> Result<(Project, Role), KeystoneError> {
     let refused = || {
-        tracing::info!(%user, %project, "login refused: no role in an enabled project");
+        tracing::info!(user = %user.metadata.name, project = %asked, "login refused: no role in an enabled project");
         KeystoneError::unauthorized(format!(
-            "{REFUSED} The user has no role in project {project:?}."
+            "{REFUSED} The user has no role in project {:?}.",
+            asked.text()
         ))
     };
-    match find::<Project>(state, project).await? {
-        Some(p) if p.spec.enabled => {}
+    let project = match directory::project(&state.store, asked).await? {
+        Some(p) if p.spec.enabled => p,
         _ => return Err(refused()),
-    }
+    };
     let bindings = Api::<RoleBinding>::all(state.store.clone())
         .list()
         .await
         .map_err(|e| KeystoneError::internal(e.to_string()))?;
-    effective_role(bindings.iter().map(|b| &b.spec), user, project).ok_or_else(refused)
+    let role = effective_role(
+        bindings.iter().map(|b| &b.spec),
+        &user.metadata.name,
+        &project.metadata.name,
+    )
+    .ok_or_else(refused)?;
+    Ok((project, role))
+}
+
+/// The Keystone names a token body shows next to the ids it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenNames {
+    /// The user's name.
+    pub user: String,
+    /// The scoped project's name.
+    pub project: Option<String>,
+}
+
+impl TokenNames {
+    /// The names of `payload`'s user and project as they are now (the ids for what is gone,
+    /// and for node identities, which are no Keystone users).
+    async fn of(
+        store: &cirrus_store::objects::ObjectStore,
+        payload: &TokenPayload,
+    ) -> Result<Self, KeystoneError> {
+        let user = directory::by_id::<User>(store, &payload.user).await?;
+        let project = match &payload.project {
+            Some(id) => Some(
+                directory::by_id::<Project>(store, id)
+                    .await?
+                    .map_or_else(|| id.clone(), |p| p.keystone_name().to_string()),
+            ),
+            None => None,
+        };
+        Ok(Self {
+            user: user.map_or_else(|| payload.user.clone(), |u| u.keystone_name().to_string()),
+            project,
+        })
+    }
 }
 
 fn with_subject(code: StatusCode, raw: &str, body: Option<Value>) -> Response {
@@ -289,9 +341,9 @@ fn timestamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-/// Keystone's token body. Ids are names (see the module docs); scoped tokens carry the
-/// catalog with URLs under `base`.
-pub fn render(payload: &TokenPayload, base: &str) -> Value {
+/// Keystone's token body: the ids the token carries with their `names`; scoped tokens carry
+/// the catalog with URLs under `base`.
+pub fn render(payload: &TokenPayload, names: &TokenNames, base: &str) -> Value {
     let domain = json!({"id": "default", "name": "Default"});
     let mut token = json!({
         "methods": ["password"],
@@ -300,13 +352,14 @@ pub fn render(payload: &TokenPayload, base: &str) -> Value {
         "audit_ids": [payload.audit_id.to_string()],
         "user": {
             "id": payload.user,
-            "name": payload.user,
+            "name": names.user,
             "domain": domain,
             "password_expires_at": null,
         },
     });
     if let Some(project) = &payload.project {
-        token["project"] = json!({"id": project, "name": project, "domain": domain});
+        let name = names.project.as_deref().unwrap_or(project);
+        token["project"] = json!({"id": project, "name": name, "domain": domain});
         token["is_domain"] = json!(false);
         token["roles"] = payload
             .role_names()

@@ -24,6 +24,11 @@ crate::kind! {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProjectSpec {
+    /// Keystone name: free text, unique among projects, changeable (the object's name is the
+    /// id everything refers to). Absent: the project is named by its id
+    /// ([`crate::keystone`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Human-readable description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -47,6 +52,7 @@ pub struct ProjectSpec {
 impl Default for ProjectSpec {
     fn default() -> Self {
         Self {
+            name: None,
             description: None,
             enabled: true,
             domain: default_domain(),
@@ -84,8 +90,20 @@ pub struct ProjectStatus {
     pub conditions: Vec<Condition>,
 }
 
+impl Project {
+    /// The name Keystone shows: `spec.name`, else the id.
+    pub fn keystone_name(&self) -> &str {
+        crate::keystone::keystone_name(self.spec.name.as_deref(), &self.metadata.name)
+    }
+}
+
 impl Validate for Project {
     fn validate(&self, errors: &mut FieldErrors) {
+        crate::keystone::check_name(
+            errors,
+            self.spec.name.as_deref(),
+            crate::keystone::PROJECT_NAME_MAX,
+        );
         if self.spec.domain != "default" {
             errors.add("spec.domain", "must be \"default\" (the only domain)");
         }

@@ -24,6 +24,11 @@ crate::kind! {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserSpec {
+    /// Keystone name, the one a user logs in with: free text, unique among users,
+    /// changeable (the object's name is the id everything refers to). Absent: the user is
+    /// named by its id ([`crate::keystone`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Full name shown to humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
@@ -53,6 +58,7 @@ pub struct UserSpec {
 impl Default for UserSpec {
     fn default() -> Self {
         Self {
+            name: None,
             display_name: None,
             email: None,
             description: None,
@@ -76,9 +82,17 @@ pub struct UserStatus {
     pub conditions: Vec<Condition>,
 }
 
+impl User {
+    /// The name Keystone shows and logins use: `spec.name`, else the id.
+    pub fn keystone_name(&self) -> &str {
+        crate::keystone::keystone_name(self.spec.name.as_deref(), &self.metadata.name)
+    }
+}
+
 impl Validate for User {
     fn validate(&self, errors: &mut FieldErrors) {
         let spec = &self.spec;
+        crate::keystone::check_name(errors, spec.name.as_deref(), crate::keystone::USER_NAME_MAX);
         crate::kinds::check_opt_ref(errors, "spec.defaultProject", &spec.default_project);
         crate::kinds::check_len(errors, "spec.displayName", &spec.display_name, 255);
         if let Some(email) = &spec.email {

@@ -236,6 +236,16 @@ fn rows(ids: &Value) -> Vec<Row> {
         Row { what: "get beta's answer", req: Get(format!("{v1}/projects/{BETA}/imagemembers/{}", id("shared"))), expect: [401, 404, 404, 200, 200, 403, 403] },
         Row { what: "answer for beta natively", req: Post(format!("{v1}/projects/{BETA}/imagemembers{dry}"), json!({"metadata": {"name": id("shared")}, "spec": {"memberStatus": "accepted"}})), expect: [401, 404, 404, 201, 201, 403, 403] },
         Row { what: "cinder show volume", req: Get(format!("/volume/v3/{ALPHA}/volumes/{}", id("volume"))), expect: [401, 200, 200, 404, 200, 403, 403] },
+        // Keystone (no dry run here: its writes are refused ones or bodies that fail).
+        Row { what: "keystone list projects", req: Get("/identity/v3/projects".into()), expect: [401, 403, 403, 403, 200, 403, 403] },
+        Row { what: "keystone show own project", req: Get(format!("/identity/v3/projects/{ALPHA}")), expect: [401, 200, 200, 403, 200, 403, 403] },
+        Row { what: "keystone show a user", req: Get("/identity/v3/users/member-a".into()), expect: [401, 404, 200, 404, 200, 404, 404] },
+        Row { what: "keystone list role assignments", req: Get("/identity/v3/role_assignments".into()), expect: [401, 403, 403, 403, 200, 403, 403] },
+        Row { what: "keystone create project (bad name)", req: Post("/identity/v3/projects".into(), json!({"project": {"name": " "}})), expect: [401, 403, 403, 403, 400, 403, 403] },
+        Row { what: "keystone rename project (bad name)", req: Patch(format!("/identity/v3/projects/{ALPHA}"), json!({"project": {"name": ""}})), expect: [401, 403, 403, 403, 400, 403, 403] },
+        Row { what: "keystone grant an unknown role", req: Put(format!("/identity/v3/projects/{ALPHA}/users/member-b/roles/owner"), json!({})), expect: [401, 403, 403, 403, 404, 403, 403] },
+        Row { what: "keystone delete the admin project", req: Delete("/identity/v3/projects/admin".into()), expect: [401, 403, 403, 403, 403, 403, 403] },
+        Row { what: "keystone change member-a's password (wrong original)", req: Post("/identity/v3/users/member-a/password".into(), json!({"user": {"original_password": "wrong", "password": "new"}})), expect: [401, 403, 401, 403, 403, 403, 403] },
         Row { what: "cinder reset status", req: Post(format!("/volume/v3/{ALPHA}/volumes/{}/action", id("volume")), json!({"os-reset_status": {"status": "available"}})), expect: [401, 403, 403, 404, 202, 403, 403] },
     ];
     rows

@@ -633,3 +633,56 @@ async fn disabling_or_deleting_a_project_cuts_its_tokens_off_at_once() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_user_changes_its_own_password_proving_the_old_one() {
+    let api = TestApi::start().await;
+    let v3 = format!("{}/identity/v3", api.base_url);
+    let token = api.user_token("erin", "demo", Role::Member).await;
+    let erin = client_with_token(&token);
+    let change = |original: &str, new: &str| json!({"user": {"original_password": original, "password": new}});
+    // Another user's password is not its to change; a wrong original is refused.
+    let (code, _) = send(
+        erin.post(format!("{v3}/users/admin/password"))
+            .json(&change("x", "y")),
+    )
+    .await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    let (code, body) = send(
+        erin.post(format!("{v3}/users/erin/password"))
+            .json(&change("not-it", "new-pw")),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "{body}");
+    let (code, body) = send(
+        erin.post(format!("{v3}/users/erin/password"))
+            .json(&json!({"user": {"password": "new-pw"}})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("original_password")
+    );
+    // The right one: 204, the old token ends, the new password logs in.
+    let (code, body) = send(
+        erin.post(format!("{v3}/users/erin/password"))
+            .json(&change("erin-password", "new-pw")),
+    )
+    .await;
+    assert_eq!(code, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        send(erin.get(format!("{v3}/users/erin"))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        token_of(&api, "erin", "erin-password", "demo").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        token_of(&api, "erin", "new-pw", "demo").await.0,
+        StatusCode::CREATED
+    );
+}

@@ -153,18 +153,18 @@ pub(super) async fn create_object<K: Resource>(
     parsed(created)
 }
 
-/// Merges `spec` into the spec of the cluster-scoped object `id` through the same write
-/// layer (a `null` removes a field); the object as stored.
+/// Merges `spec` into the spec of the cluster-scoped object `id` as `writer` through the
+/// same write layer (a `null` removes a field); the object as stored.
 pub(super) async fn patch_spec<K: Resource>(
     state: &ApiState,
-    caller: &Caller,
+    writer: Writer<'_>,
     id: &str,
     spec: Map<String, Value>,
 ) -> Result<K, KeystoneError> {
     let patch = json!({ "spec": spec });
     let written = resources::write(
         state,
-        Writer::Caller(caller),
+        writer,
         K::info(),
         None,
         id,

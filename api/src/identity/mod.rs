@@ -177,6 +177,10 @@ pub fn router() -> Router<ApiState> {
                 .delete(users::delete_user),
         )
         .route(
+            "/identity/v3/users/{id}/password",
+            axum::routing::post(users::change_own_password),
+        )
+        .route(
             "/identity/v3/users/{id}/projects",
             get(projects::user_projects),
         )

@@ -21,6 +21,7 @@ use super::admin::{
 };
 use super::discovery::base_url;
 use crate::ApiState;
+use crate::admission::Writer;
 use crate::auth::Caller;
 
 /// Keystone's view of a project.
@@ -180,7 +181,7 @@ pub async fn update_project(
     if let Some(tags) = tags(&map) {
         spec.insert("tags".into(), json!(tags));
     }
-    let project: Project = patch_spec(&state, &caller, &id, spec).await?;
+    let project: Project = patch_spec(&state, Writer::Caller(&caller), &id, spec).await?;
     Ok(ok("project", project_json(&project, &base_url(&headers))))
 }
 

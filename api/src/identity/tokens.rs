@@ -230,7 +230,7 @@ fn valid(
 /// Whether `password` is `user`'s, for an enabled user with a password. Unknown, disabled
 /// and password-less users cost one hash verification too (against a decoy hash), so timing
 /// does not tell them apart. The verification runs on the blocking pool holding `permit`.
-async fn password_matches(
+pub(super) async fn password_matches(
     throttle: &LoginThrottle,
     permit: tokio::sync::OwnedSemaphorePermit,
     user: Option<&User>,

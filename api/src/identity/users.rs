@@ -6,10 +6,13 @@
 //! ([`crate::admission`]) apply here too.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
+use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use cirrus_crds::{Project, User};
 use cirrus_store::objects::Api;
 use serde_json::{Map, Value, json};
@@ -21,6 +24,7 @@ use super::admin::{
 };
 use super::discovery::base_url;
 use crate::ApiState;
+use crate::admission::Writer;
 use crate::auth::Caller;
 
 /// Keystone's view of a user (never its password hash).
@@ -188,7 +192,7 @@ pub async fn update_user(
             json!(default_project(&state, &map).await?),
         );
     }
-    let user: User = patch_spec(&state, &caller, &id, spec).await?;
+    let user: User = patch_spec(&state, Writer::Caller(&caller), &id, spec).await?;
     Ok(ok("user", user_json(&user, &base_url(&headers))))
 }
 
@@ -204,4 +208,52 @@ pub async fn delete_user(
     }
     delete_with_bindings::<User>(&state, &id, |b| b.user == id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v3/users/{id}/password`: a user changes its own password, proving the old one
+/// (`original_password`) → 204. The check passes the login throttle like a login (a wrong
+/// original password counts towards the user's lockout, `401`); the new hash is written by
+/// the API after that check, and the write layer revokes the user's tokens, as Keystone does.
+pub async fn change_own_password(
+    State(state): State<ApiState>,
+    caller: Caller,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Reply {
+    if caller.user().map(|u| u.name.as_str()) != Some(id.as_str()) {
+        return Err(KeystoneError::forbidden(
+            "You are not authorized to perform the requested action: identity:change_password \
+             (only the user itself changes its password this way).",
+        ));
+    }
+    let map = parse_body(&body, "user")?;
+    let original = opt_str(&map, "original_password", "user")?.ok_or_else(|| {
+        KeystoneError::bad_request("'original_password' is a required property of 'user'")
+    })?;
+    let password = opt_str(&map, "password", "user")?
+        .ok_or_else(|| KeystoneError::bad_request("'password' is a required property of 'user'"))?;
+    let throttle = state.login.clone();
+    let source = throttle.source(peer.map(|Extension(ConnectInfo(addr))| addr), &headers);
+    if let Err(refusal) = throttle.admit(&id, source) {
+        return Ok(refusal.into_response());
+    }
+    let user = super::directory::by_id::<User>(&state.store, &id).await?;
+    let permit = match throttle.hash_permit(&id).await {
+        Ok(permit) => permit,
+        Err(refusal) => return Ok(refusal.into_response()),
+    };
+    if !super::tokens::password_matches(&throttle, permit, user.as_ref(), &original).await? {
+        throttle.record_failure(&id);
+        return Err(KeystoneError::unauthorized(
+            "Invalid input for field 'user.original_password': it is not the user's password.",
+        ));
+    }
+    throttle.record_success(&id);
+    let mut spec = Map::new();
+    spec.insert("passwordHash".into(), json!(hash(password).await?));
+    let _: User = patch_spec(&state, Writer::Api, &id, spec).await?;
+    tracing::info!(user = %id, "password changed by the user");
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

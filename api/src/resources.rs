@@ -299,6 +299,19 @@ pub(crate) enum Change<'a> {
     MergePatch(&'a Value),
 }
 
+/// Whether `change` can give an identity object another Keystone name: a replacement can,
+/// a merge patch only when it touches `spec.name` (or the whole `spec`).
+fn may_rename(change: Change<'_>) -> bool {
+    match change {
+        Change::Replace(_) => true,
+        Change::MergePatch(patch) => match patch.get("spec") {
+            None => false,
+            Some(Value::Object(spec)) => spec.contains_key("name"),
+            Some(_) => true,
+        },
+    }
+}
+
 /// Updates `part` of `name` the way every API does: [`admission`] judges the object exactly
 /// as it is about to be stored (field policies, status writers, immutability) inside the
 /// store's compare-and-swap loop, so no concurrent write can slip between the judgement and
@@ -324,7 +337,7 @@ pub(crate) async fn write(
         admission::image_use::check_change(state, kind, project, name, named).await?;
     }
     let _names = match part {
-        Part::Main if admission::identity_names::named_kind(kind) => {
+        Part::Main if admission::identity_names::named_kind(kind) && may_rename(change) => {
             let current = state.store.get(kind, project, name).await?;
             let proposed = proposed(&current, change);
             admission::identity_names::before_rename(&state.store, kind, &current, &proposed)
@@ -721,4 +734,26 @@ async fn watch(
         .header(header::CACHE_CONTROL, "no-cache")
         .body(body)
         .expect("static headers are valid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_changes_that_touch_spec_name_can_rename() {
+        let replace = json!({"spec": {"description": "x"}});
+        assert!(may_rename(Change::Replace(&replace)));
+        assert!(may_rename(Change::MergePatch(
+            &json!({"spec": {"name": "Sales"}})
+        )));
+        assert!(may_rename(Change::MergePatch(&json!({"spec": null}))));
+        assert!(!may_rename(Change::MergePatch(
+            &json!({"spec": {"enabled": false}})
+        )));
+        assert!(!may_rename(Change::MergePatch(
+            &json!({"metadata": {"labels": {"a": "b"}}})
+        )));
+    }
 }

@@ -108,17 +108,24 @@ pub async fn grant(
     }
 }
 
+/// Only a cloud admin or the user itself may look at `user`'s role assignments; `verb`
+/// names what the caller tried in the refusal.
+fn require_self_or_admin(caller: &Caller, user: &str, verb: &str) -> Result<(), KeystoneError> {
+    if caller.is_cloud_admin() || caller.user().map(|u| u.name.as_str()) == Some(user) {
+        return Ok(());
+    }
+    Err(KeystoneError::forbidden(format!(
+        "you may only {verb} your own role assignments"
+    )))
+}
+
 /// `HEAD`/`GET /v3/projects/{p}/users/{u}/roles/{r}`: 204 when granted, else 404.
 pub async fn check_grant(
     State(state): State<ApiState>,
     caller: Caller,
     Path((project, user, role)): Path<(String, String, String)>,
 ) -> Result<StatusCode, KeystoneError> {
-    if !caller.is_cloud_admin() && caller.user().map(|u| u.name.as_str()) != Some(user.as_str()) {
-        return Err(KeystoneError::forbidden(
-            "you may only check your own role assignments",
-        ));
-    }
+    require_self_or_admin(&caller, &user, "check")?;
     let role = role_named(&role)?;
     let granted = bindings(&state)
         .await?
@@ -168,11 +175,7 @@ pub async fn list_grants(
     headers: HeaderMap,
     Path((project, user)): Path<(String, String)>,
 ) -> Reply {
-    if !caller.is_cloud_admin() && caller.user().map(|u| u.name.as_str()) != Some(user.as_str()) {
-        return Err(KeystoneError::forbidden(
-            "you may only list your own role assignments",
-        ));
-    }
+    require_self_or_admin(&caller, &user, "list")?;
     let base = base_url(&headers);
     let items = bindings(&state)
         .await?

@@ -355,14 +355,14 @@ fn not_found(e: ObjectError) -> Option<ObjectError> {
 
 async fn list_where<K: Resource>(
     store: &ObjectStore,
-    project: &str,
+    project: Option<&str>,
     selector: &str,
 ) -> Result<Vec<K>, ApiError> {
     let options = ListOptions {
         fields: FieldSelector::parse(selector).map_err(|e| ApiError::bad_request(e.to_string()))?,
         ..ListOptions::default()
     };
-    let list = store.list(K::info(), Some(project), &options).await?;
+    let list = store.list(K::info(), project, &options).await?;
     list.items
         .into_iter()
         .map(|v| {
@@ -394,8 +394,12 @@ pub async fn instance_data(store: &ObjectStore, server: Server) -> Result<Instan
         None => None,
     };
     let server_uid = uid(&server.metadata);
-    let mut ports: Vec<Port> =
-        list_where(store, &project, &format!("spec.deviceId={server_uid}")).await?;
+    let mut ports: Vec<Port> = list_where(
+        store,
+        Some(&project),
+        &format!("spec.deviceId={server_uid}"),
+    )
+    .await?;
     ports.retain(is_compute_port);
     // spec.networks order: a user port by name, a created port by its deterministic name.
     let order = |port: &Port| {
@@ -416,9 +420,11 @@ pub async fn instance_data(store: &ObjectStore, server: Server) -> Result<Instan
             .unwrap_or(usize::MAX)
     };
     ports.sort_by_key(|p| (order(p), p.metadata.name.clone()));
-    let networks = Api::<Network>::in_project(store.clone(), &project);
     let mut nics = Vec::new();
     for port in ports {
+        // The network and its subnets are the network's project's (a shared one's owner).
+        let owner = port.network_project().to_string();
+        let networks = Api::<Network>::in_project(store.clone(), &owner);
         let network = match networks.get(&port.spec.network).await {
             Ok(n) => Some(n),
             Err(e) => match not_found(e) {
@@ -428,7 +434,7 @@ pub async fn instance_data(store: &ObjectStore, server: Server) -> Result<Instan
         };
         let subnets = list_where(
             store,
-            &project,
+            Some(&owner),
             &format!("spec.network={}", port.spec.network),
         )
         .await?;
@@ -453,24 +459,31 @@ pub async fn find_server(
     network: &str,
     ip: IpAddr,
 ) -> Result<Option<Server>, ApiError> {
-    let ports: Vec<Port> = list_where(store, project, &format!("spec.network={network}")).await?;
-    let mut owners: Vec<String> = ports
+    // Every project's ports on the network: a shared network's guests are other projects'
+    // (the network's IPAM keeps each address unique on it).
+    let ports: Vec<Port> = list_where(store, None, &format!("spec.network={network}")).await?;
+    let mut owners: Vec<(String, String)> = ports
         .iter()
+        .filter(|p| p.is_on(project, network))
         .filter(|p| is_compute_port(p))
         .filter(|p| port_ips(p).contains(&ip))
-        .filter_map(|p| p.spec.device_id.clone())
-        .filter(|id| !id.is_empty())
+        .filter_map(|p| Some((p.metadata.project.clone()?, p.spec.device_id.clone()?)))
+        .filter(|(_, id)| !id.is_empty())
         .collect();
     owners.sort();
     owners.dedup();
-    let [server_uid] = owners.as_slice() else {
+    let [(server_project, server_uid)] = owners.as_slice() else {
         if owners.len() > 1 {
             tracing::warn!(%project, %network, %ip, ?owners, "address claimed by several servers");
         }
         return Ok(None);
     };
-    let servers: Vec<Server> =
-        list_where(store, project, &format!("metadata.uid={server_uid}")).await?;
+    let servers: Vec<Server> = list_where(
+        store,
+        Some(server_project),
+        &format!("metadata.uid={server_uid}"),
+    )
+    .await?;
     Ok(servers.into_iter().next())
 }
 

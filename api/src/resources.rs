@@ -251,6 +251,7 @@ pub(crate) async fn create(
     admission::defaults::on_create(kind, &mut object);
     admission::admit(writer, kind, None, &object, Part::Main)?;
     admission::image_use::check(state, kind, project, &object).await?;
+    admission::network_use::check(&state.store, kind, project, None, &object).await?;
     let names = admission::identity_names::before_create(&state.store, kind, &object).await?;
     // Counting usage and writing is one step per project in this process.
     let _quota = match project {
@@ -335,6 +336,19 @@ pub(crate) async fn write(
             Change::Replace(object) | Change::MergePatch(object) => object,
         };
         admission::image_use::check_change(state, kind, project, name, named).await?;
+        let replace = matches!(change, Change::Replace(_));
+        if let Some(p) = project
+            && admission::network_use::concerns(kind, p, named, replace)
+        {
+            let current = state.store.get(kind, project, name).await?;
+            let proposed = proposed(&current, change);
+            // Who may write the fields at all is answered first (again in the write).
+            admission::admit(writer, kind, Some(&current), &proposed, part)?;
+            admission::network_use::check(&state.store, kind, project, Some(&current), &proposed)
+                .await?;
+            admission::network_use::check_unshare(&state.store, kind, project, &current, &proposed)
+                .await?;
+        }
     }
     let _names = match part {
         Part::Main if admission::identity_names::named_kind(kind) && may_rename(change) => {

@@ -118,6 +118,20 @@ async fn fixtures(api: &TestApi) -> Value {
         json!({"metadata": {"name": "port"}, "spec": {"network": "net", "bindingHost": "hv-1"}}),
     )
     .await;
+    // Alpha's network shared with every project (an admin shared it), and one kept private
+    // (`net` is shared by a Neutron row below).
+    let private = put(
+        "networks",
+        Some(ALPHA),
+        json!({"metadata": {"name": "priv"}, "spec": {}}),
+    )
+    .await;
+    let public = put(
+        "networks",
+        Some(ALPHA),
+        json!({"metadata": {"name": "pub"}, "spec": {"shared": true}}),
+    )
+    .await;
     let server = put(
         "servers",
         Some(ALPHA),
@@ -136,7 +150,7 @@ async fn fixtures(api: &TestApi) -> Value {
         json!({"metadata": {"name": "shr"}, "spec": {"visibility": "shared", "members": [BETA], "diskFormat": "raw", "containerFormat": "bare"}}),
     )
     .await;
-    json!({"image": image, "shared": shared, "network": network, "server": server, "volume": volume})
+    json!({"image": image, "shared": shared, "network": network, "public": public, "private": private, "server": server, "volume": volume})
 }
 
 async fn tokens(api: &TestApi) -> Vec<Option<String>> {
@@ -167,6 +181,7 @@ async fn tokens(api: &TestApi) -> Vec<Option<String>> {
 fn rows(ids: &Value) -> Vec<Row> {
     let v1 = "/apis/cirrus.dev/v1";
     let a = format!("{v1}/projects/{ALPHA}");
+    let b = format!("{v1}/projects/{BETA}");
     let dry = "?dryRun=All";
     let id = |k: &str| ids[k].as_str().unwrap().to_string();
     use Req::*;
@@ -246,6 +261,17 @@ fn rows(ids: &Value) -> Vec<Row> {
         Row { what: "keystone grant an unknown role", req: Put(format!("/identity/v3/projects/{ALPHA}/users/member-b/roles/owner"), json!({})), expect: [401, 403, 403, 403, 404, 403, 403] },
         Row { what: "keystone delete the admin project", req: Delete("/identity/v3/projects/admin".into()), expect: [401, 403, 403, 403, 403, 403, 403] },
         Row { what: "keystone change member-a's password (wrong original)", req: Post("/identity/v3/users/member-a/password".into(), json!({"user": {"original_password": "wrong", "password": "new"}})), expect: [401, 403, 401, 403, 403, 403, 403] },
+        // Shared networks: alpha's `pub` is shared, `net` is not. Another project's ports
+        // name the owner in networkProject; admission refuses a private one for everyone.
+        Row { what: "get another project's shared network", req: Get(format!("{a}/networks/pub")), expect: [401, 200, 200, 200, 200, 200, 200] },
+        Row { what: "port on another project's shared network", req: Post(format!("{b}/ports{dry}"), json!({"metadata": {"name": "on-pub"}, "spec": {"network": "pub", "networkProject": ALPHA}})), expect: [401, 404, 404, 201, 201, 403, 403] },
+        Row { what: "port on another project's private network", req: Post(format!("{b}/ports{dry}"), json!({"metadata": {"name": "on-priv"}, "spec": {"network": "priv", "networkProject": ALPHA}})), expect: [401, 404, 404, 400, 400, 403, 403] },
+        Row { what: "server on another project's private network", req: Post(format!("{b}/servers{dry}"), json!({"metadata": {"name": "s"}, "spec": {"flavor": "m1", "image": "img", "networks": [{"network": "priv", "networkProject": ALPHA}]}})), expect: [401, 404, 404, 400, 400, 403, 403] },
+        Row { what: "neutron port on a shared network", req: Post("/network/v2.0/ports".into(), json!({"port": {"network_id": id("public")}})), expect: [401, 403, 201, 201, 201, 401, 401] },
+        Row { what: "neutron port on another's private network", req: Post("/network/v2.0/ports".into(), json!({"port": {"network_id": id("private")}})), expect: [401, 403, 201, 404, 201, 401, 401] },
+        // (the row above gave `pub` ports of beta and of the admin's project)
+        Row { what: "unshare a network others use", req: Patch(format!("{a}/networks/pub{dry}"), json!({"spec": {"shared": false}})), expect: [401, 403, 403, 404, 409, 403, 403] },
+        Row { what: "delete a network others use", req: Delete(format!("{a}/networks/pub{dry}")), expect: [401, 403, 409, 404, 409, 403, 403] },
         Row { what: "cinder reset status", req: Post(format!("/volume/v3/{ALPHA}/volumes/{}/action", id("volume")), json!({"os-reset_status": {"status": "available"}})), expect: [401, 403, 403, 404, 202, 403, 403] },
     ];
     rows

@@ -251,3 +251,81 @@ async fn the_config_drive_route_serves_the_same_files() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
 }
+
+#[tokio::test]
+async fn a_guest_of_another_project_on_a_shared_network_gets_its_own_metadata() {
+    let (_api, c) = setup().await;
+    let _own = c
+        .server_with_port("vm-a", "net1", "10.0.0.5", "fa:16:3e:00:00:05")
+        .await;
+    let resp = c
+        .http
+        .patch(format!("{}/projects/demo/networks/net1", c.base))
+        .header("Content-Type", "application/merge-patch+json")
+        .body(json!({"spec": {"shared": true}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    // Project `tenant`'s server on demo's shared net1.
+    let server = c
+        .create(
+            "/projects/tenant/servers",
+            json!({"metadata": {"name": "vm-t"}, "spec": {
+                "flavor": "m1", "image": "guest",
+                "networks": [{"network": "net1", "networkProject": "demo"}],
+            }}),
+        )
+        .await;
+    let uid = server["metadata"]["uid"].as_str().unwrap().to_string();
+    c.create(
+        "/projects/tenant/ports",
+        json!({"metadata": {"name": "vm-t-port"}, "spec": {
+            "network": "net1", "networkProject": "demo",
+            "deviceOwner": "compute:nova", "deviceId": uid,
+        }}),
+    )
+    .await;
+    c.status(
+        "/projects/tenant/ports/vm-t-port",
+        json!({"fixedIps": [{"subnet": "net1-sub", "ipAddress": "10.0.0.7"}],
+               "macAddress": "fa:16:3e:00:00:07"}),
+    )
+    .await;
+
+    // The proxy of demo/net1 asks for 10.0.0.7: the tenant's server, with the shared
+    // network's subnet in its network data.
+    let (code, body) = c
+        .metadata("demo/net1", "10.0.0.7", "/openstack/latest/meta_data.json")
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let meta: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(meta["uuid"], uid.as_str());
+    assert_eq!(meta["project_id"], "tenant");
+    let (_, body) = c
+        .metadata(
+            "demo/net1",
+            "10.0.0.7",
+            "/openstack/latest/network_data.json",
+        )
+        .await;
+    let nd: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(nd["networks"][0]["ip_address"], "10.0.0.7");
+    assert_eq!(nd["services"][0]["address"], "10.9.9.9");
+    // The owner's guest is still its own; the tenant has no net1 of its own.
+    let (_, body) = c
+        .metadata("demo/net1", "10.0.0.5", "/openstack/latest/meta_data.json")
+        .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["name"],
+        "vm-a"
+    );
+    let (code, _) = c
+        .metadata(
+            "tenant/net1",
+            "10.0.0.7",
+            "/openstack/latest/meta_data.json",
+        )
+        .await;
+    assert_eq!(code, 404);
+}

@@ -982,3 +982,54 @@ async fn actions_racing_status_writes_still_land() {
     stop_tx.send(true).unwrap();
     writer.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_member_boots_on_the_admins_shared_network_but_not_on_its_private_one() {
+    let c = cloud().await;
+    let admin = c.api.client();
+    let native = format!(
+        "{}/apis/cirrus.dev/v1/projects/admin/networks",
+        c.api.base_url
+    );
+    let mut ids = Vec::new();
+    for (name, shared) in [("public", true), ("private", false)] {
+        let resp = admin
+            .post(&native)
+            .json(&json!({"metadata": {"name": name}, "spec": {"shared": shared}}))
+            .send()
+            .await
+            .unwrap();
+        ids.push(
+            answer(resp, 201).await["metadata"]["uid"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let body = json!({"server": {"name": "on-public", "imageRef": c.image_id,
+        "flavorRef": "m1.tiny", "networks": [{"uuid": ids[0]}]}});
+    let id = c.post("/servers", body, 202).await["server"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The server is the member's; its NIC names the network's owner.
+    let server = c.server_object(&id).await;
+    assert_eq!(
+        server["spec"]["networks"],
+        json!([{"network": "public", "networkProject": "admin"}])
+    );
+    // The admin's private network is not found, by id or by name.
+    for net in [ids[1].as_str(), "private"] {
+        let body = json!({"server": {"name": "on-private", "imageRef": c.image_id,
+            "flavorRef": "m1.tiny", "networks": [{"uuid": net}]}});
+        let fault = c.post("/servers", body, 400).await;
+        assert!(
+            fault["badRequest"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("could not be found"),
+            "{fault}"
+        );
+    }
+    assert_eq!(c.servers().await.len(), 1);
+}

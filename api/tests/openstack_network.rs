@@ -902,3 +902,87 @@ async fn concurrent_rule_creates_all_land() {
         "no write lost"
     );
 }
+
+#[tokio::test]
+async fn a_member_puts_ports_on_an_admins_shared_network_and_the_admin_cannot_pull_it_away() {
+    let c = Cloud::start().await;
+    let admin = client_with_token(&c.api.admin_token);
+    let bob = c.member("bob", "demo").await;
+    let shared = create(
+        &c,
+        &admin,
+        "networks",
+        "network",
+        json!({"name": "public", "shared": true}),
+    )
+    .await;
+    let shared_id = shared["id"].as_str().unwrap().to_string();
+    let subnet = create(
+        &c,
+        &admin,
+        "subnets",
+        "subnet",
+        json!({"network_id": shared_id, "cidr": "10.30.0.0/24", "ip_version": 4}),
+    )
+    .await;
+    let private = create(&c, &admin, "networks", "network", json!({"name": "ops"})).await;
+
+    // Bob's port on the shared network is bob's; it may ask for the admin's subnet.
+    let port = create(
+        &c,
+        &bob,
+        "ports",
+        "port",
+        json!({"network_id": shared_id, "fixed_ips": [{"subnet_id": subnet["id"]}]}),
+    )
+    .await;
+    assert_eq!(port["project_id"], "demo");
+    assert_eq!(port["network_id"], shared["id"]);
+    let stored = c
+        .object("ports", "demo", port["id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stored["spec"]["network"], "public");
+    assert_eq!(stored["spec"]["networkProject"], "admin");
+    assert_eq!(
+        stored["spec"]["fixedIps"][0]["subnet"],
+        common_name(&c, &subnet).await
+    );
+    let (status, body) =
+        send(bob.get(c.url(&format!("/ports/{}", port["id"].as_str().unwrap())))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["port"]["network_id"], shared["id"]);
+
+    // The admin's unshared network is invisible to bob.
+    let (status, body) = send(
+        bob.post(c.url("/ports"))
+            .json(&json!({"port": {"network_id": private["id"]}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(neutron_error(&body).0, "NetworkNotFound");
+
+    // While bob's port is there the admin can neither unshare nor delete the network.
+    let network_url = c.url(&format!("/networks/{shared_id}"));
+    let (status, body) = send(
+        admin
+            .put(&network_url)
+            .json(&json!({"network": {"shared": false}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = send(admin.delete(&network_url)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body.to_string().contains("demo"),
+        "names bob's project: {body}"
+    );
+    assert_eq!(c.count("ports", "demo").await, 1);
+}
+
+/// The object name of the Neutron resource `rendered` (stored under its uid).
+async fn common_name(c: &Cloud, rendered: &Value) -> String {
+    let id = rendered["id"].as_str().unwrap();
+    let stored = c.object("subnets", "admin", id).await.unwrap();
+    stored["metadata"]["name"].as_str().unwrap().to_string()
+}

@@ -239,6 +239,7 @@ async fn baseline_creates(client: &Client, n: usize, writers: usize) -> anyhow::
                         ip_address: ip,
                         port: format!("baseline-{i}"),
                         port_uid: format!("baseline-{i}"),
+                        port_project: None,
                     },
                 ))
                 .await

@@ -1409,7 +1409,6 @@ impl ServerContext {
         };
         let uid_text = uid.hyphenated().to_string();
         let ports = Api::<Port>::in_project(self.client.clone(), project);
-        let networks = Api::<Network>::in_project(self.client.clone(), project);
         let api_down =
             |e: ClientError| PrepFailure::new(PrepStep::Network, "ApiUnavailable", false, e.into());
         for (i, entry) in server.spec.networks.iter().enumerate() {
@@ -1444,7 +1443,10 @@ impl ServerContext {
                     "port {name:?} has no MAC address yet"
                 )));
             };
-            let network = networks
+            // The network, its subnets and DHCP ports are the network's project's: the
+            // server's own, or the owner of a network shared with it.
+            let owner = port.network_project().to_string();
+            let network = Api::<Network>::in_project(self.client.clone(), owner.as_str())
                 .get_opt(&port.spec.network)
                 .await
                 .map_err(api_down)?
@@ -1456,7 +1458,7 @@ impl ServerContext {
                 })?;
             // Like Nova waiting for Neutron's network-vif-plugged: a guest booted before its
             // network's DHCP server runs on this node would come up without an address.
-            let dhcp_subnets = Api::<Subnet>::in_project(self.client.clone(), project)
+            let dhcp_subnets = Api::<Subnet>::in_project(self.client.clone(), owner.as_str())
                 .list_all_matching(
                     &ListParams::default().fields(format!("spec.network={}", port.spec.network)),
                 )
@@ -1467,7 +1469,7 @@ impl ServerContext {
                 .any(|s| s.spec.enable_dhcp);
             if dhcp_subnets {
                 let dhcp_port = dhcp_port_name(&port.spec.network, &self.node_name);
-                let ready = ports
+                let ready = Api::<Port>::in_project(self.client.clone(), owner.as_str())
                     .get_opt(&dhcp_port)
                     .await
                     .map_err(api_down)?

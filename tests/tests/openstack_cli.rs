@@ -3,7 +3,8 @@
 //! drive the workflow of issue 5 unchanged with a clouds.yaml: identity administration with
 //! Keystone's free-text names (project `Marketing`, user `John.Doe@example.com`, a rename that
 //! keeps the project's server), flavors, key pairs, public images with data, networks, a security group rule, servers on
-//! real libvirt guests (TCG) with user data and their console, power actions, deletion, image
+//! real libvirt guests (TCG) with user data and their console, a member's server on the
+//! admin's shared network (DHCP and metadata through it), power actions, deletion, image
 //! download; a member of a second project cannot see the first project's servers; bad
 //! requests and a quota overrun get OpenStack's errors and leave nothing behind; an
 //! openstacksdk script does the same round trip.
@@ -338,11 +339,31 @@ fn real_openstack_cli_and_sdk_workflow() {
     );
     assert!(!ids(osc.json("bob", &["image", "list"])).contains(&shared_id));
 
+    // A shared network, as a private cloud's provider network: the admin shares it, and bob
+    // boots on it below.
+    osc.ok(admin, &["network", "create", "--share", "public"]);
+    osc.ok(
+        admin,
+        &[
+            "subnet",
+            "create",
+            "--network",
+            "public",
+            "--subnet-range",
+            "10.93.9.0/24",
+            "public-sub",
+        ],
+    );
+
     // Each member: key pair, network, subnet, ICMP in the default group, a server with user
-    // data that reaches ACTIVE and runs its script.
+    // data that reaches ACTIVE and runs its script — alice's on her network, bob's on the
+    // admin's shared one.
     let user_data = dir.path().join("user-data.sh");
     let mut servers = Vec::new();
-    for (user, cidr) in [("alice", "10.93.1.0/24"), ("bob", "10.93.2.0/24")] {
+    for (user, cidr, boot_on) in [
+        ("alice", "10.93.1.0/24", "alice-net"),
+        ("bob", "10.93.2.0/24", "public"),
+    ] {
         let key = osc.ok(user, &["keypair", "create", &format!("{user}-key")]);
         assert!(key.contains("PRIVATE KEY"), "{key}");
         osc.ok(user, &["network", "create", &format!("{user}-net")]);
@@ -375,7 +396,7 @@ fn real_openstack_cli_and_sdk_workflow() {
                 "--flavor",
                 "m1.tiny",
                 "--network",
-                &format!("{user}-net"),
+                boot_on,
                 "--key-name",
                 &format!("{user}-key"),
                 "--user-data",
@@ -424,6 +445,30 @@ fn real_openstack_cli_and_sdk_workflow() {
     );
     osc.fails("alice", &["server", "list"]);
     osc.ok(admin, &["project", "set", "--name", "Marketing", "Sales"]);
+
+    // Bob's server on the shared network: its port is bob's, the network stays the admin's;
+    // the guest's DHCP lease and its user data (through the metadata service) came over the
+    // admin's network. Alice sees the network but not bob's port; the admin can neither
+    // unshare nor delete the network while bob uses it.
+    let bob_ports = osc.json("bob", &["port", "list", "--server", "bob-web", "--long"]);
+    assert!(bob_ports.to_string().contains("10.93.9."), "{bob_ports}");
+    let port_id = bob_ports[0]["ID"].as_str().unwrap().to_string();
+    let port = osc.json(admin, &["port", "show", &port_id]);
+    assert_eq!(port["project_id"], bob_project.as_str(), "{port}");
+    eventually(
+        "bob's guest on the shared network is up",
+        Duration::from_secs(120),
+        || {
+            let console = osc.ok("bob", &["console", "log", "show", "bob-web"]);
+            (console.contains("ADDR 10.93.9.") && console.contains("OSC-MARKER-bob")).then_some(())
+        },
+    );
+    assert!(names(&osc.json("alice", &["network", "list"])).contains(&"public".to_string()));
+    osc.fails("alice", &["port", "show", &port_id]);
+    let e = osc.fails(admin, &["network", "set", "--no-share", "public"]);
+    assert!(e.contains("cannot stop being shared"), "{e}");
+    let e = osc.fails(admin, &["network", "delete", "public"]);
+    assert!(e.contains("in use"), "{e}");
 
     // Show: the address from the subnet; the console: the user data ran.
     let shown = osc.json("alice", &["server", "show", "alice-web"]);
@@ -675,6 +720,11 @@ fn real_openstack_cli_and_sdk_workflow() {
             .is_empty()
             .then_some(())
     });
+    eventually(
+        "the shared network is free again",
+        Duration::from_secs(60),
+        || osc.run(admin, &["network", "delete", "public"]).ok(),
+    );
     for user in ["alice", "bob"] {
         osc.ok(user, &["subnet", "delete", &format!("{user}-sub")]);
         osc.ok(user, &["network", "delete", &format!("{user}-net")]);

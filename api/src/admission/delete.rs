@@ -3,20 +3,17 @@
 //!
 //! - A project's `default` security group can't be deleted unless its `Project` is being
 //!   deleted (every project keeps one; the network controller creates it).
-//! - A `Network` that still has ports other than its DHCP ports can't be deleted (Neutron's
-//!   "network in use"); the message names the ports.
+//! - A `Network` that still has ports other than its DHCP ports, in any project (a shared
+//!   network's users), can't be deleted (Neutron's "network in use"); the message names
+//!   the ports.
 
 use axum::http::StatusCode;
 use cirrus_crds::KindInfo;
-use cirrus_store::fields::FieldSelector;
-use cirrus_store::objects::{ListOptions, ObjectError, ObjectStore};
-use serde_json::Value;
+use cirrus_store::objects::{ObjectError, ObjectStore};
 
 use crate::error::ApiError;
 
-use cirrus_crds::conventions::{DEFAULT_SECURITY_GROUP as DEFAULT_GROUP, DEVICE_OWNER_DHCP};
-/// How many blocking ports a refusal names.
-const NAMED: usize = 10;
+use cirrus_crds::conventions::DEFAULT_SECURITY_GROUP as DEFAULT_GROUP;
 
 /// Refuses the deletion of `name` when a rule above forbids it.
 pub(crate) async fn check_delete(
@@ -57,42 +54,19 @@ async fn default_group(store: &ObjectStore, project: &str) -> Result<(), ApiErro
 }
 
 async fn network_in_use(store: &ObjectStore, project: &str, network: &str) -> Result<(), ApiError> {
-    let ports = cirrus_crds::kind_by_plural("ports").expect("ports is a kind");
-    let fields = FieldSelector::parse(&format!("spec.network={network}"))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let options = ListOptions {
-        fields,
-        ..Default::default()
-    };
-    let list = store.list(ports, Some(project), &options).await?;
-    let blocking: Vec<&str> = list
-        .items
-        .iter()
-        .filter(|p| {
-            p.pointer("/spec/deviceOwner").and_then(Value::as_str) != Some(DEVICE_OWNER_DHCP)
-        })
-        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
-        .filter_map(|p| p.pointer("/metadata/name").and_then(Value::as_str))
-        .collect();
+    // Every project's ports count: a shared network's users are other projects'.
+    let blocking = super::network_use::ports_on(store, project, network, false).await?;
     if blocking.is_empty() {
         return Ok(());
-    }
-    let mut named = blocking
-        .iter()
-        .take(NAMED)
-        .map(|n| format!("{n:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if blocking.len() > NAMED {
-        named.push_str(&format!(" and {} more", blocking.len() - NAMED));
     }
     Err(ApiError::new(
         StatusCode::CONFLICT,
         "InUse",
         format!(
-            "network {network:?} of project {project:?} is in use by {} port(s): {named}; \
+            "network {network:?} of project {project:?} is in use by {} port(s): {}; \
              delete them first",
-            blocking.len()
+            blocking.len(),
+            super::network_use::named(project, &blocking)
         ),
     ))
 }

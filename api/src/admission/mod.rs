@@ -10,6 +10,8 @@
 //! - [`delete`] and [`volume_in_use`]: deletions refused while something depends on the
 //!   object;
 //! - [`identity_names`]: Keystone names unique among projects and among users;
+//! - [`network_use`]: another project's network only when it is shared, and not unshared
+//!   or deleted while other projects' ports use it;
 //! - [`revoke`]: identity writes whose effect must reach tokens at once (a deleted user or
 //!   role binding, a disabled user or project), on every path;
 //! - quotas ([`crate::quota`]) on create and on updates that grow usage, serialized per
@@ -19,6 +21,7 @@ pub(crate) mod defaults;
 pub(crate) mod delete;
 pub(crate) mod identity_names;
 pub(crate) mod image_use;
+pub(crate) mod network_use;
 pub(crate) mod policy;
 pub(crate) mod quota_lock;
 pub(crate) mod revoke;

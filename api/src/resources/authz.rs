@@ -11,6 +11,8 @@
 //! - images of other projects are readable when the caller's project may use them: public
 //!   and community ones, and those shared with it (`Image::visible_to`, Glance's visibility;
 //!   using a share needs the member's acceptance, `crate::admission::image_use`).
+//! - networks of other projects are readable, one by one, when shared with the caller's
+//!   project (`Network::usable_by`; its ports name them, `crate::admission::network_use`).
 //!
 //! Node agents ([`Subject::Node`]) may read every kind but users, role bindings and image
 //! members (they
@@ -109,6 +111,13 @@ async fn authorize_user(
                 && matches!(op, Op::Get)
                 && let Some(name) = name
                 && is_visible_image(state, caller, project, name).await?
+            {
+                return Ok(None);
+            }
+            if kind.plural == "networks"
+                && matches!(op, Op::Get)
+                && let Some(name) = name
+                && is_usable_network(state, caller, project, name).await?
             {
                 return Ok(None);
             }
@@ -353,6 +362,25 @@ async fn is_visible_image(
     );
     match images.get(name).await {
         Ok(image) => Ok(image.visible_to(caller.project().unwrap_or_default())),
+        Err(cirrus_store::objects::ObjectError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether the caller's project may read network `name` of `project`: one shared with it
+/// ([`cirrus_crds::Network::usable_by`]), which its ports may name.
+async fn is_usable_network(
+    state: &ApiState,
+    caller: &Caller,
+    project: &str,
+    name: &str,
+) -> Result<bool, ApiError> {
+    let networks = cirrus_store::objects::Api::<cirrus_crds::Network>::in_project(
+        state.store.clone(),
+        project.to_string(),
+    );
+    match networks.get(name).await {
+        Ok(network) => Ok(network.usable_by(caller.project().unwrap_or_default())),
         Err(cirrus_store::objects::ObjectError::NotFound { .. }) => Ok(false),
         Err(e) => Err(e.into()),
     }

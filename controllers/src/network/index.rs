@@ -344,6 +344,7 @@ mod tests {
                 ip_address: ip,
                 port: "port".into(),
                 port_uid: uid.into(),
+                port_project: None,
             },
         )
     }

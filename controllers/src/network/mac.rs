@@ -76,10 +76,7 @@ impl MacIndex {
     }
 
     fn insert(&mut self, p: &Port) {
-        let network = ObjectRef {
-            project: p.metadata.project.clone(),
-            name: p.spec.network.clone(),
-        };
+        let network = ObjectRef::in_project(p.network_project(), &p.spec.network);
         let uid = p.metadata.uid.clone().unwrap_or_default();
         let mut macs: Vec<String> = [&p.spec.mac_address, &p.status.mac_address]
             .into_iter()

@@ -219,7 +219,7 @@ pub async fn run(
             ports
                 .list()
                 .iter()
-                .filter(|p| p.metadata.project.as_deref() == project && p.spec.network == network)
+                .filter(|p| project.is_some_and(|project| p.is_on(project, network)))
                 .filter(|p| {
                     cirrus_crds::Condition::find(&p.status.conditions, ALLOCATED)
                         .is_some_and(|c| c.status == cirrus_crds::ConditionStatus::False)
@@ -242,7 +242,7 @@ pub async fn run(
             if p.spec.binding_host.is_some()
                 || p.spec.device_owner.as_deref() == Some(DEVICE_OWNER_DHCP)
             {
-                network_of(p.metadata.project.as_deref(), &p.spec.network)
+                network_of(Some(p.network_project()), &p.spec.network)
             } else {
                 Vec::new()
             }

@@ -62,8 +62,11 @@ fn ports_of(ctx: &NetworkContext, network: &Network) -> Vec<Arc<Port>> {
         .list()
         .into_iter()
         .filter(|p| {
-            p.metadata.project == network.metadata.project
-                && p.spec.network == network.metadata.name
+            network
+                .metadata
+                .project
+                .as_deref()
+                .is_some_and(|project| p.is_on(project, &network.metadata.name))
         })
         .collect()
 }

@@ -165,21 +165,39 @@ async fn apply(port: Arc<Port>, ctx: &NetworkContext) -> Result<Action, NetError
     let uid = port.metadata.uid.clone().unwrap_or_default();
     super::groups::ensure_default_group(ctx, &project).await;
 
-    let network_ref = ObjectRef::in_project(&project, &port.spec.network);
-    let (fixed, failure) = if ctx.networks.get(&network_ref).is_none() {
-        let failure = Failure::new(
-            "NetworkNotFound",
-            format!(
-                "network {:?} does not exist in project {project:?}",
-                port.spec.network
-            ),
-        );
-        (port.status.fixed_ips.clone(), Some(failure))
-    } else {
-        let subnets = subnets_of(ctx, &project, &port.spec.network);
-        match wants(&port, &subnets) {
-            Err(failure) => (port.status.fixed_ips.clone(), Some(failure)),
-            Ok(wants) => allocate_all(ctx, &port, &project, &uid, &wants).await?,
+    // The network, its subnets and the addresses are the network's project's: the port's
+    // own, or the owner of a network shared with it.
+    let owner = port.network_project().to_string();
+    let network_ref = ObjectRef::in_project(&owner, &port.spec.network);
+    let (fixed, failure) = match ctx.networks.get(&network_ref) {
+        None => {
+            let failure = Failure::new(
+                "NetworkNotFound",
+                format!(
+                    "network {:?} does not exist in project {owner:?}",
+                    port.spec.network
+                ),
+            );
+            (port.status.fixed_ips.clone(), Some(failure))
+        }
+        // Admission let only a shared network in; one unshared since keeps what it holds
+        // but gets nothing new.
+        Some(network) if !network.usable_by(&project) => {
+            let failure = Failure::new(
+                "NetworkNotShared",
+                format!(
+                    "network {:?} of project {owner:?} is not shared with project {project:?}",
+                    port.spec.network
+                ),
+            );
+            (port.status.fixed_ips.clone(), Some(failure))
+        }
+        Some(_) => {
+            let subnets = subnets_of(ctx, &owner, &port.spec.network);
+            match wants(&port, &subnets) {
+                Err(failure) => (port.status.fixed_ips.clone(), Some(failure)),
+                Ok(wants) => allocate_all(ctx, &port, &owner, &uid, &wants).await?,
+            }
         }
     };
     let (mac, mac_failure) = match choose_mac(ctx, &port, &network_ref, &uid) {
@@ -231,7 +249,8 @@ async fn apply(port: Arc<Port>, ctx: &NetworkContext) -> Result<Action, NetError
 }
 
 /// Meets every want (held allocations first, then new ones) and releases held allocations
-/// no want matches. Returns the addresses in want order and the first failure.
+/// no want matches; allocations live in `project`, the network's. Returns the addresses in
+/// want order and the first failure.
 async fn allocate_all(
     ctx: &NetworkContext,
     port: &Port,
@@ -343,6 +362,7 @@ async fn allocate(
                     ip_address: ip,
                     port: port.metadata.name.clone(),
                     port_uid: uid.to_string(),
+                    port_project: port.metadata.project.clone().filter(|own| own != project),
                 },
             );
             match api.create(&alloc).await {
@@ -439,9 +459,9 @@ fn choose_mac(
 }
 
 async fn cleanup(port: Arc<Port>, ctx: &NetworkContext) -> Result<Action, NetError> {
-    let project = port.metadata.project.clone().unwrap_or_default();
     let uid = port.metadata.uid.clone().unwrap_or_default();
-    let api = Api::<IpAllocation>::in_project(ctx.client.clone(), project);
+    // The allocations are the network's project's (the port's own, or a shared network's).
+    let api = Api::<IpAllocation>::in_project(ctx.client.clone(), port.network_project());
     // The store is the truth here (the cache may lag behind this process's own creates).
     let mut held = api
         .list_all(Some(&format!("{PORT_UID_LABEL}={uid}")))
@@ -497,8 +517,13 @@ pub async fn sweep(ctx: &NetworkContext) -> Result<usize, ClientError> {
     let mut swept = 0;
     for a in candidates {
         let project = a.metadata.project.clone().unwrap_or_default();
+        let port_project = a
+            .spec
+            .port_project
+            .clone()
+            .unwrap_or_else(|| project.clone());
         // Ask the store, not the cache, whether the port is really gone.
-        let port = Api::<Port>::in_project(ctx.client.clone(), project.clone())
+        let port = Api::<Port>::in_project(ctx.client.clone(), port_project)
             .get_opt(&a.spec.port)
             .await?;
         if port.is_some_and(|p| p.metadata.uid.as_deref() == Some(a.spec.port_uid.as_str())) {

@@ -83,6 +83,7 @@ async fn apply(server: Arc<Server>, ctx: &NetworkContext) -> Result<Action, NetE
                         },
                         PortSpec {
                             network: network.clone(),
+                            network_project: entry.network_project.clone(),
                             fixed_ips: entry
                                 .fixed_ip
                                 .map(|ip| {

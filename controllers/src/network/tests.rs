@@ -465,6 +465,7 @@ async fn restarted_controller_converges_without_duplicates_or_leaks() {
                 ip_address: ip,
                 port: port.into(),
                 port_uid: uid.into(),
+                port_project: None,
             },
         )
     };
@@ -591,6 +592,129 @@ async fn network_deletion_is_refused_while_ports_exist() {
                 .is_none()
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_port_on_another_projects_shared_network_gets_its_address_from_the_owner() {
+    const OWNER: &str = "ops";
+    let h = harness().await;
+    let _ctl = h.start();
+    let owner_meta = |name: &str| ObjectMeta {
+        name: name.into(),
+        project: Some(OWNER.into()),
+        ..Default::default()
+    };
+    let shared = NetworkSpec {
+        shared: true,
+        ..Default::default()
+    };
+    Api::<Network>::in_project(h.client.clone(), OWNER)
+        .create(&Network::new(owner_meta("public"), shared))
+        .await
+        .unwrap();
+    let subnet = SubnetSpec {
+        network: "public".into(),
+        cidr: "10.20.0.0/29".parse().unwrap(),
+        ..Default::default()
+    };
+    Api::<Subnet>::in_project(h.client.clone(), OWNER)
+        .create(&Subnet::new(owner_meta("public-v4"), subnet))
+        .await
+        .unwrap();
+    // The owner's own port and a member project's port with the same name.
+    let owner_ports = Api::<Port>::in_project(h.client.clone(), OWNER);
+    owner_ports
+        .create(&Port::new(
+            owner_meta("p"),
+            PortSpec {
+                network: "public".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let theirs = h
+        .api::<Port>()
+        .create(&Port::new(
+            meta("p"),
+            PortSpec {
+                network: "public".into(),
+                network_project: Some(OWNER.into()),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    eventually(20, "both ports allocated", || async {
+        allocated(&h.api::<Port>().get("p").await.unwrap()) == Some(true)
+            && allocated(&owner_ports.get("p").await.unwrap()) == Some(true)
+    })
+    .await;
+    let mine = h.api::<Port>().get("p").await.unwrap();
+    let owner_port = owner_ports.get("p").await.unwrap();
+    let ip = mine.status.fixed_ips[0].ip_address;
+    assert_eq!(mine.status.fixed_ips[0].subnet, "public-v4");
+    assert!(
+        "10.20.0.0/29"
+            .parse::<ipnet::IpNet>()
+            .unwrap()
+            .contains(&ip),
+        "{ip}"
+    );
+    assert_ne!(ip, owner_port.status.fixed_ips[0].ip_address);
+    // The addresses live with the subnet, in the owner's project; the member's names its port.
+    let held = Api::<IpAllocation>::in_project(h.client.clone(), OWNER)
+        .list_all(None)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(held.len(), 2, "{held:?}");
+    let member_allocation = held
+        .iter()
+        .find(|a| a.spec.port_uid == theirs.metadata.uid.clone().unwrap())
+        .expect("the member port's allocation is the owner's");
+    assert_eq!(member_allocation.spec.port_project.as_deref(), Some(P));
+    assert!(
+        h.allocations().await.is_empty(),
+        "nothing in the member's project"
+    );
+    // The owner may neither unshare nor delete the network while the member uses it.
+    let owner_networks = Api::<Network>::in_project(h.client.clone(), OWNER);
+    let err = owner_networks
+        .patch("public", &serde_json::json!({"spec": {"shared": false}}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(409), "{err}");
+    let err = owner_networks.delete("public").await.unwrap_err();
+    assert_eq!(err.code(), Some(409), "{err}");
+    assert!(
+        err.to_string().contains(&format!("(project \"{P}\")")),
+        "{err}"
+    );
+    // Deleting the member's port releases its address in the owner's project, and only
+    // that one.
+    h.api::<Port>().delete("p").await.unwrap();
+    eventually(20, "the member's address released", || async {
+        Api::<IpAllocation>::in_project(h.client.clone(), OWNER)
+            .list_all(None)
+            .await
+            .unwrap()
+            .items
+            .len()
+            == 1
+    })
+    .await;
+    let left = Api::<IpAllocation>::in_project(h.client.clone(), OWNER)
+        .list_all(None)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].spec.port_uid, owner_port.metadata.uid.unwrap());
+    owner_networks
+        .patch("public", &serde_json::json!({"spec": {"shared": false}}))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

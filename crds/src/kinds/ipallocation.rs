@@ -48,6 +48,10 @@ pub struct IpAllocationSpec {
     pub port: String,
     /// Uid of that port: a recreated port with the same name does not inherit it.
     pub port_uid: String,
+    /// Project of that port when it is not the allocation's (a port of another project on
+    /// a shared network: the allocation lives with the subnet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_project: Option<String>,
 }
 
 impl Default for IpAllocationSpec {
@@ -57,6 +61,7 @@ impl Default for IpAllocationSpec {
             ip_address: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             port: String::new(),
             port_uid: String::new(),
+            port_project: None,
         }
     }
 }
@@ -125,6 +130,7 @@ mod tests {
                 ip_address: ip.parse().unwrap(),
                 port: "p".into(),
                 port_uid: "u-1".into(),
+                port_project: None,
             },
         )
     }

@@ -132,6 +132,14 @@ pub struct NetworkStatus {
     pub conditions: Vec<Condition>,
 }
 
+impl Network {
+    /// Whether ports of `project` may attach to this network: its own project's, or a
+    /// `shared` one (Neutron's rule; the port then names it with `networkProject`).
+    pub fn usable_by(&self, project: &str) -> bool {
+        self.spec.shared || self.metadata.project.as_deref() == Some(project)
+    }
+}
+
 impl Validate for Network {
     fn validate(&self, errors: &mut FieldErrors) {
         let spec = &self.spec;

@@ -68,6 +68,11 @@ pub struct AllowedAddressPair {
 pub struct PortSpec {
     /// Name of the `Network`.
     pub network: String,
+    /// Project owning `network` when it is not the port's own: a network shared with the
+    /// port's project (`Network.spec.shared`, or an `RbacPolicy`); absent: the port's
+    /// project. Its subnets and addresses are that project's; the port stays the port's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_project: Option<String>,
     /// Requested addresses; empty: one address from each subnet of the network (one per
     /// IP version, as Neutron does).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -108,6 +113,7 @@ impl Default for PortSpec {
     fn default() -> Self {
         Self {
             network: String::new(),
+            network_project: None,
             fixed_ips: Vec::new(),
             mac_address: None,
             security_groups: Vec::new(),
@@ -146,10 +152,27 @@ pub struct PortStatus {
     pub conditions: Vec<Condition>,
 }
 
+impl Port {
+    /// The project owning the port's network: `spec.networkProject`, else the port's own.
+    pub fn network_project(&self) -> &str {
+        self.spec
+            .network_project
+            .as_deref()
+            .or(self.metadata.project.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// Whether the port is on `network` of `project` (its own project's or a shared one).
+    pub fn is_on(&self, project: &str, network: &str) -> bool {
+        self.spec.network == network && self.network_project() == project
+    }
+}
+
 impl Validate for Port {
     fn validate(&self, errors: &mut FieldErrors) {
         let spec = &self.spec;
         check_ref(errors, "spec.network", &spec.network);
+        check_opt_ref(errors, "spec.networkProject", &spec.network_project);
         for (i, ip) in spec.fixed_ips.iter().enumerate() {
             let path = format!("spec.fixedIps[{i}]");
             if ip.subnet.is_none() && ip.ip_address.is_none() {

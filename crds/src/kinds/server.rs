@@ -47,6 +47,10 @@ pub struct ServerNetwork {
     /// Name of the `Network` to attach to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// Project owning `network` when it is another project's network shared with this one
+    /// (see `Port.spec.networkProject`); absent: the server's project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_project: Option<String>,
     /// Name of an existing `Port` to use (instead of `network`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<String>,
@@ -372,6 +376,14 @@ impl Validate for Server {
                 );
             }
             check_opt_ref(errors, format!("{path}.network"), &net.network);
+            check_opt_ref(
+                errors,
+                format!("{path}.networkProject"),
+                &net.network_project,
+            );
+            if net.network_project.is_some() && net.network.is_none() {
+                errors.add(format!("{path}.networkProject"), "needs network");
+            }
             check_opt_ref(errors, format!("{path}.port"), &net.port);
             if let Some(port) = &net.port
                 && spec.networks[..i]

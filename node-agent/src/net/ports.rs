@@ -168,8 +168,9 @@ pub fn plan(
             continue;
         }
         let key = key_of(port.as_ref());
-        let project = project_of(port.as_ref());
-        let Some(network) = networks.get(&format!("{project}/{}", port.spec.network)) else {
+        // A port on another project's shared network names that project.
+        let network_key = format!("{}/{}", port.network_project(), port.spec.network);
+        let Some(network) = networks.get(&network_key) else {
             plan.skipped
                 .push((key, format!("network {:?} not found", port.spec.network)));
             continue;
@@ -252,7 +253,9 @@ fn dhcp_network(
     tag: u16,
     snap: &Snapshot,
 ) -> DhcpNetwork {
-    let project = project_of(port);
+    // A DHCP port is its network's project's; the hosts it serves are every port on the
+    // network, whichever project owns them (a shared network serves many).
+    let project = port.network_project().to_string();
     let subnets: Vec<&Subnet> = snap
         .subnets
         .iter()
@@ -275,8 +278,7 @@ fn dhcp_network(
         .ports
         .iter()
         .filter(|p| {
-            project_of(p.as_ref()) == project
-                && p.spec.network == port.spec.network
+            p.is_on(&project, &port.spec.network)
                 && p.spec.device_owner.as_deref() != Some(DEVICE_OWNER_DHCP)
                 && p.metadata.deletion_timestamp.is_none()
         })
@@ -845,6 +847,36 @@ mod tests {
         assert_eq!(ips, ["10.0.0.11", "10.0.0.12"]);
         assert_eq!(plan.skipped.len(), 1, "{:?}", plan.skipped);
         assert!(plan.networks.contains(NET_UID));
+    }
+
+    #[test]
+    fn a_port_of_another_project_on_the_shared_network_is_plugged_and_served_by_its_dhcp() {
+        let foreign = |name: &str, uid: &str, ip: &str, network_project: Option<&str>| {
+            let mut p = (*port(name, uid, "n1", ip, "compute:nova")).clone();
+            p.metadata.project = Some("tenant".into());
+            p.spec.network_project = network_project.map(str::to_string);
+            Arc::new(p)
+        };
+        let snap = snapshot(vec![
+            foreign("t1", P1, "10.0.0.21", Some("demo")),
+            // Without networkProject it names the tenant's own (missing) network "net".
+            foreign("t2", P2, "10.0.0.22", None),
+            port("net-dhcp-n1", DHCP, "n1", "10.0.0.2", DEVICE_OWNER_DHCP),
+        ]);
+        let plan = plan("n1", &snap, |_| Ok(7));
+        assert_eq!(plan.compute.len(), 1, "{plan:?}");
+        assert_eq!(plan.compute[0].key, "tenant/t1");
+        assert_eq!(plan.compute[0].external_ids[EXTERNAL_ID_NETWORK], NET_UID);
+        assert_eq!(plan.skipped.len(), 1, "{:?}", plan.skipped);
+        assert_eq!(plan.skipped[0].0, "tenant/t2");
+        let (_, net) = &plan.dhcp[0];
+        assert_eq!(net.project, "demo");
+        let ips: Vec<String> = net.hosts.iter().map(|h| h.ip.to_string()).collect();
+        assert_eq!(
+            ips,
+            ["10.0.0.21"],
+            "the shared network's DHCP serves the tenant's port"
+        );
     }
 
     fn agent(switch: Arc<FakeSwitch>, dir: &std::path::Path) -> NetworkAgent {

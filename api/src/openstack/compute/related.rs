@@ -70,7 +70,12 @@ impl Related {
         Ok(Self {
             images: typed(state, "images", None).await?,
             flavors: typed(state, "flavors", None).await?,
-            networks: typed(state, "networks", project).await?,
+            // Other projects' shared networks are usable too.
+            networks: typed::<Network>(state, "networks", None)
+                .await?
+                .into_iter()
+                .filter(|n| project.is_none_or(|p| n.usable_by(p)))
+                .collect(),
             ports: typed(state, "ports", project).await?,
             volumes: typed(state, "volumes", project).await?,
             security_groups: typed(state, "securitygroups", project).await?,
@@ -125,27 +130,47 @@ impl Related {
 
     /// The network of `project` with uid (else name) `id`.
     pub fn network_by_id(&self, project: &str, id: &str) -> Option<&Network> {
-        find(&self.networks, project, id, |n| &n.metadata)
+        find(&self.networks, project, id, |n| &n.metadata).or_else(|| {
+            // Another project's network only by uid, and only when shared with `project`:
+            // a name never reaches outside the project.
+            self.networks
+                .iter()
+                .find(|n| uid(&n.metadata) == id && n.usable_by(project))
+        })
     }
 
-    /// The network of `project` named `name`.
+    /// The network named `name` a server of `project` is on: its own, else a shared one
+    /// of another project.
     pub fn network_named(&self, project: &str, name: &str) -> Option<&Network> {
+        let named = |n: &&Network| n.metadata.name == name;
         self.networks
             .iter()
-            .find(|n| n.metadata.name == name && in_project(&n.metadata, project))
+            .filter(named)
+            .find(|n| in_project(&n.metadata, project))
+            .or_else(|| {
+                self.networks
+                    .iter()
+                    .filter(named)
+                    .find(|n| n.usable_by(project))
+            })
     }
 
-    /// Networks of `project` a server without explicit networks may attach to: not
-    /// external, not being deleted.
+    /// Networks a server of `project` without explicit networks may attach to, as Nova
+    /// picks them: the project's own (not external, not being deleted), else the shared
+    /// ones of other projects.
     pub fn project_networks(&self, project: &str) -> Vec<&Network> {
-        self.networks
-            .iter()
-            .filter(|n| {
-                in_project(&n.metadata, project)
-                    && !n.spec.external
-                    && n.metadata.deletion_timestamp.is_none()
-            })
-            .collect()
+        let candidates = || {
+            self.networks
+                .iter()
+                .filter(|n| !n.spec.external && n.metadata.deletion_timestamp.is_none())
+        };
+        let own: Vec<&Network> = candidates()
+            .filter(|n| in_project(&n.metadata, project))
+            .collect();
+        if !own.is_empty() {
+            return own;
+        }
+        candidates().filter(|n| n.usable_by(project)).collect()
     }
 
     /// The port of `project` with uid (else name) `id`.

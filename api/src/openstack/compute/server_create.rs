@@ -651,13 +651,19 @@ pub fn check_ip(field: &str, ip: &str, v4: bool) -> Result<(), Fault> {
     }
 }
 
-/// Networks when the request names none: the project's only network, none when it has
-/// none, and Nova's refusal when it has several.
+/// Networks when the request names none: the only one it may use (its own, else a shared
+/// one), none when there is none, and Nova's refusal when there are several.
 fn auto_networks(project: &str, related: &Related) -> Result<Vec<Value>, Fault> {
     let networks = related.project_networks(project);
     match networks.as_slice() {
         [] => Ok(Vec::new()),
-        [only] => Ok(vec![json!({ "network": only.metadata.name })]),
+        [only] => {
+            let mut entry = json!({ "network": only.metadata.name });
+            if let Some(owner) = only.metadata.project.as_deref().filter(|o| *o != project) {
+                entry["networkProject"] = Value::from(owner);
+            }
+            Ok(vec![entry])
+        }
         _ => Err(Fault::conflict(
             Dialect::Compute,
             "Multiple possible networks found, use a Network ID to be more specific.",
@@ -704,6 +710,14 @@ fn network_entry(entry: &Value, project: &str, related: &Related) -> Result<Valu
             .filter(|n| n.metadata.deletion_timestamp.is_none())
             .ok_or_else(|| bad(format!("Network {net_id} could not be found.")))?;
         out.insert("network".into(), Value::from(network.metadata.name.clone()));
+        if let Some(owner) = network
+            .metadata
+            .project
+            .as_deref()
+            .filter(|o| *o != project)
+        {
+            out.insert("networkProject".into(), Value::from(owner));
+        }
         if let Some(ip) = text("fixed_ip") {
             let parsed: IpAddr = ip.parse().map_err(|_| {
                 invalid(

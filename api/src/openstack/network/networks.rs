@@ -88,7 +88,7 @@ pub(crate) async fn find_network(
         .find(|n| common::name(n) == id && project_of(n) == scope.project))
 }
 
-fn is_shared(network: &Value) -> bool {
+pub(crate) fn is_shared(network: &Value) -> bool {
     network.pointer("/spec/shared").and_then(Value::as_bool) == Some(true)
 }
 

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use cirrus_auth::Action;
 use serde_json::{Map, Value, json};
 
-use super::networks::{find_network, policy};
+use super::networks::{find_network, is_shared, policy};
 use super::{
     Scope, body_object, create_object, created, from_api, invalid, kind, name_attr, not_found, ok,
     opt_bool, opt_str, project_of, reject_read_only, reject_unknown, standard_attrs, visible,
@@ -93,9 +93,18 @@ fn uid_in(items: &[Value], project: &str, name: &str) -> Option<String> {
         .map(common::uid)
 }
 
+/// The project owning `port`'s network: `spec.networkProject` (another project's shared
+/// network), else the port's own.
+pub(crate) fn network_project_of(port: &Value) -> String {
+    port.pointer("/spec/networkProject")
+        .and_then(Value::as_str)
+        .map_or_else(|| project_of(port), str::to_string)
+}
+
 /// The Neutron body of `port`.
 pub fn render(port: &Value, refs: &Refs) -> Value {
     let project = project_of(port);
+    let network_project = network_project_of(port);
     let spec = |p: &str| port.pointer(&format!("/spec/{p}"));
     let text = |p: &str| {
         spec(p)
@@ -107,7 +116,7 @@ pub fn render(port: &Value, refs: &Refs) -> Value {
     let network = refs
         .networks
         .iter()
-        .find(|n| project_of(n) == project && common::name(n) == network_name);
+        .find(|n| project_of(n) == network_project && common::name(n) == network_name);
     let mac = port
         .pointer("/status/macAddress")
         .or_else(|| spec("macAddress"))
@@ -121,7 +130,7 @@ pub fn render(port: &Value, refs: &Refs) -> Value {
                 .map(|ip| {
                     let subnet = ip.get("subnet").and_then(Value::as_str).unwrap_or_default();
                     json!({
-                        "subnet_id": uid_in(&refs.subnets, &project, subnet),
+                        "subnet_id": uid_in(&refs.subnets, &network_project, subnet),
                         "ip_address": ip.get("ipAddress").cloned().unwrap_or(Value::Null),
                     })
                 })
@@ -226,17 +235,25 @@ async fn refs(state: &ApiState, scope: &Scope) -> Result<Refs, Fault> {
     })
 }
 
-/// Everything a port of `project` may refer to.
-async fn project_refs(state: &ApiState, project: &str) -> Result<Refs, Fault> {
-    let list = |plural: &'static str| async move {
-        common::list(state, kind(plural), Some(project))
-            .await
-            .map_err(from_api)
+/// Everything a port of `project` on a network of `network_project` may refer to: that
+/// project's networks and subnets, its own security groups.
+async fn project_refs(
+    state: &ApiState,
+    project: &str,
+    network_project: &str,
+) -> Result<Refs, Fault> {
+    let list = |plural: &'static str, project: &str| {
+        let project = project.to_string();
+        async move {
+            common::list(state, kind(plural), Some(&project))
+                .await
+                .map_err(from_api)
+        }
     };
     Ok(Refs {
-        networks: list("networks").await?,
-        subnets: list("subnets").await?,
-        groups: list("securitygroups").await?,
+        networks: list("networks", network_project).await?,
+        subnets: list("subnets", network_project).await?,
+        groups: list("securitygroups", project).await?,
     })
 }
 
@@ -269,7 +286,7 @@ pub async fn show(
 ) -> Result<Response, Fault> {
     let scope = Scope::of(caller)?;
     let port = find_port(&state, &scope, &id).await?;
-    let refs = project_refs(&state, &project_of(&port)).await?;
+    let refs = project_refs(&state, &project_of(&port), &network_project_of(&port)).await?;
     let body = render(&port, &refs);
     Ok(shown("port", pairs, body))
 }
@@ -282,16 +299,23 @@ fn array<'a>(body: &'a Map<String, Value>, key: &str) -> Result<Option<&'a Vec<V
     }
 }
 
+/// Where a port is: its own `project`, and `network` of `network_project`.
+struct Placement<'a> {
+    project: &'a str,
+    network_project: &'a str,
+    network: &'a str,
+}
+
 /// Applies the attributes create and update share to `spec`, resolving ids against
-/// `refs` (objects of the port's `project`, on network `network`).
+/// `refs` (subnets of the network's project, security groups of the port's).
 fn apply(
     body: &Map<String, Value>,
     spec: &mut Map<String, Value>,
     refs: &Refs,
-    project: &str,
-    network: &str,
+    at: &Placement<'_>,
     scope: &Scope,
 ) -> Result<(), Fault> {
+    let (project, network) = (at.project, at.network);
     if let Some(up) = opt_bool(body, "admin_state_up")? {
         spec.insert("adminStateUp".into(), Value::from(up));
     }
@@ -333,7 +357,7 @@ fn apply(
                     .subnets
                     .iter()
                     .find(|s| {
-                        project_of(s) == project
+                        project_of(s) == at.network_project
                             && (common::uid(s) == subnet_id || common::name(s) == subnet_id)
                     })
                     .ok_or_else(|| not_found("SubnetNotFound", "Subnet", &subnet_id))?;
@@ -434,36 +458,36 @@ pub async fn create(
     let network = find_network(&state, &scope, &network_id)
         .await?
         .ok_or_else(|| not_found("NetworkNotFound", "Network", &network_id))?;
-    let project = project_of(&network);
+    let owner = project_of(&network);
     let explicit = ["project_id", "tenant_id"]
         .iter()
         .any(|k| body.get(*k).is_some_and(|v| !v.is_null()));
-    if explicit {
-        let wanted = scope.create_project(&body)?;
-        if wanted != project {
-            return Err(invalid(
-                "network_id",
-                format_args!(
-                    "network {network_id} belongs to project {project}: ports on other projects' networks are not supported yet"
-                ),
-            ));
-        }
-    } else if !scope.admin && project != scope.project {
-        return Err(invalid(
-            "network_id",
-            format_args!(
-                "network {network_id} is another project's shared network: ports on it are not supported yet"
-            ),
-        ));
-    }
+    // The port is the caller's (or the project an admin names); on another project's
+    // network only when that network is shared with it, which admission checks. An admin's
+    // port on a project's private network is that project's, as before.
+    let project = if explicit {
+        scope.create_project(&body)?
+    } else if scope.admin && !is_shared(&network) {
+        owner.clone()
+    } else {
+        scope.project.clone()
+    };
     scope.check(Action::Write, &project, &format!("Network {network_id}"))?;
     // A port without groups is in `default`: make sure it exists to be shown.
     super::security_groups::ensure_default(&state, &project).await?;
-    let refs = project_refs(&state, &project).await?;
+    let refs = project_refs(&state, &project, &owner).await?;
     let network_name = common::name(&network);
     let mut spec = Map::new();
     spec.insert("network".into(), Value::from(network_name.clone()));
-    apply(&body, &mut spec, &refs, &project, &network_name, &scope)?;
+    if owner != project {
+        spec.insert("networkProject".into(), Value::from(owner.clone()));
+    }
+    let at = Placement {
+        project: &project,
+        network_project: &owner,
+        network: &network_name,
+    };
+    apply(&body, &mut spec, &refs, &at, &scope)?;
     let stored = create_object(
         &state,
         &scope.caller,
@@ -495,7 +519,8 @@ pub async fn update(
     let port = find_port(&state, &scope, &id).await?;
     let project = project_of(&port);
     scope.check(Action::Write, &project, &format!("Port {id}"))?;
-    let refs = project_refs(&state, &project).await?;
+    let network_project = network_project_of(&port);
+    let refs = project_refs(&state, &project, &network_project).await?;
     let network = port
         .pointer("/spec/network")
         .and_then(Value::as_str)
@@ -509,7 +534,14 @@ pub async fn update(
         &project,
         &common::name(&port),
         display.as_deref(),
-        |spec| apply(&body, spec, &refs, &project, &network, &scope),
+        |spec| {
+            let at = Placement {
+                project: &project,
+                network_project: &network_project,
+                network: &network,
+            };
+            apply(&body, spec, &refs, &at, &scope)
+        },
     )
     .await?;
     Ok(ok("port", render(&updated, &refs)))

@@ -226,7 +226,7 @@ impl Caller {
         }
     }
 
-    /// Whether the caller may act on every project (admin role in the `admin` project).
+    /// Whether the caller may act on every project (the admin role, in whichever project).
     pub fn is_cloud_admin(&self) -> bool {
         self.user().is_some_and(UserSubject::is_cloud_admin)
     }

@@ -156,9 +156,9 @@ async fn projects_are_isolated_and_readers_cannot_write() {
 #[tokio::test]
 async fn cluster_kinds_are_admin_only_except_flavors_and_oneself_and_hashes_never_leave() {
     let api = TestApi::start().await;
-    let alice = client_with_token(&api.user_token("alice", "demo", Role::Admin).await);
+    let alice = client_with_token(&api.user_token("alice", "demo", Role::Member).await);
     let v1 = format!("{}/apis/cirrus.dev/v1", api.base_url);
-    // A project admin is not a cloud admin.
+    // A member is not a cloud admin.
     let flavor =
         json!({"metadata": {"name": "m1"}, "spec": {"vcpus": 1, "ramMiB": 256, "diskGiB": 1}});
     assert_eq!(
@@ -412,7 +412,7 @@ async fn node_agents_read_what_is_bound_to_them_and_write_only_its_status() {
         StatusCode::FORBIDDEN
     );
     // Metadata is served to node agents (their proxies), not to users.
-    let alice = client_with_token(&api.user_token("alice", "demo", Role::Admin).await);
+    let alice = client_with_token(&api.user_token("alice", "demo", Role::Member).await);
     assert_eq!(
         alice
             .get(format!("{}/metadata/openstack", api.base_url))

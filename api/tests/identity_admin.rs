@@ -686,3 +686,111 @@ async fn a_user_changes_its_own_password_proving_the_old_one() {
         StatusCode::CREATED
     );
 }
+
+#[tokio::test]
+async fn the_admin_role_is_cloud_wide_and_project_admins_of_the_previous_release_become_members() {
+    let api = TestApi::start().await;
+    let v1 = format!("{}/apis/cirrus.dev/v1", api.base_url);
+    let flavor = json!({"metadata": {"name": "m9"}, "spec": {"vcpus": 1, "ram": 64, "disk": 1}});
+    // As OpenStack's policy has it, `admin` in any project is a cloud admin.
+    let tempest_admin = client_with_token(&api.user_token("t-admin", "p7", Role::Admin).await);
+    let resp = tempest_admin
+        .post(format!("{v1}/flavors"))
+        .json(&flavor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let member = client_with_token(&api.user_token("t-member", "p7", Role::Member).await);
+    let resp = member
+        .get(format!("{v1}/projects/other/servers"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+
+    // A store of the previous release: dave's `admin` in project `legacy` meant no more than
+    // `member` there. Upgrading must not make him a cloud admin, not even through a token he
+    // already holds.
+    let old_token = api.user_token("dave", "legacy", Role::Admin).await;
+    let changed =
+        cirrus_api::identity::bootstrap::migrate_project_admins(&api.store, &api.identity)
+            .await
+            .unwrap();
+    // t-admin's binding (made by this release's harness) is one too: the store was never
+    // marked, so it is taken for a previous release's.
+    assert_eq!(changed, 2);
+    let resp = client_with_token(&old_token)
+        .get(format!("{v1}/projects/legacy/servers"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED,
+        "the old token is revoked"
+    );
+    let bindings = api
+        .store
+        .list(
+            cirrus_crds::kind_by_plural("rolebindings").unwrap(),
+            None,
+            &Default::default(),
+        )
+        .await
+        .unwrap()
+        .items;
+    let daves: Vec<&Value> = bindings
+        .iter()
+        .filter(|b| b["spec"]["user"] == "dave")
+        .collect();
+    assert_eq!(daves.len(), 1, "{daves:?}");
+    assert_eq!(daves[0]["spec"]["role"], "member");
+    let (code, token, body) = token_of(&api, "dave", "dave-password", "legacy").await;
+    assert_eq!(code, StatusCode::CREATED, "{body}");
+    let roles: Vec<&str> = body["token"]["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(!roles.contains(&"admin"), "{roles:?}");
+    let resp = client_with_token(token.as_deref().unwrap())
+        .post(format!("{v1}/flavors"))
+        .json(&flavor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+
+    // Once marked, later grants of `admin` stay what they are.
+    let admin_project = api
+        .store
+        .get(
+            cirrus_crds::kind_by_plural("projects").unwrap(),
+            None,
+            "admin",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        admin_project["metadata"]["annotations"]
+            [cirrus_api::identity::bootstrap::ADMIN_ROLE_MIGRATED],
+        "true"
+    );
+    let grant = format!(
+        "{}/identity/v3/projects/legacy/users/dave/roles/admin",
+        api.base_url
+    );
+    let resp = api.client().put(&grant).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let again = cirrus_api::identity::bootstrap::migrate_project_admins(&api.store, &api.identity)
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    let (_, _, body) = token_of(&api, "dave", "dave-password", "legacy").await;
+    assert!(
+        body["token"]["roles"].to_string().contains("\"admin\""),
+        "{body}"
+    );
+}

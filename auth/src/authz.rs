@@ -6,8 +6,8 @@
 //!
 //! | caller                          | own project        | other project | cluster-scoped      |
 //! |---------------------------------|--------------------|---------------|---------------------|
-//! | cloud admin (admin in `admin`)  | read, write        | read, write   | read, write         |
-//! | admin / member of its project   | read, write        | `NotFound`    | read; write: `Deny` |
+//! | cloud admin (admin in a project)| read, write        | read, write   | read, write         |
+//! | member of its project           | read, write        | `NotFound`    | read; write: `Deny` |
 //! | reader                          | read; write `Deny` | `NotFound`    | read; write: `Deny` |
 //! | unscoped user token             | —                  | `NotFound`    | read; write: `Deny` |
 //! | node                            | read; write `Deny` (see [`authorize_node`])                   |
@@ -17,7 +17,7 @@
 //! can see but not change. Per-kind refinements of cluster-scoped reads (a non-admin sees
 //! only itself among users, only public images) belong to the API layer that knows kinds.
 
-use crate::roles::{ADMIN_PROJECT, Role, RoleExt};
+use crate::roles::{Role, RoleExt};
 use crate::token::TokenPayload;
 
 /// What the request does to the target.
@@ -54,10 +54,11 @@ pub struct UserSubject {
 }
 
 impl UserSubject {
-    /// Whether this token carries cloud-admin power: scoped to [`ADMIN_PROJECT`] with the
-    /// `admin` role (Keystone's admin project; an admin token for another project is not).
+    /// Whether this token carries cloud-admin power: scoped to a project with the `admin`
+    /// role there (OpenStack's `role:admin`, whichever project; an unscoped token or a
+    /// member's is not).
     pub fn is_cloud_admin(&self) -> bool {
-        self.project.as_deref() == Some(ADMIN_PROJECT) && self.role == Some(Role::Admin)
+        self.project.is_some() && self.role == Some(Role::Admin)
     }
 }
 
@@ -151,6 +152,7 @@ pub fn authorize_node(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::roles::ADMIN_PROJECT;
     use Action::*;
     use Decision::*;
 
@@ -188,8 +190,8 @@ mod tests {
             ("member cluster read",  &member, Read,  None,       Allow),
             ("member cluster write", &member, Write, None,       Deny),
             ("padmin own write",     &padmin, Write, Some("p1"), Allow),
-            ("padmin other read",    &padmin, Read,  Some("p2"), NotFound),
-            ("padmin cluster write", &padmin, Write, None,       Deny),
+            ("padmin other read",    &padmin, Read,  Some("p2"), Allow),
+            ("padmin cluster write", &padmin, Write, None,       Allow),
             ("cloud own read",       &cloud,  Read,  Some(ADMIN_PROJECT), Allow),
             ("cloud other read",     &cloud,  Read,  Some("p2"), Allow),
             ("cloud other write",    &cloud,  Write, Some("p2"), Allow),
@@ -232,7 +234,7 @@ mod tests {
     }
 
     #[test]
-    fn cloud_admin_needs_admin_role_in_admin_project_scope() {
+    fn cloud_admin_needs_the_admin_role_in_a_project_scope() {
         let s = |p: &str, r| UserSubject {
             name: "u".into(),
             uid: "x".into(),
@@ -241,6 +243,12 @@ mod tests {
         };
         assert!(s(ADMIN_PROJECT, Role::Admin).is_cloud_admin());
         assert!(!s(ADMIN_PROJECT, Role::Member).is_cloud_admin());
-        assert!(!s("p1", Role::Admin).is_cloud_admin());
+        assert!(s("p1", Role::Admin).is_cloud_admin());
+        assert!(!s("p1", Role::Member).is_cloud_admin());
+        let unscoped = UserSubject {
+            project: None,
+            ..s("p1", Role::Admin)
+        };
+        assert!(!unscoped.is_cloud_admin());
     }
 }

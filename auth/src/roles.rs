@@ -3,9 +3,13 @@
 //! Cirrus has Keystone's three default roles, totally ordered: `reader < member < admin`.
 //! A higher role includes every lower one ([`RoleExt::includes`]), so a user's effective
 //! role in a project is simply the highest role any of their `RoleBinding`s grants there.
-//! Holding `admin` in the project named [`ADMIN_PROJECT`] makes a user a cloud admin
-//! (Keystone's "admin project"): allowed everything, in every project, and on
-//! cluster-scoped objects. `admin` in any other project is only the top role there.
+//! Holding `admin` in any project makes a user a cloud admin, as OpenStack's default policy
+//! has it (Nova, Neutron, Cinder, Glance and Keystone check `role:admin` whatever the
+//! project; tempest's dynamic admin credentials are `admin` in a project of their own):
+//! a token scoped with it is allowed everything, in every project, and on cluster-scoped
+//! objects. Only a cloud admin grants roles. [`ADMIN_PROJECT`] is the project `cirrus up`
+//! makes for its own admin. Stores of releases where `admin` elsewhere meant only the top
+//! role of that project are migrated on start (`bootstrap::migrate_project_admins`).
 
 use std::collections::BTreeMap;
 
@@ -71,12 +75,14 @@ pub fn effective_role<'a>(
         .max()
 }
 
-/// Whether `user` is a cloud admin: `admin` in [`ADMIN_PROJECT`].
+/// Whether `user` is a cloud admin: `admin` in any project.
 pub fn is_cloud_admin<'a>(
     bindings: impl IntoIterator<Item = &'a RoleBindingSpec>,
     user: &str,
 ) -> bool {
-    effective_role(bindings, user, ADMIN_PROJECT) == Some(Role::Admin)
+    bindings
+        .into_iter()
+        .any(|b| b.user == user && b.role == Role::Admin)
 }
 
 /// Every project `user` has a role in, with the effective role there (Keystone's
@@ -152,19 +158,23 @@ mod tests {
         assert_eq!(effective_role(&bindings, "alice", "p2"), Some(Role::Admin));
         assert_eq!(effective_role(&bindings, "alice", "p3"), None);
         assert_eq!(effective_role(&bindings, "carol", "p1"), None);
-        assert!(!is_cloud_admin(&bindings, "alice"), "admin of p2 only");
+        assert!(is_cloud_admin(&bindings, "alice"), "admin of p2 is admin everywhere");
         let projects = projects_of(&bindings, "alice");
         assert_eq!(projects.len(), 2);
         assert_eq!(projects["p1"], Role::Member);
     }
 
     #[test]
-    fn admin_in_the_admin_project_is_cloud_admin() {
+    fn admin_in_any_project_is_cloud_admin() {
         let bindings = [
             rb("root", ADMIN_PROJECT, Role::Admin),
             rb("ops", ADMIN_PROJECT, Role::Member),
+            rb("tempest", "p7", Role::Admin),
+            rb("alice", "p7", Role::Member),
         ];
         assert!(is_cloud_admin(&bindings, "root"));
+        assert!(is_cloud_admin(&bindings, "tempest"));
         assert!(!is_cloud_admin(&bindings, "ops"));
+        assert!(!is_cloud_admin(&bindings, "alice"));
     }
 }

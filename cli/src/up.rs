@@ -129,6 +129,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let api_url = format!("{scheme}://{api_addr}");
     let identity = crate::up_identity::identity(&args.data_dir)?;
     let cacert = tls.as_ref().map(|tls| tls.ca_path.clone());
+    cirrus_api::identity::bootstrap::migrate_project_admins(&store, &identity)
+        .await
+        .context("migrating the project admins of the previous release")?;
     crate::up_identity::bootstrap_admin(&store, &args.data_dir, &api_url, cacert.as_deref())
         .await
         .context("bootstrapping the admin user")?;

@@ -49,8 +49,7 @@ pub(super) fn require_admin(caller: &Caller) -> Result<(), KeystoneError> {
         Ok(())
     } else {
         Err(KeystoneError::forbidden(
-            "You are not authorized to perform the requested action: this needs the admin role \
-             in the admin project.",
+            "You are not authorized to perform the requested action: this needs the admin role.",
         ))
     }
 }

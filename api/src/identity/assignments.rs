@@ -31,7 +31,7 @@ fn role_json(role: Role, base: &str) -> Value {
         "description": match role {
             Role::Reader => "Read the project's resources",
             Role::Member => "Create, change and delete the project's resources (implies reader)",
-            Role::Admin => "Everything; in the admin project: the whole cloud (implies member)",
+            Role::Admin => "Everything, in every project: the whole cloud (implies member)",
         },
         "links": {"self": format!("{base}/identity/v3/roles/{name}")},
     })

@@ -4,7 +4,7 @@
 //! `cirrus up` calls these on every start; each converges (creates what is missing, resets a
 //! password that no longer verifies) and never duplicates anything.
 
-use cirrus_auth::{Role, hash_password, verify_password};
+use cirrus_auth::{ADMIN_PROJECT, Role, hash_password, verify_password};
 use cirrus_crds::kinds::rolebinding::RoleBindingSpec;
 use cirrus_crds::meta::ObjectMeta;
 use cirrus_crds::{Project, ProjectSpec, RoleBinding, User, UserSpec};
@@ -82,6 +82,62 @@ pub async fn ensure_user(
             Ok(api.create(&User::new(named(name), spec)).await?)
         }
     }
+}
+
+/// Annotation on the `admin` project once [`migrate_project_admins`] has run on the store.
+pub const ADMIN_ROLE_MIGRATED: &str = "cirrus.dev/admin-role-is-global";
+
+/// Once per store, before the API serves: releases before the admin role became global
+/// (`admin` in any project is a cloud admin, as OpenStack's policy has it) gave `admin` in a
+/// project other than `admin` no more power than `member` there. Each such binding becomes
+/// a `member` binding, after the user's tokens are revoked (a token names its role, and an
+/// old one must not turn into a cloud admin's), so upgrading makes nobody a cloud admin.
+/// The `admin` project is then marked with [`ADMIN_ROLE_MIGRATED`], so later grants of
+/// `admin` are left alone. Returns how many bindings were changed; safe to interrupt and
+/// run again.
+///
+/// # Errors
+/// The store failed; the next start tries again.
+pub async fn migrate_project_admins(
+    store: &ObjectStore,
+    identity: &crate::identity::Identity,
+) -> Result<usize, BootstrapError> {
+    let admin = ensure_project(store, ADMIN_PROJECT).await?;
+    if admin.metadata.annotations.contains_key(ADMIN_ROLE_MIGRATED) {
+        return Ok(0);
+    }
+    let bindings = Api::<RoleBinding>::all(store.clone());
+    let users = Api::<User>::all(store.clone());
+    let mut changed = 0;
+    for binding in bindings.list().await? {
+        if binding.spec.role != Role::Admin || binding.spec.project == ADMIN_PROJECT {
+            continue;
+        }
+        let (user, project) = (&binding.spec.user, &binding.spec.project);
+        match users.get(user).await {
+            Ok(found) => {
+                let uid = found.metadata.uid.unwrap_or_default();
+                super::revocations::revoke_user(store, identity, &uid).await?;
+            }
+            Err(ObjectError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        ensure_binding(store, user, project, Role::Member).await?;
+        match bindings.delete(&binding.metadata.name).await {
+            Ok(_) | Err(ObjectError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        tracing::warn!(%user, %project, "the admin role is now cloud-wide: a project admin of the previous release is a member of its project");
+        changed += 1;
+    }
+    let projects = Api::<Project>::all(store.clone());
+    let mut admin = projects.get(ADMIN_PROJECT).await?;
+    admin
+        .metadata
+        .annotations
+        .insert(ADMIN_ROLE_MIGRATED.to_string(), "true".to_string());
+    projects.replace(&admin).await?;
+    Ok(changed)
 }
 
 /// Grants `user` the role `role` in `project` (one binding per user, project and role, as

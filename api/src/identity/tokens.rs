@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use cirrus_auth::token::{self, TokenPayload};
-use cirrus_auth::{ADMIN_PROJECT, Role, RoleExt, effective_role, verify_password};
+use cirrus_auth::{Role, RoleExt, effective_role, verify_password};
 use cirrus_crds::{Project, RoleBinding, User};
 use cirrus_store::objects::Api;
 use serde_json::{Value, json};
@@ -195,8 +195,8 @@ fn subject(
         .ok_or_else(|| KeystoneError::bad_request("the X-Subject-Token header is required"))?;
     let subject = valid(identity, raw, now)
         .map_err(|e| KeystoneError::not_found(format!("Could not find token: {e}")))?;
-    let cloud_admin = caller.project.as_deref() == Some(ADMIN_PROJECT)
-        && caller.role.is_some_and(|r| r.includes(Role::Admin));
+    let cloud_admin =
+        caller.project.is_some() && caller.role.is_some_and(|r| r.includes(Role::Admin));
     if caller.user_uid != subject.user_uid && !cloud_admin {
         return Err(KeystoneError::forbidden(
             "only the token's own user or a cloud admin may validate or revoke it",

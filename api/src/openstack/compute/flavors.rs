@@ -67,7 +67,7 @@ fn admin_only(caller: &Caller) -> Result<(), Fault> {
     caller.check(Action::Write, None).map_err(|_| {
         Fault::forbidden(
             D,
-            "Policy doesn't allow managing flavors: it needs the admin role in the admin project.",
+            "Policy doesn't allow managing flavors: it needs the admin role.",
         )
     })
 }

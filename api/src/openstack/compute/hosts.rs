@@ -81,7 +81,7 @@ fn admin_only(caller: &Caller) -> Result<(), Fault> {
     } else {
         Err(Fault::forbidden(
             D,
-            "Policy doesn't allow this operation: it needs the admin role in the admin project.",
+            "Policy doesn't allow this operation: it needs the admin role.",
         ))
     }
 }

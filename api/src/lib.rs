@@ -162,6 +162,7 @@ pub fn router(state: ApiState) -> Router {
             state.clone(),
             public_endpoint::apply,
         ))
+        .layer(axum::middleware::from_fn(openstack::request_id::stamp))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -445,21 +445,25 @@ pub(crate) async fn delete(
         project,
         name,
         &Preconditions::default(),
+        false,
         dry_run,
     )
     .await
 }
 
-/// [`delete`] of the object only while it matches `preconditions` (a `409` otherwise).
+/// [`delete`] of the object only while it matches `preconditions` (a `409` otherwise);
+/// `cloud_admin`: the caller is one (a project's `default` security group is theirs to
+/// remove, as in Neutron).
 pub(crate) async fn delete_with(
     state: &ApiState,
     kind: &'static KindInfo,
     project: Option<&str>,
     name: &str,
     preconditions: &Preconditions,
+    cloud_admin: bool,
     dry_run: bool,
 ) -> Result<Value, ApiError> {
-    admission::delete::check_delete(&state.store, kind, project, name).await?;
+    admission::delete::check_delete(&state.store, kind, project, name, cloud_admin).await?;
     let last = state
         .store
         .delete_with(kind, project, name, preconditions, dry_run)
@@ -638,6 +642,7 @@ pub async fn item_delete(
         target.project.as_deref(),
         name_of(&params),
         &preconditions,
+        caller.is_cloud_admin(),
         query.dry_run()?,
     )
     .await?;

@@ -1033,3 +1033,26 @@ async fn a_member_boots_on_the_admins_shared_network_but_not_on_its_private_one(
     }
     assert_eq!(c.servers().await.len(), 1);
 }
+
+#[tokio::test]
+async fn openstack_answers_carry_request_ids_and_native_ones_do_not() {
+    let c = cloud().await;
+    let resp = c.http.get(c.url("/servers")).send().await.unwrap();
+    let id = resp.headers()["x-openstack-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(id.starts_with("req-"), "{id}");
+    assert_eq!(resp.headers()["x-compute-request-id"], id.as_str());
+    // Errors too, and every service; each request its own id.
+    let resp = c.http.get(c.url("/servers/nope")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_ne!(resp.headers()["x-openstack-request-id"], id.as_str());
+    let network = format!("{}/network/v2.0/networks", c.api.base_url);
+    let resp = c.http.get(network).send().await.unwrap();
+    assert!(resp.headers().contains_key("x-openstack-request-id"));
+    assert!(!resp.headers().contains_key("x-compute-request-id"));
+    let native = format!("{}/apis/cirrus.dev/v1/flavors", c.api.base_url);
+    let resp = c.http.get(native).send().await.unwrap();
+    assert!(!resp.headers().contains_key("x-openstack-request-id"));
+}

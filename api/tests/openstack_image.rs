@@ -266,6 +266,7 @@ async fn visibility_between_projects() {
     let bob = client_with_token(&cloud.api.user_token("bob", "project-b", Role::Member).await);
     let admin = cloud.api.client();
 
+    // Glance's default visibility is `shared`: private until members are added.
     let private = json_of(
         create(
             &alice,
@@ -276,7 +277,7 @@ async fn visibility_between_projects() {
         201,
     )
     .await;
-    assert_eq!(private["visibility"], "private");
+    assert_eq!(private["visibility"], "shared");
     assert_eq!(private["owner"], "project-a");
     let private_id = private["id"].as_str().unwrap();
 

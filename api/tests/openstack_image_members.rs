@@ -41,7 +41,7 @@ async fn a_share_is_used_only_once_the_member_accepts_it() {
     let private = send(
         alice
             .post(image_url("/images"))
-            .json(&json!({"name": "mine", "disk_format": "raw"})),
+            .json(&json!({"name": "mine", "disk_format": "raw", "visibility": "private"})),
         201,
     )
     .await;

@@ -2,7 +2,8 @@
 //! deleted (`409` with a message naming the object and the reason).
 //!
 //! - A project's `default` security group can't be deleted unless its `Project` is being
-//!   deleted (every project keeps one; the network controller creates it).
+//!   deleted or a cloud admin deletes it, as Neutron allows (every project keeps one: the
+//!   network controller makes it again while the project lives).
 //! - A `Network` that still has ports other than its DHCP ports, in any project (a shared
 //!   network's users), can't be deleted (Neutron's "network in use"); the message names
 //!   the ports.
@@ -15,15 +16,17 @@ use crate::error::ApiError;
 
 use cirrus_crds::conventions::DEFAULT_SECURITY_GROUP as DEFAULT_GROUP;
 
-/// Refuses the deletion of `name` when a rule above forbids it.
+/// Refuses the deletion of `name` when a rule above forbids it; `cloud_admin`: the caller is
+/// one.
 pub(crate) async fn check_delete(
     store: &ObjectStore,
     kind: &'static KindInfo,
     project: Option<&str>,
     name: &str,
+    cloud_admin: bool,
 ) -> Result<(), ApiError> {
     match (kind.kind, project) {
-        ("SecurityGroup", Some(project)) if name == DEFAULT_GROUP => {
+        ("SecurityGroup", Some(project)) if name == DEFAULT_GROUP && !cloud_admin => {
             default_group(store, project).await
         }
         ("Network", Some(project)) => network_in_use(store, project, name).await,

@@ -831,14 +831,18 @@ fn parse_create(body: &Value, admin: bool) -> Result<NewImage, Fault> {
 }
 
 /// `POST /v2/images`: creates a `queued` image in the caller's project (or, for admins, in
-/// `owner`'s).
+/// `owner`'s), `shared` unless the body says otherwise, as Glance does.
 async fn create(
     State(state): State<ApiState>,
     caller: Caller,
     body: Bytes,
 ) -> Result<Response, Fault> {
     let own = scope(&caller)?.to_string();
-    let new = parse_create(&common::json_body(D, &body)?, caller.is_cloud_admin())?;
+    let mut new = parse_create(&common::json_body(D, &body)?, caller.is_cloud_admin())?;
+    // Glance's default since Ocata: `shared`, which is private until members are added.
+    new.spec
+        .entry("visibility")
+        .or_insert_with(|| json!("shared"));
     let project = new.owner.clone().unwrap_or(own.clone());
     if project != own && !caller.is_cloud_admin() {
         return Err(Fault::forbidden(

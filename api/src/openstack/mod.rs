@@ -20,6 +20,7 @@ pub mod fault;
 pub mod image;
 pub mod image_members;
 pub mod network;
+pub mod request_id;
 pub mod volume;
 
 use axum::Router;

@@ -526,7 +526,7 @@ async fn restarted_controller_converges_without_duplicates_or_leaks() {
 }
 
 #[tokio::test]
-async fn default_security_group_per_project_cannot_be_deleted() {
+async fn default_security_group_per_project_cannot_be_deleted_but_by_an_admin() {
     let h = harness().await;
     let _ctl = h.start();
     Api::<Project>::all(h.client.clone())
@@ -550,11 +550,32 @@ async fn default_security_group_per_project_cannot_be_deleted() {
         .await;
         let group = groups.get(DEFAULT_GROUP).await.unwrap();
         assert_eq!(group.spec, groups::default_group_spec());
-        let err = groups.delete(DEFAULT_GROUP).await.unwrap_err();
+        let member = Client::new(h._api.base_url.clone()).with_token(
+            h._api
+                .user_token("m", project, cirrus_crds::kinds::rolebinding::Role::Member)
+                .await,
+        );
+        let err = Api::<SecurityGroup>::in_project(member, project)
+            .delete(DEFAULT_GROUP)
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), Some(409), "{err}");
         assert!(err.to_string().contains("\"default\""), "{err}");
         assert!(groups.get_opt(DEFAULT_GROUP).await.unwrap().is_some());
     }
+    // A cloud admin may remove one (Neutron allows it); the controller makes it again
+    // while the project lives.
+    let groups = Api::<SecurityGroup>::in_project(h.client.clone(), "tenant");
+    let before = groups.get(DEFAULT_GROUP).await.unwrap().metadata.uid;
+    groups.delete(DEFAULT_GROUP).await.unwrap();
+    eventually(20, "default group made again", || async {
+        groups
+            .get_opt(DEFAULT_GROUP)
+            .await
+            .unwrap()
+            .is_some_and(|g| g.metadata.uid != before)
+    })
+    .await;
     // Other groups delete normally.
     let groups = h.api::<SecurityGroup>();
     groups

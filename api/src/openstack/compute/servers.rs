@@ -193,6 +193,7 @@ async fn create(
                     volume,
                     &made,
                     false,
+                    false,
                 )
                 .await
                 {

@@ -434,22 +434,31 @@ pub async fn delete(
         )
         .with_kind("SecurityGroupInUse"));
     }
-    crate::resources::delete(&state, kind("securitygroups"), Some(&project), &name, false)
-        .await
-        .map_err(|e| {
-            if e.code() == StatusCode::CONFLICT {
-                Fault::conflict(
-                    NET,
-                    format!(
-                        "Insufficient rights for removing default security group: {}",
-                        e.message()
-                    ),
-                )
-                .with_kind("SecurityGroupCannotRemoveDefault")
-            } else {
-                from_api(e)
-            }
-        })?;
+    let preconditions = cirrus_store::objects::Preconditions::default();
+    crate::resources::delete_with(
+        &state,
+        kind("securitygroups"),
+        Some(&project),
+        &name,
+        &preconditions,
+        scope.admin,
+        false,
+    )
+    .await
+    .map_err(|e| {
+        if e.code() == StatusCode::CONFLICT {
+            Fault::conflict(
+                NET,
+                format!(
+                    "Insufficient rights for removing default security group: {}",
+                    e.message()
+                ),
+            )
+            .with_kind("SecurityGroupCannotRemoveDefault")
+        } else {
+            from_api(e)
+        }
+    })?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -418,7 +418,7 @@ pub async fn create(
             return Err(invalid(
                 "cidr",
                 format_args!(
-                    "Requested subnet with cidr: {cidr} for network: {network_id} overlaps with subnet {} ({theirs})",
+                    "Requested subnet with cidr: {cidr} for network: {network_id} overlaps with another subnet: {} ({theirs})",
                     common::uid(other)
                 ),
             ));

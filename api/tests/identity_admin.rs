@@ -794,3 +794,30 @@ async fn the_admin_role_is_cloud_wide_and_project_admins_of_the_previous_release
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn an_unknown_domain_is_not_found_as_in_keystone() {
+    let api = TestApi::start().await;
+    let v3 = format!("{}/identity/v3", api.base_url);
+    for (path, body) in [
+        (
+            "users",
+            json!({"user": {"name": "u1", "domain_id": "17763db3662640969d9c86e00e9c5a7d"}}),
+        ),
+        (
+            "projects",
+            json!({"project": {"name": "p1", "domain_id": "nope"}}),
+        ),
+    ] {
+        let (code, body) = send(api.client().post(format!("{v3}/{path}")).json(&body)).await;
+        assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+        assert!(body.to_string().contains("Could not find domain"), "{body}");
+    }
+    let (code, body) = send(api.client().get(format!("{v3}/users?name=u1"))).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        body["users"].as_array().unwrap().len(),
+        0,
+        "nothing was made"
+    );
+}

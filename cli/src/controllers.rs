@@ -18,7 +18,7 @@ pub struct ControllersArgs {
 }
 
 /// Name of the Lease the controller replicas compete for.
-pub const LEADER_LEASE: &str = "cirrus-controllers";
+pub use cirrus_crds::conventions::CONTROLLERS_LEASE as LEADER_LEASE;
 
 /// Runs `cirrus controllers` against `server` until SIGINT/SIGTERM.
 pub async fn run(

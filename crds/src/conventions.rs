@@ -20,6 +20,14 @@ pub const DEFAULT_SECURITY_GROUP: &str = "default";
 /// (the API adds it to every port at creation).
 pub const NETWORK_FINALIZER: &str = "cirrus.dev/network";
 
+/// The condition on a `Port` saying whether the network controller assigned its MAC and
+/// addresses (`True`), or why not (`False`).
+pub const PORT_ALLOCATED_CONDITION: &str = "Allocated";
+
+/// Name of the `Lease` the controller replicas compete for: held and fresh while a leader
+/// runs (the API reads it to know whether a port's addresses will come).
+pub const CONTROLLERS_LEASE: &str = "cirrus-controllers";
+
 /// The request header carrying a Keystone token (also accepted: `Authorization: Bearer`).
 pub const AUTH_HEADER: &str = "x-auth-token";
 

@@ -354,6 +354,20 @@ fn real_openstack_cli_and_sdk_workflow() {
             "public-sub",
         ],
     );
+    // A port made through Neutron comes back with its MAC and address, as Neutron's do (the
+    // API waits for the network controller's assignment).
+    let made = osc.json(
+        "bob",
+        &["port", "create", "--network", "public", "bob-port"],
+    );
+    assert!(made["fixed_ips"].to_string().contains("10.93.9."), "{made}");
+    assert!(
+        made["mac_address"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("fa:16:3e:")),
+        "{made}"
+    );
+    osc.ok("bob", &["port", "delete", "bob-port"]);
 
     // Each member: key pair, network, subnet, ICMP in the default group, a server with user
     // data that reaches ACTIVE and runs its script — alice's on her network, bob's on the

@@ -93,12 +93,14 @@ pub(super) fn opt_bool(
     }
 }
 
+/// `{what}.domain_id` names the one domain or none; another is Keystone's 404 for an unknown
+/// domain (only `default` exists).
 pub(super) fn check_domain(map: &Map<String, Value>, what: &str) -> Result<(), KeystoneError> {
     match opt_str(map, "domain_id", what)? {
         None => Ok(()),
         Some(d) if d == DOMAIN => Ok(()),
-        Some(d) => Err(KeystoneError::bad_request(format!(
-            "Invalid input for field '{what}.domain_id': only the domain 'default' exists, got {d:?}"
+        Some(d) => Err(KeystoneError::not_found(format!(
+            "Could not find domain: {d} ({what}.domain_id: only the domain 'default' exists)."
         ))),
     }
 }

@@ -59,7 +59,7 @@ use index::IpamState;
 /// The finalizer the network controller keeps on ports, servers with networks and networks.
 pub use cirrus_crds::conventions::NETWORK_FINALIZER as FINALIZER;
 /// The port condition saying whether its MAC and addresses are assigned.
-pub const ALLOCATED: &str = "Allocated";
+pub use cirrus_crds::conventions::PORT_ALLOCATED_CONDITION as ALLOCATED;
 pub use cirrus_crds::conventions::{
     DEFAULT_SECURITY_GROUP as DEFAULT_GROUP, DEVICE_OWNER_COMPUTE, DEVICE_OWNER_DHCP,
 };

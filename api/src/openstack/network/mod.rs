@@ -24,6 +24,7 @@
 
 pub mod extensions;
 pub mod networks;
+pub mod port_settle;
 pub mod ports;
 pub mod query;
 pub mod quotas;

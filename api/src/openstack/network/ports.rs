@@ -499,6 +499,7 @@ pub async fn create(
     )
     .await?;
     tracing::info!(%project, port = %common::name(&stored), "port created through the network API");
+    let stored = super::port_settle::settle(&state, &project, stored).await;
     Ok(created("port", render(&stored, &refs)))
 }
 

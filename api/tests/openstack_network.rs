@@ -952,6 +952,23 @@ async fn a_member_puts_ports_on_an_admins_shared_network_and_the_admin_cannot_pu
         send(bob.get(c.url(&format!("/ports/{}", port["id"].as_str().unwrap())))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["port"]["network_id"], shared["id"]);
+    // Listed too, with the shared network's id and the admin's subnet.
+    c.api
+        .store
+        .patch(
+            Cloud::kind("ports"),
+            Some("demo"),
+            stored["metadata"]["name"].as_str().unwrap(),
+            &json!({"status": {"fixedIps": [{"subnet": stored["spec"]["fixedIps"][0]["subnet"], "ipAddress": "10.30.0.5"}]}}),
+            Part::Status,
+            false,
+        )
+        .await
+        .unwrap();
+    let (_, body) = send(bob.get(c.url("/ports"))).await;
+    let listed = &body["ports"][0];
+    assert_eq!(listed["network_id"], shared["id"], "{body}");
+    assert_eq!(listed["fixed_ips"][0]["subnet_id"], subnet["id"], "{body}");
 
     // The admin's unshared network is invisible to bob.
     let (status, body) = send(

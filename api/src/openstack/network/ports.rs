@@ -226,11 +226,31 @@ pub fn render(port: &Value, refs: &Refs) -> Value {
     Value::Object(out)
 }
 
-/// Everything the scope's ports may refer to.
+/// Everything the scope's ports may refer to: its networks and subnets and the shared ones
+/// of other projects (its ports may be on them), its security groups.
 async fn refs(state: &ApiState, scope: &Scope) -> Result<Refs, Fault> {
+    let networks = super::networks::visible_networks(state, scope).await?;
+    let mut subnets = visible(state, kind("subnets"), scope).await?;
+    if !scope.admin {
+        let shared: std::collections::BTreeSet<(String, String)> = networks
+            .iter()
+            .filter(|n| project_of(n) != scope.project)
+            .map(|n| (project_of(n), common::name(n)))
+            .collect();
+        let owners: std::collections::BTreeSet<&String> = shared.iter().map(|(p, _)| p).collect();
+        for owner in owners {
+            let theirs = common::list(state, kind("subnets"), Some(owner))
+                .await
+                .map_err(from_api)?;
+            subnets.extend(theirs.into_iter().filter(|s| {
+                let network = s.pointer("/spec/network").and_then(Value::as_str);
+                network.is_some_and(|n| shared.contains(&(owner.clone(), n.to_string())))
+            }));
+        }
+    }
     Ok(Refs {
-        networks: visible(state, kind("networks"), scope).await?,
-        subnets: visible(state, kind("subnets"), scope).await?,
+        networks,
+        subnets,
         groups: visible(state, kind("securitygroups"), scope).await?,
     })
 }

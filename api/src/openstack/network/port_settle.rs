@@ -3,8 +3,9 @@
 //! replicas never race on an address). When a controller leader is running — its lease
 //! ([`CONTROLLERS_LEASE`]) is held and fresh — the Neutron create waits a moment for the
 //! port's `Allocated` condition (either way) before answering, as clients and tempest expect
-//! the addresses in the answer; without a controller it answers at once (the addresses follow
-//! in the port's status whenever one runs).
+//! the addresses in the answer (an update that changes them waits the same way); without a
+//! controller it answers at once (the addresses follow in the port's status whenever one
+//! runs).
 
 use std::time::Duration;
 
@@ -20,15 +21,22 @@ const SETTLE_FOR: Duration = Duration::from_secs(10);
 /// How often it looks.
 const POLL_EVERY: Duration = Duration::from_millis(20);
 
-/// Whether the controller has judged `port`: its `Allocated` condition is there.
+/// Whether the controller has judged `port` as it is now: its `Allocated` condition is
+/// there and its status observed the current generation (an update of `fixedIps` bumps it).
 fn settled(port: &Value) -> bool {
-    port.pointer("/status/conditions")
+    let judged = port
+        .pointer("/status/conditions")
         .and_then(Value::as_array)
         .is_some_and(|conditions| {
             conditions
                 .iter()
                 .any(|c| c.get("type").and_then(Value::as_str) == Some(PORT_ALLOCATED_CONDITION))
-        })
+        });
+    let generation = port.pointer("/metadata/generation").and_then(Value::as_i64);
+    let observed = port
+        .pointer("/status/observedGeneration")
+        .and_then(Value::as_i64);
+    judged && (generation.is_none() || observed >= generation)
 }
 
 /// Whether a controller leader holds its lease now.
@@ -52,8 +60,9 @@ async fn controller_running(state: &ApiState) -> bool {
             .is_some_and(|renewed| renewed + duration > Utc::now())
 }
 
-/// `created` (the port of `project` just stored) as it stands once the controller has
-/// judged it, or as it is after [`SETTLE_FOR`] (or at once without a controller).
+/// `created` (the port of `project` just stored, by a create or an update) as it stands once
+/// the controller has judged it, or as it is after [`SETTLE_FOR`] (or at once without a
+/// controller).
 pub(super) async fn settle(state: &ApiState, project: &str, created: Value) -> Value {
     if settled(&created) || !controller_running(state).await {
         return created;
@@ -98,5 +107,11 @@ mod tests {
         assert!(settled(
             &json!({"status": {"conditions": [{"type": "Allocated", "status": "False"}]}})
         ));
+        // An update the controller has not seen yet is not settled.
+        let judged = json!([{"type": "Allocated", "status": "True"}]);
+        assert!(!settled(&json!({"metadata": {"generation": 2},
+            "status": {"conditions": judged, "observedGeneration": 1}})));
+        assert!(settled(&json!({"metadata": {"generation": 2},
+            "status": {"conditions": judged, "observedGeneration": 2}})));
     }
 }

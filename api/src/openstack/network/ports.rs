@@ -565,6 +565,7 @@ pub async fn update(
         },
     )
     .await?;
+    let updated = super::port_settle::settle(&state, &project, updated).await;
     Ok(ok("port", render(&updated, &refs)))
 }
 

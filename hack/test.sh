@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every Cirrus test on a fresh Debian 12 machine: installs the system packages it needs,
 # builds the workspace binaries the end-to-end tests execute, then runs all tests with
-# cargo-nextest (real etcd, the embedded store, the cirrus binary) after the doc tests.
+# cargo-nextest (real etcd, the embedded store, the cirrus binary) after the doc tests, and
+# tempest (hack/tempest.sh) against a fresh `cirrus up`.
 # The tests start and stop their own daemons (etcd, cirrus up, guests) by PID; libvirtd
 # and Open vSwitch are started here for them (and stopped afterwards) because no init system
 # does it.
@@ -31,3 +32,15 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --bins --locked
 cargo test --workspace --doc --locked --quiet
 cargo nextest run --workspace --locked --profile ci "$@"
+
+# Tempest, the community's conformance suite, with its own dynamic credentials against a
+# fresh `cirrus up` (hack/tempest.sh): the services that fit CI's time (volume and compute
+# wait minutes on attachments and boots under TCG: CIRRUS_TEMPEST_SERVICES adds them), judged
+# by the floors in tests/tempest/floors.txt (fewer passes than the floor is a regression);
+# tempest's counts are in the log. CIRRUS_SKIP_TEMPEST=1 leaves it out (e.g. with a filter).
+if [[ ${CIRRUS_SKIP_TEMPEST:-0} != 1 ]]; then
+  # shellcheck disable=SC2086 # a list of services
+  CIRRUS_TEMPEST_FLOORS=tests/tempest/floors.txt CIRRUS_TEMPEST_START_DAEMONS=0 \
+    CIRRUS_TEMPEST_INCLUDE=tests/tempest/ci-include-list.txt \
+    hack/tempest.sh ${CIRRUS_TEMPEST_SERVICES:-identity image network}
+fi

@@ -158,7 +158,10 @@ mod tests {
         assert_eq!(effective_role(&bindings, "alice", "p2"), Some(Role::Admin));
         assert_eq!(effective_role(&bindings, "alice", "p3"), None);
         assert_eq!(effective_role(&bindings, "carol", "p1"), None);
-        assert!(is_cloud_admin(&bindings, "alice"), "admin of p2 is admin everywhere");
+        assert!(
+            is_cloud_admin(&bindings, "alice"),
+            "admin of p2 is admin everywhere"
+        );
         let projects = projects_of(&bindings, "alice");
         assert_eq!(projects.len(), 2);
         assert_eq!(projects["p1"], Role::Member);

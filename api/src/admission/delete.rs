@@ -3,7 +3,9 @@
 //!
 //! - A project's `default` security group can't be deleted unless its `Project` is being
 //!   deleted or a cloud admin deletes it, as Neutron allows (every project keeps one: the
-//!   network controller makes it again while the project lives).
+//!   network controller makes it again while the project lives) — and not even then while a
+//!   port of the project is in it (named, or with no groups and port security on: Neutron's
+//!   `SecurityGroupInUse`), since the group made again would have only the default rules.
 //! - A `Network` that still has ports other than its DHCP ports, in any project (a shared
 //!   network's users), can't be deleted (Neutron's "network in use"); the message names
 //!   the ports.
@@ -29,10 +31,54 @@ pub(crate) async fn check_delete(
         ("SecurityGroup", Some(project)) if name == DEFAULT_GROUP && !cloud_admin => {
             default_group(store, project).await
         }
+        ("SecurityGroup", Some(project)) if name == DEFAULT_GROUP => {
+            default_group_in_use(store, project).await
+        }
         ("Network", Some(project)) => network_in_use(store, project, name).await,
         ("Volume", Some(p)) => super::volume_in_use::volume_in_use(store, p, name).await,
         _ => Ok(()),
     }
+}
+
+async fn default_group_in_use(store: &ObjectStore, project: &str) -> Result<(), ApiError> {
+    let ports = cirrus_crds::kind_by_plural("ports").expect("ports is a kind");
+    let list = store
+        .list(ports, Some(project), &Default::default())
+        .await?;
+    let users: Vec<(String, String)> = list
+        .items
+        .iter()
+        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+        .filter(|p| {
+            let groups = p
+                .pointer("/spec/securityGroups")
+                .and_then(serde_json::Value::as_array);
+            let secured = p.pointer("/spec/portSecurityEnabled") != Some(&false.into());
+            match groups {
+                Some(g) if !g.is_empty() => g.iter().any(|g| g.as_str() == Some(DEFAULT_GROUP)),
+                _ => secured,
+            }
+        })
+        .filter_map(|p| {
+            let name = p
+                .pointer("/metadata/name")
+                .and_then(serde_json::Value::as_str)?;
+            Some((project.to_string(), name.to_string()))
+        })
+        .collect();
+    if users.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "InUse",
+        format!(
+            "securitygroup {DEFAULT_GROUP:?} of project {project:?} is in use by {} port(s): \
+             {}; delete them first",
+            users.len(),
+            super::network_use::named(project, &users)
+        ),
+    ))
 }
 
 async fn default_group(store: &ObjectStore, project: &str) -> Result<(), ApiError> {

@@ -563,8 +563,16 @@ async fn default_security_group_per_project_cannot_be_deleted_but_by_an_admin() 
         assert!(err.to_string().contains("\"default\""), "{err}");
         assert!(groups.get_opt(DEFAULT_GROUP).await.unwrap().is_some());
     }
-    // A cloud admin may remove one (Neutron allows it); the controller makes it again
+    // A cloud admin may remove one (Neutron allows it) — not while a port is in it (demo's
+    // port `p` has no groups, so it is in `default`) — and the controller makes it again
     // while the project lives.
+    let err = h
+        .api::<SecurityGroup>()
+        .delete(DEFAULT_GROUP)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(409), "{err}");
+    assert!(err.to_string().contains("\"p\""), "names the port: {err}");
     let groups = Api::<SecurityGroup>::in_project(h.client.clone(), "tenant");
     let before = groups.get(DEFAULT_GROUP).await.unwrap().metadata.uid;
     groups.delete(DEFAULT_GROUP).await.unwrap();

@@ -445,19 +445,20 @@ pub async fn delete(
         false,
     )
     .await
-    .map_err(|e| {
-        if e.code() == StatusCode::CONFLICT {
-            Fault::conflict(
-                NET,
-                format!(
-                    "Insufficient rights for removing default security group: {}",
-                    e.message()
-                ),
-            )
-            .with_kind("SecurityGroupCannotRemoveDefault")
-        } else {
-            from_api(e)
+    .map_err(|e| match (e.code(), e.reason()) {
+        (StatusCode::CONFLICT, "InUse") => {
+            Fault::conflict(NET, format!("Security Group {id} in use: {}", e.message()))
+                .with_kind("SecurityGroupInUse")
         }
+        (StatusCode::CONFLICT, _) => Fault::conflict(
+            NET,
+            format!(
+                "Insufficient rights for removing default security group: {}",
+                e.message()
+            ),
+        )
+        .with_kind("SecurityGroupCannotRemoveDefault"),
+        _ => from_api(e),
     })?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

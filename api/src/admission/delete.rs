@@ -66,19 +66,12 @@ async fn default_group_in_use(store: &ObjectStore, project: &str) -> Result<(), 
             Some((project.to_string(), name.to_string()))
         })
         .collect();
-    if users.is_empty() {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        StatusCode::CONFLICT,
-        "InUse",
+    super::network_use::refuse_while_used(project, &users, |count, names| {
         format!(
-            "securitygroup {DEFAULT_GROUP:?} of project {project:?} is in use by {} port(s): \
-             {}; delete them first",
-            users.len(),
-            super::network_use::named(project, &users)
-        ),
-    ))
+            "securitygroup {DEFAULT_GROUP:?} of project {project:?} is in use by {count} \
+             port(s): {names}; delete them first"
+        )
+    })
 }
 
 async fn default_group(store: &ObjectStore, project: &str) -> Result<(), ApiError> {
@@ -105,17 +98,10 @@ async fn default_group(store: &ObjectStore, project: &str) -> Result<(), ApiErro
 async fn network_in_use(store: &ObjectStore, project: &str, network: &str) -> Result<(), ApiError> {
     // Every project's ports count: a shared network's users are other projects'.
     let blocking = super::network_use::ports_on(store, project, network, false).await?;
-    if blocking.is_empty() {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        StatusCode::CONFLICT,
-        "InUse",
+    super::network_use::refuse_while_used(project, &blocking, |count, names| {
         format!(
-            "network {network:?} of project {project:?} is in use by {} port(s): {}; \
-             delete them first",
-            blocking.len(),
-            super::network_use::named(project, &blocking)
-        ),
-    ))
+            "network {network:?} of project {project:?} is in use by {count} port(s): {names}; \
+             delete them first"
+        )
+    })
 }

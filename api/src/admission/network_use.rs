@@ -131,7 +131,7 @@ pub(crate) async fn ports_on(
 
 /// `"name", "name" (project "p"), …` for a refusal of `network_project`'s network: at most
 /// [`NAMED`] ports, another project's ones with their project.
-pub(crate) fn named(network_project: &str, ports: &[(String, String)]) -> String {
+fn named(network_project: &str, ports: &[(String, String)]) -> String {
     let mut named = ports
         .iter()
         .take(NAMED)
@@ -148,6 +148,23 @@ pub(crate) fn named(network_project: &str, ports: &[(String, String)]) -> String
         named.push_str(&format!(" and {} more", ports.len() - NAMED));
     }
     named
+}
+
+/// `Ok` when no port uses the object, else the `409 InUse` whose message `describe` writes
+/// from the number of `users` and their names ([`named`], for `project`'s object).
+pub(crate) fn refuse_while_used(
+    project: &str,
+    users: &[(String, String)],
+    describe: impl FnOnce(usize, String) -> String,
+) -> Result<(), ApiError> {
+    if users.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "InUse",
+        describe(users.len(), named(project, users)),
+    ))
 }
 
 /// Refuses to stop sharing `network` of `project` (the change from `current` to `proposed`
@@ -171,19 +188,12 @@ pub(crate) async fn check_unshare(
         return Ok(());
     }
     let users = ports_on(store, project, network, true).await?;
-    if users.is_empty() {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        StatusCode::CONFLICT,
-        "InUse",
+    refuse_while_used(project, &users, |count, names| {
         format!(
             "spec.shared: network {network:?} of project {project:?} cannot stop being shared \
-             while {} port(s) of other projects use it: {}",
-            users.len(),
-            named(project, &users)
-        ),
-    ))
+             while {count} port(s) of other projects use it: {names}"
+        )
+    })
 }
 
 /// Whether a write of `kind` by `project` with this body (`change`: the whole object when

@@ -107,17 +107,9 @@ async fn authorize_user(
         Ok(()) => Ok(None),
         Err(Refusal::Forbidden) => Err(forbidden(kind, project)),
         Err(Refusal::NotFound) => {
-            if kind.plural == "images"
-                && matches!(op, Op::Get)
+            if matches!(op, Op::Get)
                 && let Some(name) = name
-                && is_visible_image(state, caller, project, name).await?
-            {
-                return Ok(None);
-            }
-            if kind.plural == "networks"
-                && matches!(op, Op::Get)
-                && let Some(name) = name
-                && is_usable_network(state, caller, project, name).await?
+                && is_readable_across(state, caller, kind, project, name).await?
             {
                 return Ok(None);
             }
@@ -346,42 +338,41 @@ async fn node_may_read_image(
     Err(not_found(images, project, Some(name)))
 }
 
-/// Whether the caller's project may read image `name` of `project`, named exactly: a public
-/// or community one, or one shared with it, answered or not
+/// Whether the caller's project may read `name` of another `project`, named exactly: an
+/// image visible to it — public, community, or shared with it, answered or not
 /// ([`cirrus_crds::Image::visible_to`]; using it needs the answer, see
-/// [`crate::admission::image_use`]).
-async fn is_visible_image(
+/// [`crate::admission::image_use`]) — or a network shared with it
+/// ([`cirrus_crds::Network::usable_by`]; its ports may name it, see
+/// [`crate::admission::network_use`]).
+async fn is_readable_across(
     state: &ApiState,
     caller: &Caller,
+    kind: &KindInfo,
     project: &str,
     name: &str,
 ) -> Result<bool, ApiError> {
-    let images = cirrus_store::objects::Api::<cirrus_crds::Image>::in_project(
-        state.store.clone(),
-        project.to_string(),
-    );
-    match images.get(name).await {
-        Ok(image) => Ok(image.visible_to(caller.project().unwrap_or_default())),
-        Err(cirrus_store::objects::ObjectError::NotFound { .. }) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    let reader = caller.project().unwrap_or_default();
+    Ok(match kind.plural {
+        "images" => stored::<cirrus_crds::Image>(state, project, name)
+            .await?
+            .is_some_and(|image| image.visible_to(reader)),
+        "networks" => stored::<cirrus_crds::Network>(state, project, name)
+            .await?
+            .is_some_and(|network| network.usable_by(reader)),
+        _ => false,
+    })
 }
 
-/// Whether the caller's project may read network `name` of `project`: one shared with it
-/// ([`cirrus_crds::Network::usable_by`]), which its ports may name.
-async fn is_usable_network(
+/// The object `name` of kind `K` in `project`, if there is one.
+async fn stored<K: cirrus_crds::Resource>(
     state: &ApiState,
-    caller: &Caller,
     project: &str,
     name: &str,
-) -> Result<bool, ApiError> {
-    let networks = cirrus_store::objects::Api::<cirrus_crds::Network>::in_project(
-        state.store.clone(),
-        project.to_string(),
-    );
-    match networks.get(name).await {
-        Ok(network) => Ok(network.usable_by(caller.project().unwrap_or_default())),
-        Err(cirrus_store::objects::ObjectError::NotFound { .. }) => Ok(false),
+) -> Result<Option<K>, ApiError> {
+    let api = cirrus_store::objects::Api::<K>::in_project(state.store.clone(), project.to_string());
+    match api.get(name).await {
+        Ok(object) => Ok(Some(object)),
+        Err(cirrus_store::objects::ObjectError::NotFound { .. }) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }

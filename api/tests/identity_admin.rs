@@ -1,5 +1,9 @@
 //! Keystone v3 resources (projects, users, roles, assignments, catalog), revocations that
 //! outlive the process, and quotas counted at admission.
+//!
+//! Why this file is long: one walk through Keystone's admin resources against one in-memory
+//! cloud; each test is a user's whole workflow (create, assign, revoke, restart), and
+//! splitting them would copy the fixture.
 
 use std::sync::Arc;
 use std::time::Duration;

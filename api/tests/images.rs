@@ -1,5 +1,8 @@
 //! Image data upload and download (`PUT`/`GET .../images/{name}/file`) over HTTP, against the
 //! embedded store in memory, a temporary blob directory and the real `qemu-img`.
+//!
+//! Why this file is long: twenty cases of one upload/download protocol sharing one fixture (a
+//! blob store and real qcow2/raw/iso files made with qemu-img).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

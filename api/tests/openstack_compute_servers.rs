@@ -2,6 +2,10 @@
 //! in-memory store. No controller or node agent runs here: the tests check the `Server`
 //! objects the routes write (ids translated to names, actions as spec changes) and write
 //! the statuses a node agent would (through the store) to check how they render.
+//!
+//! Why this file is long: each test is one of Nova's server workflows (boot, list and filter,
+//! actions, rebuild, metadata) end to end against one fixture cloud; the workflows are long,
+//! not many.
 
 use cirrus_api::testing::{TestApi, client_with_token};
 use cirrus_auth::Role;

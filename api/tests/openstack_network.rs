@@ -3,6 +3,10 @@
 //! does not run here: fields it fills in (MAC, addresses, port status) are written into the
 //! objects' status through the store to check their rendering, and its port finalizer is
 //! removed by hand where a test needs a port gone.
+//!
+//! Why this file is long: each test is one of Neutron's workflows the CLI and openstacksdk run
+//! end to end (networks and subnets, ports, security groups, quotas) against one fixture
+//! cloud.
 
 use cirrus_api::testing::{TestApi, client_with_token};
 use cirrus_auth::Role;

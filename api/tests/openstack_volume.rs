@@ -2,6 +2,9 @@
 //! in-memory store. No controller or node agent runs here: the tests check the objects the
 //! routes write, and write the statuses a node agent would (through the store) to check
 //! how they render.
+//!
+//! Why this file is long: each test is one of Cinder's workflows (create, attach through Nova,
+//! extend, snapshots, actions, quotas) end to end against one fixture cloud.
 
 use cirrus_api::testing::{TestApi, client_with_token};
 use cirrus_auth::Role;

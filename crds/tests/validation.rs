@@ -1,5 +1,8 @@
 //! Table tests of `KindInfo::validate`: good objects pass (and come back normalized), bad
 //! ones are refused with the path of the offending field.
+//!
+//! Why this file is long: it is a table: one row per good or bad object of every kind, each
+//! with the field path it must name.
 
 use cirrus_crds::{FieldErrors, find_kind};
 use serde_json::{Value, json};

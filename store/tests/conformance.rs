@@ -2,6 +2,10 @@
 //! `etcd_client::Client`, run against the embedded server (`embedded::*`) and a real etcd
 //! (`real_etcd::*`, needs `/usr/bin/etcd`; set `CIRRUS_SKIP_REAL_ETCD=1` to skip).
 //!
+//! Why this file is long: it is one conformance suite, written once against the etcd API and
+//! run against both the embedded server and a real etcd; splitting it would split what must
+//! stay one list.
+//!
 //! Each test gets its own fresh server, so revisions are absolute.
 
 mod common;

@@ -1,4 +1,8 @@
 //! The network controller against a real in-process API over the embedded store.
+//!
+//! Why this file is long: the network controller's scenarios (IPAM, MACs, DHCP ports, security
+//! groups, cleanup after deletes and restarts) share one in-process API harness; each is a
+//! separate case of that one controller.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;

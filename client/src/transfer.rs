@@ -13,6 +13,17 @@ use crate::url::{Query, object_url};
 use crate::{Client, ClientError, Result};
 
 impl Client {
+    /// `.../projects/{project}/images/{name}/file`.
+    fn image_file_url(&self, project: &str, name: &str) -> Result<String> {
+        object_url(
+            &self.base_url,
+            Image::info(),
+            Some(project),
+            name,
+            &["file"],
+        )
+    }
+
     /// Uploads `body` (`length` bytes, when known) as the data of the Image `name` in
     /// `project`, and returns the Image as the server recorded it (active, with size and
     /// checksums). The body is streamed, never whole in memory, and so is not re-sent after
@@ -28,13 +39,7 @@ impl Client {
         body: reqwest::Body,
         length: Option<u64>,
     ) -> Result<Value> {
-        let url = object_url(
-            &self.base_url,
-            Image::info(),
-            Some(project),
-            name,
-            &["file"],
-        )?;
+        let url = self.image_file_url(project, name)?;
         let (mut request, _) = self.request(reqwest::Method::PUT, &url).await?;
         request = request
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
@@ -77,13 +82,7 @@ impl Client {
         project: &str,
         name: &str,
     ) -> Result<impl Stream<Item = Result<Bytes>> + Send + 'static + use<>> {
-        let url = object_url(
-            &self.base_url,
-            Image::info(),
-            Some(project),
-            name,
-            &["file"],
-        )?;
+        let url = self.image_file_url(project, name)?;
         let response = self.send(reqwest::Method::GET, &url, None).await?;
         Ok(response.bytes_stream().map(move |chunk| {
             chunk.map_err(|source| ClientError::StreamBroken {

@@ -136,28 +136,21 @@ impl<K: Resource> Api<K> {
     /// # Errors
     /// `409 Conflict` when it is stale ([`ClientError::is_conflict`]).
     pub async fn replace(&self, obj: &K) -> Result<K> {
-        let url = self.url_of(obj, &[])?;
-        self.inner
-            .write(
-                reqwest::Method::PUT,
-                url,
-                Some((JSON, to_json(obj)?)),
-                false,
-            )
-            .await
+        self.put(obj, &[]).await
     }
 
     /// Replaces only `obj.status`, with the same resourceVersion precondition as
     /// [`Api::replace`].
     pub async fn replace_status(&self, obj: &K) -> Result<K> {
-        let url = self.url_of(obj, &["status"])?;
+        self.put(obj, &["status"]).await
+    }
+
+    /// `PUT` of `obj` to its URL followed by `subresource`.
+    async fn put(&self, obj: &K, subresource: &[&str]) -> Result<K> {
+        let url = self.url_of(obj, subresource)?;
+        let body = Some((JSON, to_json(obj)?));
         self.inner
-            .write(
-                reqwest::Method::PUT,
-                url,
-                Some((JSON, to_json(obj)?)),
-                false,
-            )
+            .write(reqwest::Method::PUT, url, body, false)
             .await
     }
 

@@ -26,9 +26,10 @@ use cirrus_crds::{KindInfo, Scope};
 use serde_json::{Map, Value, json};
 
 use crate::Ctx;
-use crate::client::{Client, ClientError, name_of, resource_version};
 use crate::manifests::{self, Manifest};
 use crate::merge::{self, LAST_APPLIED};
+use cirrus_client::dynamic::{name_of, resource_version_of as resource_version};
+use cirrus_client::{Client, ClientError};
 use cirrus_store::selector::{LabelSelector, labels_of};
 
 /// Label every object applied as part of an ApplySet carries; its value is the set's name.
@@ -232,16 +233,18 @@ pub async fn apply_one(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let live = client
-            .object_get_opt(desired.kind, project, &desired.name)
+        let live = crate::api(client, desired.kind, project)
+            .get_opt(&desired.name)
             .await?;
         let result = match plan(desired, live) {
-            Plan::Create => client
-                .object_create(desired.kind, project, &desired.object, dry_run)
+            Plan::Create => crate::api(client, desired.kind, project)
+                .dry_run(dry_run)
+                .create(&desired.object)
                 .await
                 .map(|v| (Outcome::Created, v)),
-            Plan::Patch { patch, .. } => client
-                .object_patch(desired.kind, project, &desired.name, &patch, dry_run)
+            Plan::Patch { patch, .. } => crate::api(client, desired.kind, project)
+                .dry_run(dry_run)
+                .patch(&desired.name, &patch)
                 .await
                 .map(|v| (Outcome::Configured, v)),
             Plan::Unchanged { live } => Ok((Outcome::Unchanged, live)),
@@ -329,7 +332,9 @@ impl Inventory {
         &self,
         client: &Client,
     ) -> Result<(Option<Value>, Vec<(Member, Option<String>)>), ClientError> {
-        let live = client.object_get_opt(self.kind, None, &self.name).await?;
+        let live = crate::api(client, self.kind, None)
+            .get_opt(&self.name)
+            .await?;
         let members = live
             .as_ref()
             .and_then(|l| l.pointer("/spec/members"))
@@ -375,8 +380,8 @@ impl Inventory {
                         "metadata": {"name": self.name},
                         "spec": {"members": values},
                     });
-                    client
-                        .object_create(self.kind, None, &body, false)
+                    crate::api(client, self.kind, None)
+                        .create(&body)
                         .await
                         .map(drop)
                 }
@@ -391,8 +396,8 @@ impl Inventory {
                         "metadata": {"resourceVersion": resource_version(&live)},
                         "spec": {"members": values},
                     });
-                    client
-                        .object_patch(self.kind, None, &self.name, &patch, false)
+                    crate::api(client, self.kind, None)
+                        .patch(&self.name, &patch)
                         .await
                         .map(drop)
                 }
@@ -606,7 +611,10 @@ async fn prune_one(
         return Ok(PruneOutcome::NotOwned);
     };
     let project = member.project.as_deref();
-    let Some(live) = client.object_get_opt(kind, project, &member.name).await? else {
+    let Some(live) = crate::api(client, kind, project)
+        .get_opt(&member.name)
+        .await?
+    else {
         return Ok(PruneOutcome::Gone);
     };
     if labels_of(&live).get(APPLYSET_LABEL) != Some(&inv.name) {
@@ -620,8 +628,9 @@ async fn prune_one(
         return Ok(PruneOutcome::NotSelected);
     }
     debug_assert_eq!(name_of(&live), member.name);
-    match client
-        .object_delete(kind, project, &member.name, dry_run)
+    match crate::api(client, kind, project)
+        .dry_run(dry_run)
+        .delete(&member.name)
         .await
     {
         Ok(_) => Ok(PruneOutcome::Pruned),

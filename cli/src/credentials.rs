@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
+use cirrus_client::Client;
 use cirrus_client::auth::{PasswordLogin, StaticToken, TokenSource};
+use serde_json::Value;
 
 /// Credential options shared by every command.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -46,4 +48,38 @@ impl CredentialArgs {
             _ => None,
         }
     }
+}
+
+/// The id of the project `project` names: a project of the caller's with that id or
+/// Keystone name (`GET /identity/v3/auth/projects`), else — for admins, who may address any
+/// project — the project of that name (`GET /identity/v3/projects?name=`), else `project`
+/// itself, taken as an id. So `-p` accepts both, as `openstack` takes a project's name or id.
+pub async fn project_id(client: &Client, project: &str) -> String {
+    if client.auth.is_none() {
+        return project.to_string();
+    }
+    let urls = [
+        client.url(&["identity", "v3", "auth", "projects"]),
+        client
+            .url(&["identity", "v3", "projects"])
+            .map(|url| format!("{url}?name={}", cirrus_client::encode_query_value(project))),
+    ];
+    for url in urls.into_iter().flatten() {
+        // Refused (not an admin) or unreachable: the command's own call will say why.
+        let Ok(answer) = client.get_json::<Value>(&url).await else {
+            continue;
+        };
+        let projects = answer["projects"].as_array().cloned().unwrap_or_default();
+        if projects.iter().any(|p| p["id"] == project) {
+            return project.to_string();
+        }
+        if let Some(id) = projects
+            .iter()
+            .find(|p| p["name"] == project)
+            .and_then(|p| p["id"].as_str())
+        {
+            return id.to_string();
+        }
+    }
+    project.to_string()
 }

@@ -99,9 +99,8 @@ pub async fn run(ctx: &Ctx, args: DeleteArgs) -> anyhow::Result<()> {
     let mut to_wait = Vec::new();
     for t in &targets {
         let ident = format!("{}/{}", t.kind.singular, t.name);
-        match ctx
-            .client
-            .object_delete(t.kind, t.project.as_deref(), &t.name, false)
+        match crate::api(&ctx.client, t.kind, t.project.as_deref())
+            .delete(&t.name)
             .await
         {
             Ok(_) => {

@@ -1,6 +1,8 @@
 //! `cirrus describe KIND NAME`: metadata, spec, status, conditions, owners and recent events.
 
 use chrono::Utc;
+use cirrus_client::ListParams;
+use cirrus_client::dynamic::{name_of, project_of};
 use cirrus_crds::Scope;
 use serde_json::Value;
 
@@ -34,7 +36,7 @@ pub async fn run(ctx: &Ctx, args: DescribeArgs) -> anyhow::Result<()> {
         Scope::Project => Some(ctx.project.as_str()),
         Scope::Cluster => None,
     };
-    let object = ctx.client.object_get(kind, project, &name).await?;
+    let object = crate::api(&ctx.client, kind, project).get(&name).await?;
     let events = recent_events(ctx, kind.kind, &object).await;
     print!("{}", render(&object, kind.kind, events));
     Ok(())
@@ -49,28 +51,23 @@ async fn recent_events(ctx: &Ctx, kind: &str, object: &Value) -> Result<Vec<Valu
     else {
         return Ok(Vec::new());
     };
-    let project = crate::client::project_of(object);
+    let project = project_of(object);
     let scope_project = match event_kind.scope {
         Scope::Project => project,
         Scope::Cluster => None,
     };
-    let list = ctx
-        .client
-        .object_list(event_kind, scope_project, None)
+    let items = crate::api(&ctx.client, event_kind, scope_project)
+        .list_all_matching(&ListParams::default())
         .await
-        .map_err(|e| e.to_string())?;
-    let items = list
-        .get("items")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+        .map_err(|e| e.to_string())?
+        .items;
     Ok(filter_events(items, kind, object))
 }
 
 /// The events about `object` (matched by kind and name, and uid when both carry one),
 /// sorted by time, at most [`MAX_EVENTS`] of the newest.
 pub fn filter_events(items: Vec<Value>, kind: &str, object: &Value) -> Vec<Value> {
-    let name = crate::client::name_of(object);
+    let name = name_of(object);
     let uid = object.pointer("/metadata/uid").and_then(Value::as_str);
     let mut events: Vec<Value> = items
         .into_iter()

@@ -15,10 +15,10 @@ use similar::TextDiff;
 
 use crate::Ctx;
 use crate::apply::{Desired, Plan, plan, prepare};
-use crate::client::Client;
 use crate::manifests;
 use crate::merge::LAST_APPLIED;
 use crate::output;
+use cirrus_client::Client;
 
 /// Arguments of `cirrus diff`.
 #[derive(clap::Args, Debug, Clone)]
@@ -111,20 +111,22 @@ pub fn colorize(text: &str) -> String {
 /// The live and would-be YAML of one object.
 async fn before_after(client: &Client, desired: &Desired) -> anyhow::Result<(String, String)> {
     let project = desired.project.as_deref();
-    let live = client
-        .object_get_opt(desired.kind, project, &desired.name)
+    let live = crate::api(client, desired.kind, project)
+        .get_opt(&desired.name)
         .await?;
     let yaml = |v: Value| output::to_yaml(&comparable(v));
     Ok(match plan(desired, live) {
         Plan::Create => {
-            let created = client
-                .object_create(desired.kind, project, &desired.object, true)
+            let created = crate::api(client, desired.kind, project)
+                .dry_run(true)
+                .create(&desired.object)
                 .await?;
             (String::new(), yaml(created)?)
         }
         Plan::Patch { patch, live } => {
-            let patched = client
-                .object_patch(desired.kind, project, &desired.name, &patch, true)
+            let patched = crate::api(client, desired.kind, project)
+                .dry_run(true)
+                .patch(&desired.name, &patch)
                 .await?;
             (yaml(live)?, yaml(patched)?)
         }

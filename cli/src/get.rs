@@ -3,11 +3,13 @@
 use anyhow::bail;
 use chrono::Utc;
 use cirrus_crds::{KindInfo, Scope};
-use serde_json::Value;
 
 use crate::Ctx;
-use crate::client::{ClientError, name_of, resource_version};
 use crate::output::{self, Format};
+use crate::watch::Change;
+use cirrus_client::ListParams;
+use cirrus_client::dynamic::{name_of, resource_version_of as resource_version};
+use futures::StreamExt;
 
 /// Arguments of `cirrus get`.
 #[derive(clap::Args, Debug, Clone)]
@@ -55,26 +57,22 @@ pub async fn run(ctx: &Ctx, args: GetArgs) -> anyhow::Result<()> {
     }
 
     let (items, list_rv, missing) = if args.names.is_empty() {
-        let list = ctx
-            .client
-            .object_list(kind, project, selector.as_deref())
+        let list = crate::api(&ctx.client, kind, project)
+            .list_all_matching(&ListParams {
+                label_selector: selector.clone(),
+                ..ListParams::default()
+            })
             .await?;
-        let rv = resource_version(&list).map(str::to_string);
-        let items = list
-            .get("items")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        (items, rv, 0)
+        (list.items, Some(list.resource_version), 0)
     } else {
         let mut items = Vec::new();
         let mut missing = 0;
         for name in &args.names {
-            match ctx.client.object_get(kind, project, name).await {
+            match crate::api(&ctx.client, kind, project).get(name).await {
                 Ok(obj) => items.push(obj),
-                Err(e @ ClientError::Status { code: 404, .. }) => {
+                Err(e) if e.is_not_found() => {
                     missing += 1;
-                    eprintln!("{e}");
+                    eprintln!("{}", crate::errors::explain(&e, &ctx.client.base_url));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -154,19 +152,21 @@ pub async fn run(ctx: &Ctx, args: GetArgs) -> anyhow::Result<()> {
     if cols.is_empty() {
         cols = output::columns(kind, &[], wide, all);
     }
+    let api = crate::api(&ctx.client, kind, project);
+    let selectors = ListParams {
+        label_selector: selector.clone(),
+        ..ListParams::default()
+    };
     loop {
-        let mut stream = ctx
-            .client
-            .object_watch(kind, project, from.as_deref(), selector.as_deref())
-            .await?;
-        loop {
-            let event = match stream.next().await {
-                Ok(Some(e)) => e,
-                Ok(None) => break,
+        let mut stream =
+            std::pin::pin!(api.watch_matching(from.as_deref().unwrap_or(""), &selectors));
+        while let Some(event) = stream.next().await {
+            let event = match event {
+                Ok(e) => Change::new(kind, e),
                 Err(e) if e.is_gone() => {
                     bail!("the watch expired (410 Gone); run the command again")
                 }
-                Err(e @ ClientError::Transport { .. }) => {
+                Err(e) if e.is_stream_broken() => {
                     tracing::debug!("watch interrupted: {e}");
                     break;
                 }
@@ -183,7 +183,7 @@ pub async fn run(ctx: &Ctx, args: GetArgs) -> anyhow::Result<()> {
             match args.output {
                 Format::Table | Format::Wide => {
                     let mut cells = output::row(&cols, &event.object, Utc::now());
-                    cells.insert(0, event.kind.clone());
+                    cells.insert(0, event.kind.to_string());
                     println!("{}", output::stream_line(&cells, &mut widths));
                 }
                 Format::Json => println!("{}", serde_json::to_string(&event.object)?),

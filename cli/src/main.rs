@@ -14,13 +14,13 @@ mod bench;
 mod bench_ipam;
 mod bench_network;
 mod bench_volumes;
-mod client;
 mod console;
 mod controllers;
 mod credentials;
 mod delete;
 mod describe;
 mod diff;
+mod errors;
 mod get;
 mod manifests;
 mod merge;
@@ -34,9 +34,11 @@ mod watch;
 
 use std::process::ExitCode;
 
+use std::time::Duration;
+
+use cirrus_client::{Client, ClientError, DynamicApi};
 use clap::{Parser, Subcommand};
 
-use crate::client::{Client, ClientError};
 use crate::manifests::ManifestErrors;
 
 /// The `cirrus` command line.
@@ -112,6 +114,35 @@ pub struct Ctx {
 #[error("failed (details above)")]
 pub struct AlreadyReported;
 
+/// The objects of `kind` in `project` (`None`: across projects, or a cluster-scoped kind),
+/// through `client`.
+pub fn api(
+    client: &Client,
+    kind: &'static cirrus_crds::KindInfo,
+    project: Option<&str>,
+) -> DynamicApi {
+    DynamicApi::new(client.clone(), kind, project)
+}
+
+/// The API client of the commands: `server` checked to be an http(s) URL, a 10 s connect
+/// timeout (a missing server is reported promptly) and the token `credentials` give.
+///
+/// # Errors
+/// A server that is not an http(s) URL; an HTTP client that can't be built.
+fn command_client(
+    server: &str,
+    credentials: &credentials::CredentialArgs,
+) -> anyhow::Result<Client> {
+    let http = cirrus_tls::http_client()
+        .connect_timeout(Duration::from_secs(10))
+        .build()?;
+    let client = Client::parse(server)?.with_http(http);
+    Ok(match credentials.token_source(server) {
+        Some(source) => client.with_token_source(source),
+        None => client,
+    })
+}
+
 /// The kind a user means by `name`, or an error listing the known kinds.
 ///
 /// # Errors
@@ -136,6 +167,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
+    let server = cli.server.clone();
     let failure_code = if matches!(cli.command, Command::Diff(_)) {
         2
     } else {
@@ -153,11 +185,10 @@ async fn run(cli: Cli) -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             command => {
-                let client =
-                    Client::new(&cli.server)?.with_auth(cli.credentials.token_source(&cli.server));
+                let client = command_client(&cli.server, &cli.credentials)?;
                 // A name costs a lookup; the default project is the id `default`.
                 let project = match &cli.project {
-                    Some(project) => client.project_id(project).await,
+                    Some(project) => credentials::project_id(&client, project).await,
                     None => "default".to_string(),
                 };
                 let ctx = Ctx { client, project };
@@ -198,7 +229,7 @@ async fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            report(&err);
+            report(&err, &server);
             ExitCode::from(failure_code)
         }
     }
@@ -206,7 +237,7 @@ async fn run(cli: Cli) -> ExitCode {
 
 /// Prints an error the way users expect: API errors as `Error from server (Reason): message`,
 /// manifest errors one per line, anything else with its chain of causes.
-fn report(err: &anyhow::Error) {
+fn report(err: &anyhow::Error, server: &str) {
     if let Some(e) = err.downcast_ref::<ManifestErrors>() {
         eprintln!("{e}");
         return;
@@ -216,10 +247,7 @@ fn report(err: &anyhow::Error) {
     }
     if let Some(e) = err.downcast_ref::<ClientError>() {
         // The error itself, not wrapped in context: its message is complete.
-        match e {
-            ClientError::Status { .. } => eprintln!("{e}"),
-            _ => eprintln!("error: {e}"),
-        }
+        eprintln!("{}", errors::explain(e, server));
         return;
     }
     eprintln!("error: {err:#}");

@@ -73,7 +73,11 @@ pub fn to_json(value: &Value) -> String {
 
 /// `kind/name` in lowercase singular form, as `-o name` prints it (and `wait` accepts).
 pub fn object_name(kind: &KindInfo, object: &Value) -> String {
-    format!("{}/{}", kind.singular, crate::client::name_of(object))
+    format!(
+        "{}/{}",
+        kind.singular,
+        cirrus_client::dynamic::name_of(object)
+    )
 }
 
 /// The `List` wrapper `get -o yaml|json` prints for several objects.
@@ -171,8 +175,10 @@ impl Column {
     /// The cell for `object`.
     pub fn cell(&self, object: &Value, now: DateTime<Utc>) -> String {
         match &self.source {
-            Source::Name => crate::client::name_of(object).to_string(),
-            Source::Project => crate::client::project_of(object).unwrap_or("").to_string(),
+            Source::Name => cirrus_client::dynamic::name_of(object).to_string(),
+            Source::Project => cirrus_client::dynamic::project_of(object)
+                .unwrap_or("")
+                .to_string(),
             Source::Age => age(
                 object
                     .pointer("/metadata/creationTimestamp")

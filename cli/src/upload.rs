@@ -21,7 +21,7 @@ pub struct UploadArgs {
 pub async fn run(ctx: &Ctx, args: UploadArgs) -> anyhow::Result<()> {
     let image = ctx
         .client
-        .image_upload(&ctx.project, &args.name, &args.file)
+        .image_upload_file(&ctx.project, &args.name, &args.file)
         .await?;
     let status = &image["status"];
     println!(

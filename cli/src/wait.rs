@@ -13,8 +13,11 @@ use cirrus_crds::KindInfo;
 use serde_json::Value;
 
 use crate::Ctx;
-use crate::client::{Client, ClientError, name_of, resource_version};
 use crate::output::condition;
+use crate::watch::Change;
+use cirrus_client::dynamic::{name_of, resource_version_of as resource_version};
+use cirrus_client::{Client, ClientError, ListParams};
+use futures::StreamExt;
 
 /// What to wait for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,7 +171,7 @@ pub async fn wait_until(
     what: &WaitFor,
 ) -> Result<(), ClientError> {
     loop {
-        let current = client.object_get_opt(kind, project, name).await?;
+        let current = crate::api(client, kind, project).get_opt(name).await?;
         if satisfied(what, current.as_ref()) {
             return Ok(());
         }
@@ -182,17 +185,13 @@ pub async fn wait_until(
             .as_ref()
             .and_then(|c| c.pointer("/metadata/uid"))
             .cloned();
-        let mut stream = match client
-            .object_watch(kind, project, from.as_deref(), None)
-            .await
-        {
-            Ok(s) => s,
-            Err(e) if e.is_gone() => continue,
-            Err(e) => return Err(e),
-        };
-        loop {
-            match stream.next().await {
-                Ok(Some(event)) => {
+        let mut stream = std::pin::pin!(
+            crate::api(client, kind, project)
+                .watch_matching(from.as_deref().unwrap_or(""), &ListParams::default())
+        );
+        while let Some(event) = stream.next().await {
+            match event.map(|e| Change::new(kind, e)) {
+                Ok(event) => {
                     if event.kind == "BOOKMARK" || name_of(&event.object) != name {
                         continue;
                     }
@@ -213,9 +212,8 @@ pub async fn wait_until(
                         return Ok(());
                     }
                 }
-                Ok(None) => break,
                 Err(e) if e.is_gone() => break,
-                Err(e @ ClientError::Transport { .. }) => {
+                Err(e) if e.is_stream_broken() => {
                     tracing::debug!("watch interrupted: {e}");
                     break;
                 }
@@ -241,7 +239,7 @@ pub async fn wait_with_timeout(
     match tokio::time::timeout(timeout, wait_until(client, kind, project, name, what)).await {
         Ok(result) => result.with_context(|| format!("waiting for {what} of {ident}")),
         Err(_) => {
-            let seen = match client.object_get_opt(kind, project, name).await {
+            let seen = match crate::api(client, kind, project).get_opt(name).await {
                 Ok(None) => "it does not exist".to_string(),
                 Ok(Some(obj)) => match what {
                     WaitFor::Condition { type_, .. } => match condition(&obj, type_) {

@@ -7,11 +7,44 @@
 //! (`410 Gone`) ends the command with an error.
 
 use anyhow::bail;
-use cirrus_crds::Scope;
+use cirrus_client::dynamic::{name_of, project_of, resource_version_of as resource_version};
+use cirrus_client::{ListParams, WatchEvent};
+use cirrus_crds::{KindInfo, Scope};
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::Ctx;
-use crate::client::{ClientError, WatchEvent, name_of, project_of, resource_version};
+
+/// One watch event as the commands show it: the server's type word (`ADDED`, `MODIFIED`,
+/// `DELETED`, `BOOKMARK`) and object (for a bookmark, the one the server sends: the kind
+/// and the revision reached).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    /// The event type.
+    pub kind: &'static str,
+    /// The object.
+    pub object: Value,
+}
+
+impl Change {
+    /// The change `event` of an object of `kind` reports.
+    pub fn new(kind: &KindInfo, event: WatchEvent<Value>) -> Self {
+        let (word, object) = match event {
+            WatchEvent::Added(o) => ("ADDED", o),
+            WatchEvent::Modified(o) => ("MODIFIED", o),
+            WatchEvent::Deleted(o) => ("DELETED", o),
+            WatchEvent::Bookmark { resource_version } => (
+                "BOOKMARK",
+                json!({
+                    "apiVersion": cirrus_crds::API_VERSION,
+                    "kind": kind.kind,
+                    "metadata": {"resourceVersion": resource_version},
+                }),
+            ),
+        };
+        Self { kind: word, object }
+    }
+}
 
 /// Output of `cirrus watch`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -45,7 +78,7 @@ pub struct WatchArgs {
 }
 
 /// One event as a text line.
-pub fn event_line(kind: &str, event: &WatchEvent, with_project: bool) -> String {
+pub fn event_line(kind: &str, event: &Change, with_project: bool) -> String {
     let rv = resource_version(&event.object).unwrap_or("-");
     if event.kind == "BOOKMARK" {
         return format!("BOOKMARK - {rv}");
@@ -69,20 +102,22 @@ pub async fn run(ctx: &Ctx, args: WatchArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let mut from = args.resource_version.clone();
+    let api = crate::api(&ctx.client, kind, project);
+    let selectors = ListParams {
+        label_selector: args.selector.clone(),
+        ..ListParams::default()
+    };
     loop {
-        let mut stream = ctx
-            .client
-            .object_watch(kind, project, from.as_deref(), args.selector.as_deref())
-            .await?;
-        loop {
-            let event = match stream.next().await {
-                Ok(Some(e)) => e,
-                Ok(None) => break,
+        let mut stream =
+            std::pin::pin!(api.watch_matching(from.as_deref().unwrap_or(""), &selectors));
+        while let Some(event) = stream.next().await {
+            let event = match event {
+                Ok(e) => Change::new(kind, e),
                 Err(e) if e.is_gone() => bail!(
                     "the watch expired (410 Gone) after revision {}; start again without --resource-version",
                     from.as_deref().unwrap_or("0")
                 ),
-                Err(e @ ClientError::Transport { .. }) => {
+                Err(e) if e.is_stream_broken() => {
                     tracing::debug!("watch interrupted: {e}");
                     break;
                 }
@@ -116,16 +151,26 @@ mod tests {
 
     #[test]
     fn lines() {
-        let e = WatchEvent {
-            kind: "ADDED".into(),
-            object: json!({"metadata": {"name": "web", "project": "p", "resourceVersion": "12"}}),
-        };
+        let server = cirrus_crds::find_kind("server").unwrap();
+        let e = Change::new(
+            server,
+            WatchEvent::Added(
+                json!({"metadata": {"name": "web", "project": "p", "resourceVersion": "12"}}),
+            ),
+        );
         assert_eq!(event_line("Server", &e, false), "ADDED Server/web 12");
         assert_eq!(event_line("Server", &e, true), "ADDED Server/p/web 12");
-        let b = WatchEvent {
-            kind: "BOOKMARK".into(),
-            object: json!({"metadata": {"resourceVersion": "13"}}),
-        };
+        let b = Change::new(
+            server,
+            WatchEvent::Bookmark {
+                resource_version: "13".into(),
+            },
+        );
         assert_eq!(event_line("Server", &b, false), "BOOKMARK - 13");
+        assert_eq!(
+            b.object,
+            json!({"apiVersion": "cirrus.dev/v1", "kind": "Server", "metadata": {"resourceVersion": "13"}}),
+            "the object the server sends with a bookmark"
+        );
     }
 }

@@ -27,6 +27,15 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+    /// A streamed answer (a watch) broke after it had started: resume from the last event.
+    #[error("the stream from {url} broke")]
+    StreamBroken {
+        /// What was requested.
+        url: String,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
     /// The API answered with a body that is not what was expected.
     #[error("cannot decode the answer of {url}")]
     Decode {
@@ -46,6 +55,38 @@ pub enum ClientError {
     /// The object lacks something the call needs (a name, a resourceVersion).
     #[error("invalid object: {0}")]
     InvalidObject(String),
+    /// The server address is not an http(s) URL.
+    #[error("invalid server URL {url:?}: {message}")]
+    BadUrl {
+        /// The address given.
+        url: String,
+        /// Why it is not usable.
+        message: String,
+    },
+    /// A local file to send could not be read.
+    #[error("cannot read {path}")]
+    File {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why a request got no answer at all, told apart so a message can say what to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// Nothing answered at the address (refused, unreachable, timed out connecting).
+    Unreachable {
+        /// The innermost cause, e.g. `Connection refused (os error 111)`.
+        reason: String,
+    },
+    /// The server's TLS certificate is not signed by a CA this client trusts.
+    Untrusted {
+        /// The innermost cause, e.g. `invalid peer certificate: UnknownIssuer`.
+        reason: String,
+    },
 }
 
 impl ClientError {
@@ -112,12 +153,45 @@ impl ClientError {
     /// failures, `429` and `5xx` answers. Conflicts are not retryable as-is: re-read first.
     pub fn retryable(&self) -> bool {
         match self {
-            ClientError::Http { .. } => true,
+            ClientError::Http { .. } | ClientError::StreamBroken { .. } => true,
             ClientError::Api { code, .. } => *code == 429 || *code >= 500,
             ClientError::Decode { .. }
             | ClientError::ProjectRequired { .. }
-            | ClientError::InvalidObject(_) => false,
+            | ClientError::InvalidObject(_)
+            | ClientError::BadUrl { .. }
+            | ClientError::File { .. } => false,
         }
+    }
+
+    /// A broken stream ([`ClientError::StreamBroken`]): the watch had started and may be
+    /// resumed from its last event.
+    pub fn is_stream_broken(&self) -> bool {
+        matches!(self, ClientError::StreamBroken { .. })
+    }
+
+    /// For a request that could not connect: whether nothing answered or the answer's
+    /// certificate is not trusted, with the innermost cause. `None` for every other error.
+    pub fn connect_failure(&self) -> Option<ConnectFailure> {
+        let ClientError::Http { source, .. } = self else {
+            return None;
+        };
+        if !source.is_connect() {
+            return None;
+        }
+        let mut reason = source.to_string();
+        let mut chain = reason.clone();
+        let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(source);
+        while let Some(c) = cause {
+            reason = c.to_string();
+            chain.push_str(": ");
+            chain.push_str(&reason);
+            cause = c.source();
+        }
+        Some(if chain.to_ascii_lowercase().contains("certificate") {
+            ConnectFailure::Untrusted { reason }
+        } else {
+            ConnectFailure::Unreachable { reason }
+        })
     }
 }
 

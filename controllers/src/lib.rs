@@ -10,8 +10,6 @@
 //! - [`volume`]: volume placement on the nodes' storage pools, snapshots to their volume's
 //!   node, `deleteOnTermination`.
 //! - [`nodelifecycle`]: nodes whose heartbeat lease expired become not ready.
-//! - [`watcher`]: an untyped list+watch over HTTP for automations (see
-//!   `examples/automation`), resuming from the last resourceVersion and relisting on `410`.
 
 pub mod network;
 pub mod nodelifecycle;
@@ -19,4 +17,3 @@ pub mod nodelifecycle;
 pub use cirrus_runtime as runtime;
 pub mod scheduler;
 pub mod volume;
-pub mod watcher;

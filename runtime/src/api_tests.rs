@@ -285,3 +285,93 @@ async fn released_lease_is_taken_over_at_once_and_a_stale_holder_steps_down() {
         Some("a")
     );
 }
+
+#[tokio::test]
+async fn dynamic_steps_resume_from_a_revision_and_relist_when_it_is_compacted() {
+    use cirrus_client::DynamicApi;
+    use cirrus_crds::Resource;
+    use serde_json::json;
+    use watcher::{Step, resource_version};
+
+    let test_api = cirrus_api::testing::TestApi::start_with(|state| {
+        state.bookmark_interval = Duration::from_millis(50);
+    })
+    .await;
+    let client = Client::new(test_api.base_url.clone()).with_token(test_api.admin_token.clone());
+    let flavors = DynamicApi::new(client, Flavor::info(), None);
+    let flavor = |name: &str| json!({"metadata": {"name": name}, "spec": {"vcpus": 1, "ram": 64}});
+    flavors.create(&flavor("a")).await.unwrap();
+
+    // A fresh start lists, and the list carries its revision.
+    let mut fresh = Box::pin(watcher::steps(flavors.clone(), watcher::Config::default()));
+    let Some(Ok(Step::Restarted {
+        objects,
+        resource_version: listed_at,
+    })) = fresh.next().await
+    else {
+        panic!("a list first")
+    };
+    assert_eq!(objects.len(), 1);
+    drop(fresh);
+
+    // While nobody watches, b is created; resuming from the list's revision sees only b.
+    let b = flavors.create(&flavor("b")).await.unwrap();
+    let resume = watcher::Config {
+        resume_from: Some(listed_at.clone()),
+        ..watcher::Config::default()
+    };
+    let mut resumed = Box::pin(watcher::steps(flavors.clone(), resume.clone()));
+    let step = loop {
+        match resumed.next().await.unwrap().unwrap() {
+            Step::Bookmark(_) => continue,
+            step => break step,
+        }
+    };
+    assert!(
+        matches!(&step, Step::Applied(o) if o["metadata"]["name"] == "b"),
+        "{step:?}"
+    );
+    assert_eq!(
+        resource_version::<DynamicApi>(&step),
+        b["metadata"]["resourceVersion"].as_str()
+    );
+    // Bookmarks carry the revision to resume from.
+    let Some(Ok(bookmark)) = resumed.next().await else {
+        panic!("a bookmark")
+    };
+    assert!(matches!(bookmark, Step::Bookmark(_)), "{bookmark:?}");
+    let caught_up: i64 = resource_version::<DynamicApi>(&bookmark)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        caught_up
+            >= b["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+    );
+    drop(resumed);
+
+    // Once that revision is compacted, resuming from it lists again: the whole truth.
+    flavors.create(&flavor("c")).await.unwrap();
+    let current = test_api.store.current_revision().await.unwrap();
+    test_api
+        .store
+        .client()
+        .kv_client()
+        .compact(current, None)
+        .await
+        .unwrap();
+    let mut relisted = Box::pin(watcher::steps(flavors.clone(), resume));
+    let Some(Ok(Step::Restarted { objects, .. })) = relisted.next().await else {
+        panic!("a list after compaction")
+    };
+    let mut names: Vec<&str> = objects
+        .iter()
+        .map(cirrus_client::dynamic::name_of)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a", "b", "c"]);
+}

@@ -8,7 +8,9 @@
 //!                                        reconcile(Arc<K>, Arc<Ctx>) -> Result<Action, E>
 //!                                        error_policy(Arc<K>, &E, Arc<Ctx>) -> Action (backoff)
 //! ```
-//! - [`watcher`]: typed list+watch that resumes after disconnects and relists after `410 Gone`.
+//! - [`watcher`]: list+watch (typed [`cirrus_client::Api`] or [`cirrus_client::DynamicApi`],
+//!   through [`watcher::ListWatch`]) that resumes after disconnects and relists after
+//!   `410 Gone`.
 //! - [`reflector`]: a single [`reflector::Writer`] and cloneable read-only [`reflector::Store`].
 //! - [`queue`]: the work queue rules (dedupe, earliest wins, never twice at once, bounded).
 //! - [`controller`]: the runner tying it together, with [`controller::Action`], per-object
@@ -26,6 +28,7 @@ pub mod controller;
 pub mod events;
 pub mod finalizer;
 pub mod leader;
+mod list_watch;
 pub mod object_ref;
 pub mod queue;
 pub mod reflector;

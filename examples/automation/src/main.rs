@@ -19,8 +19,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use cirrus_client::Client;
-use cirrus_controllers::watcher::{self, Event, WatcherError};
+use cirrus_client::dynamic::{name_of, project_of, resource_version_of};
+use cirrus_client::{Client, DynamicApi};
+use cirrus_crds::KindInfo;
+use cirrus_runtime::watcher::{self, Step};
 use clap::Parser;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -71,20 +73,30 @@ fn client(args: &Args) -> anyhow::Result<Client> {
     }
 }
 
-/// The API refused `token`: forget it so the next request logs in again. Fails when that
-/// cannot help (a fixed token).
-fn refused(client: &Client, token: Option<&str>) -> anyhow::Result<()> {
-    match (&client.auth, token) {
-        (Some(source), Some(token)) if source.refused(token) => Ok(()),
-        _ => anyhow::bail!("the API refused the token (401); give valid credentials"),
-    }
+/// The collection `path` names (`/apis/cirrus.dev/v1/servers`, or
+/// `/apis/cirrus.dev/v1/projects/demo/servers` for one project's), as a kind and a project.
+fn collection(path: &str) -> anyhow::Result<(&'static KindInfo, Option<&str>)> {
+    let prefix = format!("/apis/{}/", cirrus_crds::API_VERSION);
+    let rest = path
+        .trim_end_matches('/')
+        .strip_prefix(&prefix)
+        .with_context(|| format!("{path:?} is not a collection under {prefix}"))?;
+    let (project, plural) = match rest.split('/').collect::<Vec<_>>()[..] {
+        [plural] => (None, plural),
+        ["projects", project, plural] => (Some(project), plural),
+        _ => anyhow::bail!("{path:?} is not a collection path"),
+    };
+    let kind = cirrus_crds::kind_by_plural(plural)
+        .with_context(|| format!("{plural:?} in {path:?} is not a kind"))?;
+    Ok((kind, project))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let client = client(&args)?;
-    let mut resume_from = std::fs::read_to_string(&args.state_file)
+    let (kind, project) = collection(&args.path)?;
+    let resume_from = std::fs::read_to_string(&args.state_file)
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
@@ -92,64 +104,49 @@ async fn main() -> anyhow::Result<()> {
         Some(rv) => println!("resuming from resourceVersion {rv}"),
         None => println!("starting with a full list"),
     }
-    let plural = args.path.rsplit('/').next().unwrap_or_default().to_string();
-    // One round per token: a refused token ends the round, the next one logs in again and
-    // resumes after the last handled version.
-    loop {
-        let token = client
-            .current_token()
-            .await
-            .context("logging in to the API")?;
-        let config = watcher::Config {
-            base_url: args.server.clone(),
-            path: args.path.clone(),
-            label_selector: None,
-            resume_from: resume_from.clone(),
-            token: token.clone(),
+    let api = DynamicApi::new(client, kind, project);
+    // The client renews a password login before the token expires and logs in again once
+    // when the API refuses a token (`401`); the watcher resumes after the last handled
+    // version after every broken or closed stream.
+    let config = watcher::Config {
+        resume_from,
+        ..watcher::Config::default()
+    };
+    let mut steps = std::pin::pin!(watcher::steps(api.clone(), config));
+    while let Some(step) = steps.next().await {
+        let step = match step {
+            Ok(step) => step,
+            Err(err) if err.code() == Some(401) => {
+                anyhow::bail!("the API refused the token (401); give valid credentials: {err}")
+            }
+            Err(err) => {
+                eprintln!("watch error (retrying): {err:#}");
+                continue;
+            }
         };
-        let mut events = std::pin::pin!(watcher::watch(client.http.clone(), config));
-        while let Some(event) = events.next().await {
-            let event = match event {
-                Ok(event) => event,
-                Err(WatcherError::Status { status: 401, .. }) => {
-                    eprintln!("the API refused the token; logging in again");
-                    refused(&client, token.as_deref())?;
-                    break;
+        match &step {
+            Step::Restarted { objects, .. } => {
+                println!("LISTED {} objects", objects.len());
+                for object in objects {
+                    reconcile(&api, &args, object).await?;
                 }
-                Err(err) => {
-                    eprintln!("watch error (retrying): {err:#}");
-                    continue;
-                }
-            };
-            match &event {
-                Event::Restarted { objects, .. } => {
-                    println!("LISTED {} objects", objects.len());
-                    for object in objects {
-                        reconcile(&client, &args, &plural, object).await?;
-                    }
-                }
-                Event::Applied(object) => {
-                    println!("APPLIED {}", describe(object));
-                    reconcile(&client, &args, &plural, object).await?;
-                }
-                Event::Deleted(object) => println!("DELETED {}", describe(object)),
-                Event::Bookmark(_) => {}
             }
-            if let Some(rv) = event.resource_version() {
-                save_state(&args.state_file, &rv)?;
-                resume_from = Some(rv);
+            Step::Applied(object) => {
+                println!("APPLIED {}", describe(object));
+                reconcile(&api, &args, object).await?;
             }
+            Step::Deleted(object) => println!("DELETED {}", describe(object)),
+            Step::Bookmark(_) => {}
+        }
+        if let Some(rv) = watcher::resource_version::<DynamicApi>(&step) {
+            save_state(&args.state_file, rv)?;
         }
     }
+    anyhow::bail!("the watch ended")
 }
 
 /// Labels `object` if it is Ready and not labelled yet.
-async fn reconcile(
-    client: &Client,
-    args: &Args,
-    plural: &str,
-    object: &Value,
-) -> anyhow::Result<()> {
+async fn reconcile(api: &DynamicApi, args: &Args, object: &Value) -> anyhow::Result<()> {
     let ready = object
         .pointer("/status/conditions")
         .and_then(Value::as_array)
@@ -167,47 +164,14 @@ async fn reconcile(
     if !ready || labelled {
         return Ok(());
     }
-    let name = object
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    // From segments: a name from the watch never reaches another route.
-    let url = match object.pointer("/metadata/project").and_then(Value::as_str) {
-        Some(project) => client.url(&[
-            "apis",
-            "cirrus.dev",
-            "v1",
-            "projects",
-            project,
-            plural,
-            name,
-        ])?,
-        None => client.url(&["apis", "cirrus.dev", "v1", plural, name])?,
-    };
+    // The object's own project: a watch across projects sees objects of many.
+    let api = DynamicApi::new(api.client().clone(), api.kind(), project_of(object));
     let patch = json!({ "metadata": { "labels": { args.label.as_str(): "true" } } });
-    let mut retried = false;
-    let response = loop {
-        let (request, token) = client.request(reqwest::Method::PATCH, &url).await?;
-        let response = request
-            .header("Content-Type", "application/merge-patch+json")
-            .body(patch.to_string())
-            .send()
-            .await
-            .with_context(|| format!("PATCH {url}"))?;
-        if response.status() == reqwest::StatusCode::UNAUTHORIZED && !retried {
-            // The token expired or was revoked: log in again once.
-            refused(client, token.as_deref())?;
-            retried = true;
-            continue;
-        }
-        break response;
-    };
-    match response.status().as_u16() {
-        200 => println!("LABELLED {}", describe(object)),
-        404 => println!("GONE {}", describe(object)),
-        status => {
-            let body = response.text().await.unwrap_or_default();
-            anyhow::bail!("PATCH {url} answered {status}: {body}");
+    match api.patch(name_of(object), &patch).await {
+        Ok(_) => println!("LABELLED {}", describe(object)),
+        Err(err) if err.is_not_found() => println!("GONE {}", describe(object)),
+        Err(err) => {
+            return Err(err).with_context(|| format!("labelling {}", describe(object)));
         }
     }
     Ok(())
@@ -215,15 +179,11 @@ async fn reconcile(
 
 fn describe(object: &Value) -> String {
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or("?");
-    let name = object
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
+    let name = Some(name_of(object))
+        .filter(|n| !n.is_empty())
         .unwrap_or("?");
-    let rv = object
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .unwrap_or("?");
-    match object.pointer("/metadata/project").and_then(Value::as_str) {
+    let rv = resource_version_of(object).unwrap_or("?");
+    match project_of(object) {
         Some(project) => format!("{kind} {project}/{name} rv={rv}"),
         None => format!("{kind} {name} rv={rv}"),
     }
@@ -235,4 +195,24 @@ fn save_state(path: &Path, rv: &str) -> anyhow::Result<()> {
     std::fs::write(&tmp, rv).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collection_paths_name_a_kind_and_a_project() {
+        let (kind, project) = collection("/apis/cirrus.dev/v1/servers").unwrap();
+        assert_eq!((kind.kind, project), ("Server", None));
+        let (kind, project) = collection("/apis/cirrus.dev/v1/projects/demo/networks/").unwrap();
+        assert_eq!((kind.kind, project), ("Network", Some("demo")));
+        for bad in [
+            "/apis/cirrus.dev/v1/gizmos",
+            "/api/v1/servers",
+            "/apis/cirrus.dev/v1/projects/demo",
+        ] {
+            assert!(collection(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -3,10 +3,10 @@
 //! objects the routes write (ids translated to names, actions as spec changes) and write
 //! the statuses a node agent would (through the store) to check how they render.
 
-use cirrus_api::testing::{TestApi, client_with_token};
 use cirrus_auth::Role;
 use cirrus_crds::KindInfo;
 use cirrus_store::objects::{ListOptions, Part};
+use cirrus_test_utils::{TestApi, client_with_token};
 use serde_json::{Value, json};
 
 const PROJECT: &str = "demo";

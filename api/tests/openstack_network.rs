@@ -4,9 +4,9 @@
 //! objects' status through the store to check their rendering, and its port finalizer is
 //! removed by hand where a test needs a port gone.
 
-use cirrus_api::testing::{TestApi, client_with_token};
 use cirrus_auth::Role;
 use cirrus_store::objects::Part;
+use cirrus_test_utils::{TestApi, client_with_token};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 

@@ -40,6 +40,7 @@
 //! calls on the blocking pool (`tokio::task::spawn_blocking`); every implementation is
 //! `Send + Sync` and meant to be shared as `Arc<dyn Hypervisor>`.
 
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod fake;
 pub mod kvm;

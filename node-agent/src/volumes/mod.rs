@@ -46,8 +46,10 @@
 //! hypervisor instead ([`VolumeBackend::snapshot_ensure_copied`]); clones of them are not
 //! (yet).
 
+#[cfg(any(test, feature = "testing"))]
 pub mod bench;
 mod cmd;
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod fake;
 pub mod file;

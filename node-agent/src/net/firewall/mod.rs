@@ -42,6 +42,7 @@
 //!   handling).
 //! - Unknown unicast goes only to the network's unfiltered ports (single host: no tunnels yet).
 
+#[cfg(any(test, feature = "testing"))]
 pub mod lab;
 mod matches;
 mod render;

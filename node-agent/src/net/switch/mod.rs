@@ -10,7 +10,9 @@
 //! Ports are named deterministically by the caller (e.g. `tap<11 hex of port uid>`), so every
 //! "create" is an "ensure" and a crash between plugging and recording leaks nothing.
 
+#[cfg(any(test, feature = "testing"))]
 pub mod bench;
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod fake;
 pub mod ovs;

@@ -1,7 +1,7 @@
 //! The hypervisor driver: one narrow trait, [`Hypervisor`], implemented by the real libvirt
 //! driver ([`libvirt::LibvirtHypervisor`]) and an in-memory fake ([`fake::FakeHypervisor`]).
 //!
-//! # Guarantees (checked by [`conformance`] against every implementation)
+//! # Guarantees (checked by `conformance` against every implementation)
 //! - Methods are idempotent: `domain_ensure` twice leaves exactly one domain, `domain_delete`
 //!   of an absent domain succeeds, starting a running domain or destroying a shut-off one is a
 //!   no-op.

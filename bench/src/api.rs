@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::cloud::UpProcess;
 use crate::store_measure::latency_stats;
-use crate::{BenchArgs, ms, verdict};
+use crate::{BenchArgs, latency_row, ms, verdict};
 
 /// Runs the API benchmark and prints its report.
 pub(crate) async fn bench_api(args: &BenchArgs) -> anyhow::Result<()> {
@@ -116,12 +116,7 @@ pub(crate) async fn bench_api(args: &BenchArgs) -> anyhow::Result<()> {
         "", "through API", "store (baseline)", "ratio"
     );
     let row = |name: &str, a: Duration, b: Duration| {
-        println!(
-            "{name:<34} {:>10.2}ms {:>14.2}ms {:>8.2}",
-            ms(a),
-            ms(b),
-            ms(a) / ms(b)
-        );
+        latency_row(name, (a, b), ms(a) / ms(b), (10, 2));
     };
     row("GET one object p50", api_get.p50, store_get.p50);
     row("GET one object p99", api_get.p99, store_get.p99);

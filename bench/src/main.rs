@@ -144,6 +144,21 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Prints one report row: `name`, the two latencies in ms (the first `width` wide, both
+/// with `decimals`) and their `ratio`.
+fn latency_row(
+    name: &str,
+    (a, b): (Duration, Duration),
+    ratio: f64,
+    (width, decimals): (usize, usize),
+) {
+    println!(
+        "{name:<34} {:>width$.decimals$}ms {:>14.decimals$}ms {ratio:>8.2}",
+        ms(a),
+        ms(b)
+    );
+}
+
 /// How a report names a target that was or was not met.
 fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }

@@ -21,7 +21,7 @@ use crate::cloud::{
 };
 use crate::server_watch::{EventKind, ServerWatch};
 use crate::store_measure::latency_stats;
-use crate::{BenchArgs, mean, ms, verdict};
+use crate::{BenchArgs, latency_row, mean, ms, verdict};
 
 /// The guest flavor of both sides (1 vCPU, 256 MiB, 1 GiB root disk).
 const GUEST_FLAVOR: &str = "bench.guest";
@@ -384,12 +384,7 @@ fn report_overhead(direct: &Timings, cirrus: &Timings) {
         "", "direct (baseline)", "through Cirrus", "ratio"
     );
     let row = |name: &str, a: Duration, b: Duration| {
-        println!(
-            "{name:<34} {:>14.1}ms {:>14.1}ms {:>8.2}",
-            ms(a),
-            ms(b),
-            ms(b) / ms(a)
-        );
+        latency_row(name, (a, b), ms(b) / ms(a), (14, 1));
     };
     row("create -> running p50", d.p50, c.p50);
     row(

@@ -23,7 +23,6 @@ pub mod public_endpoint;
 pub mod quota;
 pub(crate) mod resources;
 pub mod restricted;
-pub mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;

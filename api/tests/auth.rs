@@ -3,8 +3,8 @@
 //! kinds admin-only except flavors and oneself, password hashes never returned, node agents
 //! limited to what is bound to their node.
 
-use cirrus_api::testing::{TestApi, client_with_token};
 use cirrus_auth::Role;
+use cirrus_test_utils::{TestApi, client_with_token};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

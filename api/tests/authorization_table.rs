@@ -10,9 +10,9 @@
 //!
 //! A new route gets its rows here.
 
-use cirrus_api::testing::{TestApi, client_with_token};
 use cirrus_auth::Role;
 use cirrus_store::objects::Part;
+use cirrus_test_utils::{TestApi, client_with_token};
 use serde_json::{Value, json};
 
 const ALPHA: &str = "alpha";

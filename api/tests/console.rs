@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, Query};
 use axum::routing::get;
-use cirrus_api::testing::TestApi;
+use cirrus_test_utils::TestApi;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 

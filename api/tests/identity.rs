@@ -1,7 +1,7 @@
 //! Keystone v3 tokens under `/identity`: password login against `User` objects, project scope
 //! from `RoleBinding`s, validation and revocation, Keystone's error bodies, version discovery.
 
-use cirrus_api::testing::TestApi;
+use cirrus_test_utils::TestApi;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cirrus_api::identity::Identity;
-use cirrus_api::testing::{TestApi, client_with_token};
 use cirrus_auth::Role;
+use cirrus_test_utils::{TestApi, client_with_token};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -530,7 +530,7 @@ async fn a_token_is_rejected_once_it_expires() {
     })
     .await;
     let (code, token, body) =
-        token_of(&api, "admin", cirrus_api::testing::ADMIN_PASSWORD, "admin").await;
+        token_of(&api, "admin", cirrus_test_utils::ADMIN_PASSWORD, "admin").await;
     assert_eq!(code, StatusCode::CREATED, "{body}");
     let client = client_with_token(token.as_deref().unwrap());
     let flavors = format!("{}/apis/cirrus.dev/v1/flavors", api.base_url);
@@ -542,7 +542,7 @@ async fn a_token_is_rejected_once_it_expires() {
     let (code, body) = send(client.get(&flavors)).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED, "{body}");
     // Keystone's own validation says it is gone too.
-    let (_, fresh, _) = token_of(&api, "admin", cirrus_api::testing::ADMIN_PASSWORD, "admin").await;
+    let (_, fresh, _) = token_of(&api, "admin", cirrus_test_utils::ADMIN_PASSWORD, "admin").await;
     let resp = client_with_token(fresh.as_deref().unwrap())
         .get(format!("{}/identity/v3/auth/tokens", api.base_url))
         .header("x-subject-token", token.unwrap())

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use cirrus_api::blobs::BlobStore;
-use cirrus_api::testing::TestApi;
+use cirrus_test_utils::TestApi;
 use serde_json::{Value, json};
 
 const V1: &str = "/apis/cirrus.dev/v1";

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cirrus_api::blobs::BlobStore;
-use cirrus_api::testing::TestApi;
+use cirrus_test_utils::TestApi;
 use futures::StreamExt;
 use md5::Md5;
 use serde_json::{Value, json};

@@ -9,8 +9,8 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cirrus_api::identity::Identity;
-use cirrus_api::testing::{TestApi, client_with_token};
 use cirrus_auth::{KeyRing, Role};
+use cirrus_test_utils::{TestApi, client_with_token};
 use serde_json::json;
 
 /// The key id a token was sealed with (bytes 1..5 of the token, in the clear).

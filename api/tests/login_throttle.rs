@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cirrus_api::identity::throttle::{BucketLimits, LoginLimits, LoginThrottle};
-use cirrus_api::testing::TestApi;
 use cirrus_auth::Role;
+use cirrus_test_utils::TestApi;
 use serde_json::{Value, json};
 
 const LOCKOUT: Duration = Duration::from_secs(900);

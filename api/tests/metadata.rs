@@ -3,7 +3,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use cirrus_api::testing::TestApi;
+use cirrus_test_utils::TestApi;
 use serde_json::{Value, json};
 
 struct Client {

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use cirrus_api::testing::TestApi;
 use cirrus_store::objects::ObjectStore;
+use cirrus_test_utils::TestApi;
 use futures::StreamExt;
 use serde_json::{Value, json};
 

@@ -3,8 +3,8 @@
 //! `keypair ...`, `hypervisor ...`, `compute service ...`, `limits show` and
 //! `availability zone list` call them.
 
-use cirrus_api::testing::{TestApi, client_with_token};
 use cirrus_auth::Role;
+use cirrus_test_utils::{TestApi, client_with_token};
 use serde_json::{Value, json};
 
 const V1: &str = "/apis/cirrus.dev/v1";

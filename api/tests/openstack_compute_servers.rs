@@ -7,10 +7,10 @@
 //! actions, rebuild, metadata) end to end against one fixture cloud; the workflows are long,
 //! not many.
 
-use cirrus_api::testing::{TestApi, client_with_token};
 use cirrus_auth::Role;
 use cirrus_crds::KindInfo;
 use cirrus_store::objects::{ListOptions, Part};
+use cirrus_test_utils::{TestApi, client_with_token};
 use serde_json::{Value, json};
 
 const PROJECT: &str = "demo";

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use cirrus_api::blobs::BlobStore;
-use cirrus_api::testing::{TestApi, client_with_token};
 use cirrus_auth::Role;
+use cirrus_test_utils::{TestApi, client_with_token};
 use md5::Md5;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};

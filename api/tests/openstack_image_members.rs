@@ -3,9 +3,9 @@
 //! and only an accepted share is listed for the member and usable by its servers and volumes
 //! (through both front ends); withdrawing the offer removes the answer.
 
-use cirrus_api::testing::{TestApi, client_with_token};
 use cirrus_auth::Role;
 use cirrus_store::objects::Part;
+use cirrus_test_utils::{TestApi, client_with_token};
 use serde_json::{Value, json};
 
 /// Sends `request` and expects `status`; the JSON body (or null).

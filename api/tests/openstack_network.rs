@@ -8,9 +8,9 @@
 //! end to end (networks and subnets, ports, security groups, quotas) against one fixture
 //! cloud.
 
-use cirrus_api::testing::{TestApi, client_with_token};
 use cirrus_auth::Role;
 use cirrus_store::objects::Part;
+use cirrus_test_utils::{TestApi, client_with_token};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 

@@ -4,10 +4,10 @@
 //! counts, and a create over a limit gets each service's own refusal (Nova 403, Neutron 409
 //! `OverQuota`, Cinder 413) naming the quota, with nothing left created.
 
-use cirrus_api::testing::{TestApi, client_with_token};
 use cirrus_auth::Role;
 use cirrus_crds::KindInfo;
 use cirrus_store::objects::{ListOptions, Part};
+use cirrus_test_utils::{TestApi, client_with_token};
 use reqwest::Client;
 use serde_json::{Value, json};
 

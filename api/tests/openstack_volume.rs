@@ -6,10 +6,10 @@
 //! Why this file is long: each test is one of Cinder's workflows (create, attach through Nova,
 //! extend, snapshots, actions, quotas) end to end against one fixture cloud.
 
-use cirrus_api::testing::{TestApi, client_with_token};
 use cirrus_auth::Role;
 use cirrus_crds::KindInfo;
 use cirrus_store::objects::{ListOptions, Part};
+use cirrus_test_utils::{TestApi, client_with_token};
 use serde_json::{Value, json};
 
 const PROJECT: &str = "demo";

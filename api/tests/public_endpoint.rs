@@ -2,7 +2,7 @@
 //! whatever `Host` or `X-Forwarded-*` headers a client sends; without one, the request's.
 
 use cirrus_api::public_endpoint::PublicEndpoint;
-use cirrus_api::testing::TestApi;
+use cirrus_test_utils::TestApi;
 use serde_json::Value;
 
 /// Every string in `value` that looks like an absolute URL.

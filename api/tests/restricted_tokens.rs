@@ -9,8 +9,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
 use cirrus_api::identity::bootstrap::ensure_user;
-use cirrus_api::testing::{TestApi, client_with_token};
 use cirrus_auth::Role;
+use cirrus_test_utils::{TestApi, client_with_token};
 use serde_json::{Value, json};
 
 async fn create(http: &reqwest::Client, url: String, body: Value) -> Value {

@@ -11,9 +11,6 @@
 mod admin;
 mod apply;
 mod bench;
-mod bench_ipam;
-mod bench_network;
-mod bench_volumes;
 mod console;
 mod controllers;
 mod credentials;
@@ -75,7 +72,8 @@ enum Command {
     Controllers(controllers::ControllersArgs),
     /// Run a node agent for this host against `--server`.
     NodeAgent(node_agent::NodeAgentArgs),
-    /// Measure the store or the API against a baseline.
+    /// Measure Cirrus against a baseline (runs the `cirrus-bench` binary next to this one).
+    #[command(disable_help_flag = true)]
     Bench(bench::BenchArgs),
     /// Create or update objects from manifests (three-way merge), optionally pruning.
     Apply(apply::ApplyArgs),
@@ -156,6 +154,10 @@ pub fn resolve_kind(name: &str) -> anyhow::Result<&'static cirrus_crds::KindInfo
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Bench(args) = &cli.command {
+        eprintln!("error: {:#}", bench::exec(args.clone()));
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -177,7 +179,6 @@ async fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Up(args) => up::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Admin(args) => admin::run(args).map(|()| ExitCode::SUCCESS),
-            Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::NodeAgent(args) => node_agent::run(&cli.server, &cli.credentials, args)
                 .await
                 .map(|()| ExitCode::SUCCESS),

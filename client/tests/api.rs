@@ -2,24 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use cirrus_api::testing::TestApi;
-use cirrus_client::{Api, Client, ClientError, ListParams, WatchEvent};
+use cirrus_client::{Api, ClientError, ListParams, WatchEvent};
 use cirrus_crds::{Flavor, FlavorSpec, ObjectMeta, Server};
+use cirrus_test_utils::harness;
 use futures::StreamExt;
 use serde_json::json;
-
-struct Harness {
-    client: Client,
-    _api: TestApi,
-}
-
-async fn harness() -> Harness {
-    let api = TestApi::start().await;
-    Harness {
-        client: Client::new(api.base_url.clone()).with_token(api.admin_token.clone()),
-        _api: api,
-    }
-}
 
 fn flavor(name: &str, ram: u64, size: &str) -> Flavor {
     Flavor::new(

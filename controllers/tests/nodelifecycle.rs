@@ -5,18 +5,12 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use cirrus_client::{Api, Client};
 use cirrus_controllers::nodelifecycle::{self, LEASE_EXPIRED};
-use cirrus_crds::{Condition, ConditionStatus, Lease, LeaseSpec, Node, NodeSpec, ObjectMeta};
-
-fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: name.into(),
-        ..Default::default()
-    }
-}
+use cirrus_crds::{Condition, ConditionStatus, Lease, LeaseSpec, Node, NodeSpec};
+use cirrus_test_utils::meta;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_whose_lease_expires_becomes_not_ready_and_a_live_one_stays_ready() {
-    let api = cirrus_api::testing::TestApi::start().await;
+    let api = cirrus_test_utils::TestApi::start().await;
     let client = Client::new(api.base_url.clone()).with_token(api.admin_token.clone());
 
     let nodes = Api::<Node>::all(client.clone());

@@ -1,6 +1,6 @@
 //! The scheduler controller against a real in-process API over the embedded store.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cirrus_client::{Api, Client};
 use cirrus_controllers::scheduler::SchedulerConfig;
@@ -8,46 +8,32 @@ use cirrus_controllers::scheduler::controller::{self, SCHEDULED};
 use cirrus_crds::kinds::node::NodeResources;
 use cirrus_crds::kinds::server::ServerPhase;
 use cirrus_crds::{
-    Condition, ConditionStatus, Flavor, FlavorSpec, Image, ImageSpec, Node, NodeSpec, ObjectMeta,
-    Server, ServerSpec,
+    Condition, ConditionStatus, Flavor, FlavorSpec, Image, ImageSpec, Node, NodeSpec, Server,
+    ServerSpec,
 };
+use cirrus_test_utils::{Harness, eventually, meta};
 
-struct Harness {
-    client: Client,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    _api: cirrus_api::testing::TestApi,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
+/// The shared harness, with a `guest` image in project `demo`.
 async fn harness() -> Harness {
-    let api = cirrus_api::testing::TestApi::start().await;
-    let client = Client::new(api.base_url.clone()).with_token(api.admin_token.clone());
-    Api::<Image>::in_project(client.clone(), "demo")
+    let h = cirrus_test_utils::harness().await;
+    Api::<Image>::in_project(h.client.clone(), "demo")
         .create(&Image::new(meta("guest"), ImageSpec::default()))
         .await
         .unwrap();
-    Harness {
-        client,
-        tasks: Vec::new(),
-        _api: api,
-    }
+    h
 }
 
-impl Harness {
+trait StartScheduler {
+    fn start_scheduler(&mut self);
+}
+
+impl StartScheduler for Harness {
     /// Starts the scheduler (after the test has registered its nodes, so its first list
     /// already holds them).
     fn start_scheduler(&mut self) {
-        let (gate_tx, gate) = tokio::sync::watch::channel(true);
+        let gate = self.gate.clone();
         let scheduler_client = self.client.clone();
         let scheduler = tokio::spawn(async move {
-            let _keep_gate_open = gate_tx;
             controller::run(
                 scheduler_client,
                 SchedulerConfig::default(),
@@ -57,13 +43,6 @@ impl Harness {
             .await;
         });
         self.tasks.push(scheduler);
-    }
-}
-
-fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: name.into(),
-        ..Default::default()
     }
 }
 
@@ -106,16 +85,8 @@ async fn add_server(client: &Client, name: &str, flavor: &str) {
         .unwrap();
 }
 
-async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+/// How long a state may take to appear.
+const WAIT: Duration = Duration::from_secs(15);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn binds_servers_spreading_by_free_ram_and_explains_what_does_not_fit() {
@@ -155,7 +126,7 @@ async fn binds_servers_spreading_by_free_ram_and_explains_what_does_not_fit() {
     let servers = Api::<Server>::in_project(h.client.clone(), "demo");
 
     // Four 1 GiB servers on two 4 GiB nodes: spread two and two, never more than fits.
-    let bound = eventually("4 servers bound", async || {
+    let bound = eventually("4 servers bound", WAIT, async || {
         let list = servers.list_all(None).await.ok()?;
         let bound: Vec<Server> = list
             .items
@@ -176,7 +147,7 @@ async fn binds_servers_spreading_by_free_ram_and_explains_what_does_not_fit() {
     }
 
     // The 8 GiB server fits nowhere and says why, node by node.
-    let big = eventually("big explained", async || {
+    let big = eventually("big explained", WAIT, async || {
         let s = servers.get("big").await.ok()?;
         let c = Condition::find(&s.status.conditions, SCHEDULED)?.clone();
         (c.status == ConditionStatus::False).then_some((s, c))
@@ -195,13 +166,13 @@ async fn binds_servers_spreading_by_free_ram_and_explains_what_does_not_fit() {
 
     // Capacity appears: a bigger node registers and the server lands there.
     add_node(&h.client, "node-c", 16384).await;
-    let big = eventually("big bound", async || {
+    let big = eventually("big bound", WAIT, async || {
         let s = servers.get("big").await.ok()?;
         s.spec.node_name.is_some().then_some(s)
     })
     .await;
     assert_eq!(big.spec.node_name.as_deref(), Some("node-c"));
-    let scheduled = eventually("Scheduled=True", async || {
+    let scheduled = eventually("Scheduled=True", WAIT, async || {
         let s = servers.get("big").await.ok()?;
         let c = Condition::find(&s.status.conditions, SCHEDULED)?.clone();
         (c.status == ConditionStatus::True).then_some(c)
@@ -221,7 +192,7 @@ async fn a_missing_flavor_is_explained() {
     h.start_scheduler();
     add_server(&h.client, "orphan", "nope").await;
     let servers = Api::<Server>::in_project(h.client.clone(), "demo");
-    let c = eventually("FlavorNotFound", async || {
+    let c = eventually("FlavorNotFound", WAIT, async || {
         let s = servers.get("orphan").await.ok()?;
         Condition::find(&s.status.conditions, SCHEDULED).cloned()
     })

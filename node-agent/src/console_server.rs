@@ -222,7 +222,7 @@ mod tests {
 
     #[tokio::test]
     async fn serves_a_console_log_only_for_the_apis_console_token_of_that_server_on_this_node() {
-        let api = cirrus_api::testing::TestApi::start().await;
+        let api = cirrus_test_utils::TestApi::start().await;
         let v1 = format!("{}/apis/cirrus.dev/v1", api.base_url);
         let admin = api.client();
         let mut uids = Vec::new();
@@ -341,7 +341,7 @@ mod tests {
             .await
             .unwrap();
         assert!(patched.status().is_success());
-        let through_api = cirrus_api::testing::client_with_token(&member)
+        let through_api = cirrus_test_utils::client_with_token(&member)
             .get(format!(
                 "{v1}/projects/demo/servers/web/console?tailBytes=17"
             ))

@@ -5,7 +5,7 @@
 //! - Every backend is reached through one narrow trait with idempotent, resource-first methods
 //!   ([`hypervisor::Hypervisor`] first; `Switch` and `VolumeBackend` follow). Each trait has a
 //!   real implementation and an in-memory fake with fault injection, and both pass the same
-//!   conformance suite ([`hypervisor::conformance`]).
+//!   conformance suite (`hypervisor::conformance`, built for tests and the `testing` feature).
 //! - Backend objects are named deterministically from the owning object's uid
 //!   ([`hypervisor::DomainName`]), so "create" is always "ensure" and a crash between creating
 //!   a thing and recording it never leaks it.

@@ -557,7 +557,7 @@ async fn real_metadata_end_to_end_through_the_api() {
     if !ovs_available() {
         return;
     }
-    let api = cirrus_api::testing::TestApi::start().await;
+    let api = cirrus_test_utils::TestApi::start().await;
     let base = format!("{}/apis/cirrus.dev/v1/projects/demo", api.base_url);
     let http = api.client();
     let post = |path: &str, body: serde_json::Value| {
@@ -810,7 +810,7 @@ async fn real_metadata_proxy_refuses_what_is_not_the_guests_own_metadata() {
     if !ovs_available() {
         return;
     }
-    let api = cirrus_api::testing::TestApi::start().await;
+    let api = cirrus_test_utils::TestApi::start().await;
     let api_port: u16 = api.base_url.rsplit(':').next().unwrap().parse().unwrap();
     let v1 = format!("{}/apis/cirrus.dev/v1", api.base_url);
     let base = format!("{v1}/projects/demo");

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cirrus_api::testing::TestApi;
 use cirrus_client::{Api, Client};
 use cirrus_crds::kinds::volume::VolumePhase;
 use cirrus_crds::kinds::volumesnapshot::VolumeSnapshotPhase;
@@ -14,6 +13,7 @@ use cirrus_crds::{ObjectMeta, Volume, VolumeSnapshot, VolumeSnapshotSpec, Volume
 use cirrus_node_agent::storage::{self, GIB, StorageContext};
 use cirrus_node_agent::volumes::VolumeBackend;
 use cirrus_node_agent::volumes::fake::FakeVolumeBackend;
+use cirrus_test_utils::TestApi;
 use serde_json::json;
 use uuid::Uuid;
 

@@ -10,21 +10,10 @@ use cirrus_crds::kinds::event::{CLUSTER_EVENTS_PROJECT, EventType};
 use cirrus_crds::{Event as EventObject, Flavor, FlavorSpec, Lease, ObjectMeta, Server};
 use futures::StreamExt;
 
+use cirrus_test_utils::{eventually_holds, harness};
+
 use super::watcher::{self, Event};
 use super::*;
-
-struct Harness {
-    client: Client,
-    _api: cirrus_api::testing::TestApi,
-}
-
-async fn harness() -> Harness {
-    let api = cirrus_api::testing::TestApi::start().await;
-    Harness {
-        client: Client::new(api.base_url.clone()).with_token(api.admin_token.clone()),
-        _api: api,
-    }
-}
 
 fn flavor(name: &str) -> Flavor {
     Flavor::new(
@@ -34,19 +23,6 @@ fn flavor(name: &str) -> Flavor {
         },
         FlavorSpec::default(),
     )
-}
-
-/// Polls `check` every 20 ms until it holds or `secs` pass.
-async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
@@ -114,9 +90,11 @@ async fn finalizer_flow_end_to_end() {
     let mut obj = flavor("m1");
     obj.metadata.finalizers = vec!["other.cirrus.dev/keep".into()];
     api.create(&obj).await.unwrap();
-    eventually(10, "finalizer added and Apply run", || async {
-        ctx.applied.load(Ordering::SeqCst) > 0
-    })
+    eventually_holds(
+        "finalizer added and Apply run",
+        Duration::from_secs(10),
+        || async { ctx.applied.load(Ordering::SeqCst) > 0 },
+    )
     .await;
     let stored = api.get("m1").await.unwrap();
     assert_eq!(
@@ -126,15 +104,17 @@ async fn finalizer_flow_end_to_end() {
     assert_eq!(ctx.cleaned.load(Ordering::SeqCst), 0);
 
     api.delete("m1").await.unwrap();
-    eventually(10, "Cleanup run and our finalizer removed", || async {
-        api.get("m1").await.unwrap().metadata.finalizers == ["other.cirrus.dev/keep"]
-    })
+    eventually_holds(
+        "Cleanup run and our finalizer removed",
+        Duration::from_secs(10),
+        || async { api.get("m1").await.unwrap().metadata.finalizers == ["other.cirrus.dev/keep"] },
+    )
     .await;
     assert!(ctx.cleaned.load(Ordering::SeqCst) >= 1);
     api.patch("m1", &serde_json::json!({"metadata": {"finalizers": []}}))
         .await
         .unwrap();
-    eventually(5, "object gone", || async {
+    eventually_holds("object gone", Duration::from_secs(5), || async {
         api.get_opt("m1").await.unwrap().is_none()
     })
     .await;
@@ -293,7 +273,7 @@ async fn dynamic_steps_resume_from_a_revision_and_relist_when_it_is_compacted() 
     use serde_json::json;
     use watcher::{Step, resource_version};
 
-    let test_api = cirrus_api::testing::TestApi::start_with(|state| {
+    let test_api = cirrus_test_utils::TestApi::start_with(|state| {
         state.bookmark_interval = Duration::from_millis(50);
     })
     .await;

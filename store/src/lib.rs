@@ -12,7 +12,6 @@
 //! the conformance suite (`tests/conformance.rs`) holds the embedded server to the behaviour
 //! of a real etcd.
 
-pub mod bench;
 pub mod connect;
 pub mod embedded;
 pub mod fields;

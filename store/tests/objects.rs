@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use cirrus_crds::{Flavor, FlavorSpec, ObjectMeta, Resource};
-use cirrus_store::embedded::{self, EmbeddedConfig, RealEtcd};
+use cirrus_store::embedded::{self, EmbeddedConfig};
 use cirrus_store::objects::{Api, ObjectError, ObjectStore, Part};
+use cirrus_test_utils::RealEtcd;
 
 fn flavor(name: &str) -> Flavor {
     Flavor::new(

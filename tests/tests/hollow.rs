@@ -5,20 +5,13 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Cloud, Proc};
 use serde_json::{Value, json};
 
-fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn eventually<T>(what: &str, probe: impl FnMut() -> Option<T>) -> T {
+    common::eventually(what, Duration::from_secs(60), probe)
 }
 
 fn scheduled_condition(server: &Value) -> Option<Value> {

@@ -80,7 +80,7 @@ fn quickstart_on_the_embedded_store() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn quickstart_on_a_real_etcd() {
-    let etcd = cirrus_store::embedded::RealEtcd::start()
+    let etcd = cirrus_test_utils::RealEtcd::start()
         .await
         .expect("a real etcd (/usr/bin/etcd from Debian's etcd-server) must be installed");
     let endpoint = etcd.endpoint();

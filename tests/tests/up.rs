@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Cloud, bin, clean_command};
 use serde_json::{Value, json};
@@ -147,7 +147,7 @@ fn etcdctl_reads_the_embedded_store() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_flows_work_against_a_real_etcd() {
-    let etcd = cirrus_store::embedded::RealEtcd::start().await.expect(
+    let etcd = cirrus_test_utils::RealEtcd::start().await.expect(
         "a real etcd (/usr/bin/etcd from Debian's etcd-server) must be installed for this test",
     );
     let endpoint = etcd.endpoint();
@@ -204,11 +204,7 @@ async fn the_same_flows_work_against_a_real_etcd() {
 
 /// Polls `check` until it holds (state, not timing, is asserted).
 fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::eventually(what, Duration::from_secs(20), || check().then_some(()));
 }
 
 fn set_ready(cloud: &Cloud, name: &str) {

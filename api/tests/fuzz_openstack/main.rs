@@ -22,9 +22,9 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use cirrus_api::testing::TestApi;
 use cirrus_auth::Role;
 use cirrus_store::objects::Part;
+use cirrus_test_utils::TestApi;
 use etcd_client::GetOptions;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};

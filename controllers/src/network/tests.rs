@@ -17,29 +17,26 @@ use cirrus_crds::{
     PortSpec, Project, ProjectSpec, SecurityGroup, Server, ServerSpec, Subnet, SubnetSpec,
 };
 use futures::StreamExt;
-use tokio::sync::watch;
+
+use cirrus_test_utils::{eventually_holds, meta_in};
 
 use super::*;
 use crate::network::networks::dhcp_port_name;
 
 const P: &str = "demo";
 
-struct Harness {
-    client: Client,
-    _api: cirrus_api::testing::TestApi,
-    _gate: watch::Sender<bool>,
-    gate: watch::Receiver<bool>,
+/// The shared harness; the network tests' helpers are methods of this wrapper.
+struct Harness(cirrus_test_utils::Harness);
+
+impl std::ops::Deref for Harness {
+    type Target = cirrus_test_utils::Harness;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 async fn harness() -> Harness {
-    let api = cirrus_api::testing::TestApi::start().await;
-    let (gate_tx, gate) = watch::channel(true);
-    Harness {
-        client: Client::new(api.base_url.clone()).with_token(api.admin_token.clone()),
-        _api: api,
-        _gate: gate_tx,
-        gate,
-    }
+    Harness(cirrus_test_utils::harness().await)
 }
 
 fn test_config() -> NetworkConfig {
@@ -116,29 +113,12 @@ impl Harness {
 }
 
 fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: name.into(),
-        project: Some(P.into()),
-        ..Default::default()
-    }
+    meta_in(P, name)
 }
 
 fn allocated(p: &Port) -> Option<bool> {
     cirrus_crds::Condition::find(&p.status.conditions, ALLOCATED)
         .map(|c| c.status == ConditionStatus::True)
-}
-
-/// Polls `check` every 50 ms until it holds or `secs` pass.
-async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Every allocation's address is unique, and every allocated port's status shows exactly the
@@ -220,9 +200,9 @@ async fn server_ports_follow_the_server_and_user_ports_outlive_it() {
     let owned: Vec<String> = (0..2)
         .map(|i| cirrus_crds::kinds::port::server_port_name("web", &uid, i))
         .collect();
-    eventually(
-        20,
+    eventually_holds(
         "owned ports with addresses, user port claimed",
+        Duration::from_secs(20),
         || async {
             let ports = h.ports().await;
             let by_name: BTreeMap<&str, &Port> = ports
@@ -264,13 +244,13 @@ async fn server_ports_follow_the_server_and_user_ports_outlive_it() {
     // A DHCP port per network on the node the server's ports are bound to.
     for net in ["net-a", "net-b"] {
         let name = dhcp_port_name(net, "node-a");
-        eventually(20, "DHCP port", || async {
+        eventually_holds("DHCP port", Duration::from_secs(20), || async {
             h.api::<Port>().get_opt(&name).await.unwrap().is_some()
         })
         .await;
     }
     // Network status: segment, MTU, subnets.
-    eventually(10, "network status", || async {
+    eventually_holds("network status", Duration::from_secs(10), || async {
         let n = h.api::<Network>().get("net-a").await.unwrap();
         n.status.mtu == Some(1450)
             && n.status.subnets == vec!["net-a-v4".to_string()]
@@ -286,28 +266,40 @@ async fn server_ports_follow_the_server_and_user_ports_outlive_it() {
     );
 
     h.api::<Server>().delete("web").await.unwrap();
-    eventually(20, "owned ports gone, user port released", || async {
-        let ports = h.ports().await;
-        let names: BTreeSet<&str> = ports.iter().map(|p| p.metadata.name.as_str()).collect();
-        let mine = ports.iter().find(|p| p.metadata.name == "mine");
-        owned.iter().all(|n| !names.contains(n.as_str()))
-            && mine.is_some_and(|p| p.spec.device_id.is_none() && p.spec.binding_host.is_none())
-    })
+    eventually_holds(
+        "owned ports gone, user port released",
+        Duration::from_secs(20),
+        || async {
+            let ports = h.ports().await;
+            let names: BTreeSet<&str> = ports.iter().map(|p| p.metadata.name.as_str()).collect();
+            let mine = ports.iter().find(|p| p.metadata.name == "mine");
+            owned.iter().all(|n| !names.contains(n.as_str()))
+                && mine.is_some_and(|p| p.spec.device_id.is_none() && p.spec.binding_host.is_none())
+        },
+    )
     .await;
-    eventually(20, "server gone, DHCP ports gone", || async {
-        h.api::<Server>().get_opt("web").await.unwrap().is_none()
-            && h.ports()
-                .await
-                .iter()
-                .all(|p| p.spec.device_owner.as_deref() != Some(DEVICE_OWNER_DHCP))
-    })
+    eventually_holds(
+        "server gone, DHCP ports gone",
+        Duration::from_secs(20),
+        || async {
+            h.api::<Server>().get_opt("web").await.unwrap().is_none()
+                && h.ports()
+                    .await
+                    .iter()
+                    .all(|p| p.spec.device_owner.as_deref() != Some(DEVICE_OWNER_DHCP))
+        },
+    )
     .await;
     // Only the user port's address is left allocated, and it is still its own.
-    eventually(20, "owned addresses released", || async {
-        let allocations = h.allocations().await;
-        allocations.len() == 1
-            && allocations[0].spec.port_uid == user_port.metadata.uid.clone().unwrap()
-    })
+    eventually_holds(
+        "owned addresses released",
+        Duration::from_secs(20),
+        || async {
+            let allocations = h.allocations().await;
+            allocations.len() == 1
+                && allocations[0].spec.port_uid == user_port.metadata.uid.clone().unwrap()
+        },
+    )
     .await;
     assert_consistent(&h).await;
 }
@@ -327,19 +319,23 @@ async fn concurrent_ports_on_a_small_subnet_get_unique_addresses_then_exhaust() 
         .buffer_unordered(32)
         .collect::<Vec<_>>()
         .await;
-    eventually(60, "200 allocated, 10 exhausted", || async {
-        let ports = h.ports().await;
-        let ok = ports.iter().filter(|p| allocated(p) == Some(true)).count();
-        let exhausted = ports
-            .iter()
-            .filter(|p| {
-                cirrus_crds::Condition::find(&p.status.conditions, ALLOCATED).is_some_and(|c| {
-                    c.status == ConditionStatus::False && c.reason == "PoolExhausted"
+    eventually_holds(
+        "200 allocated, 10 exhausted",
+        Duration::from_secs(60),
+        || async {
+            let ports = h.ports().await;
+            let ok = ports.iter().filter(|p| allocated(p) == Some(true)).count();
+            let exhausted = ports
+                .iter()
+                .filter(|p| {
+                    cirrus_crds::Condition::find(&p.status.conditions, ALLOCATED).is_some_and(|c| {
+                        c.status == ConditionStatus::False && c.reason == "PoolExhausted"
+                    })
                 })
-            })
-            .count();
-        ok == 200 && exhausted == 10
-    })
+                .count();
+            ok == 200 && exhausted == 10
+        },
+    )
     .await;
     let allocations = h.allocations().await;
     assert_eq!(allocations.len(), 200);
@@ -390,7 +386,7 @@ async fn fixed_ip_requests_report_clear_conditions() {
         .create(&want("first", None, Some("10.4.0.7")))
         .await
         .unwrap();
-    eventually(20, "first allocated", || async {
+    eventually_holds("first allocated", Duration::from_secs(20), || async {
         allocated(&ports.get("first").await.unwrap()) == Some(true)
     })
     .await;
@@ -427,7 +423,7 @@ async fn fixed_ip_requests_report_clear_conditions() {
         ("outside", "NoSubnetForAddress"),
         ("lost", "NetworkNotFound"),
     ] {
-        eventually(20, name, || async {
+        eventually_holds(name, Duration::from_secs(20), || async {
             let p = ports.get(name).await.unwrap();
             cirrus_crds::Condition::find(&p.status.conditions, ALLOCATED)
                 .is_some_and(|c| c.status == ConditionStatus::False && c.reason == reason)
@@ -511,12 +507,12 @@ async fn restarted_controller_converges_without_duplicates_or_leaks() {
         "killed mid-way ({at_kill} of 122 allocations made)"
     );
     let _second = h.start();
-    eventually(60, "every port allocated", || async {
+    eventually_holds("every port allocated", Duration::from_secs(60), || async {
         let ports = h.ports().await;
         ports.len() == 121 && ports.iter().all(|p| allocated(p) == Some(true))
     })
     .await;
-    eventually(20, "orphan swept", || async {
+    eventually_holds("orphan swept", Duration::from_secs(20), || async {
         h.allocations().await.len() == 121
     })
     .await;
@@ -548,14 +544,14 @@ async fn default_security_group_per_project_cannot_be_deleted_but_by_an_admin() 
     h.port("p", "n").await;
     for project in ["tenant", P] {
         let groups = Api::<SecurityGroup>::in_project(h.client.clone(), project);
-        eventually(20, "default group", || async {
+        eventually_holds("default group", Duration::from_secs(20), || async {
             groups.get_opt(DEFAULT_GROUP).await.unwrap().is_some()
         })
         .await;
         let group = groups.get(DEFAULT_GROUP).await.unwrap();
         assert_eq!(group.spec, groups::default_group_spec());
-        let member = Client::new(h._api.base_url.clone()).with_token(
-            h._api
+        let member = Client::new(h.api.base_url.clone()).with_token(
+            h.api
                 .user_token("m", project, cirrus_crds::kinds::rolebinding::Role::Member)
                 .await,
         );
@@ -580,13 +576,17 @@ async fn default_security_group_per_project_cannot_be_deleted_but_by_an_admin() 
     let groups = Api::<SecurityGroup>::in_project(h.client.clone(), "tenant");
     let before = groups.get(DEFAULT_GROUP).await.unwrap().metadata.uid;
     groups.delete(DEFAULT_GROUP).await.unwrap();
-    eventually(20, "default group made again", || async {
-        groups
-            .get_opt(DEFAULT_GROUP)
-            .await
-            .unwrap()
-            .is_some_and(|g| g.metadata.uid != before)
-    })
+    eventually_holds(
+        "default group made again",
+        Duration::from_secs(20),
+        || async {
+            groups
+                .get_opt(DEFAULT_GROUP)
+                .await
+                .unwrap()
+                .is_some_and(|g| g.metadata.uid != before)
+        },
+    )
     .await;
     // Other groups delete normally.
     let groups = h.api::<SecurityGroup>();
@@ -603,7 +603,7 @@ async fn network_deletion_is_refused_while_ports_exist() {
     let _ctl = h.start();
     h.network("busy", "10.8.0.0/24", None).await;
     let port = h.port("p", "busy").await;
-    eventually(20, "port allocated", || async {
+    eventually_holds("port allocated", Duration::from_secs(20), || async {
         allocated(&h.api::<Port>().get("p").await.unwrap()) == Some(true)
     })
     .await;
@@ -611,19 +611,28 @@ async fn network_deletion_is_refused_while_ports_exist() {
     assert_eq!(err.code(), Some(409), "{err}");
     assert!(err.to_string().contains("\"p\""), "names the port: {err}");
     h.api::<Port>().delete(&port.metadata.name).await.unwrap();
-    eventually(20, "port gone, address released", || async {
-        h.api::<Port>().get_opt("p").await.unwrap().is_none() && h.allocations().await.is_empty()
-    })
+    eventually_holds(
+        "port gone, address released",
+        Duration::from_secs(20),
+        || async {
+            h.api::<Port>().get_opt("p").await.unwrap().is_none()
+                && h.allocations().await.is_empty()
+        },
+    )
     .await;
     h.api::<Network>().delete("busy").await.unwrap();
-    eventually(20, "network and its subnet gone", || async {
-        h.api::<Network>().get_opt("busy").await.unwrap().is_none()
-            && h.api::<Subnet>()
-                .get_opt("busy-v4")
-                .await
-                .unwrap()
-                .is_none()
-    })
+    eventually_holds(
+        "network and its subnet gone",
+        Duration::from_secs(20),
+        || async {
+            h.api::<Network>().get_opt("busy").await.unwrap().is_none()
+                && h.api::<Subnet>()
+                    .get_opt("busy-v4")
+                    .await
+                    .unwrap()
+                    .is_none()
+        },
+    )
     .await;
 }
 
@@ -678,7 +687,7 @@ async fn a_port_on_another_projects_shared_network_gets_its_address_from_the_own
         ))
         .await
         .unwrap();
-    eventually(20, "both ports allocated", || async {
+    eventually_holds("both ports allocated", Duration::from_secs(20), || async {
         allocated(&h.api::<Port>().get("p").await.unwrap()) == Some(true)
             && allocated(&owner_ports.get("p").await.unwrap()) == Some(true)
     })
@@ -727,15 +736,19 @@ async fn a_port_on_another_projects_shared_network_gets_its_address_from_the_own
     // Deleting the member's port releases its address in the owner's project, and only
     // that one.
     h.api::<Port>().delete("p").await.unwrap();
-    eventually(20, "the member's address released", || async {
-        Api::<IpAllocation>::in_project(h.client.clone(), OWNER)
-            .list_all(None)
-            .await
-            .unwrap()
-            .items
-            .len()
-            == 1
-    })
+    eventually_holds(
+        "the member's address released",
+        Duration::from_secs(20),
+        || async {
+            Api::<IpAllocation>::in_project(h.client.clone(), OWNER)
+                .list_all(None)
+                .await
+                .unwrap()
+                .items
+                .len()
+                == 1
+        },
+    )
     .await;
     let left = Api::<IpAllocation>::in_project(h.client.clone(), OWNER)
         .list_all(None)
@@ -758,7 +771,7 @@ async fn ports_are_created_with_the_finalizer_and_deletion_waits_for_the_control
     let port = h.port("early", "fin").await;
     assert_eq!(port.metadata.finalizers, vec![FINALIZER.to_string()]);
     let ctl = h.start();
-    eventually(20, "port allocated", || async {
+    eventually_holds("port allocated", Duration::from_secs(20), || async {
         allocated(&h.api::<Port>().get("early").await.unwrap()) == Some(true)
     })
     .await;
@@ -775,10 +788,14 @@ async fn ports_are_created_with_the_finalizer_and_deletion_waits_for_the_control
         "not released without the controller"
     );
     let _ctl = h.start();
-    eventually(20, "port gone and its address released", || async {
-        h.api::<Port>().get_opt("early").await.unwrap().is_none()
-            && h.allocations().await.is_empty()
-    })
+    eventually_holds(
+        "port gone and its address released",
+        Duration::from_secs(20),
+        || async {
+            h.api::<Port>().get_opt("early").await.unwrap().is_none()
+                && h.allocations().await.is_empty()
+        },
+    )
     .await;
 }
 
@@ -827,14 +844,24 @@ async fn two_racing_controllers_never_hand_out_an_address_twice_and_reuse_freed_
         }
     };
     create(0..100).await;
-    eventually(60, "100 ports allocated once each", || settled(100)).await;
+    eventually_holds(
+        "100 ports allocated once each",
+        Duration::from_secs(60),
+        || settled(100),
+    )
+    .await;
     assert_consistent(&h).await;
     for i in 0..40 {
         h.api::<Port>().delete(&format!("r-{i}")).await.unwrap();
     }
-    eventually(30, "40 ports gone", || settled(60)).await;
+    eventually_holds("40 ports gone", Duration::from_secs(30), || settled(60)).await;
     create(100..160).await;
-    eventually(60, "120 ports allocated once each", || settled(120)).await;
+    eventually_holds(
+        "120 ports allocated once each",
+        Duration::from_secs(60),
+        || settled(120),
+    )
+    .await;
     assert_consistent(&h).await;
     let addresses: BTreeSet<IpAddr> = h
         .allocations()

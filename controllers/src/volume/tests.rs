@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cirrus_client::{Api, Client};
+use cirrus_client::Api;
 use cirrus_crds::kinds::node::{NodeResources, StorageBackend, StoragePool};
 use cirrus_crds::kinds::server::ServerVolume;
 use cirrus_crds::kinds::volume::{CREATED_FOR_SERVER_ANNOTATION, VolumePhase};
@@ -12,41 +12,36 @@ use cirrus_crds::{
     Condition, ConditionStatus, Flavor, FlavorSpec, Node, NodeSpec, ObjectMeta, Server, ServerSpec,
     Volume, VolumeSpec,
 };
-use tokio::sync::watch;
 
 use super::placement::GIB;
+use cirrus_test_utils::{eventually, meta_in};
+
 use super::*;
 use crate::scheduler::SchedulerConfig;
 
 const P: &str = "demo";
 
-struct Harness {
-    client: Client,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    _gate: watch::Sender<bool>,
-    gate: watch::Receiver<bool>,
-    _api: cirrus_api::testing::TestApi,
+/// The shared harness (project `demo` without quota limits); the volume tests' helpers are
+/// methods of this wrapper.
+struct Harness(cirrus_test_utils::Harness);
+
+impl std::ops::Deref for Harness {
+    type Target = cirrus_test_utils::Harness;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
-impl Drop for Harness {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+impl std::ops::DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
     }
 }
 
 async fn harness() -> Harness {
-    let api = cirrus_api::testing::TestApi::start().await;
-    api.unlimited_project("demo").await;
-    let (gate_tx, gate) = watch::channel(true);
-    Harness {
-        client: Client::new(api.base_url.clone()).with_token(api.admin_token.clone()),
-        tasks: Vec::new(),
-        _gate: gate_tx,
-        gate,
-        _api: api,
-    }
+    let h = cirrus_test_utils::harness().await;
+    h.api.unlimited_project("demo").await;
+    Harness(h)
 }
 
 type Pools<'a> = &'a [(&'a str, StorageBackend, u64)];
@@ -63,20 +58,22 @@ impl Harness {
             resync: Some(Duration::from_secs(5)),
             orphan_grace,
         };
+        let (client, gate) = (self.client.clone(), self.gate.clone());
         self.tasks.push(tokio::spawn(run(
-            self.client.clone(),
+            client,
             config,
-            self.gate.clone(),
+            gate,
             std::future::pending(),
         )));
     }
 
     fn start_scheduler(&mut self) {
+        let (client, gate) = (self.client.clone(), self.gate.clone());
         self.tasks
             .push(tokio::spawn(crate::scheduler::controller::run(
-                self.client.clone(),
+                client,
                 SchedulerConfig::default(),
-                self.gate.clone(),
+                gate,
                 std::future::pending(),
             )));
     }
@@ -172,7 +169,7 @@ impl Harness {
     /// Waits until `name` satisfies `check`, returning it.
     async fn wait_volume(&self, name: &str, what: &str, check: impl Fn(&Volume) -> bool) -> Volume {
         let api = self.volumes();
-        eventually(what, async || {
+        eventually(what, WAIT, async || {
             api.get_opt(name).await.unwrap().filter(|v| check(v))
         })
         .await
@@ -180,11 +177,7 @@ impl Harness {
 }
 
 fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: name.into(),
-        project: Some(P.into()),
-        ..Default::default()
-    }
+    meta_in(P, name)
 }
 
 fn attached(volumes: &[(&str, bool)]) -> Vec<ServerVolume> {
@@ -202,19 +195,8 @@ fn scheduled(v: &Volume) -> Option<&Condition> {
     Condition::find(&v.status.conditions, SCHEDULED)
 }
 
-async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+/// How long a state may take to appear.
+const WAIT: Duration = Duration::from_secs(20);
 
 use StorageBackend::{File, Lvm};
 
@@ -312,7 +294,7 @@ async fn concurrent_volumes_never_overbook_a_pool() {
     });
     futures::future::join_all(creates).await;
     let api = h.volumes();
-    let all = eventually("every volume decided", async || {
+    let all = eventually("every volume decided", WAIT, async || {
         let list = api.list_all(None).await.ok()?.items;
         list.iter().all(|v| scheduled(v).is_some()).then_some(list)
     })
@@ -422,7 +404,7 @@ async fn a_server_goes_to_its_placed_volumes() {
     )
     .await;
     let servers = h.servers();
-    let db = eventually("db bound", async || {
+    let db = eventually("db bound", WAIT, async || {
         servers
             .get("db")
             .await
@@ -431,7 +413,7 @@ async fn a_server_goes_to_its_placed_volumes() {
     })
     .await;
     assert_eq!(db.spec.node_name.as_deref(), Some("node-b"));
-    let split = eventually("split refused", async || {
+    let split = eventually("split refused", WAIT, async || {
         servers.get("split").await.ok().filter(|s| {
             Condition::find(&s.status.conditions, "Scheduled")
                 .is_some_and(|c| c.status == ConditionStatus::False)
@@ -468,7 +450,7 @@ async fn delete_on_termination_volumes_go_with_the_server_others_stay() {
     )
     .await;
     let servers = h.servers();
-    eventually("the finalizer", async || {
+    eventually("the finalizer", WAIT, async || {
         let s = servers.get("web").await.ok()?;
         s.metadata
             .finalizers
@@ -481,7 +463,7 @@ async fn delete_on_termination_volumes_go_with_the_server_others_stay() {
     web.spec.node_name = Some("node-a".into());
     servers.replace(&web).await.unwrap();
     servers.delete("web").await.unwrap();
-    eventually("the server gone", async || {
+    eventually("the server gone", WAIT, async || {
         servers
             .get_opt("web")
             .await
@@ -491,7 +473,7 @@ async fn delete_on_termination_volumes_go_with_the_server_others_stay() {
     })
     .await;
     let volumes = h.volumes();
-    let names = eventually("deleteOnTermination volumes gone", async || {
+    let names = eventually("deleteOnTermination volumes gone", WAIT, async || {
         let names: Vec<String> = volumes
             .list_all(None)
             .await
@@ -515,7 +497,7 @@ async fn delete_on_termination_volumes_go_with_the_server_others_stay() {
         },
     )
     .await;
-    let app = eventually("the finalizer on app", async || {
+    let app = eventually("the finalizer on app", WAIT, async || {
         let s = servers.get("app").await.ok()?;
         s.metadata
             .finalizers
@@ -526,7 +508,7 @@ async fn delete_on_termination_volumes_go_with_the_server_others_stay() {
     let mut app = app;
     app.spec.volumes = attached(&[("keep", false)]);
     servers.replace(&app).await.unwrap();
-    eventually("the finalizer removed", async || {
+    eventually("the finalizer removed", WAIT, async || {
         let s = servers.get("app").await.ok()?;
         s.metadata.finalizers.is_empty().then_some(())
     })
@@ -615,7 +597,7 @@ async fn a_volume_made_for_a_server_that_never_came_is_deleted_after_the_grace()
         .await;
     assert_eq!(kept.metadata.uid, adopted.metadata.uid);
     let volumes = h.volumes();
-    eventually("the orphan deleted", async || {
+    eventually("the orphan deleted", WAIT, async || {
         volumes
             .get_opt("orphan")
             .await
@@ -626,7 +608,7 @@ async fn a_volume_made_for_a_server_that_never_came_is_deleted_after_the_grace()
     .await;
     // Its event says why.
     let events = Api::<cirrus_crds::Event>::in_project(h.client.clone(), P);
-    eventually("an OrphanDeleted event for the orphan", async || {
+    eventually("an OrphanDeleted event for the orphan", WAIT, async || {
         let events = events.list_all(None).await.ok()?;
         events
             .items

@@ -5,6 +5,11 @@
 //! The suite checks behavior, never timings: every wait polls with a bound
 //! ([`SuiteConfig::timeout`]) and fails with what it saw. Every domain it defines is guarded by
 //! a [`DomainGuard`] that deletes it even when an assertion fails.
+//!
+//! Compiled only for tests and with the `testing` feature (which this crate's own
+//! dev-dependency and `cirrus-bench` enable): it is generic over this crate's trait and run
+//! by this crate's integration tests against every implementation, so it stays next to the
+//! trait, but a production build does not contain it.
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The hypervisor driver: one narrow trait, [`Hypervisor`], implemented by the real libvirt
 //! driver ([`libvirt::LibvirtHypervisor`]) and an in-memory fake ([`fake::FakeHypervisor`]).
 //!
-//! # Guarantees (checked by [`conformance`] against every implementation)
+//! # Guarantees (checked by `conformance` against every implementation)
 //! - Methods are idempotent: `domain_ensure` twice leaves exactly one domain, `domain_delete`
 //!   of an absent domain succeeds, starting a running domain or destroying a shut-off one is a
 //!   no-op.
@@ -40,6 +40,7 @@
 //! calls on the blocking pool (`tokio::task::spawn_blocking`); every implementation is
 //! `Send + Sync` and meant to be shared as `Arc<dyn Hypervisor>`.
 
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod fake;
 pub mod kvm;

@@ -811,7 +811,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_proxy_token_is_a_restricted_one_obtained_with_the_node_token() {
-        let api = cirrus_api::testing::TestApi::start().await;
+        let api = cirrus_test_utils::TestApi::start().await;
         let node_user =
             cirrus_api::identity::bootstrap::ensure_user(&api.store, "node-n1", "pw", Some("n1"))
                 .await

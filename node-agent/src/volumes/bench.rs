@@ -7,6 +7,10 @@
 //! device) is measured separately, so the attach-time cost is visible too. The baseline is
 //! the bare `lvcreate` / `qemu-img create` the backend runs, measured in the same run and
 //! interleaved so both see the same machine load.
+//!
+//! Compiled only for tests and with the `testing` feature: `cirrus-bench` reports it and the
+//! volume conformance tests print it, so it stays next to the backends, out of production
+//! builds.
 
 use std::time::{Duration, Instant};
 

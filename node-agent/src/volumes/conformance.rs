@@ -12,6 +12,11 @@
 //! The pool must be exclusive to the suite (it asserts [`VolumeBackend::volumes`] lists
 //! exactly the volumes it made); put foreign LVs/files in it beforehand to prove they are
 //! never listed.
+//!
+//! Compiled only for tests and with the `testing` feature (which this crate's own
+//! dev-dependency and `cirrus-bench` enable): it is generic over this crate's trait and run
+//! by this crate's integration tests against every implementation, so it stays next to the
+//! trait, but a production build does not contain it.
 
 use std::collections::BTreeSet;
 use std::io::{Read as _, Write as _};

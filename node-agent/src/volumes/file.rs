@@ -42,6 +42,7 @@ use std::io::Read as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+#[cfg(any(test, feature = "testing"))]
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
@@ -370,6 +371,7 @@ impl FileBackend {
     ///
     /// # Errors
     /// `qemu-img` failed.
+    #[cfg(any(test, feature = "testing"))]
     pub fn raw_create_timed(&self, size_bytes: u64) -> Result<Duration> {
         let path = self.dir.join(format!(".bench-{}.qcow2", Uuid::new_v4()));
         let size = size_bytes.to_string();

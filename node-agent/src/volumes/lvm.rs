@@ -40,6 +40,7 @@ use std::io::{Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
+#[cfg(any(test, feature = "testing"))]
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
@@ -509,6 +510,7 @@ impl LvmBackend {
     ///
     /// # Errors
     /// `lvcreate` or `lvremove` failed.
+    #[cfg(any(test, feature = "testing"))]
     pub fn raw_create_timed(&self, size_bytes: u64) -> Result<Duration> {
         let name = format!(
             "cirrus-bench-{}",

@@ -1,9 +1,9 @@
 //! Block storage drivers: one narrow trait, [`VolumeBackend`], implemented by qcow2 files in a
 //! directory ([`file::FileBackend`], the embedded default), LVM logical volumes in a volume
 //! group ([`lvm::LvmBackend`]) and an in-memory fake ([`fake::FakeVolumeBackend`]). All three
-//! pass the same [`conformance`] suite.
+//! pass the same `conformance` suite (built for tests and the `testing` feature).
 //!
-//! # Guarantees (checked by [`conformance`])
+//! # Guarantees (checked by `conformance`)
 //! - **Deterministic names.** A volume's backend object is named from its uid only: LV
 //!   `cirrus-vol-<uid>`, file `vol-<uid>.qcow2`; snapshots `cirrus-snap-<uid>` /
 //!   `snap-<uid>@<volume uid>.qcow2`. Creating is therefore always ensuring: a crash between
@@ -46,8 +46,10 @@
 //! hypervisor instead ([`VolumeBackend::snapshot_ensure_copied`]); clones of them are not
 //! (yet).
 
+#[cfg(any(test, feature = "testing"))]
 pub mod bench;
 mod cmd;
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod fake;
 pub mod file;

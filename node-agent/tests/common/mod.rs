@@ -6,54 +6,56 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cirrus_api::blobs::BlobStore;
-use cirrus_api::testing::TestApi;
-use cirrus_client::{Api, Client};
+use cirrus_client::Api;
 use cirrus_crds::kinds::image::{ContainerFormat, DiskFormat};
-use cirrus_crds::{Flavor, FlavorSpec, Image, ImageSpec, ObjectMeta, Server, ServerSpec};
+use cirrus_crds::{Flavor, FlavorSpec, Image, ImageSpec, Server, ServerSpec};
 use cirrus_node_agent::agent::{self, AgentConfig, Handle};
 use cirrus_node_agent::hypervisor::Hypervisor;
+// Not every test binary that includes this module uses both.
+#[allow(unused_imports)]
+pub use cirrus_test_utils::{eventually, meta};
 
 pub const PROJECT: &str = "demo";
 
+/// The shared harness (API with a blob directory, admin client, background tasks) and the
+/// node agent a test runs in-process.
 pub struct Harness {
-    pub client: Client,
+    base: cirrus_test_utils::Harness,
     pub blob_dir: tempfile::TempDir,
-    _api: TestApi,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     agent: Option<tokio::task::JoinHandle<()>>,
 }
 
+impl std::ops::Deref for Harness {
+    type Target = cirrus_test_utils::Harness;
+    fn deref(&self) -> &Self::Target {
+        &self.base
+    }
+}
+
+impl std::ops::DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.base
+    }
+}
+
 impl Drop for Harness {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
         if let Some(a) = &self.agent {
             a.abort();
         }
     }
 }
 
-pub fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: name.into(),
-        ..Default::default()
-    }
-}
-
 pub async fn harness() -> Harness {
     let blob_dir = tempfile::tempdir().unwrap();
     let blobs = Arc::new(BlobStore::open(blob_dir.path()).unwrap());
-    let api = TestApi::start_with(|state| state.blobs = Some(blobs)).await;
     Harness {
-        client: Client::new(api.base_url.clone()).with_token(api.admin_token.clone()),
+        base: cirrus_test_utils::Harness::start_with(|state| state.blobs = Some(blobs)).await,
         blob_dir,
-        _api: api,
-        tasks: Vec::new(),
         stop: None,
         agent: None,
     }
@@ -209,21 +211,6 @@ impl Harness {
 
 pub fn agent_config(node: &str, state_dir: &Path, driver: Arc<dyn Hypervisor>) -> AgentConfig {
     AgentConfig::new(node, "", state_dir, driver)
-}
-
-pub async fn eventually<T>(
-    what: &str,
-    timeout: Duration,
-    mut probe: impl AsyncFnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A small qcow2 file made with qemu-img.

@@ -9,8 +9,9 @@
 //!   thread with group commit (one fsync for everything queued);
 //! - `kv`, `watch`, `lease`, `maintenance` — the gRPC services; `server` — wiring;
 //! - [`compactor`] — the background compaction (policy and bounded steps);
-//! - [`RealEtcd`] — launches a real `etcd` process on loopback, for the conformance suite and
-//!   the benchmark.
+//!
+//! A real `etcd` child for the conformance suite and the benchmark is `RealEtcd` in the
+//! dev-only `cirrus-test-utils` crate.
 //!
 //! # Guarantees
 //! - Revisions, `create_revision`, `mod_revision` and `version` behave as in etcd (the store
@@ -48,7 +49,6 @@ mod kv;
 mod lease;
 mod maintenance;
 mod read;
-mod real_etcd;
 mod schema;
 mod server;
 mod watch;
@@ -57,6 +57,5 @@ mod writer;
 pub use engine::DB_FILE;
 pub use error::{EmbeddedError, EtcdError};
 pub use maintenance::REPORTED_VERSION;
-pub use real_etcd::{DEFAULT_ETCD_BIN, RealEtcd, RealEtcdError};
 pub use schema::{CLUSTER_ID, MEMBER_ID, RAFT_TERM};
 pub use server::{EmbeddedConfig, EmbeddedEtcd, Listen, SOCKET_FILE, start};

@@ -8,7 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use cirrus_store::embedded::{self, EmbeddedConfig, EmbeddedEtcd, Listen, RealEtcd};
+use cirrus_store::embedded::{self, EmbeddedConfig, EmbeddedEtcd, Listen};
+use cirrus_test_utils::RealEtcd;
 use etcd_client::{Client, ConnectOptions};
 
 /// Progress-notify period given to both backends, so the suite stays fast.

@@ -82,14 +82,8 @@ pub fn clean_command(program: &Path) -> Command {
     cmd
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[allow(unused_imports)] // not every test binary needs a port
+pub use cirrus_test_utils::free_port;
 
 /// A random string for passwords and names (std's randomly keyed hasher; no extra crate).
 pub fn random_hex() -> String {
@@ -586,16 +580,8 @@ pub fn run_ok(cloud: &Cloud, args: &[&str]) -> String {
 
 /// Polls `probe` until it yields, failing the test after `timeout` (state is asserted,
 /// never timing).
-pub fn eventually<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
+#[allow(unused_imports)] // not every test binary polls
+pub use cirrus_test_utils::eventually_blocking as eventually;
 
 /// The test guest (kernel, initrd, root disk) in `target/guest`, built by
 /// `hack/build-guest.sh` (idempotent: nothing is done when it is up to date).

@@ -5,6 +5,10 @@
 //! Drives OVS with `ovs-vsctl`/`ovs-ofctl` and namespaces with `ip`, pings with
 //! `busybox ping`. Everything it creates (bridge, internal ports, namespaces) carries a
 //! name unique to the process and is removed on drop.
+//!
+//! Compiled only for tests and with the `testing` feature: both this crate's `real_firewall`
+//! tests and `cirrus-bench` use it, and it drives the crate's own flow renderer, so it stays
+//! here, out of production builds.
 
 use std::net::IpAddr;
 use std::process::{Command, Output, Stdio};

@@ -6,8 +6,8 @@
 //! `ovs-ofctl --bundle replace-flows` on a bridge in `fail_mode=secure`: whatever no flow allows
 //! is dropped, including traffic of ports the agent does not know (yet). [`resolve`] expands a
 //! `Port`'s security groups into [`ResolvedRule`]s (remote groups become the member ports'
-//! addresses). Both are pure; [`lab`] drives a real bridge with network namespaces standing in
-//! for guests (tests and `cirrus bench`).
+//! addresses). Both are pure; `lab` drives a real bridge with network namespaces standing in
+//! for guests (tests and `cirrus bench`; built only for tests and the `testing` feature).
 //!
 //! # Pipeline
 //!
@@ -42,6 +42,7 @@
 //!   handling).
 //! - Unknown unicast goes only to the network's unfiltered ports (single host: no tunnels yet).
 
+#[cfg(any(test, feature = "testing"))]
 pub mod lab;
 mod matches;
 mod render;

@@ -5,6 +5,9 @@
 //! attached the tap (ofport assigned). As a baseline it plugs `n` other taps with `ovs-vsctl
 //! add-port` (which itself waits for vswitchd to reconfigure). Everything it created is
 //! removed, also on failure.
+//!
+//! Compiled only for tests and with the `testing` feature: `cirrus-bench` reports it and the
+//! real switch tests run it, so it stays next to the switch, out of production builds.
 
 use std::collections::BTreeMap;
 use std::process::Command;

@@ -4,6 +4,11 @@
 //! The suite checks behavior, never timings: every wait is bounded ([`SuiteConfig::timeout`])
 //! and fails with what it saw. Bridges are deleted by a [`BridgeGuard`] and devices by a
 //! [`DeviceGuard`], also when an assertion fails.
+//!
+//! Compiled only for tests and with the `testing` feature (which this crate's own
+//! dev-dependency and `cirrus-bench` enable): it is generic over this crate's trait and run
+//! by this crate's integration tests against every implementation, so it stays next to the
+//! trait, but a production build does not contain it.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

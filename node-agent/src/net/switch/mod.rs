@@ -4,13 +4,16 @@
 //! - [`ovs::OvsSwitch`]: Open vSwitch — bridges/ports/interfaces through our own OVSDB client
 //!   ([`crate::net::ovsdb`]), flows through `ovs-ofctl` (OpenFlow is not in the database);
 //! - [`fake::FakeSwitch`]: in memory, with fault injection and out-of-band changes;
-//! - [`conformance`]: the one suite both must pass (`node-agent/tests/switch_conformance.rs`);
-//! - [`bench`]: port plug timings for `cirrus bench`.
+//! - `conformance`: the one suite both must pass (`node-agent/tests/switch_conformance.rs`);
+//! - `bench`: port plug timings for `cirrus bench` (both built for tests and the `testing`
+//!   feature only).
 //!
 //! Ports are named deterministically by the caller (e.g. `tap<11 hex of port uid>`), so every
 //! "create" is an "ensure" and a crash between plugging and recording leaks nothing.
 
+#[cfg(any(test, feature = "testing"))]
 pub mod bench;
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod fake;
 pub mod ovs;

@@ -1,6 +1,5 @@
-//! Test support: the whole API over an in-memory embedded store on a free loopback port, so
-//! every crate's tests run against the real HTTP surface with one line instead of a private
-//! copy of this harness.
+//! The whole API over an in-memory embedded store on a free loopback port, so every crate's
+//! tests run against the real HTTP surface with one line instead of a private copy of it.
 
 use cirrus_store::embedded::{self, EmbeddedConfig, EmbeddedEtcd};
 use cirrus_store::objects::ObjectStore;
@@ -9,9 +8,9 @@ use std::sync::Arc;
 
 use cirrus_auth::Role;
 
-use crate::ApiState;
-use crate::identity::Identity;
-use crate::identity::bootstrap;
+use cirrus_api::ApiState;
+use cirrus_api::identity::Identity;
+use cirrus_api::identity::bootstrap;
 
 /// Password of the test API's `admin` user.
 pub const ADMIN_PASSWORD: &str = "test-admin-password";
@@ -63,7 +62,7 @@ impl TestApi {
             .mint(&admin, Some("admin"), Some(Role::Admin))
             .expect("a token can be sealed");
         let task = tokio::spawn(async move {
-            crate::serve(listener, None, state, std::future::pending())
+            cirrus_api::serve(listener, None, state, std::future::pending())
                 .await
                 .expect("the API serves");
         });

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use etcd_client::{Client, WatchOptions};
 use tokio::sync::mpsc;
 
-use crate::embedded::{self, EmbeddedConfig, EmbeddedError, RealEtcd, RealEtcdError};
+use cirrus_store::embedded::{self, EmbeddedConfig, EmbeddedError};
+use cirrus_test_utils::{RealEtcd, RealEtcdError};
 
 /// Size of the values written by the benchmarks.
 pub const VALUE_SIZE: usize = 512;
@@ -121,7 +122,7 @@ pub enum BenchError {
 }
 
 async fn connect(endpoint: &str) -> Result<Client, BenchError> {
-    crate::connect::connect(&[endpoint], None)
+    cirrus_store::connect::connect(&[endpoint], None)
         .await
         .map_err(|source| BenchError::Connect {
             endpoint: endpoint.to_string(),
@@ -325,7 +326,7 @@ mod tests {
         assert_eq!(latency_stats(Vec::new()).samples, 0);
     }
 
-    /// `cargo test -p cirrus-store --release --lib bench::tests::embedded_vs_etcd -- --ignored --nocapture`
+    /// `cargo test -p cirrus-bench --release store_measure::tests::embedded_vs_etcd -- --ignored --nocapture`
     #[tokio::test(flavor = "multi_thread")]
     #[ignore = "benchmark; run explicitly"]
     async fn embedded_vs_etcd() {

@@ -19,10 +19,12 @@ use cirrus_client::{Api, Client, WatchEvent};
 use cirrus_controllers::network::{ALLOCATED, NetworkConfig};
 use cirrus_crds::kinds::ipallocation::{PORT_UID_LABEL, SUBNET_LABEL, allocation_name};
 use cirrus_crds::{
-    Condition, IpAllocation, IpAllocationSpec, Network, NetworkSpec, ObjectMeta, Port, PortSpec,
-    Subnet, SubnetSpec,
+    Condition, IpAllocation, IpAllocationSpec, Network, NetworkSpec, Port, PortSpec, Subnet,
+    SubnetSpec,
 };
-use cirrus_store::bench::latency_stats;
+use cirrus_test_utils::{TestApi, meta_in};
+
+use crate::store_measure::latency_stats;
 use futures::StreamExt;
 use tokio::sync::watch;
 
@@ -32,20 +34,12 @@ const CIDR: &str = "10.64.0.0/22";
 /// Allocations per second the issue asks for.
 const TARGET: f64 = 500.0;
 
-fn meta(project: &str, name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: name.into(),
-        project: Some(project.into()),
-        ..Default::default()
-    }
-}
-
 /// Runs the benchmark with `ports` ports and `writers` concurrent creating clients.
 pub async fn bench_ipam(ports: usize, writers: usize) -> anyhow::Result<()> {
     if ports > 1021 {
         bail!("a /22 holds 1021 addresses; ask for at most that many ports");
     }
-    let api = cirrus_api::testing::TestApi::start().await;
+    let api = TestApi::start().await;
     // 1000 ports are more than OpenStack's default port quota (500).
     api.unlimited_project(PROJECT).await;
     api.unlimited_project(BASELINE_PROJECT).await;
@@ -78,13 +72,13 @@ pub async fn bench_ipam(ports: usize, writers: usize) -> anyhow::Result<()> {
     let networks = Api::<Network>::in_project(client.clone(), PROJECT);
     networks
         .create(&Network::new(
-            meta(PROJECT, "bench"),
+            meta_in(PROJECT, "bench"),
             NetworkSpec::default(),
         ))
         .await?;
     Api::<Subnet>::in_project(client.clone(), PROJECT)
         .create(&Subnet::new(
-            meta(PROJECT, "bench-v4"),
+            meta_in(PROJECT, "bench-v4"),
             SubnetSpec {
                 network: "bench".into(),
                 cidr: CIDR.parse()?,
@@ -126,7 +120,7 @@ pub async fn bench_ipam(ports: usize, writers: usize) -> anyhow::Result<()> {
             async move {
                 let name = format!("port-{i}");
                 let port = Port::new(
-                    meta(PROJECT, &name),
+                    meta_in(PROJECT, &name),
                     PortSpec {
                         network: "bench".into(),
                         ..Default::default()
@@ -226,7 +220,7 @@ async fn baseline_creates(client: &Client, n: usize, writers: usize) -> anyhow::
             let api = api.clone();
             async move {
                 let ip = IpAddr::V4((base + i as u32).into());
-                let mut m = meta(BASELINE_PROJECT, &allocation_name("baseline", ip));
+                let mut m = meta_in(BASELINE_PROJECT, &allocation_name("baseline", ip));
                 m.labels = [
                     (SUBNET_LABEL.to_string(), "baseline".to_string()),
                     (PORT_UID_LABEL.to_string(), format!("baseline-{i}")),

@@ -1,4 +1,5 @@
-//! A real `etcd` process on loopback, for the conformance suite and the store benchmark.
+//! A real `etcd` process on loopback, for the store's conformance suite, the end-to-end tests
+//! and the store benchmark.
 //!
 //! The same test functions and benchmarks run against the embedded server and against the
 //! genuine article; [`RealEtcd`] is how they get the latter. It picks free loopback ports,
@@ -107,8 +108,8 @@ impl RealEtcd {
         let (client, peer) = match ports {
             Some(p) => p,
             None => (
-                free_port().map_err(spawn_err)?,
-                free_port().map_err(spawn_err)?,
+                crate::try_free_port().map_err(spawn_err)?,
+                crate::try_free_port().map_err(spawn_err)?,
             ),
         };
         std::fs::create_dir_all(data_dir).map_err(spawn_err)?;
@@ -215,11 +216,4 @@ impl Drop for RealEtcd {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// A currently free loopback TCP port.
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }

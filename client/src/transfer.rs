@@ -47,13 +47,36 @@ impl Client {
         if let Some(length) = length {
             request = request.header(reqwest::header::CONTENT_LENGTH, length);
         }
-        let response = request.send().await.map_err(|source| ClientError::Http {
-            method: "PUT".into(),
-            url: url.clone(),
-            source,
-        })?;
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(source) => return Err(self.why_upload_broke(project, name, url, source).await),
+        };
         let response = Self::answer(&url, reqwest::Method::PUT, response).await?;
         Self::decode(&url, reqwest::Method::PUT, response).await
+    }
+
+    /// The error to report for an upload whose connection broke: a server that refuses an
+    /// upload (no such image, not allowed) answers before it reads the body and closes the
+    /// connection, so the client may see only the broken stream. The Image's own answer
+    /// then says why; when it reads fine, the transport error is the reason.
+    async fn why_upload_broke(
+        &self,
+        project: &str,
+        name: &str,
+        url: String,
+        source: reqwest::Error,
+    ) -> ClientError {
+        match crate::Api::<Image>::in_project(self.clone(), project)
+            .get(name)
+            .await
+        {
+            Err(refusal) if refusal.code().is_some() => refusal,
+            _ => ClientError::Http {
+                method: "PUT".into(),
+                url,
+                source,
+            },
+        }
     }
 
     /// [`Client::image_upload`] of the file at `path`.

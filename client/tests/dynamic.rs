@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use cirrus_api::blobs::BlobStore;
-use cirrus_test_utils::TestApi;
 use cirrus_client::dynamic::{name_of, resource_version_of};
 use cirrus_client::{Client, ClientError, DynamicApi, ListParams, WatchEvent};
 use cirrus_crds::{Flavor, Image, Network, Resource, Server};
+use cirrus_test_utils::TestApi;
 use futures::StreamExt;
 use serde_json::{Value, json};
 

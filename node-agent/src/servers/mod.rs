@@ -9,13 +9,13 @@
 //!    the root disk overlay (`DiskReady`); resolve the server's ports — each must exist, be
 //!    attached to the server, bound to this node and have its MAC and addresses — into NICs on
 //!    the network's local VLAN (`NetworkReady`, task state `networking` while waiting);
-//!    `domain_ensure` the [`DomainSpec`]. When the domain
+//!    `domain_ensure` the [`DomainSpec`](crate::hypervisor::DomainSpec). When the domain
 //!    already exists a failed preparation leaves it alone (it keeps running from its disk).
 //! 3. Power: Running → start/resume; Stopped → ACPI shutdown, then destroy once
 //!    [`ServerConfig::shutdown_grace`] has passed (requeued, never blocking); Paused → pause in
 //!    memory (`domain_suspend`); Suspended → suspend to disk as OpenStack means it
 //!    (`domain_save`, libvirt's managed save: the domain is stopped with its memory saved,
-//!    [`DomainState::Saved`]); Running from Saved restores it (`domain_start`: the guest
+//!    [`DomainState::Saved`](crate::hypervisor::DomainState::Saved)); Running from Saved restores it (`domain_start`: the guest
 //!    continues, no boot). Stopped with a Saved domain keeps the saved state and counts as
 //!    stopped (phase SHUTOFF, observed power state Suspended, the `Ready` message says so):
 //!    nothing the guest had is discarded, and Running later restores it. A
@@ -37,14 +37,14 @@
 //!
 //! # Rooms
 //! One job per module, in the order a reconcile meets them:
-//! - [`context`]: [`ServerConfig`], [`ServerContext`] (what every reconcile shares), [`ServerError`].
-//! - [`controller`]: [`run`], the watches that wake a server and the caches it reads.
-//! - [`prepare`]: images, root disk, config drive and the [`DomainSpec`] (`ImageReady`, `DiskReady`).
-//! - [`nics`]: the server's ports as NICs on the integration bridge (`NetworkReady`).
-//! - [`volumes`]: the server's volumes as disks, hot-plugged and reported (`VolumesReady`).
-//! - [`power`]: the domain's power state and reboots.
-//! - [`status`]: [`derive_status`], pure: what was observed becomes the Server's status.
-//! - [`cleanup`]: the finalizer's cleanup and [`orphans_sweep`].
+//! - `context`: [`ServerConfig`], [`ServerContext`] (what every reconcile shares), [`ServerError`].
+//! - `controller`: [`run`], the watches that wake a server and the caches it reads.
+//! - `prepare`: images, root disk, config drive and the [`DomainSpec`](crate::hypervisor::DomainSpec) (`ImageReady`, `DiskReady`).
+//! - `nics`: the server's ports as NICs on the integration bridge (`NetworkReady`).
+//! - `volumes`: the server's volumes as disks, hot-plugged and reported (`VolumesReady`).
+//! - `power`: the domain's power state and reboots.
+//! - `status`: [`derive_status`], pure: what was observed becomes the Server's status.
+//! - `cleanup`: the finalizer's cleanup and [`orphans_sweep`].
 
 mod cleanup;
 mod context;

@@ -10,9 +10,13 @@
 
 mod admin;
 mod apply;
+#[cfg(feature = "libvirt")] // the benches boot libvirt domains
 mod bench;
+#[cfg(feature = "libvirt")]
 mod bench_ipam;
+#[cfg(feature = "libvirt")]
 mod bench_network;
+#[cfg(feature = "libvirt")]
 mod bench_volumes;
 mod client;
 mod console;
@@ -74,6 +78,7 @@ enum Command {
     /// Run a node agent for this host against `--server`.
     NodeAgent(node_agent::NodeAgentArgs),
     /// Measure the store or the API against a baseline.
+    #[cfg(feature = "libvirt")]
     Bench(bench::BenchArgs),
     /// Create or update objects from manifests (three-way merge), optionally pruning.
     Apply(apply::ApplyArgs),
@@ -145,6 +150,7 @@ async fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Up(args) => up::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Admin(args) => admin::run(args).map(|()| ExitCode::SUCCESS),
+            #[cfg(feature = "libvirt")]
             Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::NodeAgent(args) => node_agent::run(&cli.server, &cli.credentials, args)
                 .await
@@ -183,9 +189,10 @@ async fn run(cli: Cli) -> ExitCode {
                     Command::Watch(args) => {
                         watch::run(&ctx, args).await.map(|()| ExitCode::SUCCESS)
                     }
+                    #[cfg(feature = "libvirt")]
+                    Command::Bench(_) => unreachable!("handled above"),
                     Command::Up(_)
                     | Command::Admin(_)
-                    | Command::Bench(_)
                     | Command::Controllers(_)
                     | Command::NodeAgent(_) => {
                         unreachable!("handled above")

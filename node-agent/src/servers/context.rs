@@ -12,6 +12,7 @@ use cirrus_crds::Server;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::caches::{CacheWriters, Caches};
 use crate::disks::DiskError;
 use crate::hypervisor::{
     DomainName, DomainState, HostInfo, Hypervisor, HypervisorError, HypervisorOp,
@@ -68,6 +69,9 @@ pub enum ServerError {
     /// Local file I/O failed.
     #[error("I/O failed")]
     Io(#[from] std::io::Error),
+    /// The node's cache of this kind has not synced yet: not known yet, retried.
+    #[error("the node's cache of {0} objects has not synced yet")]
+    NotSynced(&'static str),
 }
 
 /// What the server reconciler shares.
@@ -92,6 +96,10 @@ pub struct ServerContext {
     pub(super) network: Option<Arc<HostNetwork>>,
     /// The node's storage pools, to attach the servers' volumes from.
     pub(super) pools: crate::storage::Pools,
+    /// The objects reconciles read (ports, volumes, flavors, networks, subnets).
+    pub(super) caches: Caches,
+    /// The caches' write side, taken by [`super::run`].
+    pub(super) cache_writers: Mutex<Option<CacheWriters>>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -108,6 +116,7 @@ impl ServerContext {
         config: ServerConfig,
     ) -> Self {
         let state_dir = state_dir.into();
+        let (caches, cache_writers) = Caches::new();
         Self {
             images: ImageCache::new(client.clone(), state_dir.join("images")),
             client,
@@ -121,6 +130,8 @@ impl ServerContext {
             writes: Mutex::new(HashMap::new()),
             network: None,
             pools: crate::storage::Pools::new(),
+            caches,
+            cache_writers: Mutex::new(Some(cache_writers)),
         }
     }
 

@@ -38,7 +38,9 @@
 //! # Rooms
 //! One job per module, in the order a reconcile meets them:
 //! - `context`: [`ServerConfig`], [`ServerContext`] (what every reconcile shares), [`ServerError`].
-//! - `controller`: [`run`], the watches that wake a server and the caches it reads.
+//! - `controller`: [`run`], the watches that wake a server and feed the caches.
+//! - `caches`: the ports, volumes, flavors, networks and subnets a reconcile reads, from
+//!   reflector caches (no per-reconcile GETs; what the node may watch, and why, is there).
 //! - `prepare`: images, root disk, config drive and the [`DomainSpec`](crate::hypervisor::DomainSpec) (`ImageReady`, `DiskReady`).
 //! - `nics`: the server's ports as NICs on the integration bridge (`NetworkReady`).
 //! - `volumes`: the server's volumes as disks, hot-plugged and reported (`VolumesReady`).
@@ -46,6 +48,7 @@
 //! - `status`: [`derive_status`], pure: what was observed becomes the Server's status.
 //! - `cleanup`: the finalizer's cleanup and [`orphans_sweep`].
 
+mod caches;
 mod cleanup;
 mod context;
 mod controller;
@@ -205,7 +208,7 @@ impl ServerContext {
             Err(f) => {
                 let status = if f.permanent {
                     ConditionStatus::False
-                } else if matches!(f.error, ServerError::Api(_)) {
+                } else if matches!(f.error, ServerError::Api(_) | ServerError::NotSynced(_)) {
                     ConditionStatus::Unknown
                 } else {
                     ConditionStatus::False

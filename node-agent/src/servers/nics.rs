@@ -3,12 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use cirrus_client::{Api, ClientError, ListParams};
+use cirrus_crds::Server;
 use cirrus_crds::conventions::dhcp_port_name;
 use cirrus_crds::kinds::network::NetworkPhase;
 use cirrus_crds::kinds::port::server_port_name;
 use cirrus_crds::kinds::server::{AddressType, ServerAddress};
-use cirrus_crds::{Network, Port, Server, Subnet};
 use uuid::Uuid;
 
 use super::context::{ServerContext, ServerError};
@@ -41,15 +40,13 @@ impl ServerContext {
             ));
         };
         let uid_text = uid.hyphenated().to_string();
-        let ports = Api::<Port>::in_project(self.client.clone(), project);
-        let api_down =
-            |e: ClientError| PrepFailure::new(PrepStep::Network, "ApiUnavailable", false, e.into());
+        let not_known = |e: ServerError| PrepFailure::not_known(PrepStep::Network, e);
         for (i, entry) in server.spec.networks.iter().enumerate() {
             let name = entry
                 .port
                 .clone()
                 .unwrap_or_else(|| server_port_name(&server.metadata.name, &uid_text, i));
-            let Some(port) = ports.get_opt(&name).await.map_err(api_down)? else {
+            let Some(port) = self.caches.port(project, &name).map_err(not_known)? else {
                 return Err(PrepFailure::waiting_for_ports(format!(
                     "waiting for port {name:?}"
                 )));
@@ -79,10 +76,10 @@ impl ServerContext {
             // The network, its subnets and DHCP ports are the network's project's: the
             // server's own, or the owner of a network shared with it.
             let owner = port.network_project().to_string();
-            let network = Api::<Network>::in_project(self.client.clone(), owner.as_str())
-                .get_opt(&port.spec.network)
-                .await
-                .map_err(api_down)?
+            let network = self
+                .caches
+                .network(&owner, &port.spec.network)
+                .map_err(not_known)?
                 .ok_or_else(|| {
                     PrepFailure::waiting_for_ports(format!(
                         "network {:?} of port {name:?} does not exist",
@@ -91,21 +88,16 @@ impl ServerContext {
                 })?;
             // Like Nova waiting for Neutron's network-vif-plugged: a guest booted before its
             // network's DHCP server runs on this node would come up without an address.
-            let dhcp_subnets = Api::<Subnet>::in_project(self.client.clone(), owner.as_str())
-                .list_all_matching(
-                    &ListParams::default().fields(format!("spec.network={}", port.spec.network)),
-                )
-                .await
-                .map_err(api_down)?
-                .items
-                .into_iter()
-                .any(|s| s.spec.enable_dhcp);
+            let dhcp_subnets = self
+                .caches
+                .network_has_dhcp(&owner, &port.spec.network)
+                .map_err(not_known)?;
             if dhcp_subnets {
                 let dhcp_port = dhcp_port_name(&port.spec.network, &self.node_name);
-                let ready = Api::<Port>::in_project(self.client.clone(), owner.as_str())
-                    .get_opt(&dhcp_port)
-                    .await
-                    .map_err(api_down)?
+                let ready = self
+                    .caches
+                    .port(&owner, &dhcp_port)
+                    .map_err(not_known)?
                     .is_some_and(|p| p.status.phase == Some(NetworkPhase::Active));
                 if !ready {
                     return Err(PrepFailure::waiting_for_ports(format!(

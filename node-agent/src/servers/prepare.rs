@@ -6,9 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use cirrus_client::Api;
 use cirrus_crds::kinds::server::ServerAddress;
-use cirrus_crds::{Flavor, Image, Server};
+use cirrus_crds::{Image, Server};
 use uuid::Uuid;
 
 use super::context::{ServerContext, ServerError, error_chain};
@@ -57,6 +56,15 @@ impl PrepFailure {
     pub(super) fn disk(reason: &'static str, permanent: bool, error: ServerError) -> Self {
         Self::new(PrepStep::Disk, reason, permanent, error)
     }
+    /// What the node could not learn (the API unreachable, a cache not synced yet): not
+    /// known yet, retried; the condition becomes `Unknown`.
+    pub(super) fn not_known(step: PrepStep, error: ServerError) -> Self {
+        let reason = match error {
+            ServerError::NotSynced(_) => "CacheNotSynced",
+            _ => "ApiUnavailable",
+        };
+        Self::new(step, reason, false, error)
+    }
     /// Ports not ready yet: retried when a port changes, or soon.
     pub(super) fn waiting_for_ports(message: String) -> Self {
         Self::new(
@@ -76,10 +84,11 @@ impl ServerContext {
         uid: Uuid,
     ) -> Result<(DomainSpec, String, BTreeMap<String, Vec<ServerAddress>>), PrepFailure> {
         let project = server.metadata.project.clone().unwrap_or_default();
-        let flavor = Api::<Flavor>::all(self.client.clone())
-            .get_opt(&server.spec.flavor)
+        let flavor = self
+            .caches
+            .flavor(&self.client, &server.spec.flavor)
             .await
-            .map_err(|e| PrepFailure::disk("ApiUnavailable", false, e.into()))?
+            .map_err(|e| PrepFailure::not_known(PrepStep::Disk, e))?
             .ok_or_else(|| {
                 PrepFailure::disk(
                     "FlavorNotFound",

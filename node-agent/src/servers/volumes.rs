@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::Utc;
-use cirrus_client::{Api, ListParams};
+use cirrus_client::Api;
 use cirrus_crds::kinds::volume::{VolumeAttachment, VolumePhase};
 use cirrus_crds::{Server, Volume};
 use uuid::Uuid;
@@ -60,10 +60,10 @@ impl ServerContext {
                 ServerError::Prepare(message),
             )
         };
-        let volume = Api::<Volume>::in_project(self.client.clone(), project)
-            .get_opt(name)
-            .await
-            .map_err(|e| PrepFailure::new(PrepStep::Volumes, "ApiUnavailable", false, e.into()))?
+        let volume = self
+            .caches
+            .volume(project, name)
+            .map_err(|e| PrepFailure::not_known(PrepStep::Volumes, e))?
             .ok_or_else(|| waiting(format!("boot volume {name:?} does not exist")))?;
         if volume.status.node.as_deref() != Some(self.node_name.as_str())
             || !matches!(
@@ -164,15 +164,12 @@ impl ServerContext {
                 ));
             }
         };
-        let api = Api::<Volume>::in_project(self.client.clone(), project);
         let mut out: Vec<VolumeDisk> = Vec::new();
         for entry in entries {
-            let volume = api
-                .get_opt(&entry.volume)
-                .await
-                .map_err(|e| {
-                    PrepFailure::new(PrepStep::Volumes, "ApiUnavailable", false, e.into())
-                })?
+            let volume = self
+                .caches
+                .volume(project, &entry.volume)
+                .map_err(|e| PrepFailure::not_known(PrepStep::Volumes, e))?
                 .ok_or_else(|| waiting(format!("volume {:?} does not exist", entry.volume)))?;
             if volume.status.node.as_deref() != Some(self.node_name.as_str()) {
                 return Err(waiting(format!(
@@ -361,11 +358,10 @@ impl ServerContext {
         let project = server.metadata.project.clone().unwrap_or_default();
         let api = Api::<Volume>::in_project(self.client.clone(), &project);
         // A server's volumes live on its node (the volume controller places them there), and
-        // a node agent may only list the volumes placed on it.
-        let here = ListParams::default().fields(format!("status.node={}", self.node_name));
-        let volumes = api.list_all_matching(&here).await?;
+        // a node agent may only list the volumes placed on it: the cache holds exactly those.
+        let volumes = self.caches.project_volumes(&project)?;
         let me = server.metadata.name.as_str();
-        for volume in volumes.items {
+        for volume in volumes {
             let Some(vuid) = volume
                 .metadata
                 .uid

@@ -23,7 +23,7 @@ impl ServerContext {
             .await?;
         disks::instance_delete(&InstancePaths::new(&self.state_dir, uid)).await?;
         // The domain is gone and with it every attachment: release the volumes.
-        self.report_volumes(server, &[], &[], None).await?;
+        self.report_attachments(server, &[], None).await?;
         lock(&self.stops).remove(&uid);
         lock(&self.reboots).remove(&uid);
         tracing::info!("domain and instance files removed");

@@ -1,6 +1,12 @@
 //! The server's volumes: the boot volume's data path, the data volumes as disks (each placed
 //! on this node, made and verified), hot-plug and unplug on the domain, and the report of what
 //! the domain holds into each volume's status.
+//!
+//! # One writer per status field
+//! This module writes only `Volume.status.attachments` (which server's domain holds the
+//! volume, as which device). `status.phase` (`available`, `in-use`, `detaching`, ...), `size`
+//! and the `Ready` condition are the volume reconciler's ([`crate::storage`]), which derives
+//! the attachment phases from the attachments and the servers' specs.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -266,9 +272,8 @@ impl ServerContext {
     }
 
     /// Attaches the wanted volumes the domain lacks and detaches the ones no longer wanted,
-    /// then reports each volume of the project this server holds or held (`in-use` with its
-    /// device, `detaching` while the guest still has it, `available` once released). Returns
-    /// whether a detach is still pending.
+    /// then reports which volumes of the project the domain holds
+    /// ([`ServerContext::report_attachments`]). Returns whether a detach is still pending.
     pub(super) async fn sync_volumes(
         &self,
         server: &Server,
@@ -330,29 +335,24 @@ impl ServerContext {
                 Err(e) => return Err(e.into()),
             }
         };
-        self.report_volumes(
-            server,
-            &attached,
-            &pending,
-            server.spec.boot_volume.as_deref(),
-        )
-        .await?;
+        self.report_attachments(server, &attached, server.spec.boot_volume.as_deref())
+            .await?;
         match failed {
             Some(e) => Err(e),
             None => Ok(!pending.is_empty()),
         }
     }
 
-    /// Writes the attachment state of the project's volumes as seen on this server's
-    /// domain: `attached` disks are `in-use` by it, `pending` serials are `detaching`, and
-    /// any other volume still listing an attachment to it is released (`available` when
-    /// nothing else holds it). `root` is the boot volume, held as `vda` while the domain
-    /// exists.
-    pub(super) async fn report_volumes(
+    /// Writes which of the project's volumes this server's domain holds, into each volume's
+    /// `status.attachments` (the field this reconciler is the one writer of): the `attached`
+    /// disks (a detach still pending included: the guest has the disk until it lets go) are
+    /// listed with their device, and any other volume still listing this server is released.
+    /// `root` is the boot volume, held as `vda` while the domain exists. The volume reconciler
+    /// ([`crate::storage`]) derives `status.phase` from the attachments.
+    pub(super) async fn report_attachments(
         &self,
         server: &Server,
         attached: &[VolumeDisk],
-        pending: &[String],
         root: Option<&str>,
     ) -> Result<(), ServerError> {
         let project = server.metadata.project.clone().unwrap_or_default();
@@ -386,7 +386,7 @@ impl ServerContext {
                 serial: serial.clone(),
                 readonly: false,
             });
-            let phase = if let Some(disk) = attached
+            if let Some(disk) = attached
                 .iter()
                 .find(|d| d.serial == serial)
                 .or(root_disk.as_ref())
@@ -398,28 +398,17 @@ impl ServerContext {
                     node: Some(self.node_name.clone()),
                     attached_at: previous.and_then(|a| a.attached_at).or(Some(Utc::now())),
                 });
-                if pending.contains(&serial) {
-                    VolumePhase::Detaching
-                } else {
-                    VolumePhase::InUse
-                }
-            } else if mine {
-                if attachments.is_empty() {
-                    VolumePhase::Available
-                } else {
-                    VolumePhase::InUse
-                }
-            } else {
+            } else if !mine {
                 continue;
-            };
-            if volume.status.phase == Some(phase) && volume.status.attachments == attachments {
+            }
+            if volume.status.attachments == attachments {
                 continue;
             }
             // Conditioned on the version read: a concurrent write (the volume reconciler)
             // makes this one fail and the next reconcile decides again from fresh data.
             let patch = serde_json::json!({
                 "metadata": {"resourceVersion": volume.metadata.resource_version},
-                "status": {"phase": phase, "attachments": attachments},
+                "status": {"attachments": attachments},
             });
             match api.patch_status(&volume.metadata.name, &patch).await {
                 Ok(_) => {}

@@ -52,6 +52,7 @@ use uuid::Uuid;
 
 use crate::hypervisor::{DomainName, Hypervisor, VolumeDisk};
 use crate::images::{self, ImageCache};
+use crate::servers::error_chain;
 use crate::volumes::{self as backend, VolumeBackend, VolumeError};
 
 /// Finalizer the node agent keeps on volumes and snapshots placed on its node.
@@ -152,10 +153,6 @@ impl StorageContext {
             .await
             .map_err(|e| StorageError::Task(e.to_string()))
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn uid_of(meta: &cirrus_crds::ObjectMeta) -> Result<Uuid, StorageError> {
@@ -658,18 +655,6 @@ fn holder(hv: &dyn Hypervisor, vol_uid: Uuid) -> backend::Result<Option<(DomainN
     Ok(None)
 }
 
-/// An error and its sources, `: `-joined (for messages that keep the cause).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
-}
-
 async fn cleanup_snapshot(
     snapshot: &VolumeSnapshot,
     ctx: &StorageContext,
@@ -705,7 +690,12 @@ pub async fn run(
         concurrency: 4,
         resync: Some(Duration::from_secs(60)),
     };
-    let Some(servers_writer) = lock(&ctx.servers_writer).take() else {
+    let taken = ctx
+        .servers_writer
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    let Some(servers_writer) = taken else {
         tracing::error!("the volume controller of this context runs already");
         return;
     };

@@ -198,7 +198,7 @@ impl ServerContext {
 }
 
 /// The error and its sources, `: `-joined.
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {

@@ -59,6 +59,8 @@ mod status;
 mod volumes;
 
 pub use cleanup::{SweepReport, console_log, orphans_sweep};
+/// An error and its sources, `: `-joined (shared with the volume reconciler's messages).
+pub(crate) use context::error_chain;
 pub use context::{ServerConfig, ServerContext, ServerError};
 pub use controller::run;
 pub use status::{Observation, Observed, derive_status};
@@ -73,7 +75,7 @@ use cirrus_crds::{ConditionStatus, Server};
 use cirrus_runtime::{Action, FinalizerError, FinalizerEvent, finalizer};
 use uuid::Uuid;
 
-use self::context::{error_chain, lock, server_uid};
+use self::context::{lock, server_uid};
 use self::prepare::PrepStep;
 use crate::hypervisor::{DomainName, HypervisorOp, VolumeDisk};
 

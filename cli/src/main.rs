@@ -215,9 +215,10 @@ async fn run(cli: Cli) -> ExitCode {
                     Command::Watch(args) => {
                         watch::run(&ctx, args).await.map(|()| ExitCode::SUCCESS)
                     }
+                    #[cfg(feature = "libvirt")]
+                    Command::Bench(_) => unreachable!("handled above"),
                     Command::Up(_)
                     | Command::Admin(_)
-                    | Command::Bench(_)
                     | Command::Controllers(_)
                     | Command::NodeAgent(_) => {
                         unreachable!("handled above")

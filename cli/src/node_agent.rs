@@ -10,6 +10,7 @@ use cirrus_node_agent::AgentConfig;
 use cirrus_node_agent::agent::NetworkConfig;
 use cirrus_node_agent::hypervisor::Hypervisor;
 use cirrus_node_agent::hypervisor::fake::FakeHypervisor;
+#[cfg(feature = "libvirt")]
 use cirrus_node_agent::hypervisor::libvirt::LibvirtHypervisor;
 use cirrus_node_agent::net::ports::PortsConfig;
 use cirrus_node_agent::net::switch::ovs::OvsSwitch;
@@ -80,6 +81,7 @@ pub fn driver(args: &NodeAgentArgs) -> anyhow::Result<Arc<dyn Hypervisor>> {
             fake.set_guest_releases(true);
             Arc::new(fake)
         }
+        #[cfg(feature = "libvirt")]
         Driver::Libvirt => Arc::new(
             LibvirtHypervisor::connect(args.libvirt_uri.clone()).with_context(|| {
                 format!(
@@ -87,6 +89,10 @@ pub fn driver(args: &NodeAgentArgs) -> anyhow::Result<Arc<dyn Hypervisor>> {
                     args.libvirt_uri
                 )
             })?,
+        ),
+        #[cfg(not(feature = "libvirt"))]
+        Driver::Libvirt => anyhow::bail!(
+            "this cirrus was built without libvirt (cargo feature `libvirt` off): the libvirt driver is not available; use --driver fake, or build with the default features"
         ),
     })
 }

@@ -3,9 +3,14 @@
 //!
 //! # Design notes
 //! - Every backend is reached through one narrow trait with idempotent, resource-first methods
-//!   ([`hypervisor::Hypervisor`] first; `Switch` and `VolumeBackend` follow). Each trait has a
-//!   real implementation and an in-memory fake with fault injection, and both pass the same
-//!   conformance suite (`hypervisor::conformance`, built for tests and the `testing` feature).
+//!   ([`hypervisor::Hypervisor`], [`net::switch::Switch`], [`volumes::VolumeBackend`]). Each
+//!   trait has a real implementation and an in-memory fake with fault injection, and both pass
+//!   the same conformance suite (`hypervisor::conformance`, `net::switch::conformance`,
+//!   `volumes::conformance`, built for tests and the `testing` feature). The real hypervisor driver (libvirt) is behind the default
+//!   cargo feature `libvirt`; the fakes are always built.
+//! - The server reconciler ([`servers`]) reads the objects it needs from reflector caches fed
+//!   by its watches, and every status field it shares has one writer: the server reconciler
+//!   writes a volume's `status.attachments`, the volume reconciler ([`storage`]) its phase.
 //! - Backend objects are named deterministically from the owning object's uid
 //!   ([`hypervisor::DomainName`]), so "create" is always "ensure" and a crash between creating
 //!   a thing and recording it never leaks it.

@@ -7,8 +7,7 @@
 //! 2. Its pool's backend ensures the volume from its source — empty, an image (cached on the
 //!    node by sha256, like a server's image), a snapshot or another volume on the same pool —
 //!    at `spec.size` GiB; a bigger `spec.size` later extends it (`extending`).
-//! 3. Status: `phase` `available` (or left as the server reconciler set it while attached:
-//!    `in-use`/`detaching`), `size`, condition `Ready`; positive evidence of failure (no such
+//! 3. Status: `phase` (see below), `size`, condition `Ready`; positive evidence of failure (no such
 //!    pool, image missing, not enough space) is `error` with the reason — a source the node's
 //!    own image inspection refuses ([`crate::image_inspect`]: a backing or data file, a
 //!    format that is not what `spec.diskFormat` says) is `error` with reason `SourceRefused`
@@ -16,6 +15,16 @@
 //! 4. Deletion waits until no domain holds the volume (`status.attachments` empty), then
 //!    deletes the backend volume (refused while it has snapshots: Cinder's rule) and releases
 //!    the finalizer.
+//!
+//! # One writer per status field
+//! This reconciler is the one writer of a placed volume's `status.phase`, `status.size` and
+//! its `Ready` condition; the server reconciler ([`crate::servers`]) is the one writer of
+//! `status.attachments` (which domain holds the volume). The attachment phases follow from
+//! the attachments ([`attachment_phase`], pure): none → `available`; held by a server that
+//! still wants it (its `spec.volumes` or `spec.bootVolume` names it, or it is not known yet)
+//! → `in-use`; held only by servers that no longer want it → `detaching`, until the server
+//! reconciler reports the guest let go. The servers come from a cache of the servers bound
+//! to this node, and a server's change wakes the volumes it holds.
 //!
 //! Snapshots follow their volume: ensured on the volume's pool, `available` when done,
 //! deleted (backend first) through the same finalizer. A volume attached to an active domain
@@ -25,22 +34,25 @@
 //! backend commits as the snapshot ([`VolumeBackend::snapshot_ensure_copied`]).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
 use cirrus_client::{Api, Client, ClientError};
 use cirrus_crds::kinds::volume::{VolumePhase, VolumeSourceType};
 use cirrus_crds::kinds::volumesnapshot::VolumeSnapshotPhase;
-use cirrus_crds::{Condition, ConditionStatus, Volume, VolumeSnapshot};
+use cirrus_crds::{Condition, ConditionStatus, Server, Volume, VolumeSnapshot};
+use cirrus_runtime::reflector::reflector;
 use cirrus_runtime::{
-    Action, Config, Controller, FinalizerError, FinalizerEvent, finalizer, watcher,
+    Action, Config, Controller, FinalizerError, FinalizerEvent, ObjectRef, Store, Writer,
+    finalizer, watcher,
 };
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::hypervisor::{DomainName, Hypervisor, VolumeDisk};
 use crate::images::{self, ImageCache};
+use crate::servers::error_chain;
 use crate::volumes::{self as backend, VolumeBackend, VolumeError};
 
 /// Finalizer the node agent keeps on volumes and snapshots placed on its node.
@@ -85,6 +97,10 @@ pub struct StorageContext {
     pools: Pools,
     images: ImageCache,
     hypervisor: Option<Arc<dyn Hypervisor>>,
+    /// The servers bound to this node (to tell `in-use` from `detaching`).
+    servers: Store<Server>,
+    /// The write side of `servers`, taken by [`run`].
+    servers_writer: Mutex<Option<Writer<Server>>>,
 }
 
 impl std::fmt::Debug for StorageContext {
@@ -104,12 +120,15 @@ impl StorageContext {
         pools: Pools,
         images_dir: impl Into<std::path::PathBuf>,
     ) -> Self {
+        let servers_writer = Writer::new();
         Self {
             images: ImageCache::new(client.clone(), images_dir),
             client,
             node: node.into(),
             pools,
             hypervisor: None,
+            servers: servers_writer.as_reader(),
+            servers_writer: Mutex::new(Some(servers_writer)),
         }
     }
 
@@ -176,8 +195,8 @@ async fn volume_status(
     {
         return Ok(());
     }
-    // Conditioned on the version this reconcile read: the server reconciler writes the
-    // attachment phases, and a stale `available` must never overwrite its `in-use`.
+    // Conditioned on the version this reconcile read: the phase follows the attachments the
+    // server reconciler writes, and a phase derived from stale attachments must never land.
     let mut patch = json!({
         "metadata": {"resourceVersion": volume.metadata.resource_version},
         "status": {"phase": phase, "conditions": conditions},
@@ -349,15 +368,8 @@ async fn apply_volume(volume: &Volume, ctx: &StorageContext) -> Result<Action, S
             "the volume vanished right after it was made".into(),
         ));
     };
-    // The server reconciler owns the phase while a domain holds the volume.
-    let phase = if current.status.attachments.is_empty() {
-        Some(VolumePhase::Available)
-    } else if current.status.phase == Some(VolumePhase::Extending) {
-        // Grown while attached: back to in-use (the guest sees the new size on rescan).
-        Some(VolumePhase::InUse)
-    } else {
-        None
-    };
+    // Grown while attached: back to in-use (the guest sees the new size on rescan).
+    let phase = Some(attachment_phase(&current, &ctx.servers));
     let size_gib = info.size_bytes.div_ceil(GIB);
     volume_status(
         ctx,
@@ -372,6 +384,38 @@ async fn apply_volume(volume: &Volume, ctx: &StorageContext) -> Result<Action, S
     )
     .await?;
     Ok(Action::await_change())
+}
+
+/// The phase of a made volume from its attachments (see the module docs): `available` when
+/// no domain holds it, `detaching` when only servers that no longer want it hold it, else
+/// `in-use`. A server `servers` does not know yet (cache not synced) counts as wanting it.
+pub fn attachment_phase(volume: &Volume, servers: &Store<Server>) -> VolumePhase {
+    if volume.status.attachments.is_empty() {
+        return VolumePhase::Available;
+    }
+    let project = volume.metadata.project.clone().unwrap_or_default();
+    let name = volume.metadata.name.as_str();
+    let still_wanted = |server: &str| {
+        if !servers.is_ready() {
+            return true;
+        }
+        servers
+            .get(&ObjectRef::in_project(project.as_str(), server))
+            .is_some_and(|s| {
+                s.spec.boot_volume.as_deref() == Some(name)
+                    || s.spec.volumes.iter().any(|v| v.volume == name)
+            })
+    };
+    if volume
+        .status
+        .attachments
+        .iter()
+        .any(|a| still_wanted(&a.server))
+    {
+        VolumePhase::InUse
+    } else {
+        VolumePhase::Detaching
+    }
 }
 
 /// Records a backend failure: permanent ones (unsupported, invalid spec, a source refused by
@@ -611,18 +655,6 @@ fn holder(hv: &dyn Hypervisor, vol_uid: Uuid) -> backend::Result<Option<(DomainN
     Ok(None)
 }
 
-/// An error and its sources, `: `-joined (for messages that keep the cause).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
-}
-
 async fn cleanup_snapshot(
     snapshot: &VolumeSnapshot,
     ctx: &StorageContext,
@@ -658,12 +690,46 @@ pub async fn run(
         concurrency: 4,
         resync: Some(Duration::from_secs(60)),
     };
+    let taken = ctx
+        .servers_writer
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    let Some(servers_writer) = taken else {
+        tracing::error!("the volume controller of this context runs already");
+        return;
+    };
     let volumes = Controller::new(
         Api::<Volume>::all(ctx.client.clone()),
         watcher::Config::fields(format!("status.node={}", ctx.node)),
     )
     .with_config(config.clone())
     .graceful_shutdown_on(shutdown.clone());
+    // A server bound here that changes (a volume dropped from its spec, deleted) wakes the
+    // volumes it holds: their phase follows (`detaching`).
+    let held = volumes.store();
+    let volumes = volumes.watches_stream(
+        reflector(
+            servers_writer,
+            watcher::watcher(
+                Api::<Server>::all(ctx.client.clone()),
+                watcher::Config::fields(format!("spec.nodeName={}", ctx.node)),
+            ),
+        ),
+        move |server: &Server| {
+            held.list()
+                .iter()
+                .filter(|v| {
+                    v.metadata.project == server.metadata.project
+                        && v.status
+                            .attachments
+                            .iter()
+                            .any(|a| a.server == server.metadata.name)
+                })
+                .map(|v| ObjectRef::from_obj(v.as_ref()))
+                .collect()
+        },
+    );
     let snapshots = Controller::new(
         Api::<VolumeSnapshot>::all(ctx.client.clone()),
         watcher::Config::fields(format!("status.node={}", ctx.node)),
@@ -674,4 +740,85 @@ pub async fn run(
         volumes.run(reconcile_volume, error_policy, ctx.clone()),
         snapshots.run(reconcile_snapshot, error_policy, ctx.clone()),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cirrus_crds::kinds::server::ServerVolume;
+    use cirrus_crds::kinds::volume::VolumeAttachment;
+    use cirrus_crds::{ObjectMeta, ServerSpec, VolumeSpec};
+    use cirrus_runtime::watcher::Event;
+
+    fn meta(name: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: name.into(),
+            project: Some("demo".into()),
+            ..Default::default()
+        }
+    }
+
+    fn held_by(servers: &[&str]) -> Volume {
+        let mut v = Volume::new(meta("data"), VolumeSpec::default());
+        v.status.attachments = servers
+            .iter()
+            .map(|s| VolumeAttachment {
+                server: s.to_string(),
+                device: Some("/dev/vdb".into()),
+                node: Some("n1".into()),
+                attached_at: None,
+            })
+            .collect();
+        v
+    }
+
+    fn server(name: &str, volumes: &[&str]) -> Server {
+        Server::new(
+            meta(name),
+            ServerSpec {
+                volumes: volumes
+                    .iter()
+                    .map(|v| ServerVolume {
+                        volume: v.to_string(),
+                        device: None,
+                        delete_on_termination: false,
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn attachment_phases_follow_attachments_and_server_specs() {
+        let mut writer = Writer::<Server>::new();
+        let servers = writer.as_reader();
+        // Nothing holds it: available, known servers or not.
+        assert_eq!(
+            attachment_phase(&held_by(&[]), &servers),
+            VolumePhase::Available
+        );
+        // Servers not known yet: held means in use, never a guessed detaching.
+        assert_eq!(
+            attachment_phase(&held_by(&["vm"]), &servers),
+            VolumePhase::InUse
+        );
+        writer.apply(&Event::Restarted(vec![
+            server("vm", &["data"]),
+            server("other", &[]),
+        ]));
+        assert_eq!(
+            attachment_phase(&held_by(&["vm"]), &servers),
+            VolumePhase::InUse
+        );
+        // Held only by servers that no longer want it (or are gone): detaching.
+        assert_eq!(
+            attachment_phase(&held_by(&["other", "gone"]), &servers),
+            VolumePhase::Detaching
+        );
+        assert_eq!(
+            attachment_phase(&held_by(&["other", "vm"]), &servers),
+            VolumePhase::InUse
+        );
+    }
 }

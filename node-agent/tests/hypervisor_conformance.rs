@@ -12,14 +12,17 @@
 
 mod common;
 
+#[cfg(feature = "libvirt")]
 use common::test_guest;
 
 use std::path::{Path, PathBuf};
+#[cfg(feature = "libvirt")]
 use std::process::Command;
 use std::time::Duration;
 
 use cirrus_node_agent::hypervisor::conformance::{self, DiskSuiteConfig, SuiteConfig};
 use cirrus_node_agent::hypervisor::fake::FakeHypervisor;
+#[cfg(feature = "libvirt")]
 use cirrus_node_agent::hypervisor::libvirt::{DEFAULT_URI, LibvirtHypervisor};
 use cirrus_node_agent::hypervisor::{DomainName, DomainSpec, Hypervisor, KernelBoot, VirtType};
 use uuid::Uuid;
@@ -125,6 +128,7 @@ fn fake_disk_detach_is_done_at_once_when_guests_release() {
     );
 }
 
+#[cfg(feature = "libvirt")]
 #[test]
 fn libvirt_test_driver_disks_in_spec() {
     let dir = tempfile::tempdir().unwrap();
@@ -147,6 +151,7 @@ fn libvirt_test_driver_disks_in_spec() {
     );
 }
 
+#[cfg(feature = "libvirt")]
 #[test]
 fn libvirt_test_driver_conformance() {
     let dir = tempfile::tempdir().unwrap();
@@ -165,6 +170,7 @@ fn libvirt_test_driver_conformance() {
 }
 
 /// The real daemon, or `None` when the caller opted out with `CIRRUS_SKIP_LIBVIRT=1`.
+#[cfg(feature = "libvirt")]
 fn real_libvirt() -> Option<LibvirtHypervisor> {
     if std::env::var("CIRRUS_SKIP_LIBVIRT").as_deref() == Ok("1") {
         eprintln!("CIRRUS_SKIP_LIBVIRT=1: skipping the real libvirt test");
@@ -181,6 +187,7 @@ fn real_libvirt() -> Option<LibvirtHypervisor> {
 }
 
 /// A per-test directory the QEMU user (libvirt-qemu) can traverse; removed on drop.
+#[cfg(feature = "libvirt")]
 fn qemu_readable_tempdir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::Builder::new()
@@ -192,6 +199,7 @@ fn qemu_readable_tempdir() -> tempfile::TempDir {
 }
 
 /// A spec maker booting the test guest on the real daemon, with disks in `work`.
+#[cfg(feature = "libvirt")]
 fn real_spec<'a>(
     guest: &'a Path,
     work: &'a Path,
@@ -228,6 +236,7 @@ fn real_spec<'a>(
     }
 }
 
+#[cfg(feature = "libvirt")]
 #[test]
 fn real_libvirt_conformance() {
     let Some(hv) = real_libvirt() else { return };
@@ -254,6 +263,7 @@ fn real_libvirt_conformance() {
     );
 }
 
+#[cfg(feature = "libvirt")]
 #[test]
 fn real_libvirt_disk_conformance() {
     let Some(hv) = real_libvirt() else { return };

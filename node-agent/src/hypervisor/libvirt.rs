@@ -49,6 +49,11 @@
 //!   the guest powers off and libvirt resets and resumes it). The test guest handles the power
 //!   button once its `/init` printed `CIRRUS-READY`; a guest that ignores it stays up, and the
 //!   caller falls back to `domain_destroy` after its grace period.
+//!
+//! # Why this file is long
+//! It is one implementation of the whole [`Hypervisor`] trait against one
+//! daemon: each method is a short translation to libvirt calls, and splitting them apart would
+//! scatter the error mapping (`map_err`, "gone" vs "unreachable") they share.
 
 use std::ops::Deref;
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -1,5 +1,6 @@
 //! The hypervisor driver: one narrow trait, [`Hypervisor`], implemented by the real libvirt
-//! driver ([`libvirt::LibvirtHypervisor`]) and an in-memory fake ([`fake::FakeHypervisor`]).
+//! driver (`libvirt::LibvirtHypervisor`, behind the default cargo feature `libvirt`: a build
+//! without it links no libvirt) and an in-memory fake ([`fake::FakeHypervisor`], always built).
 //!
 //! # Guarantees (checked by `conformance` against every implementation)
 //! - Methods are idempotent: `domain_ensure` twice leaves exactly one domain, `domain_delete`
@@ -44,6 +45,7 @@
 pub mod conformance;
 pub mod fake;
 pub mod kvm;
+#[cfg(feature = "libvirt")]
 pub mod libvirt;
 pub mod xml;
 

@@ -34,6 +34,11 @@
 //! # Caveats
 //! Deleting does not wipe the whole LV (Cinder's `volume_clear`): only the head, so a new
 //! volume never shows the previous one's partition table or filesystem signature.
+//!
+//! # Why this file is long
+//! It is one implementation of the whole [`VolumeBackend`] trait over the
+//! LVM command line (volumes, snapshots, the loop-device fallback) with the output parsers those
+//! commands need; the parts share the command runner and its error mapping.
 
 use std::collections::HashMap;
 use std::io::{Seek as _, SeekFrom, Write as _};

@@ -13,6 +13,10 @@
 //! `dump-flows --no-stats --no-names`, normalized by [`normalize_flow`]. Speaking OpenFlow
 //! ourselves would save a process spawn per change but needs an OpenFlow encoder for every
 //! match field and action the firewall uses; ovs-ofctl already is that encoder.
+//!
+//! # Why this file is long
+//! It is one implementation of the whole [`Switch`] trait (ports, flows,
+//! bridges) over OVSDB and `ovs-ofctl`, with the flow normalization its idempotence needs.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write as _;

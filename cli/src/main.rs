@@ -215,9 +215,8 @@ async fn run(cli: Cli) -> ExitCode {
                     Command::Watch(args) => {
                         watch::run(&ctx, args).await.map(|()| ExitCode::SUCCESS)
                     }
-                    #[cfg(feature = "libvirt")]
-                    Command::Bench(_) => unreachable!("handled above"),
-                    Command::Up(_)
+                    Command::Bench(_)
+                    | Command::Up(_)
                     | Command::Admin(_)
                     | Command::Controllers(_)
                     | Command::NodeAgent(_) => {

@@ -37,6 +37,7 @@ use crate::ApiState;
 use crate::auth::Caller;
 use crate::openstack::common::{self, NAME_ANNOTATION};
 use crate::openstack::fault::{Dialect, Fault};
+use crate::openstack::{paging, query_string};
 
 const D: Dialect = Dialect::Image;
 
@@ -44,6 +45,12 @@ const D: Dialect = Dialect::Image;
 const DEFAULT_LIMIT: usize = 25;
 /// Glance's largest page (`api_limit_max`).
 const MAX_LIMIT: usize = 1000;
+/// How Glance reads `limit`: [`DEFAULT_LIMIT`] unless given, at most [`MAX_LIMIT`].
+const LIMIT: paging::LimitRule = paging::LimitRule {
+    default: Some(DEFAULT_LIMIT),
+    max: Some(MAX_LIMIT),
+    zero_means_all: false,
+};
 
 /// The JSON-patch media types Glance accepts on `PATCH`.
 const PATCH_TYPES: &[&str] = &[
@@ -362,13 +369,10 @@ fn sort_keys(query: &ListQuery) -> Result<Vec<(String, bool)>, Fault> {
         "visibility",
         "owner",
     ];
-    let dir = |d: &str| match d {
-        "asc" => Ok(false),
-        "desc" => Ok(true),
-        other => Err(Fault::bad_request(
-            D,
-            format!("Invalid sort direction: {other}"),
-        )),
+    let dir = |d: &str| {
+        paging::descending(d).map_err(|paging::BadDirection(other)| {
+            Fault::bad_request(D, format!("Invalid sort direction: {other}"))
+        })
     };
     let mut keys = Vec::new();
     if let Some(sort) = &query.sort {
@@ -377,15 +381,17 @@ fn sort_keys(query: &ListQuery) -> Result<Vec<(String, bool)>, Fault> {
             keys.push((key.trim().to_string(), dir(d.trim())?));
         }
     } else if let Some(sort_key) = &query.sort_key {
+        let names: Vec<&str> = sort_key.split(',').map(str::trim).collect();
         let dirs: Vec<&str> = query
             .sort_dir
             .as_deref()
             .map(|d| d.split(',').collect())
             .unwrap_or_default();
-        for (i, key) in sort_key.split(',').enumerate() {
-            let d = dirs.get(i).or(dirs.last()).copied().unwrap_or("desc");
-            keys.push((key.trim().to_string(), dir(d.trim())?));
-        }
+        let paired =
+            paging::sort_keys(&names, &dirs, true).map_err(|paging::BadDirection(other)| {
+                Fault::bad_request(D, format!("Invalid sort direction: {other}"))
+            })?;
+        keys.extend(paired.into_iter().map(|(k, desc)| (k.to_string(), desc)));
     }
     if let Some((bad, _)) = keys.iter().find(|(k, _)| !KEYS.contains(&k.as_str())) {
         return Err(Fault::bad_request(
@@ -399,22 +405,6 @@ fn sort_keys(query: &ListQuery) -> Result<Vec<(String, bool)>, Fault> {
     Ok(keys)
 }
 
-fn compare(a: &Value, b: &Value, key: &str) -> std::cmp::Ordering {
-    match (&a[key], &b[key]) {
-        (Value::Number(x), Value::Number(y)) => x
-            .as_f64()
-            .unwrap_or(0.0)
-            .total_cmp(&y.as_f64().unwrap_or(0.0)),
-        (Value::Null, Value::Null) => std::cmp::Ordering::Equal,
-        (Value::Null, _) => std::cmp::Ordering::Less,
-        (_, Value::Null) => std::cmp::Ordering::Greater,
-        (x, y) => x
-            .as_str()
-            .unwrap_or_default()
-            .cmp(y.as_str().unwrap_or_default()),
-    }
-}
-
 /// Filters, sorts and pages rendered images; returns the page and whether more follow.
 fn select(
     images: Vec<Value>,
@@ -425,15 +415,15 @@ fn select(
     tags: &[String],
 ) -> Result<(Vec<Value>, bool), Fault> {
     let member_status = member_status_filter(query)?;
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| {
-                Fault::bad_request(D, format!("limit param must be an integer, got {v:?}"))
-            })?
-            .min(MAX_LIMIT),
-    };
+    let limit = paging::limit(query.limit.as_deref(), LIMIT).map_err(|_| {
+        Fault::bad_request(
+            D,
+            format!(
+                "limit param must be an integer, got {:?}",
+                query.limit.as_deref().unwrap_or_default()
+            ),
+        )
+    })?;
     let wanted_visibility = query.visibility.as_deref();
     if let Some(v) = wanted_visibility
         && !["public", "private", "shared", "community", "all"].contains(&v)
@@ -537,66 +527,30 @@ fn select(
         })
         .collect();
     let keys = sort_keys(query)?;
+    let keys: Vec<(&str, bool)> = keys.iter().map(|(k, desc)| (k.as_str(), *desc)).collect();
     selected.sort_by(|a, b| {
-        keys.iter()
-            .map(|(key, desc)| {
-                let o = compare(a, b, key);
-                if *desc { o.reverse() } else { o }
-            })
-            .find(|o| o.is_ne())
-            .unwrap_or_else(|| compare(b, a, "id"))
+        paging::compare_by(a, b, &keys)
+            .then_with(|| paging::compare_values(b.get("id"), a.get("id")))
     });
     if let Some(marker) = query.marker.as_deref() {
-        let at = selected
-            .iter()
-            .position(|i| i["id"] == marker)
-            .ok_or_else(|| {
-                Fault::bad_request(
-                    D,
-                    format!("Invalid marker. Image {marker} could not be found."),
-                )
-            })?;
-        selected.drain(..=at);
+        paging::skip_past_marker(&mut selected, marker, |i| i["id"] == marker).map_err(|_| {
+            Fault::bad_request(
+                D,
+                format!("Invalid marker. Image {marker} could not be found."),
+            )
+        })?;
     }
-    let more = selected.len() > limit;
-    selected.truncate(limit);
+    let more = paging::truncate(&mut selected, limit);
     Ok((selected, more))
 }
 
 /// The `tag` parameters of a raw query string (Glance takes several).
 fn tags_of(raw: Option<&str>) -> Vec<String> {
-    raw.unwrap_or_default()
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .filter(|(k, _)| *k == "tag")
-        .map(|(_, v)| percent_decode(v))
+    let pairs = query_string::pairs(raw);
+    query_string::values(&pairs, "tag")
+        .into_iter()
+        .map(str::to_string)
         .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `GET /v2/images`.
@@ -628,22 +582,17 @@ async fn list(
         "schema": "/v2/schemas/images",
     });
     if more && let Some(last) = page.last() {
-        // The same query with the marker moved to the last image of this page.
-        let mut params: Vec<String> = uri
-            .query()
-            .unwrap_or_default()
-            .split('&')
-            .filter(|p| !p.is_empty() && !p.starts_with("marker="))
-            .map(str::to_string)
-            .collect();
-        params.push(format!(
-            "marker={}",
-            last["id"].as_str().unwrap_or_default()
-        ));
-        if query.limit.is_none() {
-            params.push(format!("limit={DEFAULT_LIMIT}"));
-        }
-        body["next"] = json!(format!("/v2/images?{}", params.join("&")));
+        // The same query with the marker moved to the last image of this page (and Glance's
+        // default page size when none was asked).
+        let default_limit = DEFAULT_LIMIT.to_string();
+        let pairs = query_string::pairs(uri.query());
+        let given = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let limit = query
+            .limit
+            .is_none()
+            .then_some(("limit", default_limit.as_str()));
+        let next = paging::next_query(given.chain(limit), last["id"].as_str().unwrap_or_default());
+        body["next"] = json!(format!("/v2/images?{next}"));
     }
     Ok(Json(body).into_response())
 }

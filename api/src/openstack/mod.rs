@@ -12,7 +12,8 @@
 //! | network        | `/network`, `/network/v2.0`      | [`network`]  |
 //! | block-storage  | `/volume`, `/volume/v3/{project}`| [`volume`]   |
 //!
-//! Conventions shared by all of them live in [`common`]: ids, names, lookups.
+//! Conventions shared by all of them live in [`common`]: ids, names, lookups; every list
+//! pages with [`paging`] and reads its query string with [`query_string`].
 
 pub mod common;
 pub mod compute;
@@ -20,6 +21,8 @@ pub mod fault;
 pub mod image;
 pub mod image_members;
 pub mod network;
+pub mod paging;
+pub mod query_string;
 pub mod request_id;
 pub mod volume;
 

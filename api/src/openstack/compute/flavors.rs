@@ -23,11 +23,18 @@ use crate::ApiState;
 use crate::auth::Caller;
 use crate::openstack::common::{self, NAME_ANNOTATION};
 use crate::openstack::fault::{Dialect, Fault};
+use crate::openstack::paging;
 
 const D: Dialect = Dialect::Compute;
 
 /// Nova's largest page.
 const MAX_LIMIT: usize = 1000;
+/// How Nova reads a flavor list's `limit`: [`MAX_LIMIT`] unless given, at most that.
+const LIMIT: paging::LimitRule = paging::LimitRule {
+    default: Some(MAX_LIMIT),
+    max: Some(MAX_LIMIT),
+    zero_means_all: false,
+};
 
 /// The flavor routes under `/compute/v2.1`.
 pub fn router() -> Router<ApiState> {
@@ -169,13 +176,15 @@ fn select(
     };
     let min_ram = parse_count("minRam", query.min_ram.as_deref())?;
     let min_disk = parse_count("minDisk", query.min_disk.as_deref())?;
-    let limit = match query.limit.as_deref() {
-        None => MAX_LIMIT,
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| Fault::bad_request(D, format!("limit must be an integer, got {v:?}")))?
-            .min(MAX_LIMIT),
-    };
+    let limit = paging::limit(query.limit.as_deref(), LIMIT).map_err(|_| {
+        Fault::bad_request(
+            D,
+            format!(
+                "limit must be an integer, got {:?}",
+                query.limit.as_deref().unwrap_or_default()
+            ),
+        )
+    })?;
     let mut selected: Vec<Value> = flavors
         .into_iter()
         .filter(|f| f.pointer("/metadata/deletionTimestamp").is_none())
@@ -186,14 +195,10 @@ fn select(
         .collect();
     sort(&mut selected, query)?;
     if let Some(marker) = query.marker.as_deref() {
-        let at = selected
-            .iter()
-            .position(|f| common::name(f) == marker)
-            .ok_or_else(|| Fault::bad_request(D, format!("marker [{marker}] not found")))?;
-        selected.drain(..=at);
+        paging::skip_past_marker(&mut selected, marker, |f| common::name(f) == marker)
+            .map_err(|_| Fault::bad_request(D, format!("marker [{marker}] not found")))?;
     }
-    let more = selected.len() > limit;
-    selected.truncate(limit);
+    let more = paging::truncate(&mut selected, limit);
     Ok((selected, more))
 }
 
@@ -219,14 +224,10 @@ fn sort(flavors: &mut [Value], query: &ListQuery) -> Result<(), Fault> {
         }
     };
     let descending = match query.sort_dir.as_deref() {
-        None | Some("asc") => false,
-        Some("desc") => true,
-        Some(other) => {
-            return Err(Fault::bad_request(
-                D,
-                format!("Invalid sort_dir {other:?}: use asc or desc"),
-            ));
-        }
+        None => false,
+        Some(dir) => paging::descending(dir).map_err(|paging::BadDirection(other)| {
+            Fault::bad_request(D, format!("Invalid sort_dir {other:?}: use asc or desc"))
+        })?,
     };
     flavors.sort_by(|a, b| {
         let ordering = match spec_field {
@@ -278,24 +279,24 @@ async fn list_page(
     let mut body = json!({ "flavors": items });
     if more && let Some(last) = page.last() {
         let path = if detail { "flavors/detail" } else { "flavors" };
-        let mut params = vec![format!("marker={}", common::name(last))];
-        if let Some(limit) = &query.limit {
-            params.push(format!("limit={limit}"));
-        }
-        for (key, value) in [
+        let given = [
+            ("limit", &query.limit),
             ("minRam", &query.min_ram),
             ("minDisk", &query.min_disk),
             ("is_public", &query.is_public),
             ("sort_key", &query.sort_key),
             ("sort_dir", &query.sort_dir),
-        ] {
-            if let Some(value) = value {
-                params.push(format!("{key}={value}"));
-            }
-        }
+        ];
+        let last = common::name(last);
+        let next = paging::next_query(
+            given
+                .iter()
+                .filter_map(|(key, value)| Some((*key, value.as_deref()?))),
+            &last,
+        );
         body["flavors_links"] = json!([{
             "rel": "next",
-            "href": format!("{base}/compute/v2.1/{path}?{}", params.join("&")),
+            "href": format!("{base}/compute/v2.1/{path}?{next}"),
         }]);
     }
     Ok(Json(body).into_response())

@@ -31,12 +31,19 @@ use crate::admission::Writer;
 use crate::auth::Caller;
 use crate::openstack::common::{self, NAME_ANNOTATION, base_url, json_body};
 use crate::openstack::fault::{Dialect, Fault};
+use crate::openstack::{paging, query_string};
 use crate::resources::Change;
 
 const D: Dialect = Dialect::Compute;
 
 /// Nova's largest page.
 const MAX_LIMIT: usize = 1000;
+/// How Nova reads a server list's `limit`: at most [`MAX_LIMIT`].
+const LIMIT: paging::LimitRule = paging::LimitRule {
+    default: None,
+    max: Some(MAX_LIMIT),
+    zero_means_all: false,
+};
 
 /// The server routes.
 pub fn router() -> Router<ApiState> {
@@ -325,46 +332,6 @@ async fn scheduler_hints(
     Ok(out)
 }
 
-/// Query parameters as sent (repeated keys kept).
-fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
-    raw.map(url_decode_pairs).unwrap_or_default()
-}
-
-/// `application/x-www-form-urlencoded` pairs.
-fn url_decode_pairs(query: &str) -> Vec<(String, String)> {
-    fn decode(s: &str) -> String {
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < bytes.len() => {
-                    let hex = |c: u8| (c as char).to_digit(16);
-                    match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                        (Some(h), Some(l)) => {
-                            out.push((h * 16 + l) as u8);
-                            i += 2;
-                        }
-                        _ => out.push(b'%'),
-                    }
-                }
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
-        })
-        .collect()
-}
-
 /// The list filters Nova applies, parsed.
 #[derive(Debug, Default)]
 struct Filters {
@@ -443,10 +410,9 @@ impl Filters {
                     f.all_tenants = truthy(v);
                 }
                 "limit" => {
-                    let n: usize = v.parse().map_err(|_| {
+                    f.limit = paging::limit(Some(v), LIMIT).map_err(|_| {
                         Fault::bad_request(D, format!("limit param must be an integer, got {v:?}"))
                     })?;
-                    f.limit = Some(n.min(MAX_LIMIT));
                 }
                 "marker" => f.marker = Some(v.clone()),
                 // Nova ignores filters it does not know for non-admins (and sorting is fixed
@@ -545,7 +511,7 @@ async fn list<const DETAIL: bool>(
     let detailed = DETAIL;
     let project = scope(&caller)?.to_string();
     let admin = caller.is_cloud_admin();
-    let pairs = query_pairs(query.as_deref());
+    let pairs = query_string::pairs(query.as_deref());
     let filters = Filters::parse(&pairs, admin)?;
     let everywhere = filters.all_tenants || (admin && filters.project.is_some());
     let read_project = if everywhere {
@@ -593,25 +559,16 @@ async fn list<const DETAIL: bool>(
         })
         .collect();
     if let Some(marker) = &filters.marker {
-        let at = bodies
-            .iter()
-            .position(|(id, _)| id == marker)
-            .ok_or_else(|| Fault::bad_request(D, format!("marker [{marker}] not found")))?;
-        bodies.drain(..=at);
+        paging::skip_past_marker(&mut bodies, marker, |(id, _)| id == marker)
+            .map_err(|_| Fault::bad_request(D, format!("marker [{marker}] not found")))?;
     }
     let mut out = json!({});
     let limit = filters.limit.unwrap_or(MAX_LIMIT);
-    if bodies.len() > limit {
-        bodies.truncate(limit);
-    }
+    paging::truncate(&mut bodies, Some(limit));
+    // Nova links a next page whenever a page asked for with `limit` is full.
     if filters.limit.is_some() && bodies.len() == limit && limit > 0 {
         let last = bodies.last().map(|(id, _)| id.clone()).unwrap_or_default();
-        let mut next: Vec<String> = pairs
-            .iter()
-            .filter(|(k, _)| k != "marker")
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-            .collect();
-        next.push(format!("marker={}", encode(&last)));
+        let next = paging::next_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())), &last);
         let path = if detailed {
             "servers/detail"
         } else {
@@ -619,23 +576,11 @@ async fn list<const DETAIL: bool>(
         };
         out["servers_links"] = json!([{
             "rel": "next",
-            "href": format!("{}/compute/v2.1/{path}?{}", base_url(&headers), next.join("&")),
+            "href": format!("{}/compute/v2.1/{path}?{next}", base_url(&headers)),
         }]);
     }
     out["servers"] = Value::Array(bodies.into_iter().map(|(_, b)| b).collect());
     Ok(ok(StatusCode::OK, out))
-}
-
-/// Percent-encoding of a query component.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn render(
@@ -1259,7 +1204,9 @@ mod tests {
     #[test]
     fn query_pairs_decode_and_keep_repeats() {
         assert_eq!(
-            url_decode_pairs("status=ACTIVE&status=SHUTOFF&name=web%201+x&all_tenants"),
+            query_string::pairs(Some(
+                "status=ACTIVE&status=SHUTOFF&name=web%201+x&all_tenants"
+            )),
             [
                 ("status".to_string(), "ACTIVE".to_string()),
                 ("status".to_string(), "SHUTOFF".to_string()),
@@ -1267,7 +1214,7 @@ mod tests {
                 ("all_tenants".to_string(), String::new()),
             ]
         );
-        assert_eq!(encode("a b/c"), "a%20b%2Fc");
+        assert_eq!(query_string::encode("a b/c"), "a%20b%2Fc");
     }
 
     #[test]

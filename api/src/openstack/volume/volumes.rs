@@ -23,6 +23,7 @@ use crate::ApiState;
 use crate::auth::Caller;
 use crate::openstack::common::{self, NAME_ANNOTATION};
 use crate::openstack::fault::Fault;
+use crate::openstack::paging;
 
 /// The `404` of an unknown volume id.
 pub(crate) fn not_found(id: &str) -> Fault {
@@ -472,36 +473,34 @@ pub(crate) fn paginate(
         key(b).cmp(&key(a))
     });
     if let Some(marker) = query.get("marker").filter(|m| !m.is_empty()) {
-        let at = items
-            .iter()
-            .position(|o| &common::uid(o) == marker)
-            .ok_or_else(|| {
+        paging::skip_past_marker(&mut items, marker, |o| &common::uid(o) == marker).map_err(
+            |_| {
                 Fault::bad_request(
                     DIALECT,
                     format!("Marker {marker} could not be found among the {what}."),
                 )
-            })?;
-        items.drain(..=at);
+            },
+        )?;
     }
-    let limit = match query.get("limit").filter(|l| !l.is_empty()) {
-        None => None,
-        Some(l) => Some(l.parse::<usize>().map_err(|_| {
-            Fault::bad_request(
-                DIALECT,
-                format!("limit param must be an integer, got {l:?}."),
-            )
-        })?),
-    };
-    match limit {
-        Some(l) if items.len() > l => {
-            items.truncate(l);
-            Ok((items, true))
-        }
-        _ => Ok((items, false)),
-    }
+    let text = query
+        .get("limit")
+        .map(String::as_str)
+        .filter(|l| !l.is_empty());
+    let limit = paging::limit(text, paging::LimitRule::default()).map_err(|_| {
+        Fault::bad_request(
+            DIALECT,
+            format!(
+                "limit param must be an integer, got {:?}.",
+                text.unwrap_or_default()
+            ),
+        )
+    })?;
+    let more = paging::truncate(&mut items, limit);
+    Ok((items, more))
 }
 
-/// The `…_links` next link for a page whose last item is `last`.
+/// The `…_links` next link for a page whose last item is `last`: the query's parameters in
+/// key order, then the marker.
 pub(crate) fn next_link(
     base: &str,
     project: &str,
@@ -509,30 +508,14 @@ pub(crate) fn next_link(
     query: &HashMap<String, String>,
     last: &Value,
 ) -> Value {
-    let mut pairs: Vec<(String, String)> = query
+    let mut pairs: Vec<(&str, &str)> = query
         .iter()
-        .filter(|(k, _)| k.as_str() != "marker")
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     pairs.sort();
-    pairs.push(("marker".into(), common::uid(last)));
-    let qs = pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
+    let last = common::uid(last);
+    let qs = paging::next_query(pairs, &last);
     json!([{"rel": "next", "href": format!("{base}/volume/v3/{project}/{path}?{qs}")}])
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// `GET …/volumes` (ids, names, links) and, with `DETAIL`, `GET …/volumes/detail` (full

@@ -13,7 +13,8 @@
 //!   the blob store, checked against `disk_format` with `qemu-img`, content-addressed by
 //!   SHA-256. So `os_hash_algo` is `sha256` (Glance's `hashing_algorithm` option; clients
 //!   verify with whatever algorithm the image names) and `checksum` is the MD5.
-//! - **Updates** are JSON patches (`application/openstack-images-v2.1-json-patch`) applied
+//! - **Updates** are JSON patches (`application/openstack-images-v2.1-json-patch`, applied by
+//!   [`super::json_patch`])
 //!   to the image's Glance document; the difference is written back to the object with a
 //!   compare-and-swap on its `resourceVersion`. Read-only attributes answer `403`.
 //! - **Members** of shared images and their answers: [`super::image_members`].
@@ -37,7 +38,7 @@ use crate::ApiState;
 use crate::auth::Caller;
 use crate::openstack::common::{self, NAME_ANNOTATION};
 use crate::openstack::fault::{Dialect, Fault};
-use crate::openstack::{paging, query_string};
+use crate::openstack::{json_patch, paging, query_string};
 
 const D: Dialect = Dialect::Image;
 
@@ -836,118 +837,15 @@ async fn create(
     Ok(response)
 }
 
-/// A JSON pointer's segments (`/a~1b/c` → `["a/b", "c"]`).
-fn pointer_segments(path: &str) -> Result<Vec<String>, Fault> {
-    let rest = path.strip_prefix('/').ok_or_else(|| {
-        Fault::bad_request(
-            D,
-            format!("Invalid JSON pointer {path:?}: must start with /"),
-        )
-    })?;
-    Ok(rest
-        .split('/')
-        .map(|s| s.replace("~1", "/").replace("~0", "~"))
-        .collect())
-}
-
-/// Applies one RFC 6902 `add`, `remove` or `replace` to `doc`.
+/// Applies one patch operation ([`json_patch`]) to the image document `doc`; a path that
+/// leads nowhere is Glance's `409`, any other refusal a `400`.
 fn apply_op(doc: &mut Value, op: &Value) -> Result<(), Fault> {
-    // The v2.0 media type's form names the operation as the key of its path:
-    // `{"replace": "/name", "value": ...}` (Glance's draft-4 patches; tempest sends them).
-    let draft4 = ["add", "remove", "replace"]
-        .into_iter()
-        .find_map(|name| {
-            op.get(name)
-                .and_then(Value::as_str)
-                .map(|path| (name, path))
+    json_patch::Operation::parse(op)
+        .and_then(|op| op.apply(doc))
+        .map_err(|e| match e {
+            json_patch::PatchError::Missing(_) => Fault::conflict(D, e.to_string()),
+            other => Fault::bad_request(D, other.to_string()),
         })
-        .filter(|_| op.get("op").is_none());
-    let slashed;
-    let (name, path) = match draft4 {
-        Some((name, path)) if path.starts_with('/') => (name, path),
-        Some((name, path)) => {
-            slashed = format!("/{path}");
-            (name, slashed.as_str())
-        }
-        None => {
-            let name = op["op"].as_str().ok_or_else(|| {
-                Fault::bad_request(
-                    D,
-                    "Each patch operation needs an 'op' (add, remove or replace).",
-                )
-            })?;
-            let path = op["path"]
-                .as_str()
-                .ok_or_else(|| Fault::bad_request(D, "Each patch operation needs a 'path'."))?;
-            (name, path)
-        }
-    };
-    if !["add", "remove", "replace"].contains(&name) {
-        return Err(Fault::bad_request(
-            D,
-            format!("Unsupported patch operation {name:?}: use add, remove or replace"),
-        ));
-    }
-    let value = match (name, op.get("value")) {
-        ("remove", _) => Value::Null,
-        (_, Some(v)) => v.clone(),
-        (_, None) => {
-            return Err(Fault::bad_request(
-                D,
-                format!("Operation {name} on {path} needs a 'value'."),
-            ));
-        }
-    };
-    let mut segments = pointer_segments(path)?;
-    let last = segments.pop().expect("split yields one segment at least");
-    let missing = || {
-        Fault::conflict(
-            D,
-            format!("Property {} does not exist.", path.trim_start_matches('/')),
-        )
-    };
-    let mut parent = &mut *doc;
-    for segment in &segments {
-        parent = match parent {
-            Value::Object(map) => map.get_mut(segment.as_str()).ok_or_else(missing)?,
-            Value::Array(items) => segment
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| items.get_mut(i))
-                .ok_or_else(missing)?,
-            _ => return Err(missing()),
-        };
-    }
-    match parent {
-        Value::Object(map) => match name {
-            "add" => {
-                map.insert(last, value);
-            }
-            "replace" => {
-                *map.get_mut(last.as_str()).ok_or_else(missing)? = value;
-            }
-            _ => {
-                map.remove(last.as_str()).ok_or_else(missing)?;
-            }
-        },
-        Value::Array(items) => {
-            let index = if last == "-" && name == "add" {
-                items.len()
-            } else {
-                last.parse::<usize>().map_err(|_| missing())?
-            };
-            match name {
-                "add" if index <= items.len() => items.insert(index, value),
-                "replace" if index < items.len() => items[index] = value,
-                "remove" if index < items.len() => {
-                    items.remove(index);
-                }
-                _ => return Err(missing()),
-            }
-        }
-        _ => return Err(missing()),
-    }
-    Ok(())
 }
 
 /// The object merge patch (spec, name annotation) that turns `image`'s document `before`

@@ -20,6 +20,7 @@ pub mod compute;
 pub mod fault;
 pub mod image;
 pub mod image_members;
+pub mod json_patch;
 pub mod network;
 pub mod paging;
 pub mod query_string;

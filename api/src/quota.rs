@@ -59,11 +59,13 @@ async fn consumption(
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let flavors = cirrus_crds::kind_by_plural("flavors").expect("flavors is a kind");
-            let (cores, ram) = match store.get(flavors, None, flavor).await {
-                Ok(f) => (amount_at(&f, "/spec/vcpus"), amount_at(&f, "/spec/ram")),
-                Err(_) => (0, 0),
-            };
-            vec![("instances", 1), ("cores", cores), ("ram", ram)]
+            let flavor = store.get(flavors, None, flavor).await.ok();
+            let used = ServerUsage::of_one(flavor.as_ref());
+            vec![
+                ("instances", used.instances),
+                ("cores", used.cores),
+                ("ram", used.ram_mib),
+            ]
         }
         "keypairs" => vec![("key_pairs", 1)],
         "networks" => vec![("network", 1)],
@@ -93,6 +95,38 @@ async fn consumption(
         ],
         _ => vec![],
     })
+}
+
+/// What servers use of the compute quotas (`instances`, `cores`, `ram`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ServerUsage {
+    /// Servers.
+    pub instances: i64,
+    /// vCPUs of their flavors.
+    pub cores: i64,
+    /// RAM of their flavors, MiB.
+    pub ram_mib: i64,
+}
+
+impl ServerUsage {
+    /// What one server of `flavor` uses (`None`: its flavor is gone, so only the instance
+    /// counts). Amounts beyond `i64::MAX` count as `i64::MAX`.
+    pub fn of_one(flavor: Option<&Value>) -> Self {
+        Self {
+            instances: 1,
+            cores: flavor.map_or(0, |f| amount_at(f, "/spec/vcpus")),
+            ram_mib: flavor.map_or(0, |f| amount_at(f, "/spec/ram")),
+        }
+    }
+
+    /// `self` and `other` together (saturating).
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            instances: self.instances.saturating_add(other.instances),
+            cores: self.cores.saturating_add(other.cores),
+            ram_mib: self.ram_mib.saturating_add(other.ram_mib),
+        }
+    }
 }
 
 /// The quota names a kind counts against (empty: not limited).
@@ -162,10 +196,18 @@ fn counts_only(kind: &KindInfo) -> bool {
     )
 }
 
+/// Every quota with its default limit: what a project has before `Project.spec.quota`
+/// changes any (every API's "defaults" answer).
+pub fn default_limits() -> BTreeMap<String, i64> {
+    DEFAULTS
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), *v))
+        .collect()
+}
+
 /// The limits of `project`: defaults overridden by `Project.spec.quota`.
 pub async fn limits(store: &ObjectStore, project: &str) -> Result<BTreeMap<String, i64>, ApiError> {
-    let mut limits: BTreeMap<String, i64> =
-        DEFAULTS.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let mut limits = default_limits();
     let projects = cirrus_crds::kind_by_plural("projects").expect("projects is a kind");
     if let Ok(p) = store.get(projects, None, project).await
         && let Some(over) = p.pointer("/spec/quota").and_then(Value::as_object)

@@ -23,6 +23,7 @@ use crate::auth::Caller;
 use crate::openstack::common;
 use crate::openstack::compute::quota_sets;
 use crate::openstack::fault::{Dialect, Fault};
+use crate::quota::ServerUsage;
 
 const D: Dialect = Dialect::Compute;
 
@@ -69,30 +70,26 @@ pub struct Used {
     pub server_groups: i64,
 }
 
-/// Counts the servers (not being deleted) of a project and what their flavors size.
+/// Counts the servers (not being deleted) of a project and what their flavors size, each
+/// as the quota admission counts one ([`ServerUsage::of_one`]).
 pub fn server_usage(servers: &[Value], flavors: &[Value]) -> Used {
     let flavors: HashMap<String, &Value> = flavors.iter().map(|f| (common::name(f), f)).collect();
-    let mut used = Used::default();
-    for server in servers
+    let servers = servers
         .iter()
         .filter(|s| s.pointer("/metadata/deletionTimestamp").is_none())
-    {
-        used.instances = used.instances.saturating_add(1);
-        if let Some(flavor) = server["spec"]["flavor"]
-            .as_str()
-            .and_then(|f| flavors.get(f))
-        {
-            // Saturating: the native API lets flavors as big as `u64` in (no overflow panic).
-            let amount = |field: &str| {
-                flavor["spec"][field]
-                    .as_u64()
-                    .map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX))
-            };
-            used.cores = used.cores.saturating_add(amount("vcpus"));
-            used.ram_mib = used.ram_mib.saturating_add(amount("ram"));
-        }
+        .map(|server| {
+            let flavor = server["spec"]["flavor"]
+                .as_str()
+                .and_then(|f| flavors.get(f).copied());
+            ServerUsage::of_one(flavor)
+        })
+        .fold(ServerUsage::default(), ServerUsage::plus);
+    Used {
+        instances: servers.instances,
+        cores: servers.cores,
+        ram_mib: servers.ram_mib,
+        ..Used::default()
     }
-    used
 }
 
 /// The `absolute` document for `used` under `limits` (the project's quota limits).
@@ -202,10 +199,7 @@ mod tests {
                 ..Used::default()
             }
         );
-        let defaults = crate::quota::DEFAULTS
-            .iter()
-            .map(|(q, l)| ((*q).to_string(), *l))
-            .collect();
+        let defaults = crate::quota::default_limits();
         let body = absolute(used, &defaults);
         assert_eq!(body["maxTotalInstances"], 10);
         assert_eq!(body["maxTotalCores"], 20);

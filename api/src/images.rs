@@ -830,7 +830,7 @@ fn set_condition(image: &mut Image, status: ConditionStatus, reason: &str, messa
 }
 
 fn images_kind() -> &'static cirrus_crds::KindInfo {
-    cirrus_crds::kind_by_plural("images").expect("images is a kind")
+    cirrus_crds::Image::info()
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@
 //! - **Extra properties** (any top-level key Glance does not define) are strings kept in
 //!   `spec.properties`.
 
+use cirrus_crds::Resource as _;
 use std::collections::{BTreeSet, HashMap};
 
 use axum::Json;
@@ -123,7 +124,7 @@ pub fn router() -> Router<ApiState> {
 }
 
 pub(super) fn kind() -> &'static KindInfo {
-    cirrus_crds::kind_by_plural("images").expect("Image is a known kind")
+    cirrus_crds::Image::info()
 }
 
 pub(super) fn api_error(e: crate::error::ApiError) -> Fault {

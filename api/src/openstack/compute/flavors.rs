@@ -6,6 +6,7 @@
 //! compute v2.1 schemas (no `description` or `extra_specs` in the flavor body: those are
 //! microversions 2.55 and 2.61). Writes (create, delete, extra specs) need a cloud admin.
 
+use cirrus_crds::Resource as _;
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -59,7 +60,7 @@ pub fn router() -> Router<ApiState> {
 }
 
 fn kind() -> &'static KindInfo {
-    cirrus_crds::kind_by_plural("flavors").expect("Flavor is a known kind")
+    cirrus_crds::Flavor::info()
 }
 
 fn api_error(e: crate::error::ApiError) -> Fault {

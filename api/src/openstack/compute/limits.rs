@@ -8,6 +8,7 @@
 //! Cloud admins may ask for another project's with `?tenant_id=`. [`limits_for`] is the one
 //! place that reads them.
 
+use cirrus_crds::Resource as _;
 use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
@@ -16,6 +17,7 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cirrus_auth::Action;
+use cirrus_crds::KindInfo;
 use serde_json::{Map, Value, json};
 
 use crate::ApiState;
@@ -118,8 +120,11 @@ pub fn absolute(used: Used, limits: &BTreeMap<String, i64>) -> Value {
     Value::Object(body)
 }
 
-async fn count(state: &ApiState, plural: &str, project: &str) -> Result<Vec<Value>, Fault> {
-    let kind = cirrus_crds::kind_by_plural(plural).expect("a known kind");
+async fn count(
+    state: &ApiState,
+    kind: &'static KindInfo,
+    project: &str,
+) -> Result<Vec<Value>, Fault> {
     common::list(state, kind, Some(project))
         .await
         .map_err(|e| Fault::from_api(D, e))
@@ -127,18 +132,20 @@ async fn count(state: &ApiState, plural: &str, project: &str) -> Result<Vec<Valu
 
 /// What `project` uses now.
 pub async fn limits_for(state: &ApiState, project: &str) -> Result<Value, Fault> {
-    let servers = count(state, "servers", project).await?;
-    let flavors = common::list(
-        state,
-        cirrus_crds::kind_by_plural("flavors").expect("a known kind"),
-        None,
-    )
-    .await
-    .map_err(|e| Fault::from_api(D, e))?;
+    let servers = count(state, cirrus_crds::Server::info(), project).await?;
+    let flavors = common::list(state, cirrus_crds::Flavor::info(), None)
+        .await
+        .map_err(|e| Fault::from_api(D, e))?;
     let mut used = server_usage(&servers, &flavors);
-    used.security_groups = count(state, "securitygroups", project).await?.len() as i64;
-    used.floating_ips = count(state, "floatingips", project).await?.len() as i64;
-    used.server_groups = count(state, "servergroups", project).await?.len() as i64;
+    used.security_groups = count(state, cirrus_crds::SecurityGroup::info(), project)
+        .await?
+        .len() as i64;
+    used.floating_ips = count(state, cirrus_crds::FloatingIP::info(), project)
+        .await?
+        .len() as i64;
+    used.server_groups = count(state, cirrus_crds::ServerGroup::info(), project)
+        .await?
+        .len() as i64;
     // The enforced limits are the project's quotas (`os-quota-sets` and Neutron write them).
     let limits = crate::quota::limits(&state.store, project)
         .await

@@ -5,6 +5,7 @@
 //! servers by id and list them with `all_tenants`. Another project's server is simply not
 //! found (`404 itemNotFound`).
 
+use cirrus_crds::Resource as _;
 use std::collections::BTreeMap;
 
 use axum::Router;
@@ -68,7 +69,7 @@ pub fn router() -> Router<ApiState> {
 }
 
 fn servers_kind() -> &'static KindInfo {
-    cirrus_crds::kind_by_plural("servers").expect("servers is a kind")
+    cirrus_crds::Server::info()
 }
 
 fn api(e: crate::error::ApiError) -> Fault {
@@ -191,7 +192,7 @@ async fn create(
         Ok(created) => created,
         Err(e) => {
             if let Some((volume, uid)) = &new_volume {
-                let volumes = cirrus_crds::kind_by_plural("volumes").expect("volumes is a kind");
+                let volumes = cirrus_crds::Volume::info();
                 let made = cirrus_store::objects::Preconditions::uid(uid.clone());
                 if let Err(cleanup) = crate::resources::delete_with(
                     &state,
@@ -244,7 +245,7 @@ async fn create_boot_volume(
     server: &str,
     wanted: &server_create::NewVolume,
 ) -> Result<(String, String), Fault> {
-    let volumes = cirrus_crds::kind_by_plural("volumes").expect("volumes is a kind");
+    let volumes = cirrus_crds::Volume::info();
     let (name, _) = common::object_name_for(state, volumes, Some(project), "volume", "")
         .await
         .map_err(api)?;
@@ -291,7 +292,7 @@ async fn scheduler_hints(
                 "Invalid input for field/attribute group: not a string.",
             ));
         };
-        let kind = cirrus_crds::kind_by_plural("servergroups").expect("servergroups is a kind");
+        let kind = cirrus_crds::ServerGroup::info();
         let found = common::find_by_uid(state, kind, Some(project), id)
             .await
             .map_err(api)?

@@ -11,6 +11,7 @@
 //! says. Updates and resets are for cloud admins. As Neutron does by default
 //! (`quota-check-limit-default`), an update below what is in use is refused unless `force`.
 
+use cirrus_crds::Resource as _;
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
@@ -82,7 +83,7 @@ fn may_write(caller: Caller, what: &str) -> Result<Scope, Fault> {
 /// `GET /quotas` (admins): the projects whose network quotas differ from the defaults.
 pub async fn list(State(state): State<ApiState>, caller: Caller) -> Result<Response, Fault> {
     may_write(caller, "get")?;
-    let projects = cirrus_crds::kind_by_plural("projects").expect("projects is a kind");
+    let projects = cirrus_crds::Project::info();
     let defaults = limits_body(&crate::quota::default_limits());
     let mut quotas = Vec::new();
     for project in common::list(&state, projects, None)

@@ -17,6 +17,7 @@
 //! deleted (native admission: 409), renamed, or shadowed by a new group named `default`.
 //! New groups get Neutron's two allow-all egress rules.
 
+use cirrus_crds::Resource as _;
 use std::net::IpAddr;
 
 use axum::body::Bytes;
@@ -33,9 +34,9 @@ use uuid::Uuid;
 
 use super::ports::DEFAULT_GROUP;
 use super::{
-    NET, Scope, body_object, create_object, created, from_api, from_store, invalid, kind,
-    name_attr, neutron_field_names, not_found, ok, opt_bool, opt_str, opt_u32, project_of,
-    reject_read_only, reject_unknown, set_display_name, standard_attrs, update_object, visible,
+    NET, Scope, body_object, create_object, created, from_api, from_store, invalid, name_attr,
+    neutron_field_names, not_found, ok, opt_bool, opt_str, opt_u32, project_of, reject_read_only,
+    reject_unknown, set_display_name, standard_attrs, update_object, visible,
 };
 use super::{listed, new_name, shown};
 use crate::ApiState;
@@ -80,7 +81,7 @@ pub fn default_group_spec() -> Value {
 
 /// Creates `project`'s `default` group when it is missing (see the module docs).
 pub(crate) async fn ensure_default(state: &ApiState, project: &str) -> Result<(), Fault> {
-    let groups = kind("securitygroups");
+    let groups = cirrus_crds::SecurityGroup::info();
     match state.store.get(groups, Some(project), DEFAULT_GROUP).await {
         Ok(_) => return Ok(()),
         Err(ObjectError::NotFound { .. }) => {}
@@ -243,7 +244,7 @@ pub fn render(group: &Value, groups: &[Value]) -> Value {
 /// The groups the scope sees, its own project's `default` made sure of first.
 async fn visible_groups(state: &ApiState, scope: &Scope) -> Result<Vec<Value>, Fault> {
     ensure_default(state, &scope.project).await?;
-    visible(state, kind("securitygroups"), scope).await
+    visible(state, cirrus_crds::SecurityGroup::info(), scope).await
 }
 
 async fn find_group(
@@ -326,7 +327,7 @@ pub async fn create(
     let stored = create_object(
         &state,
         &scope.caller,
-        kind("securitygroups"),
+        cirrus_crds::SecurityGroup::info(),
         &project,
         "sg",
         &display,
@@ -373,7 +374,7 @@ pub async fn update(
     let updated = update_object(
         &state,
         &scope.caller,
-        kind("securitygroups"),
+        cirrus_crds::SecurityGroup::info(),
         &project,
         &common::name(&group),
         |object| {
@@ -411,7 +412,7 @@ pub async fn delete(
     let project = project_of(&group);
     scope.check(Action::Write, &project, &format!("Security group {id}"))?;
     let name = common::name(&group);
-    let ports = common::list(&state, kind("ports"), Some(&project))
+    let ports = common::list(&state, cirrus_crds::Port::info(), Some(&project))
         .await
         .map_err(from_api)?;
     let users: Vec<String> = ports
@@ -437,7 +438,7 @@ pub async fn delete(
     let preconditions = cirrus_store::objects::Preconditions::default();
     crate::resources::delete_with(
         &state,
-        kind("securitygroups"),
+        cirrus_crds::SecurityGroup::info(),
         Some(&project),
         &name,
         &preconditions,
@@ -690,7 +691,7 @@ pub async fn create_rule(
     let updated = update_object(
         &state,
         &scope.caller,
-        kind("securitygroups"),
+        cirrus_crds::SecurityGroup::info(),
         &project,
         &common::name(&group),
         |object| {
@@ -740,7 +741,7 @@ pub async fn delete_rule(
     update_object(
         &state,
         &scope.caller,
-        kind("securitygroups"),
+        cirrus_crds::SecurityGroup::info(),
         &project,
         &common::name(&group),
         |object| {

@@ -4,6 +4,7 @@
 //! `source_volid`, `imageRef`) and its status and size — before the one write, through the
 //! native admission. A volume from a snapshot or volume inherits its source's type and size.
 
+use cirrus_crds::Resource as _;
 use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
@@ -113,7 +114,7 @@ fn source_of(req: &Value) -> Result<Option<(&'static str, String)>, Fault> {
 
 /// Availability zones a volume may name: `nova` and every node's zone.
 pub(crate) async fn zones(state: &ApiState) -> Result<Vec<String>, Fault> {
-    let nodes_kind = cirrus_crds::kind_by_plural("nodes").expect("nodes is a kind");
+    let nodes_kind = cirrus_crds::Node::info();
     let nodes = common::list(state, nodes_kind, None)
         .await
         .map_err(api_fault)?;
@@ -271,7 +272,7 @@ async fn plan(state: &ApiState, ctx: &Ctx, req: &Value) -> Result<Plan, Fault> {
             plan.source = Some(("volume", common::name(&origin)));
         }
         Some((_, id)) => {
-            let images_kind = cirrus_crds::kind_by_plural("images").expect("images is a kind");
+            let images_kind = cirrus_crds::Image::info();
             let all = common::list(state, images_kind, None)
                 .await
                 .map_err(api_fault)?;

@@ -1,3 +1,4 @@
+use super::sums::parse_md5;
 use super::*;
 use cirrus_crds::kinds::image::DiskFormat;
 

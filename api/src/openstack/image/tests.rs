@@ -1,3 +1,5 @@
+use super::list::{ListQuery, select, tags_of};
+use super::update::{apply_op, diff_to_patch};
 use super::*;
 
 fn image(project: &str, uid: &str, visibility: &str) -> Value {

@@ -1,3 +1,4 @@
+use super::list::Filters;
 use super::*;
 
 #[test]

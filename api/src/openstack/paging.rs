@@ -178,7 +178,13 @@ mod tests {
             zero_means_all: true,
             ..LimitRule::default()
         };
-        let table: &[(Option<&str>, LimitRule, Result<Option<usize>, LimitError>)] = &[
+        // (the `limit` text, the rule, what it reads as)
+        type Row<'a> = (
+            Option<&'a str>,
+            LimitRule,
+            Result<Option<usize>, LimitError>,
+        );
+        let table: &[Row] = &[
             (None, nova, Ok(Some(1000))),
             (None, glance, Ok(Some(25))),
             (None, neutron, Ok(None)),
@@ -237,7 +243,9 @@ mod tests {
 
     #[test]
     fn next_queries_move_the_marker_to_the_end() {
-        let table: &[(&[(&str, &str)], &str, &str)] = &[
+        // (the query, the last item's id, the next page's query)
+        type Row<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let table: &[Row] = &[
             (&[], "x", "marker=x"),
             (&[("limit", "2")], "x", "limit=2&marker=x"),
             (
@@ -258,12 +266,14 @@ mod tests {
 
     #[test]
     fn sort_keys_take_their_direction_or_the_last_or_the_default() {
-        let table: &[(
-            &[&str],
-            &[&str],
+        // (keys, directions, the default, the keys with their directions)
+        type Row<'a> = (
+            &'a [&'a str],
+            &'a [&'a str],
             bool,
-            Result<Vec<(&str, bool)>, BadDirection>,
-        )] = &[
+            Result<Vec<(&'a str, bool)>, BadDirection>,
+        );
+        let table: &[Row] = &[
             (&["id"], &[], false, Ok(vec![("id", false)])),
             (&["name"], &[], true, Ok(vec![("name", true)])),
             (

@@ -24,15 +24,24 @@ pub struct LimitRule {
     pub zero_means_all: bool,
 }
 
-/// Why a `limit` was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+/// Why a `limit` was refused (each holds the text given).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LimitError {
     /// It is not an integer.
-    #[error("limit is not an integer")]
-    NotAnInteger,
+    #[error("limit {0:?} is not an integer")]
+    NotAnInteger(String),
     /// It is a negative integer.
-    #[error("limit is negative")]
-    Negative,
+    #[error("limit {0} is negative")]
+    Negative(String),
+}
+
+impl LimitError {
+    /// The `limit` text refused.
+    pub fn text(&self) -> &str {
+        match self {
+            Self::NotAnInteger(text) | Self::Negative(text) => text,
+        }
+    }
 }
 
 /// The page size `text` (the `limit` parameter, `None` when absent) asks for under `rule`;
@@ -41,8 +50,10 @@ pub fn limit(text: Option<&str>, rule: LimitRule) -> Result<Option<usize>, Limit
     let Some(text) = text else {
         return Ok(rule.default);
     };
-    let n: i64 = text.parse().map_err(|_| LimitError::NotAnInteger)?;
-    let n = usize::try_from(n).map_err(|_| LimitError::Negative)?;
+    let n: i64 = text
+        .parse()
+        .map_err(|_| LimitError::NotAnInteger(text.to_string()))?;
+    let n = usize::try_from(n).map_err(|_| LimitError::Negative(text.to_string()))?;
     if n == 0 && rule.zero_means_all {
         return Ok(None);
     }
@@ -193,13 +204,24 @@ mod tests {
             (Some("5000"), neutron, Ok(Some(5000))),
             (Some("0"), nova, Ok(Some(0))),
             (Some("0"), neutron, Ok(None)),
-            (Some("-1"), nova, Err(LimitError::Negative)),
-            (Some("x"), nova, Err(LimitError::NotAnInteger)),
-            (Some(""), neutron, Err(LimitError::NotAnInteger)),
-            (Some("1.5"), glance, Err(LimitError::NotAnInteger)),
+            (Some("-1"), nova, Err(LimitError::Negative("-1".into()))),
+            (Some("x"), nova, Err(LimitError::NotAnInteger("x".into()))),
+            (
+                Some(""),
+                neutron,
+                Err(LimitError::NotAnInteger(String::new())),
+            ),
+            (
+                Some("1.5"),
+                glance,
+                Err(LimitError::NotAnInteger("1.5".into())),
+            ),
         ];
         for (text, rule, want) in table {
             assert_eq!(limit(*text, *rule), *want, "{text:?} under {rule:?}");
+            if let Err(e) = want {
+                assert_eq!(e.text(), text.unwrap_or_default());
+            }
         }
     }
 

@@ -177,14 +177,8 @@ fn select(
     };
     let min_ram = parse_count("minRam", query.min_ram.as_deref())?;
     let min_disk = parse_count("minDisk", query.min_disk.as_deref())?;
-    let limit = paging::limit(query.limit.as_deref(), LIMIT).map_err(|_| {
-        Fault::bad_request(
-            D,
-            format!(
-                "limit must be an integer, got {:?}",
-                query.limit.as_deref().unwrap_or_default()
-            ),
-        )
+    let limit = paging::limit(query.limit.as_deref(), LIMIT).map_err(|e| {
+        Fault::bad_request(D, format!("limit must be an integer, got {:?}", e.text()))
     })?;
     let mut selected: Vec<Value> = flavors
         .into_iter()

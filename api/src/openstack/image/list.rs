@@ -128,13 +128,10 @@ pub(super) fn select(
     tags: &[String],
 ) -> Result<(Vec<Value>, bool), Fault> {
     let member_status = member_status_filter(query)?;
-    let limit = paging::limit(query.limit.as_deref(), LIMIT).map_err(|_| {
+    let limit = paging::limit(query.limit.as_deref(), LIMIT).map_err(|e| {
         Fault::bad_request(
             D,
-            format!(
-                "limit param must be an integer, got {:?}",
-                query.limit.as_deref().unwrap_or_default()
-            ),
+            format!("limit param must be an integer, got {:?}", e.text()),
         )
     })?;
     let wanted_visibility = query.visibility.as_deref();

@@ -125,14 +125,11 @@ impl ListQuery {
             }
         }
         let text = self.values("limit").last().copied();
-        let limit = paging::limit(text, LIMIT).map_err(|e| {
-            let limit = text.unwrap_or_default();
-            match e {
-                paging::LimitError::NotAnInteger => {
-                    invalid("limit", format_args!("'{limit}' is not an integer"))
-                }
-                paging::LimitError::Negative => invalid("limit", "must not be negative"),
+        let limit = paging::limit(text, LIMIT).map_err(|e| match e {
+            paging::LimitError::NotAnInteger(limit) => {
+                invalid("limit", format_args!("'{limit}' is not an integer"))
             }
+            paging::LimitError::Negative(_) => invalid("limit", "must not be negative"),
         })?;
         paging::truncate(&mut kept, limit);
         if self.values("fields").is_empty() {

@@ -487,13 +487,10 @@ pub(crate) fn paginate(
         .get("limit")
         .map(String::as_str)
         .filter(|l| !l.is_empty());
-    let limit = paging::limit(text, paging::LimitRule::default()).map_err(|_| {
+    let limit = paging::limit(text, paging::LimitRule::default()).map_err(|e| {
         Fault::bad_request(
             DIALECT,
-            format!(
-                "limit param must be an integer, got {:?}.",
-                text.unwrap_or_default()
-            ),
+            format!("limit param must be an integer, got {:?}.", e.text()),
         )
     })?;
     let more = paging::truncate(&mut items, limit);

@@ -211,6 +211,27 @@ pub(super) async fn find(state: &ApiState, caller: &Caller, id: &str) -> Result<
         .ok_or_else(|| not_found(id))
 }
 
+/// Writes the merge patch `patch` to `image` through the native admission, as `caller`: the
+/// one write of every Glance change (attributes, members).
+pub(super) async fn write_patch(
+    state: &ApiState,
+    caller: &Caller,
+    image: &Value,
+    patch: &Value,
+) -> Result<Value, crate::error::ApiError> {
+    crate::resources::write(
+        state,
+        crate::admission::Writer::Caller(caller),
+        kind(),
+        Some(owner(image)),
+        &common::name(image),
+        crate::resources::Change::MergePatch(patch),
+        cirrus_store::objects::Part::Main,
+        false,
+    )
+    .await
+}
+
 /// `Ok` when the caller may change `image` (a member of its project, or an admin); `403`
 /// for images it only sees.
 pub(super) fn check_write(caller: &Caller, image: &Value) -> Result<(), Fault> {

@@ -120,18 +120,9 @@ pub(super) async fn update(
         apply_op(&mut after, op)?;
     }
     let patch = diff_to_patch(&image, &before, &after, caller.is_cloud_admin())?;
-    let updated = crate::resources::write(
-        &state,
-        crate::admission::Writer::Caller(&caller),
-        kind(),
-        Some(owner(&image)),
-        &common::name(&image),
-        crate::resources::Change::MergePatch(&patch),
-        cirrus_store::objects::Part::Main,
-        false,
-    )
-    .await
-    .map_err(api_error)?;
+    let updated = write_patch(&state, &caller, &image, &patch)
+        .await
+        .map_err(api_error)?;
     tracing::info!(image = %id, "image updated");
     Ok(Json(render(&updated)).into_response())
 }

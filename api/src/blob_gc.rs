@@ -8,6 +8,7 @@
 //! status; the grace and the blob lock cover that window). Several API replicas sharing one
 //! blob directory may all run it: each removal is decided under the blob lock.
 
+use cirrus_crds::Resource as _;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +52,7 @@ pub async fn collect_once(
     blobs: &Arc<BlobStore>,
     grace: Duration,
 ) -> Result<Collected, ApiError> {
-    let images = cirrus_crds::kind_by_plural("images").expect("images is a kind");
+    let images = cirrus_crds::Image::info();
     let list = store.list(images, None, &ListOptions::default()).await?;
     let referenced: HashSet<String> = list
         .items

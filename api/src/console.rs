@@ -11,6 +11,7 @@
 //! 30 s ([`crate::restricted::console_token`]); redirects are not followed, and the agent URL
 //! is built from path segments and query pairs, never by pasting text.
 
+use cirrus_crds::Resource as _;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -53,8 +54,8 @@ pub async fn server_console(
     if plural != "servers" {
         return Err(ApiError::not_found(format!("{plural} have no console")));
     }
-    let servers = cirrus_crds::kind_by_plural("servers").expect("servers is a kind");
-    let nodes = cirrus_crds::kind_by_plural("nodes").expect("nodes is a kind");
+    let servers = cirrus_crds::Server::info();
+    let nodes = cirrus_crds::Node::info();
     crate::resources::authz::authorize(
         &state,
         &caller,

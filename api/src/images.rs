@@ -19,6 +19,8 @@
 //! `409`. A `saving` left by a crashed upload is taken over by the next upload (the upload lock
 //! in the blob directory tells a live upload from a dead one).
 
+mod sums;
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -37,6 +39,7 @@ use crate::ApiState;
 use crate::blobs::{BlobStore, UploadLock};
 use crate::error::ApiError;
 use crate::image_format::{FormatError, InspectError, format_name};
+use sums::{ExpectedSums, Received, hex};
 
 /// Response header carrying the SHA-256 of the data, hex; also accepted on upload as the
 /// checksum the client expects.
@@ -375,86 +378,6 @@ fn io_error(what: &str, err: std::io::Error) -> ApiError {
     )
 }
 
-/// What a finished transfer measured.
-struct Received {
-    size: u64,
-    sha256: String,
-    md5: String,
-}
-
-/// Checksums the client declared in request headers.
-#[derive(Default)]
-struct ExpectedSums {
-    sha256: Option<String>,
-    md5: Option<String>,
-}
-
-impl ExpectedSums {
-    fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
-        let get = |name: &str| {
-            headers
-                .get(name)
-                .map(|v| {
-                    v.to_str()
-                        .map(|s| s.trim().to_ascii_lowercase())
-                        .map_err(|_| ApiError::bad_request(format!("{name} is not ASCII")))
-                })
-                .transpose()
-        };
-        let sha256 = get(CHECKSUM_SHA256_HEADER)?;
-        if let Some(sum) = &sha256
-            && !crate::blobs::is_sha256_hex(sum)
-        {
-            return Err(ApiError::bad_request(format!(
-                "{CHECKSUM_SHA256_HEADER} must be 64 hex digits, got {sum:?}"
-            )));
-        }
-        let md5 = match headers.get("content-md5") {
-            None => None,
-            Some(v) => Some(parse_md5(v.to_str().unwrap_or_default()).ok_or_else(|| {
-                ApiError::bad_request(
-                    "Content-MD5 must be the MD5 of the data as 32 hex digits or 24 base64 characters",
-                )
-            })?),
-        };
-        Ok(Self { sha256, md5 })
-    }
-
-    fn check(&self, received: &Received) -> Result<(), Failure> {
-        for (header, expected, got) in [
-            (CHECKSUM_SHA256_HEADER, &self.sha256, &received.sha256),
-            ("Content-MD5", &self.md5, &received.md5),
-        ] {
-            if let Some(expected) = expected
-                && expected != got
-            {
-                return Err(Failure {
-                    error: Box::new(ApiError::bad_request(format!(
-                        "the data received does not match {header}: expected {expected}, got {got}; the image is now killed"
-                    ))),
-                    phase: ImagePhase::Killed,
-                    reason: "DataCorrupt",
-                    message: format!("uploaded data does not match {header} ({expected})"),
-                });
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Content-MD5 as hex (Glance) or base64 (RFC 1864), as lowercase hex.
-fn parse_md5(value: &str) -> Option<String> {
-    let value = value.trim();
-    if value.len() == 32 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Some(value.to_ascii_lowercase());
-    }
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(value)
-        .ok()?;
-    (bytes.len() == 16).then(|| hex(&bytes))
-}
-
 /// Why an upload failed: the answer, and what the image becomes.
 struct Failure {
     error: Box<ApiError>,
@@ -589,16 +512,6 @@ async fn receive(upload: &mut Upload, body: Body, limit: &Limit<'_>) -> Result<R
         sha256: hex(&sha256.finalize()),
         md5: hex(&md5.finalize()),
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// One upload in progress: its lock (and partial file) and the image it writes.
@@ -830,42 +743,8 @@ fn set_condition(image: &mut Image, status: ConditionStatus, reason: &str, messa
 }
 
 fn images_kind() -> &'static cirrus_crds::KindInfo {
-    cirrus_crds::kind_by_plural("images").expect("images is a kind")
+    cirrus_crds::Image::info()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use cirrus_crds::kinds::image::DiskFormat;
-
-    #[test]
-    fn content_md5_hex_or_base64() {
-        let hex_sum = "9e107d9d372bb6826bd81d3542a419d6";
-        assert_eq!(parse_md5(hex_sum).as_deref(), Some(hex_sum));
-        assert_eq!(
-            parse_md5("nhB9nTcrtoJr2B01QqQZ1g==").as_deref(),
-            Some(hex_sum)
-        );
-        assert_eq!(parse_md5("nope"), None);
-    }
-
-    #[test]
-    fn hex_is_lowercase_and_padded() {
-        assert_eq!(hex(&[0, 15, 255]), "000fff");
-    }
-
-    #[test]
-    fn disk_format_names_match_the_schema() {
-        for format in [
-            DiskFormat::Qcow2,
-            DiskFormat::Raw,
-            DiskFormat::Iso,
-            DiskFormat::Vhd,
-        ] {
-            assert_eq!(
-                serde_json::to_value(format).unwrap(),
-                serde_json::Value::from(format_name(format))
-            );
-        }
-    }
-}
+mod tests;

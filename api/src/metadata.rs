@@ -590,7 +590,7 @@ pub async fn server_configdrive(
     crate::resources::authz::authorize(
         &state,
         &caller,
-        cirrus_crds::kind_by_plural("servers").expect("servers is a kind"),
+        cirrus_crds::Server::info(),
         Some(project),
         Some(name),
         crate::resources::authz::Op::Get,

@@ -9,7 +9,10 @@
 use std::collections::BTreeMap;
 
 use axum::http::StatusCode;
-use cirrus_crds::KindInfo;
+use cirrus_crds::{
+    Image, Keypair, KindInfo, Network, Port, Resource, SecurityGroup, Server, Subnet, Volume,
+    VolumeSnapshot,
+};
 use cirrus_store::objects::{ListOptions, ObjectStore};
 use serde_json::Value;
 
@@ -21,18 +24,20 @@ pub use cirrus_crds::kinds::project::DEFAULT_QUOTAS as DEFAULTS;
 /// Bytes per MiB: `image_size_total` counts uploaded data in MiB, rounded up per image.
 const MIB: i64 = 1 << 20;
 
-/// The kinds (plurals) whose objects count against some quota.
-const LIMITED_KINDS: &[&str] = &[
-    "servers",
-    "keypairs",
-    "networks",
-    "subnets",
-    "ports",
-    "securitygroups",
-    "volumes",
-    "volumesnapshots",
-    "images",
-];
+/// The kinds whose objects count against some quota.
+fn limited_kinds() -> [&'static KindInfo; 9] {
+    [
+        Server::info(),
+        Keypair::info(),
+        Network::info(),
+        Subnet::info(),
+        Port::info(),
+        SecurityGroup::info(),
+        Volume::info(),
+        VolumeSnapshot::info(),
+        Image::info(),
+    ]
+}
 
 /// The `reason` of a quota refusal (all APIs map it to their own fault).
 pub const REASON: &str = "QuotaExceeded";
@@ -58,12 +63,14 @@ async fn consumption(
                 .pointer("/spec/flavor")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let flavors = cirrus_crds::kind_by_plural("flavors").expect("flavors is a kind");
-            let (cores, ram) = match store.get(flavors, None, flavor).await {
-                Ok(f) => (amount_at(&f, "/spec/vcpus"), amount_at(&f, "/spec/ram")),
-                Err(_) => (0, 0),
-            };
-            vec![("instances", 1), ("cores", cores), ("ram", ram)]
+            let flavors = cirrus_crds::Flavor::info();
+            let flavor = store.get(flavors, None, flavor).await.ok();
+            let used = ServerUsage::of_one(flavor.as_ref());
+            vec![
+                ("instances", used.instances),
+                ("cores", used.cores),
+                ("ram", used.ram_mib),
+            ]
         }
         "keypairs" => vec![("key_pairs", 1)],
         "networks" => vec![("network", 1)],
@@ -93,6 +100,38 @@ async fn consumption(
         ],
         _ => vec![],
     })
+}
+
+/// What servers use of the compute quotas (`instances`, `cores`, `ram`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ServerUsage {
+    /// Servers.
+    pub instances: i64,
+    /// vCPUs of their flavors.
+    pub cores: i64,
+    /// RAM of their flavors, MiB.
+    pub ram_mib: i64,
+}
+
+impl ServerUsage {
+    /// What one server of `flavor` uses (`None`: its flavor is gone, so only the instance
+    /// counts). Amounts beyond `i64::MAX` count as `i64::MAX`.
+    pub fn of_one(flavor: Option<&Value>) -> Self {
+        Self {
+            instances: 1,
+            cores: flavor.map_or(0, |f| amount_at(f, "/spec/vcpus")),
+            ram_mib: flavor.map_or(0, |f| amount_at(f, "/spec/ram")),
+        }
+    }
+
+    /// `self` and `other` together (saturating).
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            instances: self.instances.saturating_add(other.instances),
+            cores: self.cores.saturating_add(other.cores),
+            ram_mib: self.ram_mib.saturating_add(other.ram_mib),
+        }
+    }
 }
 
 /// The quota names a kind counts against (empty: not limited).
@@ -127,7 +166,7 @@ pub async fn image_bytes_left(store: &ObjectStore, project: &str) -> Result<Opti
     if limit < 0 {
         return Ok(None);
     }
-    let images = cirrus_crds::kind_by_plural("images").expect("images is a kind");
+    let images = cirrus_crds::Image::info();
     let mut used = BTreeMap::new();
     add_usage(store, images, project, &mut used).await?;
     let in_use = used.get("image_size_total").copied().unwrap_or(0);
@@ -162,11 +201,19 @@ fn counts_only(kind: &KindInfo) -> bool {
     )
 }
 
+/// Every quota with its default limit: what a project has before `Project.spec.quota`
+/// changes any (every API's "defaults" answer).
+pub fn default_limits() -> BTreeMap<String, i64> {
+    DEFAULTS
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), *v))
+        .collect()
+}
+
 /// The limits of `project`: defaults overridden by `Project.spec.quota`.
 pub async fn limits(store: &ObjectStore, project: &str) -> Result<BTreeMap<String, i64>, ApiError> {
-    let mut limits: BTreeMap<String, i64> =
-        DEFAULTS.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-    let projects = cirrus_crds::kind_by_plural("projects").expect("projects is a kind");
+    let mut limits = default_limits();
+    let projects = cirrus_crds::Project::info();
     if let Ok(p) = store.get(projects, None, project).await
         && let Some(over) = p.pointer("/spec/quota").and_then(Value::as_object)
     {
@@ -184,8 +231,7 @@ pub async fn limits(store: &ObjectStore, project: &str) -> Result<BTreeMap<Strin
 pub async fn usage(store: &ObjectStore, project: &str) -> Result<BTreeMap<String, i64>, ApiError> {
     let mut used: BTreeMap<String, i64> =
         DEFAULTS.iter().map(|(k, _)| (k.to_string(), 0)).collect();
-    for plural in LIMITED_KINDS {
-        let kind = cirrus_crds::kind_by_plural(plural).expect("a registered kind");
+    for kind in limited_kinds() {
         add_usage(store, kind, project, &mut used).await?;
     }
     Ok(used)
@@ -237,19 +283,18 @@ pub async fn check_more(
     if limit < 0 {
         return Ok(());
     }
-    let plural = match quota {
-        "security_group_rule" | "security_group" => "securitygroups",
-        "instances" | "cores" | "ram" => "servers",
-        "volumes" | "gigabytes" => "volumes",
-        "image_count_total" | "image_size_total" => "images",
-        "key_pairs" => "keypairs",
-        "network" => "networks",
-        "subnet" => "subnets",
-        "port" => "ports",
-        "snapshots" => "volumesnapshots",
+    let kind = match quota {
+        "security_group_rule" | "security_group" => SecurityGroup::info(),
+        "instances" | "cores" | "ram" => Server::info(),
+        "volumes" | "gigabytes" => Volume::info(),
+        "image_count_total" | "image_size_total" => Image::info(),
+        "key_pairs" => Keypair::info(),
+        "network" => Network::info(),
+        "subnet" => Subnet::info(),
+        "port" => Port::info(),
+        "snapshots" => VolumeSnapshot::info(),
         _ => return Ok(()),
     };
-    let kind = cirrus_crds::kind_by_plural(plural).expect("a registered kind");
     let mut used = BTreeMap::new();
     add_usage(store, kind, project, &mut used).await?;
     let in_use = used.get(quota).copied().unwrap_or(0);
@@ -354,8 +399,8 @@ mod tests {
     #[test]
     fn every_limited_kind_counts_against_known_quotas() {
         let names: Vec<&str> = DEFAULTS.iter().map(|(k, _)| *k).collect();
-        for plural in LIMITED_KINDS {
-            let kind = cirrus_crds::kind_by_plural(plural).unwrap();
+        for kind in limited_kinds() {
+            let plural = kind.plural;
             for q in quotas_of(kind) {
                 assert!(names.contains(q), "{plural}: {q}");
             }

@@ -104,8 +104,7 @@ impl Target {
 /// `/projects/{project}` without a plural addresses the `Project` object itself.
 fn resolve(params: &HashMap<String, String>, collection_read: bool) -> Result<Target, ApiError> {
     let Some(plural) = params.get("plural").map(String::as_str) else {
-        let kind = cirrus_crds::kind_by_plural("projects")
-            .ok_or_else(|| ApiError::not_found("the server has no resource type \"projects\""))?;
+        let kind = <cirrus_crds::Project as cirrus_crds::Resource>::info();
         return Ok(Target {
             kind,
             project: None,

@@ -27,6 +27,7 @@
 //! endpoint is written by the node itself (`Node.status.agentEndpoint`): it must receive
 //! nothing a node could replay elsewhere, least of all the token of the person asking.
 
+use cirrus_crds::Resource as _;
 use std::collections::HashMap;
 
 use axum::extract::{Path, State};
@@ -194,7 +195,7 @@ pub async fn console_access(
             "only the console token the API sent with a console request is checked here",
         ));
     };
-    let servers = cirrus_crds::kind_by_plural("servers").expect("servers is a kind");
+    let servers = cirrus_crds::Server::info();
     if caller.project() != Some(project) {
         return Err(ApiError::not_found(format!(
             "servers {name:?} not found in project {project:?}"

@@ -6,6 +6,7 @@
 //! restart the list is rebuilt from the objects (token keys persist, so revoked tokens would
 //! otherwise come back). Expired revocations are deleted by [`sync`] now and then.
 
+use cirrus_crds::Resource as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -152,7 +153,7 @@ fn spec_of(object: &Value) -> Option<TokenRevocationSpec> {
 /// Keeps `identity`'s revocation list equal to the `TokenRevocation` objects until the task
 /// is dropped: lists, then watches; relists after any error. Deletes expired objects.
 pub async fn sync(store: ObjectStore, identity: Arc<Identity>) {
-    let kind = cirrus_crds::kind_by_plural("tokenrevocations").expect("a registered kind");
+    let kind = cirrus_crds::TokenRevocation::info();
     let mut last_prune = std::time::Instant::now() - PRUNE_EVERY;
     loop {
         if last_prune.elapsed() >= PRUNE_EVERY {

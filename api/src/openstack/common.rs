@@ -12,6 +12,7 @@
 //!   or across projects for cloud admins.
 
 use cirrus_crds::KindInfo;
+use cirrus_crds::Resource as _;
 use cirrus_store::objects::ListOptions;
 use serde_json::Value;
 
@@ -161,7 +162,7 @@ pub fn base_url(headers: &axum::http::HeaderMap) -> String {
 
 /// Whether project `project` exists (the quota APIs only write the quotas of real projects).
 pub async fn project_exists(state: &ApiState, project: &str) -> Result<bool, ApiError> {
-    let projects = cirrus_crds::kind_by_plural("projects").expect("projects is a kind");
+    let projects = cirrus_crds::Project::info();
     match state.store.get(projects, None, project).await {
         Ok(_) => Ok(true),
         Err(cirrus_store::objects::ObjectError::NotFound { .. }) => Ok(false),
@@ -199,7 +200,7 @@ pub async fn write_project_quota(
     if changes.is_empty() {
         return Ok(());
     }
-    let projects = cirrus_crds::kind_by_plural("projects").expect("projects is a kind");
+    let projects = cirrus_crds::Project::info();
     let quota: serde_json::Map<String, Value> = changes
         .iter()
         .map(|(k, v)| (k.clone(), v.map_or(Value::Null, Value::from)))

@@ -13,13 +13,15 @@
 //!   the blob store, checked against `disk_format` with `qemu-img`, content-addressed by
 //!   SHA-256. So `os_hash_algo` is `sha256` (Glance's `hashing_algorithm` option; clients
 //!   verify with whatever algorithm the image names) and `checksum` is the MD5.
-//! - **Updates** are JSON patches (`application/openstack-images-v2.1-json-patch`) applied
+//! - **Updates** are JSON patches (`application/openstack-images-v2.1-json-patch`, applied by
+//!   [`super::json_patch`])
 //!   to the image's Glance document; the difference is written back to the object with a
 //!   compare-and-swap on its `resourceVersion`. Read-only attributes answer `403`.
 //! - **Members** of shared images and their answers: [`super::image_members`].
 //! - **Extra properties** (any top-level key Glance does not define) are strings kept in
 //!   `spec.properties`.
 
+use cirrus_crds::Resource as _;
 use std::collections::{BTreeSet, HashMap};
 
 use axum::Json;
@@ -37,6 +39,7 @@ use crate::ApiState;
 use crate::auth::Caller;
 use crate::openstack::common::{self, NAME_ANNOTATION};
 use crate::openstack::fault::{Dialect, Fault};
+use crate::openstack::{json_patch, paging, query_string};
 
 const D: Dialect = Dialect::Image;
 
@@ -44,6 +47,12 @@ const D: Dialect = Dialect::Image;
 const DEFAULT_LIMIT: usize = 25;
 /// Glance's largest page (`api_limit_max`).
 const MAX_LIMIT: usize = 1000;
+/// How Glance reads `limit`: [`DEFAULT_LIMIT`] unless given, at most [`MAX_LIMIT`].
+const LIMIT: paging::LimitRule = paging::LimitRule {
+    default: Some(DEFAULT_LIMIT),
+    max: Some(MAX_LIMIT),
+    zero_means_all: false,
+};
 
 /// The JSON-patch media types Glance accepts on `PATCH`.
 const PATCH_TYPES: &[&str] = &[
@@ -97,6 +106,12 @@ const WRITABLE: &[&str] = &[
     "container_format",
 ];
 
+mod list;
+mod update;
+
+use list::list;
+use update::update;
+
 /// The image routes: version documents under `/image`, the v2 API under `/image/v2`.
 pub fn router() -> Router<ApiState> {
     Router::new()
@@ -115,7 +130,7 @@ pub fn router() -> Router<ApiState> {
 }
 
 pub(super) fn kind() -> &'static KindInfo {
-    cirrus_crds::kind_by_plural("images").expect("Image is a known kind")
+    cirrus_crds::Image::info()
 }
 
 pub(super) fn api_error(e: crate::error::ApiError) -> Fault {
@@ -184,22 +199,6 @@ fn can_see(admin: bool, project: Option<&str>, image: &Value) -> bool {
     admin || project.is_some_and(|p| typed(image).is_some_and(|i| i.visible_to(p)))
 }
 
-/// Glance's `member_status` list filter: `accepted` unless asked (`None`: `all`).
-fn member_status_filter(query: &ListQuery) -> Result<Option<MemberStatus>, Fault> {
-    match query.member_status.as_deref() {
-        None => Ok(Some(MemberStatus::Accepted)),
-        Some("all") => Ok(None),
-        Some(word) => MemberStatus::parse(word).map(Some).ok_or_else(|| {
-            Fault::bad_request(
-                D,
-                format!(
-                    "Invalid member_status value: {word} (one of pending, accepted, rejected, all)"
-                ),
-            )
-        }),
-    }
-}
-
 /// The image with id `id` the caller may see, else `404`.
 pub(super) async fn find(state: &ApiState, caller: &Caller, id: &str) -> Result<Value, Fault> {
     let project = caller.project();
@@ -210,6 +209,27 @@ pub(super) async fn find(state: &ApiState, caller: &Caller, id: &str) -> Result<
         .find(|i| common::uid(i) == id)
         .filter(|i| can_see(caller.is_cloud_admin(), project, i))
         .ok_or_else(|| not_found(id))
+}
+
+/// Writes the merge patch `patch` to `image` through the native admission, as `caller`: the
+/// one write of every Glance change (attributes, members).
+pub(super) async fn write_patch(
+    state: &ApiState,
+    caller: &Caller,
+    image: &Value,
+    patch: &Value,
+) -> Result<Value, crate::error::ApiError> {
+    crate::resources::write(
+        state,
+        crate::admission::Writer::Caller(caller),
+        kind(),
+        Some(owner(image)),
+        &common::name(image),
+        crate::resources::Change::MergePatch(patch),
+        cirrus_store::objects::Part::Main,
+        false,
+    )
+    .await
 }
 
 /// `Ok` when the caller may change `image` (a member of its project, or an admin); `403`
@@ -299,353 +319,6 @@ pub fn render(image: &Value) -> Value {
         body.insert(key.clone(), value.clone());
     }
     Value::Object(body)
-}
-
-/// Query parameters of `GET /v2/images` (repeated `tag`s are read from the raw query).
-#[derive(Debug, Default, serde::Deserialize)]
-struct ListQuery {
-    name: Option<String>,
-    visibility: Option<String>,
-    status: Option<String>,
-    owner: Option<String>,
-    id: Option<String>,
-    disk_format: Option<String>,
-    container_format: Option<String>,
-    protected: Option<String>,
-    os_hidden: Option<String>,
-    size_min: Option<String>,
-    size_max: Option<String>,
-    limit: Option<String>,
-    marker: Option<String>,
-    sort_key: Option<String>,
-    sort_dir: Option<String>,
-    sort: Option<String>,
-    member_status: Option<String>,
-}
-
-/// A value filter with Glance's optional `in:a,b` operator.
-fn matches_filter(filter: Option<&str>, value: &str) -> bool {
-    match filter {
-        None => true,
-        Some(f) => match f.strip_prefix("in:") {
-            Some(list) => list.split(',').any(|v| v.trim() == value),
-            None => f == value,
-        },
-    }
-}
-
-fn parse_bool(field: &str, value: &str) -> Result<bool, Fault> {
-    match value.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(Fault::bad_request(
-            D,
-            format!("Invalid value {value:?} for {field}: expected true or false"),
-        )),
-    }
-}
-
-/// The sort keys and directions a list asks for (`sort=name:asc,created_at` or
-/// `sort_key`/`sort_dir`); Glance's default is `created_at` descending.
-fn sort_keys(query: &ListQuery) -> Result<Vec<(String, bool)>, Fault> {
-    const KEYS: &[&str] = &[
-        "name",
-        "status",
-        "container_format",
-        "disk_format",
-        "size",
-        "id",
-        "created_at",
-        "updated_at",
-        "min_disk",
-        "min_ram",
-        "visibility",
-        "owner",
-    ];
-    let dir = |d: &str| match d {
-        "asc" => Ok(false),
-        "desc" => Ok(true),
-        other => Err(Fault::bad_request(
-            D,
-            format!("Invalid sort direction: {other}"),
-        )),
-    };
-    let mut keys = Vec::new();
-    if let Some(sort) = &query.sort {
-        for part in sort.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (key, d) = part.split_once(':').unwrap_or((part, "desc"));
-            keys.push((key.trim().to_string(), dir(d.trim())?));
-        }
-    } else if let Some(sort_key) = &query.sort_key {
-        let dirs: Vec<&str> = query
-            .sort_dir
-            .as_deref()
-            .map(|d| d.split(',').collect())
-            .unwrap_or_default();
-        for (i, key) in sort_key.split(',').enumerate() {
-            let d = dirs.get(i).or(dirs.last()).copied().unwrap_or("desc");
-            keys.push((key.trim().to_string(), dir(d.trim())?));
-        }
-    }
-    if let Some((bad, _)) = keys.iter().find(|(k, _)| !KEYS.contains(&k.as_str())) {
-        return Err(Fault::bad_request(
-            D,
-            format!("Unsupported sort_key: {bad}"),
-        ));
-    }
-    if keys.is_empty() {
-        keys.push(("created_at".into(), true));
-    }
-    Ok(keys)
-}
-
-fn compare(a: &Value, b: &Value, key: &str) -> std::cmp::Ordering {
-    match (&a[key], &b[key]) {
-        (Value::Number(x), Value::Number(y)) => x
-            .as_f64()
-            .unwrap_or(0.0)
-            .total_cmp(&y.as_f64().unwrap_or(0.0)),
-        (Value::Null, Value::Null) => std::cmp::Ordering::Equal,
-        (Value::Null, _) => std::cmp::Ordering::Less,
-        (_, Value::Null) => std::cmp::Ordering::Greater,
-        (x, y) => x
-            .as_str()
-            .unwrap_or_default()
-            .cmp(y.as_str().unwrap_or_default()),
-    }
-}
-
-/// Filters, sorts and pages rendered images; returns the page and whether more follow.
-fn select(
-    images: Vec<Value>,
-    admin: bool,
-    project: Option<&str>,
-    answers: &HashMap<String, MemberStatus>,
-    query: &ListQuery,
-    tags: &[String],
-) -> Result<(Vec<Value>, bool), Fault> {
-    let member_status = member_status_filter(query)?;
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| {
-                Fault::bad_request(D, format!("limit param must be an integer, got {v:?}"))
-            })?
-            .min(MAX_LIMIT),
-    };
-    let wanted_visibility = query.visibility.as_deref();
-    if let Some(v) = wanted_visibility
-        && !["public", "private", "shared", "community", "all"].contains(&v)
-    {
-        return Err(Fault::bad_request(
-            D,
-            format!("Invalid visibility value: {v}"),
-        ));
-    }
-    let protected = query
-        .protected
-        .as_deref()
-        .map(|v| parse_bool("protected", v))
-        .transpose()?;
-    if let Some(hidden) = query.os_hidden.as_deref()
-        && parse_bool("os_hidden", hidden)?
-    {
-        // No image is hidden here.
-        return Ok((Vec::new(), false));
-    }
-    let size = |field: &str, v: &Option<String>| {
-        v.as_deref()
-            .map(|s| {
-                s.parse::<u64>().map_err(|_| {
-                    Fault::bad_request(D, format!("{field} must be a non-negative integer"))
-                })
-            })
-            .transpose()
-    };
-    let size_min = size("size_min", &query.size_min)?;
-    let size_max = size("size_max", &query.size_max)?;
-    let mut selected: Vec<Value> = images
-        .iter()
-        // What the caller sees ([`can_see`]), shares by the member's answer (accepted unless
-        // asked otherwise); each document parsed once.
-        .filter(|i| {
-            if i.pointer("/metadata/deletionTimestamp").is_some() {
-                return false;
-            }
-            admin
-                || project.is_some_and(|p| {
-                    typed(i).is_some_and(|image| {
-                        let uid = image.metadata.uid.as_deref().unwrap_or_default();
-                        let answer = answers.get(uid).copied().unwrap_or_default();
-                        image.visible_to(p)
-                            && (!image.offered_to(p) || image.listed_for(p, answer, member_status))
-                    })
-                })
-        })
-        .filter(|i| match wanted_visibility {
-            None => {
-                // Community images are listed only for their owner (and admins).
-                visibility(i) != "community" || admin || project == Some(owner(i))
-            }
-            Some("all") => true,
-            Some(v) => visibility(i) == v,
-        })
-        .map(render)
-        .filter(|i| {
-            matches_filter(
-                query.name.as_deref(),
-                i["name"].as_str().unwrap_or_default(),
-            )
-        })
-        .filter(|i| {
-            matches_filter(
-                query.status.as_deref(),
-                i["status"].as_str().unwrap_or_default(),
-            )
-        })
-        .filter(|i| {
-            matches_filter(
-                query.owner.as_deref(),
-                i["owner"].as_str().unwrap_or_default(),
-            )
-        })
-        .filter(|i| matches_filter(query.id.as_deref(), i["id"].as_str().unwrap_or_default()))
-        .filter(|i| {
-            matches_filter(
-                query.disk_format.as_deref(),
-                i["disk_format"].as_str().unwrap_or_default(),
-            )
-        })
-        .filter(|i| {
-            matches_filter(
-                query.container_format.as_deref(),
-                i["container_format"].as_str().unwrap_or_default(),
-            )
-        })
-        .filter(|i| protected.is_none_or(|p| i["protected"].as_bool() == Some(p)))
-        .filter(|i| size_min.is_none_or(|m| i["size"].as_u64().is_some_and(|s| s >= m)))
-        .filter(|i| size_max.is_none_or(|m| i["size"].as_u64().is_some_and(|s| s <= m)))
-        .filter(|i| {
-            let have: BTreeSet<&str> = i["tags"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            tags.iter().all(|t| have.contains(t.as_str()))
-        })
-        .collect();
-    let keys = sort_keys(query)?;
-    selected.sort_by(|a, b| {
-        keys.iter()
-            .map(|(key, desc)| {
-                let o = compare(a, b, key);
-                if *desc { o.reverse() } else { o }
-            })
-            .find(|o| o.is_ne())
-            .unwrap_or_else(|| compare(b, a, "id"))
-    });
-    if let Some(marker) = query.marker.as_deref() {
-        let at = selected
-            .iter()
-            .position(|i| i["id"] == marker)
-            .ok_or_else(|| {
-                Fault::bad_request(
-                    D,
-                    format!("Invalid marker. Image {marker} could not be found."),
-                )
-            })?;
-        selected.drain(..=at);
-    }
-    let more = selected.len() > limit;
-    selected.truncate(limit);
-    Ok((selected, more))
-}
-
-/// The `tag` parameters of a raw query string (Glance takes several).
-fn tags_of(raw: Option<&str>) -> Vec<String> {
-    raw.unwrap_or_default()
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .filter(|(k, _)| *k == "tag")
-        .map(|(_, v)| percent_decode(v))
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `GET /v2/images`.
-async fn list(
-    State(state): State<ApiState>,
-    caller: Caller,
-    uri: axum::http::Uri,
-    Query(query): Query<ListQuery>,
-) -> Result<Response, Fault> {
-    let project = scope(&caller)?.to_string();
-    let images = common::list(&state, kind(), None)
-        .await
-        .map_err(api_error)?;
-    let tags = tags_of(uri.query());
-    let answers = crate::admission::image_use::answers(&state.store, &project)
-        .await
-        .map_err(api_error)?;
-    let (page, more) = select(
-        images,
-        caller.is_cloud_admin(),
-        Some(&project),
-        &answers,
-        &query,
-        &tags,
-    )?;
-    let mut body = json!({
-        "images": page,
-        "first": "/v2/images",
-        "schema": "/v2/schemas/images",
-    });
-    if more && let Some(last) = page.last() {
-        // The same query with the marker moved to the last image of this page.
-        let mut params: Vec<String> = uri
-            .query()
-            .unwrap_or_default()
-            .split('&')
-            .filter(|p| !p.is_empty() && !p.starts_with("marker="))
-            .map(str::to_string)
-            .collect();
-        params.push(format!(
-            "marker={}",
-            last["id"].as_str().unwrap_or_default()
-        ));
-        if query.limit.is_none() {
-            params.push(format!("limit={DEFAULT_LIMIT}"));
-        }
-        body["next"] = json!(format!("/v2/images?{}", params.join("&")));
-    }
-    Ok(Json(body).into_response())
 }
 
 /// `GET /v2/images/{id}`.
@@ -887,241 +560,6 @@ async fn create(
     Ok(response)
 }
 
-/// A JSON pointer's segments (`/a~1b/c` → `["a/b", "c"]`).
-fn pointer_segments(path: &str) -> Result<Vec<String>, Fault> {
-    let rest = path.strip_prefix('/').ok_or_else(|| {
-        Fault::bad_request(
-            D,
-            format!("Invalid JSON pointer {path:?}: must start with /"),
-        )
-    })?;
-    Ok(rest
-        .split('/')
-        .map(|s| s.replace("~1", "/").replace("~0", "~"))
-        .collect())
-}
-
-/// Applies one RFC 6902 `add`, `remove` or `replace` to `doc`.
-fn apply_op(doc: &mut Value, op: &Value) -> Result<(), Fault> {
-    // The v2.0 media type's form names the operation as the key of its path:
-    // `{"replace": "/name", "value": ...}` (Glance's draft-4 patches; tempest sends them).
-    let draft4 = ["add", "remove", "replace"]
-        .into_iter()
-        .find_map(|name| {
-            op.get(name)
-                .and_then(Value::as_str)
-                .map(|path| (name, path))
-        })
-        .filter(|_| op.get("op").is_none());
-    let slashed;
-    let (name, path) = match draft4 {
-        Some((name, path)) if path.starts_with('/') => (name, path),
-        Some((name, path)) => {
-            slashed = format!("/{path}");
-            (name, slashed.as_str())
-        }
-        None => {
-            let name = op["op"].as_str().ok_or_else(|| {
-                Fault::bad_request(
-                    D,
-                    "Each patch operation needs an 'op' (add, remove or replace).",
-                )
-            })?;
-            let path = op["path"]
-                .as_str()
-                .ok_or_else(|| Fault::bad_request(D, "Each patch operation needs a 'path'."))?;
-            (name, path)
-        }
-    };
-    if !["add", "remove", "replace"].contains(&name) {
-        return Err(Fault::bad_request(
-            D,
-            format!("Unsupported patch operation {name:?}: use add, remove or replace"),
-        ));
-    }
-    let value = match (name, op.get("value")) {
-        ("remove", _) => Value::Null,
-        (_, Some(v)) => v.clone(),
-        (_, None) => {
-            return Err(Fault::bad_request(
-                D,
-                format!("Operation {name} on {path} needs a 'value'."),
-            ));
-        }
-    };
-    let mut segments = pointer_segments(path)?;
-    let last = segments.pop().expect("split yields one segment at least");
-    let missing = || {
-        Fault::conflict(
-            D,
-            format!("Property {} does not exist.", path.trim_start_matches('/')),
-        )
-    };
-    let mut parent = &mut *doc;
-    for segment in &segments {
-        parent = match parent {
-            Value::Object(map) => map.get_mut(segment.as_str()).ok_or_else(missing)?,
-            Value::Array(items) => segment
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| items.get_mut(i))
-                .ok_or_else(missing)?,
-            _ => return Err(missing()),
-        };
-    }
-    match parent {
-        Value::Object(map) => match name {
-            "add" => {
-                map.insert(last, value);
-            }
-            "replace" => {
-                *map.get_mut(last.as_str()).ok_or_else(missing)? = value;
-            }
-            _ => {
-                map.remove(last.as_str()).ok_or_else(missing)?;
-            }
-        },
-        Value::Array(items) => {
-            let index = if last == "-" && name == "add" {
-                items.len()
-            } else {
-                last.parse::<usize>().map_err(|_| missing())?
-            };
-            match name {
-                "add" if index <= items.len() => items.insert(index, value),
-                "replace" if index < items.len() => items[index] = value,
-                "remove" if index < items.len() => {
-                    items.remove(index);
-                }
-                _ => return Err(missing()),
-            }
-        }
-        _ => return Err(missing()),
-    }
-    Ok(())
-}
-
-/// The object merge patch (spec, name annotation) that turns `image`'s document `before`
-/// into `after`, validated: read-only attributes `403`, bad values `400`.
-fn diff_to_patch(
-    image: &Value,
-    before: &Value,
-    after: &Value,
-    admin: bool,
-) -> Result<Value, Fault> {
-    let (Some(old), Some(new)) = (before.as_object(), after.as_object()) else {
-        return Err(Fault::bad_request(
-            D,
-            "The patch must leave the image an object.",
-        ));
-    };
-    let mut spec = Map::new();
-    let mut properties = Map::new();
-    let mut metadata = json!({"resourceVersion": image["metadata"]["resourceVersion"]});
-    let keys: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
-    let queued = phase(image) == "queued";
-    for key in keys {
-        let (was, now) = (old.get(key), new.get(key));
-        if was == now {
-            continue;
-        }
-        let key = key.as_str();
-        match (key, now) {
-            (_, _) if READ_ONLY.contains(&key) || key == "owner" => {
-                return Err(Fault::forbidden(
-                    D,
-                    format!("Attribute '{key}' is read-only."),
-                ));
-            }
-            ("name", Some(Value::String(name))) if name.chars().count() <= 255 => {
-                let annotation = if *name == common::name(image) {
-                    Value::Null
-                } else {
-                    json!(name)
-                };
-                metadata["annotations"] = json!({ NAME_ANNOTATION: annotation });
-            }
-            ("name", _) => {
-                return Err(Fault::bad_request(
-                    D,
-                    "Invalid value for name: must be a string of at most 255 characters",
-                ));
-            }
-            ("disk_format" | "container_format", _) if !queued => {
-                return Err(Fault::forbidden(
-                    D,
-                    format!("Attribute {key} can be only replaced for a queued image."),
-                ));
-            }
-            (_, None) if WRITABLE.contains(&key) => {
-                return Err(Fault::forbidden(
-                    D,
-                    format!("Attribute '{key}' cannot be removed."),
-                ));
-            }
-            (_, None) => {
-                properties.insert(key.to_string(), Value::Null);
-            }
-            (_, Some(value)) => set_attribute(&mut spec, &mut properties, key, value, admin)?,
-        }
-    }
-    if !properties.is_empty() {
-        spec.insert("properties".into(), Value::Object(properties));
-    }
-    Ok(json!({"metadata": metadata, "spec": spec}))
-}
-
-/// `PATCH /v2/images/{id}` with a JSON patch.
-async fn update(
-    State(state): State<ApiState>,
-    caller: Caller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Response, Fault> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let media = content_type.split(';').next().unwrap_or_default().trim();
-    if !PATCH_TYPES.contains(&media) {
-        return Err(Fault::new(
-            D,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!(
-                "Unsupported Content-Type {content_type:?}: use {}",
-                PATCH_TYPES[0]
-            ),
-        ));
-    }
-    let ops = common::json_body(D, &body)?;
-    let ops = ops
-        .as_array()
-        .ok_or_else(|| Fault::bad_request(D, "A JSON patch is a list of operations."))?;
-    let image = find(&state, &caller, &id).await?;
-    check_write(&caller, &image)?;
-    let before = render(&image);
-    let mut after = before.clone();
-    for op in ops {
-        apply_op(&mut after, op)?;
-    }
-    let patch = diff_to_patch(&image, &before, &after, caller.is_cloud_admin())?;
-    let updated = crate::resources::write(
-        &state,
-        crate::admission::Writer::Caller(&caller),
-        kind(),
-        Some(owner(&image)),
-        &common::name(&image),
-        crate::resources::Change::MergePatch(&patch),
-        cirrus_store::objects::Part::Main,
-        false,
-    )
-    .await
-    .map_err(api_error)?;
-    tracing::info!(image = %id, "image updated");
-    Ok(Json(render(&updated)).into_response())
-}
-
 /// `DELETE /v2/images/{id}`: `204`; `403` while protected.
 async fn delete(
     State(state): State<ApiState>,
@@ -1255,251 +693,4 @@ async fn images_schema() -> Json<Value> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn image(project: &str, uid: &str, visibility: &str) -> Value {
-        json!({
-            "metadata": {"name": uid, "uid": uid, "project": project,
-                         "creationTimestamp": format!("2026-01-01T00:00:0{}Z", uid.len() % 10)},
-            "spec": {"visibility": visibility, "diskFormat": "qcow2", "containerFormat": "bare",
-                     "properties": {"hw_disk_bus": "virtio"}, "tags": ["a"]},
-            "status": {"phase": "active", "size": 10, "checksum": "c", "osHashAlgo": "sha256", "osHashValue": "h"},
-        })
-    }
-
-    #[test]
-    fn render_flattens_properties_under_core_fields() {
-        let mut i = image("demo", "u1", "private");
-        i["spec"]["properties"]["status"] = json!("sneaky");
-        let body = render(&i);
-        assert_eq!(body["id"], "u1");
-        assert_eq!(
-            body["status"], "active",
-            "core attributes win over properties"
-        );
-        assert_eq!(body["hw_disk_bus"], "virtio");
-        assert_eq!(body["owner"], "demo");
-        assert_eq!(body["os_hash_algo"], "sha256");
-        assert_eq!(body["file"], "/v2/images/u1/file");
-        let mut queued = image("demo", "u2", "private");
-        queued["status"] = json!({});
-        assert_eq!(render(&queued)["status"], "queued");
-        assert_eq!(render(&queued)["size"], Value::Null);
-    }
-
-    #[test]
-    fn visibility_rules() {
-        let private = image("a", "p", "private");
-        let public = image("a", "q", "public");
-        let mut shared = image("a", "s", "shared");
-        shared["spec"]["members"] = json!(["b"]);
-        let community = image("a", "c", "community");
-        assert!(can_see(false, Some("a"), &private));
-        assert!(!can_see(false, Some("b"), &private));
-        assert!(can_see(true, Some("admin"), &private));
-        assert!(can_see(false, Some("b"), &public));
-        assert!(can_see(false, Some("b"), &shared));
-        assert!(!can_see(false, Some("c"), &shared));
-        assert!(can_see(false, Some("b"), &community));
-        let all = vec![private, public, shared, community];
-        let answers = std::cell::RefCell::new(HashMap::new());
-        let ids = |q: &str, project: &str| -> Vec<String> {
-            let uri: axum::http::Uri = format!("/x?{q}").parse().unwrap();
-            let query = Query::<ListQuery>::try_from_uri(&uri).unwrap().0;
-            let (page, _) = select(
-                all.clone(),
-                false,
-                Some(project),
-                &answers.borrow(),
-                &query,
-                &[],
-            )
-            .unwrap();
-            let mut ids: Vec<String> = page
-                .iter()
-                .map(|i| i["id"].as_str().unwrap().to_string())
-                .collect();
-            ids.sort();
-            ids
-        };
-        assert_eq!(
-            ids("", "b"),
-            ["q"],
-            "community is not listed for others, nor an unanswered share"
-        );
-        assert_eq!(ids("member_status=pending", "b"), ["q", "s"]);
-        assert_eq!(ids("member_status=all", "b"), ["q", "s"]);
-        answers
-            .borrow_mut()
-            .insert("s".to_string(), MemberStatus::Accepted);
-        assert_eq!(ids("", "b"), ["q", "s"], "an accepted share is listed");
-        assert_eq!(ids("member_status=rejected", "b"), ["q"]);
-        answers
-            .borrow_mut()
-            .insert("s".to_string(), MemberStatus::Rejected);
-        assert_eq!(ids("", "b"), ["q"]);
-        assert_eq!(ids("member_status=rejected", "b"), ["q", "s"]);
-        assert_eq!(
-            ids("", "a"),
-            ["c", "p", "q", "s"],
-            "the owner lists all its own"
-        );
-        assert_eq!(ids("visibility=community", "b"), ["c"]);
-        assert_eq!(ids("visibility=public", "a"), ["q"]);
-    }
-
-    #[test]
-    fn lists_page_with_markers_in_sort_order() {
-        let all: Vec<Value> = (1..=5)
-            .map(|n| {
-                let mut i = image("a", &format!("id{n}"), "private");
-                i["metadata"]["creationTimestamp"] = json!(format!("2026-01-01T00:00:0{n}Z"));
-                i
-            })
-            .collect();
-        let page = |q: &str| -> (Vec<String>, bool) {
-            let uri: axum::http::Uri = format!("/x?{q}").parse().unwrap();
-            let query = Query::<ListQuery>::try_from_uri(&uri).unwrap().0;
-            let (page, more) =
-                select(all.clone(), false, Some("a"), &HashMap::new(), &query, &[]).unwrap();
-            (
-                page.iter()
-                    .map(|i| i["id"].as_str().unwrap().to_string())
-                    .collect(),
-                more,
-            )
-        };
-        assert_eq!(
-            page("limit=2"),
-            (vec!["id5".into(), "id4".into()], true),
-            "newest first"
-        );
-        assert_eq!(
-            page("limit=2&marker=id4"),
-            (vec!["id3".into(), "id2".into()], true)
-        );
-        assert_eq!(page("limit=2&marker=id2"), (vec!["id1".into()], false));
-        assert_eq!(page("sort=created_at:asc&limit=1").0, ["id1"]);
-        assert_eq!(page("sort_key=created_at&sort_dir=asc&limit=1").0, ["id1"]);
-    }
-
-    #[test]
-    fn create_body_maps_to_spec_and_refuses_what_it_must() {
-        let new = parse_create(
-            &json!({"name": "cirros", "disk_format": "qcow2", "container_format": "bare",
-                    "visibility": "private", "min_ram": 64, "tags": ["x", "x"],
-                    "owner_specified.openstack.md5": "", "hw_disk_bus": "scsi"}),
-            false,
-        )
-        .unwrap();
-        assert_eq!(new.name.as_deref(), Some("cirros"));
-        assert_eq!(new.spec["diskFormat"], "qcow2");
-        assert_eq!(new.spec["minRam"], 64);
-        assert_eq!(new.spec["tags"], json!(["x"]));
-        assert_eq!(new.spec["properties"]["hw_disk_bus"], "scsi");
-        assert_eq!(new.spec["properties"]["owner_specified.openstack.md5"], "");
-        let code = |body: Value, admin: bool| parse_create(&body, admin).unwrap_err().code;
-        assert_eq!(
-            code(json!({"visibility": "public"}), false),
-            StatusCode::FORBIDDEN
-        );
-        assert!(parse_create(&json!({"visibility": "public"}), true).is_ok());
-        assert_eq!(
-            code(json!({"disk_format": "exe"}), false),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            code(json!({"status": "active"}), false),
-            StatusCode::FORBIDDEN
-        );
-        assert_eq!(code(json!({"hw_x": 3}), false), StatusCode::BAD_REQUEST);
-        assert_eq!(
-            code(json!({"protected": "yes"}), false),
-            StatusCode::BAD_REQUEST
-        );
-    }
-
-    #[test]
-    fn json_patch_becomes_an_object_patch() {
-        let mut i = image("a", "u1", "private");
-        i["metadata"]["resourceVersion"] = json!("7");
-        let before = render(&i);
-        let mut after = before.clone();
-        for op in [
-            json!({"op": "replace", "path": "/name", "value": "new name"}),
-            json!({"op": "add", "path": "/tags/-", "value": "b"}),
-            json!({"op": "remove", "path": "/hw_disk_bus"}),
-            json!({"op": "add", "path": "/os~1distro", "value": "debian"}),
-            json!({"op": "replace", "path": "/protected", "value": true}),
-        ] {
-            apply_op(&mut after, &op).unwrap();
-        }
-        // The v2.0 form (operation as key), with and without the leading slash: the same.
-        let mut draft4 = before.clone();
-        for op in [
-            json!({"replace": "/name", "value": "new name"}),
-            json!({"add": "tags/-", "value": "b"}),
-            json!({"remove": "/hw_disk_bus"}),
-            json!({"add": "/os~1distro", "value": "debian"}),
-            json!({"replace": "/protected", "value": true}),
-        ] {
-            apply_op(&mut draft4, &op).unwrap();
-        }
-        assert_eq!(draft4, after, "both patch forms make the same document");
-        let patch = diff_to_patch(&i, &before, &after, false).unwrap();
-        assert_eq!(patch["metadata"]["resourceVersion"], "7");
-        assert_eq!(
-            patch["metadata"]["annotations"][NAME_ANNOTATION],
-            "new name"
-        );
-        assert_eq!(patch["spec"]["tags"], json!(["a", "b"]));
-        assert_eq!(patch["spec"]["protected"], true);
-        assert_eq!(patch["spec"]["properties"]["hw_disk_bus"], Value::Null);
-        assert_eq!(patch["spec"]["properties"]["os/distro"], "debian");
-
-        let fails = |op: Value, admin: bool| {
-            let mut after = before.clone();
-            apply_op(&mut after, &op)
-                .and_then(|_| diff_to_patch(&i, &before, &after, admin).map(|_| ()))
-                .unwrap_err()
-                .code
-        };
-        assert_eq!(
-            fails(
-                json!({"op": "replace", "path": "/status", "value": "x"}),
-                true
-            ),
-            StatusCode::FORBIDDEN
-        );
-        assert_eq!(
-            fails(
-                json!({"op": "replace", "path": "/visibility", "value": "public"}),
-                false
-            ),
-            StatusCode::FORBIDDEN
-        );
-        assert_eq!(
-            fails(json!({"op": "remove", "path": "/nope"}), false),
-            StatusCode::CONFLICT
-        );
-        assert_eq!(
-            fails(json!({"op": "move", "path": "/name", "from": "/x"}), false),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            fails(
-                json!({"op": "replace", "path": "/disk_format", "value": "raw"}),
-                false
-            ),
-            StatusCode::FORBIDDEN,
-            "active images keep their format"
-        );
-    }
-
-    #[test]
-    fn tags_come_from_the_raw_query() {
-        assert_eq!(tags_of(Some("tag=a&limit=1&tag=b%20c")), ["a", "b c"]);
-        assert!(tags_of(None).is_empty());
-    }
-}
+mod tests;

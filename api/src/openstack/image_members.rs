@@ -21,7 +21,7 @@ use axum::routing::get;
 use cirrus_crds::{ImageMember, MemberStatus, Resource};
 use serde_json::{Value, json};
 
-use super::image::{api_error, check_write, find, kind, owner};
+use super::image::{api_error, check_write, find, owner, write_patch};
 use crate::ApiState;
 use crate::admission::image_use;
 use crate::auth::Caller;
@@ -181,18 +181,7 @@ async fn edit_members(
             "metadata": {"resourceVersion": image.pointer("/metadata/resourceVersion")},
             "spec": {"members": members},
         });
-        match crate::resources::write(
-            state,
-            crate::admission::Writer::Caller(caller),
-            kind(),
-            Some(owner(&image)),
-            &common::name(&image),
-            crate::resources::Change::MergePatch(&patch),
-            cirrus_store::objects::Part::Main,
-            false,
-        )
-        .await
-        {
+        match write_patch(state, caller, &image, &patch).await {
             Ok(written) => return Ok(written),
             Err(e) if e.reason() == "Conflict" => continue,
             Err(e) => return Err(api_error(e)),

@@ -12,14 +12,18 @@
 //! | network        | `/network`, `/network/v2.0`      | [`network`]  |
 //! | block-storage  | `/volume`, `/volume/v3/{project}`| [`volume`]   |
 //!
-//! Conventions shared by all of them live in [`common`]: ids, names, lookups.
+//! Conventions shared by all of them live in [`common`]: ids, names, lookups; every list
+//! pages with [`paging`] and reads its query string with [`query_string`].
 
 pub mod common;
 pub mod compute;
 pub mod fault;
 pub mod image;
 pub mod image_members;
+pub mod json_patch;
 pub mod network;
+pub mod paging;
+pub mod query_string;
 pub mod request_id;
 pub mod volume;
 

@@ -3,6 +3,7 @@
 //! the stored hash — reads never show the hash, so a read-modify-write must not erase it.
 
 use cirrus_crds::KindInfo;
+use cirrus_crds::Resource as _;
 use serde_json::Value;
 
 use crate::ApiState;
@@ -57,7 +58,7 @@ pub(crate) async fn stored_hash(
     if kind.plural != "users" {
         return Ok(None);
     }
-    let users = cirrus_crds::kind_by_plural("users").expect("users is a kind");
+    let users = cirrus_crds::User::info();
     match state.store.get(users, None, name).await {
         Ok(user) => Ok(user
             .pointer("/spec/passwordHash")

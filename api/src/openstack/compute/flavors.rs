@@ -6,6 +6,7 @@
 //! compute v2.1 schemas (no `description` or `extra_specs` in the flavor body: those are
 //! microversions 2.55 and 2.61). Writes (create, delete, extra specs) need a cloud admin.
 
+use cirrus_crds::Resource as _;
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -23,11 +24,18 @@ use crate::ApiState;
 use crate::auth::Caller;
 use crate::openstack::common::{self, NAME_ANNOTATION};
 use crate::openstack::fault::{Dialect, Fault};
+use crate::openstack::paging;
 
 const D: Dialect = Dialect::Compute;
 
 /// Nova's largest page.
 const MAX_LIMIT: usize = 1000;
+/// How Nova reads a flavor list's `limit`: [`MAX_LIMIT`] unless given, at most that.
+const LIMIT: paging::LimitRule = paging::LimitRule {
+    default: Some(MAX_LIMIT),
+    max: Some(MAX_LIMIT),
+    zero_means_all: false,
+};
 
 /// The flavor routes under `/compute/v2.1`.
 pub fn router() -> Router<ApiState> {
@@ -52,7 +60,7 @@ pub fn router() -> Router<ApiState> {
 }
 
 fn kind() -> &'static KindInfo {
-    cirrus_crds::kind_by_plural("flavors").expect("Flavor is a known kind")
+    cirrus_crds::Flavor::info()
 }
 
 fn api_error(e: crate::error::ApiError) -> Fault {
@@ -169,13 +177,9 @@ fn select(
     };
     let min_ram = parse_count("minRam", query.min_ram.as_deref())?;
     let min_disk = parse_count("minDisk", query.min_disk.as_deref())?;
-    let limit = match query.limit.as_deref() {
-        None => MAX_LIMIT,
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| Fault::bad_request(D, format!("limit must be an integer, got {v:?}")))?
-            .min(MAX_LIMIT),
-    };
+    let limit = paging::limit(query.limit.as_deref(), LIMIT).map_err(|e| {
+        Fault::bad_request(D, format!("limit must be an integer, got {:?}", e.text()))
+    })?;
     let mut selected: Vec<Value> = flavors
         .into_iter()
         .filter(|f| f.pointer("/metadata/deletionTimestamp").is_none())
@@ -186,14 +190,10 @@ fn select(
         .collect();
     sort(&mut selected, query)?;
     if let Some(marker) = query.marker.as_deref() {
-        let at = selected
-            .iter()
-            .position(|f| common::name(f) == marker)
-            .ok_or_else(|| Fault::bad_request(D, format!("marker [{marker}] not found")))?;
-        selected.drain(..=at);
+        paging::skip_past_marker(&mut selected, marker, |f| common::name(f) == marker)
+            .map_err(|_| Fault::bad_request(D, format!("marker [{marker}] not found")))?;
     }
-    let more = selected.len() > limit;
-    selected.truncate(limit);
+    let more = paging::truncate(&mut selected, limit);
     Ok((selected, more))
 }
 
@@ -219,14 +219,10 @@ fn sort(flavors: &mut [Value], query: &ListQuery) -> Result<(), Fault> {
         }
     };
     let descending = match query.sort_dir.as_deref() {
-        None | Some("asc") => false,
-        Some("desc") => true,
-        Some(other) => {
-            return Err(Fault::bad_request(
-                D,
-                format!("Invalid sort_dir {other:?}: use asc or desc"),
-            ));
-        }
+        None => false,
+        Some(dir) => paging::descending(dir).map_err(|paging::BadDirection(other)| {
+            Fault::bad_request(D, format!("Invalid sort_dir {other:?}: use asc or desc"))
+        })?,
     };
     flavors.sort_by(|a, b| {
         let ordering = match spec_field {
@@ -278,24 +274,24 @@ async fn list_page(
     let mut body = json!({ "flavors": items });
     if more && let Some(last) = page.last() {
         let path = if detail { "flavors/detail" } else { "flavors" };
-        let mut params = vec![format!("marker={}", common::name(last))];
-        if let Some(limit) = &query.limit {
-            params.push(format!("limit={limit}"));
-        }
-        for (key, value) in [
+        let given = [
+            ("limit", &query.limit),
             ("minRam", &query.min_ram),
             ("minDisk", &query.min_disk),
             ("is_public", &query.is_public),
             ("sort_key", &query.sort_key),
             ("sort_dir", &query.sort_dir),
-        ] {
-            if let Some(value) = value {
-                params.push(format!("{key}={value}"));
-            }
-        }
+        ];
+        let last = common::name(last);
+        let next = paging::next_query(
+            given
+                .iter()
+                .filter_map(|(key, value)| Some((*key, value.as_deref()?))),
+            &last,
+        );
         body["flavors_links"] = json!([{
             "rel": "next",
-            "href": format!("{base}/compute/v2.1/{path}?{}", params.join("&")),
+            "href": format!("{base}/compute/v2.1/{path}?{next}"),
         }]);
     }
     Ok(Json(body).into_response())
@@ -798,164 +794,4 @@ async fn extra_spec_delete(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn flavor(name: &str, ram: u64, disk: u64, public: bool) -> Value {
-        json!({
-            "metadata": {"name": name, "creationTimestamp": "2026-01-01T00:00:00Z"},
-            "spec": {"vcpus": 1, "ram": ram, "disk": disk, "public": public, "rxtxFactor": 1.0},
-        })
-    }
-
-    fn names(page: &[Value]) -> Vec<String> {
-        page.iter().map(common::name).collect()
-    }
-
-    #[test]
-    fn render_matches_nova_2_1() {
-        let mut f = flavor("m1.tiny", 256, 1, true);
-        f["metadata"]["annotations"] = json!({NAME_ANNOTATION: "M1 Tiny"});
-        let body = render(&f, "http://h:1");
-        assert_eq!(body["id"], "m1.tiny");
-        assert_eq!(body["name"], "M1 Tiny");
-        assert_eq!(body["swap"], "");
-        assert_eq!(body["OS-FLV-EXT-DATA:ephemeral"], 0);
-        assert_eq!(body["os-flavor-access:is_public"], true);
-        assert_eq!(
-            body["links"][0]["href"],
-            "http://h:1/compute/v2.1/flavors/m1.tiny"
-        );
-        f["spec"]["swap"] = json!(512);
-        assert_eq!(render(&f, "")["swap"], 512);
-        let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
-        assert_eq!(keys.len(), 11, "exactly the 2.1 fields: {keys:?}");
-    }
-
-    #[test]
-    fn filters_and_pages_like_nova() {
-        let all = vec![
-            flavor("c", 2048, 20, true),
-            flavor("a", 256, 1, true),
-            flavor("b", 512, 10, false),
-            flavor("d", 4096, 40, true),
-        ];
-        let query = |q: &str| -> ListQuery { serde_urlencoded_like(q) };
-        let (page, more) = select(all.clone(), &query(""), true).unwrap();
-        assert_eq!(names(&page), ["a", "c", "d"], "admin default: public only");
-        assert!(!more);
-        let (page, _) = select(all.clone(), &query("is_public=none"), true).unwrap();
-        assert_eq!(names(&page), ["a", "b", "c", "d"]);
-        let (page, _) = select(all.clone(), &query("is_public=none"), false).unwrap();
-        assert_eq!(
-            names(&page),
-            ["a", "c", "d"],
-            "non-admins see public ones only"
-        );
-        let (page, _) = select(all.clone(), &query("is_public=false"), true).unwrap();
-        assert_eq!(names(&page), ["b"]);
-        let (page, _) = select(all.clone(), &query("minRam=1000&minDisk=30"), true).unwrap();
-        assert_eq!(names(&page), ["d"]);
-        let (page, more) = select(all.clone(), &query("limit=2"), true).unwrap();
-        assert_eq!(names(&page), ["a", "c"]);
-        assert!(more);
-        let (page, more) = select(all.clone(), &query("limit=2&marker=c"), true).unwrap();
-        assert_eq!(names(&page), ["d"]);
-        assert!(!more);
-        let (page, _) = select(
-            all.clone(),
-            &query("sort_key=memory_mb&sort_dir=desc"),
-            true,
-        )
-        .unwrap();
-        assert_eq!(names(&page), ["d", "c", "a"]);
-        assert_eq!(
-            select(all.clone(), &query("marker=zz"), true)
-                .unwrap_err()
-                .code,
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            select(all, &query("is_public=maybe"), true)
-                .unwrap_err()
-                .code,
-            StatusCode::BAD_REQUEST
-        );
-    }
-
-    /// Parses `a=b&c=d` into the list query (the same parser axum's `Query` uses).
-    fn serde_urlencoded_like(q: &str) -> ListQuery {
-        let uri: axum::http::Uri = format!("/x?{q}").parse().unwrap();
-        axum::extract::Query::<ListQuery>::try_from_uri(&uri)
-            .unwrap()
-            .0
-    }
-
-    #[test]
-    fn create_body_is_validated_naming_the_field() {
-        let ok = parse_create(&json!({"flavor": {
-            "name": "m1.tiny", "ram": 256, "vcpus": 1, "disk": 1, "id": null,
-            "OS-FLV-EXT-DATA:ephemeral": 0, "swap": 0, "rxtx_factor": 1.0,
-            "os-flavor-access:is_public": true
-        }}))
-        .unwrap();
-        assert_eq!(ok.name, "m1.tiny");
-        assert_eq!((ok.ram, ok.vcpus, ok.disk, ok.id), (256, 1, 1, None));
-        let auto = parse_create(
-            &json!({"flavor": {"name": "x", "ram": "64", "vcpus": 1, "disk": 0, "id": "auto"}}),
-        )
-        .unwrap();
-        assert_eq!((auto.ram, auto.id), (64, None));
-        // What tempest sends: an integer id, a string boolean.
-        let tempest = parse_create(&json!({"flavor": {
-            "name": "t", "ram": 64, "vcpus": 1, "disk": 0, "id": 4242,
-            "os-flavor-access:is_public": "False"
-        }}))
-        .unwrap();
-        assert_eq!(tempest.id.as_deref(), Some("4242"));
-        assert!(!tempest.public);
-        let yes = parse_create(&json!({"flavor": {
-            "name": "t", "ram": 64, "vcpus": 1, "disk": 0, "os-flavor-access:is_public": "True"
-        }}))
-        .unwrap();
-        assert!(yes.public);
-        for (body, field) in [
-            (
-                json!({"flavor": {"name": "x", "ram": 1, "vcpus": 1, "disk": 0, "os-flavor-access:is_public": "maybe"}}),
-                "is_public",
-            ),
-            (
-                json!({"flavor": {"name": "x", "ram": 1, "vcpus": 1, "disk": 0, "id": -3}}),
-                "id",
-            ),
-            (
-                json!({"flavor": {"name": "x", "ram": 0, "vcpus": 1, "disk": 0}}),
-                "ram",
-            ),
-            (
-                json!({"flavor": {"name": "x", "ram": 1, "disk": 0}}),
-                "vcpus",
-            ),
-            (
-                json!({"flavor": {"name": " x", "ram": 1, "vcpus": 1, "disk": 0}}),
-                "name",
-            ),
-            (
-                json!({"flavor": {"name": "x", "ram": 1, "vcpus": 1, "disk": 0, "id": "Bad Id"}}),
-                "id",
-            ),
-            (
-                json!({"flavor": {"name": "x", "ram": 1, "vcpus": 1, "disk": 0, "bogus": 1}}),
-                "bogus",
-            ),
-            (
-                json!({"flavor": {"name": "x", "ram": 1, "vcpus": 1, "disk": -1}}),
-                "disk",
-            ),
-        ] {
-            let fault = parse_create(&body).unwrap_err();
-            assert_eq!(fault.code, StatusCode::BAD_REQUEST);
-            assert!(fault.message.contains(field), "{field}: {}", fault.message);
-        }
-    }
-}
+mod tests;

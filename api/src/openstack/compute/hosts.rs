@@ -10,6 +10,7 @@
 //! node's uid (microversion 2.1 shows integer ids). Hypervisors and services are admin-only;
 //! availability zones are readable by every user.
 
+use cirrus_crds::Resource as _;
 use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
@@ -19,7 +20,6 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use cirrus_auth::Action;
-use cirrus_crds::KindInfo;
 use serde_json::{Value, json};
 
 use crate::ApiState;
@@ -64,10 +64,6 @@ pub fn router() -> Router<ApiState> {
             "/compute/v2.1/os-availability-zone/detail",
             get(zones_detail),
         )
-}
-
-fn kind(plural: &str) -> &'static KindInfo {
-    cirrus_crds::kind_by_plural(plural).expect("a known kind")
 }
 
 fn api_error(e: crate::error::ApiError) -> Fault {
@@ -282,7 +278,7 @@ fn hypervisor_summary(node: &Value) -> Value {
 }
 
 async fn nodes(state: &ApiState) -> Result<Vec<Value>, Fault> {
-    let mut nodes = common::list(state, kind("nodes"), None)
+    let mut nodes = common::list(state, cirrus_crds::Node::info(), None)
         .await
         .map_err(api_error)?;
     nodes.sort_by_key(common::name);
@@ -290,10 +286,10 @@ async fn nodes(state: &ApiState) -> Result<Vec<Value>, Fault> {
 }
 
 async fn usage(state: &ApiState) -> Result<HashMap<String, Usage>, Fault> {
-    let servers = common::list(state, kind("servers"), None)
+    let servers = common::list(state, cirrus_crds::Server::info(), None)
         .await
         .map_err(api_error)?;
-    let flavors = common::list(state, kind("flavors"), None)
+    let flavors = common::list(state, cirrus_crds::Flavor::info(), None)
         .await
         .map_err(api_error)?;
     Ok(usage_by_node(&servers, &flavors))
@@ -485,7 +481,7 @@ async fn set_cordon(
     crate::resources::write(
         state,
         crate::admission::Writer::Caller(caller),
-        kind("nodes"),
+        cirrus_crds::Node::info(),
         None,
         &common::name(node),
         crate::resources::Change::MergePatch(&patch),

@@ -21,6 +21,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use cirrus_auth::Action;
 use cirrus_crds::KindInfo;
+use cirrus_crds::Resource as _;
 use cirrus_crds::kinds::keypair::ssh_public_key_problem;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
@@ -46,7 +47,7 @@ pub fn router() -> Router<ApiState> {
 }
 
 fn kind() -> &'static KindInfo {
-    cirrus_crds::kind_by_plural("keypairs").expect("Keypair is a known kind")
+    cirrus_crds::Keypair::info()
 }
 
 fn api_error(e: crate::error::ApiError) -> Fault {

@@ -8,6 +8,7 @@
 //! Cloud admins may ask for another project's with `?tenant_id=`. [`limits_for`] is the one
 //! place that reads them.
 
+use cirrus_crds::Resource as _;
 use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
@@ -16,6 +17,7 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cirrus_auth::Action;
+use cirrus_crds::KindInfo;
 use serde_json::{Map, Value, json};
 
 use crate::ApiState;
@@ -23,6 +25,7 @@ use crate::auth::Caller;
 use crate::openstack::common;
 use crate::openstack::compute::quota_sets;
 use crate::openstack::fault::{Dialect, Fault};
+use crate::quota::ServerUsage;
 
 const D: Dialect = Dialect::Compute;
 
@@ -69,30 +72,26 @@ pub struct Used {
     pub server_groups: i64,
 }
 
-/// Counts the servers (not being deleted) of a project and what their flavors size.
+/// Counts the servers (not being deleted) of a project and what their flavors size, each
+/// as the quota admission counts one ([`ServerUsage::of_one`]).
 pub fn server_usage(servers: &[Value], flavors: &[Value]) -> Used {
     let flavors: HashMap<String, &Value> = flavors.iter().map(|f| (common::name(f), f)).collect();
-    let mut used = Used::default();
-    for server in servers
+    let servers = servers
         .iter()
         .filter(|s| s.pointer("/metadata/deletionTimestamp").is_none())
-    {
-        used.instances = used.instances.saturating_add(1);
-        if let Some(flavor) = server["spec"]["flavor"]
-            .as_str()
-            .and_then(|f| flavors.get(f))
-        {
-            // Saturating: the native API lets flavors as big as `u64` in (no overflow panic).
-            let amount = |field: &str| {
-                flavor["spec"][field]
-                    .as_u64()
-                    .map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX))
-            };
-            used.cores = used.cores.saturating_add(amount("vcpus"));
-            used.ram_mib = used.ram_mib.saturating_add(amount("ram"));
-        }
+        .map(|server| {
+            let flavor = server["spec"]["flavor"]
+                .as_str()
+                .and_then(|f| flavors.get(f).copied());
+            ServerUsage::of_one(flavor)
+        })
+        .fold(ServerUsage::default(), ServerUsage::plus);
+    Used {
+        instances: servers.instances,
+        cores: servers.cores,
+        ram_mib: servers.ram_mib,
+        ..Used::default()
     }
-    used
 }
 
 /// The `absolute` document for `used` under `limits` (the project's quota limits).
@@ -121,8 +120,11 @@ pub fn absolute(used: Used, limits: &BTreeMap<String, i64>) -> Value {
     Value::Object(body)
 }
 
-async fn count(state: &ApiState, plural: &str, project: &str) -> Result<Vec<Value>, Fault> {
-    let kind = cirrus_crds::kind_by_plural(plural).expect("a known kind");
+async fn count(
+    state: &ApiState,
+    kind: &'static KindInfo,
+    project: &str,
+) -> Result<Vec<Value>, Fault> {
     common::list(state, kind, Some(project))
         .await
         .map_err(|e| Fault::from_api(D, e))
@@ -130,18 +132,20 @@ async fn count(state: &ApiState, plural: &str, project: &str) -> Result<Vec<Valu
 
 /// What `project` uses now.
 pub async fn limits_for(state: &ApiState, project: &str) -> Result<Value, Fault> {
-    let servers = count(state, "servers", project).await?;
-    let flavors = common::list(
-        state,
-        cirrus_crds::kind_by_plural("flavors").expect("a known kind"),
-        None,
-    )
-    .await
-    .map_err(|e| Fault::from_api(D, e))?;
+    let servers = count(state, cirrus_crds::Server::info(), project).await?;
+    let flavors = common::list(state, cirrus_crds::Flavor::info(), None)
+        .await
+        .map_err(|e| Fault::from_api(D, e))?;
     let mut used = server_usage(&servers, &flavors);
-    used.security_groups = count(state, "securitygroups", project).await?.len() as i64;
-    used.floating_ips = count(state, "floatingips", project).await?.len() as i64;
-    used.server_groups = count(state, "servergroups", project).await?.len() as i64;
+    used.security_groups = count(state, cirrus_crds::SecurityGroup::info(), project)
+        .await?
+        .len() as i64;
+    used.floating_ips = count(state, cirrus_crds::FloatingIP::info(), project)
+        .await?
+        .len() as i64;
+    used.server_groups = count(state, cirrus_crds::ServerGroup::info(), project)
+        .await?
+        .len() as i64;
     // The enforced limits are the project's quotas (`os-quota-sets` and Neutron write them).
     let limits = crate::quota::limits(&state.store, project)
         .await
@@ -202,10 +206,7 @@ mod tests {
                 ..Used::default()
             }
         );
-        let defaults = crate::quota::DEFAULTS
-            .iter()
-            .map(|(q, l)| ((*q).to_string(), *l))
-            .collect();
+        let defaults = crate::quota::default_limits();
         let body = absolute(used, &defaults);
         assert_eq!(body["maxTotalInstances"], 10);
         assert_eq!(body["maxTotalCores"], 20);

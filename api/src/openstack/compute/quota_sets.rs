@@ -183,10 +183,7 @@ async fn defaults(
 ) -> Result<Response, Fault> {
     may_read(&caller, &project)?;
     known_project(&state, &project).await?;
-    let limits: BTreeMap<String, i64> = crate::quota::DEFAULTS
-        .iter()
-        .map(|(k, v)| ((*k).to_string(), *v))
-        .collect();
+    let limits = crate::quota::default_limits();
     Ok(with_id(limits_body(&limits), &project))
 }
 
@@ -327,10 +324,7 @@ mod tests {
 
     #[test]
     fn the_body_has_every_key_of_novas_2_1_schema() {
-        let limits: BTreeMap<String, i64> = crate::quota::DEFAULTS
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), *v))
-            .collect();
+        let limits = crate::quota::default_limits();
         let body = limits_body(&limits);
         for key in [
             "instances",

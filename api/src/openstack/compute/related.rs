@@ -4,7 +4,6 @@
 
 use cirrus_crds::meta::ObjectMeta;
 use cirrus_crds::{Flavor, Image, Keypair, Network, Port, SecurityGroup, Volume};
-use serde::de::DeserializeOwned;
 
 use crate::ApiState;
 use crate::error::ApiError;
@@ -44,14 +43,12 @@ fn in_project(meta: &ObjectMeta, project: &str) -> bool {
     meta.project.as_deref() == Some(project)
 }
 
-async fn typed<K: DeserializeOwned>(
+async fn typed<K: cirrus_crds::Resource>(
     state: &ApiState,
-    plural: &str,
     project: Option<&str>,
 ) -> Result<Vec<K>, ApiError> {
-    let kind = cirrus_crds::kind_by_plural(plural)
-        .ok_or_else(|| ApiError::internal(format!("no kind {plural}")))?;
-    let items = common::list(state, kind, project).await?;
+    let plural = K::PLURAL;
+    let items = common::list(state, K::info(), project).await?;
     Ok(items
         .into_iter()
         .filter_map(|v| match serde_json::from_value::<K>(v) {
@@ -68,18 +65,18 @@ impl Related {
     /// Reads what servers of `project` (`None`: every project) refer to.
     pub async fn load(state: &ApiState, project: Option<&str>) -> Result<Self, ApiError> {
         Ok(Self {
-            images: typed(state, "images", None).await?,
-            flavors: typed(state, "flavors", None).await?,
+            images: typed(state, None).await?,
+            flavors: typed(state, None).await?,
             // Other projects' shared networks are usable too.
-            networks: typed::<Network>(state, "networks", None)
+            networks: typed::<Network>(state, None)
                 .await?
                 .into_iter()
                 .filter(|n| project.is_none_or(|p| n.usable_by(p)))
                 .collect(),
-            ports: typed(state, "ports", project).await?,
-            volumes: typed(state, "volumes", project).await?,
-            security_groups: typed(state, "securitygroups", project).await?,
-            keypairs: typed(state, "keypairs", project).await?,
+            ports: typed(state, project).await?,
+            volumes: typed(state, project).await?,
+            security_groups: typed(state, project).await?,
+            keypairs: typed(state, project).await?,
         })
     }
 

@@ -5,6 +5,7 @@
 //! servers by id and list them with `all_tenants`. Another project's server is simply not
 //! found (`404 itemNotFound`).
 
+use cirrus_crds::Resource as _;
 use std::collections::BTreeMap;
 
 use axum::Router;
@@ -31,14 +32,30 @@ use crate::admission::Writer;
 use crate::auth::Caller;
 use crate::openstack::common::{self, NAME_ANNOTATION, base_url, json_body};
 use crate::openstack::fault::{Dialect, Fault};
+use crate::openstack::{paging, query_string};
 use crate::resources::Change;
 
 const D: Dialect = Dialect::Compute;
 
 /// Nova's largest page.
 const MAX_LIMIT: usize = 1000;
+/// How Nova reads a server list's `limit`: at most [`MAX_LIMIT`].
+const LIMIT: paging::LimitRule = paging::LimitRule {
+    default: None,
+    max: Some(MAX_LIMIT),
+    zero_means_all: false,
+};
 
-/// The server routes.
+mod list;
+mod metadata;
+
+use list::list;
+use metadata::{
+    metadata_get, metadata_item_delete, metadata_item_get, metadata_item_put, metadata_merge,
+    metadata_replace,
+};
+
+/// The server routes under `/compute/v2.1/servers`.
 pub fn router() -> Router<ApiState> {
     const S: &str = "/compute/v2.1/servers";
     Router::new()
@@ -61,7 +78,7 @@ pub fn router() -> Router<ApiState> {
 }
 
 fn servers_kind() -> &'static KindInfo {
-    cirrus_crds::kind_by_plural("servers").expect("servers is a kind")
+    cirrus_crds::Server::info()
 }
 
 fn api(e: crate::error::ApiError) -> Fault {
@@ -184,7 +201,7 @@ async fn create(
         Ok(created) => created,
         Err(e) => {
             if let Some((volume, uid)) = &new_volume {
-                let volumes = cirrus_crds::kind_by_plural("volumes").expect("volumes is a kind");
+                let volumes = cirrus_crds::Volume::info();
                 let made = cirrus_store::objects::Preconditions::uid(uid.clone());
                 if let Err(cleanup) = crate::resources::delete_with(
                     &state,
@@ -237,7 +254,7 @@ async fn create_boot_volume(
     server: &str,
     wanted: &server_create::NewVolume,
 ) -> Result<(String, String), Fault> {
-    let volumes = cirrus_crds::kind_by_plural("volumes").expect("volumes is a kind");
+    let volumes = cirrus_crds::Volume::info();
     let (name, _) = common::object_name_for(state, volumes, Some(project), "volume", "")
         .await
         .map_err(api)?;
@@ -284,7 +301,7 @@ async fn scheduler_hints(
                 "Invalid input for field/attribute group: not a string.",
             ));
         };
-        let kind = cirrus_crds::kind_by_plural("servergroups").expect("servergroups is a kind");
+        let kind = cirrus_crds::ServerGroup::info();
         let found = common::find_by_uid(state, kind, Some(project), id)
             .await
             .map_err(api)?
@@ -323,319 +340,6 @@ async fn scheduler_hints(
         out.insert(field.into(), Value::Array(names));
     }
     Ok(out)
-}
-
-/// Query parameters as sent (repeated keys kept).
-fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
-    raw.map(url_decode_pairs).unwrap_or_default()
-}
-
-/// `application/x-www-form-urlencoded` pairs.
-fn url_decode_pairs(query: &str) -> Vec<(String, String)> {
-    fn decode(s: &str) -> String {
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < bytes.len() => {
-                    let hex = |c: u8| (c as char).to_digit(16);
-                    match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                        (Some(h), Some(l)) => {
-                            out.push((h * 16 + l) as u8);
-                            i += 2;
-                        }
-                        _ => out.push(b'%'),
-                    }
-                }
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
-        })
-        .collect()
-}
-
-/// The list filters Nova applies, parsed.
-#[derive(Debug, Default)]
-struct Filters {
-    name: Option<regex::Regex>,
-    statuses: Vec<String>,
-    flavor: Option<String>,
-    image: Option<String>,
-    ip: Option<regex::Regex>,
-    ip6: Option<regex::Regex>,
-    host: Option<String>,
-    key_name: Option<String>,
-    availability_zone: Option<String>,
-    user_id: Option<String>,
-    uuid: Option<String>,
-    project: Option<String>,
-    changes_since: Option<chrono::DateTime<chrono::Utc>>,
-    deleted: bool,
-    all_tenants: bool,
-    limit: Option<usize>,
-    marker: Option<String>,
-}
-
-fn truthy(v: &str) -> bool {
-    !matches!(
-        v.to_ascii_lowercase().as_str(),
-        "0" | "false" | "off" | "no"
-    )
-}
-
-fn regex_filter(field: &str, value: &str) -> Result<regex::Regex, Fault> {
-    regex::Regex::new(value).map_err(|e| {
-        Fault::bad_request(
-            D,
-            format!("Invalid input for query parameter {field}: {value:?} is not a regular expression ({e})."),
-        )
-    })
-}
-
-impl Filters {
-    fn parse(pairs: &[(String, String)], admin: bool) -> Result<Self, Fault> {
-        let mut f = Self::default();
-        for (k, v) in pairs {
-            match k.as_str() {
-                "name" => f.name = Some(regex_filter("name", v)?),
-                "status" => f.statuses.push(v.to_ascii_uppercase()),
-                "flavor" => f.flavor = Some(v.clone()),
-                "image" => f.image = Some(v.clone()),
-                "ip" => f.ip = Some(regex_filter("ip", v)?),
-                "ip6" => f.ip6 = Some(regex_filter("ip6", v)?),
-                "host" | "node" if admin => f.host = Some(v.clone()),
-                "key_name" => f.key_name = Some(v.clone()),
-                "availability_zone" => f.availability_zone = Some(v.clone()),
-                "user_id" => f.user_id = Some(v.clone()),
-                "uuid" => f.uuid = Some(v.clone()),
-                "project_id" | "tenant_id" if admin => f.project = Some(v.clone()),
-                "changes-since" | "changes_since" => {
-                    let t = chrono::DateTime::parse_from_rfc3339(v)
-                        .map(|t| t.with_timezone(&chrono::Utc))
-                        .or_else(|_| {
-                            chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S%.f")
-                                .map(|t| t.and_utc())
-                        })
-                        .map_err(|_| {
-                            Fault::bad_request(D, format!("Invalid changes-since value {v:?}."))
-                        })?;
-                    f.changes_since = Some(t);
-                }
-                "deleted" => f.deleted = truthy(v),
-                "all_tenants" => {
-                    if !admin {
-                        return Err(Fault::forbidden(
-                            D,
-                            "Policy doesn't allow os_compute_api:servers:index:get_all_tenants to be performed.",
-                        ));
-                    }
-                    f.all_tenants = truthy(v);
-                }
-                "limit" => {
-                    let n: usize = v.parse().map_err(|_| {
-                        Fault::bad_request(D, format!("limit param must be an integer, got {v:?}"))
-                    })?;
-                    f.limit = Some(n.min(MAX_LIMIT));
-                }
-                "marker" => f.marker = Some(v.clone()),
-                // Nova ignores filters it does not know for non-admins (and sorting is fixed
-                // here: newest first).
-                _ => {}
-            }
-        }
-        Ok(f)
-    }
-
-    /// Whether the rendered `body` of `server` passes the filters.
-    fn accept(&self, server: &Server, body: &Value) -> bool {
-        let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
-        if let Some(re) = &self.name
-            && !re.is_match(text("name"))
-        {
-            return false;
-        }
-        if !self.statuses.is_empty() && !self.statuses.iter().any(|s| s == text("status")) {
-            return false;
-        }
-        if let Some(flavor) = &self.flavor
-            && body.pointer("/flavor/id").and_then(Value::as_str) != Some(flavor.as_str())
-        {
-            return false;
-        }
-        if let Some(image) = &self.image
-            && body.pointer("/image/id").and_then(Value::as_str) != Some(image.as_str())
-        {
-            return false;
-        }
-        for (re, version) in [(&self.ip, 4), (&self.ip6, 6)] {
-            if let Some(re) = re {
-                let hit = body["addresses"].as_object().is_some_and(|nets| {
-                    nets.values()
-                        .flat_map(|l| l.as_array().into_iter().flatten())
-                        .any(|a| {
-                            a["version"] == version
-                                && re.is_match(a["addr"].as_str().unwrap_or_default())
-                        })
-                });
-                if !hit {
-                    return false;
-                }
-            }
-        }
-        if let Some(host) = &self.host
-            && server_view::host_of(server) != Some(host.as_str())
-        {
-            return false;
-        }
-        if let Some(k) = &self.key_name
-            && body["key_name"].as_str() != Some(k.as_str())
-        {
-            return false;
-        }
-        if let Some(az) = &self.availability_zone
-            && text("OS-EXT-AZ:availability_zone") != az
-        {
-            return false;
-        }
-        if let Some(u) = &self.user_id
-            && text("user_id") != u
-        {
-            return false;
-        }
-        if let Some(uuid) = &self.uuid
-            && id_of(server) != uuid
-        {
-            return false;
-        }
-        if let Some(p) = &self.project
-            && project_of(server) != p
-        {
-            return false;
-        }
-        if let Some(since) = &self.changes_since {
-            let updated = chrono::DateTime::parse_from_rfc3339(text("updated"))
-                .map(|t| t.with_timezone(&chrono::Utc));
-            if updated.is_ok_and(|u| u < *since) {
-                return false;
-            }
-        }
-        true
-    }
-}
-
-/// `GET /servers` and, with `DETAIL`, `GET /servers/detail`: one handler, the two routes
-/// differ only in the body of each server (summary or detail).
-async fn list<const DETAIL: bool>(
-    State(state): State<ApiState>,
-    caller: Caller,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Result<Response, Fault> {
-    let detailed = DETAIL;
-    let project = scope(&caller)?.to_string();
-    let admin = caller.is_cloud_admin();
-    let pairs = query_pairs(query.as_deref());
-    let filters = Filters::parse(&pairs, admin)?;
-    let everywhere = filters.all_tenants || (admin && filters.project.is_some());
-    let read_project = if everywhere {
-        None
-    } else {
-        Some(project.as_str())
-    };
-    if let Some(p) = read_project {
-        caller
-            .check(Action::Read, Some(p))
-            .map_err(|r| Fault::refused(D, r, &format!("servers of project {p}")))?;
-    }
-    if filters.deleted {
-        // Deleted servers are gone from the store: there is nothing to list.
-        return Ok(ok(StatusCode::OK, json!({"servers": []})));
-    }
-    let kind = servers_kind();
-    let mut servers: Vec<Server> = common::list(&state, kind, read_project)
-        .await
-        .map_err(api)?
-        .into_iter()
-        .filter_map(|v| parse(v).ok())
-        .collect();
-    // Nova's default order: newest first, then by id.
-    servers.sort_by(|a, b| {
-        b.metadata
-            .creation_timestamp
-            .cmp(&a.metadata.creation_timestamp)
-            .then_with(|| id_of(b).cmp(id_of(a)))
-    });
-    let related = Related::load(&state, read_project).await.map_err(api)?;
-    let mut bodies: Vec<(String, Value)> = servers
-        .iter()
-        .map(|s| {
-            (
-                id_of(s).to_string(),
-                detail(s, &related, &headers, admin),
-                s,
-            )
-        })
-        .filter(|(_, body, s)| filters.accept(s, body))
-        .map(|(id, body, s)| {
-            let body = if detailed { body } else { summary(s, &headers) };
-            (id, body)
-        })
-        .collect();
-    if let Some(marker) = &filters.marker {
-        let at = bodies
-            .iter()
-            .position(|(id, _)| id == marker)
-            .ok_or_else(|| Fault::bad_request(D, format!("marker [{marker}] not found")))?;
-        bodies.drain(..=at);
-    }
-    let mut out = json!({});
-    let limit = filters.limit.unwrap_or(MAX_LIMIT);
-    if bodies.len() > limit {
-        bodies.truncate(limit);
-    }
-    if filters.limit.is_some() && bodies.len() == limit && limit > 0 {
-        let last = bodies.last().map(|(id, _)| id.clone()).unwrap_or_default();
-        let mut next: Vec<String> = pairs
-            .iter()
-            .filter(|(k, _)| k != "marker")
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-            .collect();
-        next.push(format!("marker={}", encode(&last)));
-        let path = if detailed {
-            "servers/detail"
-        } else {
-            "servers"
-        };
-        out["servers_links"] = json!([{
-            "rel": "next",
-            "href": format!("{}/compute/v2.1/{path}?{}", base_url(&headers), next.join("&")),
-        }]);
-    }
-    out["servers"] = Value::Array(bodies.into_iter().map(|(_, b)| b).collect());
-    Ok(ok(StatusCode::OK, out))
-}
-
-/// Percent-encoding of a query component.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn render(
@@ -1120,160 +824,5 @@ async fn ips_of_network(
     }
 }
 
-/// Writes `metadata` as the server's whole metadata (keys not in it are removed).
-async fn write_metadata(
-    state: &ApiState,
-    caller: &Caller,
-    server: &Server,
-    metadata: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>, Fault> {
-    if metadata.len() > 128 {
-        return Err(Fault::forbidden(
-            D,
-            "Quota exceeded for metadata_items: at most 128 metadata items.",
-        ));
-    }
-    let patch = metadata_patch(&server.spec.metadata, metadata);
-    let updated = patch_server(
-        state,
-        caller,
-        server,
-        &json!({
-            "metadata": {"resourceVersion": server.metadata.resource_version},
-            "spec": {"metadata": patch},
-        }),
-        "The server changed while its metadata was being written; retry.",
-    )
-    .await?;
-    Ok(parse(updated)?.spec.metadata)
-}
-
-fn metadata_body(body: &Bytes, key: &str) -> Result<BTreeMap<String, String>, Fault> {
-    let body = json_body(D, body)?;
-    let Some(meta) = body.get(key) else {
-        return Err(Fault::bad_request(
-            D,
-            format!("Invalid input for field/attribute {key}. '{key}' is a required property"),
-        ));
-    };
-    check_metadata(meta)
-}
-
-/// `GET /servers/{id}/metadata`.
-async fn metadata_get(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response, Fault> {
-    let server = find_server(&state, &caller, &id, Action::Read).await?;
-    Ok(ok(
-        StatusCode::OK,
-        json!({ "metadata": server.spec.metadata }),
-    ))
-}
-
-/// `PUT /servers/{id}/metadata`: replaces all metadata.
-async fn metadata_replace(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Response, Fault> {
-    let server = find_server(&state, &caller, &id, Action::Write).await?;
-    let wanted = metadata_body(&body, "metadata")?;
-    let written = write_metadata(&state, &caller, &server, &wanted).await?;
-    Ok(ok(StatusCode::OK, json!({ "metadata": written })))
-}
-
-/// `POST /servers/{id}/metadata`: adds or changes the given keys.
-async fn metadata_merge(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Response, Fault> {
-    let server = find_server(&state, &caller, &id, Action::Write).await?;
-    let mut wanted = server.spec.metadata.clone();
-    wanted.extend(metadata_body(&body, "metadata")?);
-    let written = write_metadata(&state, &caller, &server, &wanted).await?;
-    Ok(ok(StatusCode::OK, json!({ "metadata": written })))
-}
-
-/// `GET /servers/{id}/metadata/{key}`.
-async fn metadata_item_get(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path((id, key)): Path<(String, String)>,
-) -> Result<Response, Fault> {
-    let server = find_server(&state, &caller, &id, Action::Read).await?;
-    match server.spec.metadata.get(&key) {
-        Some(v) => Ok(ok(StatusCode::OK, json!({ "meta": { key: v } }))),
-        None => Err(Fault::not_found(D, "Metadata item was not found")),
-    }
-}
-
-/// `PUT /servers/{id}/metadata/{key}`: sets one key (`{"meta": {key: value}}`).
-async fn metadata_item_put(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path((id, key)): Path<(String, String)>,
-    body: Bytes,
-) -> Result<Response, Fault> {
-    let server = find_server(&state, &caller, &id, Action::Write).await?;
-    let item = metadata_body(&body, "meta")?;
-    if item.len() != 1 {
-        return Err(Fault::bad_request(
-            D,
-            "Request body contains too many items",
-        ));
-    }
-    let Some(value) = item.get(&key) else {
-        return Err(Fault::bad_request(D, "Request body and URI mismatch"));
-    };
-    let mut wanted = server.spec.metadata.clone();
-    wanted.insert(key.clone(), value.clone());
-    write_metadata(&state, &caller, &server, &wanted).await?;
-    Ok(ok(StatusCode::OK, json!({ "meta": { key: value } })))
-}
-
-/// `DELETE /servers/{id}/metadata/{key}`.
-async fn metadata_item_delete(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path((id, key)): Path<(String, String)>,
-) -> Result<Response, Fault> {
-    let server = find_server(&state, &caller, &id, Action::Write).await?;
-    if !server.spec.metadata.contains_key(&key) {
-        return Err(Fault::not_found(D, "Metadata item was not found"));
-    }
-    let mut wanted = server.spec.metadata.clone();
-    wanted.remove(&key);
-    write_metadata(&state, &caller, &server, &wanted).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_pairs_decode_and_keep_repeats() {
-        assert_eq!(
-            url_decode_pairs("status=ACTIVE&status=SHUTOFF&name=web%201+x&all_tenants"),
-            [
-                ("status".to_string(), "ACTIVE".to_string()),
-                ("status".to_string(), "SHUTOFF".to_string()),
-                ("name".to_string(), "web 1 x".to_string()),
-                ("all_tenants".to_string(), String::new()),
-            ]
-        );
-        assert_eq!(encode("a b/c"), "a%20b%2Fc");
-    }
-
-    #[test]
-    fn all_tenants_is_for_admins() {
-        let pairs = vec![("all_tenants".to_string(), "1".to_string())];
-        assert_eq!(Filters::parse(&pairs, false).unwrap_err().code, 403);
-        assert!(Filters::parse(&pairs, true).unwrap().all_tenants);
-    }
-}
+mod tests;

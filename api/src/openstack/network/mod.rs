@@ -623,11 +623,6 @@ pub(crate) fn created(key: &str, value: Value) -> Response {
     (StatusCode::CREATED, Json(json!({ key: value }))).into_response()
 }
 
-/// The kind with `plural` (always registered).
-pub(crate) fn kind(plural: &str) -> &'static KindInfo {
-    cirrus_crds::kind_by_plural(plural).expect("network kinds are registered")
-}
-
 /// Whether `object` is being deleted. Neutron deletes are synchronous: once a `DELETE`
 /// answered 204 the resource is gone for clients, so objects whose finalizers still run
 /// (a port whose addresses the network controller is releasing) are not shown.

@@ -12,11 +12,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cirrus_auth::Action;
+use cirrus_crds::Resource as _;
 use serde_json::{Map, Value, json};
 
 use super::{
-    NET, Scope, body_object, create_object, created, from_api, invalid, kind, name_attr, not_found,
-    ok, opt_bool, opt_str, opt_u32, project_of, reject_read_only, reject_unknown, standard_attrs,
+    NET, Scope, body_object, create_object, created, from_api, invalid, name_attr, not_found, ok,
+    opt_bool, opt_str, opt_u32, project_of, reject_read_only, reject_unknown, standard_attrs,
 };
 use super::{listed, new_name, shown, update_spec};
 use crate::ApiState;
@@ -63,7 +64,7 @@ const UPDATE_KEYS: &[&str] = &[
 
 /// Every network the scope may read: its project's and shared ones (all for admins).
 pub(crate) async fn visible_networks(state: &ApiState, scope: &Scope) -> Result<Vec<Value>, Fault> {
-    let all = common::list(state, kind("networks"), None)
+    let all = common::list(state, cirrus_crds::Network::info(), None)
         .await
         .map_err(from_api)?;
     Ok(all
@@ -175,7 +176,7 @@ pub async fn list(
     let scope = Scope::of(caller)?;
     scope.check(Action::Read, &scope.project, "Project")?;
     let networks = visible_networks(&state, &scope).await?;
-    let subnets = common::list(&state, kind("subnets"), None)
+    let subnets = common::list(&state, cirrus_crds::Subnet::info(), None)
         .await
         .map_err(from_api)?;
     let rendered = networks
@@ -196,9 +197,13 @@ pub async fn show(
     let network = find_network(&state, &scope, &id)
         .await?
         .ok_or_else(|| not_found("NetworkNotFound", "Network", &id))?;
-    let subnets = common::list(&state, kind("subnets"), Some(&project_of(&network)))
-        .await
-        .map_err(from_api)?;
+    let subnets = common::list(
+        &state,
+        cirrus_crds::Subnet::info(),
+        Some(&project_of(&network)),
+    )
+    .await
+    .map_err(from_api)?;
     let body = render(&network, &subnets, scope.admin);
     Ok(shown("network", pairs, body))
 }
@@ -319,7 +324,7 @@ pub async fn create(
     let stored = create_object(
         &state,
         &scope.caller,
-        kind("networks"),
+        cirrus_crds::Network::info(),
         &project,
         "net",
         &display,
@@ -362,14 +367,14 @@ pub async fn update(
     let updated = update_spec(
         &state,
         &scope.caller,
-        kind("networks"),
+        cirrus_crds::Network::info(),
         &project,
         &common::name(&network),
         display.as_deref(),
         |spec| apply_common(&body, spec, &scope, "update"),
     )
     .await?;
-    let subnets = common::list(&state, kind("subnets"), Some(&project))
+    let subnets = common::list(&state, cirrus_crds::Subnet::info(), Some(&project))
         .await
         .map_err(from_api)?;
     Ok(ok("network", render(&updated, &subnets, scope.admin)))
@@ -388,7 +393,7 @@ pub async fn delete(
         .ok_or_else(|| not_found("NetworkNotFound", "Network", &id))?;
     let project = project_of(&network);
     scope.check(Action::Write, &project, &format!("Network {id}"))?;
-    crate::resources::delete(&state, kind("networks"), Some(&project), &common::name(&network), false)
+    crate::resources::delete(&state, cirrus_crds::Network::info(), Some(&project), &common::name(&network), false)
         .await
         .map_err(|e| {
             if e.code() == StatusCode::CONFLICT {

@@ -9,6 +9,7 @@
 //! model's rule), and renders so. Ports on other projects' shared networks are not
 //! supported yet (400), as in the native model.
 
+use cirrus_crds::Resource as _;
 use std::net::IpAddr;
 
 use axum::body::Bytes;
@@ -20,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 use super::networks::{find_network, is_shared, policy};
 use super::{
-    Scope, body_object, create_object, created, from_api, invalid, kind, name_attr, not_found, ok,
+    Scope, body_object, create_object, created, from_api, invalid, name_attr, not_found, ok,
     opt_bool, opt_str, project_of, reject_read_only, reject_unknown, standard_attrs, visible,
 };
 use super::{listed, new_name, shown, update_spec};
@@ -230,7 +231,7 @@ pub fn render(port: &Value, refs: &Refs) -> Value {
 /// of other projects (its ports may be on them), its security groups.
 async fn refs(state: &ApiState, scope: &Scope) -> Result<Refs, Fault> {
     let networks = super::networks::visible_networks(state, scope).await?;
-    let mut subnets = visible(state, kind("subnets"), scope).await?;
+    let mut subnets = visible(state, cirrus_crds::Subnet::info(), scope).await?;
     if !scope.admin {
         let shared: std::collections::BTreeSet<(String, String)> = networks
             .iter()
@@ -239,7 +240,7 @@ async fn refs(state: &ApiState, scope: &Scope) -> Result<Refs, Fault> {
             .collect();
         let owners: std::collections::BTreeSet<&String> = shared.iter().map(|(p, _)| p).collect();
         for owner in owners {
-            let theirs = common::list(state, kind("subnets"), Some(owner))
+            let theirs = common::list(state, cirrus_crds::Subnet::info(), Some(owner))
                 .await
                 .map_err(from_api)?;
             subnets.extend(theirs.into_iter().filter(|s| {
@@ -251,7 +252,7 @@ async fn refs(state: &ApiState, scope: &Scope) -> Result<Refs, Fault> {
     Ok(Refs {
         networks,
         subnets,
-        groups: visible(state, kind("securitygroups"), scope).await?,
+        groups: visible(state, cirrus_crds::SecurityGroup::info(), scope).await?,
     })
 }
 
@@ -262,18 +263,18 @@ async fn project_refs(
     project: &str,
     network_project: &str,
 ) -> Result<Refs, Fault> {
-    let list = |plural: &'static str, project: &str| {
+    let list = |kind: &'static cirrus_crds::KindInfo, project: &str| {
         let project = project.to_string();
         async move {
-            common::list(state, kind(plural), Some(&project))
+            common::list(state, kind, Some(&project))
                 .await
                 .map_err(from_api)
         }
     };
     Ok(Refs {
-        networks: list("networks", network_project).await?,
-        subnets: list("subnets", network_project).await?,
-        groups: list("securitygroups", project).await?,
+        networks: list(cirrus_crds::Network::info(), network_project).await?,
+        subnets: list(cirrus_crds::Subnet::info(), network_project).await?,
+        groups: list(cirrus_crds::SecurityGroup::info(), project).await?,
     })
 }
 
@@ -285,14 +286,14 @@ pub async fn list(
 ) -> Result<Response, Fault> {
     let scope = Scope::of(caller)?;
     scope.check(Action::Read, &scope.project, "Project")?;
-    let ports = visible(&state, kind("ports"), &scope).await?;
+    let ports = visible(&state, cirrus_crds::Port::info(), &scope).await?;
     let refs = refs(&state, &scope).await?;
     let rendered = ports.iter().map(|p| render(p, &refs)).collect();
     listed("ports", pairs, rendered)
 }
 
 async fn find_port(state: &ApiState, scope: &Scope, id: &str) -> Result<Value, Fault> {
-    super::find_visible(state, kind("ports"), scope, id)
+    super::find_visible(state, cirrus_crds::Port::info(), scope, id)
         .await?
         .ok_or_else(|| not_found("PortNotFound", "Port", id))
 }
@@ -511,7 +512,7 @@ pub async fn create(
     let stored = create_object(
         &state,
         &scope.caller,
-        kind("ports"),
+        cirrus_crds::Port::info(),
         &project,
         "port",
         &display,
@@ -551,7 +552,7 @@ pub async fn update(
     let updated = update_spec(
         &state,
         &scope.caller,
-        kind("ports"),
+        cirrus_crds::Port::info(),
         &project,
         &common::name(&port),
         display.as_deref(),
@@ -581,7 +582,7 @@ pub async fn delete(
     scope.check(Action::Write, &project, &format!("Port {id}"))?;
     crate::resources::delete(
         &state,
-        kind("ports"),
+        cirrus_crds::Port::info(),
         Some(&project),
         &common::name(&port),
         false,

@@ -19,6 +19,14 @@ use serde_json::{Map, Value};
 
 use super::{NET, invalid};
 use crate::openstack::fault::Fault;
+use crate::openstack::paging::{self, compare_values};
+
+/// How Neutron reads `limit`: no default, no cap, `0` means all.
+const LIMIT: paging::LimitRule = paging::LimitRule {
+    default: None,
+    max: None,
+    zero_means_all: true,
+};
 
 /// Query keys that are not attribute filters.
 const CONTROL: &[&str] = &[
@@ -85,73 +93,45 @@ impl ListQuery {
         if keys.is_empty() {
             keys.push("id");
         }
-        let dirs = self.values("sort_dir");
-        let mut desc = Vec::with_capacity(keys.len());
-        for (i, _) in keys.iter().enumerate() {
-            let dir = dirs.get(i).or(dirs.last()).copied().unwrap_or("asc");
-            desc.push(match dir {
-                "asc" => false,
-                "desc" => true,
-                other => {
-                    return Err(invalid(
-                        "sort_dir",
-                        format_args!("'{other}' is not asc or desc"),
-                    ));
-                }
-            });
-        }
-        let compare = |a: &Value, b: &Value| {
-            for (key, desc) in keys.iter().zip(&desc) {
-                let ord = compare_values(a.get(*key), b.get(*key));
-                let ord = if *desc { ord.reverse() } else { ord };
-                if ord != Ordering::Equal {
-                    return ord;
-                }
-            }
-            compare_values(a.get("id"), b.get("id"))
-        };
-        kept.sort_by(compare);
+        let sort = paging::sort_keys(&keys, &self.values("sort_dir"), false).map_err(
+            |paging::BadDirection(other)| {
+                invalid("sort_dir", format_args!("'{other}' is not asc or desc"))
+            },
+        )?;
+        kept.sort_by(|a, b| {
+            paging::compare_by(a, b, &sort).then_with(|| compare_values(a.get("id"), b.get("id")))
+        });
         if let Some(marker) = self.values("marker").last().filter(|m| !m.is_empty()) {
-            match kept
-                .iter()
-                .position(|i| i.get("id").and_then(Value::as_str) == Some(marker))
-            {
-                Some(at) => {
-                    kept.drain(..=at);
-                }
-                None if keys == ["id"] => {
-                    // The marker is gone (deleted meanwhile): resume after where it was.
-                    let marker = Value::from(*marker);
-                    let reverse = desc[0];
-                    kept.retain(|i| {
-                        let ord = compare_values(i.get("id"), Some(&marker));
-                        if reverse {
-                            ord == Ordering::Less
-                        } else {
-                            ord == Ordering::Greater
-                        }
-                    });
-                }
-                None => {
+            let is_marker = |i: &Value| i.get("id").and_then(Value::as_str) == Some(marker);
+            if paging::skip_past_marker(&mut kept, marker, is_marker).is_err() {
+                if keys != ["id"] {
                     return Err(Fault::not_found(
                         NET,
                         format!("Marker {marker} could not be found."),
                     )
                     .with_kind("MarkerNotFound"));
                 }
+                // The marker is gone (deleted meanwhile): resume after where it was.
+                let marker = Value::from(*marker);
+                let reverse = sort[0].1;
+                kept.retain(|i| {
+                    let ord = compare_values(i.get("id"), Some(&marker));
+                    if reverse {
+                        ord == Ordering::Less
+                    } else {
+                        ord == Ordering::Greater
+                    }
+                });
             }
         }
-        if let Some(limit) = self.values("limit").last() {
-            let n = limit
-                .parse::<i64>()
-                .map_err(|_| invalid("limit", format_args!("'{limit}' is not an integer")))?;
-            if n < 0 {
-                return Err(invalid("limit", "must not be negative"));
+        let text = self.values("limit").last().copied();
+        let limit = paging::limit(text, LIMIT).map_err(|e| match e {
+            paging::LimitError::NotAnInteger(limit) => {
+                invalid("limit", format_args!("'{limit}' is not an integer"))
             }
-            if n > 0 {
-                kept.truncate(usize::try_from(n).unwrap_or(usize::MAX));
-            }
-        }
+            paging::LimitError::Negative(_) => invalid("limit", "must not be negative"),
+        })?;
+        paging::truncate(&mut kept, limit);
         if self.values("fields").is_empty() {
             return Ok(kept);
         }
@@ -182,21 +162,6 @@ pub fn project(item: Value, fields: &[&str]) -> Value {
                 .collect(),
         ),
         other => other,
-    }
-}
-
-fn compare_values(a: Option<&Value>, b: Option<&Value>) -> Ordering {
-    match (a, b) {
-        (Some(Value::Number(x)), Some(Value::Number(y))) => x
-            .as_f64()
-            .partial_cmp(&y.as_f64())
-            .unwrap_or(Ordering::Equal),
-        (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
-        (Some(Value::Bool(x)), Some(Value::Bool(y))) => x.cmp(y),
-        (None | Some(Value::Null), None | Some(Value::Null)) => Ordering::Equal,
-        (None | Some(Value::Null), _) => Ordering::Less,
-        (_, None | Some(Value::Null)) => Ordering::Greater,
-        (Some(x), Some(y)) => x.to_string().cmp(&y.to_string()),
     }
 }
 

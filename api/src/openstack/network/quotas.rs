@@ -11,6 +11,7 @@
 //! says. Updates and resets are for cloud admins. As Neutron does by default
 //! (`quota-check-limit-default`), an update below what is in use is refused unless `force`.
 
+use cirrus_crds::Resource as _;
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
@@ -49,13 +50,6 @@ pub fn limits_body(limits: &BTreeMap<String, i64>) -> Map<String, Value> {
     common::quota_body(limits, ENFORCED, FIXED)
 }
 
-fn default_limits() -> BTreeMap<String, i64> {
-    crate::quota::DEFAULTS
-        .iter()
-        .map(|(k, v)| ((*k).to_string(), *v))
-        .collect()
-}
-
 fn forbidden(what: &str) -> Fault {
     Fault::forbidden(NET, format!("rule:{what}_quota is disallowed by policy"))
         .with_kind("PolicyNotAuthorized")
@@ -89,8 +83,8 @@ fn may_write(caller: Caller, what: &str) -> Result<Scope, Fault> {
 /// `GET /quotas` (admins): the projects whose network quotas differ from the defaults.
 pub async fn list(State(state): State<ApiState>, caller: Caller) -> Result<Response, Fault> {
     may_write(caller, "get")?;
-    let projects = cirrus_crds::kind_by_plural("projects").expect("projects is a kind");
-    let defaults = limits_body(&default_limits());
+    let projects = cirrus_crds::Project::info();
+    let defaults = limits_body(&crate::quota::default_limits());
     let mut quotas = Vec::new();
     for project in common::list(&state, projects, None)
         .await
@@ -126,7 +120,10 @@ pub async fn show(
 /// `GET /quotas/{project}/default`: the defaults.
 pub async fn defaults(caller: Caller, Path(project): Path<String>) -> Result<Response, Fault> {
     may_read(caller, &project)?;
-    Ok(ok("quota", Value::Object(limits_body(&default_limits()))))
+    Ok(ok(
+        "quota",
+        Value::Object(limits_body(&crate::quota::default_limits())),
+    ))
 }
 
 /// `GET /quotas/{project}/details`: limit, used and reserved per resource.
@@ -306,7 +303,7 @@ mod tests {
 
     #[test]
     fn every_neutron_key_is_shown() {
-        let body = limits_body(&default_limits());
+        let body = limits_body(&crate::quota::default_limits());
         assert_eq!(body["port"], 500);
         assert_eq!(body["network"], 100);
         assert_eq!(body["security_group_rule"], 100);

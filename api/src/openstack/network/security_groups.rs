@@ -17,6 +17,7 @@
 //! deleted (native admission: 409), renamed, or shadowed by a new group named `default`.
 //! New groups get Neutron's two allow-all egress rules.
 
+use cirrus_crds::Resource as _;
 use std::net::IpAddr;
 
 use axum::body::Bytes;
@@ -33,9 +34,9 @@ use uuid::Uuid;
 
 use super::ports::DEFAULT_GROUP;
 use super::{
-    NET, Scope, body_object, create_object, created, from_api, from_store, invalid, kind,
-    name_attr, neutron_field_names, not_found, ok, opt_bool, opt_str, opt_u32, project_of,
-    reject_read_only, reject_unknown, set_display_name, standard_attrs, update_object, visible,
+    NET, Scope, body_object, create_object, created, from_api, from_store, invalid, name_attr,
+    neutron_field_names, not_found, ok, opt_bool, opt_str, opt_u32, project_of, reject_read_only,
+    reject_unknown, set_display_name, standard_attrs, update_object, visible,
 };
 use super::{listed, new_name, shown};
 use crate::ApiState;
@@ -80,7 +81,7 @@ pub fn default_group_spec() -> Value {
 
 /// Creates `project`'s `default` group when it is missing (see the module docs).
 pub(crate) async fn ensure_default(state: &ApiState, project: &str) -> Result<(), Fault> {
-    let groups = kind("securitygroups");
+    let groups = cirrus_crds::SecurityGroup::info();
     match state.store.get(groups, Some(project), DEFAULT_GROUP).await {
         Ok(_) => return Ok(()),
         Err(ObjectError::NotFound { .. }) => {}
@@ -243,7 +244,7 @@ pub fn render(group: &Value, groups: &[Value]) -> Value {
 /// The groups the scope sees, its own project's `default` made sure of first.
 async fn visible_groups(state: &ApiState, scope: &Scope) -> Result<Vec<Value>, Fault> {
     ensure_default(state, &scope.project).await?;
-    visible(state, kind("securitygroups"), scope).await
+    visible(state, cirrus_crds::SecurityGroup::info(), scope).await
 }
 
 async fn find_group(
@@ -326,7 +327,7 @@ pub async fn create(
     let stored = create_object(
         &state,
         &scope.caller,
-        kind("securitygroups"),
+        cirrus_crds::SecurityGroup::info(),
         &project,
         "sg",
         &display,
@@ -373,7 +374,7 @@ pub async fn update(
     let updated = update_object(
         &state,
         &scope.caller,
-        kind("securitygroups"),
+        cirrus_crds::SecurityGroup::info(),
         &project,
         &common::name(&group),
         |object| {
@@ -411,7 +412,7 @@ pub async fn delete(
     let project = project_of(&group);
     scope.check(Action::Write, &project, &format!("Security group {id}"))?;
     let name = common::name(&group);
-    let ports = common::list(&state, kind("ports"), Some(&project))
+    let ports = common::list(&state, cirrus_crds::Port::info(), Some(&project))
         .await
         .map_err(from_api)?;
     let users: Vec<String> = ports
@@ -437,7 +438,7 @@ pub async fn delete(
     let preconditions = cirrus_store::objects::Preconditions::default();
     crate::resources::delete_with(
         &state,
-        kind("securitygroups"),
+        cirrus_crds::SecurityGroup::info(),
         Some(&project),
         &name,
         &preconditions,
@@ -690,7 +691,7 @@ pub async fn create_rule(
     let updated = update_object(
         &state,
         &scope.caller,
-        kind("securitygroups"),
+        cirrus_crds::SecurityGroup::info(),
         &project,
         &common::name(&group),
         |object| {
@@ -740,7 +741,7 @@ pub async fn delete_rule(
     update_object(
         &state,
         &scope.caller,
-        kind("securitygroups"),
+        cirrus_crds::SecurityGroup::info(),
         &project,
         &common::name(&group),
         |object| {
@@ -766,90 +767,4 @@ pub async fn delete_rule(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GROUP: &str = "6f1e3b1c-0d7e-4a53-9c52-2c1f7d0f9a10";
-
-    #[test]
-    fn rule_ids_are_stable_and_follow_the_duplicate_rule() {
-        let a = json!({"direction": "ingress", "ethertype": "IPv4", "protocol": "icmp", "remoteIpPrefix": "0.0.0.0/0"});
-        let same_by_number =
-            json!({"protocol": "1", "remoteIpPrefix": "0.0.0.0/0", "description": "x"});
-        let other = json!({"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
-                           "portRangeMin": 22, "portRangeMax": 22});
-        assert_eq!(rule_id(GROUP, &a), rule_id(GROUP, &a));
-        assert_eq!(
-            rule_id(GROUP, &a),
-            rule_id(GROUP, &same_by_number),
-            "defaults and protocol numbers"
-        );
-        assert_ne!(rule_id(GROUP, &a), rule_id(GROUP, &other));
-        assert_ne!(
-            rule_id(GROUP, &a),
-            rule_id("7f1e3b1c-0d7e-4a53-9c52-2c1f7d0f9a10", &a)
-        );
-        assert_eq!(
-            Uuid::parse_str(&rule_id(GROUP, &a))
-                .unwrap()
-                .get_version_num(),
-            5
-        );
-    }
-
-    #[test]
-    fn rules_translate_and_validate_with_neutron_names() {
-        let groups = vec![json!({"metadata": {"name": "web", "project": "demo", "uid": "w-uid"}})];
-        let body = json!({"direction": "ingress", "protocol": "ICMP", "port_range_min": 8,
-                          "remote_ip_prefix": "10.0.0.5/24", "ethertype": "ipv4"});
-        let rule = native_rule(body.as_object().unwrap(), &groups, "demo").unwrap();
-        assert_eq!(
-            rule,
-            json!({"direction": "ingress", "ethertype": "IPv4", "protocol": "icmp",
-                                "portRangeMin": 8, "remoteIpPrefix": "10.0.0.0/24"})
-        );
-        let body = json!({"direction": "egress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 22});
-        let err = native_rule(body.as_object().unwrap(), &groups, "demo").unwrap_err();
-        assert!(err.message.contains("port_range_max"), "{}", err.message);
-        let body = json!({"direction": "ingress", "remote_group_id": "w-uid", "ethertype": "IPv6", "protocol": "icmp"});
-        let rule = native_rule(body.as_object().unwrap(), &groups, "demo").unwrap();
-        assert_eq!(rule["remoteGroup"], "web");
-        assert_eq!(rule["protocol"], "ipv6-icmp");
-        let body = json!({"direction": "sideways"});
-        assert!(
-            native_rule(body.as_object().unwrap(), &groups, "demo")
-                .unwrap_err()
-                .message
-                .contains("direction")
-        );
-        let body = json!({"direction": "ingress", "remote_group_id": "nope"});
-        assert_eq!(
-            native_rule(body.as_object().unwrap(), &groups, "demo")
-                .unwrap_err()
-                .code,
-            StatusCode::NOT_FOUND
-        );
-        let body = json!({"direction": "ingress", "protocol": "bogus"});
-        assert!(
-            native_rule(body.as_object().unwrap(), &groups, "demo")
-                .unwrap_err()
-                .message
-                .contains("protocol")
-        );
-    }
-
-    #[test]
-    fn renders_rules_with_group_ids() {
-        let group = json!({"metadata": {"name": "default", "project": "demo", "uid": GROUP},
-                           "spec": default_group_spec()});
-        let body = render(&group, std::slice::from_ref(&group));
-        let rules = body["security_group_rules"].as_array().unwrap();
-        assert_eq!(rules.len(), 4);
-        assert_eq!(rules[0]["remote_group_id"], GROUP);
-        assert_eq!(rules[0]["security_group_id"], GROUP);
-        assert_eq!(rules[2]["direction"], "egress");
-        assert_eq!(rules[2]["remote_group_id"], Value::Null);
-        assert_eq!(rules[0]["belongs_to_default_sg"], true);
-        assert_eq!(body["description"], "Default security group");
-    }
-}
+mod tests;

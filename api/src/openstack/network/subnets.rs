@@ -8,6 +8,7 @@
 //! (409 `SubnetInUse`). Without explicit `allocation_pools`, the pools shown are the ones
 //! the network controller's IPAM uses: the CIDR minus network, broadcast and gateway.
 
+use cirrus_crds::Resource as _;
 use std::net::IpAddr;
 
 use axum::body::Bytes;
@@ -21,8 +22,8 @@ use serde_json::{Map, Value, json};
 
 use super::networks::find_network;
 use super::{
-    NET, Scope, body_object, create_object, created, from_api, invalid, kind, name_attr, not_found,
-    ok, opt_bool, opt_str, opt_u32, project_of, reject_read_only, reject_unknown, standard_attrs,
+    NET, Scope, body_object, create_object, created, from_api, invalid, name_attr, not_found, ok,
+    opt_bool, opt_str, opt_u32, project_of, reject_read_only, reject_unknown, standard_attrs,
     visible,
 };
 use super::{listed, new_name, shown, update_spec};
@@ -180,7 +181,7 @@ pub(crate) async fn find_subnet(
     scope: &Scope,
     id: &str,
 ) -> Result<Option<Value>, Fault> {
-    super::find_visible(state, kind("subnets"), scope, id).await
+    super::find_visible(state, cirrus_crds::Subnet::info(), scope, id).await
 }
 
 /// `GET /subnets`.
@@ -191,8 +192,8 @@ pub async fn list(
 ) -> Result<Response, Fault> {
     let scope = Scope::of(caller)?;
     scope.check(Action::Read, &scope.project, "Project")?;
-    let subnets = visible(&state, kind("subnets"), &scope).await?;
-    let networks = visible(&state, kind("networks"), &scope).await?;
+    let subnets = visible(&state, cirrus_crds::Subnet::info(), &scope).await?;
+    let networks = visible(&state, cirrus_crds::Network::info(), &scope).await?;
     let rendered = subnets.iter().map(|s| render(s, &networks)).collect();
     listed("subnets", pairs, rendered)
 }
@@ -208,9 +209,13 @@ pub async fn show(
     let subnet = find_subnet(&state, &scope, &id)
         .await?
         .ok_or_else(|| not_found("SubnetNotFound", "Subnet", &id))?;
-    let networks = common::list(&state, kind("networks"), Some(&project_of(&subnet)))
-        .await
-        .map_err(from_api)?;
+    let networks = common::list(
+        &state,
+        cirrus_crds::Network::info(),
+        Some(&project_of(&subnet)),
+    )
+    .await
+    .map_err(from_api)?;
     let body = render(&subnet, &networks);
     Ok(shown("subnet", pairs, body))
 }
@@ -402,7 +407,7 @@ pub async fn create(
         scope.check(Action::Write, &project, &format!("Network {network_id}"))?;
     }
     let network_name = common::name(&network);
-    let siblings = common::list(&state, kind("subnets"), Some(&project))
+    let siblings = common::list(&state, cirrus_crds::Subnet::info(), Some(&project))
         .await
         .map_err(from_api)?;
     for other in siblings.iter().filter(|s| {
@@ -432,7 +437,7 @@ pub async fn create(
     let stored = create_object(
         &state,
         &scope.caller,
-        kind("subnets"),
+        cirrus_crds::Subnet::info(),
         &project,
         "subnet",
         &display,
@@ -479,14 +484,14 @@ pub async fn update(
     let updated = update_spec(
         &state,
         &scope.caller,
-        kind("subnets"),
+        cirrus_crds::Subnet::info(),
         &project,
         &common::name(&subnet),
         display.as_deref(),
         |spec| apply(&body, spec),
     )
     .await?;
-    let networks = common::list(&state, kind("networks"), Some(&project))
+    let networks = common::list(&state, cirrus_crds::Network::info(), Some(&project))
         .await
         .map_err(from_api)?;
     Ok(ok("subnet", render(&updated, &networks)))
@@ -495,7 +500,7 @@ pub async fn update(
 /// Names of the ports (other than DHCP ports) holding or asking for an address of subnet
 /// `name` in `project`.
 async fn ports_using(state: &ApiState, project: &str, name: &str) -> Result<Vec<String>, Fault> {
-    let ports = common::list(state, kind("ports"), Some(project))
+    let ports = common::list(state, cirrus_crds::Port::info(), Some(project))
         .await
         .map_err(from_api)?;
     let uses = |p: &Value, path: &str| {
@@ -541,9 +546,15 @@ pub async fn delete(
         )
         .with_kind("SubnetInUse"));
     }
-    crate::resources::delete(&state, kind("subnets"), Some(&project), &name, false)
-        .await
-        .map_err(from_api)?;
+    crate::resources::delete(
+        &state,
+        cirrus_crds::Subnet::info(),
+        Some(&project),
+        &name,
+        false,
+    )
+    .await
+    .map_err(from_api)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

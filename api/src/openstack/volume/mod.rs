@@ -38,6 +38,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use cirrus_auth::Action;
 use cirrus_crds::KindInfo;
+use cirrus_crds::Resource as _;
 use cirrus_store::objects::Part;
 use serde_json::Value;
 
@@ -234,17 +235,17 @@ impl Ctx {
 
 /// The `Volume` kind.
 pub(crate) fn volume_kind() -> &'static KindInfo {
-    cirrus_crds::kind_by_plural("volumes").expect("volumes is a kind")
+    cirrus_crds::Volume::info()
 }
 
 /// The `VolumeSnapshot` kind.
 pub(crate) fn snapshot_kind() -> &'static KindInfo {
-    cirrus_crds::kind_by_plural("volumesnapshots").expect("volumesnapshots is a kind")
+    cirrus_crds::VolumeSnapshot::info()
 }
 
 /// The `Server` kind.
 pub(crate) fn server_kind() -> &'static KindInfo {
-    cirrus_crds::kind_by_plural("servers").expect("servers is a kind")
+    cirrus_crds::Server::info()
 }
 
 /// A native error in this service's dialect.

@@ -57,13 +57,6 @@ pub fn limits_body(limits: &BTreeMap<String, i64>) -> Map<String, Value> {
     body
 }
 
-fn default_limits() -> BTreeMap<String, i64> {
-    crate::quota::DEFAULTS
-        .iter()
-        .map(|(k, v)| ((*k).to_string(), *v))
-        .collect()
-}
-
 /// What `project` uses per volume type (`volumes_file`, `gigabytes_file`, `snapshots_file`).
 fn per_type_usage(index: &Index, project: &str) -> BTreeMap<String, i64> {
     let type_of = |v: &Value| {
@@ -173,7 +166,10 @@ pub async fn defaults(
 ) -> Result<Response, Fault> {
     let ctx = Ctx::new(&caller, &project_id, Action::Read)?;
     check_target(&ctx, &target)?;
-    Ok(answer(limits_body(&default_limits()), Some(&target)))
+    Ok(answer(
+        limits_body(&crate::quota::default_limits()),
+        Some(&target),
+    ))
 }
 
 /// What an update asks: the enforced limits to set, and whether to check them against
@@ -372,7 +368,7 @@ mod tests {
 
     #[test]
     fn every_cinder_key_is_shown() {
-        let body = limits_body(&default_limits());
+        let body = limits_body(&crate::quota::default_limits());
         assert_eq!(body["volumes"], 10);
         assert_eq!(body["gigabytes"], 1000);
         assert_eq!(body["snapshots"], 10);

@@ -4,6 +4,7 @@
 //! `source_volid`, `imageRef`) and its status and size — before the one write, through the
 //! native admission. A volume from a snapshot or volume inherits its source's type and size.
 
+use cirrus_crds::Resource as _;
 use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
@@ -23,6 +24,7 @@ use crate::ApiState;
 use crate::auth::Caller;
 use crate::openstack::common::{self, NAME_ANNOTATION};
 use crate::openstack::fault::Fault;
+use crate::openstack::paging;
 
 /// The `404` of an unknown volume id.
 pub(crate) fn not_found(id: &str) -> Fault {
@@ -112,7 +114,7 @@ fn source_of(req: &Value) -> Result<Option<(&'static str, String)>, Fault> {
 
 /// Availability zones a volume may name: `nova` and every node's zone.
 pub(crate) async fn zones(state: &ApiState) -> Result<Vec<String>, Fault> {
-    let nodes_kind = cirrus_crds::kind_by_plural("nodes").expect("nodes is a kind");
+    let nodes_kind = cirrus_crds::Node::info();
     let nodes = common::list(state, nodes_kind, None)
         .await
         .map_err(api_fault)?;
@@ -270,7 +272,7 @@ async fn plan(state: &ApiState, ctx: &Ctx, req: &Value) -> Result<Plan, Fault> {
             plan.source = Some(("volume", common::name(&origin)));
         }
         Some((_, id)) => {
-            let images_kind = cirrus_crds::kind_by_plural("images").expect("images is a kind");
+            let images_kind = cirrus_crds::Image::info();
             let all = common::list(state, images_kind, None)
                 .await
                 .map_err(api_fault)?;
@@ -472,36 +474,31 @@ pub(crate) fn paginate(
         key(b).cmp(&key(a))
     });
     if let Some(marker) = query.get("marker").filter(|m| !m.is_empty()) {
-        let at = items
-            .iter()
-            .position(|o| &common::uid(o) == marker)
-            .ok_or_else(|| {
+        paging::skip_past_marker(&mut items, marker, |o| &common::uid(o) == marker).map_err(
+            |_| {
                 Fault::bad_request(
                     DIALECT,
                     format!("Marker {marker} could not be found among the {what}."),
                 )
-            })?;
-        items.drain(..=at);
+            },
+        )?;
     }
-    let limit = match query.get("limit").filter(|l| !l.is_empty()) {
-        None => None,
-        Some(l) => Some(l.parse::<usize>().map_err(|_| {
-            Fault::bad_request(
-                DIALECT,
-                format!("limit param must be an integer, got {l:?}."),
-            )
-        })?),
-    };
-    match limit {
-        Some(l) if items.len() > l => {
-            items.truncate(l);
-            Ok((items, true))
-        }
-        _ => Ok((items, false)),
-    }
+    let text = query
+        .get("limit")
+        .map(String::as_str)
+        .filter(|l| !l.is_empty());
+    let limit = paging::limit(text, paging::LimitRule::default()).map_err(|e| {
+        Fault::bad_request(
+            DIALECT,
+            format!("limit param must be an integer, got {:?}.", e.text()),
+        )
+    })?;
+    let more = paging::truncate(&mut items, limit);
+    Ok((items, more))
 }
 
-/// The `…_links` next link for a page whose last item is `last`.
+/// The `…_links` next link for a page whose last item is `last`: the query's parameters in
+/// key order, then the marker.
 pub(crate) fn next_link(
     base: &str,
     project: &str,
@@ -509,30 +506,14 @@ pub(crate) fn next_link(
     query: &HashMap<String, String>,
     last: &Value,
 ) -> Value {
-    let mut pairs: Vec<(String, String)> = query
+    let mut pairs: Vec<(&str, &str)> = query
         .iter()
-        .filter(|(k, _)| k.as_str() != "marker")
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     pairs.sort();
-    pairs.push(("marker".into(), common::uid(last)));
-    let qs = pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
+    let last = common::uid(last);
+    let qs = paging::next_query(pairs, &last);
     json!([{"rel": "next", "href": format!("{base}/volume/v3/{project}/{path}?{qs}")}])
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// `GET …/volumes` (ids, names, links) and, with `DETAIL`, `GET …/volumes/detail` (full
@@ -811,67 +792,4 @@ pub(crate) async fn remove(state: &ApiState, volume: &Value, cascade: bool) -> R
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_are_positive_integers() {
-        assert_eq!(parse_size(&json!(3), "size").unwrap(), 3);
-        assert_eq!(parse_size(&json!("4"), "size").unwrap(), 4);
-        for bad in [json!(0), json!(-1), json!("x"), json!(1.5), json!(true)] {
-            let err = parse_size(&bad, "size").unwrap_err();
-            assert!(err.message.contains("size"), "{}", err.message);
-        }
-    }
-
-    #[test]
-    fn metadata_filters_accept_python_dicts() {
-        let m = parse_metadata_filter("{'tier': 'gold'}").unwrap();
-        assert_eq!(m.get("tier").map(String::as_str), Some("gold"));
-        assert!(parse_metadata_filter("{\"a\": \"b\"}").is_some());
-        assert!(parse_metadata_filter("nope").is_none());
-    }
-
-    fn vol(uid: &str, t: &str) -> Value {
-        json!({"metadata": {"uid": uid, "creationTimestamp": t}})
-    }
-
-    #[test]
-    fn pages_are_newest_first_with_markers() {
-        let items = vec![
-            vol("a", "2026-01-01T00:00:01Z"),
-            vol("b", "2026-01-01T00:00:03Z"),
-            vol("c", "2026-01-01T00:00:02Z"),
-        ];
-        let q = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
-        let (page, more) = paginate(items.clone(), &q(&[("limit", "2")]), "volumes").unwrap();
-        assert_eq!(page.iter().map(common::uid).collect::<Vec<_>>(), ["b", "c"]);
-        assert!(more);
-        let (page, more) = paginate(
-            items.clone(),
-            &q(&[("limit", "2"), ("marker", "c")]),
-            "volumes",
-        )
-        .unwrap();
-        assert_eq!(page.iter().map(common::uid).collect::<Vec<_>>(), ["a"]);
-        assert!(!more);
-        assert!(paginate(items.clone(), &q(&[("marker", "zz")]), "volumes").is_err());
-        assert!(paginate(items, &q(&[("limit", "x")]), "volumes").is_err());
-        let link = next_link(
-            "http://h",
-            "p",
-            "volumes",
-            &q(&[("limit", "2")]),
-            &vol("c", ""),
-        );
-        assert_eq!(
-            link[0]["href"],
-            "http://h/volume/v3/p/volumes?limit=2&marker=c"
-        );
-    }
-}
+mod tests;

@@ -2,6 +2,10 @@
 //! free loopback port with a temporary data directory (one server per test, killed by PID
 //! when the test ends).
 //!
+//! Why this file is long: every test drives the real `cirrus` binary against one real `cirrus
+//! up` fixture (apply, get, describe, diff, delete, wait, watch, errors); each is one
+//! command's whole behaviour, and splitting them would copy the fixture.
+//!
 //! Set `CIRRUS_TEST_SERVER=http://127.0.0.1:PORT` to run them against a server you started
 //! yourself instead (with a cloud admin's credentials in the environment: `source` its
 //! `openrc`, or `CIRRUS_TOKEN`); object names are unique per test so they can share it.

@@ -1,3 +1,5 @@
+//! Workspace-wide rules checked on the sources themselves.
+//!
 //! Every shared name and rule is defined once, in `cirrus_crds::conventions` (or, for the
 //! quota list and the image visibility rule, in its kind's module, and for the image format
 //! detector in `cirrus_crds::image_magic`): this walks the workspace's Rust sources and
@@ -97,5 +99,41 @@ fn shared_names_are_defined_only_in_their_home() {
             .map(|(f, n, l)| format!("  {f}:{n}: {l}"))
             .collect::<Vec<_>>()
             .join("\n")
+    );
+}
+
+/// Lines a source file may have before it must say at its top why it is one file.
+const MAX_LINES: usize = 800;
+
+/// What a long file writes in its module doc (a line or a heading) to say why.
+const LONG_FILE_REASON: &str = "Why this file is long";
+
+/// Small modules with one job: a Rust file over [`MAX_LINES`] lines either gets split or
+/// says in its module doc (the `//!` lines it starts with), after [`LONG_FILE_REASON`], why
+/// it stays whole.
+#[test]
+fn long_files_say_why_they_are_long() {
+    let root = workspace_root();
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let mut unexplained = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines = text.lines().count();
+        let explained = text
+            .lines()
+            .take_while(|l| l.starts_with("//!"))
+            .any(|l| l.contains(LONG_FILE_REASON));
+        if lines > MAX_LINES && !explained {
+            let relative = file.strip_prefix(&root).unwrap().display().to_string();
+            unexplained.push(format!("  {relative}: {lines} lines"));
+        }
+    }
+    unexplained.sort();
+    assert!(
+        unexplained.is_empty(),
+        "split these files, or say in their module doc (`//! {LONG_FILE_REASON}: …`) why \
+         each is one file:\n{}",
+        unexplained.join("\n")
     );
 }

@@ -1,5 +1,9 @@
 //! DHCP namespaces and the metadata proxy against real Open vSwitch, dnsmasq and namespaces.
 //!
+//! Why this file is long: its tests share one real fixture (an OVS bridge, namespaces standing
+//! in for guests, dnsmasq and the metadata proxy) that takes most of its lines; each test is
+//! one DHCP or metadata behaviour on it.
+//!
 //! Each test makes its own OVS bridge (userspace datapath, `fail_mode=standalone` so NORMAL
 //! switching works without the firewall's flows) and namespaces standing in for guests: an
 //! internal port with the guest's MAC moved into its own namespace, running busybox `udhcpc`.

@@ -46,6 +46,7 @@ const LIMIT: paging::LimitRule = paging::LimitRule {
     zero_means_all: false,
 };
 
+mod ips;
 mod list;
 mod metadata;
 
@@ -63,8 +64,11 @@ pub fn router() -> Router<ApiState> {
         .route(&format!("{S}/detail"), get(list::<true>))
         .route(&format!("{S}/{{id}}"), get(show).put(update).delete(remove))
         .route(&format!("{S}/{{id}}/action"), post(action))
-        .route(&format!("{S}/{{id}}/ips"), get(ips))
-        .route(&format!("{S}/{{id}}/ips/{{network}}"), get(ips_of_network))
+        .route(&format!("{S}/{{id}}/ips"), get(ips::ips))
+        .route(
+            &format!("{S}/{{id}}/ips/{{network}}"),
+            get(ips::ips_of_network),
+        )
         .route(
             &format!("{S}/{{id}}/metadata"),
             get(metadata_get).put(metadata_replace).post(metadata_merge),
@@ -785,43 +789,6 @@ async fn console_log(state: &ApiState, caller: &Caller, server: &Server) -> Resu
         .await
         .map_err(|e| Fault::internal(D, format!("reading the console log: {e}")))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
-
-async fn addresses_of(state: &ApiState, server: &Server) -> Result<Value, Fault> {
-    let related = Related::load(state, Some(project_of(server)))
-        .await
-        .map_err(api)?;
-    Ok(server_view::plain_addresses(&server_view::addresses(
-        server, &related,
-    )))
-}
-
-/// `GET /servers/{id}/ips`.
-async fn ips(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response, Fault> {
-    let server = find_server(&state, &caller, &id, Action::Read).await?;
-    let addresses = addresses_of(&state, &server).await?;
-    Ok(ok(StatusCode::OK, json!({ "addresses": addresses })))
-}
-
-/// `GET /servers/{id}/ips/{network}`.
-async fn ips_of_network(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path((id, network)): Path<(String, String)>,
-) -> Result<Response, Fault> {
-    let server = find_server(&state, &caller, &id, Action::Read).await?;
-    let addresses = addresses_of(&state, &server).await?;
-    match addresses.get(&network) {
-        Some(list) => Ok(ok(StatusCode::OK, json!({ network: list }))),
-        None => Err(Fault::not_found(
-            D,
-            "Instance is not a member of specified network",
-        )),
-    }
 }
 
 #[cfg(test)]

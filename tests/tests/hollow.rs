@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Cloud, Proc};
@@ -37,15 +36,7 @@ fn unschedulable_server_explains_why_and_runs_when_a_node_joins() {
         json!({"metadata": {"name": "disk"}, "spec": {"diskFormat": "qcow2", "containerFormat": "bare"}}),
     );
     // The image needs data for the node to boot it: a tiny qcow2.
-    let image = dir.path().join("disk.qcow2");
-    let made = Command::new("qemu-img")
-        .args(["create", "-f", "qcow2"])
-        .arg(&image)
-        .arg("16M")
-        .stdout(Stdio::null())
-        .status()
-        .expect("qemu-img is installed");
-    assert!(made.success());
+    let image = common::tiny_qcow2(dir.path());
     let upload = cloud.cli(&[
         "upload-image",
         "disk",

@@ -16,7 +16,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Cloud, Proc, client_with_token, eventually, login};
@@ -102,19 +101,6 @@ fn make_member(cloud: &Cloud, project: &'static str) -> Actor {
     }
 }
 
-fn tiny_qcow2(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("disk.qcow2");
-    let made = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&path)
-        .arg("16M")
-        .stdout(Stdio::null())
-        .status()
-        .expect("qemu-img is installed");
-    assert!(made.success());
-    path
-}
-
 /// Creates the owner's images (with data, as `openstack image create --file` would) and the
 /// member's answer to the accepted share; returns each row's image uid.
 fn make_images(cloud: &Cloud, disk: &std::path::Path) -> Vec<String> {
@@ -178,7 +164,7 @@ fn one_visibility_rule_for_every_part_that_resolves_images() {
         "/flavors",
         json!({"metadata": {"name": "vis-small"}, "spec": {"vcpus": 1, "ram": 64, "disk": 1}}),
     );
-    let uids = make_images(&cloud, &tiny_qcow2(dir.path()));
+    let uids = make_images(&cloud, &common::tiny_qcow2(dir.path()));
 
     let _agent = Proc::start(
         &[

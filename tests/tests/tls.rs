@@ -10,7 +10,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::{Cloud, eventually, http_builder, repo_root, run_ok};
@@ -52,15 +52,7 @@ fn upload_image(cloud: &Cloud, dir: &Path) {
         "/projects/demo/images",
         json!({"metadata": {"name": "disk"}, "spec": {"diskFormat": "qcow2", "containerFormat": "bare"}}),
     );
-    let image = dir.join("disk.qcow2");
-    let made = Command::new("qemu-img")
-        .args(["create", "-f", "qcow2"])
-        .arg(&image)
-        .arg("16M")
-        .stdout(Stdio::null())
-        .status()
-        .expect("qemu-img is installed");
-    assert!(made.success());
+    let image = common::tiny_qcow2(dir);
     run_ok(
         cloud,
         &[

@@ -17,7 +17,9 @@ use cirrus_store::objects::ListOptions;
 use serde_json::Value;
 
 use crate::ApiState;
+use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::openstack::fault::Fault;
 
 /// Annotation holding the name a resource was given through an OpenStack API.
 pub const NAME_ANNOTATION: &str = "openstack.org/name";
@@ -280,4 +282,61 @@ pub fn quota_body(
         body.insert((*key).into(), serde_json::json!(limit));
     }
     body
+}
+
+/// Read-modify-write of one object's main part, as every OpenStack update needs it: `change`
+/// edits the stored object, which goes back through the one write path (admission and
+/// authorization included) conditioned on the `resourceVersion` read; a lost race reads
+/// again and re-applies `change`, after a short random pause so the losers of one round do
+/// not collide again, up to `attempts` times. `to_fault` words a refusal in the service's
+/// dialect (the last conflict, too, when every attempt lost).
+///
+/// # Errors
+/// What `change` refuses, and the read or write failing.
+#[allow(clippy::too_many_arguments)] // one call shape for every service's updates
+pub async fn update_object(
+    state: &ApiState,
+    caller: &Caller,
+    kind: &'static KindInfo,
+    project: &str,
+    name: &str,
+    attempts: usize,
+    to_fault: impl Fn(ApiError) -> Fault,
+    mut change: impl FnMut(&mut Value) -> Result<(), Fault>,
+) -> Result<Value, Fault> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut object = state
+            .store
+            .get(kind, Some(project), name)
+            .await
+            .map_err(|e| to_fault(e.into()))?;
+        change(&mut object)?;
+        let writer = crate::admission::Writer::Caller(caller);
+        let replace = crate::resources::Change::Replace(&object);
+        let main = cirrus_store::objects::Part::Main;
+        let written = crate::resources::write(
+            state,
+            writer,
+            kind,
+            Some(project),
+            name,
+            replace,
+            main,
+            false,
+        )
+        .await;
+        match written {
+            Ok(written) => return Ok(written),
+            Err(e) if e.code() == axum::http::StatusCode::CONFLICT && attempt < attempts => {
+                tracing::debug!(kind = kind.kind, %project, %name, attempt, "update raced, retrying");
+                let mut byte = [0u8; 1];
+                let _ = getrandom::fill(&mut byte);
+                let millis = u64::from(byte[0] % 8) * (attempt.min(8) as u64);
+                tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+            }
+            Err(e) => return Err(to_fault(e)),
+        }
+    }
 }

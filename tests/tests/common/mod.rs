@@ -583,6 +583,21 @@ pub fn run_ok(cloud: &Cloud, args: &[&str]) -> String {
 #[allow(unused_imports)] // not every test binary polls
 pub use cirrus_test_utils::eventually_blocking as eventually;
 
+/// A tiny (16 MiB virtual, sparse) qcow2 file `disk.qcow2` in `dir`, made with the real
+/// `qemu-img`: image data a hollow node can "boot" without a guest.
+pub fn tiny_qcow2(dir: &Path) -> PathBuf {
+    let path = dir.join("disk.qcow2");
+    let made = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&path)
+        .arg("16M")
+        .stdout(Stdio::null())
+        .status()
+        .expect("qemu-img is installed");
+    assert!(made.success(), "qemu-img create {}", path.display());
+    path
+}
+
 /// The test guest (kernel, initrd, root disk) in `target/guest`, built by
 /// `hack/build-guest.sh` (idempotent: nothing is done when it is up to date).
 pub fn guest_dir() -> PathBuf {

@@ -39,7 +39,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cirrus_auth::Action;
 use cirrus_crds::KindInfo;
-use cirrus_store::objects::{ObjectError, Part};
+use cirrus_store::objects::ObjectError;
 use serde_json::{Map, Value, json};
 
 use crate::ApiState;
@@ -552,46 +552,22 @@ pub(crate) async fn update_object<F>(
     kind: &'static KindInfo,
     project: &str,
     name: &str,
-    mut change: F,
+    change: F,
 ) -> Result<Value, Fault>
 where
     F: FnMut(&mut Value) -> Result<(), Fault>,
 {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let mut object = state
-            .store
-            .get(kind, Some(project), name)
-            .await
-            .map_err(from_store)?;
-        change(&mut object)?;
-        let writer = crate::admission::Writer::Caller(caller);
-        let change = crate::resources::Change::Replace(&object);
-        match crate::resources::write(
-            state,
-            writer,
-            kind,
-            Some(project),
-            name,
-            change,
-            Part::Main,
-            false,
-        )
-        .await
-        {
-            Ok(written) => return Ok(written),
-            Err(e) if e.code() == StatusCode::CONFLICT && attempt < UPDATE_ATTEMPTS => {
-                tracing::debug!(kind = kind.kind, %project, %name, attempt, "update raced, retrying");
-                // A little random backoff so the losers of a round do not collide again.
-                let mut byte = [0u8; 1];
-                let _ = getrandom::fill(&mut byte);
-                let millis = u64::from(byte[0] % 8) * (attempt.min(8) as u64);
-                tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
-            }
-            Err(e) => return Err(from_api(e)),
-        }
-    }
+    common::update_object(
+        state,
+        caller,
+        kind,
+        project,
+        name,
+        UPDATE_ATTEMPTS,
+        from_api,
+        change,
+    )
+    .await
 }
 
 /// `200` with `{key: value}`.

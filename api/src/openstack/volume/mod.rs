@@ -39,7 +39,6 @@ use axum::routing::{get, post};
 use cirrus_auth::Action;
 use cirrus_crds::KindInfo;
 use cirrus_crds::Resource as _;
-use cirrus_store::objects::Part;
 use serde_json::Value;
 
 use crate::ApiState;
@@ -292,38 +291,19 @@ pub(crate) async fn modify(
     kind: &'static KindInfo,
     project: &str,
     name: &str,
-    mut change: impl FnMut(&mut Value) -> Result<(), Fault>,
+    change: impl FnMut(&mut Value) -> Result<(), Fault>,
 ) -> Result<Value, Fault> {
-    for _ in 0..16 {
-        let mut object = state
-            .store
-            .get(kind, Some(project), name)
-            .await
-            .map_err(api_fault)?;
-        change(&mut object)?;
-        let writer = crate::admission::Writer::Caller(caller);
-        let change = crate::resources::Change::Replace(&object);
-        match crate::resources::write(
-            state,
-            writer,
-            kind,
-            Some(project),
-            name,
-            change,
-            Part::Main,
-            false,
-        )
-        .await
-        {
-            Ok(written) => return Ok(written),
-            Err(e) if e.code() == axum::http::StatusCode::CONFLICT => continue,
-            Err(e) => return Err(Fault::from_api(DIALECT, e)),
+    let to_fault = |e: crate::error::ApiError| {
+        if e.code() == StatusCode::CONFLICT {
+            Fault::conflict(
+                DIALECT,
+                format!("{} {name} keeps changing; try again.", kind.kind),
+            )
+        } else {
+            api_fault(e)
         }
-    }
-    Err(Fault::conflict(
-        DIALECT,
-        format!("{} {name} keeps changing; try again.", kind.kind),
-    ))
+    };
+    common::update_object(state, caller, kind, project, name, 16, to_fault, change).await
 }
 
 /// `true`/`false` as OpenStack services parse them (`oslo_utils.strutils.bool_from_string`,

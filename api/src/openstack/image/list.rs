@@ -143,6 +143,15 @@ pub(super) fn select(
             format!("Invalid visibility value: {v}"),
         ));
     }
+    // Attributes a listed image must equal exactly when the query names them.
+    let exact_filters = [
+        ("name", &query.name),
+        ("status", &query.status),
+        ("owner", &query.owner),
+        ("id", &query.id),
+        ("disk_format", &query.disk_format),
+        ("container_format", &query.container_format),
+    ];
     let protected = query
         .protected
         .as_deref()
@@ -193,35 +202,9 @@ pub(super) fn select(
         })
         .map(render)
         .filter(|i| {
-            matches_filter(
-                query.name.as_deref(),
-                i["name"].as_str().unwrap_or_default(),
-            )
-        })
-        .filter(|i| {
-            matches_filter(
-                query.status.as_deref(),
-                i["status"].as_str().unwrap_or_default(),
-            )
-        })
-        .filter(|i| {
-            matches_filter(
-                query.owner.as_deref(),
-                i["owner"].as_str().unwrap_or_default(),
-            )
-        })
-        .filter(|i| matches_filter(query.id.as_deref(), i["id"].as_str().unwrap_or_default()))
-        .filter(|i| {
-            matches_filter(
-                query.disk_format.as_deref(),
-                i["disk_format"].as_str().unwrap_or_default(),
-            )
-        })
-        .filter(|i| {
-            matches_filter(
-                query.container_format.as_deref(),
-                i["container_format"].as_str().unwrap_or_default(),
-            )
+            exact_filters.iter().all(|(field, wanted)| {
+                matches_filter(wanted.as_deref(), i[*field].as_str().unwrap_or_default())
+            })
         })
         .filter(|i| protected.is_none_or(|p| i["protected"].as_bool() == Some(p)))
         .filter(|i| size_min.is_none_or(|m| i["size"].as_u64().is_some_and(|s| s >= m)))
